@@ -1,0 +1,78 @@
+"""Errors that embedkit raises on purpose.
+
+Every message is one line that names the file, item or argument at fault and says
+what to do. The CLI prints ``str(error)`` and exits non-zero; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+
+class EmbedkitError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+    exit_code = 2
+
+
+class UserInputError(EmbedkitError, ValueError):
+    """A bad argument, a bad file or a bad item."""
+
+
+class MissingDependencyError(EmbedkitError, ImportError):
+    """An optional dependency is not installed; the message carries the install hint."""
+
+    exit_code = 3
+
+
+class StoreError(EmbedkitError):
+    """A feature store cannot be opened, read or written as asked."""
+
+
+class StoreMismatchError(StoreError):
+    """The store was made with another backbone, tap, preprocessing, dtype or schema."""
+
+    def __init__(self, path: str, field: str, stored: object, given: object):
+        self.path, self.field, self.stored, self.given = path, field, stored, given
+        super().__init__(
+            f"store {path!r} was made with a different {field} "
+            f"(store: {_short(stored)}; this run: {_short(given)}); "
+            "write to a new --out file, or delete the store to rebuild it"
+        )
+
+
+class ExportError(EmbedkitError):
+    """A backbone could not be exported, or its export failed verification."""
+
+
+class NotFittedError(EmbedkitError, _SklearnNotFittedError):
+    """A head was used before ``fit``; sklearn tooling recognises it."""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require(module: str, extra: str, purpose: str = ""):
+    """Import an optional dependency or raise :class:`MissingDependencyError` with a hint.
+
+    Examples
+    --------
+    >>> np = require("numpy", "cpu")
+    >>> require("not_a_real_module", "text", "the MiniLM backbone")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.MissingDependencyError: not_a_real_module is needed for the MiniLM backbone; \
+install it with: pip install 'embedkit[text]'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        what = f" for {purpose}" if purpose else ""
+        raise MissingDependencyError(
+            f"{module} is needed{what}; install it with: pip install 'embedkit[{extra}]'"
+        ) from exc
