@@ -1,0 +1,372 @@
+"""Reading the HDF5 feature store.
+
+Features are memory-mapped straight from the file when the dataset is contiguous and
+uncompressed (what ``StoreWriter`` writes), so random rows cost what ``np.load(...,
+mmap_mode="r")`` costs; other layouts fall back to h5py reads of contiguous blocks.
+
+    with FeatureStore("feats.h5") as fs:
+        X, y = fs.features(), fs.labels()
+        for xb, yb in fs.iter_batches(256, shuffle=True, seed=0):
+            ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError, UserInputError
+from embedkit.store import schema as S
+
+_IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class FeatureStore:
+    """A read-only view of an embedkit feature store.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.h5`` store written by ``embedkit extract`` or :meth:`from_arrays`.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
+    >>> X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> _ = FeatureStore.from_arrays(path, X, y=["a", "b", "a", "b", "a", "b"])
+    >>> with FeatureStore(path) as fs:
+    ...     print(len(fs), fs.taps, fs.label_names, fs.features(rows=[5, 0]).tolist())
+    6 ['features'] ['a', 'b'] [[10.0, 11.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no such store; create it with `embedkit extract`")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        if self._file.attrs.get("format") != S.FORMAT_NAME:
+            self._file.close()
+            raise StoreError(f"{self.path}: is not an embedkit feature store")
+        version = int(self._file.attrs["schema_version"])
+        if version > S.SCHEMA_VERSION:
+            self._file.close()
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this embedkit "
+                f"supports ({S.SCHEMA_VERSION}); upgrade embedkit"
+            )
+        self.fingerprint = S.Fingerprint.from_attrs(self._file.attrs)
+        self._maps: dict[str, np.ndarray | None] = {}
+
+    # -- context manager ---------------------------------------------------------------
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (memory maps already handed out stay valid)."""
+        self._maps.clear()
+        self._file.close()
+
+    def __len__(self) -> int:
+        return int(self._file[S.IDS].shape[0])
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, n={len(self)}, taps={self.taps})"
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def taps(self) -> list[str]:
+        """Tap (dataset) names, in the order the backbone declared them."""
+        return [t.name for t in self.fingerprint.tap_infos]
+
+    @property
+    def default_tap(self) -> str:
+        return self.taps[0]
+
+    def tap_info(self, tap: str | None = None) -> S.TapInfo:
+        """The :class:`TapInfo` of ``tap`` (name, per-item shape, pooling, stride, ...)."""
+        tap = self._tap(tap)
+        return next(t for t in self.fingerprint.tap_infos if t.name == tap)
+
+    @property
+    def provenance(self) -> dict:
+        """All root attributes: schema, versions, backbone hash, preprocessing, runs, ..."""
+        out = {}
+        for key, value in self._file.attrs.items():
+            value = _text(value)
+            if key in ("taps", "preprocess", "runs") and isinstance(value, str):
+                value = json.loads(value)
+            out[key] = value.item() if hasattr(value, "item") else value
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the store file in bytes."""
+        return self.path.stat().st_size
+
+    # -- columns -----------------------------------------------------------------------
+    def ids(self, rows=None) -> np.ndarray:
+        """Item ids as an array of ``str``."""
+        raw = self._file[S.IDS].asstr()[...]
+        return np.asarray(raw if rows is None else raw[_as_index(rows)], dtype=object).astype(str)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(len(self._file[S.LABEL_NAMES])) and bool((self._file[S.LABELS][:] >= 0).any())
+
+    def labels(self, rows=None) -> np.ndarray:
+        """Integer labels (``-1`` where unlabelled); index into :attr:`label_names`."""
+        if not self.has_labels:
+            raise StoreError(
+                f"{self.path}: has no labels; extract from a folder with one subfolder per "
+                "class, a CSV/JSONL with --label-column, or an array with --labels labels.npy"
+            )
+        y = self._file[S.LABELS][:]
+        return y if rows is None else y[_as_index(rows)]
+
+    @property
+    def label_names(self) -> list[str]:
+        return [_text(v) for v in self._file[S.LABEL_NAMES][:]]
+
+    def splits(self, rows=None) -> np.ndarray:
+        """The stored split of each row: ``"train"``, ``"val"``, ``"test"`` or ``""``."""
+        s = self._file[S.SPLIT][:].astype(str)
+        return s if rows is None else s[_as_index(rows)]
+
+    def bad_items(self) -> list[dict]:
+        """Items skipped with ``--skip-bad``: ``{"id", "reason"}`` dicts."""
+        g = self._file[S.BAD]
+        return [{"id": _text(i), "reason": _text(r)} for i, r in zip(g["ids"][:], g["reasons"][:])]
+
+    # -- features ----------------------------------------------------------------------
+    def features(self, tap: str | None = None, rows=None, dtype=np.float32) -> np.ndarray:
+        """Features of ``tap`` as an in-memory array ``(n, *shape)``.
+
+        ``rows`` is None (all), a slice, or integer indices in any order.
+        """
+        tap = self._tap(tap)
+        mm = self._memmap(tap)
+        if mm is not None:
+            out = mm[...] if rows is None else mm[_as_index(rows)]
+            return np.array(out, dtype=dtype or mm.dtype, copy=True)
+        ds = self._file[f"{S.FEATURES}/{tap}"]
+        if rows is None:
+            out = np.empty(ds.shape, dtype=ds.dtype)
+            if out.size:
+                ds.read_direct(out)
+        else:
+            idx = _as_index(rows)
+            if isinstance(idx, slice):
+                out = ds[idx]
+            else:
+                idx = np.asarray(idx, dtype=np.int64)
+                uniq, inverse = np.unique(idx, return_inverse=True)
+                out = ds[uniq][inverse] if len(uniq) else np.empty((0, *ds.shape[1:]), ds.dtype)
+        return out.astype(dtype or out.dtype, copy=False)
+
+    def iter_batches(
+        self,
+        batch_size: int = 256,
+        *,
+        tap: str | None = None,
+        rows=None,
+        shuffle: bool = False,
+        seed: int | None = None,
+        labels: bool = True,
+        memory_limit: int = _IN_MEMORY_BYTES,
+        block_rows: int = 8192,
+        buffer_blocks: int = 4,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yield ``(X, y)`` minibatches (``y`` is None with ``labels=False``).
+
+        When the selection fits in ``memory_limit`` bytes it is loaded once and shuffled
+        fully. Otherwise contiguous blocks of ``block_rows`` are read in shuffled order and
+        shuffled inside a buffer of ``buffer_blocks`` blocks, so memory stays bounded and
+        reads stay sequential (random-row reads from HDF5 are 10-100x slower).
+        """
+        if batch_size < 1:
+            raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
+        tap = self._tap(tap)
+        sel = np.arange(len(self)) if rows is None else np.arange(len(self))[_as_index(rows)]
+        y_all = self._file[S.LABELS][:] if labels else None
+        if labels and not self.has_labels:
+            self.labels()  # raises with the hint
+        rng = np.random.default_rng(seed)
+        info = self.tap_info(tap)
+        row_bytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
+        if len(sel) * row_bytes <= memory_limit:
+            X = self.features(tap, rows=sel)
+            order = rng.permutation(len(sel)) if shuffle else np.arange(len(sel))
+            for lo in range(0, len(sel), batch_size):
+                take = order[lo : lo + batch_size]
+                yield X[take], (y_all[sel[take]] if labels else None)
+            return
+        sel = np.sort(sel) if shuffle else sel
+        blocks = [sel[lo : lo + block_rows] for lo in range(0, len(sel), block_rows)]
+        if shuffle:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        carry_x = carry_r = None
+        for start in range(0, len(blocks), buffer_blocks):
+            group = blocks[start : start + buffer_blocks]
+            r = np.concatenate(group)
+            x = np.concatenate([self._read_block(tap, b) for b in group])
+            if carry_x is not None:
+                x, r = np.concatenate([carry_x, x]), np.concatenate([carry_r, r])
+            if shuffle:
+                perm = rng.permutation(len(r))
+                x, r = x[perm], r[perm]
+            last = start + buffer_blocks >= len(blocks)
+            n_full = len(r) if last else (len(r) // batch_size) * batch_size
+            for lo in range(0, n_full, batch_size):
+                rb = r[lo : lo + batch_size]
+                yield x[lo : lo + batch_size], (y_all[rb] if labels else None)
+            carry_x, carry_r = x[n_full:], r[n_full:]
+
+    def _read_block(self, tap: str, rows: np.ndarray) -> np.ndarray:
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        block = self.features(tap, rows=slice(lo, hi))
+        return block[rows - lo]
+
+    def split(
+        self, *, val: float = 0.1, test: float = 0.2, seed: int = 0, stratify: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Row indices of a train/val/test split.
+
+        The stored split column wins where it is set. A missing val (or test) part is
+        carved from the train rows, stratified by label when there are labels, with a
+        fixed ``seed``: the same call gives the same split.
+        """
+        from sklearn.model_selection import train_test_split
+
+        stored = self.splits()
+        parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
+        unassigned = np.flatnonzero(stored == "")
+        if len(unassigned) == len(stored):
+            parts["train"] = unassigned
+        y = self._file[S.LABELS][:]
+        for name, frac in (("test", test), ("val", val)):
+            if len(parts[name]) or frac <= 0:
+                continue
+            pool = parts["train"]
+            total = len(stored) if name == "test" else len(pool) + len(parts["test"])
+            n_take = int(round(frac * total))
+            if n_take <= 0 or n_take >= len(pool):
+                continue
+            strat = (
+                y[pool] if stratify and self.has_labels and _stratifiable(y[pool], n_take) else None
+            )
+            keep, take = train_test_split(pool, test_size=n_take, random_state=seed, stratify=strat)
+            parts["train"], parts[name] = np.sort(keep), np.sort(take)
+        return parts
+
+    def torch_dataset(self, tap: str | None = None, rows=None):
+        """A ``torch.utils.data.Dataset`` of ``(x, y)`` float32/int64 tensors (needs torch)."""
+        from embedkit.errors import require
+
+        torch = require("torch", "torch", "FeatureStore.torch_dataset")
+        X = torch.from_numpy(self.features(tap, rows=rows))
+        y = torch.from_numpy(self.labels(rows)) if self.has_labels else torch.full((len(X),), -1)
+        return torch.utils.data.TensorDataset(X, y)
+
+    # -- internals ---------------------------------------------------------------------
+    def _tap(self, tap: str | None) -> str:
+        if tap is None:
+            return self.default_tap
+        if tap not in self.taps:
+            raise UserInputError(
+                f"{self.path}: has no tap {tap!r}; its taps are: {', '.join(self.taps)}"
+            )
+        return tap
+
+    def _memmap(self, tap: str) -> np.ndarray | None:
+        if tap not in self._maps:
+            ds = self._file[f"{S.FEATURES}/{tap}"]
+            offset = ds.id.get_offset()
+            ok = ds.chunks is None and ds.compression is None and offset is not None
+            self._maps[tap] = (
+                np.memmap(self.path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+                if ok and ds.size
+                else None
+            )
+        return self._maps[tap]
+
+    @classmethod
+    def from_arrays(
+        cls, path, X, y=None, *, ids=None, label_names=None, splits=None, tap="features"
+    ):
+        """Write in-memory features into a new store (bring your own features).
+
+        ``X`` is an array ``(N, ...)`` or a dict of them keyed by tap name; ``y`` holds
+        integer labels (named by ``label_names``) or class names; ``splits`` holds
+        ``"train"``/``"val"``/``"test"``/``""`` per row. Returns the opened store.
+        """
+        from embedkit.store.writer import StoreWriter, sha256_bytes
+
+        path = Path(path)
+        if path.exists():
+            raise UserInputError(f"{path}: already exists; choose a new path or delete it first")
+        arrays = X if isinstance(X, dict) else {tap: X}
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        n = len(next(iter(arrays.values())))
+        dtype = "float16" if all(a.dtype == np.float16 for a in arrays.values()) else "float32"
+        taps = [S.TapInfo(k, v.shape[1:], dtype=dtype) for k, v in arrays.items()]
+        fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
+        ids = [str(i) for i in (range(n) if ids is None else ids)]
+        names = _label_names(y, label_names, n)
+        writer = StoreWriter(path, fp, provenance={"source": "arrays"})
+        first = next(iter(arrays.values()))
+        digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
+        writer.plan(ids, digests)
+        bs = 4096
+        writer.begin(ids, bs)
+        for b, lo in enumerate(range(0, n, bs)):
+            hi = min(n, lo + bs)
+            writer.write_batch(
+                b,
+                ids[lo:hi],
+                digests[lo:hi],
+                names[lo:hi],
+                None if splits is None else [str(s) or None for s in splits[lo:hi]],
+                {k: v[lo:hi] for k, v in arrays.items()},
+            )
+        writer.commit()
+        return cls(path)
+
+
+def _label_names(y, label_names, n) -> list[str | None]:
+    if y is None:
+        return [None] * n
+    y = np.asarray(y)
+    if len(y) != n:
+        raise UserInputError(f"y has {len(y)} labels for {n} rows")
+    if y.dtype.kind in "iu":
+        names = (
+            label_names if label_names is not None else [str(c) for c in range(int(y.max()) + 1)]
+        )
+        return [None if v < 0 else str(names[v]) for v in y.tolist()]
+    return [None if v in ("", None) else str(v) for v in y.tolist()]
+
+
+def _stratifiable(y: np.ndarray, n_take: int) -> bool:
+    _, counts = np.unique(y, return_counts=True)
+    return counts.min() >= 2 and n_take >= len(counts) and len(y) - n_take >= len(counts)
+
+
+def _as_index(rows):
+    if isinstance(rows, slice):
+        return rows
+    return np.asarray(rows, dtype=np.int64)

@@ -1,0 +1,173 @@
+"""The HDF5 feature store's schema: names, versions, tap descriptions and fingerprints.
+
+Everything a store file holds is named here, so that the writer, the reader and
+``docs/store-format.md`` agree. A store is readable by plain h5py:
+
+    >>> import h5py                                          # doctest: +SKIP
+    >>> f = h5py.File("feats.h5")                            # doctest: +SKIP
+    >>> f["features/pool"].shape, f["ids"][:3], f.attrs["backbone_sha256"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "embedkit-feature-store"
+
+# Dataset names (see docs/store-format.md).
+IDS = "ids"  # (N,) variable-length UTF-8: unique item ids
+DIGESTS = "digests"  # (N,) S64: sha256 hex of each item's raw content
+LABELS = "labels"  # (N,) int64: class index, -1 where unlabelled
+LABEL_NAMES = "label_names"  # (K,) variable-length UTF-8: class names, index = label
+SPLIT = "split"  # (N,) S8: "train" / "val" / "test" / "" (unset)
+FEATURES = "features"  # group: one (N, *shape) dataset per tap
+BAD = "bad"  # group: ids, digests and reasons of items skipped with --skip-bad
+
+SPLITS = ("train", "val", "test")
+STORAGE_DTYPES = ("float32", "float16")
+POOLINGS = ("none", "avg", "max", "avgmax", "gem", "mean", "cls")
+
+# Fields of the fingerprint, in the order a mismatch is reported.
+FINGERPRINT_FIELDS = ("schema_version", "backbone_sha256", "taps", "preprocess", "dtype")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    """One feature set in the store: what the backbone's tap produces per item.
+
+    Examples
+    --------
+    >>> TapInfo("pool", shape=(1280,), pooling="avg", stride=32).to_dict()["shape"]
+    [1280]
+    """
+
+    name: str  # dataset name under /features, e.g. "pool" or "blocks.10"
+    shape: tuple[int, ...]  # per-item shape, no batch axis: (D,) or (C, H, W)
+    pooling: str = "none"  # one of POOLINGS
+    stride: int | None = None  # spatial reduction of the input, None for pooled/text taps
+    layer: str | None = None  # the backbone layer the tap reads from
+    output: str | None = None  # the ONNX output name that feeds this tap
+    dtype: str = "float32"  # storage dtype
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if not self.name or "/" in self.name:
+            raise ValueError(f"tap name {self.name!r} must be non-empty and contain no '/'")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TapInfo:
+        keys = {"name", "shape", "pooling", "stride", "layer", "output", "dtype"}
+        return cls(**{k: v for k, v in d.items() if k in keys})
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What makes two extractions interchangeable: rows may be mixed only if all fields match.
+
+    Examples
+    --------
+    >>> a = Fingerprint.create("ab" * 32, [TapInfo("pool", (8,))], {"kind": "array"})
+    >>> b = Fingerprint.create("cd" * 32, [TapInfo("pool", (8,))], {"kind": "array"})
+    >>> a.first_difference(b)
+    'backbone_sha256'
+    """
+
+    schema_version: int
+    backbone_sha256: str  # sha256 of the ONNX file's bytes ("arrays" for user-supplied features)
+    taps: str  # canonical JSON of the TapInfo dicts
+    preprocess: str  # canonical JSON of the preprocessing spec
+    dtype: str  # storage dtype
+    tap_infos: tuple[TapInfo, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        backbone_sha256: str,
+        taps: list[TapInfo] | tuple[TapInfo, ...],
+        preprocess: dict | None,
+        dtype: str = "float32",
+    ) -> Fingerprint:
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(
+                f"dtype {dtype!r} is not valid; use one of {', '.join(STORAGE_DTYPES)}"
+            )
+        taps = tuple(TapInfo.from_dict({**t.to_dict(), "dtype": dtype}) for t in taps)
+        if not taps:
+            raise ValueError("a store needs at least one tap")
+        names = [t.name for t in taps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tap names must be unique, got {names}")
+        return cls(
+            schema_version=SCHEMA_VERSION,
+            backbone_sha256=str(backbone_sha256),
+            taps=canonical_json([t.to_dict() for t in taps]),
+            preprocess=canonical_json(preprocess or {}),
+            dtype=dtype,
+            tap_infos=taps,
+        )
+
+    @classmethod
+    def from_attrs(cls, attrs) -> Fingerprint:
+        taps = json.loads(_text(attrs["taps"]))
+        return cls(
+            schema_version=int(attrs["schema_version"]),
+            backbone_sha256=_text(attrs["backbone_sha256"]),
+            taps=canonical_json(taps),
+            preprocess=canonical_json(json.loads(_text(attrs["preprocess"]))),
+            dtype=_text(attrs["dtype"]),
+            tap_infos=tuple(TapInfo.from_dict(t) for t in taps),
+        )
+
+    def to_attrs(self) -> dict:
+        return {
+            "schema_version": self.schema_version,
+            "backbone_sha256": self.backbone_sha256,
+            "taps": self.taps,
+            "preprocess": self.preprocess,
+            "dtype": self.dtype,
+            "fingerprint": self.digest,
+        }
+
+    @property
+    def digest(self) -> str:
+        """sha256 over all fingerprint fields."""
+        payload = canonical_json({f: getattr(self, f) for f in FINGERPRINT_FIELDS})
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def first_difference(self, other: Fingerprint) -> str | None:
+        """Name of the first field that differs, or None when the fingerprints match."""
+        for name in FINGERPRINT_FIELDS:
+            if getattr(self, name) != getattr(other, name):
+                return name
+        return None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def rows_per_chunk(row_nbytes: int, target_bytes: int = 1 << 20) -> int:
+    """Rows per HDF5 chunk so that a chunk holds about ``target_bytes`` (whole rows)."""
+    return max(1, target_bytes // max(1, row_nbytes))
