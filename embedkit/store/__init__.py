@@ -2,7 +2,7 @@
 
 from embedkit.store.reader import FeatureStore
 from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
-from embedkit.store.writer import CommitSummary, StoreWriter, sha256_bytes
+from embedkit.store.writer import CommitSummary, StoreWriter, set_splits, sha256_bytes
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -11,5 +11,6 @@ __all__ = [
     "Fingerprint",
     "StoreWriter",
     "TapInfo",
+    "set_splits",
     "sha256_bytes",
 ]

@@ -242,17 +242,23 @@ class FeatureStore:
         return block[rows - lo]
 
     def split(
-        self, *, val: float = 0.1, test: float = 0.2, seed: int = 0, stratify: bool = True
+        self,
+        *,
+        val: float = 0.1,
+        test: float = 0.2,
+        seed: int = 0,
+        stratify: bool = True,
+        use_stored: bool = True,
     ) -> dict[str, np.ndarray]:
         """Row indices of a train/val/test split.
 
-        The stored split column wins where it is set. A missing val (or test) part is
-        carved from the train rows, stratified by label when there are labels, with a
-        fixed ``seed``: the same call gives the same split.
+        The stored split column wins where it is set (unless ``use_stored=False``). A
+        missing val (or test) part is carved from the train rows, stratified by label when
+        there are labels, with a fixed ``seed``: the same call gives the same split.
         """
         from sklearn.model_selection import train_test_split
 
-        stored = self.splits()
+        stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
         parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
         unassigned = np.flatnonzero(stored == "")
         if len(unassigned) == len(stored):
@@ -327,7 +333,10 @@ class FeatureStore:
         fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
         ids = [str(i) for i in (range(n) if ids is None else ids)]
         names = _label_names(y, label_names, n)
-        writer = StoreWriter(path, fp, provenance={"source": "arrays"})
+        declared = label_names if label_names is not None else sorted({v for v in names if v})
+        if y is not None and np.asarray(y).dtype.kind in "iu" and label_names is None:
+            declared = [str(c) for c in range(int(np.max(y)) + 1)]
+        writer = StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared)
         first = next(iter(arrays.values()))
         digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
         writer.plan(ids, digests)

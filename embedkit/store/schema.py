@@ -122,7 +122,7 @@ class Fingerprint:
         return cls(
             schema_version=SCHEMA_VERSION,
             backbone_sha256=str(backbone_sha256),
-            taps=canonical_json([t.to_dict() for t in taps]),
+            taps=_taps_json(taps),
             preprocess=canonical_json(preprocess or {}),
             dtype=dtype,
             tap_infos=taps,
@@ -130,14 +130,17 @@ class Fingerprint:
 
     @classmethod
     def from_attrs(cls, attrs) -> Fingerprint:
-        taps = json.loads(_text(attrs["taps"]))
+        dtype = _text(attrs["dtype"])
+        taps = tuple(
+            TapInfo.from_dict({**t, "dtype": dtype}) for t in json.loads(_text(attrs["taps"]))
+        )
         return cls(
             schema_version=int(attrs["schema_version"]),
             backbone_sha256=_text(attrs["backbone_sha256"]),
-            taps=canonical_json(taps),
+            taps=_taps_json(taps),
             preprocess=canonical_json(json.loads(_text(attrs["preprocess"]))),
-            dtype=_text(attrs["dtype"]),
-            tap_infos=tuple(TapInfo.from_dict(t) for t in taps),
+            dtype=dtype,
+            tap_infos=taps,
         )
 
     def to_attrs(self) -> dict:
@@ -162,6 +165,11 @@ class Fingerprint:
             if getattr(self, name) != getattr(other, name):
                 return name
         return None
+
+
+def _taps_json(taps) -> str:
+    # The storage dtype is its own fingerprint field, so it is left out of the taps.
+    return canonical_json([{k: v for k, v in t.to_dict().items() if k != "dtype"} for t in taps])
 
 
 def _text(value) -> str:

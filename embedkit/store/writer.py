@@ -64,10 +64,22 @@ class StoreWriter:
         with :class:`~embedkit.errors.StoreMismatchError` naming the field.
     provenance : dict, optional
         Extra facts recorded with this run (provider, model path, source, ...).
+    label_names : sequence of str, optional
+        The class names in index order (e.g. sorted folder names). Names already in the
+        store keep their index; other names are appended in this order, then in order of
+        first appearance.
     """
 
-    def __init__(self, path, fingerprint: S.Fingerprint, *, provenance: dict | None = None):
+    def __init__(
+        self,
+        path,
+        fingerprint: S.Fingerprint,
+        *,
+        provenance: dict | None = None,
+        label_names: Sequence[str] | None = None,
+    ):
         self.path = Path(path)
+        self.label_names = [str(n) for n in (label_names or [])]
         self.fingerprint = fingerprint
         self.provenance = dict(provenance or {})
         self.journal = Path(str(self.path) + ".journal")
@@ -214,6 +226,7 @@ class StoreWriter:
         old_ids = old.ids if old is not None else []
         index = {item_id: i for i, item_id in enumerate(old_ids)}
         label_names = list(old.label_names) if old is not None else []
+        label_names += [n for n in self.label_names if n not in label_names]
         # Pass 1: the new ids, in journal (= source) order, and the final label names.
         new_ids: list[str] = []
         replaced = 0
@@ -477,3 +490,31 @@ def _now() -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data`` (the per-item content digest)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def set_splits(path, splits: Sequence[str]) -> None:
+    """Replace the split column of the store at ``path`` atomically.
+
+    The store is copied, the column rewritten in the copy and the copy renamed over the
+    original, so a crash leaves the old store intact.
+    """
+    path = Path(path)
+    existing = _read_existing(path)
+    if existing is None:
+        raise StoreError(f"{path}: no such store; create it with `embedkit extract`")
+    values = np.asarray([_check_split(s) for s in splits], dtype="S8")
+    if len(values) != len(existing.ids):
+        raise UserInputError(f"{len(values)} split values for {len(existing.ids)} rows in {path}")
+    tmp = Path(f"{path}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            f[S.SPLIT][...] = values
+            f.attrs["updated"] = _now()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,65 @@
+"""Shared fixtures: one autouse seed, a tiny dataset, and a small real store."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """300 x 16 float32 features, 3 classes (sklearn make_classification, random_state=0)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=300, n_features=16, n_informative=8, n_classes=3, random_state=0
+    )
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture
+def tiny_store(tmp_path, tiny_data):
+    """A real HDF5 store of ``tiny_data`` with a 70/30 train/test split."""
+    from embedkit.store import FeatureStore
+
+    X, y = tiny_data
+    splits = np.where(np.arange(len(y)) % 10 < 7, "train", "test")
+    FeatureStore.from_arrays(
+        tmp_path / "tiny.h5", X, y, label_names=["a", "b", "c"], splits=splits
+    ).close()
+    return tmp_path / "tiny.h5"
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None):
+    """Run ``python -m embedkit ARGS`` in a subprocess; return the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [PYTHON, "-m", "embedkit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=full_env,
+    )
