@@ -1,0 +1,72 @@
+"""``embedkit extract MODEL.onnx SOURCE --out STORE``: run a graph over data into a store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the ``extract`` subcommand."""
+    p = subparsers.add_parser(
+        "extract",
+        help="run an ONNX model over images, text or arrays into a feature store",
+        description="Run any ONNX model over a dataset with ONNX Runtime and cache the "
+        "features in an HDF5 store. Items already in the store are skipped; an interrupted "
+        "run resumes where it stopped.",
+    )
+    p.add_argument("model", help="the .onnx file (e.g. from `embedkit export`)")
+    p.add_argument("source", help="an image folder (one subfolder per class), .txt, .csv, "
+                   ".jsonl or .npy")  # fmt: skip
+    p.add_argument("--out", required=True, help="the HDF5 store to create or extend")
+    p.add_argument("--batch-size", type=int, default=32, help="items per batch (default 32)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2,
+                   help="threads preprocessing batches ahead of inference (default 2)")  # fmt: skip
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="storage dtype (default float32)")  # fmt: skip
+    p.add_argument("--tap", action="append", dest="taps", metavar="T",
+                   help="store only this tap (repeatable; default all)")  # fmt: skip
+    p.add_argument("--preprocess", metavar="FILE.json",
+                   help="preprocessing spec overriding the model's metadata")  # fmt: skip
+    p.add_argument("--labels", metavar="labels.npy", help="labels for a .npy source")
+    p.add_argument("--split", choices=("train", "val", "test"),
+                   help="tag every item with this split")  # fmt: skip
+    p.add_argument("--id-prefix", metavar="P",
+                   help='prefix for item ids (default "<split>/" with --split)')  # fmt: skip
+    p.add_argument("--text-column", metavar="C", help="CSV/JSONL text column (default text)")
+    p.add_argument("--label-column", metavar="C",
+                   help="CSV/JSONL label column (default label, when present)")  # fmt: skip
+    p.add_argument("--skip-bad", action="store_true",
+                   help="record undecodable items in the store and go on")  # fmt: skip
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N items")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract and print a one-line summary."""
+    from embedkit.extract import extract
+
+    summary = extract(
+        args.model,
+        args.source,
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        dtype=args.dtype,
+        taps=args.taps,
+        preprocess=args.preprocess,
+        labels=args.labels,
+        split=args.split,
+        id_prefix=args.id_prefix,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        skip_bad=args.skip_bad,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(summary)
+    return 0

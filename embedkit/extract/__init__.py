@@ -1,0 +1,35 @@
+"""Run any ONNX graph over a dataset with ONNX Runtime, into the feature store.
+
+    embedkit extract lite0.onnx images/ --out feats.h5
+    embedkit extract minilm.onnx fortunes.jsonl --out text.h5 --label-column topic
+
+>>> from embedkit.extract import extract
+>>> summary = extract("lite0.onnx", "images/", "feats.h5", batch_size=64)  # doctest: +SKIP
+
+This package imports without torch and never imports ``embedkit.backbones``: the ONNX
+file and its ``embedkit.*`` metadata are the contract (docs/architecture.md).
+"""
+
+from embedkit.extract.model import ModelSpec, TapSpec, load_model
+from embedkit.extract.pipeline import ExtractConfig, ExtractSummary, extract
+from embedkit.extract.preprocess import ArraySpec, ImageSpec, TextSpec, parse_preprocess
+from embedkit.extract.providers import Runner, select_providers
+from embedkit.extract.sources import Listing, Source, open_source
+
+__all__ = [
+    "ArraySpec",
+    "ExtractConfig",
+    "ExtractSummary",
+    "ImageSpec",
+    "Listing",
+    "ModelSpec",
+    "Runner",
+    "Source",
+    "TapSpec",
+    "TextSpec",
+    "extract",
+    "load_model",
+    "open_source",
+    "parse_preprocess",
+    "select_providers",
+]

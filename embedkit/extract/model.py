@@ -1,0 +1,239 @@
+"""Read an ONNX file as extract sees it: its inputs, taps and preprocessing.
+
+The ONNX file and its ``embedkit.*`` metadata are the contract with ``backbones``
+(docs/architecture.md, Contract 1); nothing here imports torch or ``backbones``.
+A plain ONNX file works too: its taps are all graph outputs and its preprocessing
+comes from a sidecar ``MODEL.onnx.json`` or ``--preprocess FILE.json``.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --tap pool
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedkit.errors import UserInputError
+from embedkit.extract.preprocess import PreprocessSpec, parse_preprocess
+
+# ONNX TensorProto element types -> numpy dtype names (the ones a feature graph uses).
+_ONNX_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    6: "int32",
+    7: "int64",
+    10: "float16",
+    11: "float64",
+}
+
+
+@dataclass(frozen=True)
+class GraphTensor:
+    """One graph input or output: its name, numpy dtype and shape (``None`` = dynamic)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]  # including the batch axis
+
+
+@dataclass(frozen=True)
+class TapSpec:
+    """A graph output that extract stores, as described by ``embedkit.taps``."""
+
+    name: str  # the dataset name in the store
+    output: str  # the ONNX output name
+    shape: tuple[int, ...] | None  # per-item shape; None until known (plain ONNX, dynamic)
+    pooling: str = "none"  # none, avg, max, avgmax, gem, mean, cls
+    stride: int | None = None  # spatial reduction, or None
+    layer: str = ""  # the backbone layer it was tapped from
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything extract needs to know about an ONNX file before running it."""
+
+    path: Path
+    sha256: str  # of the file bytes (graph, weights and metadata)
+    inputs: tuple[GraphTensor, ...]
+    outputs: tuple[GraphTensor, ...]
+    taps: tuple[TapSpec, ...]
+    preprocess: PreprocessSpec | None  # None: the source's items are fed as they are
+    tokenizer: str | None = None  # the tokenizer.json content, text models only
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def input(self, name: str) -> GraphTensor:
+        """Return the graph input called ``name``, or raise naming the valid ones."""
+        for tensor in self.inputs:
+            if tensor.name == name:
+                return tensor
+        valid = ", ".join(t.name for t in self.inputs)
+        raise UserInputError(
+            f"{self.path}: the preprocessing names input {name!r} but the graph has: {valid}; "
+            "fix 'input' in the preprocessing spec"
+        )
+
+
+def load_model(
+    path: str | Path,
+    *,
+    preprocess: str | Path | dict | None = None,
+    taps: list[str] | tuple[str, ...] | None = None,
+) -> ModelSpec:
+    """Read an ONNX file's inputs, outputs, taps and preprocessing without running it.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any ONNX file; ``embedkit.*`` metadata is used when present.
+    preprocess : str, Path or dict, optional
+        A preprocessing spec (or a JSON file holding one, bare or as ``{"preprocess": ...}``)
+        that overrides the metadata and the ``MODEL.onnx.json`` sidecar.
+    taps : list of str, optional
+        The tap names to keep (default: all of them).
+
+    Examples
+    --------
+    >>> spec = load_model("lite0.onnx", taps=["pool"])  # doctest: +SKIP
+    >>> spec.taps[0].shape  # doctest: +SKIP
+    (1280,)
+    """
+    onnx = _import_onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such model file; pass the path of an .onnx file")
+    data = path.read_bytes()
+    try:
+        proto = onnx.ModelProto.FromString(data)  # external weights stay on disk
+    except Exception as exc:  # onnx raises DecodeError, RuntimeError, ...
+        raise UserInputError(
+            f"{path}: not an ONNX model ({type(exc).__name__}); pass an .onnx file, "
+            "e.g. one written by `embedkit export`"
+        ) from exc
+    graph = proto.graph
+    if not graph.output:
+        raise UserInputError(f"{path}: not an ONNX model (no graph outputs); pass an .onnx file")
+    initializers = {init.name for init in graph.initializer}
+    inputs = tuple(_tensor(v) for v in graph.input if v.name not in initializers)
+    outputs = tuple(_tensor(v) for v in graph.output)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return ModelSpec(
+        path=path,
+        sha256=_sha256(path, data, graph),
+        inputs=inputs,
+        outputs=outputs,
+        taps=_select_taps(path, _read_taps(path, meta, outputs), taps),
+        preprocess=_read_preprocess(path, meta, preprocess),
+        tokenizer=meta.get("embedkit.tokenizer"),
+        metadata=meta,
+    )
+
+
+def _sha256(path: Path, data: bytes, graph) -> str:
+    """sha256 of the file, followed by any external-data files its weights live in."""
+    digest = hashlib.sha256(data)
+    locations = sorted(
+        {
+            entry.value
+            for init in graph.initializer
+            for entry in init.external_data
+            if entry.key == "location"
+        }
+    )
+    for location in locations:
+        external = path.parent / location
+        if external.is_file():
+            with open(external, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _import_onnx():
+    from embedkit.errors import require
+
+    return require("onnx", "cpu", "reading ONNX files")
+
+
+def _tensor(value) -> GraphTensor:
+    ttype = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+    return GraphTensor(value.name, _ONNX_DTYPES.get(ttype.elem_type, "float32"), dims)
+
+
+def _json(path: Path, key: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg})") from exc
+
+
+def _read_taps(path: Path, meta: dict[str, str], outputs: tuple[GraphTensor, ...]):
+    by_name = {o.name: o for o in outputs}
+    if "embedkit.taps" not in meta:  # a plain ONNX file: every output is a tap
+        return [TapSpec(o.name, o.name, _item_shape(o.shape)) for o in outputs]
+    taps = []
+    for item in _json(path, "embedkit.taps", meta["embedkit.taps"]):
+        output = item.get("output", item["name"])
+        if output not in by_name:
+            raise UserInputError(
+                f"{path}: tap {item['name']!r} names output {output!r}, which the graph lacks "
+                f"(outputs: {', '.join(by_name)}); re-export the model"
+            )
+        shape = item.get("shape")
+        taps.append(
+            TapSpec(
+                name=item["name"],
+                output=output,
+                shape=tuple(shape) if shape else _item_shape(by_name[output].shape),
+                pooling=item.get("pooling") or "none",
+                stride=item.get("stride"),
+                layer=item.get("layer") or "",
+            )
+        )
+    return taps
+
+
+def _item_shape(shape: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    per_item = shape[1:]
+    return None if any(d is None for d in per_item) else tuple(per_item)
+
+
+def _select_taps(path: Path, taps: list[TapSpec], wanted) -> tuple[TapSpec, ...]:
+    if not wanted:
+        return tuple(taps)
+    by_name = {t.name: t for t in taps}
+    unknown = [w for w in wanted if w not in by_name]
+    if unknown:
+        raise UserInputError(
+            f"{path}: unknown tap {unknown[0]!r}; this model has: {', '.join(by_name)}"
+        )
+    return tuple(by_name[w] for w in dict.fromkeys(wanted))
+
+
+def _read_preprocess(path: Path, meta: dict[str, str], override) -> PreprocessSpec | None:
+    if override is not None:
+        if isinstance(override, dict):
+            return parse_preprocess(override.get("preprocess", override), "--preprocess")
+        return _preprocess_file(Path(override))
+    sidecar = path.with_name(path.name + ".json")
+    if sidecar.is_file():
+        return _preprocess_file(sidecar)
+    if "embedkit.preprocess" in meta:
+        raw = _json(path, "embedkit.preprocess", meta["embedkit.preprocess"])
+        return parse_preprocess(raw, f"{path} metadata")
+    return None
+
+
+def _preprocess_file(file: Path) -> PreprocessSpec:
+    if not file.is_file():
+        raise UserInputError(f"{file}: no such preprocessing file; pass a JSON spec")
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{file}: not a JSON preprocessing spec ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{file}: expected a JSON object with a 'kind' key")
+    return parse_preprocess(raw.get("preprocess", raw), str(file))

@@ -1,0 +1,354 @@
+"""Run an ONNX graph over a source into the feature store, resumably.
+
+A thread pool reads and preprocesses the next batches while ONNX Runtime runs the
+current one (PIL and tokenizers release the GIL), and a writer thread journals the
+results, so decoding, inference and writing overlap. Batch ``b`` always holds the same
+items, so a run killed at any point and started again gives a bit-identical store.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+from embedkit.extract.model import ModelSpec, load_model
+from embedkit.extract.preprocess import (
+    BadItem,
+    ImageSpec,
+    check_item_shape,
+    make_preprocessor,
+    spec_dict,
+)
+from embedkit.extract.providers import Runner, select_providers
+from embedkit.extract.sources import ArraySource, Listing, Source, open_source
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How to run an extraction; every field is also an ``embedkit extract`` option."""
+
+    batch_size: int = 32  # items per session.run; also the unit of resume
+    device: str = "auto"  # auto (CUDA when available), cpu or cuda
+    workers: int = 2  # threads that read and preprocess batches ahead of inference
+    dtype: str = "float32"  # storage dtype: float32 or float16
+    taps: tuple[str, ...] | None = None  # tap names to store (default: all)
+    preprocess: str | Path | dict | None = None  # overrides the model's preprocessing spec
+    labels: str | Path | None = None  # labels.npy for a .npy source
+    split: str | None = None  # tag every item with train, val or test
+    id_prefix: str | None = None  # prepended to ids (default "<split>/" with split)
+    text_column: str | None = None  # CSV/JSONL text column (default "text")
+    label_column: str | None = None  # CSV/JSONL label column (default "label" if present)
+    skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
+    limit: int | None = None  # use only the first N items of the source
+    progress: bool = True  # tqdm bar on stderr (only when stderr is a terminal)
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What one extraction did."""
+
+    path: str  # the store
+    n_items: int  # items in the source (after --limit)
+    n_computed: int  # items run through the model by this run
+    n_cached: int  # items already in the store with the same content (skipped)
+    n_resumed: int  # items an interrupted run had journaled (not recomputed)
+    n_bad: int  # items skipped as bad (--skip-bad)
+    seconds: float  # wall time of the whole call
+    n_total: int  # rows in the store afterwards
+    nbytes: int  # store file size afterwards
+    provider: str  # the execution provider used ("none" when nothing was computed)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
+            f"{self.n_resumed} resumed, {self.n_bad} bad in {self.seconds:.1f} s "
+            f"({self.items_per_s:.1f} items/s, {self.provider}); store holds {self.n_total} "
+            f"items, {self.nbytes / 1e6:.1f} MB"
+        )
+
+
+def extract(
+    model: str | Path,
+    source: str | Path | Source,
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    **options: Any,
+) -> ExtractSummary:
+    """Run ``model`` over ``source`` and add the features to the store ``out``.
+
+    Items already in the store with the same content are skipped; an interrupted run
+    resumes where it stopped. The store is replaced atomically at the end, so an error
+    or a kill never leaves it half written.
+
+    Parameters
+    ----------
+    model : str or Path
+        Any ONNX file; ``embedkit.*`` metadata (taps, preprocessing, tokenizer) is used
+        when present.
+    source : str, Path or Source
+        An image folder, ``.txt``, ``.csv``/``.jsonl`` or ``.npy`` (see :func:`open_source`).
+    out : str or Path
+        The HDF5 store to create or extend.
+    config : ExtractConfig, optional
+        Options; keyword ``options`` override its fields (``batch_size=64``, ...).
+
+    Returns
+    -------
+    ExtractSummary
+
+    Examples
+    --------
+    >>> s = extract("lite0.onnx", "images/", "feats.h5", batch_size=64)  # doctest: +SKIP
+    >>> print(s)  # doctest: +SKIP
+    feats.h5: computed 1000 items, 0 cached, 0 resumed, 0 bad in 31.2 s (32.1 items/s, ...
+    """
+    valid = {f.name for f in fields(ExtractConfig)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
+    cfg = replace(config or ExtractConfig(), **options)
+    if cfg.taps is not None:
+        cfg = replace(cfg, taps=tuple(cfg.taps))
+    return _Extraction(model, source, out, cfg).run()
+
+
+class _Extraction:
+    def __init__(self, model, source, out, cfg: ExtractConfig):
+        self.start = time.perf_counter()
+        self.cfg = cfg
+        if cfg.batch_size < 1 or cfg.workers < 1:
+            raise UserInputError("--batch-size and --workers must be at least 1")
+        select_providers(cfg.device)  # fail early on --device cuda without CUDA
+        self.model: ModelSpec = load_model(model, preprocess=cfg.preprocess, taps=cfg.taps)
+        self.source = (
+            source
+            if isinstance(source, Source)
+            else open_source(
+                source,
+                text_column=cfg.text_column,
+                label_column=cfg.label_column,
+                labels=cfg.labels,
+                limit=cfg.limit,
+            )
+        )
+        self.out = Path(out)
+        self.pre = make_preprocessor(self.model, self.source.kind, str(self.source.path))
+        _check_source_shape(self.model, self.pre, self.source)
+        self._runner: Runner | None = None
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:  # created only when something needs computing
+            outputs = list(dict.fromkeys(t.output for t in self.model.taps))
+            self._runner = Runner(self.model.path, outputs, device=self.cfg.device)
+        return self._runner
+
+    def run(self) -> ExtractSummary:
+        from embedkit.store import Fingerprint, StoreWriter
+
+        listing = self.source.scan().tagged(self.cfg.split, self.cfg.id_prefix)
+        taps = self._tap_infos(listing)
+        fingerprint = Fingerprint.create(
+            self.model.sha256, taps, spec_dict(self.pre.spec), self.cfg.dtype
+        )
+        writer = StoreWriter(
+            self.out,
+            fingerprint,
+            provenance={
+                "model": str(self.model.path),
+                "backbone": self.model.metadata.get("embedkit.backbone", self.model.path.stem),
+                "source": str(self.source.path),
+            },
+        )
+        todo = writer.plan(listing.ids, listing.digests)
+        done = writer.begin([listing.ids[i] for i in todo], self.cfg.batch_size)
+        bs = self.cfg.batch_size
+        batches = [
+            (b, todo[b * bs : (b + 1) * bs]) for b in range(-(-len(todo) // bs)) if b not in done
+        ]
+        n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
+        try:
+            n_computed, n_bad = self._run_batches(batches, listing, writer, n_resumed, len(todo))
+        except BaseException:
+            writer.close()  # keep the journal: the next run resumes from it
+            raise
+        commit = writer.commit()
+        return ExtractSummary(
+            path=str(self.out),
+            n_items=len(listing),
+            n_computed=n_computed,
+            n_cached=len(listing) - len(todo),
+            n_resumed=n_resumed,
+            n_bad=n_bad,
+            seconds=time.perf_counter() - self.start,
+            n_total=commit.n_total,
+            nbytes=commit.nbytes,
+            provider=self._runner.provider if self._runner is not None else "none",
+        )
+
+    def _tap_infos(self, listing: Listing):
+        """TapInfo per tap; a per-item shape the graph leaves dynamic is probed on one item."""
+        from embedkit.store import TapInfo
+
+        shapes = {t.name: t.shape for t in self.model.taps}
+        if any(s is None for s in shapes.values()):
+            outputs = self.runner.run(self.pre.collate([self._probe_item(listing)]))
+            shapes = {t.name: tuple(outputs[t.output].shape[1:]) for t in self.model.taps}
+        return [
+            TapInfo(t.name, shapes[t.name], t.pooling, t.stride, t.layer or None, t.output)
+            for t in self.model.taps
+        ]
+
+    def _probe_item(self, listing: Listing):
+        for index in range(len(listing)):
+            try:
+                return self.pre.prepare(self.source.read(index))
+            except (BadItem, OSError):
+                continue
+        raise UserInputError(f"{self.source.path}: no item could be preprocessed")
+
+    def _prepare(self, rows: np.ndarray):
+        """Read and preprocess one batch (runs in a worker thread)."""
+        good, prepared, bad = [], [], []
+        for index in rows.tolist():
+            try:
+                prepared.append(self.pre.prepare(self.source.read(index)))
+                good.append(index)
+            except BadItem as exc:
+                bad.append((index, str(exc)))
+            except OSError as exc:
+                bad.append((index, f"cannot read ({exc.strerror or exc})"))
+        return good, bad, (self.pre.collate(prepared) if prepared else None)
+
+    def _run_batches(self, batches, listing: Listing, writer, n_resumed: int, n_todo: int):
+        from tqdm import tqdm
+
+        cfg, taps = self.cfg, self.model.taps
+        expected = {
+            t.name: tuple(info.shape) for t, info in zip(taps, writer.fingerprint.tap_infos)
+        }
+        bar = tqdm(
+            total=n_todo,
+            initial=n_resumed,
+            unit="item",
+            file=sys.stderr,
+            disable=not cfg.progress or not sys.stderr.isatty(),
+            dynamic_ncols=True,
+        )
+        sink = _WriterThread(writer)
+        n_computed = n_bad = 0
+        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="embedkit-prep") as pool, bar:
+            pending: deque = deque()
+            todo = iter(batches)
+            try:
+                for _ in range(cfg.workers + 2):  # prefetch window
+                    _submit(pool, pending, todo, self._prepare)
+                while pending:
+                    b, future = pending.popleft()
+                    good, bad, feed = future.result()
+                    _submit(pool, pending, todo, self._prepare)
+                    for index, reason in bad:
+                        item = self.source.describe(index)
+                        if not cfg.skip_bad:
+                            raise UserInputError(
+                                f"{item}: {reason}; fix or remove it, or pass --skip-bad"
+                            )
+                        writer.record_bad(listing.ids[index], listing.digests[index], reason)
+                    n_bad += len(bad)
+                    if feed is not None:
+                        features = self._infer(feed, expected, len(good))
+                        sink.put(b, [listing.ids[i] for i in good], good, listing, features)
+                        n_computed += len(good)
+                    bar.update(len(good) + len(bad))
+            except BaseException:
+                for _, future in pending:
+                    future.cancel()
+                sink.close(reraise=False)
+                raise
+            sink.close()
+        return n_computed, n_bad
+
+    def _infer(self, feed, expected, n: int) -> dict[str, np.ndarray]:
+        outputs = self.runner.run(feed)
+        features = {}
+        for tap in self.model.taps:
+            x = outputs[tap.output]  # (n, *shape)
+            if x.shape != (n, *expected[tap.name]):
+                raise UserInputError(
+                    f"{self.model.path}: output {tap.output!r} gave shape {x.shape[1:]} per "
+                    f"item, expected {expected[tap.name]}; export a pooled output for tap "
+                    f"{tap.name!r} or pick others with --tap"
+                )
+            features[tap.name] = x.astype(self.cfg.dtype, copy=False)
+        return features
+
+
+def _submit(pool, pending: deque, todo, fn) -> None:
+    nxt = next(todo, None)
+    if nxt is not None:
+        b, rows = nxt
+        pending.append((b, pool.submit(fn, rows)))
+
+
+def _check_source_shape(model: ModelSpec, pre, source: Source) -> None:
+    """Fail before any work when an array source cannot fit the model's input."""
+    if not isinstance(source, ArraySource):
+        return
+    shape, dtype = source.item_shape, source.array.dtype
+    if isinstance(pre.spec, ImageSpec):
+        if dtype != np.uint8 or not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+            raise UserInputError(
+                f"{source.path}: image arrays must be uint8 (N, H, W) or (N, H, W, 3), got "
+                f"{dtype} {(len(source.array), *shape)}; pass images or use an array model"
+            )
+        return
+    check_item_shape(model, pre.spec.input, shape, str(source.path))
+
+
+class _WriterThread:
+    """Journal batches in a background thread; errors resurface in the caller."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="embedkit-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, b: int, ids, rows, listing: Listing, features) -> None:
+        if self.error is not None:
+            raise self.error
+        labels = [listing.labels[i] for i in rows]
+        splits = [listing.splits[i] for i in rows]
+        digests = [listing.digests[i] for i in rows]
+        self.queue.put((b, ids, digests, labels, splits, features))
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write_batch(*item)
+                except BaseException as exc:  # handed to the main thread
+                    self.error = exc
+
+    def close(self, reraise: bool = True) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if reraise and self.error is not None:
+            raise self.error

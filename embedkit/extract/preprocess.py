@@ -1,0 +1,276 @@
+"""Preprocessing specs (images, text, arrays) and the code that turns raw items into feeds.
+
+A spec is the JSON object in the ONNX metadata ``embedkit.preprocess`` (or a sidecar
+``MODEL.onnx.json``, or ``--preprocess FILE.json``); ``kind`` selects the source type
+it accepts. A preprocessor works in two steps so that a bad item is caught on its own:
+``prepare(raw)`` decodes one item (and raises :class:`BadItem`), ``collate(items)``
+stacks a batch into the ``{input name: array}`` feed that ``session.run`` takes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+
+if TYPE_CHECKING:
+    from embedkit.extract.model import ModelSpec
+
+
+class BadItem(Exception):
+    """One item cannot be preprocessed; the message says why (no item name: the caller adds it)."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to turn an image (file bytes or a uint8 array) into a model input."""
+
+    input: str = "pixel_values"  # the graph input to feed
+    size: tuple[int, int] = (224, 224)  # (height, width) fed to the model
+    resize_shorter: int | None = None  # resize the shorter side to this, then crop; None: resize
+    crop: str | None = None  # "center" or None (only used with resize_shorter)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # on the 0..255 scale: x = (pixel - mean) / std
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    color: str = "RGB"  # "RGB" or "L"
+    layout: str = "NCHW"  # "NCHW" or "NHWC"
+    interpolation: str = "bilinear"  # "bilinear" or "bicubic"
+    dtype: str = "float32"  # "float32", "float16" or "uint8" (uint8: raw pixels, no mean/std)
+    kind: str = "image"
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """How to tokenize text with the model's ``embedkit.tokenizer``."""
+
+    inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")  # fed if declared
+    max_length: int = 256  # truncation length in tokens; batches pad to their longest
+    kind: str = "text"
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """How to feed rows of a numeric array."""
+
+    input: str = "x"  # the graph input to feed
+    dtype: str = "float32"  # cast rows to this before feeding
+    kind: str = "array"
+
+
+PreprocessSpec = ImageSpec | TextSpec | ArraySpec
+_SPECS = {"image": ImageSpec, "text": TextSpec, "array": ArraySpec}
+_CHOICES = {
+    "color": ("RGB", "L"),
+    "layout": ("NCHW", "NHWC"),
+    "interpolation": ("bilinear", "bicubic"),
+    "crop": ("center", None),
+}
+
+
+def parse_preprocess(raw: dict[str, Any], where: str) -> PreprocessSpec:
+    """Validate a preprocessing spec dict and return its frozen dataclass.
+
+    Examples
+    --------
+    >>> parse_preprocess({"kind": "array", "input": "x"}, "spec.json")
+    ArraySpec(input='x', dtype='float32', kind='array')
+    """
+    if not isinstance(raw, dict) or raw.get("kind") not in _SPECS:
+        kind = raw.get("kind") if isinstance(raw, dict) else raw
+        raise UserInputError(
+            f"{where}: preprocessing kind {kind!r} is not one of: {', '.join(_SPECS)}"
+        )
+    cls = _SPECS[raw["kind"]]
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserInputError(
+            f"{where}: unknown {raw['kind']} preprocessing key {unknown[0]!r}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise UserInputError(
+                f"{where}: {key}={values[key]!r} is not one of: "
+                f"{', '.join(str(c) for c in choices)}"
+            )
+    return cls(**values)
+
+
+def spec_dict(spec: PreprocessSpec | None) -> dict[str, Any]:
+    """The spec as a JSON-ready dict (what the store fingerprint records)."""
+    if spec is None:
+        return {"kind": "none"}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
+
+
+class Preprocessor(Protocol):
+    """Turns raw items of one source kind into the model's feed dict."""
+
+    def prepare(self, raw: Any) -> Any:
+        """Decode one raw item; raise :class:`BadItem` when it cannot be used."""
+
+    def collate(self, items: list[Any]) -> dict[str, np.ndarray]:
+        """Stack prepared items into ``{graph input name: (n, ...) array}``."""
+
+
+def make_preprocessor(model: ModelSpec, source_kind: str, source_name: str) -> Preprocessor:
+    """Build the preprocessor for ``model`` fed from a source of ``source_kind``.
+
+    ``source_kind`` is ``"image"`` (file bytes), ``"text"`` (str) or ``"array"`` (rows);
+    a plain ONNX file without a spec accepts arrays, fed to its only input.
+    """
+    spec = model.preprocess
+    if spec is None:
+        if source_kind != "array" or len(model.inputs) != 1:
+            raise UserInputError(
+                f"{model.path}: no preprocessing spec for {source_kind} input; pass "
+                f"--preprocess FILE.json or put one in {model.path.name}.json "
+                '(e.g. {"kind": "image", "size": [224, 224], ...})'
+            )
+        spec = ArraySpec(input=model.inputs[0].name, dtype=model.inputs[0].dtype)
+    accepts = {"image": ("image", "array"), "text": ("text",), "array": ("array",)}[spec.kind]
+    if source_kind not in accepts:
+        raise UserInputError(
+            f"{source_name}: a {source_kind} source cannot feed {model.path.name}, whose "
+            f"preprocessing is {spec.kind!r} (it takes: {', '.join(accepts)} sources)"
+        )
+    if isinstance(spec, ImageSpec):
+        return ImagePreprocessor(spec, model)
+    if isinstance(spec, TextSpec):
+        return TextPreprocessor(spec, model)
+    return ArrayPreprocessor(spec, model)
+
+
+def check_item_shape(model: ModelSpec, name: str, given: tuple[int, ...], source: str) -> None:
+    """Raise a one-line error when ``given`` (per item) does not fit input ``name``."""
+    expected = model.input(name).shape[1:]
+    fits = len(expected) == len(given) and all(e is None or e == g for e, g in zip(expected, given))
+    if not fits:
+        shown = tuple("?" if e is None else e for e in expected)
+        raise UserInputError(
+            f"{source}: items have shape {given} but {model.path.name} input {name!r} "
+            f"expects {shown} per item; reshape the data or use another model"
+        )
+
+
+class ImagePreprocessor:
+    """Decode (PIL), convert colour, resize (+ center crop), normalise and lay out."""
+
+    def __init__(self, spec: ImageSpec, model: ModelSpec):
+        from PIL import Image
+
+        self.spec = spec
+        self._pil = Image
+        self._resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[spec.interpolation]
+        channels = 3 if spec.color == "RGB" else 1
+        height, width = spec.size
+        item = (channels, height, width) if spec.layout == "NCHW" else (height, width, channels)
+        check_item_shape(model, spec.input, item, f"{model.path.name} preprocessing")
+        shape = (1, channels, 1, 1) if spec.layout == "NCHW" else (1, 1, 1, channels)
+        self._mean = np.resize(np.asarray(spec.mean, np.float32), channels).reshape(shape)
+        self._inv_std = (1.0 / np.resize(np.asarray(spec.std, np.float32), channels)).reshape(shape)
+
+    def prepare(self, raw: bytes | np.ndarray) -> np.ndarray:
+        Image = self._pil
+        try:
+            if isinstance(raw, np.ndarray):
+                if raw.dtype != np.uint8 or raw.ndim not in (2, 3):
+                    raise BadItem(
+                        f"image arrays must be uint8 (H, W) or (H, W, 3), got {raw.dtype} "
+                        f"{raw.shape}"
+                    )
+                image = Image.fromarray(raw)
+            else:
+                image = Image.open(io.BytesIO(raw))
+            image = image.convert(self.spec.color)
+            image = self._resize(image)
+        except BadItem:
+            raise
+        except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, ...
+            raise BadItem(f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+        pixels = np.asarray(image, dtype=np.uint8)  # (H, W) or (H, W, C)
+        return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+    def _resize(self, image):
+        height, width = self.spec.size
+        if self.spec.resize_shorter is None:
+            return image.resize((width, height), self._resample)
+        scale = self.spec.resize_shorter / min(image.size)
+        new = (max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale)))
+        image = image.resize(new, self._resample)
+        left, top = (new[0] - width) // 2, (new[1] - height) // 2
+        return image.crop((left, top, left + width, top + height))
+
+    def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
+        batch = np.stack(items)  # (N, H, W, C) uint8
+        if self.spec.layout == "NCHW":
+            batch = batch.transpose(0, 3, 1, 2)  # (N, C, H, W)
+        if self.spec.dtype == "uint8":
+            return {self.spec.input: np.ascontiguousarray(batch)}
+        x = (batch.astype(np.float32) - self._mean) * self._inv_std
+        return {self.spec.input: np.ascontiguousarray(x, dtype=self.spec.dtype)}
+
+
+class TextPreprocessor:
+    """Tokenize with ``tokenizers`` (padding to the batch's longest, truncation)."""
+
+    def __init__(self, spec: TextSpec, model: ModelSpec):
+        from embedkit.errors import require
+
+        if not model.tokenizer:
+            raise UserInputError(
+                f"{model.path}: text preprocessing needs the 'embedkit.tokenizer' metadata; "
+                "re-export the model with `embedkit export`"
+            )
+        tokenizers = require("tokenizers", "text", "text extraction")
+        self.spec = spec
+        self.tokenizer = tokenizers.Tokenizer.from_str(model.tokenizer)
+        self.tokenizer.enable_truncation(max_length=spec.max_length)
+        self.tokenizer.enable_padding()  # pads to the longest in each batch
+        declared = {t.name for t in model.inputs}
+        self.inputs = [name for name in spec.inputs if name in declared]
+        missing = declared - set(self.inputs)
+        if missing:
+            raise UserInputError(
+                f"{model.path}: graph input {sorted(missing)[0]!r} is not produced by the text "
+                f"preprocessing (it makes: {', '.join(spec.inputs)})"
+            )
+
+    def prepare(self, raw: str) -> str:
+        if not raw.strip():
+            raise BadItem("empty text")
+        return raw
+
+    def collate(self, items: list[str]) -> dict[str, np.ndarray]:
+        encodings = self.tokenizer.encode_batch(items)
+        fields = {
+            "input_ids": "ids",
+            "attention_mask": "attention_mask",
+            "token_type_ids": "type_ids",
+        }
+        return {
+            name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
+            for name in self.inputs
+        }  # each (N, longest)
+
+
+class ArrayPreprocessor:
+    """Feed array rows as the declared dtype."""
+
+    def __init__(self, spec: ArraySpec, model: ModelSpec):
+        self.spec = spec
+        self.model = model
+        model.input(spec.input)  # raises naming the valid inputs
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            raise BadItem("row holds NaN or infinite values")
+        return raw
+
+    def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.spec.input: np.stack(items).astype(self.spec.dtype, copy=False)}
