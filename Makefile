@@ -1,0 +1,41 @@
+# embedkit: `make demo` runs the main job end to end; `make test` installs everything and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EXTRAS ?= cpu,text,vision,dev
+# The stamp changes when the dependency files change, so `make` reinstalls only then.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+
+.PHONY: install data demo test lint check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# constraints.txt pins torch to the local CPU build (torch==2.13.0)
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+data:
+	bash scripts/fetch_data.sh
+
+demo: install data
+	$(PY) scripts/demo.py
+
+test: install data
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check embedkit tests scripts benchmarks
+	$(VENV)/bin/ruff format --check embedkit tests scripts benchmarks
+	$(VENV)/bin/lint-imports
+
+check: lint test
+
+bench: install data
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache
