@@ -175,6 +175,7 @@ class _Extraction:
                 "backbone": self.model.metadata.get("embedkit.backbone", self.model.path.stem),
                 "source": str(self.source.path),
             },
+            label_names=listing.label_names,
         )
         todo = writer.plan(listing.ids, listing.digests)
         done = writer.begin([listing.ids[i] for i in todo], self.cfg.batch_size)

@@ -36,6 +36,15 @@ class Listing:
     digests: tuple[str, ...]  # sha256 hex of each item's raw content
     labels: tuple[str | None, ...]  # label names; None = unlabelled
     splits: tuple[str | None, ...]  # "train", "val", "test" or None
+    label_order: tuple[str, ...] = ()  # class names in index order; () = sorted names
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names in index order: ``label_order``, else the sorted distinct labels."""
+        names = list(self.label_order)
+        rest = {x for x in self.labels if x is not None} - set(names)
+        numeric = all(x.lstrip("-").isdigit() for x in rest)
+        return names + sorted(rest, key=(lambda x: (int(x), x)) if numeric else None)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -241,11 +250,13 @@ class ArraySource(Source):
     def scan(self) -> Listing:
         n = len(self.array) if self.limit is None else min(self.limit, len(self.array))
         digests = tuple(_sha(np.ascontiguousarray(self.array[i]).tobytes()) for i in range(n))
-        return Listing(tuple(str(i) for i in range(n)), digests, self._labels(n), (None,) * n)
+        labels, order = self._labels(n)
+        return Listing(tuple(str(i) for i in range(n)), digests, labels, (None,) * n, order)
 
-    def _labels(self, n: int) -> tuple[str | None, ...]:
+    def _labels(self, n: int) -> tuple[tuple[str | None, ...], tuple[str, ...]]:
+        """Label names per row and their index order (integer labels keep their value)."""
         if self.labels_path is None:
-            return (None,) * n
+            return (None,) * n, ()
         try:
             values = np.load(self.labels_path, allow_pickle=False)
         except (ValueError, OSError) as exc:
@@ -256,8 +267,9 @@ class ArraySource(Source):
                 f"{len(self.array)} rows; pass one label per row"
             )
         if values.dtype.kind in "iu":
-            return tuple(None if v < 0 else str(int(v)) for v in values[:n])
-        return tuple(_label(v.item() if hasattr(v, "item") else v) for v in values[:n])
+            order = tuple(str(i) for i in range(int(values.max()) + 1))
+            return tuple(None if v < 0 else str(int(v)) for v in values[:n]), order
+        return tuple(_label(v.item() if hasattr(v, "item") else v) for v in values[:n]), ()
 
     def read(self, index: int) -> np.ndarray:
         return np.asarray(self.array[index])
