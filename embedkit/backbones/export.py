@@ -1,0 +1,356 @@
+"""Export a backbone to ONE ONNX graph whose outputs are the chosen taps, and prove it.
+
+    embedkit export efficientnet_lite0 --out models/lite0.onnx
+    embedkit export minilm --out models/minilm.onnx --precision int8
+
+Steps: trace with the TorchScript exporter (opset 17, dynamic batch/sequence axes),
+fuse transformer encoders with onnxruntime's optimizer, convert to fp16/int8 when
+asked, write the metadata contract of docs/architecture.md, then verify: onnx.checker,
+onnxruntime on fresh inputs vs torch, fail over tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from embedkit.backbones import passes
+from embedkit.backbones.loaded import HookedBackbone, Traceable
+from embedkit.backbones.registry import get_backbone
+from embedkit.errors import ExportError, UserInputError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote and how well it matched torch.
+
+    Attributes
+    ----------
+    path : str
+        The ONNX file written.
+    taps : list of dict
+        The ``embedkit.taps`` metadata (name, output, shape, pooling, stride, layer).
+    verify : dict
+        The ``embedkit.verify`` metadata: max abs diff, min cosine, fusions, ...
+    seconds : float
+        Wall time of the export, verification included.
+    size_bytes : int
+        Size of the ONNX file.
+    """
+
+    path: str
+    backbone: str
+    precision: str
+    taps: list
+    verify: dict
+    seconds: float
+    size_bytes: int
+
+    def summary(self) -> str:
+        """A few lines for the CLI: outputs, drift vs torch, fusions, time and size."""
+        v = self.verify
+        lines = [
+            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB, {self.precision}, "
+            f"{self.seconds:.1f} s)"
+        ]
+        for t in self.taps:
+            lines.append(
+                f"  tap {t['name']:<12} -> output {t['output']!r} shape {t['shape']} "
+                f"pooling {t['pooling']}"
+            )
+        if v.get("ran"):
+            state = "passed" if v["passed"] else "FAILED (kept with --force)"
+            lines.append(
+                f"verify vs torch fp32 on {v['inputs']}: max abs diff "
+                f"{v['max_abs_diff']:.3g}, min cosine {v['min_cosine']:.6f}: {state}"
+            )
+        else:
+            lines.append(f"verify: not run: {v.get('reason')}")
+        fused = ", ".join(f"{k} x{n}" for k, n in v.get("fusions", {}).items()) or "none"
+        lines.append(f"fused ops: {fused}")
+        if v.get("optimizer_error"):
+            lines.append(f"transformer optimizer: {v['optimizer_error']}")
+        return "\n".join(lines)
+
+
+def export(
+    module: torch.nn.Module,
+    example_input: torch.Tensor,
+    *,
+    out: str | os.PathLike,
+    taps: list[str] | None = None,
+    pooling: str = "avg",
+    precision: str = "fp32",
+    preprocess: dict | None = None,
+    name: str = "custom",
+    **options,
+) -> ExportReport:
+    """Export any ``torch.nn.Module`` that takes one tensor, with layer taps.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model; it is put in eval mode.
+    example_input : torch.Tensor
+        An input batch used for tracing (its batch axis is exported as dynamic).
+    out : str or PathLike
+        The ``.onnx`` file to write.
+    taps : list of str, optional
+        Named modules to read (``model.named_modules()`` paths), or ``"output"`` for the
+        module's own output (the default).
+    pooling : str
+        ``none, avg, max, avgmax, gem`` for (N, C, H, W) maps; (N, D) taps are kept as is.
+    precision : str
+        ``fp32``, ``fp16`` or ``int8``.
+    preprocess : dict, optional
+        The ``embedkit.preprocess`` spec; default ``{"kind": "array", "input": "x"}``.
+    name : str
+        Backbone name recorded in metadata.
+    **options
+        ``normalize``, ``fold_normalize``, ``keep_io_types``, ``force``, ``optimize``.
+
+    Returns
+    -------
+    ExportReport
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU())
+    >>> path = tempfile.mkdtemp() + "/tiny.onnx"
+    >>> report = export(net, torch.randn(2, 3, 16, 16), out=path, taps=["0", "1"])
+    >>> [t["shape"] for t in report.taps], report.verify["passed"]
+    ([[8], [8]], True)
+    """
+    spec = dict(preprocess or {"kind": "array", "input": "x", "dtype": "float32"})
+    backbone = HookedBackbone(name, module, example_input, spec)
+    backbone.default_pooling = pooling
+    return _export(backbone, out, taps=taps, pooling=pooling, precision=precision, **options)
+
+
+def export_backbone(
+    name: str,
+    out: str | os.PathLike,
+    taps: list[str] | None = None,
+    *,
+    pooling: str | None = None,
+    precision: str = "fp32",
+    max_length: int | None = None,
+    normalize: bool | None = None,
+    **options,
+) -> ExportReport:
+    """Export a registered backbone (or ``hf:``/``timm:``/``torchvision:``) by name.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_backbones`, or a prefixed name.
+    out : str or PathLike
+        The ``.onnx`` file to write.
+    taps : list of str, optional
+        Tap names from ``embedkit taps NAME``; default the backbone's default tap.
+    pooling : str, optional
+        Image maps: ``none, avg, max, avgmax, gem``; text: ``mean, cls, none``.
+    precision : str
+        ``fp32``, ``fp16`` or ``int8``.
+    max_length : int, optional
+        Text: the tokenizer's truncation length recorded in the preprocessing spec.
+    normalize : bool, optional
+        L2-normalise pooled outputs (default: on for minilm, off otherwise).
+    **options
+        ``fold_normalize``, ``keep_io_types``, ``force``, ``optimize`` (fuse text encoders).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/lite0.onnx"
+    >>> report = export_backbone("efficientnet_lite0", path)  # doctest: +SKIP
+    >>> report.taps[0]["shape"]  # doctest: +SKIP
+    [1280]
+    """
+    spec = get_backbone(name)
+    backbone = spec.loader(max_length=max_length, normalize=normalize)
+    return _export(
+        backbone,
+        out,
+        taps=taps,
+        pooling=pooling,
+        precision=precision,
+        normalize=normalize,
+        **options,
+    )
+
+
+def load_backbone(name: str, **options):
+    """Load a backbone by name (for ``embedkit taps``): returns its loaded wrapper."""
+    return get_backbone(name).loader(**options)
+
+
+def _export(
+    backbone,
+    out,
+    *,
+    taps,
+    pooling,
+    precision,
+    normalize=None,
+    fold_normalize=False,
+    keep_io_types=False,
+    force=False,
+    optimize=True,
+) -> ExportReport:
+    if precision not in PRECISIONS:
+        raise UserInputError(f"Unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise UserInputError(f"--out {str(out)!r} should end in .onnx")
+    start = time.perf_counter()
+    tr = backbone.traceable(
+        taps, pooling=pooling, normalize=normalize, fold_normalize=fold_normalize
+    )
+    with torch.no_grad():
+        reference = [t.numpy() for t in tr.module(*tr.fresh)]
+        example_out = tr.module(*tr.example)
+    for desc, t in zip(tr.taps, example_out, strict=True):
+        desc["shape"] = [
+            None if ax in tr.dynamic_axes[desc["output"]] else int(n)
+            for ax, n in enumerate(t.shape)
+        ][1:]
+    model = _trace(tr, backbone.name)
+    verify = {"exporter": f"torch.onnx TorchScript, opset {OPSET}", "inputs": tr.fresh_source}
+    if tr.transformer is not None and optimize:
+        model, error = passes.optimize_transformer(model, *tr.transformer)
+        if error:
+            verify["optimizer_error"] = error
+    if precision == "fp16":
+        model = passes.to_fp16(model, keep_io_types)
+    elif precision == "int8":
+        model = passes.to_int8(model)
+    preprocess = dict(tr.preprocess)
+    if precision == "fp16" and not keep_io_types and preprocess.get("kind") != "text":
+        preprocess["dtype"] = "float16"
+    meta = {
+        "embedkit.format": "1",
+        "embedkit.backbone": backbone.name,
+        "embedkit.preprocess": preprocess,
+        "embedkit.taps": [
+            {k: d[k] for k in ("name", "output", "shape", "pooling", "stride", "layer")}
+            for d in tr.taps
+        ],
+        "embedkit.precision": precision,
+        "embedkit.export": {
+            **tr.options,
+            "precision": precision,
+            "keep_io_types": keep_io_types,
+            "torch": torch.__version__,
+            "opset": OPSET,
+        },
+    }
+    if tr.tokenizer_json is not None:
+        meta["embedkit.tokenizer"] = tr.tokenizer_json
+    _set_metadata(model, meta)
+    feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
+    names = [d["output"] for d in tr.taps]
+    report = passes.verify(
+        model.SerializeToString(), feeds, reference, names, precision, force=force
+    )
+    report["fusions"] = passes.count_ops(model)
+    verify.update(report)
+    _set_metadata(model, {"embedkit.verify": verify})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, out)
+    verify["seconds"] = round(time.perf_counter() - start, 2)
+    return ExportReport(
+        str(out),
+        backbone.name,
+        precision,
+        meta["embedkit.taps"],
+        verify,
+        verify["seconds"],
+        out.stat().st_size,
+    )
+
+
+def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        text = value if key == "embedkit.tokenizer" else json.dumps(value)
+        prop = existing.get(key) or model.metadata_props.add()
+        prop.key, prop.value = key, text
+
+
+def _trace(tr: Traceable, name: str) -> onnx.ModelProto:
+    """TorchScript-export ``tr.module``; on failure name the innermost running layer."""
+    stack: list[str] = []
+    failed: list[str] = []
+    handles = []
+
+    def enter(_module, _args, name):
+        stack.append(name)
+
+    def leave(_module, _args, _out):
+        if stack:
+            stack.pop()
+
+    for mod_name, mod in tr.module.named_modules():
+        handles.append(mod.register_forward_pre_hook(functools.partial(enter, name=mod_name)))
+        handles.append(mod.register_forward_hook(leave))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    tr.module,
+                    tr.example,
+                    path,
+                    input_names=tr.input_names,
+                    output_names=[d["output"] for d in tr.taps],
+                    dynamic_axes=tr.dynamic_axes,
+                    opset_version=OPSET,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        except Exception as exc:
+            failed = [n for n in stack if n]
+            layer = failed[-1].removeprefix("model.") if failed else None
+            where = f" at layer {layer!r}" if layer else ""
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ExportError(f"cannot export {name}{where}: {reason}") from exc
+        finally:
+            for handle in handles:
+                handle.remove()
+        return onnx.load(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Read the ``embedkit.*`` metadata of an ONNX file, JSON-decoded.
+
+    Examples
+    --------
+    >>> read_metadata("models/lite0.onnx")["embedkit.taps"][0]["shape"]  # doctest: +SKIP
+    [1280]
+    """
+    model = onnx.load(str(path), load_external_data=False)
+    out = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith("embedkit."):
+            out[prop.key] = (
+                prop.value if prop.key == "embedkit.tokenizer" else json.loads(prop.value)
+            )
+    return out

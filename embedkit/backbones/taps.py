@@ -1,0 +1,253 @@
+"""Layer taps: read any named module's output with forward hooks, pool it, return many.
+
+    embedkit taps efficientnet_lite0
+    embedkit export efficientnet_lite0 --tap blocks.10 --tap pool --out lite0.onnx
+
+A :class:`HookedGraph` wraps a model so that one forward pass returns every chosen
+tap, which is why all taps become outputs of ONE ONNX graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from embedkit.errors import UserInputError
+
+SPATIAL_POOLINGS = ("none", "avg", "max", "avgmax", "gem")
+TOKEN_POOLINGS = ("none", "mean", "cls")
+POOLINGS = ("none", "avg", "max", "avgmax", "gem", "mean", "cls")
+GEM_P = 3.0  # generalised-mean exponent (Radenović et al.); 1 is avg, ∞ is max
+
+
+@dataclass(frozen=True)
+class TapPoint:
+    """Where a tap reads from in a torch model.
+
+    Parameters
+    ----------
+    module : str
+        Dotted module path (``model.get_submodule``); ``""`` is the model's own output.
+    side : str
+        ``"output"`` reads what the module returns; ``"input"`` its first argument
+        (e.g. the feature map just before a global-pool layer).
+    pooled : str or None
+        The pooling this layer already applies (``"avg"`` for a global average pool),
+        recorded in metadata instead of the requested pooling.
+    """
+
+    module: str
+    side: str = "output"  # "output" | "input"
+    pooled: str | None = None  # the layer's own pooling, e.g. "avg" for AdaptiveAvgPool2d
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    """One row of ``embedkit taps``: a tap name and its unpooled per-item shape."""
+
+    name: str
+    layer: str
+    shape: tuple[int, ...]  # per item, no batch axis
+    stride: int | None  # spatial reduction vs the input, None when not spatial
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if hasattr(value, "to_tuple"):  # transformers ModelOutput
+        return _first_tensor(value.to_tuple())
+    return None
+
+
+def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool a tap output: (N, C, H, W) over space, (N, L, D) over tokens.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        A feature map (N, C, H, W), token states (N, L, D) or vectors (N, D).
+    how : str
+        One of ``none, avg, max, avgmax, gem`` (maps) or ``none, mean, cls`` (tokens).
+    mask : torch.Tensor, optional
+        (N, L) attention mask for masked ``mean`` over tokens.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pool(torch.ones(2, 3, 4, 4), "avgmax").shape
+    torch.Size([2, 6])
+    >>> pool(torch.arange(6.0).view(1, 3, 2), "mean", mask=torch.tensor([[1, 1, 0]]))
+    tensor([[1., 2.]])
+    """
+    if how == "none" or x.dim() == 2:
+        return x
+    if x.dim() == 4:  # (N, C, H, W) -> (N, C) or (N, 2C)
+        if how == "avg":
+            return x.mean(dim=(2, 3))
+        if how == "max":
+            return x.amax(dim=(2, 3))
+        if how == "avgmax":
+            return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        if how == "gem":
+            return x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        raise UserInputError(
+            f"pooling {how!r} does not apply to a feature map; use one of "
+            f"{', '.join(SPATIAL_POOLINGS)}"
+        )
+    if x.dim() == 3:  # (N, L, D) -> (N, D)
+        if how == "cls":
+            return x[:, 0]
+        if how in ("mean", "avg"):
+            if mask is None:
+                return x.mean(dim=1)
+            m = mask.unsqueeze(-1).to(x.dtype)  # (N, L, 1)
+            return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        raise UserInputError(
+            f"pooling {how!r} does not apply to token states; use one of "
+            f"{', '.join(TOKEN_POOLINGS)}"
+        )
+    raise UserInputError(f"cannot pool a tap of rank {x.dim()}; use --pool none")
+
+
+def check_pooling(how: str) -> str:
+    """Return ``how`` if it is a known pooling, else raise listing the valid ones."""
+    if how not in POOLINGS:
+        raise UserInputError(f"Unknown pooling {how!r}; valid: {', '.join(POOLINGS)}")
+    return how
+
+
+class HookedGraph(nn.Module):
+    """A model wrapper whose forward returns the chosen taps, pooled, in order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The backbone, in eval mode.
+    points : list of (TapPoint, str)
+        Each tap's location and the pooling to apply to it.
+    normalize : bool
+        L2-normalise each pooled vector.
+    mean, std : sequence of float, optional
+        Fold ``(x - mean) / std`` into the graph (per channel, on NCHW input).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    >>> g = HookedGraph(net, [(TapPoint("0"), "avg"), (TapPoint(""), "none")]).eval()
+    >>> [t.shape for t in g(torch.zeros(2, 3, 8, 8))]
+    [torch.Size([2, 4]), torch.Size([2, 4, 6, 6])]
+    """
+
+    def __init__(self, model, points, *, normalize=False, mean=None, std=None):
+        super().__init__()
+        self.model = model
+        self.points = list(points)
+        self.normalize = normalize
+        self._seen: dict[int, torch.Tensor] = {}
+        if mean is not None:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        else:
+            self.mean = self.std = None
+        for index, (point, _) in enumerate(self.points):
+            if point.module:
+                self._hook(index, point)
+
+    def _hook(self, index: int, point: TapPoint) -> None:
+        module = self.model.get_submodule(point.module)
+        if point.side == "input":
+            module.register_forward_pre_hook(
+                lambda _m, args, i=index: self._seen.__setitem__(i, _first_tensor(args))
+            )
+        else:
+            module.register_forward_hook(
+                lambda _m, _a, out, i=index: self._seen.__setitem__(i, _first_tensor(out))
+            )
+
+    def forward(self, x):
+        self._seen.clear()
+        if self.mean is not None:
+            x = (x - self.mean) / self.std  # raw 0..255 pixels in, normalised inside
+        out = self.model(x)
+        results = []
+        for index, (point, how) in enumerate(self.points):
+            t = _first_tensor(out) if not point.module else self._seen.get(index)
+            if t is None:
+                raise UserInputError(
+                    f"tap layer {point.module!r} did not run in forward; "
+                    "pick another tap from `embedkit taps`"
+                )
+            if point.pooled is not None or t.dim() == 4 and t.shape[2:] == (1, 1):
+                t = t.flatten(1)  # an already pooled (N, C, 1, 1) map
+            t = pool(t, how)
+            if self.normalize and t.dim() == 2:
+                t = nn.functional.normalize(t, dim=1)
+            results.append(t)
+        return tuple(results)
+
+
+def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> list[TapInfo]:
+    """Run one real forward pass with hooks on every named module and record shapes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, in eval mode.
+    example : torch.Tensor
+        One input batch, e.g. (1, 3, 224, 224).
+    side : str
+        ``"output"`` records what each module returns, ``"input"`` its first argument.
+
+    Returns
+    -------
+    list of TapInfo
+        One row per module that returned a tensor, in execution order; a module
+        called several times reports its last call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU())
+    >>> [(t.name, t.shape, t.stride) for t in discover(net, torch.zeros(1, 3, 8, 8))]
+    [('0', (4, 3, 3), 3), ('1', (4, 3, 3), 3)]
+    """
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(_m, args, out, name=name):
+            t = _first_tensor(out if side == "output" else args)
+            if t is not None:
+                seen.pop(name, None)  # keep execution order of the last call
+                seen[name] = t
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    height = example.shape[2] if example.dim() == 4 else None
+    return [
+        TapInfo(name=n, layer=n, shape=tuple(t.shape[1:]), stride=_stride(height, t))
+        for n, t in seen.items()
+    ]
+
+
+def _stride(height: int | None, t: torch.Tensor) -> int | None:
+    if height is None or t.dim() != 4 or t.shape[2] in (0, 1):
+        return None
+    return max(1, round(height / t.shape[2]))

