@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 
 
 @pytest.fixture(autouse=True)
@@ -48,18 +42,3 @@ def tiny_store(tmp_path, tiny_data):
         tmp_path / "tiny.h5", X, y, label_names=["a", "b", "c"], splits=splits
     ).close()
     return tmp_path / "tiny.h5"
-
-
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None):
-    """Run ``python -m embedkit ARGS`` in a subprocess; return the CompletedProcess."""
-    import subprocess
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [PYTHON, "-m", "embedkit", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=full_env,
-    )

@@ -1,0 +1,73 @@
+"""`embedkit info` and `embedkit split` on real stores, and their one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from embedkit.store import FeatureStore
+from tests.helpers import run_cli
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_info_prints_schema_counts_taps_and_provenance(tiny_store, tiny_data):
+    result = run_cli("info", str(tiny_store))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "300 items" in out and "schema v1" in out
+    assert "features" in out and "(16,)" in out
+    assert "a=" in out and "train=210" in out and "test=90" in out
+    info = json.loads(run_cli("info", str(tiny_store), "--json").stdout)
+    assert info["items"] == 300 and info["taps"][0]["shape"] == [16]
+    assert list(info["labels"].values()) == np.bincount(tiny_data[1]).tolist()
+    assert info["backbone_sha256"] == "arrays" and info["size_bytes"] > 300 * 16 * 4
+
+
+def test_split_writes_a_stratified_split_and_refuses_to_overwrite(tmp_path, tiny_data):
+    X, y = tiny_data
+    path = tmp_path / "s.h5"
+    FeatureStore.from_arrays(path, X, y).close()
+    result = run_cli("split", str(path), "--test", "0.2", "--val", "0.1")
+    assert result.returncode == 0, result.stderr
+    with FeatureStore(path) as fs:
+        s = fs.splits()
+        assert (s == "test").sum() == 60 and (s == "val").sum() == 30 and (s == "").sum() == 0
+        for name in ("train", "val", "test"):
+            share = np.bincount(y[s == name], minlength=3) / (s == name).sum()
+            assert np.abs(share - np.bincount(y) / len(y)).max() < 0.02  # stratified
+    before = _sha(path)
+    again = run_cli("split", str(path), "--test", "0.3")
+    assert again.returncode != 0 and "--force" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    assert _sha(path) == before
+    assert run_cli("split", str(path), "--test", "0.3", "--force").returncode == 0
+    with FeatureStore(path) as fs:
+        assert (fs.splits() == "test").sum() == 90
+
+
+def test_errors_are_one_line_with_exit_code_and_debug_shows_traceback(tmp_path):
+    missing = tmp_path / "nope.h5"
+    result = run_cli("info", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"embedkit info: error: {missing}: no such store; create it with `embedkit extract`"
+    ]
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not a store")
+    result = run_cli("split", str(junk))
+    assert (
+        result.returncode == 2 and "junk.h5" in result.stderr and "Traceback" not in result.stderr
+    )
+    assert junk.read_text() == "not a store"
+    debug = run_cli("--debug", "info", str(missing))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_python_dash_m_and_console_script_agree():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("embedkit ")
