@@ -1,0 +1,72 @@
+"""Run every benchmark and gather their sections into benchmarks/RESULTS.md.
+
+    make bench                                   # all of them
+    .venv/bin/python benchmarks/run_all.py --only extract heads
+    .venv/bin/python benchmarks/run_all.py --build   # only re-gather results/*.md
+
+Each ``bench_<area>.py`` writes ``results/<area>.md``; this script runs them one after the
+other (never in parallel: they time things) and concatenates the sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ("extract", "backbones", "heads", "protocol", "audit")  # results/<name>.md order
+SCRIPTS = {
+    "extract": "bench_extract.py",
+    "backbones": "bench_export.py",
+    "heads": "bench_heads.py",
+    "protocol": "bench_protocol.py",
+    "audit": "bench_audit.py",
+}
+SECTIONS = ("extract", "backbones", "heads", "bench", "audit")
+
+
+def run(names: list[str]) -> None:
+    for name in names:
+        script = HERE / SCRIPTS[name]
+        if not script.exists():
+            print(f"skip {name}: {script.name} not found", flush=True)
+            continue
+        print(f"== {script.name}", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(script)], check=True, cwd=HERE.parent)
+        print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def build() -> Path:
+    parts = [
+        "# Benchmark results\n",
+        "Measured on this project's CI machine type: 2 CPU cores, 24 GiB, no GPU "
+        f"(Python {platform.python_version()}). Absolute times on these shared machines are "
+        "noisy; compare the ratios, which each script measures side by side in one run.\n",
+        "Reproduce everything with `make bench`, or one section with the script named in it.\n",
+    ]
+    for name in SECTIONS:
+        path = HERE / "results" / f"{name}.md"
+        if path.exists():
+            parts.append(path.read_text().strip() + "\n")
+    out = HERE / "RESULTS.md"
+    out.write_text("\n".join(parts))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", choices=list(SCRIPTS), help="run only these")
+    p.add_argument("--build", action="store_true", help="only gather results/*.md")
+    args = p.parse_args()
+    if not args.build:
+        run(args.only or list(ORDER))
+    print(f"wrote {build()}")
+
+
+if __name__ == "__main__":
+    main()
