@@ -1,0 +1,114 @@
+"""``embedkit extract`` as a user runs it: a subprocess, its output, its exit code."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from extract_graphs import run_cli
+
+from embedkit.store import FeatureStore
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def store(models, image_dir, tmp_path_factory):
+    """A store made from the image folder; the bad-input tests must leave it as it is."""
+    out = tmp_path_factory.mktemp("cli") / "f.h5"
+    result = run_cli("extract", models["image"], image_dir, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_cli_extracts_and_prints_summary(models, tmp_path):
+    x = np.random.default_rng(0).normal(size=(7, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1, 0, 1, 0]))
+    out = tmp_path / "a.h5"
+    args = ["extract", models["array"], tmp_path / "x.npy", "--out", out, "--labels",
+            tmp_path / "y.npy", "--split", "train", "--batch-size", "3", "--dtype", "float16",
+            "--limit", "5"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "computed 5 items, 0 cached" in result.stdout
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    with FeatureStore(out) as fs:
+        assert len(fs) == 5 and fs.tap_info().dtype == "float16"
+        assert fs.ids()[0] == "train/0" and fs.labels().tolist() == [0, 1, 0, 1, 0]
+
+
+def _assert_one_line_error(result, *needles):
+    assert result.returncode not in (0, 1), result  # 1 is an internal error: a bug
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("embedkit extract: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_missing_source_and_model(models, store, tmp_path):
+    before = _sha(store)
+    result = run_cli("extract", models["image"], tmp_path / "nope", "--out", store)
+    _assert_one_line_error(result, "nope: no such file or folder")
+    result = run_cli("extract", tmp_path / "nope.onnx", tmp_path, "--out", store)
+    _assert_one_line_error(result, "nope.onnx: no such model file")
+    assert _sha(store) == before
+
+
+def test_not_an_onnx_file(image_dir, store, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"GIF89a definitely not onnx" * 10)
+    before = _sha(store)
+    result = run_cli("extract", fake, image_dir, "--out", store)
+    _assert_one_line_error(result, "model.onnx: not an ONNX model")
+    assert _sha(store) == before
+
+
+def test_array_shape_does_not_fit(models, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 4, 4), np.float32))
+    out = tmp_path / "a.h5"
+    result = run_cli("extract", models["array"], tmp_path / "x.npy", "--out", out)
+    _assert_one_line_error(result, "x.npy: items have shape (4, 4)", "expects (6,)")
+    assert not out.exists()
+
+
+def test_corrupt_image(models, image_dir, store, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(image_dir, images)
+    (images / "dog" / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    before = _sha(store)
+    result = run_cli("extract", models["image"], images, "--out", store)
+    _assert_one_line_error(result, "dog/x.jpg: cannot decode image", "--skip-bad")
+    assert _sha(store) == before
+    copy = shutil.copy(store, tmp_path / "copy.h5")
+    result = run_cli("extract", models["image"], images, "--out", copy, "--skip-bad")
+    assert (
+        result.returncode == 0 and "computed 0 items, 6 cached, 0 resumed, 1 bad" in result.stdout
+    )
+
+
+def test_store_from_another_backbone(models, image_dir, store):
+    before = _sha(store)
+    result = run_cli("extract", models["image_other"], image_dir, "--out", store)
+    _assert_one_line_error(result, "different backbone_sha256")
+    assert _sha(store) == before
+    result = run_cli("extract", models["image"], image_dir, "--out", store, "--tap", "pool")
+    _assert_one_line_error(result, "different taps")
+    assert _sha(store) == before
+
+
+def test_unknown_tap_and_cuda(models, image_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    result = run_cli("extract", models["image"], image_dir, "--out", out, "--tap", "logits")
+    _assert_one_line_error(result, "unknown tap 'logits'; this model has: pool, fmap")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        result = run_cli("extract", models["image"], image_dir, "--out", out, "--device", "cuda")
+        _assert_one_line_error(result, "CUDA is not available", "embedkit[gpu]", "--device cpu")
+    assert not out.exists()
