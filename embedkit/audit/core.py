@@ -1,0 +1,225 @@
+"""Run the whole audit: label issues, class balance, near-duplicates and outliers.
+
+    embedkit audit feats.h5 --folds 5 --head logreg --dup-threshold 0.98 --out audit/
+
+Python::
+
+    from embedkit.audit import audit
+    report = audit("feats.h5")
+    report.write("audit/")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkit.audit.balance import class_balance
+from embedkit.audit.labels import find_label_issues, out_of_fold_proba
+from embedkit.audit.neighbors import neighbor_scan
+from embedkit.audit.report import AuditReport
+from embedkit.errors import UserInputError
+
+_NO_LABELS_HINT = (
+    "the audit needs labels: re-extract from a folder with one subfolder per class, "
+    "a CSV/JSONL with --label-column, or a .npy with --labels labels.npy "
+    "(Python: FeatureStore.from_arrays(path, X, y=labels))"
+)
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    """How to audit; every field has the CLI flag of the same name."""
+
+    folds: int = 5  # k of the stratified k-fold that gives out-of-fold probabilities
+    head: str = "logreg"  # cheap head for that pass: an embedkit.heads name, or logreg / sgd
+    dup_threshold: float = 0.98  # cosine similarity at or above which two items are duplicates
+    k: int = 10  # neighbours whose mean cosine distance is the outlier score
+    top_k: int | None = None  # rows of suspects/outliers.csv; None: all issues, top 1% outliers
+    rank_by: str = "self_confidence"  # suspect order: self_confidence or margin (lowest first)
+    block_size: int = 4096  # rows per similarity tile: about 4 * block_size**2 bytes of memory
+    max_pairs: int = 100_000  # keep at most this many duplicate pairs, the most similar
+    seed: int = 0  # seeds the folds and the head
+
+    def __post_init__(self):
+        if self.rank_by not in ("self_confidence", "margin"):
+            raise UserInputError(f"rank_by={self.rank_by!r}: use self_confidence or margin")
+        if self.top_k is not None and self.top_k < 0:
+            raise UserInputError(f"--top-k {self.top_k}: use a count >= 0")
+        for name in ("folds", "k", "block_size"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name}={getattr(self, name)}: use a value >= 1")
+
+
+def _spec(spec: AuditSpec | None, overrides: dict[str, Any]) -> AuditSpec:
+    valid = {f.name for f in fields(AuditSpec)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise UserInputError(
+            f"unknown audit option(s) {', '.join(unknown)}; known: {', '.join(sorted(valid))}"
+        )
+    return replace(spec or AuditSpec(), **overrides)
+
+
+def audit(
+    store, *, tap: str | None = None, spec: AuditSpec | None = None, **overrides
+) -> AuditReport:
+    """Audit a feature store: label issues, class balance, near-duplicates, outliers.
+
+    Parameters
+    ----------
+    store : str, Path or FeatureStore
+        The HDF5 feature store; it must hold labels.
+    tap : str, optional
+        Which features to use (default: the store's first tap).
+    spec : AuditSpec, optional
+        Settings; keyword ``overrides`` (``folds=3``, ``head="sgd"``, ...) replace its fields.
+
+    Returns
+    -------
+    AuditReport
+        Call ``report.write(out_dir)`` for report.md/json, the CSVs and confusion.png.
+
+    Examples
+    --------
+    >>> from embedkit.store import FeatureStore  # doctest: +SKIP
+    >>> report = audit("feats.h5", folds=5, dup_threshold=0.98)  # doctest: +SKIP
+    >>> report.write("audit/")  # doctest: +SKIP
+    """
+    spec = _spec(spec, overrides)
+    from embedkit.store import FeatureStore
+
+    if isinstance(store, (str, Path)):
+        with FeatureStore(store) as fs:
+            return _audit_open_store(fs, str(store), tap, spec)
+    return _audit_open_store(store, str(getattr(store, "path", "<store>")), tap, spec)
+
+
+def _audit_open_store(fs, path: str, tap: str | None, spec: AuditSpec) -> AuditReport:
+    tap = fs.default_tap if tap is None else tap
+    if tap not in fs.taps:
+        raise UserInputError(f"store {path!r} has no tap {tap!r}; taps: {', '.join(fs.taps)}")
+    if not fs.has_labels:
+        raise UserInputError(f"store {path!r} has no labels; {_NO_LABELS_HINT}")
+    return audit_arrays(
+        fs.features(tap=tap),
+        fs.labels(),
+        ids=fs.ids(),
+        splits=fs.splits(),
+        label_names=list(fs.label_names),
+        spec=spec,
+        source={"store": path, "tap": tap},
+    )
+
+
+def audit_arrays(
+    features: np.ndarray,
+    labels,
+    *,
+    ids=None,
+    splits=None,
+    label_names: list[str] | None = None,
+    spec: AuditSpec | None = None,
+    source: dict | None = None,
+    **overrides,
+) -> AuditReport:
+    """Audit features held in memory (the same as :func:`audit` without a store).
+
+    Parameters
+    ----------
+    features : ndarray (N, ...)
+        One feature vector per item.
+    labels : ndarray of int (N,) or list of str
+        Given labels; ``-1`` (or ``""``) marks unlabelled items, which only take part
+        in the duplicate and outlier passes.
+    ids, splits : sequences of str, optional
+        Item ids (default: the row numbers) and split names ("train", "val", "test", "").
+    label_names : list of str, optional
+        Class names for integer labels (default: "0", "1", ...).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> X, y = make_blobs(200, centers=3, n_features=8, random_state=0)
+    >>> y[:5] = (y[:5] + 1) % 3          # five wrong labels
+    >>> report = audit_arrays(X, y, folds=3)
+    >>> report.n_issues >= 5 and set(range(5)) <= set(report.suspect_rows(10))
+    True
+    """
+    spec = _spec(spec, overrides)
+    started = time.perf_counter()
+    n = len(features)
+    labels, label_names = _encode_labels(labels, label_names, n)
+    ids = np.array([str(i) for i in range(n)] if ids is None else [str(i) for i in ids])
+    splits = np.full(n, "", dtype=object) if splits is None else np.asarray(splits, dtype=object)
+    if len(ids) != n or len(splits) != n:
+        raise UserInputError(f"ids ({len(ids)}) and splits ({len(splits)}) must have {n} rows")
+    labelled = np.flatnonzero(labels >= 0)
+    if not len(labelled):
+        raise UserInputError(f"no item has a label; {_NO_LABELS_HINT}")
+    timings = {}
+
+    t0 = time.perf_counter()
+    x = np.asarray(features).reshape(n, -1)  # (N, D)
+    proba = out_of_fold_proba(
+        x[labelled],
+        labels[labelled],
+        n_classes=len(label_names),
+        head=spec.head,
+        folds=spec.folds,
+        seed=spec.seed,
+    )  # (L, K)
+    issues = find_label_issues(labels[labelled], proba)
+    balance = class_balance(labels[labelled], issues.suggested, len(label_names))
+    timings["out_of_fold_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scan = neighbor_scan(
+        x,
+        threshold=spec.dup_threshold,
+        k=spec.k,
+        block_size=spec.block_size,
+        max_pairs=spec.max_pairs,
+    )
+    timings["neighbors_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - started
+    return AuditReport(
+        spec=spec,
+        source=dict(source or {}),
+        ids=ids,
+        labels=labels,
+        label_names=list(label_names),
+        splits=splits.astype(str),
+        labelled=labelled,
+        proba=proba,
+        issues=issues,
+        balance=balance,
+        scan=scan,
+        timings=timings,
+    )
+
+
+def _encode_labels(labels, label_names, n: int) -> tuple[np.ndarray, list[str]]:
+    """Return int64 labels (-1 unlabelled) and the class names."""
+    raw = np.asarray(labels)
+    if len(raw) != n:
+        raise UserInputError(f"labels have {len(raw)} rows but features have {n}")
+    if raw.dtype.kind in "USO":
+        names = (
+            sorted({str(v) for v in raw if str(v)}) if label_names is None else list(label_names)
+        )
+        lookup = {name: i for i, name in enumerate(names)}
+        unknown = sorted({str(v) for v in raw if str(v) and str(v) not in lookup})
+        if unknown:
+            raise UserInputError(f"labels {unknown[:5]} are not in label_names {names}")
+        return np.array([lookup.get(str(v), -1) for v in raw], dtype=np.int64), names
+    codes = raw.astype(np.int64)
+    top = int(codes.max()) + 1 if len(codes) else 0
+    names = [str(i) for i in range(top)] if label_names is None else [str(v) for v in label_names]
+    if top > len(names):
+        raise UserInputError(f"label {top - 1} has no name; label_names has {len(names)} entries")
+    return codes, names

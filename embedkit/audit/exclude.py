@@ -1,0 +1,52 @@
+"""Read the ids to leave out of training: ``embedkit train/bench ... --exclude FILE``.
+
+embedkit audit feats.h5 --out audit/
+embedkit bench feats.h5 --exclude audit/suspects.csv --out bench-clean/
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from embedkit.errors import UserInputError
+
+
+def read_exclude(path: str | Path) -> set[str]:
+    """Return the set of ids listed in ``path``.
+
+    Two formats are accepted: a plain file with one id per line (blank lines and
+    lines starting with ``#`` are skipped), or a CSV/TSV whose header has an ``id``
+    column, such as the audit's ``suspects.csv``, ``outliers.csv`` or a hand-edited
+    copy of them.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "ids.txt"), "w").write("img_3\\n# a comment\\n\\nimg_7\\n")
+    >>> sorted(read_exclude(os.path.join(d, "ids.txt")))
+    ['img_3', 'img_7']
+    >>> _ = open(os.path.join(d, "s.csv"), "w").write("id,given_label\\nimg_1,cat\\n")
+    >>> read_exclude(os.path.join(d, "s.csv"))
+    {'img_1'}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"exclude file {str(path)!r} does not exist; pass a file of ids")
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return set()
+    header = lines[0]
+    delimiter = "\t" if "\t" in header else ","
+    fields = [f.strip().strip('"') for f in header.split(delimiter)]
+    if "id" in fields:
+        rows = csv.DictReader(lines, delimiter=delimiter)
+        return {row["id"].strip() for row in rows if row.get("id") and row["id"].strip()}
+    if len(fields) > 1:
+        raise UserInputError(
+            f"exclude file {str(path)!r} looks like a table but has no 'id' column "
+            f"(columns: {', '.join(fields)}); add an 'id' header or list one id per line"
+        )
+    return {line.strip() for line in lines if not line.lstrip().startswith("#")}

@@ -1,0 +1,210 @@
+"""The audit report: what was found, as tables, and the files it writes.
+
+embedkit audit feats.h5 --out audit/
+# audit/report.md, report.json, suspects.csv, duplicates.csv, outliers.csv, confusion.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.audit.balance import ClassBalance
+from embedkit.audit.labels import LabelIssues
+from embedkit.audit.neighbors import NeighborScan
+
+LEAK_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Everything the audit found; ``write(out_dir)`` saves it.
+
+    Label arrays (``proba`` and ``issues``) are aligned with ``labelled``, the row
+    indices of the labelled items; the rest are aligned with the store's rows.
+    """
+
+    spec: object  # the AuditSpec used
+    source: dict  # {"store": path, "tap": name} when read from a store
+    ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) int64, -1 = unlabelled
+    label_names: list
+    splits: np.ndarray  # (N,) str, "" = unset
+    labelled: np.ndarray  # (L,) row indices
+    proba: np.ndarray  # (L, K) out-of-fold probabilities
+    issues: LabelIssues
+    balance: ClassBalance
+    scan: NeighborScan
+    timings: dict
+
+    @property
+    def n_issues(self) -> int:
+        """Items off the diagonal of the confident joint."""
+        return int(self.issues.is_issue.sum())
+
+    def suspect_rows(self, top_k: int | None = None) -> np.ndarray:
+        """Row indices of the most suspect labels, most suspect first.
+
+        ``top_k=None`` gives the confident-joint issues (ranked); an int gives the
+        ``top_k`` lowest-scoring labelled items whether or not they are issues.
+        """
+        order = self.issues.ranking(self.spec.rank_by)  # (L,) into labelled
+        if top_k is None:
+            order = order[self.issues.is_issue[order]]
+        else:
+            order = order[:top_k]
+        return self.labelled[order]
+
+    def outlier_rows(self, top_k: int | None = None) -> np.ndarray:
+        """Row indices by decreasing outlier score; ``None``: the top 1% (at least 10)."""
+        n = len(self.ids)
+        top_k = max(10, int(np.ceil(0.01 * n))) if top_k is None else top_k
+        return np.lexsort((np.arange(n), -self.scan.outlier_score))[:top_k]
+
+    def cross_split(self) -> np.ndarray:
+        """Bool per duplicate pair: the two items sit in different named splits (leakage)."""
+        a, b = self.splits[self.scan.pairs[:, 0]], self.splits[self.scan.pairs[:, 1]]
+        return (a != b) & (a != "") & (b != "")
+
+    def _name(self, row: int) -> str:
+        code = int(self.labels[row])
+        return self.label_names[code] if code >= 0 else ""
+
+    def suspects_table(self) -> list[dict]:
+        """Rows of suspects.csv."""
+        position = np.empty(len(self.labels), dtype=np.int64)
+        position[self.labelled] = np.arange(len(self.labelled))
+        out = []
+        for rank, row in enumerate(self.suspect_rows(self.spec.top_k), start=1):
+            i = position[row]
+            out.append(
+                {
+                    "rank": rank,
+                    "id": self.ids[row],
+                    "given_label": self._name(row),
+                    "suggested_label": self.label_names[int(self.issues.suggested[i])],
+                    "self_confidence": round(float(self.issues.self_confidence[i]), 6),
+                    "margin": round(float(self.issues.margin[i]), 6),
+                    "is_issue": bool(self.issues.is_issue[i]),
+                    "split": self.splits[row],
+                }
+            )
+        return out
+
+    def duplicates_table(self) -> list[dict]:
+        """Rows of duplicates.csv, most similar first."""
+        cross = self.cross_split()
+        out = []
+        for (a, b), sim, leak in zip(self.scan.pairs, self.scan.similarity, cross):
+            out.append(
+                {
+                    "id_a": self.ids[a],
+                    "id_b": self.ids[b],
+                    "similarity": round(float(sim), 6),
+                    "split_a": self.splits[a],
+                    "split_b": self.splits[b],
+                    "cross_split": bool(leak),
+                    "label_a": self._name(a),
+                    "label_b": self._name(b),
+                    "same_label": bool(self.labels[a] == self.labels[b]),
+                }
+            )
+        return out
+
+    def outliers_table(self) -> list[dict]:
+        """Rows of outliers.csv, most distant first."""
+        out = []
+        for rank, row in enumerate(self.outlier_rows(self.spec.top_k), start=1):
+            nearest = self.scan.knn_index[row, 0] if self.scan.knn_index.shape[1] else -1
+            out.append(
+                {
+                    "rank": rank,
+                    "id": self.ids[row],
+                    "outlier_score": round(float(self.scan.outlier_score[row]), 6),
+                    "label": self._name(row),
+                    "split": self.splits[row],
+                    "nearest_id": self.ids[nearest] if nearest >= 0 else "",
+                }
+            )
+        return out
+
+    def summary(self) -> dict:
+        """The JSON-ready summary that report.json holds."""
+        names = self.label_names
+        issues, balance, scan = self.issues, self.balance, self.scan
+        cross = self.cross_split()
+        noise = issues.class_noise_rate
+        return {
+            "source": self.source,
+            "spec": asdict(self.spec),
+            "n_items": len(self.ids),
+            "n_labelled": len(self.labelled),
+            "label_issues": {
+                "n_issues": self.n_issues,
+                "estimated_noise_rate": round(issues.noise_rate, 6),
+                "per_class": {
+                    names[c]: {
+                        "threshold": _num(issues.thresholds[c]),
+                        "estimated_noise_rate": round(float(noise[c]), 6),
+                        "issues": int(issues.is_issue[self.labels[self.labelled] == c].sum()),
+                    }
+                    for c in range(len(names))
+                },
+                "confident_joint": issues.confident_joint.tolist(),
+                "noise_joint": np.round(issues.noise_joint, 6).tolist(),
+            },
+            "class_balance": {
+                "counts": {names[c]: int(n) for c, n in enumerate(balance.counts)},
+                "imbalance_ratio": _num(balance.imbalance_ratio),
+                "empty_classes": [names[c] for c in balance.empty_classes],
+                "oof_accuracy": _num(
+                    float(np.mean(issues.suggested == self.labels[self.labelled]))
+                ),
+                "per_class_accuracy": {names[c]: _num(a) for c, a in enumerate(balance.accuracy)},
+                "top_confusions": [
+                    {"given": names[g], "predicted": names[p], "count": n}
+                    for g, p, n in balance.top_confusions(10)
+                ],
+                "confusion": balance.confusion.tolist(),
+            },
+            "duplicates": {
+                "threshold": self.spec.dup_threshold,
+                "n_pairs": scan.n_pairs_total,
+                "n_listed": len(scan.pairs),
+                "n_cross_split": int(cross.sum()),
+                "n_label_conflicts": int(
+                    (self.labels[scan.pairs[:, 0]] != self.labels[scan.pairs[:, 1]]).sum()
+                ),
+                "truncated": scan.truncated,
+            },
+            "outliers": {
+                "k": int(scan.knn_index.shape[1]),
+                "score_mean": _num(float(scan.outlier_score.mean())) if len(self.ids) else None,
+                "score_p99": _num(float(np.quantile(scan.outlier_score, 0.99)))
+                if len(self.ids)
+                else None,
+            },
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write report.md, report.json, suspects.csv, duplicates.csv, outliers.csv, confusion.png.
+
+        Returns the path of report.md.
+
+        Examples
+        --------
+        >>> report.write("audit/")  # doctest: +SKIP
+        PosixPath('audit/report.md')
+        """
+        from embedkit.audit._write import write_report
+
+        return write_report(self, Path(out_dir))
+
+
+def _num(value) -> float | None:
+    """A JSON-safe float: nan and inf become None."""
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else None

@@ -1,0 +1,89 @@
+"""``embedkit audit``: label issues, class balance, near-duplicates and outliers of a store.
+
+    embedkit audit feats.h5 --out audit/
+    embedkit audit feats.h5 --tap features --folds 5 --head logreg --dup-threshold 0.98 \\
+        --top-k 200 --out audit/
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from embedkit.audit.core import AuditSpec  # light: numpy and the errors only
+
+_DEFAULTS = AuditSpec()
+
+
+def register(subparsers) -> None:
+    """Add the ``audit`` subcommand."""
+    p = subparsers.add_parser(
+        "audit",
+        help="find label errors, imbalance, near-duplicates and outliers in a feature store",
+        description="Audit a labelled feature store: out-of-fold confident learning for label "
+        "issues, class balance, near-duplicate pairs (flagging train/test leakage) and k-NN "
+        "outliers. Writes report.md, report.json, suspects.csv, duplicates.csv, outliers.csv "
+        "and confusion.png into --out. Feed suspects.csv to `train/bench --exclude`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("store", help="the HDF5 feature store (must hold labels)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
+    p.add_argument("--tap", default=None, help="features to audit (default: the first tap)")
+    p.add_argument("--folds", type=int, default=_DEFAULTS.folds, help="k of the k-fold pass")
+    p.add_argument(
+        "--head", default=_DEFAULTS.head, help="cheap head for out-of-fold probabilities"
+    )
+    p.add_argument(
+        "--dup-threshold",
+        type=float,
+        default=_DEFAULTS.dup_threshold,
+        help="cosine similarity at or above which two items are near-duplicates",
+    )
+    p.add_argument("--k", type=int, default=_DEFAULTS.k, help="neighbours for the outlier score")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows in suspects.csv and outliers.csv (default: all label issues; top 1%% outliers)",
+    )
+    p.add_argument(
+        "--rank-by",
+        choices=("self_confidence", "margin"),
+        default=_DEFAULTS.rank_by,
+        help="score that orders the suspects (lowest first)",
+    )
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=_DEFAULTS.block_size,
+        help="rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
+    )
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of folds and head")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from embedkit.audit import audit
+
+    report = audit(
+        args.store,
+        tap=args.tap,
+        folds=args.folds,
+        head=args.head,
+        dup_threshold=args.dup_threshold,
+        k=args.k,
+        top_k=args.top_k,
+        rank_by=args.rank_by,
+        block_size=args.block_size,
+        seed=args.seed,
+    )
+    path = report.write(args.out)
+    s = report.summary()
+    dup = s["duplicates"]
+    print(
+        f"{s['n_items']} items: {s['label_issues']['n_issues']} label issues "
+        f"(estimated noise {s['label_issues']['estimated_noise_rate']:.1%}), "
+        f"{dup['n_pairs']} near-duplicate pairs ({dup['n_cross_split']} across splits), "
+        f"imbalance ratio {s['class_balance']['imbalance_ratio']}; report: {path}"
+    )
+    return 0
