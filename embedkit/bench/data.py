@@ -1,0 +1,312 @@
+"""The data a bench runs on, loaded once, and the row samplers of its protocols.
+
+    embedkit bench stores/fmnist-lite0.h5 --shots 1,4,16,all --out bench/
+
+:func:`load_bench_data` reads one tap of a feature store into memory (float32), drops
+unlabelled rows and the ids of ``--exclude`` from the training pool, and fixes the ONE test
+split. The samplers below only ever see the training pool, so no protocol can train or
+tune on a test row:
+
+- :func:`kshot_indices`: ``k`` rows per class, stratified, deterministic per seed and
+  nested across ``k`` (the 2-shot set contains the 1-shot set of the same seed);
+- :func:`cv_folds`: stratified k-fold over the training pool;
+- :func:`carve_validation`: a stratified validation part of one run's training rows,
+  used by the hyper-parameter sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+
+ALL = "all"  # the shot level that trains on every row of the training pool
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """Features and labels held in memory, with the training pool and test rows fixed.
+
+    Examples
+    --------
+    >>> X = np.zeros((6, 2), np.float32); y = np.array([0, 0, 0, 1, 1, 1])
+    >>> data = BenchData(X, y, train=np.array([0, 1, 3, 4]), test=np.array([2, 5]))
+    >>> data.class_counts().tolist()
+    [2, 2]
+    """
+
+    X: np.ndarray  # (N, D...) float32, every row of the store that has a label
+    y: np.ndarray  # (N,) int64 class index into label_names
+    train: np.ndarray  # row indices of the training pool (sorted)
+    test: np.ndarray  # row indices of the fixed test split (sorted; may be empty for cv)
+    label_names: tuple[str, ...] = ()  # class names; empty means "0", "1", ...
+    source: dict = field(default_factory=dict)  # path, tap, fingerprint: what the runs record
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(len(self.label_names), int(self.y.max()) + 1 if len(self.y) else 0))
+
+    def class_name(self, c: int) -> str:
+        return self.label_names[c] if c < len(self.label_names) else str(c)
+
+    def class_counts(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows per class in ``rows`` (default: the training pool)."""
+        rows = self.train if rows is None else rows
+        return np.bincount(self.y[rows], minlength=self.n_classes)
+
+
+def parse_shots(text: str | list) -> tuple[int | str, ...]:
+    """Parse ``"1,2,4,all"`` into ``(1, 2, 4, "all")``.
+
+    Examples
+    --------
+    >>> parse_shots("1,4, all")
+    (1, 4, 'all')
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    shots: list[int | str] = []
+    for item in items:
+        item = str(item).strip().lower()
+        if item == ALL:
+            shots.append(ALL)
+        elif item.isdigit() and int(item) > 0:
+            shots.append(int(item))
+        else:
+            raise UserInputError(
+                f"--shots item {item!r} is not valid; use positive integers or 'all' (e.g. 1,4,all)"
+            )
+    if not shots:
+        raise UserInputError("--shots is empty; give e.g. 1,2,4,8,16,all")
+    return tuple(dict.fromkeys(shots))
+
+
+def check_shots(data: BenchData, shots: tuple[int | str, ...], *, allow_fewer: bool) -> None:
+    """Raise when a shot level asks for more rows than a class has in the training pool."""
+    counts = data.class_counts()
+    for c in np.flatnonzero(counts == 0):
+        if c < len(data.label_names):
+            raise UserInputError(
+                f"class {data.class_name(int(c))!r} has no labelled training rows; "
+                "add some, or drop the class from the store"
+            )
+    if allow_fewer:
+        return
+    wanted = max((k for k in shots if k != ALL), default=0)
+    short = [(data.class_name(int(c)), int(n)) for c, n in enumerate(counts) if n < wanted]
+    if short:
+        name, count = min(short, key=lambda item: item[1])
+        raise UserInputError(
+            f"--shots {wanted} asks for more rows than class {name!r} has in the training pool "
+            f"({count}); lower --shots, use 'all', or pass --allow-fewer"
+        )
+
+
+def kshot_indices(y: np.ndarray, pool: np.ndarray, shots: int | str, seed: int) -> np.ndarray:
+    """Pick ``shots`` rows per class from ``pool``, stratified and deterministic per seed.
+
+    The sets are nested: for one seed, the ``k``-shot rows are the first ``k`` rows of a
+    per-class permutation that does not depend on ``k``. A class with fewer rows gives all
+    of them (the caller decides whether that is allowed). ``"all"`` returns the whole pool.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 1, 1, 1, 1])
+    >>> rows = kshot_indices(y, np.arange(7), 2, seed=0)
+    >>> np.bincount(y[rows]).tolist()
+    [2, 2]
+    >>> set(kshot_indices(y, np.arange(7), 1, seed=0)) <= set(rows)
+    True
+    """
+    pool = np.sort(np.asarray(pool, dtype=np.int64))
+    if shots == ALL:
+        return pool
+    picked = []
+    for c in np.unique(y[pool]):
+        members = pool[y[pool] == c]
+        rng = np.random.default_rng([int(seed), int(c)])
+        picked.append(members[rng.permutation(len(members))[: int(shots)]])
+    return np.sort(np.concatenate(picked)) if picked else pool[:0]
+
+
+def cv_folds(
+    y: np.ndarray, pool: np.ndarray, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``folds``-fold split of ``pool``: a list of (train rows, held-out rows).
+
+    Examples
+    --------
+    >>> y = np.array([0, 1] * 5)
+    >>> [len(held) for _, held in cv_folds(y, np.arange(10), 5, seed=0)]
+    [2, 2, 2, 2, 2]
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    pool = np.sort(np.asarray(pool, dtype=np.int64))
+    counts = np.bincount(y[pool])
+    smallest = int(counts[counts > 0].min()) if counts.any() else 0
+    if folds < 2 or smallest < folds:
+        raise UserInputError(
+            f"--folds {folds} needs at least {max(folds, 2)} rows in every class, and the "
+            f"smallest class has {smallest}; lower --folds (2 or more)"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(pool[tr], pool[te]) for tr, te in splitter.split(pool, y[pool])]
+
+
+def carve_validation(
+    y: np.ndarray, rows: np.ndarray, seed: int, fraction: float = 0.25
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Split one run's training ``rows`` into (fit rows, validation rows), stratified.
+
+    Each class gives ``max(1, round(fraction * n))`` rows to validation and keeps at least
+    one. Returns ``None`` when some class has fewer than two rows (1-shot), so no
+    validation set can be carved without leaving a class out.
+
+    Examples
+    --------
+    >>> y = np.array([0] * 4 + [1] * 4)
+    >>> fit, val = carve_validation(y, np.arange(8), seed=0)
+    >>> len(fit), len(val), sorted(set(fit) & set(val))
+    (6, 2, [])
+    """
+    fit_parts, val_parts = [], []
+    for c in np.unique(y[rows]):
+        members = rows[y[rows] == c]
+        if len(members) < 2:
+            return None
+        rng = np.random.default_rng([int(seed), int(c), 7919])
+        members = members[rng.permutation(len(members))]
+        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        val_parts.append(members[:n_val])
+        fit_parts.append(members[n_val:])
+    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
+
+
+def read_ids_file(path: str | Path) -> set[str]:
+    """Read one id per line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(
+            f"--exclude file {str(path)!r} does not exist; give a file of ids, one a line"
+        )
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):
+    """Split ``rows`` into (pool, test) in memory, stratified, for ``--make-test-split``."""
+    if not 0.0 < fraction < 1.0:
+        raise UserInputError(
+            f"--make-test-split {fraction} is not valid; give a fraction in (0, 1)"
+        )
+    test = []
+    for c in np.unique(y[rows]):
+        members = rows[y[rows] == c]
+        rng = np.random.default_rng([int(seed), int(c), 104729])
+        n_test = min(len(members) - 1, int(round(fraction * len(members))))
+        test.append(members[rng.permutation(len(members))[:n_test]])
+    test = np.sort(np.concatenate(test))
+    return np.setdiff1d(rows, test), test
+
+
+def load_bench_data(
+    store,
+    *,
+    tap: str | None = None,
+    exclude: str | Path | None = None,
+    make_test_split: float | None = None,
+    require_test: bool = True,
+) -> BenchData:
+    """Read one tap of a feature store into memory and fix the training pool and test rows.
+
+    Parameters
+    ----------
+    store : str, Path or FeatureStore
+        The feature store (an open :class:`~embedkit.store.FeatureStore` is read, not closed).
+    tap : str, optional
+        The tap to bench; the store's first tap by default.
+    exclude : path, optional
+        A file of row ids, one a line, left out of the training pool (for example the
+        label errors that ``embedkit audit`` found). The test split is unchanged, so the
+        results stay comparable with a bench without ``exclude``.
+    make_test_split : float, optional
+        Hold out this fraction of the labelled rows (stratified, seed 0) as the test split
+        in memory, instead of the store's ``test`` split.
+    require_test : bool
+        Raise when there is no test split (the k-shot protocol needs one; cv does not).
+
+    Examples
+    --------
+    >>> data = load_bench_data("stores/fmnist-lite0.h5")  # doctest: +SKIP
+    >>> len(data.train), len(data.test)  # doctest: +SKIP
+    (3000, 1000)
+    """
+    from embedkit.store import FeatureStore
+
+    if isinstance(store, FeatureStore):
+        return _read_store(store, tap, exclude, make_test_split, require_test)
+    with FeatureStore(str(store)) as fs:
+        return _read_store(fs, tap, exclude, make_test_split, require_test)
+
+
+def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
+    path = str(getattr(fs, "path", "store"))
+    tap = tap or fs.default_tap
+    if tap not in fs.taps:
+        raise UserInputError(f"--tap {tap!r} is not in {path}; its taps: {', '.join(fs.taps)}")
+    if not fs.has_labels:
+        raise UserInputError(
+            f"store {path} has no labels; extract with labels (e.g. class folders or a label "
+            "column), or bench a store that has them"
+        )
+    labels = np.asarray(fs.labels(), dtype=np.int64)
+    labelled = np.flatnonzero(labels >= 0)
+    X = fs.features(tap=tap, dtype=np.float32)  # (N, D...) one contiguous read
+    all_ids = np.asarray(fs.ids()).astype(str)
+    splits = np.asarray(fs.splits()).astype(str)[labelled]
+    X, y, ids = X[labelled] if len(labelled) < len(X) else X, labels[labelled], all_ids[labelled]
+    rows = np.arange(len(y))
+    if make_test_split:
+        pool, test = stratified_test_split(y, rows, float(make_test_split))
+    else:
+        test = rows[splits == "test"]
+        pool = rows[splits != "test"]
+        if require_test and len(test) == 0:
+            raise UserInputError(
+                f"store {path} has no test split; run `embedkit split {path} --test 0.2`, "
+                "or pass --make-test-split 0.2 to split in memory"
+            )
+    if exclude:
+        wanted = read_ids_file(exclude)
+        unknown = sorted(wanted - set(all_ids))
+        if unknown:
+            raise UserInputError(
+                f"--exclude {exclude}: {len(unknown)} ids are not in {path} (e.g. "
+                f"{', '.join(unknown[:3])}); give ids from this store"
+            )
+        pool = pool[~np.isin(ids[pool], list(wanted))]
+    info = fs.tap_info(tap)
+    source = {
+        "store": path,
+        "tap": tap,
+        "shape": list(getattr(info, "shape", X.shape[1:])),
+        "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
+        "digest": _digest(X, y, pool, test),
+        "exclude": str(exclude) if exclude else None,
+        "make_test_split": make_test_split,
+    }
+    return BenchData(X, y, pool, test, tuple(fs.label_names), source)
+
+
+def _digest(X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray) -> str:
+    """A cheap content hash: labels, both row sets and a sample of feature rows."""
+    import hashlib
+
+    h = hashlib.sha1()
+    step = max(1, len(X) // 512)
+    for part in (y, pool, test, np.ascontiguousarray(X[::step])):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()[:16]

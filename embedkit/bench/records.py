@@ -1,0 +1,123 @@
+"""One JSON record per run in ``RESULTS_DIR/runs/``, written atomically.
+
+A run is one (head, shots, seed[, fold]); its file name is its run id, e.g.
+``runs/logreg__k16__s3.json`` or ``runs/mlp__all__s0__f2.json``. A record holds the
+configuration hash of the bench that made it (store digest, tap, protocol, sweep, head
+parameters), so a re-run into the same directory skips only runs that were done with the
+same configuration, and refuses to mix configurations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from embedkit.errors import UserInputError
+
+SCHEMA = 1
+
+
+def run_id(head: str, shots: int | str, seed: int, fold: int | None = None) -> str:
+    """The file stem of a run.
+
+    Examples
+    --------
+    >>> run_id("logreg", 16, 3), run_id("mlp", "all", 0, fold=2)
+    ('logreg__k16__s3', 'mlp__all__s0__f2')
+    """
+    level = "all" if shots == "all" else f"k{int(shots)}"
+    tail = "" if fold is None else f"__f{int(fold)}"
+    return f"{head}__{level}__s{int(seed)}{tail}"
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a JSON-able configuration."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def write_record(runs_dir: Path, record: dict) -> Path:
+    """Write ``record`` to ``runs_dir/<run_id>.json`` via a temporary file and a rename."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    final = runs_dir / f"{record['run_id']}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{record['run_id']}.", suffix=".tmp", dir=runs_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1, sort_keys=True, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def read_records(runs_dir: Path) -> list[dict]:
+    """All records in ``runs_dir`` (temporary files of interrupted writes are ignored)."""
+    records = []
+    for path in sorted(Path(runs_dir).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserInputError(
+                f"{path} is not a readable run record ({exc}); delete it and re-run the bench"
+            ) from exc
+        if record.get("schema") != SCHEMA or "run_id" not in record:
+            raise UserInputError(
+                f"{path} is not an embedkit bench record (schema {SCHEMA}); move it out of runs/"
+            )
+        records.append(record)
+    return records
+
+
+def done_runs(runs_dir: Path, config: dict) -> set[str]:
+    """Run ids already done (status ``ok``) with this configuration.
+
+    Raises :class:`UserInputError` naming the first differing field when ``runs_dir``
+    holds records of another configuration; failed runs are not done and run again.
+    """
+    want = config_hash(config)
+    done = set()
+    for record in read_records(runs_dir) if Path(runs_dir).is_dir() else []:
+        if record.get("config_hash") != want:
+            field = _first_difference(record.get("config", {}), config)
+            raise UserInputError(
+                f"{runs_dir} holds runs of another bench configuration ({field} differs: "
+                f"{_get(record.get('config', {}), field)!r} vs {_get(config, field)!r}); "
+                "use a new --out directory, or delete its runs/ to start over"
+            )
+        if record.get("status") == "ok":
+            done.add(record["run_id"])
+    return done
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _first_difference(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            return f"{prefix}{key}"
+    return ""
+
+
+def _get(config: dict, dotted: str):
+    for key in dotted.split(".") if dotted else []:
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

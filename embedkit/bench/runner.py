@@ -1,0 +1,347 @@
+"""Run the bench: plan the runs, skip the done ones, fit every head, write records.
+
+    embedkit bench stores/fmnist-lite0.h5 --heads sgd,logreg,linear,mlp,knn,centroid \\
+        --shots 1,2,4,8,16,all --seeds 5 --out bench/
+
+The features are read once into memory. Runs go to worker processes (joblib/loky, which
+memory-maps the feature matrix for them instead of copying it per run); each worker
+limits BLAS and torch to ``cores // jobs`` threads so that workers do not oversubscribe
+the cores. Records are written by the parent as runs finish, so an interrupted bench
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.bench import _heads
+from embedkit.bench.data import (
+    ALL,
+    BenchData,
+    carve_validation,
+    check_shots,
+    cv_folds,
+    kshot_indices,
+    load_bench_data,
+    parse_shots,
+)
+from embedkit.bench.metrics import score
+from embedkit.bench.records import SCHEMA, config_hash, done_runs, run_id, write_record
+from embedkit.errors import UserInputError
+
+DEFAULT_HEADS = ("sgd", "logreg", "linear", "mlp", "knn", "centroid")
+DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
+PROTOCOLS = ("kshot", "cv")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What to compare, and how.
+
+    Examples
+    --------
+    >>> BenchSpec(heads=("logreg", "knn"), shots=(1, 4, "all"), seeds=3).n_runs
+    18
+    """
+
+    heads: tuple[str, ...] = DEFAULT_HEADS  # names from embedkit.heads.HEADS
+    shots: tuple[int | str, ...] = DEFAULT_SHOTS  # rows per class; "all" = the whole pool
+    seeds: int = 5  # seeds 0 .. seeds-1: each draws its own k-shot rows and head init
+    protocol: str = "kshot"  # "kshot": score on the fixed test split; "cv": on held-out folds
+    folds: int = 5  # cv only: stratified folds of the training pool
+    sweep: bool = False  # tune each head on a validation part of its own training rows
+    allow_fewer: bool = False  # a class with fewer rows than shots gives all it has
+    jobs: int | None = None  # worker processes; None = all cores, 1 = in this process
+    head_params: dict | None = None  # {"knn": {"n_neighbors": 3}}: fixed head parameters
+
+    def __post_init__(self):
+        if isinstance(self.heads, str):
+            object.__setattr__(self, "heads", tuple(h.strip() for h in self.heads.split(",")))
+        object.__setattr__(self, "heads", tuple(self.heads))
+        object.__setattr__(self, "shots", parse_shots(self.shots))
+        if self.protocol not in PROTOCOLS:
+            raise UserInputError(
+                f"--protocol {self.protocol!r} is not valid; use one of: kshot, cv"
+            )
+        if int(self.seeds) < 1:
+            raise UserInputError(f"--seeds {self.seeds} is not valid; give 1 or more")
+        if not self.heads or "" in self.heads:
+            raise UserInputError("--heads is empty; give e.g. sgd,logreg,knn")
+
+    @property
+    def n_runs(self) -> int:
+        per = self.folds if self.protocol == "cv" else 1
+        return len(self.heads) * len(self.shots) * int(self.seeds) * per
+
+
+@dataclass(frozen=True)
+class _Task:
+    run_id: str
+    head: str
+    shots: int | str
+    seed: int
+    fold: int | None
+    train: np.ndarray  # row indices the head fits on
+    evaluate: np.ndarray  # row indices it is scored on
+
+
+def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None,
+              exclude=None, make_test_split: float | None = None, progress: bool = False,
+              **spec_fields):  # fmt: skip
+    """Compare heads on one store; write one record per run and the report; return the table.
+
+    Parameters
+    ----------
+    store : str, Path, FeatureStore or BenchData
+        The labelled feature store (or data already in memory).
+    out : str or Path
+        The results directory: ``runs/*.json``, ``results.csv``, ``results.md`` and plots.
+    spec : BenchSpec, optional
+        The bench; or give its fields as keywords (``heads=``, ``shots=``, ``seeds=``, ...).
+    tap, exclude, make_test_split
+        Passed to :func:`~embedkit.bench.data.load_bench_data`.
+    progress : bool
+        Print one line per finished run to stderr.
+
+    Returns
+    -------
+    BenchTable
+        Mean and 95% t-interval per (head, shots) over seeds; see :func:`build_report`.
+
+    Examples
+    --------
+    >>> table = run_bench("stores/fmnist-lite0.h5", heads="logreg,knn",
+    ...                   shots="1,16,all", seeds=3, out="bench/")  # doctest: +SKIP
+    >>> print(table.markdown())  # doctest: +SKIP
+    """
+    from embedkit.bench.report import build_report
+
+    if spec is None:
+        valid = [f.name for f in fields(BenchSpec)]
+        unknown = sorted(set(spec_fields) - set(valid))
+        if unknown:
+            raise UserInputError(f"run_bench got unknown {unknown}; valid: {', '.join(valid)}")
+        spec = BenchSpec(**spec_fields)
+    elif spec_fields:
+        raise UserInputError("give either spec= or its fields as keywords, not both")
+    _heads.check_heads(spec.heads)
+    if isinstance(store, BenchData):
+        data = store
+    else:
+        data = load_bench_data(
+            store, tap=tap, exclude=exclude, make_test_split=make_test_split,
+            require_test=spec.protocol == "kshot",
+        )  # fmt: skip
+    check_shots(data, spec.shots, allow_fewer=spec.allow_fewer)
+    out = Path(out)
+    config = bench_config(data, spec)
+    done = done_runs(out / "runs", config)
+    tasks = [t for t in plan(data, spec) if t.run_id not in done]
+    started = time.perf_counter()
+    for record in _execute(tasks, data, spec, config):
+        write_record(out / "runs", record)
+        if progress:
+            status = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"
+            acc = record["metrics"].get("accuracy") if record["metrics"] else None
+            acc_text = f" acc={acc:.3f}" if acc is not None else ""
+            print(f"[bench] {record['run_id']}{acc_text} {status}", file=sys.stderr)
+    table = build_report(out)
+    table.info.update(
+        runs_planned=spec.n_runs, runs_skipped=len(done), runs_run=len(tasks),
+        wall_s=time.perf_counter() - started,
+    )  # fmt: skip
+    return table
+
+
+def bench_config(data: BenchData, spec: BenchSpec) -> dict:
+    """What makes two benches' runs comparable: the data, the protocol and head params."""
+    return {
+        "source": data.source,
+        "protocol": spec.protocol,
+        "folds": spec.folds if spec.protocol == "cv" else None,
+        "sweep": spec.sweep,
+        "head_params": spec.head_params or {},
+        "n_train_pool": len(data.train),
+        "n_test": len(data.test),
+    }
+
+
+def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
+    """Every run of the bench, most expensive first (for load balance over workers)."""
+    tasks = []
+    for seed in range(int(spec.seeds)):
+        if spec.protocol == "cv":
+            splits = [
+                (f, tr, te)
+                for f, (tr, te) in enumerate(cv_folds(data.y, data.train, spec.folds, seed))
+            ]
+        else:
+            splits = [(None, data.train, data.test)]
+        for fold, pool, evaluate in splits:
+            for shots in spec.shots:
+                rows = kshot_indices(data.y, pool, shots, seed)
+                for head in spec.heads:
+                    rid = run_id(head, shots, seed, fold)
+                    tasks.append(_Task(rid, head, shots, seed, fold, rows, evaluate))
+    cost = {"mlp": 3, "attnpool": 3, "linear": 2, "svm": 2, "logreg": 2}
+    tasks.sort(key=lambda t: (-len(t.train), -cost.get(t.head, 1)))
+    return tasks
+
+
+def _execute(tasks: list[_Task], data: BenchData, spec: BenchSpec, config: dict):
+    """Yield finished records, from worker processes when ``jobs`` > 1."""
+    cores = _cores()
+    jobs = cores if spec.jobs is None else max(1, int(spec.jobs))
+    jobs = min(jobs, max(1, len(tasks)))
+    common = {
+        "n_classes": data.n_classes,
+        "sweep": spec.sweep,
+        "head_params": spec.head_params or {},
+        "config": config,
+        "threads": max(1, cores // jobs),
+    }
+    if jobs == 1:
+        for task in tasks:
+            yield run_one(task, data.X, data.y, common)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
+                        max_nbytes="1M", mmap_mode="r")  # fmt: skip
+    yield from parallel(delayed(run_one)(task, data.X, data.y, common) for task in tasks)
+
+
+def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
+    """Fit and score one run; a head that raises gives a ``failed`` record, not an error."""
+    from threadpoolctl import threadpool_limits
+
+    record = {
+        "schema": SCHEMA,
+        "run_id": task.run_id,
+        "head": task.head,
+        "shots": task.shots,
+        "seed": task.seed,
+        "fold": task.fold,
+        "protocol": common["config"]["protocol"],
+        "n_train": int(len(task.train)),
+        "n_eval": int(len(task.evaluate)),
+        "config": common["config"],
+        "config_hash": config_hash(common["config"]),
+        "host": {
+            "cores": _cores(),
+            "threads": common["threads"],
+            "python": platform.python_version(),
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "ok",
+        "error": None,
+        "metrics": {},
+        "params": {},
+        "sweep": None,
+        "warnings": [],
+        "fit_s": None,
+        "predict_s": None,
+    }
+    try:
+        with (
+            threadpool_limits(limits=common["threads"]),
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            _fit_and_score(task, X, y, common, record)
+    except Exception as exc:  # a failing head is recorded, never fatal to the bench
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+    else:  # e.g. ConvergenceWarning: kept in the record, not printed per run
+        seen = dict.fromkeys(f"{w.category.__name__}: {w.message}"[:200] for w in caught)
+        record["warnings"] = list(seen)[:5]
+    return record
+
+
+def _fit_and_score(task: _Task, X, y, common: dict, record: dict) -> None:
+    params = dict(common["head_params"].get(task.head, {}))
+    if common["sweep"]:
+        record["sweep"] = _sweep(task, X, y, params, common["threads"])
+        params.update(record["sweep"].get("best") or {})
+    head = _new_head(task.head, task.seed, params, common["threads"])
+    X_train = X[task.train]  # (n_train, D...) a copy, so memory-mapped input is read once
+    started = time.perf_counter()
+    head.fit(X_train, y[task.train])
+    record["fit_s"] = time.perf_counter() - started
+    X_eval = X[task.evaluate]
+    started = time.perf_counter()
+    proba, pred = _predict(head, X_eval, common["n_classes"])
+    record["predict_s"] = time.perf_counter() - started
+    metrics = score(y[task.evaluate], pred, proba, common["n_classes"])
+    record["metrics"] = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
+    record["params"] = params
+
+
+def _sweep(task: _Task, X, y, fixed: dict, threads: int) -> dict:
+    """Pick parameters by accuracy on a validation part of the run's own training rows."""
+    started = time.perf_counter()
+    probe = _new_head(task.head, task.seed, fixed, threads)
+    candidates = _heads.sweep_candidates(task.head, probe)
+    split = carve_validation(y, task.train, task.seed)
+    if not candidates or split is None:
+        why = "no sweep grid for this head" if not candidates else "a class has under 2 rows"
+        return {"best": None, "skipped": why, "seconds": time.perf_counter() - started}
+    fit_rows, val_rows = split
+    scores = []
+    for candidate in candidates:
+        try:
+            head = _new_head(task.head, task.seed, {**fixed, **candidate}, threads)
+            head.fit(X[fit_rows], y[fit_rows])
+            scores.append(float(np.mean(head.predict(X[val_rows]) == y[val_rows])))
+        except Exception:  # a candidate that cannot fit (e.g. k > rows) just loses
+            scores.append(-1.0)
+    best = int(np.argmax(scores))  # ties go to the earlier candidate
+    return {
+        "best": candidates[best],
+        "val_accuracy": scores[best],
+        "n_candidates": len(candidates),
+        "n_fit": int(len(fit_rows)),
+        "n_val": int(len(val_rows)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _new_head(name: str, seed: int, params: dict, threads: int):
+    head = _heads.build_head(name, seed, params)
+    if "torch" in sys.modules:  # torch heads: one worker's share of the cores
+        sys.modules["torch"].set_num_threads(threads)
+    return head
+
+
+def _predict(head, X: np.ndarray, n_classes: int):
+    """``(proba (N, n_classes) or None, predicted class (N,))`` from one pass."""
+    if hasattr(head, "predict_proba"):
+        try:
+            scores = np.asarray(head.predict_proba(X), dtype=np.float64)
+        except (AttributeError, NotImplementedError):
+            scores = None
+        if scores is not None:
+            proba = np.zeros((len(X), n_classes))
+            proba[:, np.asarray(head.classes_, dtype=np.int64)] = scores
+            return proba, proba.argmax(axis=1)
+    return None, np.asarray(head.predict(X), dtype=np.int64)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def spec_dict(spec: BenchSpec) -> dict:
+    """The spec as JSON-able data (for the report)."""
+    return asdict(spec)
