@@ -186,14 +186,38 @@ def carve_validation(
 
 
 def read_ids_file(path: str | Path) -> set[str]:
-    """Read one id per line (blank lines and ``#`` comments skipped)."""
+    """Read the ids of ``--exclude``: one id a line, or a CSV/TSV with an ``id`` column.
+
+    The CSV form reads ``embedkit audit``'s ``suspects.csv`` as it is. Blank lines and
+    lines starting with ``#`` are skipped.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "s.csv")
+    >>> _ = open(path, "w").write("id,given_label\\nimg_1,cat\\nimg_2,dog\\n")
+    >>> sorted(read_ids_file(path))
+    ['img_1', 'img_2']
+    """
+    import csv
+
     path = Path(path)
     if not path.is_file():
         raise UserInputError(
             f"--exclude file {str(path)!r} does not exist; give a file of ids, one a line"
         )
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    lines = [
+        line
+        for line in path.read_text(encoding="utf-8-sig").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    if not lines:
+        return set()
+    delimiter = "\t" if "\t" in lines[0] else ","
+    header = [f.strip().strip('"') for f in lines[0].split(delimiter)]
+    if "id" in header:
+        return {row["id"].strip() for row in csv.DictReader(lines, delimiter=delimiter)}
+    return {line.strip() for line in lines}
 
 
 def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):

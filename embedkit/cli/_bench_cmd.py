@@ -1,0 +1,116 @@
+"""``embedkit bench`` and ``embedkit bench-build``: compare heads on one store.
+
+embedkit bench feats.h5 --heads sgd,logreg,linear,mlp,knn,centroid \\
+    --shots 1,2,4,8,16,all --seeds 5 --out bench/
+embedkit bench feats.h5 --protocol cv --folds 5 --shots all --out bench-cv/
+embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown and plots
+"""
+
+from __future__ import annotations
+
+_DEFAULT_HEADS = "sgd,logreg,linear,mlp,knn,centroid"
+_DEFAULT_SHOTS = "1,2,4,8,16,all"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="compare heads on one store: k-shot curves or cross-validation, with intervals",
+        description="Fit every head at every shot level and seed, one JSON record per run in "
+        "OUT/runs/ (a re-run skips runs already done), then write OUT/results.csv, "
+        "OUT/results.md and PNG plots. Intervals are 95%% Student-t over seeds.",
+    )
+    p.add_argument("store", help="the labelled .h5 feature store")
+    p.add_argument("--out", required=True, help="results directory (created; resumable)")
+    p.add_argument("--heads", default=_DEFAULT_HEADS, help=f"comma list (default {_DEFAULT_HEADS})")
+    p.add_argument(
+        "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
+    )
+    p.add_argument("--seeds", type=int, default=5, help="seeds per setting (default 5)")
+    p.add_argument("--tap", default=None, help="the tap to bench (default: the store's first)")
+    p.add_argument(
+        "--protocol",
+        choices=("kshot", "cv"),
+        default="kshot",
+        help="kshot: score on the fixed test split; cv: stratified k-fold (default kshot)",
+    )
+    p.add_argument("--folds", type=int, default=5, help="folds for --protocol cv (default 5)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="tune each head (C, alpha, weight decay, lr, k) on a validation part of its "
+        "own training rows, never the test split",
+    )
+    p.add_argument(
+        "--exclude",
+        metavar="IDS_FILE",
+        default=None,
+        help="ids to leave out of training (one a line, or a CSV with an id column, e.g. "
+        "audit's suspects.csv); the test split is unchanged",
+    )
+    p.add_argument(
+        "--allow-fewer",
+        action="store_true",
+        help="a class with fewer rows than --shots trains on all it has instead of failing",
+    )
+    p.add_argument(
+        "--make-test-split",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="hold out this fraction as the test split in memory (when the store has none)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: all cores; 1 = none)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    p.set_defaults(func=run_bench_cmd)
+
+    p = sub.add_parser(
+        "bench-build",
+        help="aggregate a bench's runs/*.json into results.csv, results.md and plots",
+    )
+    p.add_argument("results", help="the --out directory of `embedkit bench`")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=run_build_cmd)
+
+
+def run_bench_cmd(args) -> int:
+    from pathlib import Path
+
+    from embedkit.bench import BenchSpec, run_bench
+
+    spec = BenchSpec(
+        heads=args.heads,
+        shots=args.shots,
+        seeds=args.seeds,
+        protocol=args.protocol,
+        folds=args.folds,
+        sweep=args.sweep,
+        allow_fewer=args.allow_fewer,
+        jobs=args.jobs,
+    )
+    table = run_bench(
+        args.store,
+        out=args.out,
+        spec=spec,
+        tap=args.tap,
+        exclude=args.exclude,
+        make_test_split=args.make_test_split,
+        progress=not args.quiet,
+    )
+    print(table.summary())
+    out = Path(args.out)
+    print(f"wrote {out / 'results.md'}, {out / 'results.csv'} and plots; runs in {out / 'runs'}")
+    return 0
+
+
+def run_build_cmd(args) -> int:
+    from pathlib import Path
+
+    from embedkit.bench import build_report
+
+    table = build_report(args.results, plots=not args.no_plots)
+    print(table.summary())
+    print(f"wrote {Path(args.results) / 'results.md'} and {Path(args.results) / 'results.csv'}")
+    return 0
