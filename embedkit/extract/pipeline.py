@@ -260,6 +260,8 @@ class _Extraction:
             try:
                 for _ in range(cfg.workers + 2):  # prefetch window
                     _submit(pool, pending, todo, self._prepare)
+                if pending:
+                    _ = self.runner  # load the session while the first batches decode
                 while pending:
                     b, future = pending.popleft()
                     good, bad, feed = future.result()

@@ -136,3 +136,11 @@ def test_array_preprocess_and_kind_mismatch(models):
         make_preprocessor(model, "image", "images")
     with pytest.raises(UserInputError, match=r"a text source cannot feed image.onnx"):
         make_preprocessor(load_model(models["image"]), "text", "t.txt")
+
+
+def test_grey_images_resize_before_colour_conversion_gives_same_pixels(models):
+    pre = make_preprocessor(load_model(models["image"]), "image", "images")
+    grey = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
+    rgb = np.asarray(Image.fromarray(grey).convert("RGB"))
+    np.testing.assert_array_equal(pre.prepare(grey), pre.prepare(rgb))
+    np.testing.assert_array_equal(pre.prepare(_png(grey)), pre.prepare(rgb))
