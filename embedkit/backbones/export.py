@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -142,7 +143,7 @@ def export(
 
 
 def export_backbone(
-    name: str,
+    name,
     out: str | os.PathLike,
     taps: list[str] | None = None,
     *,
@@ -156,8 +157,9 @@ def export_backbone(
 
     Parameters
     ----------
-    name : str
-        A name from :func:`list_backbones`, or a prefixed name.
+    name : str or loaded backbone
+        A name from :func:`list_backbones`, a prefixed name, or what
+        :func:`load_backbone` returned (to export one model several times).
     out : str or PathLike
         The ``.onnx`` file to write.
     taps : list of str, optional
@@ -181,8 +183,10 @@ def export_backbone(
     >>> report.taps[0]["shape"]  # doctest: +SKIP
     [1280]
     """
-    spec = get_backbone(name)
-    backbone = spec.loader(max_length=max_length, normalize=normalize)
+    if isinstance(name, str):
+        backbone = get_backbone(name).loader(max_length=max_length, normalize=normalize)
+    else:  # already loaded with load_backbone(): export it again with other taps
+        backbone = name
     return _export(
         backbone,
         out,
@@ -195,7 +199,14 @@ def export_backbone(
 
 
 def load_backbone(name: str, **options):
-    """Load a backbone by name (for ``embedkit taps``): returns its loaded wrapper."""
+    """Load a backbone by name: its ``tap_table()`` lists taps; pass it to export_backbone.
+
+    Examples
+    --------
+    >>> bb = load_backbone("efficientnet_lite0")
+    >>> [t.name for t in bb.tap_table()][-3:]
+    ['features', 'pool', 'logits']
+    """
     return get_backbone(name).loader(**options)
 
 
@@ -221,14 +232,20 @@ def _export(
     tr = backbone.traceable(
         taps, pooling=pooling, normalize=normalize, fold_normalize=fold_normalize
     )
+    try:
+        return _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize, start)
+    finally:
+        if hasattr(tr.module, "remove_hooks"):
+            tr.module.remove_hooks()
+
+
+def _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize, start):
     with torch.no_grad():
-        reference = [t.numpy() for t in tr.module(*tr.fresh)]
-        example_out = tr.module(*tr.example)
-    for desc, t in zip(tr.taps, example_out, strict=True):
-        desc["shape"] = [
-            None if ax in tr.dynamic_axes[desc["output"]] else int(n)
-            for ax, n in enumerate(t.shape)
-        ][1:]
+        fresh_out = tr.module(*tr.fresh)  # also gives the per-item shapes
+    reference = [t.numpy() for t in fresh_out]
+    for desc, t in zip(tr.taps, fresh_out, strict=True):
+        dynamic = tr.dynamic_axes[desc["output"]]
+        desc["shape"] = [None if ax in dynamic else int(n) for ax, n in enumerate(t.shape)][1:]
     model = _trace(tr, backbone.name)
     verify = {"exporter": f"torch.onnx TorchScript, opset {OPSET}", "inputs": tr.fresh_source}
     if tr.transformer is not None and optimize:
@@ -328,7 +345,8 @@ def _trace(tr: Traceable, name: str) -> onnx.ModelProto:
                 )
         except Exception as exc:
             failed = [n for n in stack if n]
-            layer = failed[-1].removeprefix("model.") if failed else None
+            layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))
+            layer = layer.removeprefix("model.") if layer else None
             where = f" at layer {layer!r}" if layer else ""
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ExportError(f"cannot export {name}{where}: {reason}") from exc
@@ -336,6 +354,37 @@ def _trace(tr: Traceable, name: str) -> onnx.ModelProto:
             for handle in handles:
                 handle.remove()
         return onnx.load(path)
+
+
+def _layer_running(module: torch.nn.Module, example: tuple, message: str) -> str | None:
+    """Re-run forward to find the innermost module that calls the op named in ``message``."""
+    op = re.search(r"'aten::(\w+)'", message)
+    if op is None:
+        return None
+    from torch.overrides import TorchFunctionMode
+
+    stack: list[str] = []
+    found: list[str] = []
+
+    class FindOp(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") == op.group(1) and stack and not found:
+                found.append(stack[-1])
+            return func(*args, **(kwargs or {}))
+
+    handles = []
+    for name, mod in module.named_modules():
+        handles.append(mod.register_forward_pre_hook(lambda *_, n=name: stack.append(n) and None))
+        handles.append(mod.register_forward_hook(lambda *_: stack.pop() and None))
+    try:
+        with torch.no_grad(), FindOp():
+            module(*example)
+    except Exception:  # the layer is a hint only; the export error is what matters
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found[0] if found and found[0] else None
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

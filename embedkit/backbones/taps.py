@@ -9,6 +9,7 @@ tap, which is why all taps become outputs of ONE ONNX graph.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -154,6 +155,7 @@ class HookedGraph(nn.Module):
         self.points = list(points)
         self.normalize = normalize
         self._seen: dict[int, torch.Tensor] = {}
+        self._handles: list = []
         if mean is not None:
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -166,13 +168,20 @@ class HookedGraph(nn.Module):
     def _hook(self, index: int, point: TapPoint) -> None:
         module = self.model.get_submodule(point.module)
         if point.side == "input":
-            module.register_forward_pre_hook(
+            handle = module.register_forward_pre_hook(
                 lambda _m, args, i=index: self._seen.__setitem__(i, _first_tensor(args))
             )
         else:
-            module.register_forward_hook(
+            handle = module.register_forward_hook(
                 lambda _m, _a, out, i=index: self._seen.__setitem__(i, _first_tensor(out))
             )
+        self._handles.append(handle)
+
+    def remove_hooks(self) -> None:
+        """Detach the tap hooks from the wrapped model (after export)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
     def forward(self, x):
         self._seen.clear()
@@ -217,9 +226,9 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
     Examples
     --------
     >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU())
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU())
     >>> [(t.name, t.shape, t.stride) for t in discover(net, torch.zeros(1, 3, 8, 8))]
-    [('0', (4, 3, 3), 3), ('1', (4, 3, 3), 3)]
+    [('0', (4, 4, 4), 2), ('1', (4, 4, 4), 2)]
     """
     seen: dict[str, torch.Tensor] = {}
     handles = []
@@ -250,4 +259,4 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
 def _stride(height: int | None, t: torch.Tensor) -> int | None:
     if height is None or t.dim() != 4 or t.shape[2] in (0, 1):
         return None
-    return max(1, round(height / t.shape[2]))
+    return 2 ** max(0, round(math.log2(height / t.shape[2])))  # nominal: 260 px / 9 -> 32

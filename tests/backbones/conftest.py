@@ -1,0 +1,90 @@
+"""Backbone fixtures: each real model is loaded once and exported once per session.
+
+Loading EfficientNet-Lite0 takes about a second and exporting MiniLM several, so the
+tests share these and use tiny inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Measured here: with the 2 cores busy (xdist, other jobs) a Lite0 forward takes
+    4-6 s on 2 torch threads and 0.15 s on one, so these tests use one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from embedkit.backbones import load_backbone
+
+    return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from embedkit.backbones import load_backbone
+
+    return load_backbone("minilm")
+
+
+@pytest.fixture(scope="session")
+def lite0_onnx(lite0, tmp_path_factory):
+    """One graph with three taps: ImageNet logits, the pooled 1280-d vector, a block map."""
+    from embedkit.backbones import export_backbone
+
+    path = tmp_path_factory.mktemp("lite0") / "lite0.onnx"
+    report = export_backbone(lite0, path, ["logits", "pool", "blocks.10"])
+    return path, report
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx(minilm, tmp_path_factory):
+    """MiniLM as `embedkit export minilm` writes it: fused, mean pooled, L2-normed."""
+    from embedkit.backbones import export_backbone
+
+    path = tmp_path_factory.mktemp("minilm") / "minilm.onnx"
+    return path, export_backbone(minilm, path)
+
+
+def ort_session(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def preprocess_images(photos, spec) -> np.ndarray:
+    """Apply an ``embedkit.preprocess`` image spec the way extract does: (N, 3, H, W)."""
+    from PIL import Image
+
+    h, w = spec["size"]
+    out = []
+    for photo in photos:
+        img = Image.fromarray(photo).convert(spec["color"]).resize((w, h), Image.BILINEAR)
+        x = np.asarray(img, np.float32)  # (H, W, 3), 0..255
+        x = (x - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
+        out.append(x.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def encode_texts(texts, meta) -> dict[str, np.ndarray]:
+    """Tokenise with the tokenizer stored in the ONNX metadata, as extract does."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(meta["embedkit.tokenizer"])
+    tok.enable_padding()
+    enc = tok.encode_batch(texts)
+    feeds = {
+        "input_ids": np.array([e.ids for e in enc], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+        "token_type_ids": np.array([e.type_ids for e in enc], np.int64),
+    }
+    return {k: feeds[k] for k in meta["embedkit.preprocess"]["inputs"]}
