@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="items per batch (default 32)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=2,
-                   help="threads preprocessing batches ahead of inference (default 2)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads preprocessing batches ahead of inference "
+                   "(default: half the cores, 1 to 8)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage dtype (default float32)")  # fmt: skip
     p.add_argument("--tap", action="append", dest="taps", metavar="T",

@@ -10,6 +10,7 @@ items, so a run killed at any point and started again gives a bit-identical stor
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -41,7 +42,7 @@ class ExtractConfig:
 
     batch_size: int = 32  # items per session.run; also the unit of resume
     device: str = "auto"  # auto (CUDA when available), cpu or cuda
-    workers: int = 2  # threads that read and preprocess batches ahead of inference
+    workers: int | None = None  # preprocessing threads; None: half the cores (1 to 8)
     dtype: str = "float32"  # storage dtype: float32 or float16
     taps: tuple[str, ...] | None = None  # tap names to store (default: all)
     preprocess: str | Path | dict | None = None  # overrides the model's preprocessing spec
@@ -123,6 +124,8 @@ def extract(
     if unknown:
         raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
     cfg = replace(config or ExtractConfig(), **options)
+    if cfg.workers is None:  # ORT takes every core for the model; decoding needs far fewer
+        cfg = replace(cfg, workers=max(1, min(8, (os.cpu_count() or 2) // 2)))
     if cfg.taps is not None:
         cfg = replace(cfg, taps=tuple(cfg.taps))
     return _Extraction(model, source, out, cfg).run()

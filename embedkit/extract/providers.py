@@ -65,6 +65,9 @@ class Runner:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = os.cpu_count() or 1
+        # Idle ORT threads would spin and starve the preprocessing and writer threads that
+        # share the cores; batches are large, so waking costs nothing measurable.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
         try:
             self.session = ort.InferenceSession(str(path), options, providers=self.providers)
