@@ -1,0 +1,223 @@
+"""Save and load heads without pickle.
+
+A head directory holds ``head.json`` (format, class, parameters, fitted state) and
+either ``weights.safetensors`` (torch heads) or ``head.skops`` (scikit-learn heads,
+loaded with an explicit allow-list of types). Loading a foreign or tampered
+directory raises :class:`~embedkit.errors.UserInputError` and runs no code from it.
+
+    embedkit train feats.h5 --head mlp --out head/   # writes head/head.json + weights
+    embedkit predict head/ feats.h5
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from embedkit import __version__
+from embedkit.errors import NotFittedError, UserInputError
+
+FORMAT = "embedkit.head"
+VERSION = 1
+CONFIG, WEIGHTS, SKOPS = "head.json", "weights.safetensors", "head.skops"
+SKLEARN_CLASSES = ("SGDHead", "LogRegHead", "RidgeHead", "SVMHead", "KNNHead", "CentroidHead")
+TORCH_CLASSES = ("LinearHead", "MLPHead", "AttnPoolHead")
+# Types a head.skops may hold beyond skops' defaults (scikit-learn and numpy types).
+SKOPS_TRUSTED = tuple(f"embedkit.heads._sklearn.{name}" for name in SKLEARN_CLASSES)
+_LABEL_KINDS = "biufUO"
+
+
+def save_head(head, directory: str | Path) -> Path:
+    """Save a fitted head into ``directory`` (created if needed); return the directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.datasets import make_classification
+    >>> from embedkit.heads import make_head
+    >>> X, y = make_classification(100, 4, random_state=0)
+    >>> path = save_head(make_head("ridge").fit(X, y), tempfile.mkdtemp())
+    >>> sorted(p.name for p in path.iterdir())
+    ['head.json', 'head.skops']
+    """
+    name = type(head).__name__
+    if name not in SKLEARN_CLASSES + TORCH_CLASSES:
+        raise UserInputError(
+            f"cannot save {name}; save_head takes embedkit heads: "
+            f"{', '.join(SKLEARN_CLASSES + TORCH_CLASSES)}"
+        )
+    if not hasattr(head, "classes_"):
+        raise NotFittedError(f"{name} is not fitted yet; call fit(X, y) before save_head")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format": FORMAT, "version": VERSION, "embedkit": __version__, "class": name}
+    if name in TORCH_CLASSES:
+        from safetensors.torch import save_file
+
+        params = head.get_params()
+        params["validation_data"] = None  # arrays are not part of the saved head
+        config |= {
+            "kind": "torch",
+            "params": _jsonable(params, "params"),
+            "state": _torch_state(head),
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in head.module_.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS))
+    else:
+        import skops.io
+
+        config |= {"kind": "skops"}
+        skops.io.dump(head, directory / SKOPS)
+    (directory / CONFIG).write_text(json.dumps(config, indent=1))
+    return directory
+
+
+def load_head(directory: str | Path):
+    """Load a head saved by :func:`save_head`; foreign or tampered files raise errors.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.datasets import make_classification
+    >>> from embedkit.heads import make_head
+    >>> X, y = make_classification(100, 4, random_state=0)
+    >>> path = save_head(make_head("centroid").fit(X, y), tempfile.mkdtemp())
+    >>> load_head(path).predict(X[:3]).shape
+    (3,)
+    """
+    directory = Path(directory)
+    config_path = directory / CONFIG
+    if not config_path.is_file():
+        raise UserInputError(
+            f"{config_path} not found; pass a directory written by save_head or embedkit train"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{config_path} is not valid JSON ({exc}); re-save the head") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise UserInputError(f"{config_path} is not an embedkit head (format must be {FORMAT!r})")
+    if config.get("version") != VERSION:
+        raise UserInputError(
+            f"{config_path} has head format version {config.get('version')!r}; this embedkit "
+            f"reads version {VERSION}; re-train or upgrade embedkit"
+        )
+    name = config.get("class")
+    if config.get("kind") == "torch" and name in TORCH_CLASSES:
+        return _load_torch(directory, name, config)
+    if config.get("kind") == "skops" and name in SKLEARN_CLASSES:
+        return _load_skops(directory, name)
+    raise UserInputError(
+        f"{config_path} names unknown head class {name!r} (kind {config.get('kind')!r}); "
+        f"known: {', '.join(SKLEARN_CLASSES + TORCH_CLASSES)}"
+    )
+
+
+def _load_skops(directory: Path, name: str):
+    import skops.io
+
+    path = directory / SKOPS
+    if not path.is_file():
+        raise UserInputError(f"{path} not found; the head directory is incomplete, re-save it")
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except Exception as exc:  # a corrupt archive: zip or schema errors of any kind
+        raise UserInputError(f"{path} is not a readable skops file ({exc}); re-save it") from exc
+    foreign = sorted(set(untrusted) - set(SKOPS_TRUSTED))
+    if foreign:
+        raise UserInputError(
+            f"{path} holds types that are not allowed: {', '.join(foreign)}; "
+            "only embedkit heads load, re-save the head with save_head"
+        )
+    try:
+        head = skops.io.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise UserInputError(f"{path} could not be loaded ({exc}); re-save it") from exc
+    if type(head).__name__ != name:
+        raise UserInputError(
+            f"{path} holds a {type(head).__name__}, but head.json says {name}; re-save the head"
+        )
+    return head
+
+
+def _load_torch(directory: Path, name: str, config: dict):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from embedkit.heads import _torch_heads
+
+    cls = getattr(_torch_heads, name)
+    path = directory / WEIGHTS
+    try:
+        head = cls(**config["params"])
+        state = config["state"]
+        head.classes_ = _decode_classes(state["classes"])
+        head.n_features_in_ = int(state["n_features_in"])
+        head.feature_shape_ = tuple(int(s) for s in state["feature_shape"])
+        head.history_ = list(state["history"])
+        head.best_epoch_ = state["best_epoch"]
+        head.n_iter_ = len(head.history_)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserInputError(
+            f"{directory / CONFIG} has invalid params or state ({type(exc).__name__}: {exc}); "
+            "re-save the head"
+        ) from exc
+    head.device = "cpu" if head.device == "auto" else head.device
+    head.module_ = head._build_module(len(head.classes_))
+    try:
+        weights = load_file(str(path))
+        head.module_.load_state_dict(weights, strict=True)
+    except FileNotFoundError as exc:
+        raise UserInputError(f"{path} not found; the head directory is incomplete") from exc
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[:2]
+        raise UserInputError(
+            f"{path} does not match {name} as configured in head.json ({' '.join(first)}); "
+            "re-save the head"
+        ) from exc
+    head.module_.eval()
+    return head
+
+
+def _torch_state(head) -> dict:
+    return {
+        "classes": _encode_classes(head.classes_),
+        "n_features_in": int(head.n_features_in_),
+        "feature_shape": list(head.feature_shape_),
+        "history": _jsonable(head.history_, "history_"),
+        "best_epoch": head.best_epoch_,
+    }
+
+
+def _encode_classes(classes: np.ndarray) -> dict:
+    return {
+        "dtype": classes.dtype.str if classes.dtype.kind != "O" else "object",
+        "values": _jsonable(classes.tolist(), "classes_"),
+    }
+
+
+def _decode_classes(spec: dict) -> np.ndarray:
+    dtype = np.dtype(spec["dtype"])
+    if dtype.kind not in _LABEL_KINDS:
+        raise ValueError(f"classes dtype {spec['dtype']!r} is not a label type")
+    return np.array(spec["values"], dtype=dtype)
+
+
+def _jsonable(value, what: str):
+    """Return ``value`` with numpy scalars as Python ones; refuse what JSON cannot hold."""
+    try:
+        return json.loads(json.dumps(value, default=_plain))
+    except TypeError as exc:
+        raise UserInputError(
+            f"cannot save {what}: {exc}; use plain numbers, strings, lists and dicts"
+        ) from exc
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

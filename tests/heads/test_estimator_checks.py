@@ -1,0 +1,24 @@
+"""Every head passes scikit-learn's estimator checks (torch heads with a short schedule)."""
+
+from __future__ import annotations
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from embedkit.heads import HEADS, TORCH_HEADS, make_head
+
+# Short schedules keep the torch checks fast; lr is raised to match.
+_FAST = {"max_epochs": 20, "lr": 5e-2, "batch_size": 256}
+
+
+def _head(name):
+    params = dict(_FAST) if name in TORCH_HEADS else {}
+    if name == "attnpool":
+        params |= {"heads": 2, "dim": 16}
+    if name == "mlp":
+        params |= {"hidden": 32}
+    return make_head(name, random_state=0, **params)
+
+
+@parametrize_with_checks([_head(name) for name in HEADS])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
