@@ -165,6 +165,13 @@ def audit_arrays(
 
     t0 = time.perf_counter()
     x = np.asarray(features).reshape(n, -1)  # (N, D)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = ids[~finite]
+        raise UserInputError(
+            f"{len(bad)} items have NaN or infinite features (first: {', '.join(bad[:3])}); "
+            "re-extract them or leave them out of the store"
+        )
     proba = out_of_fold_proba(
         x[labelled],
         labels[labelled],

@@ -124,3 +124,10 @@ def test_cleanlab_agrees_on_the_same_probabilities(digits_flipped):
     theirs = cleanlab_filter.find_label_issues(noisy, proba, filter_by="confident_learning")
     overlap = (ours & theirs).sum() / max((ours | theirs).sum(), 1)
     assert overlap >= 0.8
+
+
+def test_non_finite_features_are_named():
+    X, y = make_blobs(30, centers=2, random_state=0)
+    X[7, 1] = np.nan
+    with pytest.raises(UserInputError, match="1 items have NaN.*first: item7"):
+        audit_arrays(X, y, ids=[f"item{i}" for i in range(30)], folds=2)
