@@ -235,7 +235,7 @@ class TextPreprocessor:
         self.spec = spec
         self.tokenizer = tokenizers.Tokenizer.from_str(model.tokenizer)
         self.tokenizer.enable_truncation(max_length=spec.max_length)
-        self.tokenizer.enable_padding()  # pads to the longest in each batch
+        self.tokenizer.enable_padding(**_pad_token(self.tokenizer))  # to each batch's longest
         declared = {t.name for t in model.inputs}
         self.inputs = [name for name in spec.inputs if name in declared]
         missing = declared - set(self.inputs)
@@ -261,6 +261,16 @@ class TextPreprocessor:
             name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
             for name in self.inputs
         }  # each (N, longest)
+
+
+def _pad_token(tokenizer) -> dict[str, Any]:
+    """The tokenizer's own padding token, else the first known pad token, else id 0."""
+    if tokenizer.padding:
+        return {k: tokenizer.padding[k] for k in ("pad_id", "pad_token", "pad_type_id")}
+    for token in ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>"):
+        if (token_id := tokenizer.token_to_id(token)) is not None:
+            return {"pad_id": token_id, "pad_token": token}
+    return {"pad_id": 0}
 
 
 class ArrayPreprocessor:

@@ -75,6 +75,11 @@ class Runner:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserInputError(f"{path}: onnxruntime cannot load the model ({first})") from exc
         self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != _CUDA:  # ORT fell back without a word
+            raise UserInputError(
+                f"{path}: onnxruntime could not start CUDA (check the CUDA and cuDNN "
+                "libraries onnxruntime-gpu needs), or pass --device cpu"
+            )
         self.outputs = list(outputs)
         self._ort = ort
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,12 +180,13 @@ def write_images(root: Path, per_class: int = 3) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m embedkit ARGS`` in a subprocess, as a user would run it."""
     return subprocess.run(
         [sys.executable, "-m", "embedkit", *map(str, args)],
         capture_output=True,
         text=True,
-        cwd=cwd or REPO,
+        cwd=REPO,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
