@@ -16,6 +16,7 @@ This package imports torch; nothing but the CLI imports it (docs/architecture.md
 from embedkit.backbones import text, vision  # noqa: F401  (registers the built-ins)
 from embedkit.backbones.export import (
     PRECISIONS,
+    ExportOptions,
     ExportReport,
     export,
     export_backbone,
@@ -35,6 +36,7 @@ __all__ = [
     "POOLINGS",
     "PRECISIONS",
     "BackboneSpec",
+    "ExportOptions",
     "ExportReport",
     "TapInfo",
     "TapPoint",

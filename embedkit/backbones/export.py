@@ -11,14 +11,9 @@ onnxruntime on fresh inputs vs torch, fail over tolerance.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import os
-import re
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +23,23 @@ import torch
 from embedkit.backbones import passes
 from embedkit.backbones.loaded import HookedBackbone, Traceable
 from embedkit.backbones.registry import get_backbone
-from embedkit.errors import ExportError, UserInputError
+from embedkit.backbones.trace import OPSET, trace
+from embedkit.errors import UserInputError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export, beyond the backbone and its taps (the CLI flags of ``embedkit export``)."""
+
+    pooling: str | None = None  # None: the backbone's default (avg for maps, mean for text)
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    normalize: bool | None = None  # L2 after pooling; None: the backbone's default
+    fold_normalize: bool = False  # images: (x - mean) / std inside the graph
+    keep_io_types: bool = False  # fp16: keep float32 inputs and outputs
+    optimize: bool = True  # text: fuse with onnxruntime's transformer optimizer
+    force: bool = False  # keep an export that fails verification
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,9 @@ def export(
     spec = dict(preprocess or {"kind": "array", "input": "x", "dtype": "float32"})
     backbone = HookedBackbone(name, module, example_input, spec)
     backbone.default_pooling = pooling
-    return _export(backbone, out, taps=taps, pooling=pooling, precision=precision, **options)
+    return _export(
+        backbone, out, taps, ExportOptions(pooling=pooling, precision=precision, **options)
+    )
 
 
 def export_backbone(
@@ -187,15 +197,8 @@ def export_backbone(
         backbone = get_backbone(name).loader(max_length=max_length, normalize=normalize)
     else:  # already loaded with load_backbone(): export it again with other taps
         backbone = name
-    return _export(
-        backbone,
-        out,
-        taps=taps,
-        pooling=pooling,
-        precision=precision,
-        normalize=normalize,
-        **options,
-    )
+    options = ExportOptions(pooling=pooling, precision=precision, normalize=normalize, **options)
+    return _export(backbone, out, taps, options)
 
 
 def load_backbone(name: str, **options):
@@ -210,58 +213,49 @@ def load_backbone(name: str, **options):
     return get_backbone(name).loader(**options)
 
 
-def _export(
-    backbone,
-    out,
-    *,
-    taps,
-    pooling,
-    precision,
-    normalize=None,
-    fold_normalize=False,
-    keep_io_types=False,
-    force=False,
-    optimize=True,
-) -> ExportReport:
-    if precision not in PRECISIONS:
-        raise UserInputError(f"Unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+def _export(backbone, out, taps, opts: ExportOptions) -> ExportReport:
+    if opts.precision not in PRECISIONS:
+        raise UserInputError(
+            f"Unknown precision {opts.precision!r}; valid: {', '.join(PRECISIONS)}"
+        )
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserInputError(f"--out {str(out)!r} should end in .onnx")
     start = time.perf_counter()
     tr = backbone.traceable(
-        taps, pooling=pooling, normalize=normalize, fold_normalize=fold_normalize
+        taps, pooling=opts.pooling, normalize=opts.normalize, fold_normalize=opts.fold_normalize
     )
     try:
-        return _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize, start)
+        return _export_traced(backbone.name, tr, out, opts, start)
     finally:
         if hasattr(tr.module, "remove_hooks"):
             tr.module.remove_hooks()
 
 
-def _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize, start):
+def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, start: float):
     with torch.no_grad():
         fresh_out = tr.module(*tr.fresh)  # also gives the per-item shapes
     reference = [t.numpy() for t in fresh_out]
     for desc, t in zip(tr.taps, fresh_out, strict=True):
         dynamic = tr.dynamic_axes[desc["output"]]
         desc["shape"] = [None if ax in dynamic else int(n) for ax, n in enumerate(t.shape)][1:]
-    model = _trace(tr, backbone.name)
+    model = trace(tr, name)
     verify = {"exporter": f"torch.onnx TorchScript, opset {OPSET}", "inputs": tr.fresh_source}
-    if tr.transformer is not None and optimize:
+    if tr.transformer is not None and opts.optimize:
         model, error = passes.optimize_transformer(model, *tr.transformer)
         if error:
             verify["optimizer_error"] = error
+    precision = opts.precision
     if precision == "fp16":
-        model = passes.to_fp16(model, keep_io_types)
+        model = passes.to_fp16(model, opts.keep_io_types)
     elif precision == "int8":
         model = passes.to_int8(model)
     preprocess = dict(tr.preprocess)
-    if precision == "fp16" and not keep_io_types and preprocess.get("kind") != "text":
+    if precision == "fp16" and not opts.keep_io_types and preprocess.get("kind") != "text":
         preprocess["dtype"] = "float16"
     meta = {
         "embedkit.format": "1",
-        "embedkit.backbone": backbone.name,
+        "embedkit.backbone": name,
         "embedkit.preprocess": preprocess,
         "embedkit.taps": [
             {k: d[k] for k in ("name", "output", "shape", "pooling", "stride", "layer")}
@@ -271,7 +265,7 @@ def _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize,
         "embedkit.export": {
             **tr.options,
             "precision": precision,
-            "keep_io_types": keep_io_types,
+            "keep_io_types": opts.keep_io_types,
             "torch": torch.__version__,
             "opset": OPSET,
         },
@@ -282,7 +276,7 @@ def _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize,
     feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
     names = [d["output"] for d in tr.taps]
     report = passes.verify(
-        model.SerializeToString(), feeds, reference, names, precision, force=force
+        model.SerializeToString(), feeds, reference, names, precision, force=opts.force
     )
     report["fusions"] = passes.count_ops(model)
     verify.update(report)
@@ -294,7 +288,7 @@ def _export_traced(backbone, tr, out, precision, keep_io_types, force, optimize,
     verify["seconds"] = round(time.perf_counter() - start, 2)
     return ExportReport(
         str(out),
-        backbone.name,
+        name,
         precision,
         meta["embedkit.taps"],
         verify,
@@ -309,82 +303,6 @@ def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
         text = value if key == "embedkit.tokenizer" else json.dumps(value)
         prop = existing.get(key) or model.metadata_props.add()
         prop.key, prop.value = key, text
-
-
-def _trace(tr: Traceable, name: str) -> onnx.ModelProto:
-    """TorchScript-export ``tr.module``; on failure name the innermost running layer."""
-    stack: list[str] = []
-    failed: list[str] = []
-    handles = []
-
-    def enter(_module, _args, name):
-        stack.append(name)
-
-    def leave(_module, _args, _out):
-        if stack:
-            stack.pop()
-
-    for mod_name, mod in tr.module.named_modules():
-        handles.append(mod.register_forward_pre_hook(functools.partial(enter, name=mod_name)))
-        handles.append(mod.register_forward_hook(leave))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(None):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    tr.module,
-                    tr.example,
-                    path,
-                    input_names=tr.input_names,
-                    output_names=[d["output"] for d in tr.taps],
-                    dynamic_axes=tr.dynamic_axes,
-                    opset_version=OPSET,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
-        except Exception as exc:
-            failed = [n for n in stack if n]
-            layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))
-            layer = layer.removeprefix("model.") if layer else None
-            where = f" at layer {layer!r}" if layer else ""
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ExportError(f"cannot export {name}{where}: {reason}") from exc
-        finally:
-            for handle in handles:
-                handle.remove()
-        return onnx.load(path)
-
-
-def _layer_running(module: torch.nn.Module, example: tuple, message: str) -> str | None:
-    """Re-run forward to find the innermost module that calls the op named in ``message``."""
-    op = re.search(r"'aten::(\w+)'", message)
-    if op is None:
-        return None
-    from torch.overrides import TorchFunctionMode
-
-    stack: list[str] = []
-    found: list[str] = []
-
-    class FindOp(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__name__", "") == op.group(1) and stack and not found:
-                found.append(stack[-1])
-            return func(*args, **(kwargs or {}))
-
-    handles = []
-    for name, mod in module.named_modules():
-        handles.append(mod.register_forward_pre_hook(lambda *_, n=name: stack.append(n) and None))
-        handles.append(mod.register_forward_hook(lambda *_: stack.pop() and None))
-    try:
-        with torch.no_grad(), FindOp():
-            module(*example)
-    except Exception:  # the layer is a hint only; the export error is what matters
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found[0] if found and found[0] else None
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
