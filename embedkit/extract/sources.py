@@ -135,6 +135,7 @@ class _TextSource(Source):
         self._texts = texts
         n = len(texts)
         ids = tuple(ids[:n]) if ids is not None else tuple(str(i) for i in range(n))
+        self._ids = ids
         return Listing(
             ids,
             tuple(_sha(t.encode("utf-8")) for t in texts),
@@ -169,6 +170,9 @@ class TableSource(_TextSource):
         super().__init__(path, limit)
         self.text_column = text_column
         self.label_column = label_column
+
+    def describe(self, index: int) -> str:
+        return f"{self.path}: item {self._ids[index]!r}"
 
     def _rows(self) -> list[dict[str, Any]]:
         text = self._read_text()
