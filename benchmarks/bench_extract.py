@@ -74,6 +74,23 @@ def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
     return time.perf_counter() - t0
 
 
+def write_jpegs(root: Path, n: int) -> Path:
+    """``n`` JPEG photos of 500x375, random crops of scikit-image's samples, 2 classes."""
+    from PIL import Image
+    from skimage import data as samples
+
+    rng = np.random.default_rng(0)
+    photos = [samples.astronaut(), samples.coffee(), samples.chelsea(), samples.rocket()]
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        big = Image.fromarray(photo).resize((700, 525))
+        left, top = int(rng.integers(0, 200)), int(rng.integers(0, 150))
+        folder = root / ("even" if i % 2 == 0 else "odd")
+        folder.mkdir(parents=True, exist_ok=True)
+        big.crop((left, top, left + 500, top + 375)).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
 def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[str]:
     model, model_name = get_model(work)
     images, _ = load_fashion_mnist(REPO / "data/fashion-mnist", "test")
@@ -88,18 +105,23 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         for lo in range(0, n_images, batch)
     ]
     prep_s = time.perf_counter() - t0
-    spin, bare, ours = [], [], []
+    jpegs = write_jpegs(work / "jpegs", n_images)
+    spin, bare, ours, jpg = [], [], [], []
     for r in range(rounds):  # interleaved, so drifting load hits all alike
         spin.append(n_images / bare_loop(model, batches, spinning=True))
         bare.append(n_images / bare_loop(model, batches, spinning=False))
-        out = work / f"feats{r}.h5"
-        summary = extract(model, data, out, batch_size=batch, progress=False)
+        summary = extract(model, data, work / f"a{r}.h5", batch_size=batch, progress=False)
         assert summary.n_computed == n_images
         ours.append(n_images / summary.seconds)
-        print(f"round {r}: bare {spin[-1]:.1f} / {bare[-1]:.1f}, extract {ours[-1]:.1f} img/s")
+        summary = extract(model, jpegs, work / f"j{r}.h5", batch_size=batch, progress=False)
+        jpg.append(n_images / summary.seconds)
+        print(f"round {r}: bare {spin[-1]:.1f} / {bare[-1]:.1f}, extract {ours[-1]:.1f}, "
+              f"jpeg {jpg[-1]:.1f} img/s", flush=True)  # fmt: skip
     s, b, o = statistics.median(spin), statistics.median(bare), statistics.median(ours)
     best = max(s, b)
     per_round = [z / max(x, y) for x, y, z in zip(spin, bare, ours)]  # same-round ratios
+    jpg_round = [z / max(x, y) for x, y, z in zip(spin, bare, jpg)]
+    j = statistics.median(jpg)
     return [
         f"Model: {model_name}; {n_images} Fashion-MNIST test images (uint8 28x28 .npy, "
         f"resized to 224 RGB by the model's preprocessing), batch {batch}, CPU provider, "
@@ -115,6 +137,9 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         f"| {o:.1f} | {o / best:.2f}x (same-round ratios: median "
         f"**{statistics.median(per_round):.2f}x**, range {min(per_round):.2f}-"
         f"{max(per_round):.2f}x) |",
+        f"| `extract` from a folder of {n_images} JPEGs (500x375 photos, decode + resize) "
+        f"| {j:.1f} | {j / best:.2f}x (same-round median **{statistics.median(jpg_round):.2f}x**, "
+        f"range {min(jpg_round):.2f}-{max(jpg_round):.2f}x) |",
         f"| preprocessing alone (one thread) | {n_images / prep_s:.0f} "
         f"| {n_images / prep_s / best:.1f}x |",
         "",
