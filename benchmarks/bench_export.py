@@ -5,7 +5,8 @@
 
 1. MiniLM (all-MiniLM-L6-v2), the same tokenised fortunes padded to 128 tokens: torch eager
    vs ORT fp32 (plain TorchScript export) vs ORT fp32 fused (onnxruntime transformer
-   optimizer) vs ORT int8 (dynamic, per channel, on the fused graph), in sequences/s.
+   optimizer) vs ORT int8 (dynamic, per channel, on the fused graph) vs ORT fp16 (fused,
+   float32 I/O; the CPU EP casts ops without fp16 kernels back to fp32), in sequences/s.
 2. EfficientNet-Lite0, the same 224x224 photos: torch eager vs ORT fp32, in images/s.
 
 Every variant runs the same batches in each round; rounds interleave the variants so that
@@ -80,6 +81,9 @@ def bench_minilm(work: Path, args) -> tuple[list[str], dict]:
         "ORT fp32 plain": export_backbone(bb, work / "plain.onnx", optimize=False),
         "ORT fp32 fused": export_backbone(bb, work / "fused.onnx"),
         "ORT int8": export_backbone(bb, work / "int8.onnx", precision="int8"),
+        "ORT fp16 fused (fp32 I/O)": export_backbone(
+            bb, work / "fp16.onnx", precision="fp16", keep_io_types=True
+        ),
     }
     enc = bb.tokenizer(fortunes(args.texts), padding="max_length", truncation=True,
                        max_length=128, return_tensors="np")  # fmt: skip

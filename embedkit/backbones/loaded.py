@@ -37,9 +37,17 @@ class Traceable:
 
 
 def output_name(tap: str) -> str:
-    """ONNX output name for a tap: ``blocks.10`` → ``blocks_10`` (never ``embedding``)."""
+    """ONNX output name for a tap: ``blocks.10`` → ``blocks_10`` (never ``embedding``).
+
+    Examples
+    --------
+    >>> output_name("blocks.10"), output_name("0"), output_name("embedding")
+    ('blocks_10', 'tap_0', 'tap_embedding')
+    """
     name = "".join(c if c.isalnum() else "_" for c in tap).strip("_") or "output"
-    return "features_" + name if name in ("embedding", "input") else name
+    if name in ("embedding", "input") or not name[0].isalpha():  # "0" clashes with TorchScript
+        return "tap_" + name
+    return name
 
 
 class HookedBackbone:
