@@ -15,7 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedkit.backbones.taps import HookedGraph, TapInfo, TapPoint, check_pooling, discover
+from embedkit.backbones.taps import (
+    HookedGraph,
+    TapInfo,
+    TapPoint,
+    check_pooling,
+    discover,
+    first_tensor,
+    nominal_stride,
+)
 from embedkit.errors import UserInputError
 
 
@@ -95,9 +103,12 @@ class HookedBackbone:
         if all_modules or not self.aliases:
             rows = list(table.values())
             with torch.no_grad():
-                out = self.model(self.example[:1])
-            if isinstance(out, torch.Tensor):
-                rows.append(TapInfo("output", "", tuple(out.shape[1:]), None))
+                out = first_tensor(self.model(self.example[:1]))
+            if out is not None:
+                height = self.example.shape[2] if self.example.dim() == 4 else None
+                rows.append(
+                    TapInfo("output", "", tuple(out.shape[1:]), nominal_stride(height, out))
+                )
             return rows
         return [self._alias_info(name, point) for name, point in self.aliases.items()]
 
@@ -146,10 +157,12 @@ class HookedBackbone:
         fresh, source = self._fresh(fold_normalize)
         descs = []
         for tap, (point, how) in zip(taps, points, strict=True):
-            info = self._alias_info(tap, point) if tap in self.aliases else None
-            if info is None:
-                row = self.modules_table().get(point.module)
-                info = row or TapInfo(tap, "", (), None)
+            if tap in self.aliases:
+                info = self._alias_info(tap, point)
+            elif point.module:
+                info = self.modules_table()[point.module]
+            else:  # the model's own output
+                info = next(r for r in self.tap_table(all_modules=True) if r.name == "output")
             spatial = len(info.shape) == 3 and point.pooled is None
             descs.append(
                 {

@@ -54,18 +54,18 @@ class TapInfo:
     stride: int | None  # spatial reduction vs the input, None when not spatial
 
 
-def _first_tensor(value):
+def first_tensor(value):
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list | tuple):
         for item in value:
-            found = _first_tensor(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
     if hasattr(value, "to_tuple"):  # transformers ModelOutput
-        return _first_tensor(value.to_tuple())
+        return first_tensor(value.to_tuple())
     return None
 
 
@@ -169,11 +169,11 @@ class HookedGraph(nn.Module):
         module = self.model.get_submodule(point.module)
         if point.side == "input":
             handle = module.register_forward_pre_hook(
-                lambda _m, args, i=index: self._seen.__setitem__(i, _first_tensor(args))
+                lambda _m, args, i=index: self._seen.__setitem__(i, first_tensor(args))
             )
         else:
             handle = module.register_forward_hook(
-                lambda _m, _a, out, i=index: self._seen.__setitem__(i, _first_tensor(out))
+                lambda _m, _a, out, i=index: self._seen.__setitem__(i, first_tensor(out))
             )
         self._handles.append(handle)
 
@@ -190,7 +190,7 @@ class HookedGraph(nn.Module):
         out = self.model(x)
         results = []
         for index, (point, how) in enumerate(self.points):
-            t = _first_tensor(out) if not point.module else self._seen.get(index)
+            t = first_tensor(out) if not point.module else self._seen.get(index)
             if t is None:
                 raise UserInputError(
                     f"tap layer {point.module!r} did not run in forward; "
@@ -237,7 +237,7 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
             continue
 
         def hook(_m, args, out, name=name):
-            t = _first_tensor(out if side == "output" else args)
+            t = first_tensor(out if side == "output" else args)
             if t is not None:
                 seen.pop(name, None)  # keep execution order of the last call
                 seen[name] = t
@@ -251,12 +251,20 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
             handle.remove()
     height = example.shape[2] if example.dim() == 4 else None
     return [
-        TapInfo(name=n, layer=n, shape=tuple(t.shape[1:]), stride=_stride(height, t))
+        TapInfo(name=n, layer=n, shape=tuple(t.shape[1:]), stride=nominal_stride(height, t))
         for n, t in seen.items()
     ]
 
 
-def _stride(height: int | None, t: torch.Tensor) -> int | None:
+def nominal_stride(height: int | None, t: torch.Tensor) -> int | None:
+    """Spatial reduction of a (N, C, H, W) map vs an input ``height``, as a power of two.
+
+    Examples
+    --------
+    >>> import torch
+    >>> nominal_stride(260, torch.zeros(1, 8, 9, 9)), nominal_stride(224, torch.zeros(1, 8))
+    (32, None)
+    """
     if height is None or t.dim() != 4 or t.shape[2] in (0, 1):
         return None
     return 2 ** max(0, round(math.log2(height / t.shape[2])))  # nominal: 260 px / 9 -> 32

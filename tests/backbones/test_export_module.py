@@ -83,6 +83,15 @@ def test_every_spatial_pooling_matches_torch(pooling, width, tmp_path):
     assert report.taps[0]["pooling"] == pooling
 
 
+def test_model_output_tap_is_pooled_and_described(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=2, padding=1)).eval()
+    report = export(net, torch.randn(2, 3, 16, 16), out=tmp_path / "o.onnx", pooling="max")
+    (tap,) = read_metadata(tmp_path / "o.onnx")["embedkit.taps"]
+    assert tap == {"name": "output", "output": "output", "shape": [6], "pooling": "max",
+                   "stride": 2, "layer": ""}  # fmt: skip
+    assert report.verify["passed"]
+
+
 def test_fold_normalize_takes_raw_pixels(tmp_path):
     net = TinyNet().eval()
     spec = {"kind": "image", "input": "pixel_values", "size": [32, 32], "resize_shorter": None,
