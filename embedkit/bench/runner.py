@@ -96,7 +96,7 @@ class _Task:
 
 def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None,
               exclude=None, make_test_split: float | None = None, progress: bool = False,
-              **spec_fields):  # fmt: skip
+              plots: bool = True, **spec_fields):  # fmt: skip
     """Compare heads on one store; write one record per run and the report; return the table.
 
     Parameters
@@ -111,6 +111,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         Passed to :func:`~embedkit.bench.data.load_bench_data`.
     progress : bool
         Print one line per finished run to stderr.
+    plots : bool
+        Write the PNG plots (the CSV and Markdown are always written).
 
     Returns
     -------
@@ -154,7 +156,7 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
             acc = record["metrics"].get("accuracy") if record["metrics"] else None
             acc_text = f" acc={acc:.3f}" if acc is not None else ""
             print(f"[bench] {record['run_id']}{acc_text} {status}", file=sys.stderr)
-    table = build_report(out)
+    table = build_report(out, plots=plots)
     table.info.update(
         runs_planned=spec.n_runs, runs_skipped=len(done), runs_run=len(tasks),
         wall_s=time.perf_counter() - started,
@@ -251,6 +253,7 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
         "fit_s": None,
         "predict_s": None,
     }
+    cpu_start = time.process_time()
     try:
         with (
             threadpool_limits(limits=common["threads"]),
@@ -263,6 +266,7 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
     else:  # e.g. ConvergenceWarning: kept in the record, not printed per run
         seen = dict.fromkeys(f"{w.category.__name__}: {w.message}"[:200] for w in caught)
         record["warnings"] = list(seen)[:5]
+    record["cpu_s"] = time.process_time() - cpu_start  # this process, all its threads
     return record
 
 

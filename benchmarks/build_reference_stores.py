@@ -1,0 +1,180 @@
+"""Build the two reference stores with the CLI, bench them, and write results/bench.md.
+
+    .venv/bin/python benchmarks/build_reference_stores.py            # both
+    .venv/bin/python benchmarks/build_reference_stores.py --only fortunes --seeds 3
+
+1. Fashion-MNIST through EfficientNet-Lite0: a stratified 3,000-image subset of the train
+   set and the first 1,000 test images, written as uint8 ``.npy`` arrays with class-name
+   labels, then ``embedkit export efficientnet_lite0`` and two ``embedkit extract --split``.
+2. Fortunes (10 topics) through MiniLM: a JSONL of id, text, label, split (70/30,
+   stratified, seed 0), then ``embedkit export minilm`` and ``embedkit extract``.
+3. ``embedkit bench`` on each store (k-shot x seeds on the fixed test split); the tables
+   and the plots go to ``benchmarks/results/`` (bench.md and bench_*.png), the per-run
+   records to ``runs/bench-ref/<name>/``.
+
+Models go to ``models/``, stores to ``stores/``; both are reused when present (delete them
+to rebuild). Nothing is downloaded: the data come from ``scripts/fetch_data.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+ANCHORS = {"fmnist": 0.865, "fortunes": 0.816}  # logreg accuracy measured by hand (ANCHORS.md)
+
+
+def sh(*args: str) -> None:
+    print("$ embedkit " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "embedkit", *args], check=True, cwd=ROOT)
+
+
+def build_fmnist(work: Path) -> Path:
+    store = ROOT / "stores" / "fmnist-lite0.h5"
+    if store.exists():
+        return store
+    sys.path.insert(0, str(ROOT))
+    from embedkit.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+    images, labels = load_fashion_mnist(ROOT / "data" / "fashion-mnist", "train")
+    rng = np.random.default_rng(0)
+    picked = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:300] for c in range(10)])
+    )  # 300 per class
+    test_images, test_labels = load_fashion_mnist(ROOT / "data" / "fashion-mnist", "test")
+    names = np.array(FASHION_MNIST_CLASSES)
+    for split, X, y in (
+        ("train", images[picked], labels[picked]),
+        ("test", test_images[:1000], test_labels[:1000]),
+    ):
+        np.save(work / f"fmnist-{split}.npy", X)  # (N, 28, 28) uint8
+        np.save(work / f"fmnist-{split}-labels.npy", names[y])
+    model = ROOT / "models" / "lite0.onnx"
+    if not model.exists():
+        sh("export", "efficientnet_lite0", "--out", str(model))
+    for split in ("train", "test"):
+        sh(
+            "extract", str(model), str(work / f"fmnist-{split}.npy"),
+            "--labels", str(work / f"fmnist-{split}-labels.npy"),
+            "--split", split, "--out", str(store), "--quiet",
+        )  # fmt: skip
+    return store
+
+
+def build_fortunes(work: Path) -> Path:
+    store = ROOT / "stores" / "fortunes-minilm.h5"
+    if store.exists():
+        return store
+    sys.path.insert(0, str(ROOT))
+    from sklearn.model_selection import train_test_split
+
+    from embedkit.datasets import load_fortunes
+
+    texts, topics = load_fortunes(ROOT / "data" / "fortunes")
+    index = np.arange(len(texts))
+    train, _ = train_test_split(index, test_size=0.3, stratify=topics, random_state=0)
+    train = set(train.tolist())
+    path = work / "fortunes.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i, (text, topic) in enumerate(zip(texts, topics)):
+            split = "train" if i in train else "test"
+            f.write(
+                json.dumps({"id": f"{topic}/{i}", "text": text, "label": topic, "split": split})
+            )
+            f.write("\n")
+    model = ROOT / "models" / "minilm.onnx"
+    if not model.exists():
+        sh("export", "minilm", "--out", str(model))
+    sh("extract", str(model), str(path), "--out", str(store), "--quiet")
+    return store
+
+
+def bench(name: str, store: Path, args) -> tuple[float, str]:
+    out = ROOT / "runs" / "bench-ref" / name
+    started = time.perf_counter()
+    sh(
+        "bench", str(store), "--heads", args.heads, "--shots", args.shots,
+        "--seeds", str(args.seeds), "--out", str(out), "--quiet",
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    for plot in ("accuracy_vs_shots", "accuracy_vs_fit_time"):
+        shutil.copy(out / f"{plot}.png", RESULTS / f"bench_{name}_{plot}.png")
+    return seconds, (out / "results.md").read_text()
+
+
+def logreg_all(name: str) -> float | None:
+    import csv
+
+    path = ROOT / "runs" / "bench-ref" / name / "results.csv"
+    for row in csv.DictReader(path.open()):
+        if row["head"] == "logreg" and row["shots"] == "all":
+            return float(row["accuracy_mean"])
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("fmnist", "fortunes"), action="append")
+    parser.add_argument("--heads", default="sgd,logreg,linear,mlp,knn,centroid")
+    parser.add_argument("--shots", default="1,2,4,8,16,all")
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    names = args.only or ["fmnist", "fortunes"]
+    work = ROOT / "runs" / "bench-ref" / "data"
+    work.mkdir(parents=True, exist_ok=True)
+    (ROOT / "models").mkdir(exist_ok=True)
+    (ROOT / "stores").mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    titles = {
+        "fmnist": "Fashion-MNIST through EfficientNet-Lite0 (1,280-d; 3,000 train / 1,000 test)",
+        "fortunes": "Fortunes, 10 topics, through MiniLM-L6 (384-d; 70/30 stratified split)",
+    }
+    builders = {"fmnist": build_fmnist, "fortunes": build_fortunes}
+    for name in names:
+        started = time.perf_counter()
+        store = builders[name](work)
+        built = time.perf_counter() - started
+        seconds, table = bench(name, store, args)
+        acc, anchor = logreg_all(name), ANCHORS[name]
+        text = (
+            f"### {titles[name]}\n\n"
+            f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU; load average "
+            f"{os.getloadavg()[0]:.1f} at the end. Reproduce: `.venv/bin/python "
+            f"benchmarks/build_reference_stores.py --only {name}` (records in "
+            f"runs/bench-ref/{name}/). Store `{store.relative_to(ROOT)}` built or reused in "
+            f"{built:.0f} s; the bench ({len(args.heads.split(','))} heads x shots "
+            f"{args.shots} x {args.seeds} seeds) took {seconds:.0f} s. logreg on all "
+            f"training rows: **{acc:.3f}** vs {anchor:.3f} by hand in ANCHORS.md "
+            f"({acc / anchor:.3f}x).\n\n{table}\n"
+            f"![accuracy vs shots](bench_{name}_accuracy_vs_shots.png)\n"
+            f"![accuracy vs fit time](bench_{name}_accuracy_vs_fit_time.png)\n"
+        )
+        write_section(RESULTS / "bench.md", text, name)
+        print(text, flush=True)
+
+
+def write_section(path: Path, text: str, name: str) -> None:
+    """Replace the section of store ``name`` in ``path`` (between markers), keep the rest."""
+    mark = (f"<!-- reference_store:{name}:start -->", f"<!-- reference_store:{name}:end -->")
+    text = f"{mark[0]}\n{text.rstrip()}\n{mark[1]}"
+    old = path.read_text() if path.exists() else "## Bench\n"
+    if mark[0] in old and mark[1] in old:
+        head, rest = old.split(mark[0], 1)
+        new = head + text + rest.split(mark[1], 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
