@@ -153,3 +153,28 @@ def test_untraceable_layer_is_named(tmp_path):
     net.add_module("spectrum", Spectral())
     with pytest.raises(ExportError, match=r"at layer 'spectrum': .*aten::fft_rfft"):
         export(net, torch.randn(2, 3, 4, 4), out=tmp_path / "s.onnx", pooling="none")
+
+
+def _graph_ort_cannot_run() -> bytes:
+    """A valid ONNX graph whose op no onnxruntime execution provider implements."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def test_unrunnable_fp16_graph_is_reported_not_hidden():
+    from embedkit.backbones import passes
+
+    feeds, ref = {"x": np.ones((2, 4), np.float32)}, [np.ones((2, 4), np.float32)]
+    report = passes.verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp16")
+    assert report["ran"] is False and report["passed"] is None
+    assert "CPU EP cannot run this fp16 graph" in report["reason"]
+    with pytest.raises(ExportError, match="onnxruntime cannot run the exported fp32 graph"):
+        passes.verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp32")
