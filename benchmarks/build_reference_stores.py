@@ -12,8 +12,9 @@
    and the plots go to ``benchmarks/results/`` (bench.md and bench_*.png), the per-run
    records to ``runs/bench-ref/<name>/``.
 
-Models go to ``models/``, stores to ``stores/``; both are reused when present (delete them
-to rebuild). Nothing is downloaded: the data come from ``scripts/fetch_data.sh``.
+Models go to ``models/bench/`` (reused when present), stores to ``stores/``: ``embedkit
+extract`` skips the items a store already holds, so a re-run only checks them. Nothing is
+downloaded: the data come from ``scripts/fetch_data.sh``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ def sh(*args: str) -> None:
 
 def build_fmnist(work: Path) -> Path:
     store = ROOT / "stores" / "fmnist-lite0.h5"
-    if store.exists():
-        return store
     sys.path.insert(0, str(ROOT))
     from embedkit.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 
@@ -59,7 +58,7 @@ def build_fmnist(work: Path) -> Path:
     ):
         np.save(work / f"fmnist-{split}.npy", X)  # (N, 28, 28) uint8
         np.save(work / f"fmnist-{split}-labels.npy", names[y])
-    model = ROOT / "models" / "lite0.onnx"
+    model = ROOT / "models" / "bench" / "lite0.onnx"
     if not model.exists():
         sh("export", "efficientnet_lite0", "--out", str(model))
     for split in ("train", "test"):
@@ -73,8 +72,6 @@ def build_fmnist(work: Path) -> Path:
 
 def build_fortunes(work: Path) -> Path:
     store = ROOT / "stores" / "fortunes-minilm.h5"
-    if store.exists():
-        return store
     sys.path.insert(0, str(ROOT))
     from sklearn.model_selection import train_test_split
 
@@ -92,7 +89,7 @@ def build_fortunes(work: Path) -> Path:
                 json.dumps({"id": f"{topic}/{i}", "text": text, "label": topic, "split": split})
             )
             f.write("\n")
-    model = ROOT / "models" / "minilm.onnx"
+    model = ROOT / "models" / "bench" / "minilm.onnx"
     if not model.exists():
         sh("export", "minilm", "--out", str(model))
     sh("extract", str(model), str(path), "--out", str(store), "--quiet")
@@ -132,7 +129,7 @@ def main() -> None:
     names = args.only or ["fmnist", "fortunes"]
     work = ROOT / "runs" / "bench-ref" / "data"
     work.mkdir(parents=True, exist_ok=True)
-    (ROOT / "models").mkdir(exist_ok=True)
+    (ROOT / "models" / "bench").mkdir(parents=True, exist_ok=True)
     (ROOT / "stores").mkdir(exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     titles = {
