@@ -10,7 +10,6 @@ items, so a run killed at any point and started again gives a bit-identical stor
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
@@ -32,7 +31,7 @@ from embedkit.extract.preprocess import (
     make_preprocessor,
     spec_dict,
 )
-from embedkit.extract.providers import Runner, select_providers
+from embedkit.extract.providers import Runner, cores, select_providers
 from embedkit.extract.sources import ArraySource, Listing, Source, open_source
 
 
@@ -125,7 +124,7 @@ def extract(
         raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
     cfg = replace(config or ExtractConfig(), **options)
     if cfg.workers is None:  # ORT takes every core for the model; decoding needs far fewer
-        cfg = replace(cfg, workers=max(1, min(8, (os.cpu_count() or 2) // 2)))
+        cfg = replace(cfg, workers=max(1, min(8, cores() // 2)))
     if cfg.taps is not None:
         cfg = replace(cfg, taps=tuple(cfg.taps))
     return _Extraction(model, source, out, cfg).run()

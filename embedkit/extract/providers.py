@@ -20,6 +20,14 @@ _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 
 
+def cores() -> int:
+    """CPU cores this process may use (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def import_onnxruntime():
     """Import onnxruntime or raise a hint naming the extra to install."""
     return require("onnxruntime", "cpu", "extraction (or 'embedkit[gpu]' for onnxruntime-gpu)")
@@ -64,7 +72,7 @@ class Runner:
         self.providers = select_providers(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = cores()
         # Idle ORT threads would spin and starve the preprocessing and writer threads that
         # share the cores; batches are large, so waking costs nothing measurable.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
