@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -112,3 +114,17 @@ def test_unknown_tap_and_cuda(models, image_dir, tmp_path):
         result = run_cli("extract", models["image"], image_dir, "--out", out, "--device", "cuda")
         _assert_one_line_error(result, "CUDA is not available", "embedkit[gpu]", "--device cpu")
     assert not out.exists()
+
+
+def test_missing_onnxruntime_names_the_extras(models, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 6), np.float32))
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from embedkit.cli import main\n"
+        f"sys.exit(main(['extract', {str(models['array'])!r}, {str(tmp_path / 'x.npy')!r}, "
+        f"'--out', {str(tmp_path / 'a.h5')!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "pip install 'embedkit[cpu]'" in result.stderr and "embedkit[gpu]" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "a.h5").exists()
