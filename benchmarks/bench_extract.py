@@ -178,10 +178,10 @@ def bench_reads(work: Path, rows: int, dim: int = 768, batch: int = 256) -> list
         ),
     }
     with FeatureStore(h5) as fs:
-        results["store `iter_batches(shuffle=True)` (loads into memory)"] = _epoch(
+        results["store `iter_batches(shuffle=True)` (memory-mapped)"] = _epoch(
             fs.iter_batches(batch, shuffle=True, seed=0)
         )
-        results["store `iter_batches()` sequential (loads into memory)"] = _epoch(
+        results["store `iter_batches()` sequential (memory-mapped)"] = _epoch(
             fs.iter_batches(batch)
         )
         results["store `iter_batches(shuffle=True)`, streaming (64 MB limit)"] = _epoch(

@@ -7,8 +7,6 @@ traceback.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
-
 
 class EmbedkitError(Exception):
     """Base class: a problem with the user's input or environment, not a bug."""
@@ -46,8 +44,23 @@ class ExportError(EmbedkitError):
     """A backbone could not be exported, or its export failed verification."""
 
 
-class NotFittedError(EmbedkitError, _SklearnNotFittedError):
-    """A head was used before ``fit``; sklearn tooling recognises it."""
+def __getattr__(name: str):
+    # NotFittedError subclasses sklearn's, so sklearn tooling recognises it. It is built on
+    # first use: importing sklearn costs about a second, which every CLI call would pay.
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+        cls = type(
+            "NotFittedError",
+            (EmbedkitError, _SklearnNotFittedError),
+            {
+                "__doc__": "A head was used before ``fit``; sklearn tooling recognises it.",
+                "__module__": __name__,
+            },
+        )
+        globals()["NotFittedError"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _short(value: object, limit: int = 80) -> str:

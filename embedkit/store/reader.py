@@ -161,8 +161,10 @@ class FeatureStore:
         tap = self._tap(tap)
         mm = self._memmap(tap)
         if mm is not None:
-            out = mm[...] if rows is None else mm[_as_index(rows)]
-            return np.array(out, dtype=dtype or mm.dtype, copy=True)
+            idx = slice(None) if rows is None else _as_index(rows)
+            if isinstance(idx, slice):  # a view of the file: copy it out once
+                return np.array(mm[idx], dtype=dtype or mm.dtype, copy=True)
+            return mm[idx].astype(dtype or mm.dtype, copy=False)  # fancy index: a copy
         ds = self._file[f"{S.FEATURES}/{tap}"]
         if rows is None:
             out = np.empty(ds.shape, dtype=ds.dtype)
@@ -191,12 +193,14 @@ class FeatureStore:
         block_rows: int = 8192,
         buffer_blocks: int = 4,
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Yield ``(X, y)`` minibatches (``y`` is None with ``labels=False``).
+        """Yield ``(X, y)`` float32 minibatches (``y`` is None with ``labels=False``).
 
-        When the selection fits in ``memory_limit`` bytes it is loaded once and shuffled
-        fully. Otherwise contiguous blocks of ``block_rows`` are read in shuffled order and
-        shuffled inside a buffer of ``buffer_blocks`` blocks, so memory stays bounded and
-        reads stay sequential (random-row reads from HDF5 are 10-100x slower).
+        When the selection fits in ``memory_limit`` bytes, batches are gathered straight
+        from the memory-mapped file (or, for a chunked foreign layout, from one in-memory
+        load) in a full permutation. Otherwise contiguous blocks of ``block_rows`` are read
+        in shuffled order and shuffled inside a buffer of ``buffer_blocks`` blocks, so
+        memory stays bounded and reads stay sequential (random-row reads from HDF5 are
+        10-100x slower, ANCHORS.md).
         """
         if batch_size < 1:
             raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -209,8 +213,14 @@ class FeatureStore:
         info = self.tap_info(tap)
         row_bytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
         if len(sel) * row_bytes <= memory_limit:
-            X = self.features(tap, rows=sel)
             order = rng.permutation(len(sel)) if shuffle else np.arange(len(sel))
+            mm = self._memmap(tap)
+            if mm is not None:  # gather each batch from the page cache: no full copy
+                for lo in range(0, len(sel), batch_size):
+                    rb = sel[order[lo : lo + batch_size]]
+                    yield mm[rb].astype(np.float32, copy=False), (y_all[rb] if labels else None)
+                return
+            X = self.features(tap, rows=sel)
             for lo in range(0, len(sel), batch_size):
                 take = order[lo : lo + batch_size]
                 yield X[take], (y_all[sel[take]] if labels else None)
@@ -219,27 +229,17 @@ class FeatureStore:
         blocks = [sel[lo : lo + block_rows] for lo in range(0, len(sel), block_rows)]
         if shuffle:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
-        carry_x = carry_r = None
+        carry = np.empty(0, dtype=np.int64)  # rows left over from the last buffer
         for start in range(0, len(blocks), buffer_blocks):
-            group = blocks[start : start + buffer_blocks]
-            r = np.concatenate(group)
-            x = np.concatenate([self._read_block(tap, b) for b in group])
-            if carry_x is not None:
-                x, r = np.concatenate([carry_x, x]), np.concatenate([carry_r, r])
-            if shuffle:
-                perm = rng.permutation(len(r))
-                x, r = x[perm], r[perm]
+            r = np.concatenate([carry, *blocks[start : start + buffer_blocks]])
+            x = self.features(tap, rows=r)  # one read per buffer, in file order
+            order = rng.permutation(len(r)) if shuffle else np.arange(len(r))
             last = start + buffer_blocks >= len(blocks)
             n_full = len(r) if last else (len(r) // batch_size) * batch_size
             for lo in range(0, n_full, batch_size):
-                rb = r[lo : lo + batch_size]
-                yield x[lo : lo + batch_size], (y_all[rb] if labels else None)
-            carry_x, carry_r = x[n_full:], r[n_full:]
-
-    def _read_block(self, tap: str, rows: np.ndarray) -> np.ndarray:
-        lo, hi = int(rows.min()), int(rows.max()) + 1
-        block = self.features(tap, rows=slice(lo, hi))
-        return block[rows - lo]
+                take = order[lo : lo + batch_size]
+                yield x[take], (y_all[r[take]] if labels else None)
+            carry = r[order[n_full:]]
 
     def split(
         self,
