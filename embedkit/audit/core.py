@@ -147,8 +147,8 @@ def audit_arrays(
     >>> X, y = make_blobs(200, centers=3, n_features=8, random_state=0)
     >>> y[:5] = (y[:5] + 1) % 3          # five wrong labels
     >>> report = audit_arrays(X, y, folds=3)
-    >>> report.n_issues >= 5 and set(range(5)) <= set(report.suspect_rows(10))
-    True
+    >>> sorted(report.suspect_rows(5).tolist())  # the five lowest self-confidences
+    [0, 1, 2, 3, 4]
     """
     spec = _spec(spec, overrides)
     started = time.perf_counter()

@@ -25,8 +25,12 @@ import numpy as np
 from embedkit.errors import UserInputError
 
 BUILTIN_HEADS = ("logreg", "sgd")
-MAX_ITER = {"logreg": 100, "sgd": 30}  # caps for the out-of-fold pass
-TOL = {"logreg": 1e-3}  # looser than sklearn's 1e-4: ranks settle long before the loss does
+# Settings of the out-of-fold heads: iterations capped (100,000 x 768 in minutes) and
+# strong regularisation, which ranked flipped Fashion-MNIST labels better (3,000 Lite0
+# features, precision at k: logreg C=1 0.74, C=0.01 0.85; sgd alpha=1e-4 0.33, 1e-2 0.83).
+# logreg's penalty is per item like sgd's alpha: C = 1 / (LOGREG_ALPHA * training rows).
+AUDIT_PARAMS = {"logreg": {"max_iter": 100, "tol": 1e-3}, "sgd": {"alpha": 0.01, "max_iter": 30}}
+LOGREG_ALPHA = 0.04
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,13 @@ class LabelIssues:
         return np.lexsort((np.arange(len(scores)), scores))
 
 
-def make_audit_head(name: str = "logreg", *, random_state: int = 0):
+def make_audit_head(name: str = "logreg", *, random_state: int = 0, n_train: int | None = None):
     """Return an unfitted head for the out-of-fold pass: standardise, then classify.
 
     Any name of :data:`embedkit.heads.HEADS` works; ``logreg`` and ``sgd`` work even
-    without :mod:`embedkit.heads`. Iterations are capped (``max_iter`` at most
-    :data:`MAX_ITER`) so that 100,000 x 768 items finish in minutes.
+    without :mod:`embedkit.heads`. ``logreg`` and ``sgd`` get :data:`AUDIT_PARAMS`:
+    capped iterations and strong regularisation (for ``logreg`` scaled by ``n_train``,
+    the rows each fold trains on).
 
     Examples
     --------
@@ -98,27 +103,22 @@ def make_audit_head(name: str = "logreg", *, random_state: int = 0):
         from embedkit.heads import HEADS, make_head
     except ImportError:  # the heads package is optional for the audit
         HEADS, make_head = (), None
+    params = dict(AUDIT_PARAMS.get(name, {}))
+    if name == "logreg" and n_train:
+        params["C"] = 1.0 / (LOGREG_ALPHA * n_train)
     if make_head is not None and name in HEADS:
         clf = make_head(name, random_state=random_state)
-        params = clf.get_params()
-        if name in MAX_ITER and params.get("max_iter", 0) > MAX_ITER[name]:
-            clf.set_params(max_iter=MAX_ITER[name])
-        if name in TOL and params.get("tol", 0) < TOL[name]:
-            clf.set_params(tol=TOL[name])
+        valid = clf.get_params()
+        clf.set_params(**{key: value for key, value in params.items() if key in valid})
     elif name == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        clf = LogisticRegression(
-            max_iter=MAX_ITER["logreg"], tol=TOL["logreg"], random_state=random_state
-        )
+        clf = LogisticRegression(random_state=random_state, **params)
     elif name == "sgd":
         from sklearn.linear_model import SGDClassifier
 
         clf = SGDClassifier(
-            loss="log_loss",
-            max_iter=MAX_ITER["sgd"],
-            early_stopping=True,
-            random_state=random_state,
+            loss="log_loss", early_stopping=True, random_state=random_state, **params
         )
     else:
         known = ", ".join(sorted(set(BUILTIN_HEADS) | set(HEADS)))
@@ -181,7 +181,11 @@ def out_of_fold_proba(
     with warnings.catch_warnings():  # the iteration caps are deliberate
         warnings.simplefilter("ignore", ConvergenceWarning)
         local_proba = cross_val_predict(
-            make_audit_head(head, random_state=seed), x, local, cv=cv, method="predict_proba"
+            make_audit_head(head, random_state=seed, n_train=len(x) * (folds - 1) // folds),
+            x,
+            local,
+            cv=cv,
+            method="predict_proba",
         )  # (N, len(present))
     proba = np.zeros((len(labels), n_classes), dtype=np.float32)
     proba[:, present] = local_proba
