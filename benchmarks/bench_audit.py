@@ -196,13 +196,14 @@ def bench_validation(features: str, n: int, head: str) -> dict:
 def build(records: list[dict], argv: list[str]) -> str:
     """The Markdown section for benchmarks/RESULTS.md."""
     loads = sorted({r["load_after"] for r in records})
+    cmd = " ".join([".venv/bin/python benchmarks/bench_audit.py", *argv])
     lines = [
         "## Audit",
         "",
         f"Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; "
         f"load average after each run {loads[0]}-{loads[-1]} (other jobs share the cores: "
-        "read the ratios). Reproduce: `.venv/bin/python benchmarks/bench_audit.py "
-        f"{' '.join(argv)}`.",
+        f"read the ratios). Reproduce: `{cmd}` (one JSON record per measurement in "
+        "runs/bench_audit/, reused unless `--force`).",
         "",
     ]
     nb = [r for r in records if r["name"].startswith("neighbors")]
@@ -316,7 +317,8 @@ def main() -> None:
             continue
         records.append(record(name, args.force, fn))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(build(records, sys.argv[1:]) + "\n")
+    shown = [a for a in sys.argv[1:] if a not in ("--build", "--force")]
+    RESULTS.write_text(build(records, shown) + "\n")
     print(RESULTS.read_text())
 
 
