@@ -143,3 +143,12 @@ def test_cli_store_without_labels_says_how_to_add_them(tmp_path):
     assert "no labels" in message and str(path) in message
     assert "--label-column" in message and "from_arrays" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_audit_an_open_store(labelled_store):
+    path, _, noisy = labelled_store
+    with FeatureStore(path) as fs:
+        report = audit(fs, folds=3, k=3)
+    assert report.source["store"] == str(path)
+    np.testing.assert_array_equal(report.labels, noisy)
+    assert report.scan.knn_index.shape == (len(noisy), 3)
