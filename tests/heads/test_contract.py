@@ -93,3 +93,15 @@ def test_sgd_stops_early_on_big_data():
     y = (X[:, :3].sum(1) > 0).astype(int)
     head = make_head("sgd", random_state=0).fit(X, y)
     assert head.n_iter_ < head.max_iter  # early stopping ended it
+
+
+def test_sklearn_heads_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from embedkit.heads import make_head, save_head, load_head, fit_store; "
+        "import numpy as np; X = np.random.default_rng(0).normal(size=(40, 4)); "
+        "make_head('sgd').fit(X, X[:, 0] > 0); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
