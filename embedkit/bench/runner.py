@@ -172,9 +172,21 @@ def bench_config(data: BenchData, spec: BenchSpec) -> dict:
         "folds": spec.folds if spec.protocol == "cv" else None,
         "sweep": spec.sweep,
         "head_params": spec.head_params or {},
+        "heads": {name: _head_signature(name, spec) for name in spec.heads},
         "n_train_pool": len(data.train),
         "n_test": len(data.test),
     }
+
+
+def _head_signature(name: str, spec: BenchSpec) -> dict:
+    """The head's class and parameters as built (defaults included), minus the seed.
+
+    A change of a head's defaults then refuses to mix old records with new ones. A code
+    change that keeps the defaults is not seen: delete runs/ after upgrading the heads.
+    """
+    head = _heads.build_head(name, 0, (spec.head_params or {}).get(name))
+    params = {k: repr(v) for k, v in head.get_params(deep=False).items() if k != "random_state"}
+    return {"class": type(head).__name__, "params": params}
 
 
 def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
