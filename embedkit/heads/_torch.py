@@ -120,10 +120,10 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def _loss_fn(self, y_index: np.ndarray, device) -> torch.nn.Module:
         weight = None
-        if self.class_weight is not None:
+        cw = self._class_weight()
+        if cw is not None:
             from sklearn.utils.class_weight import compute_class_weight
 
-            cw = self.class_weight
             if isinstance(cw, dict):
                 cw = {int(np.searchsorted(self.classes_, k)): v for k, v in cw.items()}
             present = np.arange(len(self.classes_))
@@ -134,6 +134,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             )
             weight = torch.tensor(w, dtype=torch.float32, device=device)
         return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
+
+    def _class_weight(self):
+        return self.class_weight
 
     def _order(self, n: int, y_t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.balanced_sampler:

@@ -132,17 +132,10 @@ class LinearHead(TorchHead):
         )
         return None
 
-    def _loss_fn(self, y_index, device):
+    def _class_weight(self):
         if self.solver_ == "lbfgs" and self.balanced_sampler and self.class_weight is None:
-            # Full batch has no sampler; balanced class weights are its equivalent.
-            return self.set_params(class_weight="balanced")._loss_fn_and_reset(y_index, device)
-        return super()._loss_fn(y_index, device)
-
-    def _loss_fn_and_reset(self, y_index, device):
-        try:
-            return super()._loss_fn(y_index, device)
-        finally:
-            self.class_weight = None
+            return "balanced"  # full batch has no sampler; balanced weights are its equivalent
+        return self.class_weight
 
     def _run_epoch(self, X_t, y_t, order, loss_fn, scheduler, device) -> float:
         if self.solver_ != "lbfgs":
