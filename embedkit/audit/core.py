@@ -86,9 +86,15 @@ def audit(
 
     Examples
     --------
-    >>> from embedkit.store import FeatureStore  # doctest: +SKIP
-    >>> report = audit("feats.h5", folds=5, dup_threshold=0.98)  # doctest: +SKIP
-    >>> report.write("audit/")  # doctest: +SKIP
+    >>> import tempfile
+    >>> from sklearn.datasets import make_blobs
+    >>> from embedkit.store import FeatureStore
+    >>> X, y = make_blobs(120, centers=3, n_features=8, random_state=0)
+    >>> path = tempfile.mkdtemp() + "/feats.h5"
+    >>> FeatureStore.from_arrays(path, X.astype("float32"), y).close()
+    >>> report = audit(path, folds=3, dup_threshold=0.98)
+    >>> report.write(tempfile.mkdtemp()).name
+    'report.md'
     """
     spec = _spec(spec, overrides)
     from embedkit.store import FeatureStore
