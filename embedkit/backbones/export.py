@@ -193,11 +193,12 @@ def export_backbone(
     >>> report.taps[0]["shape"]  # doctest: +SKIP
     [1280]
     """
+    options = ExportOptions(pooling=pooling, precision=precision, normalize=normalize, **options)
+    _check_out(out, options)  # before loading weights, so bad arguments fail fast
     if isinstance(name, str):
         backbone = get_backbone(name).loader(max_length=max_length, normalize=normalize)
     else:  # already loaded with load_backbone(): export it again with other taps
         backbone = name
-    options = ExportOptions(pooling=pooling, precision=precision, normalize=normalize, **options)
     return _export(backbone, out, taps, options)
 
 
@@ -213,14 +214,18 @@ def load_backbone(name: str, **options):
     return get_backbone(name).loader(**options)
 
 
-def _export(backbone, out, taps, opts: ExportOptions) -> ExportReport:
+def _check_out(out, opts: ExportOptions) -> None:
     if opts.precision not in PRECISIONS:
         raise UserInputError(
             f"Unknown precision {opts.precision!r}; valid: {', '.join(PRECISIONS)}"
         )
-    out = Path(out)
-    if out.suffix != ".onnx":
+    if Path(out).suffix != ".onnx":
         raise UserInputError(f"--out {str(out)!r} should end in .onnx")
+
+
+def _export(backbone, out, taps, opts: ExportOptions) -> ExportReport:
+    _check_out(out, opts)
+    out = Path(out)
     start = time.perf_counter()
     tr = backbone.traceable(
         taps, pooling=opts.pooling, normalize=opts.normalize, fold_normalize=opts.fold_normalize

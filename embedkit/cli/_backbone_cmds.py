@@ -74,6 +74,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
 
+def _quiet_transformers() -> None:
+    """No per-tensor "Loading weights" progress bar in CLI output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _resolve_name(name: str) -> str:
     if (Path(name) / "config.json").is_file():
         return "hf:" + name  # a local Hugging Face model folder
@@ -98,6 +107,7 @@ def _backbones(args) -> int:
 def _taps(args) -> int:
     from embedkit.backbones import load_backbone
 
+    _quiet_transformers()
     backbone = load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
     print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
@@ -112,6 +122,7 @@ def _taps(args) -> int:
 def _export(args) -> int:
     from embedkit.backbones import export_backbone
 
+    _quiet_transformers()
     report = export_backbone(
         _resolve_name(args.name),
         args.out,
