@@ -74,6 +74,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
 
+def _backbones_api():
+    """``embedkit.backbones``, or an install hint when torch is missing."""
+    from embedkit.errors import require
+
+    require("torch", "torch", "exporting backbones")
+    import embedkit.backbones
+
+    return embedkit.backbones
+
+
 def _quiet_transformers() -> None:
     """No per-tensor "Loading weights" progress bar in CLI output."""
     try:
@@ -90,9 +100,8 @@ def _resolve_name(name: str) -> str:
 
 
 def _backbones(args) -> int:
-    from embedkit.backbones import get_backbone, list_backbones
-
-    rows = [get_backbone(n) for n in list_backbones()]
+    api = _backbones_api()
+    rows = [api.get_backbone(n) for n in api.list_backbones()]
     print(f"{'name':<20} {'modality':<9} {'default tap':<12} input")
     for spec in rows:
         print(f"{spec.name:<20} {spec.modality:<9} {spec.default_tap:<12} {spec.input_spec}")
@@ -105,10 +114,9 @@ def _backbones(args) -> int:
 
 
 def _taps(args) -> int:
-    from embedkit.backbones import load_backbone
-
+    api = _backbones_api()
     _quiet_transformers()
-    backbone = load_backbone(_resolve_name(args.name))
+    backbone = api.load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
     print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
     for row in rows:
@@ -120,10 +128,9 @@ def _taps(args) -> int:
 
 
 def _export(args) -> int:
-    from embedkit.backbones import export_backbone
-
+    api = _backbones_api()
     _quiet_transformers()
-    report = export_backbone(
+    report = api.export_backbone(
         _resolve_name(args.name),
         args.out,
         args.taps,
