@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     full = {}
     for name, factory in heads.items():
         seconds, acc, model = fit_one(name, factory, X, y, Xte, yte, 0)
-        epochs = len(getattr(model, "history_", [])) or getattr(model, "n_iter_", "")
+        epochs = len(getattr(model, "history_", [])) or int(np.max(getattr(model, "n_iter_", 0)))
         full[name] = (seconds, acc, epochs)
         print(f"{name:42s} fit {seconds:7.2f}s  accuracy {acc:.4f}  epochs {epochs}", flush=True)
     shots = {}
@@ -150,6 +150,11 @@ def report(full, shots, n_train, n_seeds) -> str:
             f"{100 * (acc - ref_acc):+.1f} | {ep} |"
         )
     lines += [
+        "",
+        "Notes: `knn` fit only stores the rows (its cost is at predict time); the two "
+        "LogisticRegression rows are the same model fitted twice, so their time ratio shows "
+        "the noise of the shared machine. `epochs/iters`: epochs run (early stopping), or "
+        "solver iterations; 0 where not applicable.",
         "",
         f"16 shots per class (160 training rows), median accuracy over {n_seeds} seeds:",
         "",
