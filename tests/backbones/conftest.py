@@ -37,6 +37,13 @@ def minilm():
 
 
 @pytest.fixture(scope="session")
+def lite2():
+    from embedkit.backbones import load_backbone
+
+    return load_backbone("efficientnet_lite2")
+
+
+@pytest.fixture(scope="session")
 def lite0_onnx(lite0, tmp_path_factory):
     """One graph with three taps: ImageNet logits, the pooled 1280-d vector, a block map."""
     from embedkit.backbones import export_backbone
