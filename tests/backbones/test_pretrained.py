@@ -70,8 +70,8 @@ def test_image_parity_for_every_pooling(name, pooling, request, tmp_path):
     assert report.taps[0]["shape"] == list(expected.shape[1:])
 
 
-def test_lite2_default_export_verifies(tmp_path):
-    report = export_backbone("efficientnet_lite2", tmp_path / "l2.onnx")
+def test_lite2_default_export_verifies(lite2, tmp_path):
+    report = export_backbone(lite2, tmp_path / "l2.onnx")
     assert report.taps[0]["shape"] == [1280]
     assert report.verify["passed"] and report.verify["max_abs_diff"] < 1e-4
     assert read_metadata(tmp_path / "l2.onnx")["embedkit.preprocess"]["size"] == [260, 260]
