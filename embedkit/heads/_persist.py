@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit import __version__
-from embedkit.errors import NotFittedError, UserInputError
+from embedkit.errors import UserInputError
 
 FORMAT = "embedkit.head"
 VERSION = 1
@@ -49,6 +49,8 @@ def save_head(head, directory: str | Path) -> Path:
             f"{', '.join(SKLEARN_CLASSES + TORCH_CLASSES)}"
         )
     if not hasattr(head, "classes_"):
+        from embedkit.errors import NotFittedError  # built lazily: it imports sklearn
+
         raise NotFittedError(f"{name} is not fitted yet; call fit(X, y) before save_head")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
