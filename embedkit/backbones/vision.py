@@ -14,7 +14,7 @@ import torch
 from embedkit.backbones.loaded import HookedBackbone
 from embedkit.backbones.registry import register_backbone
 from embedkit.backbones.taps import TapPoint
-from embedkit.errors import require
+from embedkit.errors import UserInputError, require
 
 LITE_MEAN, LITE_STD = 127.0, 128.0  # TF-Lite convention: x = (pixel - 127) / 128
 IMAGENET_MEAN = [123.675, 116.28, 103.53]  # on the 0..255 scale
@@ -137,6 +137,17 @@ def _with_module_taps(model, example, name, spec) -> HookedBackbone:
     return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap=default)
 
 
+def _pretrained(name: str, build) -> torch.nn.Module:
+    """Build a model with pretrained weights; a failed download becomes a clear error."""
+    try:
+        return build().eval()
+    except (OSError, RuntimeError, ValueError) as exc:  # hub download, checksum, unknown name
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserInputError(f"cannot load {name} with pretrained weights: {reason}; "
+                             "check the name, and that the weights are cached or downloadable"
+                             ) from exc  # fmt: skip
+
+
 def load_timm(model_name: str, **_options) -> HookedBackbone:
     """Load ``timm:<model_name>`` with pretrained weights; needs ``embedkit[timm]``.
 
@@ -146,8 +157,11 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
         When timm does not import; the message says ``pip install 'embedkit[timm]'``.
     """
     timm = require("timm", "timm", f"the backbone timm:{model_name}")
-    model = timm.create_model(model_name, pretrained=True).eval()
-    cfg = timm.data.resolve_data_config({}, model=model)
+    timm_data = require("timm.data", "timm", f"the backbone timm:{model_name}")
+    model = _pretrained(
+        f"timm:{model_name}", lambda: timm.create_model(model_name, pretrained=True)
+    )
+    cfg = timm_data.resolve_data_config({}, model=model)
     _, h, w = cfg["input_size"]
     crop = float(cfg.get("crop_pct", 1.0))
     spec = image_spec(
@@ -165,10 +179,15 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
 def load_torchvision(model_name: str, **_options) -> HookedBackbone:
     """Load ``torchvision:<model_name>`` with its default weights; needs ``embedkit[timm]``."""
     tv = require("torchvision", "timm", f"the backbone torchvision:{model_name}")
-    weights = tv.models.get_model_weights(model_name).DEFAULT
-    model = tv.models.get_model(model_name, weights=weights).eval()
+    name = f"torchvision:{model_name}"
+    try:
+        weights = tv.models.get_model_weights(model_name).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise UserInputError(f"Unknown backbone {name!r}: {exc}") from exc
+    model = _pretrained(name, lambda: tv.models.get_model(model_name, weights=weights))
     t = weights.transforms()
-    size = list(t.crop_size) if isinstance(t.crop_size, list | tuple) else [t.crop_size] * 2
+    crop = list(t.crop_size) if isinstance(t.crop_size, list | tuple) else [t.crop_size]
+    size = crop * 2 if len(crop) == 1 else crop
     resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else t.resize_size
     spec = image_spec(
         size,

@@ -92,7 +92,12 @@ def test_timm_and_torchvision_export_where_they_import(prefix, module, tmp_path)
     pytest.importorskip(module)
     from embedkit.backbones import export_backbone
 
-    report = export_backbone(prefix + "resnet18", tmp_path / "r18.onnx")
+    try:
+        report = export_backbone(prefix + "resnet18", tmp_path / "r18.onnx")
+    except UserInputError as exc:
+        if "pretrained weights" not in str(exc):
+            raise
+        pytest.skip(f"resnet18 weights are not cached here: {exc}")
     assert report.taps[0]["shape"] == [512] and report.verify["passed"]
 
 
