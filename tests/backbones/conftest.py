@@ -68,20 +68,6 @@ def ort_session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def preprocess_images(photos, spec) -> np.ndarray:
-    """Apply an ``embedkit.preprocess`` image spec the way extract does: (N, 3, H, W)."""
-    from PIL import Image
-
-    h, w = spec["size"]
-    out = []
-    for photo in photos:
-        img = Image.fromarray(photo).convert(spec["color"]).resize((w, h), Image.BILINEAR)
-        x = np.asarray(img, np.float32)  # (H, W, 3), 0..255
-        x = (x - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
-        out.append(x.transpose(2, 0, 1))
-    return np.stack(out)
-
-
 def encode_texts(texts, meta) -> dict[str, np.ndarray]:
     """Tokenise with the tokenizer stored in the ONNX metadata, as extract does."""
     from tokenizers import Tokenizer

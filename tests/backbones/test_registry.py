@@ -69,7 +69,7 @@ def test_cli_lists_backbones(capsys):
     out = capsys.readouterr().out
     for name in BUILT_INS:
         assert name in out
-    assert "RGB 224x224" in out and "hf:<name-or-path>" in out
+    assert "shorter side 256, centre crop 224" in out and "hf:<name-or-path>" in out
 
 
 def test_cli_taps_lists_shapes_from_a_real_forward(capsys):
