@@ -6,7 +6,7 @@ references are scikit-learn ``LogisticRegression(lbfgs)`` and the naive torch li
 loop (Adam, 20 epochs, batch 256, no DataLoader). Then the 16-shot-per-class setting
 (median over seeds). Writes benchmarks/results/heads.md.
 
-    .venv/bin/python benchmarks/bench_heads.py            # ~5 min on 2 cores
+    .venv/bin/python benchmarks/bench_heads.py            # ~10 min on 2 cores
     .venv/bin/python benchmarks/bench_heads.py --quick    # 20,000 rows, 3 seeds
 """
 
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 rows and 3 seeds")
     parser.add_argument("--svm", action="store_true", help="also LinearSVC (~1 min)")
+    parser.add_argument("--repeat", type=int, default=3, help="fits per head, median time")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     import torch
@@ -105,12 +106,20 @@ def main(argv=None) -> int:
     X, y, Xte, yte = make_features(n_train, 10_000)
     heads = candidates(args.svm)
     torch.set_num_threads(1)  # the naive loop gets the thread count the heads pick
+    times: dict[str, list[float]] = {name: [] for name in heads}
     full = {}
-    for name, factory in heads.items():
-        seconds, acc, model = fit_one(name, factory, X, y, Xte, yte, 0)
-        epochs = len(getattr(model, "history_", [])) or int(np.max(getattr(model, "n_iter_", 0)))
-        full[name] = (seconds, acc, epochs)
-        print(f"{name:42s} fit {seconds:7.2f}s  accuracy {acc:.4f}  epochs {epochs}", flush=True)
+    for round_ in range(args.repeat):  # round-robin, so load changes hit every head alike
+        for name, factory in heads.items():
+            seconds, acc, model = fit_one(name, factory, X, y, Xte, yte, 0)
+            times[name].append(seconds)
+            history = getattr(model, "history_", [])
+            epochs = len(history) or int(np.max(getattr(model, "n_iter_", 0)))
+            full[name] = (statistics.median(times[name]), acc, epochs)
+            print(
+                f"round {round_} {name:42s} fit {seconds:7.2f}s  accuracy {acc:.4f}  "
+                f"epochs {epochs}",
+                flush=True,
+            )
     shots = {}
     for name, factory in heads.items():
         accs = []
@@ -123,22 +132,22 @@ def main(argv=None) -> int:
         shots[name] = statistics.median(accs)
         print(f"{name:42s} 16-shot median accuracy {shots[name]:.4f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(full, shots, n_train, len(seeds)))
+    args.out.write_text(report(full, shots, n_train, len(seeds), args.repeat))
     print(f"wrote {args.out}")
     return 0
 
 
-def report(full, shots, n_train, n_seeds) -> str:
+def report(full, shots, n_train, n_seeds, repeat) -> str:
     ref_s, ref_acc, _ = full["sklearn LogisticRegression (reference)"]
     naive_s = full["naive torch linear (reference)"][0]
     lines = [
         "## Heads on cached features",
         "",
         f"{n_train:,} x 768 float32 Gaussian-blob features (`make_classification`, 10 classes, "
-        "2 clusters/class, 32 informative dims), 10,000 held-out rows. One run, heads fitted "
-        f"one after another on the same arrays; machine: {platform.machine()} CPU, 2 cores, "
-        "shared with other jobs (so compare the ratios, not the seconds). Command: "
-        "`.venv/bin/python benchmarks/bench_heads.py`.",
+        "2 clusters/class, 32 informative dims), 10,000 held-out rows. One run: every head "
+        f"fitted {repeat} times round-robin on the same arrays, median fit time; machine: "
+        f"{platform.machine()} CPU, 2 cores, shared with other jobs (so compare the ratios, "
+        "not the seconds). Command: `.venv/bin/python benchmarks/bench_heads.py`.",
         "",
         "| head | fit s | speed-up vs LogisticRegression | vs naive torch | accuracy | "
         "Δ accuracy vs LogisticRegression (points) | epochs/iters |",

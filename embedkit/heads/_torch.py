@@ -287,8 +287,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         if first:
             self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
             self.classes_ = np.unique(np.asarray(classes))
-            torch.manual_seed(self._seed())
-            self.module_ = self._build_module(len(self.classes_)).to(device)
+            with torch.random.fork_rng(devices=[]):  # seed the init, leave the global RNG
+                torch.manual_seed(self._seed())
+                self.module_ = self._build_module(len(self.classes_)).to(device)
             self.solver_ = "adamw"
             self._standardize(torch.tensor(self._to_input(X), device=device))
             self.optimizer_ = torch.optim.AdamW(
