@@ -8,7 +8,6 @@ See docs/audit.md for the method and the audit → exclude → bench workflow.
 
 from embedkit.audit.balance import ClassBalance, class_balance
 from embedkit.audit.core import AuditSpec, audit, audit_arrays
-from embedkit.audit.exclude import read_exclude
 from embedkit.audit.labels import LabelIssues, find_label_issues, out_of_fold_proba
 from embedkit.audit.neighbors import NeighborScan, brute_force_scan, l2_normalize, neighbor_scan
 from embedkit.audit.report import AuditReport
@@ -27,5 +26,4 @@ __all__ = [
     "l2_normalize",
     "neighbor_scan",
     "out_of_fold_proba",
-    "read_exclude",
 ]

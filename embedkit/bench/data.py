@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.store import read_ids_file
 
 ALL = "all"  # the shot level that trains on every row of the training pool
 
@@ -183,41 +184,6 @@ def carve_validation(
         val_parts.append(members[:n_val])
         fit_parts.append(members[n_val:])
     return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
-
-
-def read_ids_file(path: str | Path) -> set[str]:
-    """Read the ids of ``--exclude``: one id a line, or a CSV/TSV with an ``id`` column.
-
-    The CSV form reads ``embedkit audit``'s ``suspects.csv`` as it is. Blank lines and
-    lines starting with ``#`` are skipped.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "s.csv")
-    >>> _ = open(path, "w").write("id,given_label\\nimg_1,cat\\nimg_2,dog\\n")
-    >>> sorted(read_ids_file(path))
-    ['img_1', 'img_2']
-    """
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(
-            f"--exclude file {str(path)!r} does not exist; give a file of ids, one a line"
-        )
-    lines = [
-        line
-        for line in path.read_text(encoding="utf-8-sig").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    if not lines:
-        return set()
-    delimiter = "\t" if "\t" in lines[0] else ","
-    header = [f.strip().strip('"') for f in lines[0].split(delimiter)]
-    if "id" in header:
-        return {row["id"].strip() for row in csv.DictReader(lines, delimiter=delimiter)}
-    return {line.strip() for line in lines}
 
 
 def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):

@@ -65,9 +65,10 @@ def parse_params(pairs: list[str]) -> dict:
 
 
 def run_train(args) -> int:
-    from embedkit.heads._workflow import read_ids, train_on_store
+    from embedkit.heads._workflow import train_on_store
+    from embedkit.store import read_ids_file
 
-    exclude = read_ids(args.exclude) if args.exclude else None
+    exclude = read_ids_file(args.exclude) if args.exclude else None
     info = train_on_store(
         args.store,
         args.head,

@@ -8,7 +8,6 @@ The library side of ``embedkit train`` and ``embedkit predict``:
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -18,31 +17,6 @@ from embedkit.errors import UserInputError
 
 TRAIN_INFO = "train.json"  # next to head.json: the store, tap and label names it was trained on
 _PREDICT_BLOCK = 8192
-
-
-def read_ids(path: str | Path) -> set[str]:
-    """Item ids from a text file (one per line) or a CSV with an ``id`` column.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "ids.csv")
-    >>> _ = open(p, "w").write("id,score\\na,0.9\\nb,0.8\\n")
-    >>> sorted(read_ids(p))
-    ['a', 'b']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"--exclude file {path} not found; pass a file of item ids")
-    lines = path.read_text().splitlines()
-    if lines and "," in lines[0]:
-        rows = list(csv.DictReader(lines))
-        if not rows or "id" not in rows[0]:
-            raise UserInputError(
-                f"{path}: a CSV needs an 'id' column (columns: {lines[0]}); or list one id a line"
-            )
-        return {r["id"] for r in rows}
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def train_on_store(

@@ -1,5 +1,6 @@
 """The HDF5 feature store: schema, crash-safe writer and reader (see docs/store-format.md)."""
 
+from embedkit.store.ids import read_ids_file
 from embedkit.store.reader import FeatureStore
 from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
 from embedkit.store.writer import CommitSummary, StoreWriter, set_splits, sha256_bytes
@@ -11,6 +12,7 @@ __all__ = [
     "Fingerprint",
     "StoreWriter",
     "TapInfo",
+    "read_ids_file",
     "set_splits",
     "sha256_bytes",
 ]

@@ -1,4 +1,4 @@
-"""The report files, class balance, read_exclude, and the ``embedkit audit`` CLI on real stores."""
+"""The report files, class balance, read_ids_file, and the ``embedkit audit`` CLI on real stores."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from embedkit.audit import audit, audit_arrays, class_balance, read_exclude
+from embedkit.audit import audit, audit_arrays, class_balance
 from embedkit.errors import UserInputError
-from embedkit.store import FeatureStore
+from embedkit.store import FeatureStore, read_ids_file
 from tests.helpers import run_cli
 
 from .conftest import flip_labels
@@ -89,7 +89,7 @@ def test_audit_a_store_and_write_every_file(labelled_store, tmp_path):
     assert "# Audit report" in text and "label issues" in text and "confusion.png" in text
 
     # the suspects file is a valid --exclude file
-    assert read_exclude(out / "suspects.csv") == {r["id"] for r in suspects}
+    assert read_ids_file(out / "suspects.csv") == {r["id"] for r in suspects}
 
 
 def test_top_k_lists_that_many_rows(tmp_path):
@@ -100,19 +100,19 @@ def test_top_k_lists_that_many_rows(tmp_path):
     assert len(_rows(tmp_path / "outliers.csv")) == 7
 
 
-def test_read_exclude_formats_and_errors(tmp_path):
+def test_read_ids_file_formats_and_errors(tmp_path):
     plain = tmp_path / "ids.txt"
     plain.write_text("a1\n\n# skipped\n b2 \n")
-    assert read_exclude(plain) == {"a1", "b2"}
+    assert read_ids_file(plain) == {"a1", "b2"}
     tsv = tmp_path / "ids.tsv"
     tsv.write_text("score\tid\n0.1\tx\n0.2\ty\n")
-    assert read_exclude(tsv) == {"x", "y"}
+    assert read_ids_file(tsv) == {"x", "y"}
     bad = tmp_path / "bad.csv"
     bad.write_text("name,score\nx,1\n")
     with pytest.raises(UserInputError, match="no 'id' column.*name, score"):
-        read_exclude(bad)
+        read_ids_file(bad)
     with pytest.raises(UserInputError, match="does not exist"):
-        read_exclude(tmp_path / "missing.txt")
+        read_ids_file(tmp_path / "missing.txt")
 
 
 def test_unknown_option_and_tap_list_the_valid_ones(labelled_store):

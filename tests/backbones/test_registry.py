@@ -106,14 +106,3 @@ def test_minilm_weights_are_the_published_ones():
 
     digest = hashlib.sha256(Path(minilm_path(), "model.safetensors").read_bytes()).hexdigest()
     assert digest == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-
-
-def test_docstring_examples_run():
-    import doctest
-    import importlib
-
-    names = ("taps", "registry", "passes", "export", "loaded", "vision", "text")
-    for name in names:  # `embedkit.backbones.export` the attribute is the function
-        module = importlib.import_module(f"embedkit.backbones.{name}")
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0, module.__name__

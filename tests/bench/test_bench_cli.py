@@ -67,7 +67,7 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
         (["--heads", "logreg,resnet"], "unknown head 'resnet'"),
         (["--shots", "1,three"], "--shots item 'three'"),
         (["--tap", "pool"], "--tap 'pool' is not in"),
-        (["--exclude", "missing.txt"], "--exclude file"),
+        (["--exclude", "missing.txt"], "exclude file"),
         (["--protocol", "cv", "--folds", "99"], "--folds 99"),
     ],
 )

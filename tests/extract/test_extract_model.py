@@ -144,13 +144,3 @@ def test_grey_images_resize_before_colour_conversion_gives_same_pixels(models):
     rgb = np.asarray(Image.fromarray(grey).convert("RGB"))
     np.testing.assert_array_equal(pre.prepare(grey), pre.prepare(rgb))
     np.testing.assert_array_equal(pre.prepare(_png(grey)), pre.prepare(rgb))
-
-
-@pytest.mark.parametrize("name", ["model", "preprocess", "providers", "sources", "pipeline"])
-def test_docstring_examples_run(name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(f"embedkit.extract.{name}")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0

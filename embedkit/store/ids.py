@@ -1,4 +1,4 @@
-"""Read the ids to leave out of training: ``embedkit train/bench ... --exclude FILE``.
+"""Files of item ids: what ``embedkit train/bench ... --exclude FILE`` leaves out.
 
 embedkit audit feats.h5 --out audit/
 embedkit bench feats.h5 --exclude audit/suspects.csv --out bench-clean/
@@ -12,7 +12,7 @@ from pathlib import Path
 from embedkit.errors import UserInputError
 
 
-def read_exclude(path: str | Path) -> set[str]:
+def read_ids_file(path: str | Path) -> set[str]:
     """Return the set of ids listed in ``path``.
 
     Two formats are accepted: a plain file with one id per line (blank lines and
@@ -25,10 +25,10 @@ def read_exclude(path: str | Path) -> set[str]:
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp()
     >>> _ = open(os.path.join(d, "ids.txt"), "w").write("img_3\\n# a comment\\n\\nimg_7\\n")
-    >>> sorted(read_exclude(os.path.join(d, "ids.txt")))
+    >>> sorted(read_ids_file(os.path.join(d, "ids.txt")))
     ['img_3', 'img_7']
     >>> _ = open(os.path.join(d, "s.csv"), "w").write("id,given_label\\nimg_1,cat\\n")
-    >>> read_exclude(os.path.join(d, "s.csv"))
+    >>> read_ids_file(os.path.join(d, "s.csv"))
     {'img_1'}
     """
     path = Path(path)
