@@ -191,6 +191,8 @@ class _Extraction:
         except BaseException:
             writer.close()  # keep the journal: the next run resumes from it
             raise
+        if self._runner is not None:  # recorded in the store's attributes and run log
+            writer.provenance["provider"] = self._runner.provider
         commit = writer.commit()
         return ExtractSummary(
             path=str(self.out),

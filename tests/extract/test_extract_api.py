@@ -46,8 +46,9 @@ def test_image_folder_matches_bare_session(models, image_dir, tmp_path):
         np.testing.assert_allclose(fs.features("fmap"), fmap, rtol=1e-5, atol=1e-6)
         assert fs.label_names == ["cat", "dog"]
         assert fs.labels().tolist() == [0, 0, 0, 1, 1, 1]
-        assert fs.ids()[0] == "cat/0.png"
         assert fs.provenance["backbone"] == "tiny_conv"
+        assert fs.provenance["provider"] == "CPUExecutionProvider"
+        assert fs.provenance["runs"][-1]["provider"] == "CPUExecutionProvider"
 
 
 def test_rerun_computes_nothing_and_new_items_only(models, image_dir, tmp_path):
