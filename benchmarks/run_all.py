@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("extract", "backbones", "heads", "protocol", "audit")  # results/<name>.md order
+ORDER = ("extract", "backbones", "heads", "protocol", "reference", "audit")
 SCRIPTS = {
     "extract": "bench_extract.py",
     "backbones": "bench_export.py",
     "heads": "bench_heads.py",
     "protocol": "bench_protocol.py",
+    "reference": "build_reference_stores.py",
     "audit": "bench_audit.py",
 }
 SECTIONS = ("extract", "backbones", "heads", "bench", "audit")
@@ -52,7 +54,11 @@ def build() -> Path:
     for name in SECTIONS:
         path = HERE / "results" / f"{name}.md"
         if path.exists():
-            parts.append(path.read_text().strip() + "\n")
+            # Plots sit beside the sections in results/; RESULTS.md is one folder up.
+            text = re.sub(
+                r"\]\((?!https?:|/|results/)([^)]+\.png)\)", r"](results/\1)", path.read_text()
+            )
+            parts.append(text.strip() + "\n")
     out = HERE / "RESULTS.md"
     out.write_text("\n".join(parts))
     return out
