@@ -84,6 +84,6 @@ def _run(args: argparse.Namespace) -> int:
         f"{s['n_items']} items: {s['label_issues']['n_issues']} label issues "
         f"(estimated noise {s['label_issues']['estimated_noise_rate']:.1%}), "
         f"{dup['n_pairs']} near-duplicate pairs ({dup['n_cross_split']} across splits), "
-        f"imbalance ratio {s['class_balance']['imbalance_ratio']}; report: {path}"
+        f"imbalance ratio {s['class_balance']['imbalance_ratio']:.2f}; report: {path}"
     )
     return 0
