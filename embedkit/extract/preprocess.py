@@ -204,9 +204,12 @@ class ImagePreprocessor:
             return image.resize((width, height), self._resample)
         scale = self.spec.resize_shorter / min(image.size)
         new = (max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale)))
-        image = image.resize(new, self._resample)
         left, top = (new[0] - width) // 2, (new[1] - height) // 2
-        return image.crop((left, top, left + width, top + height))
+        # Resize only the source region that lands in the centre crop: one pass, the same
+        # pixels as resizing to `new` and cropping, without computing the border.
+        sx, sy = image.size[0] / new[0], image.size[1] / new[1]
+        box = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
+        return image.resize((width, height), self._resample, box=box)
 
     def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
         batch = np.stack(items)  # (N, H, W, C) uint8
