@@ -86,3 +86,31 @@ def load_fortunes(
                 texts.append(entry)
                 labels.append(topic)
     return texts, labels
+
+
+def full_frame_preprocess(model: str | Path, out: str | Path) -> Path:
+    """Write a ``--preprocess`` file that resizes whole images to the model's input size.
+
+    Image backbones record the photo recipe (EfficientNet: shorter side to 256, centre crop
+    224), which cuts an eighth off each border. Fashion-MNIST items already fill their
+    28x28 frame, so for them the whole frame is resized instead. The file holds the model's
+    own spec with ``resize_shorter`` and ``crop`` cleared; pass it as
+    ``embedkit extract ... --preprocess FILE``.
+    """
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "embedkit.preprocess" not in meta:
+        raise UserInputError(f"{model}: has no embedkit.preprocess metadata to adapt")
+    spec = json.loads(meta["embedkit.preprocess"])
+    if spec.get("kind") != "image":
+        raise UserInputError(
+            f"{model}: is not an image model (preprocess kind {spec.get('kind')!r})"
+        )
+    spec.update(resize_shorter=None, crop=None)
+    out = Path(out)
+    out.write_text(json.dumps({"preprocess": spec}, indent=2) + "\n")
+    return out
