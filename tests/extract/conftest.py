@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from extract_graphs import (
+
+from tests.extract.extract_graphs import (
     make_array_model,
     make_image_model,
     make_text_model,

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 import pytest
-from extract_graphs import REPO, make_slow_model, run_cli
 
 from embedkit.extract import extract
 from embedkit.store import FeatureStore
+from tests.extract.extract_graphs import REPO, make_slow_model, run_cli
 
 N_ITEMS, BATCH, DIM = 480, 8, 768
 N_BATCHES = N_ITEMS // BATCH

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-from extract_graphs import IMAGE_SPEC, make_slow_model
 
 from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import ExtractConfig, extract, load_model, open_source, select_providers
 from embedkit.extract.preprocess import make_preprocessor
 from embedkit.store import FeatureStore
+from tests.extract.extract_graphs import IMAGE_SPEC, make_slow_model
 
 
 def _sha(path) -> str:

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-from extract_graphs import run_cli
 
 from embedkit.store import FeatureStore
+from tests.extract.extract_graphs import run_cli
 
 
 def _sha(path) -> str:

