@@ -38,9 +38,10 @@ from embedkit.backbones.loaded import sample_images  # noqa: E402
 
 NOTES = [
     "What this says:",
-    "- On oversubscribed cores (other jobs running) torch with 2 OpenMP threads is slower than "
-    "with 1; the `1 thread` row is the fairer torch baseline. ORT on 2 threads does not "
-    "collapse the same way.",
+    "- Compare the `torch eager` and `torch eager, 1 thread` rows: on idle cores 2 threads "
+    "win, but when other jobs share the cores torch on 2 OpenMP threads collapses (seen here "
+    "at load 9.5: 7.4 seq/s on 2 threads vs 13.6 on 1), and the faster torch row is the fair "
+    "baseline. ORT on 2 threads does not collapse the same way.",
     "- MiniLM: int8 (per-channel dynamic) is the fastest CPU variant, at a quarter of the file "
     "size, with min cosine 0.99 vs fp32. The offline-fused fp32 graph (Attention x6) ran no "
     "faster than the plain one on the CPU EP: onnxruntime's session optimiser turns the plain "
