@@ -205,7 +205,7 @@ def bench_reads(work: Path, rows: int, dim: int = 768, batch: int = 256) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=200_000)
