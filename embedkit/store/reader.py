@@ -25,10 +25,6 @@ from embedkit.store import schema as S
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
 
 
-def _text(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
 class FeatureStore:
     """A read-only view of an embedkit feature store.
 
@@ -107,7 +103,7 @@ class FeatureStore:
         """All root attributes: schema, versions, backbone hash, preprocessing, runs, ..."""
         out = {}
         for key, value in self._file.attrs.items():
-            value = _text(value)
+            value = S.as_text(value)
             if key in ("taps", "preprocess", "runs") and isinstance(value, str):
                 value = json.loads(value)
             out[key] = value.item() if hasattr(value, "item") else value
@@ -140,7 +136,7 @@ class FeatureStore:
 
     @property
     def label_names(self) -> list[str]:
-        return [_text(v) for v in self._file[S.LABEL_NAMES][:]]
+        return [S.as_text(v) for v in self._file[S.LABEL_NAMES][:]]
 
     def splits(self, rows=None) -> np.ndarray:
         """The stored split of each row: ``"train"``, ``"val"``, ``"test"`` or ``""``."""
@@ -150,7 +146,10 @@ class FeatureStore:
     def bad_items(self) -> list[dict]:
         """Items skipped with ``--skip-bad``: ``{"id", "reason"}`` dicts."""
         g = self._file[S.BAD]
-        return [{"id": _text(i), "reason": _text(r)} for i, r in zip(g["ids"][:], g["reasons"][:])]
+        return [
+            {"id": S.as_text(i), "reason": S.as_text(r)}
+            for i, r in zip(g["ids"][:], g["reasons"][:])
+        ]
 
     # -- features ----------------------------------------------------------------------
     def features(self, tap: str | None = None, rows=None, dtype=np.float32) -> np.ndarray:

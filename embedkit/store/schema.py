@@ -130,15 +130,15 @@ class Fingerprint:
 
     @classmethod
     def from_attrs(cls, attrs) -> Fingerprint:
-        dtype = _text(attrs["dtype"])
+        dtype = as_text(attrs["dtype"])
         taps = tuple(
-            TapInfo.from_dict({**t, "dtype": dtype}) for t in json.loads(_text(attrs["taps"]))
+            TapInfo.from_dict({**t, "dtype": dtype}) for t in json.loads(as_text(attrs["taps"]))
         )
         return cls(
             schema_version=int(attrs["schema_version"]),
-            backbone_sha256=_text(attrs["backbone_sha256"]),
+            backbone_sha256=as_text(attrs["backbone_sha256"]),
             taps=_taps_json(taps),
-            preprocess=canonical_json(json.loads(_text(attrs["preprocess"]))),
+            preprocess=canonical_json(json.loads(as_text(attrs["preprocess"]))),
             dtype=dtype,
             tap_infos=taps,
         )
@@ -172,8 +172,9 @@ def _taps_json(taps) -> str:
     return canonical_json([{k: v for k, v in t.to_dict().items() if k != "dtype"} for t in taps])
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def as_text(value):
+    """Decode the ``bytes`` that h5py returns for some strings; other values pass through."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def rows_per_chunk(row_nbytes: int, target_bytes: int = 1 << 20) -> int:

@@ -399,22 +399,22 @@ def _read_existing(path: Path) -> _Existing | None:
                 f"{path}: schema version {version} is newer than this embedkit supports "
                 f"({S.SCHEMA_VERSION}); upgrade embedkit"
             )
-        ids = [v.decode() if isinstance(v, bytes) else v for v in f[S.IDS][:]]
+        ids = [S.as_text(v) for v in f[S.IDS][:]]
         digests = [d.decode() for d in f[S.DIGESTS][:]]
-        bad_ids = [v.decode() if isinstance(v, bytes) else v for v in f[f"{S.BAD}/ids"][:]]
+        bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
         bad_digests = [d.decode() for d in f[f"{S.BAD}/digests"][:]]
-        reasons = [v.decode() if isinstance(v, bytes) else v for v in f[f"{S.BAD}/reasons"][:]]
+        reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
         return _Existing(
             fingerprint=S.Fingerprint.from_attrs(f.attrs),
             ids=ids,
             digests=dict(zip(ids, digests)),
-            label_names=[v.decode() if isinstance(v, bytes) else v for v in f[S.LABEL_NAMES][:]],
+            label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
             bad=dict(zip(bad_ids, bad_digests)),
             bad_records={
                 i: {"id": i, "digest": d, "reason": r}
                 for i, d, r in zip(bad_ids, bad_digests, reasons)
             },
-            attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+            attrs={k: S.as_text(v) for k, v in f.attrs.items()},
         )
 
 
