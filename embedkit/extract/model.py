@@ -134,21 +134,57 @@ def load_model(
 def _sha256(path: Path, data: bytes, graph) -> str:
     """sha256 of the file, followed by any external-data files its weights live in."""
     digest = hashlib.sha256(data)
+    for external in external_data_files(path, graph):
+        with open(external, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def external_data_files(path: Path, graph) -> list[Path]:
+    """The files the graph's ``external_data`` locations name, confined to the model's folder.
+
+    Checked before any of their bytes is read: a location must be a relative path that
+    stays inside the folder holding ``path`` (symbolic links resolved) and names a file.
+    """
+    folder = path.parent.resolve()
     locations = sorted(
         {
             entry.value
-            for init in graph.initializer
-            for entry in init.external_data
+            for tensor in _tensors(graph)
+            for entry in tensor.external_data
             if entry.key == "location"
         }
     )
+    files = []
     for location in locations:
-        external = path.parent / location
-        if external.is_file():
-            with open(external, "rb") as f:
-                while chunk := f.read(1 << 24):
-                    digest.update(chunk)
-    return digest.hexdigest()
+        inside = "\0" not in location and not Path(location).is_absolute()
+        external = (folder / location).resolve() if inside else folder
+        if not inside or not external.is_relative_to(folder):
+            raise UserInputError(
+                f"{path}: external data location {location!r} is outside the model's folder; "
+                "keep the weights file next to the model (a relative path, no '..')"
+            )
+        if not external.is_file():
+            raise UserInputError(
+                f"{path}: external data file {location!r} is missing; copy it next to the model"
+            )
+        files.append(external)
+    return files
+
+
+def _tensors(graph):
+    """Every initializer of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for sub in attribute.graphs:
+                yield from _tensors(sub)
+            yield from attribute.tensors
 
 
 def _import_onnx():

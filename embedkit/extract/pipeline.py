@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.extract.checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec, load_model
 from embedkit.extract.preprocess import (
     BadItem,
@@ -32,7 +33,7 @@ from embedkit.extract.preprocess import (
     spec_dict,
 )
 from embedkit.extract.providers import Runner, cores, select_providers
-from embedkit.extract.sources import ArraySource, Listing, Source, open_source
+from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,11 @@ class _Extraction:
             self.out,
             fingerprint,
             provenance={
-                "model": str(self.model.path),
-                "backbone": self.model.metadata.get("embedkit.backbone", self.model.path.stem),
-                "source": str(self.source.path),
+                "model": id_from_name(str(self.model.path)),  # paths may not be UTF-8
+                "backbone": id_from_name(
+                    self.model.metadata.get("embedkit.backbone", self.model.path.stem)
+                ),
+                "source": id_from_name(str(self.source.path)),
             },
             label_names=listing.label_names,
         )
@@ -270,16 +273,20 @@ class _Extraction:
                     b, future = pending.popleft()
                     good, bad, feed = future.result()
                     _submit(pool, pending, todo, self._prepare)
-                    for index, reason in bad:
-                        item = self.source.describe(index)
-                        if not cfg.skip_bad:
-                            raise UserInputError(
-                                f"{item}: {reason}; fix or remove it, or pass --skip-bad"
-                            )
-                        writer.record_bad(listing.ids[index], listing.digests[index], reason)
+                    self._reject(bad, listing, writer)
                     n_bad += len(bad)
                     if feed is not None:
                         features = self._infer(feed, expected, len(good))
+                        nonfinite = nonfinite_rows(features, cfg.dtype)  # never journaled
+                        if nonfinite:
+                            self._reject(
+                                [(good[r], why) for r, why in nonfinite.items()], listing, writer
+                            )
+                            keep = [r for r in range(len(good)) if r not in nonfinite]
+                            good = [good[r] for r in keep]
+                            features = {tap: x[keep] for tap, x in features.items()}
+                            n_bad += len(nonfinite)
+                    if good:
                         sink.put(b, [listing.ids[i] for i in good], good, listing, features)
                         n_computed += len(good)
                     bar.update(len(good) + len(bad))
@@ -290,6 +297,15 @@ class _Extraction:
                 raise
             sink.close()
         return n_computed, n_bad
+
+    def _reject(self, bad: list[tuple[int, str]], listing: Listing, writer) -> None:
+        """Stop at the first bad item, or record each one with ``--skip-bad``."""
+        for index, reason in bad:
+            if not self.cfg.skip_bad:
+                raise UserInputError(
+                    f"{self.source.describe(index)}: {reason}; fix or remove it, or pass --skip-bad"
+                )
+            writer.record_bad(listing.ids[index], listing.digests[index], reason)
 
     def _infer(self, feed, expected, n: int) -> dict[str, np.ndarray]:
         outputs = self.runner.run(feed)
@@ -302,7 +318,8 @@ class _Extraction:
                     f"item, expected {expected[tap.name]}; export a pooled output for tap "
                     f"{tap.name!r} or pick others with --tap"
                 )
-            features[tap.name] = x.astype(self.cfg.dtype, copy=False)
+            with np.errstate(over="ignore"):  # overflow to float16 is caught as non-finite
+                features[tap.name] = x.astype(self.cfg.dtype, copy=False)
         return features
 
 

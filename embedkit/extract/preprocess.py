@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.extract.images import to_eight_bit
 
 if TYPE_CHECKING:
     from embedkit.extract.model import ModelSpec
@@ -68,6 +69,11 @@ _CHOICES = {
     "interpolation": ("bilinear", "bicubic"),
     "crop": ("center", None),
 }
+_DTYPES = {
+    ImageSpec: ("float32", "float16", "uint8"),
+    ArraySpec: ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"),
+}
+_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def parse_preprocess(raw: dict[str, Any], where: str) -> PreprocessSpec:
@@ -78,7 +84,11 @@ def parse_preprocess(raw: dict[str, Any], where: str) -> PreprocessSpec:
     >>> parse_preprocess({"kind": "array", "input": "x"}, "spec.json")
     ArraySpec(input='x', dtype='float32', kind='array')
     """
-    if not isinstance(raw, dict) or raw.get("kind") not in _SPECS:
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("kind"), str)
+        or raw["kind"] not in _SPECS
+    ):
         kind = raw.get("kind") if isinstance(raw, dict) else raw
         raise UserInputError(
             f"{where}: preprocessing kind {kind!r} is not one of: {', '.join(_SPECS)}"
@@ -98,7 +108,52 @@ def parse_preprocess(raw: dict[str, Any], where: str) -> PreprocessSpec:
                 f"{where}: {key}={values[key]!r} is not one of: "
                 f"{', '.join(str(c) for c in choices)}"
             )
-    return cls(**values)
+    spec = cls(**values)
+    _check_fields(spec, where)
+    return spec
+
+
+def _check_fields(spec: PreprocessSpec, where: str) -> None:
+    """Refuse values that would fail later or silently give wrong inputs, naming the field."""
+
+    def bad(key: str, rule: str):
+        value = getattr(spec, key)
+        shown = list(value) if isinstance(value, tuple) else value
+        return UserInputError(f"{where}: {key}={shown!r} is not valid: {rule}; fix {key!r}")
+
+    def positive_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    def numbers(value, count: int) -> bool:
+        return (
+            isinstance(value, tuple)
+            and len(value) in (1, count)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            and bool(np.isfinite(np.asarray(value, np.float64)).all())
+        )
+
+    if not isinstance(getattr(spec, "input", ""), str) or getattr(spec, "input", "x") == "":
+        raise bad("input", "the name of a graph input")
+    if type(spec) in _DTYPES and spec.dtype not in _DTYPES[type(spec)]:
+        raise bad("dtype", f"one of {', '.join(_DTYPES[type(spec)])}")
+    if isinstance(spec, ImageSpec):
+        channels = 3 if spec.color == "RGB" else 1
+        if not (isinstance(spec.size, tuple) and len(spec.size) == 2):
+            raise bad("size", "[height, width], two positive integers")
+        if not all(positive_int(v) for v in spec.size):
+            raise bad("size", "[height, width], two positive integers")
+        if spec.resize_shorter is not None and not positive_int(spec.resize_shorter):
+            raise bad("resize_shorter", "a positive integer (pixels), or null")
+        if not numbers(spec.mean, channels):
+            raise bad("mean", f"1 or {channels} finite numbers on the 0..255 scale")
+        if not numbers(spec.std, channels) or min(spec.std) <= 0:
+            raise bad("std", f"1 or {channels} numbers > 0 (x = (pixel - mean) / std)")
+    if isinstance(spec, TextSpec):
+        if not positive_int(spec.max_length):
+            raise bad("max_length", "a positive number of tokens")
+        inputs = spec.inputs
+        if not isinstance(inputs, tuple) or not inputs or not set(inputs) <= set(_TEXT_INPUTS):
+            raise bad("inputs", f"a list of: {', '.join(_TEXT_INPUTS)}")
 
 
 def spec_dict(spec: PreprocessSpec | None) -> dict[str, Any]:
@@ -187,6 +242,7 @@ class ImagePreprocessor:
                 image = Image.fromarray(raw)
             else:
                 image = Image.open(io.BytesIO(raw))
+            image = to_eight_bit(image)  # upright, 8-bit L or RGB (see images.py)
             if image.mode == "L" and self.spec.color == "RGB":
                 image = self._resize(image).convert("RGB")  # same pixels, a third of the work
             else:
@@ -287,7 +343,14 @@ class ArrayPreprocessor:
     def prepare(self, raw: np.ndarray) -> np.ndarray:
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             raise BadItem("row holds NaN or infinite values")
-        return raw
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = raw.astype(self.spec.dtype)
+        if row.dtype.kind == "f" and not np.isfinite(row).all():
+            raise BadItem(
+                f"row holds values beyond the {self.spec.dtype} range (max abs "
+                f"{np.abs(raw).max():.3g})"
+            )
+        return row
 
     def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {self.spec.input: np.stack(items).astype(self.spec.dtype, copy=False)}

@@ -12,9 +12,9 @@ str, an array row). :func:`open_source` picks the class from the path.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
+import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.extract.checks import array_labels, check_classes, label_value
+from embedkit.extract.tables import csv_rows, id_value, jsonl_rows, split_value, text_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _KINDS = "an image folder, .txt, .csv, .jsonl or .npy"
@@ -88,10 +90,41 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def id_from_name(name: str) -> str:
+    r"""The item id of a file name (as ``os.fsdecode`` gives it): valid UTF-8, reversible.
+
+    A byte that is not UTF-8 (a surrogate from ``surrogateescape``) is written ``\xNN`` and
+    a backslash ``\\``; any other name is its own id. :func:`name_from_id` inverts it.
+
+    Examples
+    --------
+    >>> id_from_name(os.fsdecode(b"cat/caf\xe9.jpg"))
+    'cat/caf\\xe9.jpg'
+    >>> name_from_id('cat/caf\\xe9.jpg')
+    b'cat/caf\xe9.jpg'
+    """
+    if "\\" not in name and not _SURROGATE.search(name):
+        return name
+    return _SURROGATE.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", name.replace("\\", "\\\\"))
+
+
+def name_from_id(item_id: str) -> bytes:
+    """The file name bytes an image folder's item id stands for (the inverse of id_from_name)."""
+    parts = re.split(r"(\\\\|\\x[0-9a-f]{2})", item_id)
+    return b"".join(
+        b"\\" if p == "\\\\" else bytes([int(p[2:], 16)]) if p.startswith("\\x") else os.fsencode(p)
+        for p in parts
+    )
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 class ImageFolderSource(Source):
     """Image files under a folder; ``root/<class>/x.jpg`` gets the label ``<class>``.
 
-    Ids are the paths relative to the folder; files directly in the folder are unlabelled.
+    Ids are the paths relative to the folder (``/``-separated; a name that is not UTF-8
+    is escaped by :func:`id_from_name`); files directly in the folder are unlabelled.
     """
 
     kind = "image"
@@ -110,12 +143,22 @@ class ImageFolderSource(Source):
                 "pass a folder of images, one subfolder per class"
             )
         self._files = files
-        labels = tuple(f.split("/", 1)[0] if "/" in f else None for f in files)
-        digests = tuple(_sha((self.path / f).read_bytes()) for f in files)
-        return Listing(tuple(files), digests, labels, (None,) * len(files))
+        ids = tuple(id_from_name(f) for f in files)
+        labels = tuple(i.split("/", 1)[0] if "/" in i else None for i in ids)
+        digests = tuple(_sha(self._bytes(i)) for i in range(len(files)))
+        return Listing(ids, digests, labels, (None,) * len(files))
 
     def read(self, index: int) -> bytes:
         return (self.path / self._files[index]).read_bytes()
+
+    def _bytes(self, index: int) -> bytes:
+        try:
+            return self.read(index)
+        except OSError as exc:
+            raise UserInputError(
+                f"{self.describe(index)}: cannot read ({exc.strerror or exc}); "
+                "fix its permissions or remove it"
+            ) from None
 
     def describe(self, index: int) -> str:
         return str(self.path / self._files[index])
@@ -144,27 +187,57 @@ class _TextSource(Source):
         )
 
     def _read_text(self) -> str:
+        """The file as text: UTF-8, a leading byte-order mark removed, line ends untouched."""
         try:
-            return self.path.read_text(encoding="utf-8")
+            return self.path.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as exc:
+            line = exc.object.count(b"\n", 0, exc.start) + 1
             raise UserInputError(
-                f"{self.path}: not UTF-8 text ({exc.reason}); re-save it as UTF-8"
+                f"{self.path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "re-save it as UTF-8"
             ) from None
+        except OSError as exc:
+            raise UserInputError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+
+
+def split_lines(text: str) -> list[str]:
+    r"""Lines split only at ``\n`` and ``\r\n`` (not ``str.splitlines``' other breaks).
+
+    A final line end does not start another line; every other character, a lone ``\r``,
+    U+2028 or a form feed included, stays in its line.
+
+    Examples
+    --------
+    >>> split_lines("a\r\nb\u2028c\n\nd\n")
+    ['a', 'b\u2028c', '', 'd']
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 class TextLinesSource(_TextSource):
-    """A .txt file with one text per line; ids are line numbers from 0."""
+    """A .txt file with one text per line; ids are line numbers from 0.
+
+    Lines end at ``\n`` or ``\r\n`` only (see :func:`split_lines`), so ids do not move
+    when a text holds U+2028 or a form feed. An empty line is an item (a bad one).
+    """
 
     def describe(self, index: int) -> str:
         return f"{self.path}:{index + 1}"
 
     def scan(self) -> Listing:
-        lines = self._read_text().splitlines()
-        return self._listing(lines)
+        return self._listing(split_lines(self._read_text()))
 
 
 class TableSource(_TextSource):
-    """A .csv/.tsv or .jsonl file with a text column, and optional label, id, split columns."""
+    """A .csv/.tsv or .jsonl file with a text column, and optional label, id, split columns.
+
+    CSV is read by the ``csv`` module (quoted fields keep their line breaks); JSONL holds
+    one JSON object per ``\\n``-ended line. Without an ``id`` column, ids are record
+    numbers from 0 (the header and blank lines not counted).
+    """
 
     def __init__(self, path: Path, limit=None, *, text_column=None, label_column=None):
         super().__init__(path, limit)
@@ -174,26 +247,13 @@ class TableSource(_TextSource):
     def describe(self, index: int) -> str:
         return f"{self.path}: item {self._ids[index]!r}"
 
-    def _rows(self) -> list[dict[str, Any]]:
+    def _rows(self) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         text = self._read_text()
         if self.path.suffix.lower() in (".csv", ".tsv"):
-            delimiter = "\t" if self.path.suffix.lower() == ".tsv" else ","
-            return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserInputError(f"{self.path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise UserInputError(f"{self.path}:{number}: expected a JSON object per line")
-            rows.append(row)
-        return rows
+            return csv_rows(self.path, text, "\t" if self.path.suffix.lower() == ".tsv" else ",")
+        return jsonl_rows(self.path, text)
 
-    def _column(self, rows, name: str | None, default: str, option: str) -> list | None:
-        columns = list(rows[0]) if rows else []
+    def _column(self, columns, rows, name, default: str, option: str) -> list | None:
         if name is None:
             name = default if default in columns else None
             if name is None:
@@ -202,30 +262,27 @@ class TableSource(_TextSource):
             raise UserInputError(
                 f"{self.path}: no column {name!r} for {option}; columns: {', '.join(columns)}"
             )
-        return [row.get(name) for row in rows]
+        return [row.get(name) for _, row in rows]
 
     def scan(self) -> Listing:
-        rows = self._rows()
-        texts = self._column(rows, self.text_column or "text", "text", "--text-column")
+        columns, rows = self._rows()
+        rows = rows[: self.limit]
+        texts = self._column(columns, rows, self.text_column or "text", "text", "--text-column")
         if texts is None:
             raise UserInputError(f"{self.path}: no texts found; pass a file with a header row")
-        labels = self._column(rows, self.label_column, "label", "--label-column")
-        ids = self._column(rows, None, "id", "ids")
-        splits = self._column(rows, None, "split", "splits")
+        where = [w for w, _ in rows]
+        labels = self._column(columns, rows, self.label_column, "label", "--label-column")
+        if labels is not None:
+            labels = [label_value(v, w) for v, w in zip(labels, where)]
+            check_classes(len(set(labels) - {None}), str(self.path))
+        ids = self._column(columns, rows, None, "id", "ids")
+        splits = self._column(columns, rows, None, "split", "splits")
         return self._listing(
-            ["" if t is None else str(t) for t in texts],
-            ids=None if ids is None else [str(i) for i in ids],
-            labels=None if labels is None else [_label(v) for v in labels],
-            splits=None if splits is None else [str(s) if s else None for s in splits],
+            [text_value(t, w) for t, w in zip(texts, where)],
+            ids=None if ids is None else [id_value(v, w) for v, w in zip(ids, where)],
+            labels=labels,
+            splits=None if splits is None else [split_value(v, w) for v, w in zip(splits, where)],
         )
-
-
-def _label(value) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
 
 
 class ArraySource(Source):
@@ -246,6 +303,11 @@ class ArraySource(Source):
             raise UserInputError(f"{path}: not a .npy array ({exc}); save it with np.save") from exc
         if self.array.ndim < 1 or len(self.array) == 0:
             raise UserInputError(f"{path}: empty array; pass an (N, ...) array with N > 0")
+        if self.array.dtype.kind not in "biuf":
+            raise UserInputError(
+                f"{path}: an array of {self.array.dtype} values; pass numbers "
+                "(bool, int, uint or float)"
+            )
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -258,7 +320,7 @@ class ArraySource(Source):
         return Listing(tuple(str(i) for i in range(n)), digests, labels, (None,) * n, order)
 
     def _labels(self, n: int) -> tuple[tuple[str | None, ...], tuple[str, ...]]:
-        """Label names per row and their index order (integer labels keep their value)."""
+        """Label names per row and their index order (numeric for integer labels)."""
         if self.labels_path is None:
             return (None,) * n, ()
         try:
@@ -270,10 +332,8 @@ class ArraySource(Source):
                 f"{self.labels_path}: labels have shape {values.shape} but {self.path} has "
                 f"{len(self.array)} rows; pass one label per row"
             )
-        if values.dtype.kind in "iu":
-            order = tuple(str(i) for i in range(int(values.max()) + 1))
-            return tuple(None if v < 0 else str(int(v)) for v in values[:n]), order
-        return tuple(_label(v.item() if hasattr(v, "item") else v) for v in values[:n]), ()
+        names, order = array_labels(values, str(self.labels_path))
+        return tuple(names[:n]), order
 
     def read(self, index: int) -> np.ndarray:
         return np.asarray(self.array[index])

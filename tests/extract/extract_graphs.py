@@ -146,6 +146,17 @@ def make_array_model(path: Path, dim: int = 6, out: int = 3, seed: int = 2) -> P
     return _save(helper.make_model(graph), path)
 
 
+def make_log_model(path: Path, dim: int = 6) -> Path:
+    """A plain array model y = log(x) (N, dim): NaN for x < 0, -inf for x == 0."""
+    graph = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["y"])],
+        "log",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", dim])],
+    )
+    return _save(helper.make_model(graph), path)
+
+
 def make_slow_model(path: Path, dim: int = 512, depth: int = 24) -> Path:
     """A plain array model that takes a while per item: ``depth`` x (MatMul + Tanh)."""
     w = (np.random.default_rng(3).normal(size=(dim, dim)) / np.sqrt(dim)).astype(np.float32)
