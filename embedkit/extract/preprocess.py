@@ -217,8 +217,12 @@ class ImagePreprocessor:
     """Decode (PIL), convert colour, resize (+ center crop), normalise and lay out."""
 
     def __init__(self, spec: ImageSpec, model: ModelSpec):
+        import warnings
+
         from PIL import Image
 
+        # An image over PIL's pixel limit is a bad item, not a warning on stderr.
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
         self.spec = spec
         self._pil = Image
         self._resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[spec.interpolation]

@@ -30,7 +30,8 @@ def csv_rows(path: Path, text: str, delimiter: str = ",") -> tuple[list[str], Ro
     >>> columns, rows
     (['text', 'label'], [('t.csv:2', {'text': 'one\\ntwo', 'label': 'x'})])
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: an unclosed quote or text after a closing quote is an error, not a guess
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows: Rows = []
     line = 1
     try:

@@ -1,0 +1,48 @@
+"""The battery's assets: tiny ONNX graphs and seed stores that failed runs must leave alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.extract.extract_graphs import (
+    make_array_model,
+    make_image_model,
+    make_log_model,
+    make_text_model,
+)
+from tests.reliability.cases_images import GOOD_IMAGES, GOOD_X
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("assets")
+    return {
+        "image": make_image_model(root / "image.onnx"),
+        "image_plain": make_image_model(root / "image_plain.onnx", metadata=False),
+        "text": make_text_model(root / "text.onnx"),
+        "array": make_array_model(root / "array.onnx"),
+        "log": make_log_model(root / "log.onnx"),
+    }
+
+
+@pytest.fixture(scope="session")
+def seeds(assets, tmp_path_factory) -> dict[str, Path]:
+    """One good store per model, made by a real extraction of good inputs."""
+    from embedkit.extract import extract
+
+    root = tmp_path_factory.mktemp("seeds")
+    for rel, data in GOOD_IMAGES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "a.txt").write_text("the cat\nthe dog\n")
+    np.save(root / "x.npy", GOOD_X)
+    np.save(root / "pos.npy", np.abs(GOOD_X) + 1)
+    sources = {"image": "imgs", "text": "a.txt", "array": "x.npy", "log": "pos.npy"}
+    stores = {}
+    for name, source in sources.items():
+        stores[name] = root / f"{name}.h5"
+        extract(assets[name], root / source, stores[name], progress=False)
+    return stores

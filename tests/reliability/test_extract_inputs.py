@@ -1,0 +1,34 @@
+"""Bad images, text, arrays, ONNX models and preprocess specs through the real CLI.
+
+Each area's table runs in one subprocess (see harness.py); a failure lists every case that
+went wrong with its arguments and stderr.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.cases_data import array_cases, text_cases
+from tests.reliability.cases_images import image_cases
+from tests.reliability.cases_models import model_cases, spec_cases
+from tests.reliability.harness import report, run_cases
+
+AREAS = {
+    "images": image_cases,
+    "text": text_cases,
+    "arrays": array_cases,
+    "models": model_cases,
+    "specs": spec_cases,
+}
+
+
+def test_case_names_are_unique():
+    names = [case.name for build in AREAS.values() for case in build()]
+    assert len(names) == len(set(names)) and len(names) >= 100, len(names)
+
+
+@pytest.mark.parametrize("area", list(AREAS))
+def test_battery(area, assets, seeds, tmp_path):
+    outcomes = run_cases(AREAS[area](), tmp_path, assets, seeds)
+    failures = report(outcomes)
+    assert not failures, f"{failures.count(chr(10) + '  argv') + 1} case(s) failed:\n{failures}"
