@@ -78,7 +78,6 @@ def head_to_onnx(head, feature_shape: tuple[int, ...], *, opset: int = OPSET):
         nodes, weights = _knn(head)
     else:
         nodes, weights = _linear(head)
-    nodes.append(_node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0))  # ties: first
     return _model(nodes, weights, (int(np.prod(feature_shape)),), len(head.classes_), opset)
 
 
@@ -201,6 +200,9 @@ def _model(nodes, weights: dict, shape: tuple[int, ...], n_classes: int, opset: 
         _node("Cast", [FEATURES], ["x64"], to=TensorProto.DOUBLE),
         *nodes,
         _node("Cast", ["p64"], [PROBABILITIES], to=TensorProto.FLOAT),
+        # The label is the argmax of the float32 probabilities, as head.predict takes it
+        # (ties, e.g. saturated one-vs-rest sigmoids, go to the first class).
+        _node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0),
     ]
 
     graph = helper.make_graph(
