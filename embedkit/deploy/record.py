@@ -48,14 +48,17 @@ def read_record(head_dir: str | Path) -> HeadRecord:
 
     Examples
     --------
-    >>> import tempfile
-    >>> read_record(tempfile.mkdtemp()).features is None
+    >>> import tempfile, pathlib
+    >>> head = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (head / "head.json").write_text("{}")  # a head saved by save_head alone
+    >>> read_record(head).features is None
     True
     """
     directory = Path(head_dir)
-    if not directory.is_dir():
+    if not (directory / "head.json").is_file():
         raise UserInputError(
-            f"{directory}: no such head directory; pass one written by `embedkit train`"
+            f"{directory / 'head.json'} not found; pass a head directory written by "
+            "`embedkit train`, or a model written by `embedkit deploy`"
         )
     path = directory / TRAIN_INFO
     if not path.is_file():
