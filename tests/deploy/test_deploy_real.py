@@ -59,10 +59,22 @@ def test_minilm_deployed_equals_store_and_head(tmp_path):
     model = tmp_path / "minilm.onnx"
     result = run_cli("export", "minilm", "--out", model, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
-    pets = ["the cat sat on the mat", "a dog ran in the park", "my kitten sleeps all day",
-            "the puppy wants a walk", "our parrot talks a lot", "the hamster runs at night"]
-    money = ["stocks fell sharply today", "the bank raised interest rates", "markets rallied",
-             "the euro lost value", "investors sold their bonds", "inflation hit a new high"]  # fmt: skip
+    pets = [
+        "the cat sat on the mat",
+        "a dog ran in the park",
+        "my kitten sleeps all day",
+        "the puppy wants a walk",
+        "our parrot talks a lot",
+        "the hamster runs at night",
+    ]
+    money = [
+        "stocks fell sharply today",
+        "the bank raised interest rates",
+        "markets rallied",
+        "the euro lost value",
+        "investors sold their bonds",
+        "inflation hit a new high",
+    ]
     rows = [(t, "pets") for t in pets] + [(t, "money") for t in money]
     (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(f"{t},{y}" for t, y in rows))
     (tmp_path / "n.csv").write_text("text\nthe puppy chased a ball\nbond yields rose again\n")
