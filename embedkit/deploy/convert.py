@@ -156,12 +156,11 @@ def _knn(head):
         "Tt": train.T,
         "votes": votes,
         "k": np.array([est.n_neighbors], np.int64),
-        "one": np.array(1.0),
-        "tiny": np.array(_EPS),
         "eps": np.array(_EPS),
         "axis1": np.array([1], np.int64),
-        "axis2": np.array([2], np.int64),
     }
+    if head.weights == "distance":
+        weights |= {"one": np.array(1.0), "tiny": np.array(_EPS), "axis2": np.array([2], np.int64)}
     return nodes, weights
 
 
