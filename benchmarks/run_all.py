@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("extract", "backbones", "heads", "protocol", "reference", "audit")
+ORDER = ("extract", "backbones", "heads", "protocol", "reference", "audit", "deploy")
 SCRIPTS = {
     "extract": "bench_extract.py",
     "backbones": "bench_export.py",
@@ -27,8 +27,9 @@ SCRIPTS = {
     "protocol": "bench_protocol.py",
     "reference": "build_reference_stores.py",
     "audit": "bench_audit.py",
+    "deploy": "bench_deploy.py",
 }
-SECTIONS = ("extract", "backbones", "heads", "bench", "audit")
+SECTIONS = ("extract", "backbones", "heads", "bench", "audit", "deploy")
 
 
 def run(names: list[str]) -> None:

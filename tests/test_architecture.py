@@ -30,6 +30,7 @@ def test_import_contracts_hold():
         "embedkit.heads",
         "embedkit.bench",
         "embedkit.audit",
+        "embedkit.deploy",
         "embedkit.cli",
         "embedkit.datasets",
     ],

@@ -60,7 +60,7 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
 
 def test_public_modules_have_examples():
     # Every package's public entry points carry at least one runnable example.
-    for pkg in ("store", "extract", "heads", "bench", "audit", "backbones"):
+    for pkg in ("store", "extract", "heads", "bench", "audit", "backbones", "deploy"):
         attempted = 0
         for m in pkgutil.walk_packages(
             importlib.import_module(f"embedkit.{pkg}").__path__, f"embedkit.{pkg}."

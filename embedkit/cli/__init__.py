@@ -10,6 +10,8 @@ code. ``--debug`` shows the traceback instead.
     embedkit train feats.h5 --head mlp --out head/
     embedkit bench feats.h5 --heads sgd,logreg,mlp --shots 1,4,16,all --out bench/
     embedkit audit feats.h5 --out audit/
+    embedkit predict head/ new_images/ --out preds.csv
+    embedkit deploy head/ --out model.onnx
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ _COMMAND_MODULES = (
     "embedkit.cli._backbone_cmds",  # backbones, taps, export
     "embedkit.cli._extract_cmd",  # extract
     "embedkit.cli._store_cmds",  # info, split
-    "embedkit.cli._head_cmds",  # train, predict
+    "embedkit.cli._head_cmds",  # train
+    "embedkit.cli._deploy_cmds",  # predict, deploy
     "embedkit.cli._bench_cmd",  # bench
     "embedkit.cli._audit_cmd",  # audit
 )

@@ -68,6 +68,7 @@ def train_on_store(
         flat = head_name != "attnpool"
         data = {name: (_load(fs, tap, rows, flat), labels[rows]) for name, rows in parts.items()}
         label_names = fs.label_names
+        features = feature_record(fs, tap, Path(store))
     X, y = data["train"]
     X_val, y_val = data["val"]
     if head_name in TORCH_HEADS and len(X_val):
@@ -85,6 +86,7 @@ def train_on_store(
         "rows": {name: int(len(rows)) for name, rows in parts.items()},
         "excluded": int((excluded & (labels >= 0)).sum()),
         "accuracy": accuracy,
+        "features": features,
     }
     (Path(out) / TRAIN_INFO).write_text(json.dumps(info, indent=1))
     return info
@@ -106,13 +108,18 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
         names = info.get("label_names") or fs.label_names
         classes = [_name(c, names) for c in head.classes_]
         truth = fs.labels() if fs.has_labels else None
+        truth_names = fs.label_names  # the store's own names: its classes may be a subset
         flat = type(head).__name__ != "AttnPoolHead"
         for lo in range(0, len(fs), _PREDICT_BLOCK):
             rows = slice(lo, min(lo + _PREDICT_BLOCK, len(fs)))
             proba = head.predict_proba(_load(fs, tap, rows, flat))
             best = proba.argmax(1)
             for i, (item, p, b) in enumerate(zip(fs.ids(rows), proba, best)):
-                true = None if truth is None or truth[lo + i] < 0 else _name(truth[lo + i], names)
+                true = (
+                    None
+                    if truth is None or truth[lo + i] < 0
+                    else _name(truth[lo + i], truth_names)
+                )
                 yield {
                     "id": str(item),
                     "pred": classes[b],
@@ -120,6 +127,35 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
                     "label": true,
                     "proba": dict(zip(classes, map(float, p))),
                 }
+
+
+def feature_record(fs, tap: str, store: Path) -> dict:
+    """What the head's features were made with: ``train.json["features"]``.
+
+    ``embedkit predict`` checks a store (or the model it runs on raw inputs) against it,
+    and ``embedkit deploy`` rebuilds the backbone side of the graph from it.
+    """
+    fp = fs.fingerprint
+    info = fs.tap_info(tap)
+    return {
+        "fingerprint": fp.digest,  # of the whole store: backbone, taps, preprocess, dtype
+        "backbone_sha256": fp.backbone_sha256,  # "arrays" for a store of your own features
+        "model": _model_path(fs.provenance.get("model"), store),
+        "preprocess": json.loads(fp.preprocess),
+        "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"}],
+        "width": int(np.prod(info.shape)),
+        "dtype": fp.dtype,
+    }
+
+
+def _model_path(model: str | None, store: Path) -> str | None:
+    """The ONNX file the store was extracted with, absolute when it can be found."""
+    if not model or Path(model).is_absolute():
+        return model
+    for base in (Path.cwd(), store.parent):
+        if (base / model).is_file():
+            return str((base / model).resolve())
+    return model
 
 
 def _check_tap(fs, tap: str | None) -> str:

@@ -1,0 +1,141 @@
+"""``embedkit predict`` and ``embedkit deploy``: apply a head to a store or to raw inputs.
+
+embedkit predict head/ new_images/ --out preds.csv --top-k 3
+embedkit predict head/ feats.h5 --out preds.csv
+embedkit deploy head/ --out model.onnx
+embedkit predict model.onnx new_images/ --out preds.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+
+def register(sub) -> None:
+    """Add the ``predict`` and ``deploy`` subcommands."""
+    p = sub.add_parser(
+        "predict",
+        help="predict a store, or raw images/text/arrays, with a head or a deployed model",
+        description="Predict every item of SOURCE. With a head directory, SOURCE is a store "
+        "(checked against the store the head was trained on) or raw inputs, run through the "
+        "model and preprocessing recorded at training. With a model from `embedkit deploy`, "
+        "SOURCE is raw inputs.",
+    )
+    p.add_argument("head", help="a directory written by embedkit train, or a deployed .onnx")
+    p.add_argument("source", help="a .h5 store, an image folder, .txt, .csv, .jsonl or .npy")
+    p.add_argument("--out", help="preds.csv or preds.jsonl (default: CSV to stdout)")
+    p.add_argument("--top-k", type=int, metavar="K",
+                   help="write the K most probable classes, not every probability")  # fmt: skip
+    p.add_argument("--model", metavar="FILE.onnx",
+                   help="the head's backbone, when it has moved since training")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="predict a store made by another model or preprocessing")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32, help="items per batch (default 32)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads preprocessing batches ahead of inference")  # fmt: skip
+    p.add_argument("--text-column", metavar="C", help="CSV/JSONL text column (default text)")
+    p.add_argument("--label-column", metavar="C",
+                   help="CSV/JSONL column of true labels, written alongside")  # fmt: skip
+    p.add_argument("--labels", metavar="labels.npy", help="true labels for a .npy source")
+    p.add_argument("--skip-bad", action="store_true", help="leave out undecodable items")
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N items")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_predict)
+
+    p = sub.add_parser(
+        "deploy",
+        help="compose a head and its backbone into one ONNX model",
+        description="Write one ONNX graph from raw model input to class probabilities and "
+        "label: the backbone the head was trained on (checked by sha256), its tap selection, "
+        "and the head. Label names and preprocessing go in the metadata.",
+    )
+    p.add_argument("head", help="a directory written by embedkit train")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--model", metavar="FILE.onnx",
+                   help="the head's backbone, when it has moved since training")  # fmt: skip
+    p.set_defaults(func=run_deploy)
+
+
+def run_predict(args) -> int:
+    """Predict and write one row per item."""
+    from embedkit.deploy import predict
+    from embedkit.errors import UserInputError
+
+    if args.out and not args.out.endswith((".csv", ".jsonl")):
+        raise UserInputError(f"--out {args.out!r} must end in .csv or .jsonl")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserInputError(f"--top-k {args.top_k}: pass a positive number of classes")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        predictions = predict(
+            args.head,
+            args.source,
+            model=args.model,
+            force=args.force,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            labels=args.labels,
+            skip_bad=args.skip_bad,
+            limit=args.limit,
+            progress=not args.quiet,
+        )
+    for warning in caught:
+        print(f"embedkit predict: warning: {warning.message}", file=sys.stderr)
+    records = predictions.records(top_k=args.top_k)
+    stream = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        if args.out and args.out.endswith(".jsonl"):
+            count = _write_jsonl(records, stream)
+        else:
+            count = _write_csv(records, stream)
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    if args.out:
+        print(f"wrote {count} predictions to {args.out}")
+    return 0
+
+
+def run_deploy(args) -> int:
+    """Compose and print a one-line summary."""
+    from embedkit.deploy import deploy
+
+    print(deploy(args.head, args.out, model=args.model))
+    return 0
+
+
+def _write_jsonl(records, stream) -> int:
+    count = 0
+    for record in records:
+        stream.write(json.dumps(record) + "\n")
+        count += 1
+    return count
+
+
+def _write_csv(records, stream) -> int:
+    import csv
+
+    writer, count = None, 0
+    for record in records:
+        count += 1
+        if "top" in record:
+            ranked = record.pop("top")
+            extra = {
+                f"{key}{rank}": value
+                for rank, (name, p) in enumerate(ranked, 1)
+                for key, value in (("top", name), ("p_top", f"{p:.6g}"))
+            }
+        else:
+            extra = {f"p_{name}": f"{p:.6g}" for name, p in record.pop("proba").items()}
+        if writer is None:
+            writer = csv.writer(stream)
+            writer.writerow(list(record) + list(extra))
+        writer.writerow(list(record.values()) + list(extra.values()))
+    return count

@@ -1,0 +1,241 @@
+"""One ONNX graph from raw model input to class probabilities: backbone + taps + head.
+
+The backbone the head's features came from (checked by sha256) is joined with
+``onnx.compose`` to a bridge that does what extract and the store did to its outputs
+(cast to the storage dtype, flatten, concatenate the taps) and to the head graph of
+:func:`~embedkit.deploy.convert.head_to_onnx`, whose names are prefixed ``head/``.
+The result runs in plain onnxruntime; its metadata carries the preprocessing, the
+tokenizer and the label names (docs/deploy.md shows a script that needs only those).
+
+    embedkit deploy head/ --out model.onnx
+    embedkit predict model.onnx new_images/ --out preds.csv
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedkit import __version__
+from embedkit.deploy.convert import FEATURES, LABEL, PROBABILITIES, head_to_onnx
+from embedkit.deploy.record import backbone, read_record
+from embedkit.errors import ExportError
+
+PREFIX = "head/"
+# Metadata a deployed model adds to the backbone's (docs/architecture.md, Contract 1).
+LABELS_KEY = "embedkit.labels"  # JSON list: class names, index = probabilities column
+HEAD_KEY = "embedkit.head"  # JSON: head class, taps, backbone sha256, store fingerprint
+_COPIED = ("embedkit.format", "embedkit.backbone", "embedkit.tokenizer", "embedkit.precision")
+_TOLERANCE = 1e-4  # max abs difference of head graph vs head.predict_proba, else an error
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What :func:`deploy` wrote."""
+
+    path: str
+    head: str  # the head class, e.g. "LogRegHead"
+    backbone: str  # the backbone name (or the ONNX file's stem)
+    classes: tuple[str, ...]
+    max_abs_diff: float  # head graph vs the head's predict_proba on random features
+    nbytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.backbone} + {self.head}, {len(self.classes)} classes, "
+            f"{self.nbytes / 1e6:.1f} MB; head graph max abs diff {self.max_abs_diff:.1e}"
+        )
+
+
+def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = None) -> Deployed:
+    """Compose the head in ``head_dir`` with its backbone into one ONNX file ``out``.
+
+    Parameters
+    ----------
+    head_dir : str or Path
+        A directory written by ``embedkit train`` (its ``train.json`` names the model).
+    out : str or Path
+        The ``.onnx`` file to write: inputs as the backbone's, outputs ``probabilities``
+        (N, K) float32 and ``label`` (N,) int64, the column of the most probable class.
+    model : str or Path, optional
+        The backbone ONNX file, when it has moved since training (same sha256).
+
+    Returns
+    -------
+    Deployed
+
+    Examples
+    --------
+    >>> print(deploy("head/", "model.onnx"))  # doctest: +SKIP
+    model.onnx: efficientnet_lite0 + LogRegHead, 10 classes, 13.6 MB; head graph max abs ...
+    """
+    import onnx
+
+    from embedkit.heads import load_head
+
+    record = read_record(head_dir)
+    spec = backbone(record, model)
+    head = load_head(head_dir)
+    name = type(head).__name__
+    flat = name != "AttnPoolHead"
+    taps = record.taps
+    if not flat and len(taps) != 1:
+        raise ExportError(f"{record.where}: an AttnPoolHead reads one tap, got {len(taps)}")
+    shape = (record.features["width"],) if flat else tuple(taps[0]["shape"])
+    base = onnx.load(str(spec.path))
+    opset = next(o.version for o in base.opset_import if o.domain in ("", "ai.onnx"))
+    head_model = head_to_onnx(head, shape, opset=opset)
+    diff = _verify(head, head_model, shape)
+    outputs = {t.name: t for t in spec.outputs}
+    tap_inputs = [(t["output"], outputs[t["output"]].dtype, t["shape"]) for t in taps]
+    merged = _join(base, head_model, tap_inputs, flat, record.features["dtype"])
+    classes = record.class_names(head.classes_)
+    _set_metadata(merged, spec, record, name, classes, diff)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(out))
+    return Deployed(
+        path=str(out),
+        head=name,
+        backbone=_text(spec.metadata.get("embedkit.backbone", json.dumps(spec.path.stem))),
+        classes=tuple(classes),
+        max_abs_diff=diff,
+        nbytes=out.stat().st_size,
+    )
+
+
+def _join(base, head_model, tap_inputs, flat: bool, dtype: str):
+    """backbone -> bridge (cast, flatten, concat) -> head, by ``onnx.compose``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    head_model = onnx.compose.add_prefix(head_model, PREFIX)
+    graph = head_model.graph
+    features = PREFIX + FEATURES
+    bridge, parts, inputs = [], [], []
+    for i, (_, tensor_dtype, tap_shape) in enumerate(tap_inputs):
+        name = f"{PREFIX}tap{i}"
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(tensor_dtype))
+        inputs.append(helper.make_tensor_value_info(name, elem, ["N", *tap_shape]))
+        bridge.append(helper.make_node("Cast", [name], [f"{name}/f"], to=TensorProto.FLOAT))
+        if flat:  # (N, C, H, W) -> (N, C*H*W), as the head was trained
+            bridge.append(helper.make_node("Flatten", [f"{name}/f"], [f"{name}/flat"], axis=1))
+        parts.append(bridge[-1].output[0])
+    last = parts[0]
+    if len(parts) > 1:
+        last = f"{PREFIX}concat"
+        bridge.append(helper.make_node("Concat", parts, [last], axis=1))  # (N, sum of widths)
+    if dtype == "float16":  # the store held float16 features: round them the same way
+        bridge.append(helper.make_node("Cast", [last], [f"{last}/16"], to=TensorProto.FLOAT16))
+        bridge.append(helper.make_node("Cast", [f"{last}/16"], [f"{last}/32"], to=1))
+        last = f"{last}/32"
+    bridge.append(helper.make_node("Identity", [last], [features]))
+    nodes = bridge + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [v for v in graph.input if v.name != features]
+    del graph.input[:]
+    graph.input.extend(inputs + kept)
+    head_model.ir_version = base.ir_version
+    io_map = [(output, f"{PREFIX}tap{i}") for i, (output, _, _) in enumerate(tap_inputs)]
+    merged = onnx.compose.merge_models(
+        base, head_model, io_map, outputs=[PREFIX + PROBABILITIES, PREFIX + LABEL]
+    )
+    final = merged.graph
+    for name in (PROBABILITIES, LABEL):  # plain output names for the user
+        final.node.append(helper.make_node("Identity", [PREFIX + name], [name]))
+    for value in final.output:
+        value.name = value.name.removeprefix(PREFIX)
+    _prune(final)
+    del merged.metadata_props[:]
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def _prune(graph) -> None:
+    """Drop the nodes and initializers no output needs (the backbone's other taps)."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+            needed.update(_subgraph_inputs(node))
+    keep.reverse()
+    if len(keep) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+    weights = [w for w in graph.initializer if w.name in needed]
+    if len(weights) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(weights)
+
+
+def _subgraph_inputs(node) -> set[str]:
+    """Names read inside If/Loop/Scan bodies, which may come from the outer graph."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                names.update(inner.input)
+                names.update(_subgraph_inputs(inner))
+    return names
+
+
+def _verify(head, head_model, shape: tuple[int, ...]) -> float:
+    """Run the head graph and ``head.predict_proba`` on the same random features."""
+    from embedkit.extract.providers import import_onnxruntime
+
+    ort = import_onnxruntime()
+    X = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
+    session = ort.InferenceSession(
+        head_model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    proba, label = session.run([PROBABILITIES, LABEL], {FEATURES: X})
+    expected = head.predict_proba(X.reshape(len(X), -1) if len(shape) == 1 else X)
+    diff = float(np.abs(proba - expected).max())
+    if not diff <= _TOLERANCE or not np.array_equal(label, proba.argmax(1)):
+        raise ExportError(
+            f"the ONNX graph of {type(head).__name__} differs from the head by {diff:.2e} "
+            f"(tolerance {_TOLERANCE:.0e}); please report it with the head directory"
+        )
+    return diff
+
+
+def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff: float) -> None:
+    from embedkit.store.schema import canonical_json
+
+    meta = {k: spec.metadata[k] for k in _COPIED if k in spec.metadata}
+    meta.setdefault("embedkit.format", "1")
+    meta.setdefault("embedkit.backbone", json.dumps(spec.path.stem))
+    meta["embedkit.preprocess"] = canonical_json(record.features["preprocess"])
+    meta["embedkit.taps"] = json.dumps(
+        [{"name": PROBABILITIES, "output": PROBABILITIES, "shape": [len(classes)],
+          "pooling": "none", "stride": None, "layer": "head"}]
+    )  # fmt: skip
+    meta[LABELS_KEY] = json.dumps(classes)
+    meta[HEAD_KEY] = json.dumps(
+        {
+            "class": head_name,
+            "taps": [t["name"] for t in record.taps],
+            "backbone_sha256": record.features["backbone_sha256"],
+            "store_fingerprint": record.features["fingerprint"],
+            "embedkit": __version__,
+        }
+    )
+    meta["embedkit.verify"] = json.dumps({"head_max_abs_diff": diff, "head_inputs": 64})
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _text(value: str) -> str:
+    """A metadata value that is a JSON string, or plain text written without quotes."""
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    return decoded if isinstance(decoded, str) else value

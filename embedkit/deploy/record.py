@@ -1,0 +1,153 @@
+"""What a head was trained on, and the checks that predict and deploy run against it.
+
+``embedkit train`` writes ``train.json`` next to the head; its ``features`` entry names the
+store's fingerprint, the ONNX model (path and sha256), the preprocessing, the taps and the
+feature width. A store, or a model run on raw inputs, must match it:
+
+    embedkit predict head/ other.h5        # refused when other.h5 came from another model
+    embedkit predict head/ photos/ --model moved/lite0.onnx
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedkit.errors import UserInputError
+
+TRAIN_INFO = "train.json"  # written by embedkit train next to head.json
+
+
+@dataclass(frozen=True)
+class HeadRecord:
+    """A head directory's ``train.json``: label names, tap and feature provenance."""
+
+    directory: Path
+    label_names: tuple[str, ...]  # class names by label index, as in the training store
+    features: dict | None  # train.json["features"]; None for heads saved without it
+
+    @property
+    def where(self) -> Path:
+        return self.directory / TRAIN_INFO
+
+    @property
+    def taps(self) -> list[dict]:
+        """Descriptions of the taps the head reads (name, output, shape, pooling, ...)."""
+        return list(self.features["taps"]) if self.features else []
+
+    def class_names(self, classes) -> list[str]:
+        """Names of ``head.classes_`` (label indices), by the training store's names."""
+        names = self.label_names
+        return [names[int(c)] if 0 <= int(c) < len(names) else str(c) for c in classes]
+
+
+def read_record(head_dir: str | Path) -> HeadRecord:
+    """Read ``HEAD_DIR/train.json``; a head saved by ``save_head`` alone has no record.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> head = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (head / "head.json").write_text("{}")  # a head saved by save_head alone
+    >>> read_record(head).features is None
+    True
+    """
+    directory = Path(head_dir)
+    if not (directory / "head.json").is_file():
+        raise UserInputError(
+            f"{directory / 'head.json'} not found; pass a head directory written by "
+            "`embedkit train`, or a model written by `embedkit deploy`"
+        )
+    path = directory / TRAIN_INFO
+    if not path.is_file():
+        return HeadRecord(directory, (), None)
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path}: not valid JSON ({exc}); retrain the head") from exc
+    return HeadRecord(directory, tuple(info.get("label_names") or ()), info.get("features"))
+
+
+def backbone(record: HeadRecord, model: str | Path | None = None):
+    """The ONNX model the head's features came from, checked by sha256.
+
+    ``model`` replaces the recorded path (a moved file); its content must still match.
+    Returns the :class:`~embedkit.extract.ModelSpec`, with the recorded preprocessing.
+    """
+    from embedkit.extract import load_model
+
+    feats = record.features
+    if feats is None:
+        raise UserInputError(
+            f"{record.where} does not record the model the features came from; retrain the "
+            "head with `embedkit train` to predict on raw inputs"
+        )
+    if feats["backbone_sha256"] == "arrays" or not feats.get("model"):
+        raise UserInputError(
+            f"{record.where}: the head was trained on features you supplied, not a model's; "
+            f"predict on a store of the same features: embedkit predict {record.directory} STORE"
+        )
+    path = Path(model or feats["model"])
+    if not path.is_file():
+        what = "no such model file" if model else "the model the head was trained with is missing"
+        raise UserInputError(f"{path}: {what}; pass the model's path with --model FILE.onnx")
+    spec = load_model(path, preprocess=feats["preprocess"])
+    if spec.sha256 != feats["backbone_sha256"]:
+        raise UserInputError(
+            f"{path}: changed since the head was trained (sha256 {spec.sha256[:12]}, trained "
+            f"with {feats['backbone_sha256'][:12]}); pass the original with --model, or "
+            "retrain the head on features of this model"
+        )
+    return spec
+
+
+def check_store(record: HeadRecord, fs, *, force: bool = False) -> None:
+    """Raise when store ``fs`` was made otherwise than the head's training store.
+
+    The backbone sha256, the preprocessing and the description of each tap the head
+    reads are compared; the error names the first field that differs. ``force`` turns
+    the error into a warning. A head without a record is not checked.
+    """
+    feats = record.features
+    if feats is None:
+        return
+    fp = fs.fingerprint
+    pairs = [
+        ("backbone_sha256", fp.backbone_sha256, feats["backbone_sha256"]),
+        ("preprocess", json.loads(fp.preprocess), feats["preprocess"]),
+    ]
+    for tap in record.taps:
+        stored = fs.tap_info(tap["name"]).to_dict() if tap["name"] in fs.taps else None
+        stored = stored and {k: v for k, v in stored.items() if k in tap}
+        pairs.append((f"tap {tap['name']!r}", stored, tap))
+    for field, stored, trained in pairs:
+        if stored != trained:
+            field, stored, trained = _first_difference(field, stored, trained)
+            message = (
+                f"{fs.path}: made with a different {field} than the head in {record.directory} was "
+                f"trained on (store: {_short(stored)}; head: {_short(trained)})"
+            )
+            if not force:
+                raise UserInputError(
+                    f"{message}; predict on the raw inputs instead "
+                    f"(embedkit predict {record.directory} SOURCE), or pass --force"
+                )
+            warnings.warn(f"{message}; predicting anyway (--force)", UserWarning, stacklevel=2)
+            return
+
+
+def _first_difference(field: str, a, b):
+    """Narrow two differing dicts down to the first key that differs."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        key = next(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        return f"{field} {key}", a.get(key), b.get(key)
+    return field, a, b
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    if isinstance(value, str) and len(value) == 64:  # a sha256
+        return value[:12]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

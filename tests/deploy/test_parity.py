@@ -1,0 +1,49 @@
+"""Deployed model == backbone -> store -> head, for every head kind, on images and on text.
+
+Each case trains a head on a real store made by extract from a tiny real ONNX backbone,
+deploys it, runs the deployed model on the raw new items and compares with the head
+applied to the store extract made of the same items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedkit.cli import main
+from embedkit.deploy import deploy, predict
+from embedkit.heads import HEADS, TORCH_HEADS
+
+pytest.importorskip("onnxruntime")
+
+CASES = [(h, None) for h in HEADS if h != "attnpool"] + [("attnpool", "fmap"), ("logreg", "fmap")]
+
+
+def _train(data, kind, head, tap, out):
+    args = ["train", str(data[f"{kind}_store"]), "--head", head, "--out", str(out)]
+    if tap:
+        args += ["--tap", tap]
+    if head == "attnpool":
+        args += ["--param", "heads=2", "--param", "dim=8"]
+    assert main(args) == 0
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+@pytest.mark.parametrize(("head", "tap"), CASES, ids=[f"{h}-{t or 'default'}" for h, t in CASES])
+def test_deployed_model_matches_store_and_head(data, kind, head, tap, tmp_path, capsys):
+    if head in TORCH_HEADS:
+        pytest.importorskip("torch")
+    if kind == "text" and tap:
+        pytest.skip("the tiny text backbone has one pooled tap")
+    _train(data, kind, head, tap, tmp_path / "head")
+    reference = predict(tmp_path / "head", data[f"new_{kind}_store"])  # store -> head
+    summary = deploy(tmp_path / "head", tmp_path / "model.onnx")
+    raw = data["new_images" if kind == "image" else "new_texts"]
+    deployed = predict(tmp_path / "model.onnx", raw, progress=False)
+    direct = predict(tmp_path / "head", raw, progress=False)  # raw -> recorded model -> head
+    assert summary.classes == reference.classes == deployed.classes == ("cat", "dog")
+    for got in (deployed, direct):
+        assert got.ids == reference.ids and len(got) == (8 if kind == "image" else 12)
+        assert np.abs(got.probabilities - reference.probabilities).max() < 1e-5
+        assert got.labels == reference.labels
+        assert got.truth == reference.truth
