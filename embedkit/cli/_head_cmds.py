@@ -56,7 +56,7 @@ def parse_params(pairs: list[str]) -> dict:
 
 
 def run_train(args) -> int:
-    from embedkit.heads._workflow import train_on_store
+    from embedkit.heads.from_store import train_on_store
     from embedkit.store import read_ids_file
 
     exclude = read_ids_file(args.exclude) if args.exclude else None

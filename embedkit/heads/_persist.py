@@ -18,14 +18,14 @@ import numpy as np
 
 from embedkit import __version__
 from embedkit.errors import UserInputError
+from embedkit.heads.registry import RECORDS, head_class
 
 FORMAT = "embedkit.head"
 VERSION = 1
 CONFIG, WEIGHTS, SKOPS = "head.json", "weights.safetensors", "head.skops"
-SKLEARN_CLASSES = ("SGDHead", "LogRegHead", "RidgeHead", "SVMHead", "KNNHead", "CentroidHead")
-TORCH_CLASSES = ("LinearHead", "MLPHead", "AttnPoolHead")
+_CLASSES = {r.cls: r for r in RECORDS}  # the classes that save and load: the registry's
 # Types a head.skops may hold beyond skops' defaults (scikit-learn and numpy types).
-SKOPS_TRUSTED = tuple(f"embedkit.heads._sklearn.{name}" for name in SKLEARN_CLASSES)
+SKOPS_TRUSTED = tuple(f"{r.module}.{r.cls}" for r in RECORDS if not r.torch)
 _LABEL_KINDS = "biufUO"
 
 
@@ -43,11 +43,8 @@ def save_head(head, directory: str | Path) -> Path:
     ['head.json', 'head.skops']
     """
     name = type(head).__name__
-    if name not in SKLEARN_CLASSES + TORCH_CLASSES:
-        raise UserInputError(
-            f"cannot save {name}; save_head takes embedkit heads: "
-            f"{', '.join(SKLEARN_CLASSES + TORCH_CLASSES)}"
-        )
+    if name not in _CLASSES:
+        raise UserInputError(f"cannot save {name}; save_head takes embedkit heads: {_known()}")
     if not hasattr(head, "classes_"):
         from embedkit.errors import NotFittedError  # built lazily: it imports sklearn
 
@@ -55,16 +52,11 @@ def save_head(head, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, "embedkit": __version__, "class": name}
-    if name in TORCH_CLASSES:
+    if _CLASSES[name].torch:
         from safetensors.torch import save_file
 
-        params = head.get_params()
-        params["validation_data"] = None  # arrays are not part of the saved head
-        config |= {
-            "kind": "torch",
-            "params": _jsonable(params, "params"),
-            "state": _torch_state(head),
-        }
+        params = _jsonable(head.get_params(), "params")
+        config |= {"kind": "torch", "params": params, "state": _torch_state(head)}
         state = {k: v.detach().cpu().contiguous() for k, v in head.module_.state_dict().items()}
         save_file(state, str(directory / WEIGHTS))
     else:
@@ -106,20 +98,25 @@ def load_head(directory: str | Path):
             f"{config_path} has head format version {config.get('version')!r}; this embedkit "
             f"reads version {VERSION}; re-train or upgrade embedkit"
         )
-    name = config.get("class")
-    if config.get("kind") == "torch" and name in TORCH_CLASSES:
-        return _load_torch(directory, name, config)
-    if config.get("kind") == "skops" and name in SKLEARN_CLASSES:
-        return _load_skops(directory, name)
+    record = _CLASSES.get(config.get("class"))
+    kind = config.get("kind")
+    if record is not None and kind == ("torch" if record.torch else "skops"):
+        loader = _load_torch if record.torch else _load_skops
+        return loader(directory, record, config)
     raise UserInputError(
-        f"{config_path} names unknown head class {name!r} (kind {config.get('kind')!r}); "
-        f"known: {', '.join(SKLEARN_CLASSES + TORCH_CLASSES)}"
+        f"{config_path} names unknown head class {config.get('class')!r} (kind {kind!r}); "
+        f"known: {_known()}"
     )
 
 
-def _load_skops(directory: Path, name: str):
+def _known() -> str:
+    return ", ".join(_CLASSES)
+
+
+def _load_skops(directory: Path, record, config: dict):
     import skops.io
 
+    name = record.cls
     path = directory / SKOPS
     if not path.is_file():
         raise UserInputError(f"{path} not found; the head directory is incomplete, re-save it")
@@ -144,30 +141,31 @@ def _load_skops(directory: Path, name: str):
     return head
 
 
-def _load_torch(directory: Path, name: str, config: dict):
+def _load_torch(directory: Path, record, config: dict):
+    """Rebuild the head through ``initialize`` (as fit does), then load weights and history."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from embedkit.heads import _torch_heads
-
-    cls = getattr(_torch_heads, name)
-    path = directory / WEIGHTS
+    name, path = record.cls, directory / WEIGHTS
     try:
-        head = cls(**config["params"])
+        params = dict(config["params"])
+        params.pop("validation_data", None)  # older heads saved it (always null)
+        head = head_class(record.name)(**params)
         state = config["state"]
         head.classes_ = _decode_classes(state["classes"])
         head.n_features_in_ = int(state["n_features_in"])
         head.feature_shape_ = tuple(int(s) for s in state["feature_shape"])
+        head.device = "cpu" if head.device == "auto" else head.device
+        head.initialize()
         head.history_ = list(state["history"])
         head.best_epoch_ = state["best_epoch"]
+        head.solver_ = str(state.get("solver", "adamw"))
         head.n_iter_ = len(head.history_)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserInputError(
             f"{directory / CONFIG} has invalid params or state ({type(exc).__name__}: {exc}); "
             "re-save the head"
         ) from exc
-    head.device = "cpu" if head.device == "auto" else head.device
-    head.module_ = head._build_module(len(head.classes_))
     try:
         weights = load_file(str(path))
         head.module_.load_state_dict(weights, strict=True)
@@ -190,6 +188,7 @@ def _torch_state(head) -> dict:
         "feature_shape": list(head.feature_shape_),
         "history": _jsonable(head.history_, "history_"),
         "best_epoch": head.best_epoch_,
+        "solver": head.solver_,
     }
 
 

@@ -3,54 +3,62 @@
 Each head is a thin estimator that stores its parameters, builds the underlying
 scikit-learn model in ``fit`` (``estimator_``) and always offers ``predict_proba``
 (native where the model has it, else a temperature-calibrated softmax of
-``decision_function``). None of them imports torch.
+``decision_function``). None of them imports torch. (Saved ``head.skops`` files name
+this module, so it keeps its name.)
 
     embedkit train feats.h5 --head sgd --param loss=hinge --out head/
 """
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
 from embedkit.errors import UserInputError
-from embedkit.heads._base import (
-    check_fitted,
-    encode_labels,
-    fit_temperature,
-    softmax,
-    two_columns,
-)
+from embedkit.heads._validation import check_fitted, check_partial_fit, encode_labels
 
 SGD_LOSSES = ("log_loss", "hinge", "modified_huber")
+_DTYPES = [np.float64, np.float32]
 
 
 class _WrappedHead(ClassifierMixin, BaseEstimator):
     """Common fit/predict for heads that delegate to one scikit-learn estimator."""
 
+    _model = ""  # "module.Class" of the scikit-learn estimator; it takes the head's params
+    _unused = ()  # head parameters the estimator does not take
     _native_proba = False  # True when estimator_.predict_proba is calibrated already
-
-    def _make_estimator(self):  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
+    spatial_input = False  # takes (N, D) features: from_store flattens feature maps
 
     def fit(self, X, y):
         """Fit the head on features ``X`` (N, D) and labels ``y`` (N,)."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, dtype=_DTYPES)
         self.classes_, y_index = encode_labels(y)
-        self.estimator_ = self._make_estimator().fit(X, y_index)
-        self._fit_temperature(X, y_index)
-        return self
-
-    def _fit_temperature(self, X, y_index):
+        self.estimator_ = self._make_estimator(**self._fit_settings(len(X))).fit(X, y_index)
         if getattr(self.estimator_, "n_iter_", None) is not None:
             self.n_iter_ = int(np.max(self.estimator_.n_iter_))
+        self._calibrate(X, y_index)
+        return self
+
+    def _fit_settings(self, n_rows: int) -> dict:
+        """Estimator parameters that depend on the data; none by default."""
+        return {}
+
+    def _make_estimator(self, **settings):
+        module, name = self._model.rsplit(".", 1)
+        params = {k: v for k, v in self.get_params().items() if k not in self._unused}
+        return getattr(importlib.import_module(module), name)(**(params | settings))
+
+    def _calibrate(self, X, y_index) -> None:
         if not self._native_proba:
             self.temperature_ = fit_temperature(self.estimator_.decision_function(X), y_index)
 
     def _transform(self, X):
         check_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return validate_data(self, X, reset=False, dtype=_DTYPES)
 
     def decision_function(self, X):
         """Class scores (N, K), or (N,) for two classes, as the underlying model gives them."""
@@ -62,7 +70,7 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
         X = self._transform(X)
         if self._native_proba:
             return self.estimator_.predict_proba(X)
-        return softmax(two_columns(self.estimator_.decision_function(X)) / self.temperature_)
+        return softmax(two_columns(self.estimator_.decision_function(X)) / self.temperature_, 1)
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
@@ -89,7 +97,8 @@ class SGDHead(_WrappedHead):
         Epochs at most; early stopping usually ends training in under ten.
     early_stopping : bool
         Hold out ``validation_fraction`` and stop after ``n_iter_no_change`` epochs
-        without improvement (without it SGD runs ~15 min on 50k x 768).
+        without improvement (without it SGD runs ~15 min on 50k x 768); used when the
+        hold-out has 10 rows per class.
     random_state : int or None
         Seed of the shuffling and the validation split.
 
@@ -100,6 +109,8 @@ class SGDHead(_WrappedHead):
     >>> SGDHead(random_state=0).fit(X, y).score(X, y) > 0.8
     True
     """
+
+    _model = "sklearn.linear_model.SGDClassifier"
 
     def __init__(
         self,
@@ -126,33 +137,14 @@ class SGDHead(_WrappedHead):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X, y):
-        """Fit by SGD; early stopping is used when its hold-out has 10 rows per class."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        self.classes_, y_index = encode_labels(y)
-        enough = len(X) * self.validation_fraction >= 10 * len(self.classes_)
-        self.estimator_ = self._make_estimator(self.early_stopping and enough)
-        self.estimator_.fit(X, y_index)
-        self._fit_temperature(X, y_index)
-        return self
+    def _fit_settings(self, n_rows: int) -> dict:
+        enough = n_rows * self.validation_fraction >= 10 * len(self.classes_)
+        return {"early_stopping": bool(self.early_stopping and enough)}
 
-    def _make_estimator(self, early_stopping: bool | None = None):
-        from sklearn.linear_model import SGDClassifier
-
+    def _make_estimator(self, **settings):
         if self.loss not in SGD_LOSSES:
             raise UserInputError(f"unknown SGD loss {self.loss!r}; use one of: {SGD_LOSSES}")
-        return SGDClassifier(
-            loss=self.loss,
-            alpha=self.alpha,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            early_stopping=self.early_stopping if early_stopping is None else early_stopping,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            class_weight=self.class_weight,
-            n_jobs=self.n_jobs,
-            random_state=self.random_state,
-        )
+        return super()._make_estimator(**settings)
 
     @property
     def _native_proba(self):
@@ -163,108 +155,32 @@ class SGDHead(_WrappedHead):
 
         ``classes`` (all labels) is required on the first call. The feature dimension
         must stay the same on every call. Use :func:`embedkit.heads.fit_store` to stream
-        from a :class:`~embedkit.store.FeatureStore`.
+        from a :class:`~embedkit.store.FeatureStore`. The block at hand calibrates the
+        temperature of the softmax (cheap, and it tracks training).
         """
-        first = not hasattr(self, "estimator_")
-        if first and classes is None:
-            raise UserInputError(
-                "classes must be passed on the first call to partial_fit, "
-                "e.g. partial_fit(X, y, classes=np.unique(y_all))"
-            )
-        if not first and X is not None and np.shape(X)[-1] != self.n_features_in_:
-            raise UserInputError(
-                f"X has {np.shape(X)[-1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input; pass blocks from the same tap"
-            )
-        X, y = validate_data(self, X, y, reset=first, dtype=[np.float64, np.float32])
+        fitted = (self.n_features_in_,) if hasattr(self, "estimator_") else None
+        first = check_partial_fit(self, X, classes, fitted)
+        X, y = validate_data(self, X, y, reset=first, dtype=_DTYPES)
         if first:
             self.classes_ = np.unique(np.asarray(classes))
             self.estimator_ = self._make_estimator(early_stopping=False)
         _, y_index = encode_labels(y, self.classes_)
         self.estimator_.partial_fit(X, y_index, classes=np.arange(len(self.classes_)))
-        if not self._native_proba:
-            # The block at hand calibrates the temperature; cheap, and tracks training.
-            self.temperature_ = fit_temperature(self.estimator_.decision_function(X), y_index)
+        self._calibrate(X, y_index)
         return self
 
 
-class LogRegHead(_WrappedHead):
-    """Multinomial logistic regression (lbfgs), the reference linear probe.
+class _PenalisedLinearHead(_WrappedHead):
+    """One scikit-learn linear model with penalty ``1/C``: the base of LogReg and SVM heads.
 
-    Examples
-    --------
-    >>> from sklearn.datasets import make_classification
-    >>> X, y = make_classification(200, 8, random_state=0)
-    >>> LogRegHead().fit(X, y).predict_proba(X[:2]).shape
-    (2, 2)
-    """
-
-    _native_proba = True
-
-    def __init__(
-        self,
-        C: float = 1.0,
-        *,
-        max_iter: int = 1000,
-        tol: float = 1e-4,
-        class_weight: str | dict | None = None,
-        random_state: int | None = None,
-    ):
-        self.C = C
-        self.max_iter = max_iter
-        self.tol = tol
-        self.class_weight = class_weight
-        self.random_state = random_state
-
-    def _make_estimator(self):
-        from sklearn.linear_model import LogisticRegression
-
-        return LogisticRegression(
-            C=self.C,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            class_weight=self.class_weight,
-            random_state=self.random_state,
-        )
-
-
-class RidgeHead(_WrappedHead):
-    """Ridge classifier (one closed-form solve); probabilities by a calibrated softmax.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import make_classification
-    >>> X, y = make_classification(200, 8, random_state=0)
-    >>> RidgeHead(alpha=1.0).fit(X, y).score(X, y) > 0.8
-    True
-    """
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        *,
-        class_weight: str | dict | None = None,
-        random_state: int | None = None,
-    ):
-        self.alpha = alpha
-        self.class_weight = class_weight
-        self.random_state = random_state  # unused: the solve is deterministic
-
-    def _make_estimator(self):
-        from sklearn.linear_model import RidgeClassifier
-
-        return RidgeClassifier(alpha=self.alpha, class_weight=self.class_weight)
-
-
-class SVMHead(_WrappedHead):
-    """Linear SVM (liblinear); probabilities by a calibrated softmax.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import make_classification
-    >>> X, y = make_classification(200, 8, random_state=0)
-    >>> SVMHead(random_state=0).fit(X, y).score(X, y) > 0.8
-    True
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength.
+    max_iter, tol : int, float
+        Solver iterations at most, and its stopping tolerance.
+    class_weight : None, "balanced" or dict
+    random_state : int or None
     """
 
     def __init__(
@@ -282,16 +198,59 @@ class SVMHead(_WrappedHead):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def _make_estimator(self):
-        from sklearn.svm import LinearSVC
 
-        return LinearSVC(
-            C=self.C,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            class_weight=self.class_weight,
-            random_state=self.random_state,
-        )
+class LogRegHead(_PenalisedLinearHead):
+    """Multinomial logistic regression (lbfgs), the reference linear probe.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(200, 8, random_state=0)
+    >>> LogRegHead().fit(X, y).predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    _model = "sklearn.linear_model.LogisticRegression"
+    _native_proba = True
+
+
+class SVMHead(_PenalisedLinearHead):
+    """Linear SVM (liblinear); probabilities by a calibrated softmax.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(200, 8, random_state=0)
+    >>> SVMHead(random_state=0).fit(X, y).score(X, y) > 0.8
+    True
+    """
+
+    _model = "sklearn.svm.LinearSVC"
+
+
+class RidgeHead(_WrappedHead):
+    """Ridge classifier (one closed-form solve); probabilities by a calibrated softmax.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(200, 8, random_state=0)
+    >>> RidgeHead(alpha=1.0).fit(X, y).score(X, y) > 0.8
+    True
+    """
+
+    _model = "sklearn.linear_model.RidgeClassifier"
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        class_weight: str | dict | None = None,
+        random_state: int | None = None,
+    ):
+        self.alpha = alpha
+        self.class_weight = class_weight
+        self.random_state = random_state  # used only by the sag/saga solvers
 
 
 class KNNHead(_WrappedHead):
@@ -305,6 +264,8 @@ class KNNHead(_WrappedHead):
     (3,)
     """
 
+    _model = "sklearn.neighbors.KNeighborsClassifier"
+    _unused = ("random_state",)
     _native_proba = True
 
     def __init__(
@@ -322,20 +283,8 @@ class KNNHead(_WrappedHead):
         self.n_jobs = n_jobs
         self.random_state = random_state  # unused: kNN has no randomness
 
-    def fit(self, X, y):
-        """Remember the training features ``X`` (N, D) and labels ``y`` (N,)."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        self.classes_, y_index = encode_labels(y)
-        from sklearn.neighbors import KNeighborsClassifier
-
-        self.estimator_ = KNeighborsClassifier(
-            n_neighbors=min(self.n_neighbors, len(X)),
-            weights=self.weights,
-            metric=self.metric,
-            algorithm="brute",
-            n_jobs=self.n_jobs,
-        ).fit(X, y_index)
-        return self
+    def _fit_settings(self, n_rows: int) -> dict:
+        return {"n_neighbors": min(self.n_neighbors, n_rows), "algorithm": "brute"}
 
     def decision_function(self, X):
         """Neighbour votes per class (N, K); for two classes the vote difference (N,)."""
@@ -368,7 +317,7 @@ class CentroidHead(_WrappedHead):
             raise UserInputError(
                 f"unknown centroid metric {self.metric!r}; use one of: cosine, euclidean"
             )
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, dtype=_DTYPES)
         self.classes_, y_index = encode_labels(y)
         X = self._prepare(X)
         centroids = np.zeros((len(self.classes_), X.shape[1]), dtype=np.float64)
@@ -399,8 +348,34 @@ class CentroidHead(_WrappedHead):
 
     def predict_proba(self, X):
         """Calibrated softmax over prototype similarities (N, K)."""
-        return softmax(self._similarity(X) / self.temperature_)
+        return softmax(self._similarity(X) / self.temperature_, 1)
 
 
 def _binary_as_1d(scores: np.ndarray) -> np.ndarray:
     return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+
+def two_columns(scores: np.ndarray) -> np.ndarray:
+    """Turn a binary decision function (N,) into (N, 2) scores for the softmax."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return np.stack([-scores / 2, scores / 2], axis=1)
+    return scores
+
+
+def fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:
+    """Fit the softmax temperature ``T`` minimising the log loss of ``scores / T``.
+
+    A one-dimensional search over ``log T`` in [1e-3, 1e3]; it takes milliseconds.
+    """
+    from scipy.optimize import minimize_scalar
+
+    scores = two_columns(scores)
+    rows = np.arange(len(y_index))
+
+    def nll(log_t: float) -> float:
+        p = softmax(scores / np.exp(log_t), 1)
+        return float(-np.mean(np.log(p[rows, y_index] + 1e-12)))
+
+    result = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
+    return float(np.exp(result.x))

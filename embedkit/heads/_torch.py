@@ -1,82 +1,122 @@
-"""The training loop shared by the torch heads (linear, MLP, attention pooling).
+"""The estimator shell of the torch heads: parameters, ``initialize``, fit, stream, predict.
 
-Built lazily, skorch style: ``fit`` creates ``module_``, ``optimizer_`` and
-``history_``. The whole feature matrix is put on the device once and batches are
-index-selected from it (no DataLoader). The number of epochs scales with the data so
-that tiny few-shot sets still get ``min_steps`` optimizer steps.
+Built lazily, skorch style: :meth:`TorchHead.initialize` creates ``module_``,
+``optimizer_`` and an empty ``history_`` from ``classes_`` and ``feature_shape_``. ``fit``,
+the first ``partial_fit`` and ``load_head`` all call it, so a fitted, a streamed and a
+loaded head hold the same state. The loop and its pieces (solvers, schedules, early
+stopping) are in ``_training.py``. The feature matrix is put on the device once and
+batches are index-selected from it (no DataLoader).
 
     embedkit train feats.h5 --head mlp --param hidden=512 --param patience=5 --out head/
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
-from embedkit.errors import UserInputError
-from embedkit.heads._base import check_fitted, encode_labels, softmax
+from embedkit.heads._training import (
+    EarlyStopping,
+    KeepBest,
+    MinibatchAdamW,
+    make_schedule,
+    run_epochs,
+    split_batches,
+)
+from embedkit.heads._validation import check_fitted, check_partial_fit, check_shape, encode_labels
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+# The training parameters of every torch head, declared once: TorchHead adds them to each
+# head's __init__ signature (scikit-learn reads it for get_params and clone).
+TRAIN_PARAMS = {
+    "weight_decay": 1e-4,  # AdamW decoupled weight decay
+    "batch_size": 1024,  # rows per step; the full matrix stays on the device
+    "max_epochs": None,  # None: max(20, enough epochs for min_steps optimizer steps)
+    "min_steps": 300,  # few-shot data still get this many optimizer steps
+    "schedule": "cosine",  # "cosine", "onecycle" or "constant" (per step)
+    "early_stopping": "auto",  # True, False, or "auto": on with validation data or >= 1,000 rows
+    "patience": 5,  # epochs without a lower validation loss before stopping
+    "validation_fraction": 0.1,  # stratified hold-out when fit gets no validation data
+    "class_weight": None,  # None, "balanced" or {label: weight}
+    "balanced_sampler": False,  # draw each epoch's rows with equal class probability
+    "label_smoothing": 0.0,  # for noisy labels
+    "standardize": "auto",  # fold the training mean/std into the module; auto: >= 1,000 rows
+    "device": "auto",  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"
+    "mixed_precision": "auto",  # bfloat16 autocast on CUDA; ignored on CPU
+    "n_threads": None,  # torch CPU threads during fit; None: 1 for head-sized steps
+    "random_state": None,  # seed of initialisation, shuffling and the validation split
+}
 _EVAL_BATCH = 65536
 
 
 class TorchHead(ClassifierMixin, BaseEstimator):
-    """Base class: parameters shared by every torch head and the training loop.
+    """Base class of the torch heads: training parameters, fit, partial_fit and predict.
 
-    Subclasses list every parameter in their own ``__init__`` (scikit-learn reads
-    the signature) and define ``_build_module(n_classes)``.
+    A subclass stores its own parameters in ``__init__(self, ..., **train)``, passes
+    ``**train`` on to this ``__init__``, and defines ``_build_module(n_classes)``. The
+    parameters of :data:`TRAIN_PARAMS` join its signature.
+
+    Attributes
+    ----------
+    module_, optimizer_ : the torch module and its AdamW optimizer (``initialize``).
+    solver_ : str
+        "adamw", or "lbfgs" when ``fit`` ran full-batch L-BFGS (whose optimizer is not kept).
+    history_ : list of dict
+        Per epoch: ``epoch, train_loss, val_loss, val_accuracy, lr, seconds``.
+    best_epoch_ : int or None
+        The epoch of lowest validation loss (its weights are restored with early stopping).
     """
 
-    _allow_nd = False
+    spatial_input = False  # True: takes (N, C, H, W) maps, which from_store then keeps whole
 
-    # ---- data ---------------------------------------------------------------------
-    def _check_X(self, X, reset: bool) -> np.ndarray:
-        X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=self._allow_nd)
-        if reset:
-            self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
-        else:
-            _check_shape(self, np.shape(X))
-        return self._to_input(X)
+    def __init__(self, **train):
+        unknown = sorted(set(train) - set(TRAIN_PARAMS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected parameter(s) {unknown}")
+        for name, default in TRAIN_PARAMS.items():
+            setattr(self, name, train.get(name, default))
 
-    def _to_input(self, X: np.ndarray) -> np.ndarray:
-        """Reshape validated features into what the module takes; identity by default."""
-        return X
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            own = inspect.signature(init).parameters.values()
+            shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
+                      for name, value in TRAIN_PARAMS.items()]  # fmt: skip
+            init.__signature__ = inspect.Signature(
+                [p for p in own if p.kind != p.VAR_KEYWORD] + shared
+            )
+
+    # ---- state --------------------------------------------------------------------
+    def initialize(self):
+        """Build ``module_`` on ``device``, its AdamW ``optimizer_`` and an empty ``history_``.
+
+        Needs ``classes_`` and ``feature_shape_``. Returns the head.
+        """
+        self.module_ = self._build_module(len(self.classes_)).to(self._device())
+        # The fused kernel does one pass over all parameters: 1.7x faster per step than
+        # the default loop on the CPU, which dominates few-shot fits of the MLP.
+        self.optimizer_ = torch.optim.AdamW(
+            self.module_.parameters(), lr=float(self.lr), weight_decay=self.weight_decay,
+            fused=True,
+        )  # fmt: skip
+        self.solver_, self.history_, self.best_epoch_, self.n_iter_ = "adamw", [], None, 0
+        return self
 
     def _device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
-    def _autocast(self, device: torch.device):
+    def _autocast(self):
+        device = self._device()
         use = self.mixed_precision in (True, "auto") and device.type == "cuda"
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
-
-    def _split_validation(self, X, y_index, X_val, y_val):
-        if X_val is None and self.validation_data is not None:
-            X_val, y_val = self.validation_data
-        if X_val is not None:
-            X_val = self._check_X(X_val, reset=False)
-            return X, y_index, X_val, encode_labels(np.asarray(y_val), self.classes_)[1]
-        auto = self.early_stopping == "auto" and len(X) >= 1000
-        if not (self.early_stopping is True or auto) or not self.validation_fraction:
-            return X, y_index, None, None
-        from sklearn.model_selection import train_test_split
-
-        rows = np.arange(len(X))
-        counts = np.bincount(y_index)
-        stratify = y_index if counts.min() >= 2 else None
-        n_val = max(1, int(round(self.validation_fraction * len(X))))
-        if stratify is not None and n_val < len(counts):
-            stratify = None
-        tr, va = train_test_split(
-            rows, test_size=n_val, stratify=stratify, random_state=self._seed()
-        )
-        return X[tr], y_index[tr], X[va], y_index[va]
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -85,99 +125,72 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             return int(self.random_state.randint(0, 2**31 - 1))
         return int(self.random_state)
 
-    # ---- schedule -----------------------------------------------------------------
-    def _resolve_solver(self, n_rows: int) -> str:
-        return "adamw"
+    def _to_input(self, X: np.ndarray) -> np.ndarray:
+        """Reshape validated features into what the module takes; identity by default."""
+        return X
 
-    def _epochs(self, steps_per_epoch: int) -> int:
-        if self.max_epochs is not None:
-            return int(self.max_epochs)
-        return int(min(2000, max(20, math.ceil(self.min_steps / steps_per_epoch))))
+    def _check_X(self, X) -> np.ndarray:
+        X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=self.spatial_input)
+        check_shape(self, X, self.feature_shape_)
+        return self._to_input(X)
 
-    def _batches(self, order: torch.Tensor) -> list[torch.Tensor]:
-        batches = list(order.split(self.batch_size))
-        if len(batches) > 1 and len(batches[-1]) < max(2, self.batch_size // 2):
-            # A short tail (e.g. one row under BatchNorm) joins the previous batch.
-            batches[-2:] = [torch.cat(batches[-2:])]
-        return batches
+    def _standardize(self, X_t: torch.Tensor) -> None:
+        if self.standardize is True or (self.standardize == "auto" and len(X_t) >= 1000):
+            # "auto": few-shot statistics are too noisy to rescale features by.
+            module = self.module_
+            std = module.standardize if hasattr(module, "standardize") else module[0]
+            std.set_from(X_t, (0,) if X_t.ndim == 2 else (0, 2, 3))
 
-    def _make_optimizer(self, total_steps: int):
-        lr = self._lr()
-        self.optimizer_ = self._adamw()
-        if self.schedule not in SCHEDULES:
-            raise UserInputError(f"unknown schedule {self.schedule!r}; use one of: {SCHEDULES}")
-        if self.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer_, total_steps)
-        if self.schedule == "onecycle":
-            return torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer_, max_lr=lr, total_steps=total_steps
-            )
-        return None
-
-    def _adamw(self) -> torch.optim.AdamW:
-        # The fused kernel does one pass over all parameters: 1.7x faster per step than
-        # the default loop on the CPU, which dominates few-shot fits of the MLP.
-        return torch.optim.AdamW(
-            self.module_.parameters(), lr=self._lr(), weight_decay=self.weight_decay, fused=True
-        )
-
-    def _lr(self) -> float:
-        return float(self.lr)
-
-    def _loss_fn(self, y_index: np.ndarray, device) -> torch.nn.Module:
+    def _loss_fn(self, y_index: np.ndarray, class_weight, device) -> torch.nn.Module:
         weight = None
-        cw = self._class_weight()
-        if cw is not None:
+        if class_weight is not None:
             from sklearn.utils.class_weight import compute_class_weight
 
-            if isinstance(cw, dict):
-                cw = {int(np.searchsorted(self.classes_, k)): v for k, v in cw.items()}
-            present = np.arange(len(self.classes_))
-            w = (
-                compute_class_weight(cw, classes=present, y=y_index)
-                if cw == "balanced"
-                else (np.array([cw.get(i, 1.0) for i in present]))
-            )
+            w = compute_class_weight(class_weight, classes=self.classes_, y=self.classes_[y_index])
             weight = torch.tensor(w, dtype=torch.float32, device=device)
         return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
 
-    def _class_weight(self):
-        return self.class_weight
-
-    def _order(self, n: int, y_t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.balanced_sampler:
-            counts = torch.bincount(y_t, minlength=len(self.classes_)).clamp(min=1).float()
-            weights = (1.0 / counts)[y_t].cpu()
-            return torch.multinomial(weights, n, replacement=True, generator=gen)
-        return torch.randperm(n, generator=gen)
-
     # ---- fit ----------------------------------------------------------------------
     def fit(self, X, y, X_val=None, y_val=None):
-        """Train the head on ``X`` (N, ...) and ``y`` (N,).
+        """Train the head on ``X`` (N, ...) and ``y`` (N,); validate on ``X_val``, ``y_val``.
 
-        Validation data come from ``X_val``/``y_val``, the ``validation_data``
-        parameter, or a stratified ``validation_fraction`` split (when
-        ``early_stopping`` is on, or "auto" with 1,000 rows or more). With early
+        Without validation data, a stratified ``validation_fraction`` split is held out
+        when ``early_stopping`` is True (or "auto" with 1,000 rows or more). With early
         stopping, training stops after ``patience`` epochs without a lower validation
         loss and the best weights are restored. ``history_`` holds one dict per epoch.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=self._allow_nd)
+        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=self.spatial_input)
         self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
         self.classes_, y_index = encode_labels(y)
-        X = self._to_input(X)
-        X, y_index, X_val, y_val = self._split_validation(X, y_index, X_val, y_val)
+        X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
         seed = self._seed()
-        device = self._device()
         threads = torch.get_num_threads()
-        devices = [device.index or 0] if device.type == "cuda" else []
         try:
             torch.set_num_threads(self._threads(min(len(X), self.batch_size), threads))
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                self._train(X, y_index, X_val, y_val, seed, device)
+            with _seeded(seed, self._device()):
+                self.initialize()
+                self._train(X, y_index, val, seed)
         finally:
             torch.set_num_threads(threads)
         return self
+
+    def _validation(self, X, y_index, X_val, y_val):
+        """``(X, y_index, (X_val, yv_index) or None)``: validation data given, held out, or none."""
+        if X_val is not None:
+            yv_index = encode_labels(np.asarray(y_val), self.classes_)[1]
+            return X, y_index, (self._check_X(X_val), yv_index)
+        auto = self.early_stopping == "auto" and len(X) >= 1000
+        if not (self.early_stopping is True or auto) or not self.validation_fraction:
+            return X, y_index, None
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(y_index)
+        n_val = max(1, int(round(self.validation_fraction * len(X))))
+        stratify = y_index if counts.min() >= 2 and n_val >= len(counts) else None
+        tr, va = train_test_split(
+            np.arange(len(X)), test_size=n_val, stratify=stratify, random_state=self._seed()
+        )
+        return X[tr], y_index[tr], (X[va], y_index[va])
 
     def _threads(self, batch_rows: int, default: int) -> int:
         # Head-sized steps run faster on one thread: no spinning or waiting on busy
@@ -187,145 +200,117 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         work = batch_rows * int(np.prod(self.feature_shape_))
         return 1 if work <= 2**22 else default
 
-    def _train(self, X, y_index, X_val, y_val, seed, device):
-        gen = torch.Generator().manual_seed(seed)
+    def _solver(self, n_rows: int):
+        """``(solver, epochs)`` of ``fit``: AdamW minibatches on the LR ``schedule``.
+
+        Epochs scale with the data, so tiny few-shot sets still get ``min_steps`` steps.
+        """
+        steps = len(split_batches(torch.arange(n_rows), self.batch_size))
+        epochs = self.max_epochs
+        if epochs is None:
+            epochs = min(2000, max(20, math.ceil(self.min_steps / steps)))
+        schedule = make_schedule(self.schedule, self.optimizer_, float(self.lr), epochs * steps)
+        return MinibatchAdamW(self.optimizer_, self.batch_size, self._autocast, schedule), epochs
+
+    def _train(self, X, y_index, val, seed: int) -> None:
+        device = self._device()
         X_t = torch.tensor(X, device=device)  # (N, ...) kept on the device for the whole fit
         y_t = torch.tensor(y_index, device=device)
-        self.module_ = self._build_module(len(self.classes_)).to(device)
-        self.solver_ = self._resolve_solver(len(X))
         self._standardize(X_t)
-        steps_per_epoch = len(self._batches(torch.arange(len(X))))
-        epochs = self._epochs(steps_per_epoch)
-        scheduler = self._make_optimizer(epochs * steps_per_epoch)
-        loss_fn = self._loss_fn(y_index, device)
-        has_val = X_val is not None
-        if has_val:
-            Xv_t = torch.tensor(X_val, device=device)
-            yv_t = torch.tensor(y_val, device=device)
-        stop = bool(self.early_stopping) and has_val
-        self.history_, best_loss, best_state, self.best_epoch_ = [], math.inf, None, None
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            lr = self.optimizer_.param_groups[0]["lr"]
-            order = self._order(len(X), y_t, gen).to(device)
-            train_loss = self._run_epoch(X_t, y_t, order, loss_fn, scheduler, device)
-            record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": None,
-                "val_accuracy": None,
-                "lr": lr,
-            }
-            if has_val:
-                record["val_loss"], record["val_accuracy"] = self._evaluate(Xv_t, yv_t, device)
-                if record["val_loss"] < best_loss:
-                    best_loss, self.best_epoch_ = record["val_loss"], epoch
-                    if stop:
-                        best_state = {
-                            k: v.detach().clone() for k, v in self.module_.state_dict().items()
-                        }
-            record["seconds"] = time.perf_counter() - start
-            self.history_.append(record)
-            if stop and epoch - self.best_epoch_ >= self.patience:
-                break
-        if best_state is not None:
-            self.module_.load_state_dict(best_state)
+        solver, epochs = self._solver(len(X))
+        self.solver_ = solver.name
+        class_weight = self.class_weight
+        if solver.full_batch and self.balanced_sampler and class_weight is None:
+            class_weight = "balanced"  # a full batch has no sampler: weights are its equivalent
+        loss_fn = self._loss_fn(y_index, class_weight, device)
+        gen = torch.Generator().manual_seed(seed)
+
+        def train_epoch() -> float:
+            order = self._order(y_t, gen).to(device)
+            return solver.epoch(self.module_, X_t, y_t, loss_fn, order)
+
+        evaluate, callbacks = None, ()
+        if val is not None:
+            Xv_t, yv_t = (torch.tensor(a, device=device) for a in val)
+            evaluate = lambda: self._evaluate(Xv_t, yv_t)  # noqa: E731
+            if self.early_stopping:
+                callbacks = (EarlyStopping(self.patience), KeepBest(self.module_))
+        lr = lambda: solver.optimizer.param_groups[0]["lr"]  # noqa: E731
+        self.history_ = run_epochs(epochs, train_epoch, lr=lr, evaluate=evaluate,
+                                   callbacks=callbacks)  # fmt: skip
+        if val is not None:
+            self.best_epoch_ = int(np.argmin([r["val_loss"] for r in self.history_])) + 1
         self.n_iter_ = len(self.history_)
         self.module_.eval()
 
-    def _standardize(self, X_t: torch.Tensor) -> None:
-        std = (
-            self.module_.standardize if hasattr(self.module_, "standardize") else (self.module_[0])
+    def _order(self, y_t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.balanced_sampler:
+            counts = torch.bincount(y_t, minlength=len(self.classes_)).clamp(min=1).float()
+            weights = (1.0 / counts)[y_t].cpu()
+            return torch.multinomial(weights, len(y_t), replacement=True, generator=gen)
+        return torch.randperm(len(y_t), generator=gen)
+
+    # ---- streaming ----------------------------------------------------------------
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over the block ``X``, ``y`` with AdamW at the constant rate ``lr``.
+
+        ``classes`` (all labels) is required on the first call, which also sets the
+        standardisation from that block; the feature shape must stay the same. A head
+        that was fitted or loaded continues from its weights.
+        """
+        shape = self.feature_shape_ if hasattr(self, "module_") else None
+        first = check_partial_fit(self, X, classes, shape)
+        X, y = validate_data(
+            self, X, y, reset=first, dtype=np.float32, allow_nd=self.spatial_input
         )
-        if self.standardize is True or (self.standardize == "auto" and len(X_t) >= 1000):
-            # "auto": few-shot statistics are too noisy to rescale features by.
-            dims = (0,) if X_t.ndim == 2 else (0, 2, 3)
-            std.set_from(X_t, dims)
+        if first:
+            self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
+            self.classes_ = np.unique(np.asarray(classes))
+            with _seeded(self._seed(), self._device()):
+                self.initialize()
+        X_t = torch.tensor(self._to_input(X), device=self._device())
+        if first:
+            self._standardize(X_t)
+        _, y_index = encode_labels(y, self.classes_)
+        y_t = torch.tensor(y_index, device=X_t.device)
+        loss_fn = self._loss_fn(y_index, self.class_weight, X_t.device)
+        for group in self.optimizer_.param_groups:
+            group["lr"] = float(self.lr)  # constant, also after a fit's schedule annealed it
+        solver = MinibatchAdamW(self.optimizer_, self.batch_size, self._autocast)
 
-    def _run_epoch(self, X_t, y_t, order, loss_fn, scheduler, device) -> float:
-        self.module_.train()
-        total = torch.zeros((), device=device)
-        for idx in self._batches(order):
-            xb, yb = X_t[idx], y_t[idx]
-            with self._autocast(device):
-                loss = loss_fn(self.module_(xb).float(), yb)
-            self.optimizer_.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_.step()
-            if scheduler is not None:
-                scheduler.step()
-            total += loss.detach() * len(idx)
-        return float(total) / len(order)
+        def train_epoch() -> float:
+            order = torch.randperm(len(X_t)).to(X_t.device)
+            return solver.epoch(self.module_, X_t, y_t, loss_fn, order)
 
-    @torch.no_grad()
-    def _logits(self, X_t: torch.Tensor, device) -> torch.Tensor:
+        self.history_ += run_epochs(
+            1, train_epoch, lr=lambda: float(self.lr), first_epoch=len(self.history_) + 1
+        )
+        self.n_iter_ = len(self.history_)
         self.module_.eval()
+        return self
+
+    # ---- predict ------------------------------------------------------------------
+    @torch.no_grad()
+    def _logits(self, X_t: torch.Tensor) -> torch.Tensor:
+        self.module_.eval()
+        device = next(self.module_.parameters()).device
         out = []
         for start in range(0, len(X_t), _EVAL_BATCH):
             xb = X_t[start : start + _EVAL_BATCH].to(device, non_blocking=True)
-            with self._autocast(device):
+            with self._autocast():
                 out.append(self.module_(xb).float())
         return torch.cat(out)
 
-    def _evaluate(self, Xv_t, yv_t, device) -> tuple[float, float]:
-        logits = self._logits(Xv_t, device).double()
+    def _evaluate(self, Xv_t, yv_t) -> tuple[float, float]:
+        logits = self._logits(Xv_t).double()
         loss = torch.nn.functional.cross_entropy(logits, yv_t)
         accuracy = (logits.argmax(1) == yv_t).double().mean()
         return float(loss), float(accuracy)
 
-    # ---- streaming ----------------------------------------------------------------
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over the block ``X``, ``y`` at a constant learning rate.
-
-        ``classes`` (all labels) is required on the first call, which also sets the
-        standardisation from that block; the feature shape must stay the same.
-        """
-        first = not hasattr(self, "module_")
-        if first and classes is None:
-            raise UserInputError(
-                "classes must be passed on the first call to partial_fit, "
-                "e.g. partial_fit(X, y, classes=np.unique(y_all))"
-            )
-        if not first:
-            _check_shape(self, np.shape(X))
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, allow_nd=self._allow_nd)
-        device = self._device()
-        if first:
-            self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
-            self.classes_ = np.unique(np.asarray(classes))
-            with torch.random.fork_rng(devices=[]):  # seed the init, leave the global RNG
-                torch.manual_seed(self._seed())
-                self.module_ = self._build_module(len(self.classes_)).to(device)
-            self.solver_ = "adamw"
-            self._standardize(torch.tensor(self._to_input(X), device=device))
-            self.optimizer_ = self._adamw()
-            self.history_ = []
-        _, y_index = encode_labels(y, self.classes_)
-        X = self._to_input(X)
-        X_t, y_t = torch.tensor(X, device=device), torch.tensor(y_index, device=device)
-        start = time.perf_counter()
-        order = torch.randperm(len(X)).to(device)
-        loss = self._run_epoch(X_t, y_t, order, self._loss_fn(y_index, device), None, device)
-        self.module_.eval()
-        self.history_.append(
-            {
-                "epoch": len(self.history_) + 1,
-                "train_loss": loss,
-                "val_loss": None,
-                "val_accuracy": None,
-                "lr": self._lr(),
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        return self
-
-    # ---- predict ------------------------------------------------------------------
     def logits(self, X) -> np.ndarray:
         """Logits (N, K) in the order of ``classes_``."""
         check_fitted(self, "module_")
-        X = self._check_X(X, reset=False)
-        device = next(self.module_.parameters()).device
-        return self._logits(torch.tensor(X), device).cpu().numpy()
+        return self._logits(torch.tensor(self._check_X(X))).cpu().numpy()
 
     def decision_function(self, X):
         """Logits (N, K); for two classes the logit difference (N,), as scikit-learn expects."""
@@ -334,7 +319,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (N, K), a softmax of the logits in float64."""
-        return softmax(self.logits(X))
+        from scipy.special import softmax
+
+        return softmax(self.logits(X).astype(np.float64), axis=1)
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
@@ -342,12 +329,10 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return self.classes_[index]
 
 
-def _check_shape(head: TorchHead, shape: tuple) -> None:
-    """Raise when a block's per-item shape differs from the one ``head`` was fitted on."""
-    if len(shape) < 2 or tuple(shape[1:]) != head.feature_shape_:
-        n = int(np.prod(shape[1:])) if len(shape) >= 2 else shape
-        raise UserInputError(
-            f"X has {n} features, but {type(head).__name__} is expecting "
-            f"{head.n_features_in_} features as input (per-item shape {head.feature_shape_}); "
-            "use features from the same tap"
-        )
+@contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed torch's global RNG inside the block, and leave the caller's RNG as it was."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,9 +1,7 @@
-"""Shared helpers for heads: fitted-state checks, label encoding, softmax probabilities.
+"""Checks every head shares: fitted state, and labels encoded as class indices.
 
 Every head ends its learned state in ``_`` and raises
-:class:`embedkit.errors.NotFittedError` before ``fit``; heads without native
-probabilities calibrate a softmax over ``decision_function`` with one temperature
-fitted on the training scores.
+:class:`embedkit.errors.NotFittedError` before ``fit``.
 """
 
 from __future__ import annotations
@@ -19,6 +17,34 @@ def check_fitted(head: object, attribute: str = "classes_") -> None:
     if not hasattr(head, attribute):
         name = type(head).__name__
         raise NotFittedError(f"{name} is not fitted yet; call {name}.fit(X, y) before using it")
+
+
+def check_partial_fit(head, X, classes, shape: tuple | None) -> bool:
+    """Check a ``partial_fit`` block; return True on the first call (``shape`` is None).
+
+    The first call needs ``classes`` (all labels); later blocks need the per-item
+    ``shape`` that the head was fitted on.
+    """
+    if shape is None and classes is None:
+        raise UserInputError(
+            "classes must be passed on the first call to partial_fit, "
+            "e.g. partial_fit(X, y, classes=np.unique(y_all))"
+        )
+    if shape is not None:
+        check_shape(head, X, shape)
+    return shape is None
+
+
+def check_shape(head, X, shape: tuple) -> None:
+    """Raise when the per-item shape of ``X`` is not ``shape``, the one ``head`` was fitted on."""
+    got = np.shape(X)
+    if len(got) < 2 or tuple(got[1:]) != tuple(shape):
+        n = int(np.prod(got[1:])) if len(got) >= 2 else got
+        raise UserInputError(
+            f"X has {n} features, but {type(head).__name__} is expecting "
+            f"{int(np.prod(shape))} features as input (per-item shape {tuple(shape)}); "
+            "pass features from the same tap"
+        )
 
 
 def encode_labels(
@@ -45,38 +71,3 @@ def encode_labels(
             f"pass all classes ({len(classes)} known) on the first partial_fit call"
         )
     return np.asarray(classes), index.astype(np.int64)
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``scores`` (N, K), computed stably in float64."""
-    z = np.asarray(scores, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-def two_columns(scores: np.ndarray) -> np.ndarray:
-    """Turn a binary decision function (N,) into (N, 2) scores for the softmax."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim == 1:
-        return np.stack([-scores / 2, scores / 2], axis=1)
-    return scores
-
-
-def fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:
-    """Fit the softmax temperature ``T`` minimising the log loss of ``scores / T``.
-
-    A one-dimensional search over ``log T`` in [1e-3, 1e3]; it takes milliseconds.
-    """
-    from scipy.optimize import minimize_scalar
-
-    scores = two_columns(scores)
-    rows = np.arange(len(y_index))
-
-    def nll(log_t: float) -> float:
-        p = softmax(scores / np.exp(log_t))
-        return float(-np.mean(np.log(p[rows, y_index] + 1e-12)))
-
-    result = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
-    return float(np.exp(result.x))

@@ -1,0 +1,118 @@
+"""The one list of heads: name, class, and what the CLI and the bench need to know of each.
+
+Every place that names heads derives from :data:`RECORDS`: ``make_head`` and the CLI's
+``--head`` choices, the classes ``load_head`` accepts, the bench's default ``--heads``,
+its ``--sweep`` grids, its run costs and the row order of its report.
+
+    embedkit train feats.h5 --head logreg --out head/
+
+Examples
+--------
+>>> head_record("mlp").torch, head_record("mlp").streams
+(True, True)
+>>> HEADS[:3]
+('sgd', 'logreg', 'ridge')
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from embedkit.errors import UserInputError
+
+_SKLEARN, _TORCH = "embedkit.heads._sklearn", "embedkit.heads._torch_heads"
+_C_GRID = {"C": [0.01, 0.1, 1.0, 10.0, 100.0]}
+_TORCH_GRID = {"weight_decay": [0.0, 1e-4, 1e-2], "lr": [1e-3, 1e-2]}
+
+
+@dataclass(frozen=True)
+class HeadRecord:
+    """One head: how to build it, and how the bench treats it."""
+
+    name: str  # the name of make_head, --head and --heads
+    cls: str  # its class name, also the "class" of a saved head.json
+    module: str = _SKLEARN  # imported on first use: torch heads load torch only when asked
+    torch: bool = False  # needs torch; saved as safetensors + JSON (else skops)
+    streams: bool = False  # has partial_fit, so fit_store can stream a store into it
+    bench_default: bool = False  # in `embedkit bench`'s default --heads
+    cost: int = 1  # relative fit cost: the bench starts the expensive runs first
+    sweep: dict = field(default_factory=dict)  # the grid `embedkit bench --sweep` tries
+
+
+# In report order: linear models, torch heads, then the non-parametric ones.
+RECORDS = (
+    HeadRecord("sgd", "SGDHead", streams=True, bench_default=True,
+               sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}),
+    HeadRecord("logreg", "LogRegHead", bench_default=True, cost=2, sweep=_C_GRID),
+    HeadRecord("ridge", "RidgeHead", sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}),
+    HeadRecord("svm", "SVMHead", cost=2, sweep=_C_GRID),
+    HeadRecord("linear", "LinearHead", _TORCH, torch=True, streams=True, bench_default=True,
+               cost=2, sweep=_TORCH_GRID),
+    HeadRecord("mlp", "MLPHead", _TORCH, torch=True, streams=True, bench_default=True,
+               cost=3, sweep=_TORCH_GRID),
+    HeadRecord("attnpool", "AttnPoolHead", _TORCH, torch=True, streams=True, cost=3,
+               sweep=_TORCH_GRID),
+    HeadRecord("knn", "KNNHead", bench_default=True, sweep={"n_neighbors": [1, 3, 5, 10, 20]}),
+    HeadRecord("centroid", "CentroidHead", bench_default=True),
+)  # fmt: skip
+HEADS = tuple(r.name for r in RECORDS)
+TORCH_HEADS = tuple(r.name for r in RECORDS if r.torch)
+STREAMING_HEADS = tuple(r.name for r in RECORDS if r.streams)
+BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
+
+
+def head_record(name: str, what: str = "head") -> HeadRecord:
+    """The record of head ``name``; an unknown name raises, listing the known ones.
+
+    Examples
+    --------
+    >>> head_record("knn").sweep
+    {'n_neighbors': [1, 3, 5, 10, 20]}
+    """
+    for record in RECORDS:
+        if record.name == name:
+            return record
+    raise UserInputError(f"unknown {what} {name!r}; known: {', '.join(HEADS)}")
+
+
+def head_class(name: str) -> type:
+    """Return the estimator class registered as ``name`` (one of :data:`HEADS`).
+
+    Examples
+    --------
+    >>> head_class("ridge").__name__
+    'RidgeHead'
+    """
+    record = head_record(name)
+    if record.torch:
+        from embedkit.errors import require
+
+        require("torch", "torch", f"the {name!r} head")
+    return getattr(importlib.import_module(record.module), record.cls)
+
+
+def make_head(name: str, **params):
+    """Return an unfitted head by name, with ``params`` set.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`HEADS`: sgd, logreg, ridge, svm, linear, mlp, attnpool, knn, centroid.
+    **params
+        Constructor parameters of that head; every head accepts ``random_state``.
+
+    Examples
+    --------
+    >>> make_head("logreg", C=0.5).get_params()["C"]
+    0.5
+    """
+    cls = head_class(name)
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UserInputError(
+            f"unknown parameter(s) {', '.join(unknown)} for head {name!r}; "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+    return cls(**params)
