@@ -19,8 +19,7 @@ import numpy as np
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
 from embedkit.errors import UserInputError
-
-_HEAD_ORDER = ("sgd", "logreg", "ridge", "svm", "linear", "mlp", "attnpool", "knn", "centroid")
+from embedkit.heads.registry import HEADS
 _LABELS = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced acc.",
@@ -209,7 +208,8 @@ def _pm(row: dict | None, key: str) -> str:
 
 
 def _head_rank(head: str) -> tuple:
-    return (_HEAD_ORDER.index(head), "") if head in _HEAD_ORDER else (len(_HEAD_ORDER), head)
+    """Registry order first (the report's row order), then unknown names alphabetically."""
+    return (HEADS.index(head), "") if head in HEADS else (len(HEADS), head)
 
 
 def _shot_rank(shots) -> float:

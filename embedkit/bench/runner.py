@@ -12,6 +12,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -23,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.bench import _heads
 from embedkit.bench.data import (
     ALL,
     BenchData,
-    carve_validation,
     check_shots,
     cv_folds,
     kshot_indices,
@@ -36,9 +35,11 @@ from embedkit.bench.data import (
 )
 from embedkit.bench.metrics import score
 from embedkit.bench.records import SCHEMA, config_hash, done_runs, run_id, write_record
+from embedkit.bench.sweep import sweep
 from embedkit.errors import UserInputError
+from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record, make_head
 
-DEFAULT_HEADS = ("sgd", "logreg", "linear", "mlp", "knn", "centroid")
+DEFAULT_HEADS = BENCH_DEFAULT_HEADS
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
 PROTOCOLS = ("kshot", "cv")
 
@@ -135,7 +136,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         spec = BenchSpec(**spec_fields)
     elif spec_fields:
         raise UserInputError("give either spec= or its fields as keywords, not both")
-    _heads.check_heads(spec.heads)
+    for name in spec.heads:
+        head_record(name, " in --heads")  # raises for a name the registry does not know
     if isinstance(store, BenchData):
         data = store
     else:
@@ -184,7 +186,7 @@ def _head_signature(name: str, spec: BenchSpec) -> dict:
     A change of a head's defaults then refuses to mix old records with new ones. A code
     change that keeps the defaults is not seen: delete runs/ after upgrading the heads.
     """
-    head = _heads.build_head(name, 0, (spec.head_params or {}).get(name))
+    head = build_head(name, 0, (spec.head_params or {}).get(name))
     params = {k: repr(v) for k, v in head.get_params(deep=False).items() if k != "random_state"}
     return {"class": type(head).__name__, "params": params}
 
@@ -206,8 +208,7 @@ def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
                 for head in spec.heads:
                     rid = run_id(head, shots, seed, fold)
                     tasks.append(_Task(rid, head, shots, seed, fold, rows, evaluate))
-    cost = {"mlp": 3, "attnpool": 3, "linear": 2, "svm": 2, "logreg": 2}
-    tasks.sort(key=lambda t: (-len(t.train), -cost.get(t.head, 1)))
+    tasks.sort(key=lambda t: (-len(t.train), -head_record(t.head).cost))
     return tasks
 
 
@@ -285,7 +286,8 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
 def _fit_and_score(task: _Task, X, y, common: dict, record: dict) -> None:
     params = dict(common["head_params"].get(task.head, {}))
     if common["sweep"]:
-        record["sweep"] = _sweep(task, X, y, params, common["threads"])
+        build = functools.partial(_new_head, threads=common["threads"])
+        record["sweep"] = sweep(task, X, y, params, build)
         params.update(record["sweep"].get("best") or {})
     head = _new_head(task.head, task.seed, params, common["threads"])
     X_train = X[task.train]  # (n_train, D...) a copy, so memory-mapped input is read once
@@ -301,37 +303,13 @@ def _fit_and_score(task: _Task, X, y, common: dict, record: dict) -> None:
     record["params"] = params
 
 
-def _sweep(task: _Task, X, y, fixed: dict, threads: int) -> dict:
-    """Pick parameters by accuracy on a validation part of the run's own training rows."""
-    started = time.perf_counter()
-    probe = _new_head(task.head, task.seed, fixed, threads)
-    candidates = _heads.sweep_candidates(task.head, probe)
-    split = carve_validation(y, task.train, task.seed)
-    if not candidates or split is None:
-        why = "no sweep grid for this head" if not candidates else "a class has under 2 rows"
-        return {"best": None, "skipped": why, "seconds": time.perf_counter() - started}
-    fit_rows, val_rows = split
-    scores = []
-    for candidate in candidates:
-        try:
-            head = _new_head(task.head, task.seed, {**fixed, **candidate}, threads)
-            head.fit(X[fit_rows], y[fit_rows])
-            scores.append(float(np.mean(head.predict(X[val_rows]) == y[val_rows])))
-        except Exception:  # a candidate that cannot fit (e.g. k > rows) just loses
-            scores.append(-1.0)
-    best = int(np.argmax(scores))  # ties go to the earlier candidate
-    return {
-        "best": candidates[best],
-        "val_accuracy": scores[best],
-        "n_candidates": len(candidates),
-        "n_fit": int(len(fit_rows)),
-        "n_val": int(len(val_rows)),
-        "seconds": time.perf_counter() - started,
-    }
+def build_head(name: str, seed: int, params: dict | None = None):
+    """An unfitted head from ``embedkit.heads.make_head`` with the run's seed."""
+    return make_head(name, random_state=seed, **(params or {}))
 
 
 def _new_head(name: str, seed: int, params: dict, threads: int):
-    head = _heads.build_head(name, seed, params)
+    head = build_head(name, seed, params)
     if "torch" in sys.modules:  # torch heads: one worker's share of the cores
         sys.modules["torch"].set_num_threads(threads)
     return head

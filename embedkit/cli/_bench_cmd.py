@@ -8,7 +8,9 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 
 from __future__ import annotations
 
-_DEFAULT_HEADS = "sgd,logreg,linear,mlp,knn,centroid"
+from embedkit.heads.registry import BENCH_DEFAULT_HEADS
+
+_DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
 _DEFAULT_SHOTS = "1,2,4,8,16,all"
 
 

@@ -62,7 +62,7 @@ STREAMING_HEADS = tuple(r.name for r in RECORDS if r.streams)
 BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
 
 
-def head_record(name: str, what: str = "head") -> HeadRecord:
+def head_record(name: str, where: str = "") -> HeadRecord:
     """The record of head ``name``; an unknown name raises, listing the known ones.
 
     Examples
@@ -73,7 +73,7 @@ def head_record(name: str, what: str = "head") -> HeadRecord:
     for record in RECORDS:
         if record.name == name:
             return record
-    raise UserInputError(f"unknown {what} {name!r}; known: {', '.join(HEADS)}")
+    raise UserInputError(f"unknown head {name!r}{where}; known: {', '.join(HEADS)}")
 
 
 def head_class(name: str) -> type:

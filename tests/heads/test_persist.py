@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 from sklearn.tree import DecisionTreeClassifier
 
 from embedkit.errors import UserInputError
-from embedkit.heads import HEADS, TORCH_HEADS, load_head, make_head, save_head
+from embedkit.heads import HEADS, TORCH_HEADS, head_record, load_head, make_head, save_head
 from tests.heads.conftest import FAST_TORCH
 
 
@@ -46,6 +46,48 @@ def test_round_trip_gives_identical_probabilities(name, saved, tiny):
     assert files == (
         ["head.json", "weights.safetensors"] if name in TORCH_HEADS else ["head.json", "head.skops"]
     )
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_partial_fit_after_load_head_continues_from_the_saved_state(name, saved, tiny):
+    head, path = saved[name]
+    loaded = load_head(path)
+    assert hasattr(loaded, "partial_fit") == head_record(name).streams
+    if not head_record(name).streams:
+        return  # fit_store refuses it by name (test_stream_and_cli.py)
+    X, y, Xte, yte = tiny
+    labels = np.array(["cat", "dog", "eel"])
+    # Small steps: a head that continues stays near its saved predictions, a new one cannot.
+    params = dict(FAST_TORCH, lr=1e-4) if name in TORCH_HEADS else {}
+    loaded.set_params(**params)
+    before = loaded.predict_proba(Xte)
+    loaded.partial_fit(X, labels[y])  # no classes=: the loaded head knows them
+    after = loaded.predict_proba(Xte)
+    fresh = make_head(name, random_state=0, **params).partial_fit(X, labels[y], classes=labels)
+    assert not np.array_equal(after, before)  # it trained on the block
+    # ... starting from the saved weights, not from a new initialisation
+    assert np.abs(after - before).mean() < np.abs(fresh.predict_proba(Xte) - before).mean() / 2
+    assert loaded.score(Xte, labels[yte]) > 0.6
+    if name in TORCH_HEADS:
+        n = len(head.history_)
+        assert [h["epoch"] for h in loaded.history_[-2:]] == [n, n + 1]
+    with pytest.raises(UserInputError, match="X has 8 features, but .* expecting 16"):
+        loaded.partial_fit(X[:, :8], labels[y])
+
+
+def test_torch_head_saved_with_the_old_validation_data_param_loads(saved, tmp_path, tiny):
+    # Heads saved before validation data moved to fit() hold "validation_data": null.
+    head, path = saved["mlp"]
+    old = tmp_path / "old"
+    old.mkdir()
+    config = json.loads((path / "head.json").read_text())
+    config["params"]["validation_data"] = None
+    del config["state"]["solver"]
+    (old / "head.json").write_text(json.dumps(config))
+    (old / "weights.safetensors").write_bytes((path / "weights.safetensors").read_bytes())
+    loaded = load_head(old)
+    np.testing.assert_array_equal(loaded.predict_proba(tiny[2]), head.predict_proba(tiny[2]))
+    assert "validation_data" not in loaded.get_params() and loaded.solver_ == "adamw"
 
 
 def test_skops_file_with_a_foreign_type_is_refused(saved, tmp_path):
