@@ -20,6 +20,7 @@ from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
 from embedkit.errors import UserInputError
 from embedkit.heads.registry import HEADS
+
 _LABELS = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced acc.",

@@ -260,9 +260,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         """
         shape = self.feature_shape_ if hasattr(self, "module_") else None
         first = check_partial_fit(self, X, classes, shape)
-        X, y = validate_data(
-            self, X, y, reset=first, dtype=np.float32, allow_nd=self.spatial_input
-        )
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, allow_nd=self.spatial_input)
         if first:
             self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
             self.classes_ = np.unique(np.asarray(classes))

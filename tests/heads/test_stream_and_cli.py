@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embedkit.cli import main
-from embedkit.heads import fit_store, load_head, make_head
+from embedkit.heads import fit_store, load_head, make_head, predict_store, train_on_store
 from embedkit.store import FeatureStore
 
 
@@ -129,3 +129,21 @@ def test_cli_errors_are_one_line(labelled_store, tmp_path, capsys):
     assert code == 2 and "its taps are: features" in capsys.readouterr().err
     code = main(["predict", str(tmp_path / "missing"), str(labelled_store)])
     assert code == 2 and "head.json not found" in capsys.readouterr().err
+
+
+def test_predict_store_reads_the_ids_once_not_per_block(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20_000, 4)).astype(np.float32)  # three 8,192-row blocks
+    y = (X[:, 0] > 0).astype(int)
+    path = tmp_path / "f.h5"
+    FeatureStore.from_arrays(path, X, y, ids=[f"r{i}" for i in range(len(X))]).close()
+    train_on_store(path, "ridge", tmp_path / "head")
+    calls = []
+    real = FeatureStore.ids
+    monkeypatch.setattr(
+        FeatureStore, "ids", lambda fs, rows=None: calls.append(rows) or real(fs, rows)
+    )
+    records = list(predict_store(tmp_path / "head", path))
+    assert calls == [None]
+    assert [r["id"] for r in records[8190:8194]] == ["r8190", "r8191", "r8192", "r8193"]
+    assert np.mean([r["pred"] == r["label"] for r in records]) > 0.95
