@@ -209,7 +209,6 @@ def _pm(row: dict | None, key: str) -> str:
 
 
 def _head_rank(head: str) -> tuple:
-    """Registry order first (the report's row order), then unknown names alphabetically."""
     return (HEADS.index(head), "") if head in HEADS else (len(HEADS), head)
 
 

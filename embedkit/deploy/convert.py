@@ -236,7 +236,7 @@ def _torch_model(head, feature_shape: tuple[int, ...], opset: int):
             return p, p.argmax(1)
 
     shape = tuple(head.feature_shape_)
-    if type(head).__name__ == "AttnPoolHead" and len(shape) == 1:
+    if head.spatial_input and len(shape) == 1:
         shape = (*shape, 1, 1)  # pooled features are a 1 x 1 map, as in fit
     wrapper = Probabilities(head.module_.cpu().eval(), shape).eval()
     example = torch.zeros((2, *feature_shape), dtype=torch.float32)

@@ -141,7 +141,7 @@ def _is_store(source) -> bool:
 
 
 def _from_store(head_dir: Path, store, record) -> Predictions:
-    from embedkit.heads._workflow import predict_store
+    from embedkit.heads import predict_store
 
     tap = record.taps[0]["name"] if len(record.taps) == 1 else None
     rows = list(predict_store(head_dir, store, tap=tap))

@@ -171,17 +171,7 @@ class SGDHead(_WrappedHead):
 
 
 class _PenalisedLinearHead(_WrappedHead):
-    """One scikit-learn linear model with penalty ``1/C``: the base of LogReg and SVM heads.
-
-    Parameters
-    ----------
-    C : float
-        Inverse regularisation strength.
-    max_iter, tol : int, float
-        Solver iterations at most, and its stopping tolerance.
-    class_weight : None, "balanced" or dict
-    random_state : int or None
-    """
+    """The parameters of LogRegHead and SVMHead: ``C`` (inverse penalty), ``max_iter``, ..."""
 
     def __init__(
         self,

@@ -109,9 +109,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return self
 
     def _device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(auto if self.device == "auto" else self.device)
 
     def _autocast(self):
         device = self._device()
@@ -119,15 +118,20 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 
     def _seed(self) -> int:
-        if self.random_state is None:
-            return int(np.random.randint(0, 2**31 - 1))
-        if isinstance(self.random_state, np.random.RandomState):
-            return int(self.random_state.randint(0, 2**31 - 1))
-        return int(self.random_state)
+        rng = self.random_state
+        if rng is None or isinstance(rng, np.random.RandomState):
+            return int((rng or np.random).randint(0, 2**31 - 1))
+        return int(rng)
 
     def _to_input(self, X: np.ndarray) -> np.ndarray:
         """Reshape validated features into what the module takes; identity by default."""
         return X
+
+    def _validate(self, X, y, reset: bool):
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=self.spatial_input)
+        if reset:
+            self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
+        return X, y
 
     def _check_X(self, X) -> np.ndarray:
         X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=self.spatial_input)
@@ -159,8 +163,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         stopping, training stops after ``patience`` epochs without a lower validation
         loss and the best weights are restored. ``history_`` holds one dict per epoch.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=self.spatial_input)
-        self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
+        X, y = self._validate(X, y, reset=True)
         self.classes_, y_index = encode_labels(y)
         X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
         seed = self._seed()
@@ -260,9 +263,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         """
         shape = self.feature_shape_ if hasattr(self, "module_") else None
         first = check_partial_fit(self, X, classes, shape)
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, allow_nd=self.spatial_input)
+        X, y = self._validate(X, y, reset=first)
         if first:
-            self.feature_shape_ = tuple(int(s) for s in X.shape[1:])
             self.classes_ = np.unique(np.asarray(classes))
             with _seeded(self._seed(), self._device()):
                 self.initialize()

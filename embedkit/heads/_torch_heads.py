@@ -32,10 +32,7 @@ class LinearHead(TorchHead):
         L-BFGS only: the penalty l2/2 |W|^2 on the mean loss; "auto" is 1/N, the same
         objective as ``LogisticRegression(C=1)``.
     **train
-        weight_decay, batch_size, max_epochs, min_steps, schedule, early_stopping,
-        patience, validation_fraction, class_weight, balanced_sampler, label_smoothing,
-        standardize, device, mixed_precision, n_threads, random_state: the training
-        parameters of every torch head (``TRAIN_PARAMS``, with their defaults).
+        The training parameters of every torch head, ``TRAIN_PARAMS`` in ``_torch.py``.
 
     Attributes
     ----------

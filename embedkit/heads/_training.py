@@ -30,10 +30,7 @@ def make_schedule(name: str, optimizer, lr: float, total_steps: int) -> Callable
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps).step
     if name == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total_steps
-        )
-        return scheduler.step
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=total_steps).step
     return None
 
 

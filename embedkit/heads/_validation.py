@@ -62,8 +62,7 @@ def encode_labels(
         raise UserInputError(
             f"y has {len(classes)} class ({classes!r}); a classifier needs at least 2 classes"
         )
-    index = np.searchsorted(classes, y)
-    index = np.clip(index, 0, len(classes) - 1)
+    index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
     unknown = classes[index] != y
     if np.any(unknown):
         raise UserInputError(

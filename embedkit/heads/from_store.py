@@ -8,6 +8,19 @@ store larger than memory:
 
 Spatial taps (N, C, H, W) are flattened for every head except those tagged
 ``spatial_input`` (attention pooling).
+
+Examples
+--------
+>>> import numpy as np, tempfile, os
+>>> from embedkit.store import FeatureStore
+>>> d = tempfile.mkdtemp(); rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(300, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
+>>> FeatureStore.from_arrays(os.path.join(d, "f.h5"), X, y).close()
+>>> m = train_on_store(os.path.join(d, "f.h5"), "logreg", os.path.join(d, "head"))
+>>> m["accuracy"]["test"] > 0.9
+True
+>>> sorted(next(predict_store(os.path.join(d, "head"), os.path.join(d, "f.h5"))))
+['confidence', 'id', 'label', 'pred', 'proba']
 """
 
 from __future__ import annotations
@@ -41,24 +54,13 @@ def train_on_store(
     Train rows are ``fs.split(val=split_val)["train"]`` minus unlabelled rows and the
     ``exclude`` ids (which leave train and val, never test); torch heads early-stop on
     the val rows, and accuracy is reported on train, val and test rows where they exist.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, os
-    >>> from embedkit.store import FeatureStore
-    >>> d = tempfile.mkdtemp(); rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(300, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
-    >>> FeatureStore.from_arrays(os.path.join(d, "f.h5"), X, y).close()
-    >>> m = train_on_store(os.path.join(d, "f.h5"), "logreg", os.path.join(d, "head"))
-    >>> m["accuracy"]["test"] > 0.9
-    True
     """
     from embedkit.heads import save_head
     from embedkit.store import FeatureStore
 
     head = make_head(head_name, random_state=seed, **(params or {}))
     with FeatureStore(store) as fs:
-        tap = _check_tap(fs, tap)
+        tap = fs.tap_info(tap).name  # raises for a tap the store lacks, naming its taps
         labels = fs.labels()
         parts = fs.split(val=split_val, seed=seed)
         excluded = np.isin(fs.ids(), list(exclude or ()))
@@ -72,6 +74,7 @@ def train_on_store(
             )
         data = {name: (_load(fs, tap, rows, head), labels[rows]) for name, rows in parts.items()}
         label_names = fs.label_names
+        features = feature_record(fs, tap, Path(store))
     (X, y), (X_val, y_val) = data["train"], data["val"]
     if head_record(head_name).torch and len(X_val):
         head.fit(X, y, X_val=X_val, y_val=y_val)
@@ -87,6 +90,7 @@ def train_on_store(
         "rows": {name: int(len(rows)) for name, rows in parts.items()},
         "excluded": int((excluded & (labels >= 0)).sum()),
         "accuracy": {name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
+        "features": features,
     }
     (Path(out) / TRAIN_INFO).write_text(json.dumps(info, indent=1))
     return info
@@ -97,18 +101,6 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
 
     The tap and label names default to those the head was trained with (``train.json``).
     Ids and labels are read once; features one block of rows at a time.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, os
-    >>> from embedkit.store import FeatureStore
-    >>> d = tempfile.mkdtemp(); rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(300, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
-    >>> FeatureStore.from_arrays(os.path.join(d, "f.h5"), X, y).close()
-    >>> _ = train_on_store(os.path.join(d, "f.h5"), "ridge", os.path.join(d, "head"))
-    >>> first = next(predict_store(os.path.join(d, "head"), os.path.join(d, "f.h5")))
-    >>> sorted(first)
-    ['confidence', 'id', 'label', 'pred', 'proba']
     """
     from embedkit.heads import load_head
     from embedkit.store import FeatureStore
@@ -117,9 +109,10 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
     info_path = Path(head_dir) / TRAIN_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     with FeatureStore(store) as fs:
-        tap = _check_tap(fs, tap or info.get("tap"))
+        tap = fs.tap_info(tap or info.get("tap")).name
         names = info.get("label_names") or fs.label_names
         classes = [_name(c, names) for c in head.classes_]
+        truth_names = fs.label_names  # the store's own names: its classes may be a subset
         ids = fs.ids()
         truth = fs.labels() if fs.has_labels else np.full(len(ids), -1)
         for lo in range(0, len(ids), _PREDICT_BLOCK):
@@ -131,9 +124,38 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
                     "id": str(item),
                     "pred": classes[best],
                     "confidence": float(p[best]),
-                    "label": None if true < 0 else _name(true, names),
+                    "label": None if true < 0 else _name(true, truth_names),
                     "proba": dict(zip(classes, map(float, p))),
                 }
+
+
+def feature_record(fs, tap: str, store: Path) -> dict:
+    """What the head's features were made with: ``train.json["features"]``.
+
+    ``embedkit predict`` checks a store (or the model it runs on raw inputs) against it,
+    and ``embedkit deploy`` rebuilds the backbone side of the graph from it.
+    """
+    fp = fs.fingerprint
+    info = fs.tap_info(tap)
+    return {
+        "fingerprint": fp.digest,  # of the whole store: backbone, taps, preprocess, dtype
+        "backbone_sha256": fp.backbone_sha256,  # "arrays" for a store of your own features
+        "model": _model_path(fs.provenance.get("model"), store),
+        "preprocess": json.loads(fp.preprocess),
+        "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"}],
+        "width": int(np.prod(info.shape)),
+        "dtype": fp.dtype,
+    }
+
+
+def _model_path(model: str | None, store: Path) -> str | None:
+    """The ONNX file the store was extracted with, absolute when it can be found."""
+    if not model or Path(model).is_absolute():
+        return model
+    for base in (Path.cwd(), store.parent):
+        if (base / model).is_file():
+            return str((base / model).resolve())
+    return model
 
 
 def fit_store(
@@ -217,14 +239,6 @@ def fit_store(
         if fs is not store:
             fs.close()
     return head
-
-
-def _check_tap(fs, tap: str | None) -> str:
-    if tap is None:
-        return fs.default_tap
-    if tap not in fs.taps:
-        raise UserInputError(f"{fs.path}: has no tap {tap!r}; its taps are: {', '.join(fs.taps)}")
-    return tap
 
 
 def _load(fs, tap: str, rows, head) -> np.ndarray:

@@ -8,10 +8,8 @@ its ``--sweep`` grids, its run costs and the row order of its report.
 
 Examples
 --------
->>> head_record("mlp").torch, head_record("mlp").streams
-(True, True)
->>> HEADS[:3]
-('sgd', 'logreg', 'ridge')
+>>> head_record("mlp").torch, head_record("mlp").streams, HEADS[:3]
+(True, True, ('sgd', 'logreg', 'ridge'))
 """
 
 from __future__ import annotations
