@@ -316,17 +316,10 @@ def _new_head(name: str, seed: int, params: dict, threads: int):
 
 
 def _predict(head, X: np.ndarray, n_classes: int):
-    """``(proba (N, n_classes) or None, predicted class (N,))`` from one pass."""
-    if hasattr(head, "predict_proba"):
-        try:
-            scores = np.asarray(head.predict_proba(X), dtype=np.float64)
-        except (AttributeError, NotImplementedError):
-            scores = None
-        if scores is not None:
-            proba = np.zeros((len(X), n_classes))
-            proba[:, np.asarray(head.classes_, dtype=np.int64)] = scores
-            return proba, proba.argmax(axis=1)
-    return None, np.asarray(head.predict(X), dtype=np.int64)
+    """``(proba (N, n_classes), predicted class (N,))`` from one pass; every head has proba."""
+    proba = np.zeros((len(X), n_classes))
+    proba[:, np.asarray(head.classes_, dtype=np.int64)] = head.predict_proba(X)
+    return proba, proba.argmax(axis=1)
 
 
 def _cores() -> int:
