@@ -11,7 +11,6 @@ items, so a run killed at any point and started again gives a bit-identical stor
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -23,15 +22,18 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.extract.batching import Plan, plan_batches
 from embedkit.extract.checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec, load_model
 from embedkit.extract.preprocess import (
     BadItem,
     ImageSpec,
+    TextPreprocessor,
     check_item_shape,
     make_preprocessor,
     spec_dict,
 )
+from embedkit.extract.progress import progress_bar
 from embedkit.extract.providers import Runner, cores, select_providers
 from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
 
@@ -40,7 +42,7 @@ from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name,
 class ExtractConfig:
     """How to run an extraction; every field is also an ``embedkit extract`` option."""
 
-    batch_size: int = 32  # items per session.run; also the unit of resume
+    batch_size: int = 32  # items per session.run (text: x mean tokens, padded)
     device: str = "auto"  # auto (CUDA when available), cpu or cuda
     workers: int | None = None  # preprocessing threads; None: half the cores (1 to 8)
     dtype: str = "float32"  # storage dtype: float32 or float16
@@ -53,7 +55,7 @@ class ExtractConfig:
     label_column: str | None = None  # CSV/JSONL label column (default "label" if present)
     skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
     limit: int | None = None  # use only the first N items of the source
-    progress: bool = True  # tqdm bar on stderr (only when stderr is a terminal)
+    progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
 
 
 @dataclass(frozen=True)
@@ -183,11 +185,9 @@ class _Extraction:
             label_names=listing.label_names,
         )
         todo = writer.plan(listing.ids, listing.digests)
-        done = writer.begin([listing.ids[i] for i in todo], self.cfg.batch_size)
-        bs = self.cfg.batch_size
-        batches = [
-            (b, todo[b * bs : (b + 1) * bs]) for b in range(-(-len(todo) // bs)) if b not in done
-        ]
+        self.plan = self._plan(todo)
+        done = writer.begin([listing.ids[i] for i in todo], self.plan.positions(todo))
+        batches = [(b, rows) for b, rows in enumerate(self.plan.batches) if b not in done]
         n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
         try:
             n_computed, n_bad = self._run_batches(batches, listing, writer, n_resumed, len(todo))
@@ -209,6 +209,13 @@ class _Extraction:
             nbytes=commit.nbytes,
             provider=self._runner.provider if self._runner is not None else "none",
         )
+
+    def _plan(self, todo: np.ndarray) -> Plan:
+        """Text: tokenised once and bucketed by length; anything else: fixed-size batches."""
+        if not isinstance(self.pre, TextPreprocessor):
+            return plan_batches(todo, self.cfg.batch_size)
+        texts = [self.source.read(i) for i in todo.tolist()]
+        return plan_batches(todo, self.cfg.batch_size, texts=texts, pre=self.pre)
 
     def _tap_infos(self, listing: Listing):
         """TapInfo per tap; a per-item shape the graph leaves dynamic is probed on one item."""
@@ -242,23 +249,18 @@ class _Extraction:
                 bad.append((index, str(exc)))
             except OSError as exc:
                 bad.append((index, f"cannot read ({exc.strerror or exc})"))
-        return good, bad, (self.pre.collate(prepared) if prepared else None)
+        if not prepared:
+            return good, bad, None
+        if self.plan.tokens is not None:  # text: tokenised once when planning
+            return good, bad, self.plan.feed(good, self.pre)
+        return good, bad, self.pre.collate(prepared)
 
     def _run_batches(self, batches, listing: Listing, writer, n_resumed: int, n_todo: int):
-        from tqdm import tqdm
-
         cfg, taps = self.cfg, self.model.taps
         expected = {
             t.name: tuple(info.shape) for t, info in zip(taps, writer.fingerprint.tap_infos)
         }
-        bar = tqdm(
-            total=n_todo,
-            initial=n_resumed,
-            unit="item",
-            file=sys.stderr,
-            disable=not cfg.progress or not sys.stderr.isatty(),
-            dynamic_ncols=True,
-        )
+        bar = progress_bar(n_todo, n_resumed, enabled=cfg.progress)
         sink = _WriterThread(writer)
         n_computed = n_bad = 0
         with ThreadPoolExecutor(cfg.workers, thread_name_prefix="embedkit-prep") as pool, bar:

@@ -283,8 +283,22 @@ class ImagePreprocessor:
         return {self.spec.input: x.astype(self.spec.dtype, copy=False)}
 
 
+@dataclass(frozen=True)
+class TokenTable:
+    """Texts tokenised once, unpadded, in flat arrays: fed batch by batch, padded per batch."""
+
+    ids: np.ndarray  # (total tokens,) int32, all texts one after another
+    type_ids: np.ndarray  # (total tokens,) uint8 token type ids
+    offsets: np.ndarray  # (n + 1,) int64: text i is ids[offsets[i]:offsets[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text, ``(n,)``."""
+        return np.diff(self.offsets)
+
+
 class TextPreprocessor:
-    """Tokenize with ``tokenizers`` (padding to the batch's longest, truncation)."""
+    """Tokenize with ``tokenizers`` (truncation; batches pad to their longest item)."""
 
     def __init__(self, spec: TextSpec, model: ModelSpec):
         from embedkit.errors import require
@@ -298,7 +312,8 @@ class TextPreprocessor:
         self.spec = spec
         self.tokenizer = tokenizers.Tokenizer.from_str(model.tokenizer)
         self.tokenizer.enable_truncation(max_length=spec.max_length)
-        self.tokenizer.enable_padding(**_pad_token(self.tokenizer))  # to each batch's longest
+        self.pad = _pad_token(self.tokenizer)
+        self.tokenizer.no_padding()  # feed() pads each batch to its own longest item
         declared = {t.name for t in model.inputs}
         self.inputs = [name for name in spec.inputs if name in declared]
         missing = declared - set(self.inputs)
@@ -313,17 +328,35 @@ class TextPreprocessor:
             raise BadItem("empty text")
         return raw
 
+    def tokenize(self, texts: list[str]) -> TokenTable:
+        """Tokenise ``texts`` in one ``encode_batch`` call (Rust threads, no padding)."""
+        encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        encodings = encode(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        offsets = np.zeros(len(encodings) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        total = int(offsets[-1])
+        ids = np.fromiter((i for e in encodings for i in e.ids), np.int32, total)
+        types = np.fromiter((t for e in encodings for t in e.type_ids), np.uint8, total)
+        return TokenTable(ids, types, offsets)
+
+    def feed(self, tokens: TokenTable, rows: list[int]) -> dict[str, np.ndarray]:
+        """The ``{input: (n, longest) int64}`` feed of texts ``rows`` of ``tokens``."""
+        starts = tokens.offsets[rows]
+        lengths = tokens.offsets[np.asarray(rows, np.int64) + 1] - starts
+        n, longest = len(rows), int(lengths.max()) if len(rows) else 0
+        ids = np.full((n, longest), self.pad.get("pad_id", 0), np.int64)
+        types = np.full((n, longest), self.pad.get("pad_type_id", 0), np.int64)
+        mask = np.zeros((n, longest), np.int64)
+        for k, (lo, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            ids[k, :length] = tokens.ids[lo : lo + length]
+            types[k, :length] = tokens.type_ids[lo : lo + length]
+            mask[k, :length] = 1
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: arrays[name] for name in self.inputs}  # each (N, longest)
+
     def collate(self, items: list[str]) -> dict[str, np.ndarray]:
-        encodings = self.tokenizer.encode_batch(items)
-        fields = {
-            "input_ids": "ids",
-            "attention_mask": "attention_mask",
-            "token_type_ids": "type_ids",
-        }
-        return {
-            name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
-            for name in self.inputs
-        }  # each (N, longest)
+        return self.feed(self.tokenize(items), list(range(len(items))))
 
 
 def _pad_token(tokenizer) -> dict[str, Any]:

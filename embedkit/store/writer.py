@@ -9,7 +9,7 @@ store or the new one, never a half-written row.
 
     w = StoreWriter("feats.h5", fingerprint, provenance={"provider": "CPUExecutionProvider"})
     todo = w.plan(ids, digests)            # positions that need computing
-    done = w.begin([ids[i] for i in todo], batch_size=64)   # batches a crashed run already wrote
+    done = w.begin([ids[i] for i in todo], 64)   # batches a crashed run already wrote
     for b, batch in enumerate(batches):
         if b not in done:
             w.write_batch(b, batch_ids, batch_digests, labels, splits, {"pool": feats})
@@ -85,7 +85,7 @@ class StoreWriter:
         self.journal = Path(str(self.path) + ".journal")
         self._lock_fd: int | None = None
         self._todo: list[str] = []
-        self._batch_size = 0
+        self._batches: list[list[str]] = []
         self._started = _now()
         self._existing = _read_existing(self.path)
         if self._existing is not None:
@@ -117,17 +117,23 @@ class StoreWriter:
         return np.asarray(todo, dtype=np.int64)
 
     # -- the journal -----------------------------------------------------------------
-    def begin(self, todo_ids: Sequence[str], batch_size: int) -> set[int]:
-        """Open the journal for ``todo_ids`` in batches of ``batch_size``.
+    def begin(self, todo_ids: Sequence[str], batches: int | Sequence[Sequence[int]]) -> set[int]:
+        """Open the journal for ``todo_ids``, cut into ``batches``.
 
-        Returns the batch numbers that an interrupted run already journaled with exactly
-        the same ids; the caller skips them. Journaled batches that no longer match are
-        discarded.
+        ``batches`` is a batch size (consecutive slices of ``todo_ids``) or, per batch, the
+        positions into ``todo_ids`` it holds (e.g. text bucketed by length); it must be the
+        same for the same ``todo_ids`` in every run. Returns the batch numbers that an
+        interrupted run already journaled with exactly those ids; the caller skips them.
+        Journaled batches that no longer match are discarded. Rows are committed in the
+        order of ``todo_ids`` whatever the batches.
         """
-        if batch_size < 1:
-            raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
         self._todo = list(todo_ids)
-        self._batch_size = int(batch_size)
+        if isinstance(batches, int):
+            if batches < 1:
+                raise UserInputError(f"--batch-size must be at least 1, got {batches}")
+            n = len(self._todo)
+            batches = [range(lo, min(n, lo + batches)) for lo in range(0, n, batches)]
+        self._batches = [[self._todo[p] for p in positions] for positions in batches]
         self.journal.mkdir(parents=True, exist_ok=True)
         self._lock()
         manifest = self.journal / "manifest.json"
@@ -141,7 +147,7 @@ class StoreWriter:
         done = set()
         for shard in self.journal.glob("b*.npz"):
             b = int(shard.stem[1:])
-            expected = self._todo[b * self._batch_size : (b + 1) * self._batch_size]
+            expected = self._batches[b] if b < len(self._batches) else []
             try:
                 with np.load(shard, allow_pickle=False) as z:
                     got = z["ids"].tolist()
@@ -242,6 +248,10 @@ class StoreWriter:
                         new_ids.append(item_id)
                     if has and name not in label_names:
                         label_names.append(name)
+        # Batches may be out of source order (text bucketed by length): rows are not.
+        position = {item_id: p for p, item_id in enumerate(self._todo)}
+        new_ids.sort(key=lambda item_id: position.get(item_id, len(position)))
+        index.update({item_id: len(old_ids) + k for k, item_id in enumerate(new_ids)})
         n_total = len(old_ids) + len(new_ids)
         label_of = {name: i for i, name in enumerate(label_names)}
         with h5py.File(tmp, "w") as dst:

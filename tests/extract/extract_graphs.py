@@ -178,6 +178,64 @@ def make_slow_model(path: Path, dim: int = 512, depth: int = 24) -> Path:
     return _save(helper.make_model(graph), path)
 
 
+def make_slow_text_model(path: Path, dim: int = 256, depth: int = 16, max_length: int = 64):
+    """The text model with ``depth`` x (MatMul + Tanh) per token: slow enough to kill."""
+    rng = np.random.default_rng(6)
+    table = rng.normal(size=(len(WORDS), dim)).astype(np.float32)
+    w = (rng.normal(size=(dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    nodes, name = [helper.make_node("Gather", ["emb", "input_ids"], ["h"])], "h"  # (N, S, D)
+    for i in range(depth):
+        nodes += [
+            helper.make_node("MatMul", [name, "w"], [f"m{i}"]),
+            helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]),
+        ]
+        name = f"t{i}"
+    nodes += [
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axes2"], ["mask3"]),  # (N, S, 1)
+        helper.make_node("Mul", [name, "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["total"], keepdims=0),  # (N, D)
+        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),  # (N, 1)
+        helper.make_node("Div", ["total", "count"], ["sentence"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_text",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "S"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["N", "S"]),
+        ],
+        [helper.make_tensor_value_info("sentence", TensorProto.FLOAT, ["N", dim])],
+        [
+            numpy_helper.from_array(table, "emb"),
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+            numpy_helper.from_array(np.array([2], np.int64), "axes2"),
+        ],
+    )
+    spec = {"kind": "text", "inputs": ["input_ids", "attention_mask"], "max_length": max_length}
+    tap = {"name": "sentence", "output": "sentence", "shape": [dim], "pooling": "mean",
+           "stride": None, "layer": "emb"}  # fmt: skip
+    meta = {
+        "embedkit.format": "1",
+        "embedkit.backbone": "slow_text",
+        "embedkit.preprocess": spec,
+        "embedkit.taps": [tap],
+        "embedkit.tokenizer": make_tokenizer_json(),
+    }
+    return _save(helper.make_model(graph), path, meta)
+
+
+def write_texts(path: Path, n: int, seed: int = 7, longest: int = 60) -> Path:
+    """``n`` lines of 1 to ``longest`` words from the tiny vocabulary (varied lengths)."""
+    rng = np.random.default_rng(seed)
+    words = WORDS[2:]
+    lengths = np.minimum(rng.geometric(1 / 12, size=n), longest)
+    lines = [" ".join(rng.choice(words, size=k)) for k in lengths]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def write_images(root: Path, per_class: int = 3) -> Path:
     """``root/{cat,dog}/i.png`` of assorted sizes and modes, plus nothing else."""
     rng = np.random.default_rng(4)

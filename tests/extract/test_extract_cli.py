@@ -25,6 +25,7 @@ def store(models, image_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "f.h5"
     result = run_cli("extract", models["image"], image_dir, "--out", out, "--quiet")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # --quiet: no progress at all
     return out
 
 
@@ -39,7 +40,9 @@ def test_cli_extracts_and_prints_summary(models, tmp_path):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "computed 5 items, 0 cached" in result.stdout
-    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    # off a terminal, progress is a log line (every 5 s, and one at the end), not a bar
+    assert result.stderr.splitlines()[-1].startswith("extract: 5/5 items (100.0%), ")
+    assert "ETA 0:00:00" in result.stderr and "\r" not in result.stderr
     with FeatureStore(out) as fs:
         assert len(fs) == 5 and fs.tap_info().dtype == "float16"
         assert fs.ids()[0] == "train/0" and fs.labels().tolist() == [0, 1, 0, 1, 0]

