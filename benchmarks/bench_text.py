@@ -1,7 +1,7 @@
 """Text extraction speed vs sentence-transformers, side by side in one process, round-robin.
 
     .venv/bin/python benchmarks/bench_text.py --texts 2000 --rounds 3     # writes results/text.md
-    .venv-peers/bin/python benchmarks/bench_text.py ...   # adds sentence-transformers' ONNX backend
+    .venv-peers/bin/python benchmarks/bench_text.py --python .venv/bin/python  # + ST ONNX backend
 
 The same fortunes (a seeded sample of data/fortunes, varied lengths), batch 32, every
 contender on the same cores: sentence-transformers ``encode`` (torch, and the ONNX backend
@@ -45,9 +45,9 @@ def sample_fortunes(n: int) -> list[str]:
     return [texts[i] for i in order]
 
 
-def export(work: Path, precision: str) -> Path:
+def export(work: Path, precision: str, python: str) -> Path:
     out = work / f"minilm-{precision}.onnx"
-    cmd = [sys.executable, "-m", "embedkit", "export", "minilm", "--out", str(out)]
+    cmd = [python, "-m", "embedkit", "export", "minilm", "--out", str(out)]
     subprocess.run([*cmd, "--precision", precision], cwd=REPO, check=True, capture_output=True)
     return out
 
@@ -108,13 +108,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-st", action="store_true", help="skip sentence-transformers")
+    parser.add_argument("--python", default=sys.executable, help="python that runs the exports")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_text_"))
     n, bs = args.texts, args.batch_size
     texts = sample_fortunes(n)
     plain, ordered = work / "fortunes.txt", work / "fortunes-sorted.txt"
     plain.write_text("\n".join(texts) + "\n")
-    fp32, int8 = export(work, "fp32"), export(work, "int8")
+    fp32, int8 = export(work, "fp32", args.python), export(work, "int8", args.python)
     real, fixed = padded_tokens(fp32, texts, bs)
     bucketed = plan_tokens(fp32, texts, bs)
     lengths = make_preprocessor(load_model(fp32), "text", "t").tokenize(texts).lengths

@@ -88,6 +88,13 @@ class ExportReport:
             )
         else:
             lines.append(f"verify: not run: {v.get('reason')}")
+        vs = v.get("verify_set") or {}
+        if vs.get("ran"):
+            lines.append(
+                f"verify on {vs['texts']} texts: cosine min {vs['min_cosine']:.5f}, p1 "
+                f"{vs['p1_cosine']:.5f}, median {vs['median_cosine']:.6f} (p1 limit "
+                f"{vs['tolerance']['p1_cosine']})"
+            )
         fused = ", ".join(f"{k} x{n}" for k, n in v.get("fusions", {}).items()) or "none"
         lines.append(f"fused ops: {fused}")
         if v.get("optimizer_error"):
@@ -283,6 +290,9 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     report = passes.verify(
         model.SerializeToString(), feeds, reference, names, precision, force=opts.force
     )
+    if tr.verify_set:  # text: drift percentiles over a realistic set, gated on p1 cosine
+        report["verify_set"] = _verify_set(tr, model.SerializeToString(), names, precision, opts)
+        report["passed"] = report["passed"] and report["verify_set"]["passed"] is not False
     report["fusions"] = passes.count_ops(model)
     verify.update(report)
     _set_metadata(model, {"embedkit.verify": verify})
@@ -300,6 +310,14 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
         verify["seconds"],
         out.stat().st_size,
     )
+
+
+def _verify_set(tr: Traceable, model_bytes: bytes, names, precision, opts) -> dict:
+    with torch.no_grad():
+        refs = [[t.numpy() for t in tr.module(*batch)] for batch in tr.verify_set]
+    feeds = [{n: t.numpy() for n, t in zip(tr.input_names, b)} for b in tr.verify_set]
+    report = passes.verify_set(model_bytes, feeds, refs, names, precision, force=opts.force)
+    return {"inputs": tr.verify_set_source, **report}
 
 
 def _set_metadata(model: onnx.ModelProto, values: dict) -> None:

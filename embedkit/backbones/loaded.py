@@ -42,6 +42,8 @@ class Traceable:
     transformer: tuple[int, int] | None = None  # (num_heads, hidden_size) for fusion
     tokenizer_json: str | None = None
     options: dict = field(default_factory=dict)  # recorded in embedkit.export
+    verify_set: list[tuple] = field(default_factory=list)  # batches for the drift percentiles
+    verify_set_source: str = ""  # what the verification set is, for the verify report
 
 
 def output_name(tap: str) -> str:

@@ -29,6 +29,20 @@ FRESH_TEXTS = [
     "The quarterly report shows revenue grew by eight percent, beating forecasts.",
     "Cats sleep.",
 ]  # three items of other lengths than the example, for verification
+VERIFY_TEXTS = Path(__file__).with_name("verify_texts.txt")  # 320 fortunes, 4 to 396 tokens
+
+
+def verify_texts() -> list[str]:
+    """The drift-check set shipped with embedkit: 320 fortunes of varied length (BSD licence).
+
+    Examples
+    --------
+    >>> texts = verify_texts()
+    >>> len(texts) >= 256, min(map(len, texts)) < 20 < 1000 < max(map(len, texts))
+    (True, True)
+    """
+    lines = VERIFY_TEXTS.read_text(encoding="utf-8").splitlines()
+    return [t for t in lines if t and not t.startswith("# ")]
 
 
 class TextEncoder(nn.Module):
@@ -112,6 +126,11 @@ class TextBackbone:
             return int(tap.split(".")[1]) + 1
         raise UserInputError(f"Unknown tap {tap!r} for {self.name}; valid: {', '.join(names)}")
 
+    def _batches(self, texts: list[str], size: int = 32) -> list[tuple]:
+        """``texts`` sorted by length and encoded in batches (little padding to compute)."""
+        texts = sorted(texts, key=len)
+        return [self._encode(texts[lo : lo + size]) for lo in range(0, len(texts), size)]
+
     def _encode(self, texts: list[str]) -> tuple:
         enc = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -161,6 +180,9 @@ class TextBackbone:
             transformer=(int(cfg.num_attention_heads), int(cfg.hidden_size)),
             tokenizer_json=self._tokenizer_json(),
             options={"pooling": how, "normalize": normalize, "max_length": self.max_length},
+            verify_set=self._batches(verify_texts()),
+            verify_set_source=f"{len(verify_texts())} fortunes of 4 to 396 tokens "
+            "(embedkit/backbones/verify_texts.txt)",
         )
 
     def _tokenizer_json(self) -> str:

@@ -178,3 +178,27 @@ def test_unrunnable_fp16_graph_is_reported_not_hidden():
     assert "CPU EP cannot run this fp16 graph" in report["reason"]
     with pytest.raises(ExportError, match="onnxruntime cannot run the exported fp32 graph"):
         passes.verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp32")
+
+
+def test_verification_set_reports_percentiles_and_gates_on_p1():
+    from onnx import TensorProto, helper
+
+    from embedkit.backbones import passes
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    feeds = [{"x": x[lo : lo + 32]} for lo in range(0, 300, 32)]  # batch by batch
+    refs = [[f["x"].copy()] for f in feeds]
+    good = passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
+    assert good["passed"] and good["texts"] == 300 and good["p1_cosine"] > 0.99999
+    refs[3][0][:5] = -refs[3][0][:5]  # 5 of 300 items point the other way: p1 is -1
+    with pytest.raises(ExportError, match=r"p1 cosine -1\.0+ \(limit 0\.99\)"):
+        passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
+    kept = passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8", force=True)
+    assert kept["passed"] is False and kept["median_cosine"] > 0.99999

@@ -173,7 +173,10 @@ def test_int8_minilm_is_quantised_and_reports_drift(minilm, tmp_path):
     report = export_backbone(minilm, tmp_path / "int8.onnx", precision="int8")
     v = report.verify
     assert v["ran"] and v["passed"], v
-    assert 0 < v["max_abs_diff"] < 0.1 and 0.98 < v["min_cosine"] < 1  # 0.99 measured
+    assert 0 < v["max_abs_diff"] < 0.1 and 0.98 < v["min_cosine"] < 1  # 0.995 measured
+    vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.993, min 0.984, median 0.9957
+    assert vs["texts"] >= 256 and vs["passed"] and vs["p1_cosine"] >= 0.99
+    assert vs["min_cosine"] <= vs["p1_cosine"] <= vs["median_cosine"] < 1
     assert v["fusions"].get("MatMulInteger", 0) >= 6
     assert report.size_bytes < 40e6  # about a quarter of the 90 MB fp32 graph
 
