@@ -248,7 +248,7 @@ class ImagePreprocessor:
                 image = Image.open(io.BytesIO(raw))
             image = to_eight_bit(image)  # upright, 8-bit L or RGB (see images.py)
             if image.mode == "L" and self.spec.color == "RGB":
-                image = self._resize(image).convert("RGB")  # same pixels, a third of the work
+                image = self._resize(image)  # grey stays one channel: collate broadcasts it
             else:
                 image = self._resize(image.convert(self.spec.color))
         except BadItem:
@@ -272,14 +272,23 @@ class ImagePreprocessor:
         return image.resize((width, height), self._resample, box=box)
 
     def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
-        batch = np.stack(items)  # (N, H, W, C) uint8
-        if self.spec.layout == "NCHW":
-            batch = batch.transpose(0, 3, 1, 2)  # (N, C, H, W)
+        # items: (H, W, 1) grey or (H, W, C); a grey item fills every channel (RGB specs)
+        channels = 3 if self.spec.color == "RGB" else 1
+        height, width = self.spec.size
+        nchw = self.spec.layout == "NCHW"
+        shape = (
+            (len(items), channels, height, width) if nchw else (len(items), height, width, channels)
+        )
         if self.spec.dtype == "uint8":
-            return {self.spec.input: np.ascontiguousarray(batch)}
-        x = np.empty(batch.shape, np.float32)
-        np.subtract(batch, self._mean, out=x)  # one pass: cast, lay out and centre
-        x *= self._inv_std
+            batch = np.empty(shape, np.uint8)
+            for out, item in zip(batch, items):
+                out[...] = item.transpose(2, 0, 1) if nchw else item
+            return {self.spec.input: batch}
+        x = np.empty(shape, np.float32)
+        mean, inv_std = self._mean[0], self._inv_std[0]
+        for out, item in zip(x, items):  # one pass per item: cast, lay out, centre
+            np.subtract(item.transpose(2, 0, 1) if nchw else item, mean, out=out)
+        x *= inv_std
         return {self.spec.input: x.astype(self.spec.dtype, copy=False)}
 
 

@@ -142,5 +142,10 @@ def test_grey_images_resize_before_colour_conversion_gives_same_pixels(models):
     pre = make_preprocessor(load_model(models["image"]), "image", "images")
     grey = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
     rgb = np.asarray(Image.fromarray(grey).convert("RGB"))
-    np.testing.assert_array_equal(pre.prepare(grey), pre.prepare(rgb))
-    np.testing.assert_array_equal(pre.prepare(_png(grey)), pre.prepare(rgb))
+    assert pre.prepare(grey).shape[-1] == 1  # grey stays one channel until collate
+    (rgb_feed,) = pre.collate([pre.prepare(rgb)]).values()
+    for item in (grey, _png(grey)):
+        (feed,) = pre.collate([pre.prepare(item)]).values()
+        np.testing.assert_array_equal(feed, rgb_feed)
+    (mixed,) = pre.collate([pre.prepare(rgb), pre.prepare(grey)]).values()  # one batch
+    np.testing.assert_array_equal(mixed, np.concatenate([rgb_feed, rgb_feed]))
