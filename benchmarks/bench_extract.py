@@ -91,6 +91,17 @@ def write_jpegs(root: Path, n: int) -> Path:
     return root
 
 
+def write_pngs(root: Path, images: np.ndarray) -> Path:
+    """The Fashion-MNIST images as ``root/<even|odd>/NNNNN.png`` (grey, 28x28)."""
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        folder = root / ("even" if i % 2 == 0 else "odd")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+    return root
+
+
 def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[str]:
     model, model_name = get_model(work)
     images, _ = load_fashion_mnist(REPO / "data/fashion-mnist", "test")
@@ -106,7 +117,8 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
     ]
     prep_s = time.perf_counter() - t0
     jpegs = write_jpegs(work / "jpegs", n_images)
-    spin, bare, ours, jpg = [], [], [], []
+    pngs = write_pngs(work / "pngs", images[:n_images])
+    spin, bare, ours, jpg, png = [], [], [], [], []
     for r in range(rounds):  # interleaved, so drifting load hits all alike
         before = bare_loop(model, batches, spinning=False)
         spin.append(n_images / bare_loop(model, batches, spinning=True))
@@ -115,6 +127,8 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         ours.append(n_images / summary.seconds)
         summary = extract(model, jpegs, work / f"j{r}.h5", batch_size=batch, progress=False)
         jpg.append(n_images / summary.seconds)
+        summary = extract(model, pngs, work / f"p{r}.h5", batch_size=batch, progress=False)
+        png.append(n_images / summary.seconds)
         after = bare_loop(model, batches, spinning=False)  # bracket the extract runs
         bare.append(n_images / ((before + after) / 2))
         print(f"round {r}: bare {spin[-1]:.1f} / {bare[-1]:.1f}, extract {ours[-1]:.1f}, "
@@ -124,6 +138,8 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
     per_round = [z / max(x, y) for x, y, z in zip(spin, bare, ours)]  # same-round ratios
     jpg_round = [z / max(x, y) for x, y, z in zip(spin, bare, jpg)]
     j = statistics.median(jpg)
+    png_round = [z / max(x, y) for x, y, z in zip(spin, bare, png)]
+    p = statistics.median(png)
     return [
         f"Model: {model_name}; {n_images} Fashion-MNIST test images (uint8 28x28 .npy, "
         f"resized to 224 RGB by the model's preprocessing), batch {batch}, CPU provider, "
@@ -143,6 +159,9 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         f"| `extract` from a folder of {n_images} JPEGs (500x375 photos, decode + resize) "
         f"| {j:.1f} | {j / best:.2f}x (same-round median **{statistics.median(jpg_round):.2f}x**, "
         f"range {min(jpg_round):.2f}-{max(jpg_round):.2f}x) |",
+        f"| `extract` from a folder of the same {n_images} images as PNGs (28x28 grey) "
+        f"| {p:.1f} | {p / best:.2f}x (same-round median **{statistics.median(png_round):.2f}x**, "
+        f"range {min(png_round):.2f}-{max(png_round):.2f}x) |",
         f"| preprocessing alone (one thread) | {n_images / prep_s:.0f} "
         f"| {n_images / prep_s / best:.1f}x |",
         "",
