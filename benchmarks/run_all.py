@@ -19,9 +19,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("extract", "backbones", "heads", "protocol", "reference", "audit", "deploy")
+ORDER = (
+    "extract", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference", "audit",
+    "deploy",
+)  # fmt: skip
 SCRIPTS = {
     "extract": "bench_extract.py",
+    "text": "bench_text.py",  # + sentence-transformers' ONNX backend from .venv-peers
+    "tuning": "bench_tuning.py",
+    "gpu": "bench_gpu.py",  # says there is no GPU and exits 0 on the CPU
     "backbones": "bench_export.py",
     "heads": "bench_heads.py",
     "protocol": "bench_protocol.py",
@@ -29,7 +35,7 @@ SCRIPTS = {
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
 }
-SECTIONS = ("extract", "backbones", "heads", "bench", "audit", "deploy")
+SECTIONS = ("extract", "speed", "backbones", "heads", "bench", "audit", "deploy")
 
 
 def run(names: list[str]) -> None:
