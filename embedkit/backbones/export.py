@@ -290,7 +290,7 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     report = passes.verify(
         model.SerializeToString(), feeds, reference, names, precision, force=opts.force
     )
-    if tr.verify_set:  # text: drift percentiles over a realistic set, gated on p1 cosine
+    if tr.verify_set and precision != "fp32":  # text fp16/int8: drift over a realistic set
         report["verify_set"] = _verify_set(tr, model.SerializeToString(), names, precision, opts)
         report["passed"] = report["passed"] and report["verify_set"]["passed"] is not False
     report["fusions"] = passes.count_ops(model)

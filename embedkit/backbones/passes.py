@@ -43,7 +43,7 @@ class Tolerance:
     min_cosine: float  # per item, between ONNX and torch fp32 outputs
 
 
-SET_P1_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}  # verification set, 1st pct.
+SET_P1_COSINE = {"fp16": 0.999, "int8": 0.99}  # text verification set, 1st percentile
 TOLERANCES = {
     "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999),
     "fp16": Tolerance(max_abs=5e-2, min_cosine=0.999),
