@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ FASHION_MNIST_CLASSES = (
     "sandal", "shirt", "sneaker", "bag", "ankle-boot",
 )  # fmt: skip
 
-# Ten topical fortune files (some others hold offensive jokes; see OFFLINE.md).
+# Ten topical fortune files (the package's others include offensive jokes).
 FORTUNE_TOPICS = (
     "computers", "science", "politics", "food", "sports",
     "love", "medicine", "law", "education", "startrek",
@@ -99,18 +100,15 @@ def full_frame_preprocess(model: str | Path, out: str | Path) -> Path:
     """
     import json
 
-    import onnx
+    from embedkit import contract as C
 
-    proto = onnx.load(str(model), load_external_data=False)
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if "embedkit.preprocess" not in meta:
-        raise UserInputError(f"{model}: has no embedkit.preprocess metadata to adapt")
-    spec = json.loads(meta["embedkit.preprocess"])
-    if spec.get("kind") != "image":
-        raise UserInputError(
-            f"{model}: is not an image model (preprocess kind {spec.get('kind')!r})"
-        )
-    spec.update(resize_shorter=None, crop=None)
+    meta = C.read_metadata(model)
+    if C.PREPROCESS not in meta:
+        raise UserInputError(f"{model}: has no {C.PREPROCESS} metadata to adapt")
+    spec = C.parse_preprocess(meta[C.PREPROCESS], f"{model} metadata")
+    if not isinstance(spec, C.ImageSpec):
+        raise UserInputError(f"{model}: is not an image model (preprocess kind {spec.kind!r})")
+    full = replace(spec, resize_shorter=None, crop=None)
     out = Path(out)
-    out.write_text(json.dumps({"preprocess": spec}, indent=2) + "\n")
+    out.write_text(json.dumps({"preprocess": full.to_dict()}, indent=2) + "\n")
     return out

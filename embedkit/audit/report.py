@@ -199,7 +199,7 @@ class AuditReport:
         >>> report.write("audit/")  # doctest: +SKIP
         PosixPath('audit/report.md')
         """
-        from embedkit.audit._write import write_report
+        from embedkit.audit.report_files import write_report
 
         return write_report(self, Path(out_dir))
 

@@ -21,7 +21,6 @@ from embedkit.backbones.export import (
     export,
     export_backbone,
     load_backbone,
-    read_metadata,
 )
 from embedkit.backbones.registry import (
     BackboneSpec,
@@ -30,7 +29,8 @@ from embedkit.backbones.registry import (
     register_backbone,
     unregister_backbone,
 )
-from embedkit.backbones.taps import POOLINGS, TapInfo, TapPoint, pool
+from embedkit.backbones.taps import TappableLayer, TapPoint, pool
+from embedkit.contract import POOLINGS, read_metadata
 
 __all__ = [
     "POOLINGS",
@@ -38,8 +38,8 @@ __all__ = [
     "BackboneSpec",
     "ExportOptions",
     "ExportReport",
-    "TapInfo",
     "TapPoint",
+    "TappableLayer",
     "export",
     "export_backbone",
     "get_backbone",

@@ -11,19 +11,21 @@ onnxruntime on fresh inputs vs torch, fail over tolerance.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
 import torch
 
-from embedkit.backbones import passes
-from embedkit.backbones.loaded import HookedBackbone, Traceable
+from embedkit import contract as C
+from embedkit.backbones import convert
+from embedkit.backbones.hooked_backbone import HookedBackbone
 from embedkit.backbones.registry import get_backbone
-from embedkit.backbones.trace import OPSET, trace
+from embedkit.backbones.to_onnx import OPSET, Traceable, to_onnx
+from embedkit.backbones.verify import verify, verify_set
+from embedkit.contract import ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -50,7 +52,7 @@ class ExportReport:
     ----------
     path : str
         The ONNX file written.
-    taps : list of dict
+    taps : tuple of Tap
         The ``embedkit.taps`` metadata (name, output, shape, pooling, stride, layer).
     verify : dict
         The ``embedkit.verify`` metadata: max abs diff, min cosine, fusions, ...
@@ -63,7 +65,7 @@ class ExportReport:
     path: str
     backbone: str
     precision: str
-    taps: list
+    taps: tuple[Tap, ...]
     verify: dict
     seconds: float
     size_bytes: int
@@ -77,8 +79,8 @@ class ExportReport:
         ]
         for t in self.taps:
             lines.append(
-                f"  tap {t['name']:<12} -> output {t['output']!r} shape {t['shape']} "
-                f"pooling {t['pooling']}"
+                f"  tap {t.name:<12} -> output {t.output!r} shape {list(t.shape)} "
+                f"pooling {t.pooling}"
             )
         if v.get("ran"):
             state = "passed" if v["passed"] else "FAILED (kept with --force)"
@@ -110,7 +112,7 @@ def export(
     taps: list[str] | None = None,
     pooling: str = "avg",
     precision: str = "fp32",
-    preprocess: dict | None = None,
+    preprocess: PreprocessSpec | dict | None = None,
     name: str = "custom",
     **options,
 ) -> ExportReport:
@@ -131,8 +133,8 @@ def export(
         ``none, avg, max, avgmax, gem`` for (N, C, H, W) maps; (N, D) taps are kept as is.
     precision : str
         ``fp32``, ``fp16`` or ``int8``.
-    preprocess : dict, optional
-        The ``embedkit.preprocess`` spec; default ``{"kind": "array", "input": "x"}``.
+    preprocess : PreprocessSpec or dict, optional
+        The ``embedkit.preprocess`` spec; default ``ArraySpec(input="x")``.
     name : str
         Backbone name recorded in metadata.
     **options
@@ -148,11 +150,10 @@ def export(
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU())
     >>> path = tempfile.mkdtemp() + "/tiny.onnx"
     >>> report = export(net, torch.randn(2, 3, 16, 16), out=path, taps=["0", "1"])
-    >>> [t["shape"] for t in report.taps], report.verify["passed"]
-    ([[8], [8]], True)
+    >>> [t.shape for t in report.taps], report.verify["passed"]
+    ([(8,), (8,)], True)
     """
-    spec = dict(preprocess or {"kind": "array", "input": "x", "dtype": "float32"})
-    backbone = HookedBackbone(name, module, example_input, spec)
+    backbone = HookedBackbone(name, module, example_input, preprocess or ArraySpec())
     backbone.default_pooling = pooling
     return _export(
         backbone, out, taps, ExportOptions(pooling=pooling, precision=precision, **options)
@@ -197,8 +198,8 @@ def export_backbone(
     >>> import tempfile
     >>> path = tempfile.mkdtemp() + "/lite0.onnx"
     >>> report = export_backbone("efficientnet_lite0", path)  # doctest: +SKIP
-    >>> report.taps[0]["shape"]  # doctest: +SKIP
-    [1280]
+    >>> report.taps[0].shape  # doctest: +SKIP
+    (1280,)
     """
     options = ExportOptions(pooling=pooling, precision=precision, normalize=normalize, **options)
     _check_out(out, options)  # before loading weights, so bad arguments fail fast
@@ -248,33 +249,33 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     with torch.no_grad():
         fresh_out = tr.module(*tr.fresh)  # also gives the per-item shapes
     reference = [t.numpy() for t in fresh_out]
-    for desc, t in zip(tr.taps, fresh_out, strict=True):
-        dynamic = tr.dynamic_axes[desc["output"]]
-        desc["shape"] = [None if ax in dynamic else int(n) for ax, n in enumerate(t.shape)][1:]
-    model = trace(tr, name)
-    verify = {"exporter": f"torch.onnx TorchScript, opset {OPSET}", "inputs": tr.fresh_source}
+    taps = []
+    for tap, t in zip(tr.taps, fresh_out, strict=True):
+        dynamic = tr.dynamic_axes[tap.output]  # a dynamic axis (sequence) is recorded as None
+        shape = [None if ax in dynamic else n for ax, n in enumerate(t.shape)][1:]
+        taps.append(replace(tap, shape=shape))
+    model = to_onnx(tr, name)
+    exporter = f"torch.onnx TorchScript, opset {OPSET}"
+    verify_report = {"exporter": exporter, "inputs": tr.fresh_source}
     if tr.transformer is not None and opts.optimize:
-        model, error = passes.optimize_transformer(model, *tr.transformer)
+        model, error = convert.optimize_transformer(model, *tr.transformer)
         if error:
-            verify["optimizer_error"] = error
+            verify_report["optimizer_error"] = error
     precision = opts.precision
     if precision == "fp16":
-        model = passes.to_fp16(model, opts.keep_io_types)
+        model = convert.to_fp16(model, opts.keep_io_types)
     elif precision == "int8":
-        model = passes.to_int8(model)
-    preprocess = dict(tr.preprocess)
-    if precision == "fp16" and not opts.keep_io_types and preprocess.get("kind") != "text":
-        preprocess["dtype"] = "float16"
+        model = convert.to_int8(model)
+    preprocess = tr.preprocess
+    if precision == "fp16" and not opts.keep_io_types and not isinstance(preprocess, TextSpec):
+        preprocess = replace(preprocess, dtype="float16")
     meta = {
-        "embedkit.format": "1",
-        "embedkit.backbone": name,
-        "embedkit.preprocess": preprocess,
-        "embedkit.taps": [
-            {k: d[k] for k in ("name", "output", "shape", "pooling", "stride", "layer")}
-            for d in tr.taps
-        ],
-        "embedkit.precision": precision,
-        "embedkit.export": {
+        C.FORMAT: C.FORMAT_VERSION,
+        C.BACKBONE: name,
+        C.PREPROCESS: preprocess.to_dict(),
+        C.TAPS: [t.to_dict(dtype=False) for t in taps],
+        C.PRECISION: precision,
+        C.EXPORT: {
             **tr.options,
             "precision": precision,
             "keep_io_types": opts.keep_io_types,
@@ -283,31 +284,29 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
         },
     }
     if tr.tokenizer_json is not None:
-        meta["embedkit.tokenizer"] = tr.tokenizer_json
+        meta[C.TOKENIZER] = tr.tokenizer_json
     _set_metadata(model, meta)
     feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
-    names = [d["output"] for d in tr.taps]
-    report = passes.verify(
-        model.SerializeToString(), feeds, reference, names, precision, force=opts.force
-    )
+    names = [t.output for t in taps]
+    report = verify(model.SerializeToString(), feeds, reference, names, precision, force=opts.force)
     if tr.verify_set and precision != "fp32":  # text fp16/int8: drift over a realistic set
         report["verify_set"] = _verify_set(tr, model.SerializeToString(), names, precision, opts)
         report["passed"] = report["passed"] and report["verify_set"]["passed"] is not False
-    report["fusions"] = passes.count_ops(model)
-    verify.update(report)
-    _set_metadata(model, {"embedkit.verify": verify})
+    report["fusions"] = convert.count_ops(model)
+    verify_report.update(report)
+    _set_metadata(model, {C.VERIFY: verify_report})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     onnx.save(model, str(tmp))
     os.replace(tmp, out)
-    verify["seconds"] = round(time.perf_counter() - start, 2)
+    verify_report["seconds"] = round(time.perf_counter() - start, 2)
     return ExportReport(
         str(out),
         name,
         precision,
-        meta["embedkit.taps"],
-        verify,
-        verify["seconds"],
+        tuple(taps),
+        verify_report,
+        verify_report["seconds"],
         out.stat().st_size,
     )
 
@@ -316,31 +315,12 @@ def _verify_set(tr: Traceable, model_bytes: bytes, names, precision, opts) -> di
     with torch.no_grad():
         refs = [[t.numpy() for t in tr.module(*batch)] for batch in tr.verify_set]
     feeds = [{n: t.numpy() for n, t in zip(tr.input_names, b)} for b in tr.verify_set]
-    report = passes.verify_set(model_bytes, feeds, refs, names, precision, force=opts.force)
+    report = verify_set(model_bytes, feeds, refs, names, precision, force=opts.force)
     return {"inputs": tr.verify_set_source, **report}
 
 
 def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
     existing = {p.key: p for p in model.metadata_props}
-    for key, value in values.items():
-        text = value if key == "embedkit.tokenizer" else json.dumps(value)
+    for key, text in C.encode_metadata(values).items():
         prop = existing.get(key) or model.metadata_props.add()
         prop.key, prop.value = key, text
-
-
-def read_metadata(path: str | os.PathLike) -> dict:
-    """Read the ``embedkit.*`` metadata of an ONNX file, JSON-decoded.
-
-    Examples
-    --------
-    >>> read_metadata("models/lite0.onnx")["embedkit.taps"][0]["shape"]  # doctest: +SKIP
-    [1280]
-    """
-    model = onnx.load(str(path), load_external_data=False)
-    out = {}
-    for prop in model.metadata_props:
-        if prop.key.startswith("embedkit."):
-            out[prop.key] = (
-                prop.value if prop.key == "embedkit.tokenizer" else json.loads(prop.value)
-            )
-    return out

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from embedkit.contract import POOLINGS, SPATIAL_POOLINGS, TOKEN_POOLINGS
 from embedkit.errors import UserInputError
 
-SPATIAL_POOLINGS = ("none", "avg", "max", "avgmax", "gem")
-TOKEN_POOLINGS = ("none", "mean", "cls")
-POOLINGS = ("none", "avg", "max", "avgmax", "gem", "mean", "cls")
 GEM_P = 3.0  # generalised-mean exponent (Radenović et al.); 1 is avg, ∞ is max
 
 
@@ -45,8 +43,8 @@ class TapPoint:
 
 
 @dataclass(frozen=True)
-class TapInfo:
-    """One row of ``embedkit taps``: a tap name and its unpooled per-item shape."""
+class TappableLayer:
+    """One row of ``embedkit taps``: a layer that can be tapped, and its unpooled shape."""
 
     name: str
     layer: str
@@ -205,7 +203,7 @@ class HookedGraph(nn.Module):
         return tuple(results)
 
 
-def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> list[TapInfo]:
+def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> list[TappableLayer]:
     """Run one real forward pass with hooks on every named module and record shapes.
 
     Parameters
@@ -219,7 +217,7 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
 
     Returns
     -------
-    list of TapInfo
+    list of TappableLayer
         One row per module that returned a tensor, in execution order; a module
         called several times reports its last call.
 
@@ -251,7 +249,7 @@ def discover(model: nn.Module, example: torch.Tensor, side: str = "output") -> l
             handle.remove()
     height = example.shape[2] if example.dim() == 4 else None
     return [
-        TapInfo(name=n, layer=n, shape=tuple(t.shape[1:]), stride=nominal_stride(height, t))
+        TappableLayer(name=n, layer=n, shape=tuple(t.shape[1:]), stride=nominal_stride(height, t))
         for n, t in seen.items()
     ]
 

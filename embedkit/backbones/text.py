@@ -18,9 +18,11 @@ from pathlib import Path
 
 from torch import nn
 
-from embedkit.backbones.loaded import Traceable, output_name
+from embedkit.backbones.hooked_backbone import output_name
 from embedkit.backbones.registry import register_backbone
-from embedkit.backbones.taps import TOKEN_POOLINGS, TapInfo, check_pooling, pool
+from embedkit.backbones.taps import TappableLayer, check_pooling, pool
+from embedkit.backbones.to_onnx import Traceable
+from embedkit.contract import TOKEN_POOLINGS, Tap, TextSpec
 from embedkit.errors import UserInputError, require
 
 EXAMPLE_TEXTS = ["a tiny example", "another short sentence to trace"]
@@ -105,10 +107,10 @@ class TextBackbone:
     def tap_names(self) -> list[str]:
         return ["embeddings", *(f"layer.{i}" for i in range(self.n_layers)), "last"]
 
-    def tap_table(self, all_modules: bool = False) -> list[TapInfo]:
+    def tap_table(self, all_modules: bool = False) -> list[TappableLayer]:
         """Hidden-state taps with their per-item shape (sequence length is dynamic: 0)."""
         hidden = int(self.model.config.hidden_size)
-        return [TapInfo(t, self._layer_name(t), (0, hidden), None) for t in self.tap_names()]
+        return [TappableLayer(t, self._layer_name(t), (0, hidden), None) for t in self.tap_names()]
 
     def _layer_name(self, tap: str) -> str:
         if tap == "last":
@@ -151,18 +153,11 @@ class TextBackbone:
         layers = [self.resolve(t) for t in taps]
         module = TextEncoder(self.model, layers, [how] * len(taps), normalize=normalize).eval()
         descs = [
-            {
-                "name": t,
-                "output": output_name(t),
-                "pooling": how,
-                "stride": None,
-                "layer": self._layer_name(t),
-            }
-            for t in taps
+            Tap(t, output=output_name(t), pooling=how, layer=self._layer_name(t)) for t in taps
         ]
         axes = {n: {0: "batch", 1: "sequence"} for n in self.input_names}
         for d in descs:
-            axes[d["output"]] = {0: "batch", 1: "sequence"} if how == "none" else {0: "batch"}
+            axes[d.output] = {0: "batch", 1: "sequence"} if how == "none" else {0: "batch"}
         cfg = self.model.config
         return Traceable(
             module=module,
@@ -171,11 +166,7 @@ class TextBackbone:
             fresh=self._encode(FRESH_TEXTS),
             dynamic_axes=axes,
             taps=descs,
-            preprocess={
-                "kind": "text",
-                "inputs": list(self.input_names),
-                "max_length": self.max_length,
-            },
+            preprocess=TextSpec(inputs=tuple(self.input_names), max_length=self.max_length),
             fresh_source=f"{len(FRESH_TEXTS)} English sentences",
             transformer=(int(cfg.num_attention_heads), int(cfg.hidden_size)),
             tokenizer_json=self._tokenizer_json(),

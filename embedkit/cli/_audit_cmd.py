@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from embedkit.audit.core import AuditSpec  # light: numpy and the errors only
+from embedkit.audit.run import AuditSpec  # light: numpy and the errors only
 
 _DEFAULTS = AuditSpec()
 

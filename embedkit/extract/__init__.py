@@ -10,9 +10,9 @@ This package imports without torch and never imports ``embedkit.backbones``: the
 file and its ``embedkit.*`` metadata are the contract (docs/architecture.md).
 """
 
-from embedkit.extract.model import ModelSpec, TapSpec, load_model
+from embedkit.contract import ArraySpec, ImageSpec, Tap, TextSpec, parse_preprocess
+from embedkit.extract.model import ModelSpec, load_model
 from embedkit.extract.pipeline import ExtractConfig, ExtractSummary, extract
-from embedkit.extract.preprocess import ArraySpec, ImageSpec, TextSpec, parse_preprocess
 from embedkit.extract.providers import Runner, select_providers
 from embedkit.extract.sources import Listing, Source, open_source
 
@@ -25,7 +25,7 @@ __all__ = [
     "ModelSpec",
     "Runner",
     "Source",
-    "TapSpec",
+    "Tap",
     "TextSpec",
     "extract",
     "load_model",

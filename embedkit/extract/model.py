@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from embedkit import contract as C
+from embedkit.contract import PreprocessSpec, Tap, parse_preprocess
 from embedkit.errors import UserInputError
-from embedkit.extract.preprocess import PreprocessSpec, parse_preprocess
-
-# ONNX TensorProto element types -> numpy dtype names (the ones a feature graph uses).
-_ONNX_DTYPES = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    6: "int32",
-    7: "int64",
-    10: "float16",
-    11: "float64",
-}
 
 
 @dataclass(frozen=True)
@@ -40,18 +30,6 @@ class GraphTensor:
 
 
 @dataclass(frozen=True)
-class TapSpec:
-    """A graph output that extract stores, as described by ``embedkit.taps``."""
-
-    name: str  # the dataset name in the store
-    output: str  # the ONNX output name
-    shape: tuple[int, ...] | None  # per-item shape; None until known (plain ONNX, dynamic)
-    pooling: str = "none"  # none, avg, max, avgmax, gem, mean, cls
-    stride: int | None = None  # spatial reduction, or None
-    layer: str = ""  # the backbone layer it was tapped from
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """Everything extract needs to know about an ONNX file before running it."""
 
@@ -59,10 +37,10 @@ class ModelSpec:
     sha256: str  # of the file bytes (graph, weights and metadata)
     inputs: tuple[GraphTensor, ...]
     outputs: tuple[GraphTensor, ...]
-    taps: tuple[TapSpec, ...]
+    taps: tuple[Tap, ...]  # the graph outputs that extract stores
     preprocess: PreprocessSpec | None  # None: the source's items are fed as they are
     tokenizer: str | None = None  # the tokenizer.json content, text models only
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, object] = field(default_factory=dict)  # embedkit.*, JSON-decoded
 
     def input(self, name: str) -> GraphTensor:
         """Return the graph input called ``name``, or raise naming the valid ones."""
@@ -118,7 +96,7 @@ def load_model(
     initializers = {init.name for init in graph.initializer}
     inputs = tuple(_tensor(v) for v in graph.input if v.name not in initializers)
     outputs = tuple(_tensor(v) for v in graph.output)
-    meta = {p.key: p.value for p in proto.metadata_props}
+    meta = C.decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
     return ModelSpec(
         path=path,
         sha256=_sha256(path, data, graph),
@@ -126,7 +104,7 @@ def load_model(
         outputs=outputs,
         taps=_select_taps(path, _read_taps(path, meta, outputs), taps),
         preprocess=_read_preprocess(path, meta, preprocess),
-        tokenizer=meta.get("embedkit.tokenizer"),
+        tokenizer=meta.get(C.TOKENIZER),
         metadata=meta,
     )
 
@@ -194,41 +172,30 @@ def _import_onnx():
 
 
 def _tensor(value) -> GraphTensor:
+    from onnx.helper import tensor_dtype_to_np_dtype
+
     ttype = value.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
-    return GraphTensor(value.name, _ONNX_DTYPES.get(ttype.elem_type, "float32"), dims)
+    dtype = tensor_dtype_to_np_dtype(ttype.elem_type).name if ttype.elem_type else "float32"
+    return GraphTensor(value.name, dtype, dims)
 
 
-def _json(path: Path, key: str, text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path}: metadata {key!r} is not valid JSON ({exc.msg})") from exc
-
-
-def _read_taps(path: Path, meta: dict[str, str], outputs: tuple[GraphTensor, ...]):
+def _read_taps(path: Path, meta: dict, outputs: tuple[GraphTensor, ...]) -> list[Tap]:
     by_name = {o.name: o for o in outputs}
-    if "embedkit.taps" not in meta:  # a plain ONNX file: every output is a tap
-        return [TapSpec(o.name, o.name, _item_shape(o.shape)) for o in outputs]
+    if C.TAPS not in meta:  # a plain ONNX file: every output is a tap
+        return [Tap(o.name, _item_shape(o.shape), output=o.name) for o in outputs]
     taps = []
-    for item in _json(path, "embedkit.taps", meta["embedkit.taps"]):
-        output = item.get("output", item["name"])
+    for item in meta[C.TAPS]:
+        tap = Tap.from_dict({**item, "pooling": item.get("pooling") or "none"})
+        output = tap.output or tap.name
         if output not in by_name:
             raise UserInputError(
-                f"{path}: tap {item['name']!r} names output {output!r}, which the graph lacks "
+                f"{path}: tap {tap.name!r} names output {output!r}, which the graph lacks "
                 f"(outputs: {', '.join(by_name)}); re-export the model"
             )
-        shape = item.get("shape")
-        taps.append(
-            TapSpec(
-                name=item["name"],
-                output=output,
-                shape=tuple(shape) if shape else _item_shape(by_name[output].shape),
-                pooling=item.get("pooling") or "none",
-                stride=item.get("stride"),
-                layer=item.get("layer") or "",
-            )
-        )
+        known = tap.shape is not None and None not in tap.shape
+        shape = tap.shape if known else _item_shape(by_name[output].shape)
+        taps.append(replace(tap, output=output, shape=shape, layer=tap.layer or None))
     return taps
 
 
@@ -237,7 +204,7 @@ def _item_shape(shape: tuple[int | None, ...]) -> tuple[int, ...] | None:
     return None if any(d is None for d in per_item) else tuple(per_item)
 
 
-def _select_taps(path: Path, taps: list[TapSpec], wanted) -> tuple[TapSpec, ...]:
+def _select_taps(path: Path, taps: list[Tap], wanted) -> tuple[Tap, ...]:
     if not wanted:
         return tuple(taps)
     by_name = {t.name: t for t in taps}
@@ -249,7 +216,7 @@ def _select_taps(path: Path, taps: list[TapSpec], wanted) -> tuple[TapSpec, ...]
     return tuple(by_name[w] for w in dict.fromkeys(wanted))
 
 
-def _read_preprocess(path: Path, meta: dict[str, str], override) -> PreprocessSpec | None:
+def _read_preprocess(path: Path, meta: dict, override) -> PreprocessSpec | None:
     if override is not None:
         if isinstance(override, dict):
             return parse_preprocess(override.get("preprocess", override), "--preprocess")
@@ -257,9 +224,8 @@ def _read_preprocess(path: Path, meta: dict[str, str], override) -> PreprocessSp
     sidecar = path.with_name(path.name + ".json")
     if sidecar.is_file():
         return _preprocess_file(sidecar)
-    if "embedkit.preprocess" in meta:
-        raw = _json(path, "embedkit.preprocess", meta["embedkit.preprocess"])
-        return parse_preprocess(raw, f"{path} metadata")
+    if C.PREPROCESS in meta:
+        return parse_preprocess(meta[C.PREPROCESS], f"{path} metadata")
     return None
 
 

@@ -21,20 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.contract import BACKBONE, ImageSpec
 from embedkit.errors import UserInputError
 from embedkit.extract.batching import Plan, plan_batches
 from embedkit.extract.checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec, load_model
 from embedkit.extract.preprocess import (
     BadItem,
-    ImageSpec,
     TextPreprocessor,
     check_item_shape,
     make_preprocessor,
-    spec_dict,
 )
 from embedkit.extract.progress import progress_bar
-from embedkit.extract.providers import Runner, cores, select_providers
+from embedkit.extract.providers import Runner, select_providers
 from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
 
 
@@ -127,7 +126,9 @@ def extract(
         raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
     cfg = replace(config or ExtractConfig(), **options)
     if cfg.workers is None:  # ORT takes every core for the model; decoding needs far fewer
-        cfg = replace(cfg, workers=max(1, min(8, cores() // 2)))
+        from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
+
+        cfg = replace(cfg, workers=max(1, min(8, cpu_count() // 2)))
     if cfg.taps is not None:
         cfg = replace(cfg, taps=tuple(cfg.taps))
     return _Extraction(model, source, out, cfg).run()
@@ -170,7 +171,7 @@ class _Extraction:
         listing = self.source.scan().tagged(self.cfg.split, self.cfg.id_prefix)
         taps = self._tap_infos(listing)
         fingerprint = Fingerprint.create(
-            self.model.sha256, taps, spec_dict(self.pre.spec), self.cfg.dtype
+            self.model.sha256, taps, self.pre.spec.to_dict(), self.cfg.dtype
         )
         writer = StoreWriter(
             self.out,
@@ -178,7 +179,7 @@ class _Extraction:
             provenance={
                 "model": id_from_name(str(self.model.path)),  # paths may not be UTF-8
                 "backbone": id_from_name(
-                    self.model.metadata.get("embedkit.backbone", self.model.path.stem)
+                    str(self.model.metadata.get(BACKBONE, self.model.path.stem))
                 ),
                 "source": id_from_name(str(self.source.path)),
             },
@@ -218,17 +219,12 @@ class _Extraction:
         return plan_batches(todo, self.cfg.batch_size, texts=texts, pre=self.pre)
 
     def _tap_infos(self, listing: Listing):
-        """TapInfo per tap; a per-item shape the graph leaves dynamic is probed on one item."""
-        from embedkit.store import TapInfo
-
+        """The taps with their shapes; a shape the graph leaves dynamic is probed on one item."""
         shapes = {t.name: t.shape for t in self.model.taps}
         if any(s is None for s in shapes.values()):
             outputs = self.runner.run(self.pre.collate([self._probe_item(listing)]))
             shapes = {t.name: tuple(outputs[t.output].shape[1:]) for t in self.model.taps}
-        return [
-            TapInfo(t.name, shapes[t.name], t.pooling, t.stride, t.layer or None, t.output)
-            for t in self.model.taps
-        ]
+        return [replace(t, shape=shapes[t.name]) for t in self.model.taps]
 
     def _probe_item(self, listing: Listing):
         for index in range(len(listing)):

@@ -1,20 +1,22 @@
-"""Preprocessing specs (images, text, arrays) and the code that turns raw items into feeds.
+"""Turn raw items (images, text, array rows) into feeds, as a preprocessing spec says.
 
-A spec is the JSON object in the ONNX metadata ``embedkit.preprocess`` (or a sidecar
-``MODEL.onnx.json``, or ``--preprocess FILE.json``); ``kind`` selects the source type
-it accepts. A preprocessor works in two steps so that a bad item is caught on its own:
-``prepare(raw)`` decodes one item (and raises :class:`BadItem`), ``collate(items)``
-stacks a batch into the ``{input name: array}`` feed that ``session.run`` takes.
+The specs are :mod:`embedkit.contract`'s ``ImageSpec``, ``TextSpec`` and ``ArraySpec``:
+the ONNX metadata ``embedkit.preprocess`` (or a sidecar ``MODEL.onnx.json``, or
+``--preprocess FILE.json``); ``kind`` selects the source type it accepts. A preprocessor
+works in two steps so that a bad item is caught on its own: ``prepare(raw)`` decodes one
+item (and raises :class:`BadItem`), ``collate(items)`` stacks a batch into the
+``{input name: array}`` feed that ``session.run`` takes.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from embedkit.contract import ArraySpec, ImageSpec, TextSpec
 from embedkit.errors import UserInputError
 from embedkit.extract.images import to_eight_bit
 
@@ -24,143 +26,6 @@ if TYPE_CHECKING:
 
 class BadItem(Exception):
     """One item cannot be preprocessed; the message says why (no item name: the caller adds it)."""
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """How to turn an image (file bytes or a uint8 array) into a model input."""
-
-    input: str = "pixel_values"  # the graph input to feed
-    size: tuple[int, int] = (224, 224)  # (height, width) fed to the model
-    resize_shorter: int | None = None  # resize the shorter side to this, then crop; None: resize
-    crop: str | None = None  # "center" or None (only used with resize_shorter)
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # on the 0..255 scale: x = (pixel - mean) / std
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    color: str = "RGB"  # "RGB" or "L"
-    layout: str = "NCHW"  # "NCHW" or "NHWC"
-    interpolation: str = "bilinear"  # "bilinear" or "bicubic"
-    dtype: str = "float32"  # "float32", "float16" or "uint8" (uint8: raw pixels, no mean/std)
-    kind: str = "image"
-
-
-@dataclass(frozen=True)
-class TextSpec:
-    """How to tokenize text with the model's ``embedkit.tokenizer``."""
-
-    inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")  # fed if declared
-    max_length: int = 256  # truncation length in tokens; batches pad to their longest
-    kind: str = "text"
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """How to feed rows of a numeric array."""
-
-    input: str = "x"  # the graph input to feed
-    dtype: str = "float32"  # cast rows to this before feeding
-    kind: str = "array"
-
-
-PreprocessSpec = ImageSpec | TextSpec | ArraySpec
-_SPECS = {"image": ImageSpec, "text": TextSpec, "array": ArraySpec}
-_CHOICES = {
-    "color": ("RGB", "L"),
-    "layout": ("NCHW", "NHWC"),
-    "interpolation": ("bilinear", "bicubic"),
-    "crop": ("center", None),
-}
-_DTYPES = {
-    ImageSpec: ("float32", "float16", "uint8"),
-    ArraySpec: ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"),
-}
-_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def parse_preprocess(raw: dict[str, Any], where: str) -> PreprocessSpec:
-    """Validate a preprocessing spec dict and return its frozen dataclass.
-
-    Examples
-    --------
-    >>> parse_preprocess({"kind": "array", "input": "x"}, "spec.json")
-    ArraySpec(input='x', dtype='float32', kind='array')
-    """
-    if (
-        not isinstance(raw, dict)
-        or not isinstance(raw.get("kind"), str)
-        or raw["kind"] not in _SPECS
-    ):
-        kind = raw.get("kind") if isinstance(raw, dict) else raw
-        raise UserInputError(
-            f"{where}: preprocessing kind {kind!r} is not one of: {', '.join(_SPECS)}"
-        )
-    cls = _SPECS[raw["kind"]]
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserInputError(
-            f"{where}: unknown {raw['kind']} preprocessing key {unknown[0]!r}; "
-            f"valid keys: {', '.join(sorted(known))}"
-        )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    for key, choices in _CHOICES.items():
-        if key in values and values[key] not in choices:
-            raise UserInputError(
-                f"{where}: {key}={values[key]!r} is not one of: "
-                f"{', '.join(str(c) for c in choices)}"
-            )
-    spec = cls(**values)
-    _check_fields(spec, where)
-    return spec
-
-
-def _check_fields(spec: PreprocessSpec, where: str) -> None:
-    """Refuse values that would fail later or silently give wrong inputs, naming the field."""
-
-    def bad(key: str, rule: str):
-        value = getattr(spec, key)
-        shown = list(value) if isinstance(value, tuple) else value
-        return UserInputError(f"{where}: {key}={shown!r} is not valid: {rule}; fix {key!r}")
-
-    def positive_int(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-    def numbers(value, count: int) -> bool:
-        return (
-            isinstance(value, tuple)
-            and len(value) in (1, count)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            and bool(np.isfinite(np.asarray(value, np.float64)).all())
-        )
-
-    if not isinstance(getattr(spec, "input", ""), str) or getattr(spec, "input", "x") == "":
-        raise bad("input", "the name of a graph input")
-    if type(spec) in _DTYPES and spec.dtype not in _DTYPES[type(spec)]:
-        raise bad("dtype", f"one of {', '.join(_DTYPES[type(spec)])}")
-    if isinstance(spec, ImageSpec):
-        channels = 3 if spec.color == "RGB" else 1
-        if not (isinstance(spec.size, tuple) and len(spec.size) == 2):
-            raise bad("size", "[height, width], two positive integers")
-        if not all(positive_int(v) for v in spec.size):
-            raise bad("size", "[height, width], two positive integers")
-        if spec.resize_shorter is not None and not positive_int(spec.resize_shorter):
-            raise bad("resize_shorter", "a positive integer (pixels), or null")
-        if not numbers(spec.mean, channels):
-            raise bad("mean", f"1 or {channels} finite numbers on the 0..255 scale")
-        if not numbers(spec.std, channels) or min(spec.std) <= 0:
-            raise bad("std", f"1 or {channels} numbers > 0 (x = (pixel - mean) / std)")
-    if isinstance(spec, TextSpec):
-        if not positive_int(spec.max_length):
-            raise bad("max_length", "a positive number of tokens")
-        inputs = spec.inputs
-        if not isinstance(inputs, tuple) or not inputs or not set(inputs) <= set(_TEXT_INPUTS):
-            raise bad("inputs", f"a list of: {', '.join(_TEXT_INPUTS)}")
-
-
-def spec_dict(spec: PreprocessSpec | None) -> dict[str, Any]:
-    """The spec as a JSON-ready dict (what the store fingerprint records)."""
-    if spec is None:
-        return {"kind": "none"}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
 
 
 class Preprocessor(Protocol):

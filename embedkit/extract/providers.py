@@ -8,7 +8,6 @@ intra-op thread per core.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ from embedkit.errors import UserInputError, require
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
-
-
-def cores() -> int:
-    """CPU cores this process may use (its affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def import_onnxruntime():
@@ -68,11 +59,13 @@ class Runner:
     """
 
     def __init__(self, path: str | Path, outputs: list[str], *, device: str = "auto"):
+        from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
+
         ort = import_onnxruntime()
         self.providers = select_providers(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = cores()
+        options.intra_op_num_threads = cpu_count()
         # Idle ORT threads would spin and starve the preprocessing and writer threads that
         # share the cores; batches are large, so waking costs nothing measurable.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

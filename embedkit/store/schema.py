@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from embedkit.contract import Tap as TapInfo  # one feature set: the ONNX contract's tap type
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "embedkit-feature-store"
@@ -29,7 +31,6 @@ BAD = "bad"  # group: ids, digests and reasons of items skipped with --skip-bad
 
 SPLITS = ("train", "val", "test")
 STORAGE_DTYPES = ("float32", "float16")
-POOLINGS = ("none", "avg", "max", "avgmax", "gem", "mean", "cls")
 
 # Fields of the fingerprint, in the order a mismatch is reported.
 FINGERPRINT_FIELDS = ("schema_version", "backbone_sha256", "taps", "preprocess", "dtype")
@@ -46,40 +47,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-@dataclass(frozen=True)
-class TapInfo:
-    """One feature set in the store: what the backbone's tap produces per item.
-
-    Examples
-    --------
-    >>> TapInfo("pool", shape=(1280,), pooling="avg", stride=32).to_dict()["shape"]
-    [1280]
-    """
-
-    name: str  # dataset name under /features, e.g. "pool" or "blocks.10"
-    shape: tuple[int, ...]  # per-item shape, no batch axis: (D,) or (C, H, W)
-    pooling: str = "none"  # one of POOLINGS
-    stride: int | None = None  # spatial reduction of the input, None for pooled/text taps
-    layer: str | None = None  # the backbone layer the tap reads from
-    output: str | None = None  # the ONNX output name that feeds this tap
-    dtype: str = "float32"  # storage dtype
-
-    def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if not self.name or "/" in self.name:
-            raise ValueError(f"tap name {self.name!r} must be non-empty and contain no '/'")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TapInfo:
-        keys = {"name", "shape", "pooling", "stride", "layer", "output", "dtype"}
-        return cls(**{k: v for k, v in d.items() if k in keys})
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def test_every_spatial_pooling_matches_torch(pooling, width, tmp_path):
     }[pooling].numpy()
     assert onnx_out.reshape(3, -1).shape == (3, width)
     assert np.allclose(onnx_out, expected, atol=1e-5)
-    assert report.taps[0]["pooling"] == pooling
+    assert report.taps[0].pooling == pooling
 
 
 def test_model_output_tap_is_pooled_and_described(tmp_path):
@@ -88,7 +88,7 @@ def test_model_output_tap_is_pooled_and_described(tmp_path):
     report = export(net, torch.randn(2, 3, 16, 16), out=tmp_path / "o.onnx", pooling="max")
     (tap,) = read_metadata(tmp_path / "o.onnx")["embedkit.taps"]
     assert tap == {"name": "output", "output": "output", "shape": [6], "pooling": "max",
-                   "stride": 2, "layer": ""}  # fmt: skip
+                   "stride": 2, "layer": None}  # fmt: skip
     assert report.verify["passed"]
 
 
@@ -170,20 +170,20 @@ def _graph_ort_cannot_run() -> bytes:
 
 
 def test_unrunnable_fp16_graph_is_reported_not_hidden():
-    from embedkit.backbones import passes
+    from embedkit.backbones.verify import verify
 
     feeds, ref = {"x": np.ones((2, 4), np.float32)}, [np.ones((2, 4), np.float32)]
-    report = passes.verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp16")
+    report = verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp16")
     assert report["ran"] is False and report["passed"] is None
     assert "CPU EP cannot run this fp16 graph" in report["reason"]
     with pytest.raises(ExportError, match="onnxruntime cannot run the exported fp32 graph"):
-        passes.verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp32")
+        verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp32")
 
 
 def test_verification_set_reports_percentiles_and_gates_on_p1():
     from onnx import TensorProto, helper
 
-    from embedkit.backbones import passes
+    from embedkit.backbones.verify import verify_set
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])], "g",
@@ -195,10 +195,10 @@ def test_verification_set_reports_percentiles_and_gates_on_p1():
     x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
     feeds = [{"x": x[lo : lo + 32]} for lo in range(0, 300, 32)]  # batch by batch
     refs = [[f["x"].copy()] for f in feeds]
-    good = passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
+    good = verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
     assert good["passed"] and good["texts"] == 300 and good["p1_cosine"] > 0.99999
     refs[3][0][:5] = -refs[3][0][:5]  # 5 of 300 items point the other way: p1 is -1
     with pytest.raises(ExportError, match=r"p1 cosine -1\.0+ \(limit 0\.99\)"):
-        passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
-    kept = passes.verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8", force=True)
+        verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8")
+    kept = verify_set(model.SerializeToString(), feeds, refs, ["y"], "int8", force=True)
     assert kept["passed"] is False and kept["median_cosine"] > 0.99999

@@ -71,12 +71,12 @@ def test_image_parity_for_every_pooling(name, pooling, request, tmp_path):
     expected = pool(seen["t"], pooling).numpy()
     assert onnx_out.shape == expected.shape
     assert np.abs(onnx_out - expected).max() < 1e-5 * max(1.0, np.abs(expected).max())
-    assert report.taps[0]["shape"] == list(expected.shape[1:])
+    assert report.taps[0].shape == tuple(expected.shape[1:])
 
 
 def test_lite2_default_export_verifies(lite2, tmp_path):
     report = export_backbone(lite2, tmp_path / "l2.onnx")
-    assert report.taps[0]["shape"] == [1280]
+    assert report.taps[0].shape == (1280,)
     assert report.verify["passed"] and report.verify["max_abs_diff"] < 1e-4
     assert read_metadata(tmp_path / "l2.onnx")["embedkit.preprocess"]["size"] == [260, 260]
 

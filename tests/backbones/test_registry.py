@@ -26,8 +26,8 @@ def test_registry_entry_loads_and_its_default_tap_exists(name):
     backbone = load_backbone(name)
     taps = {row.name: row for row in backbone.tap_table()}
     assert spec.default_tap in taps
-    assert backbone.preprocess["kind"] if spec.modality == "image" else True
     if spec.modality == "image":
+        assert backbone.preprocess.kind == "image"
         assert taps["pool"].shape == (1280,)
         assert taps["features"].shape[0] == 1280 and taps["features"].stride == 32
 
@@ -98,7 +98,7 @@ def test_timm_and_torchvision_export_where_they_import(prefix, module, tmp_path)
         if "pretrained weights" not in str(exc):
             raise
         pytest.skip(f"resnet18 weights are not cached here: {exc}")
-    assert report.taps[0]["shape"] == [512] and report.verify["passed"]
+    assert report.taps[0].shape == (512,) and report.verify["passed"]
 
 
 def test_minilm_weights_are_the_published_ones():

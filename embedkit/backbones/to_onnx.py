@@ -1,4 +1,4 @@
-"""Trace a :class:`~embedkit.backbones.loaded.Traceable` with the TorchScript exporter.
+"""Convert a :class:`Traceable` torch module to ONNX with the TorchScript exporter.
 
 On failure the error names the layer: the innermost module running when tracing broke,
 or, for an operator the exporter cannot convert, the module that calls it.
@@ -12,17 +12,38 @@ import os
 import re
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 
 import onnx
 import torch
+from torch import nn
 
-from embedkit.backbones.loaded import Traceable
+from embedkit.contract import PreprocessSpec, Tap
 from embedkit.errors import ExportError
 
 OPSET = 17
 
 
-def trace(tr: Traceable, name: str) -> onnx.ModelProto:
+@dataclass
+class Traceable:
+    """A module ready for ``torch.onnx.export`` and the facts written next to it."""
+
+    module: nn.Module
+    input_names: list[str]
+    example: tuple  # tensors traced by the exporter
+    fresh: tuple  # other batch (and sequence) sizes, real data where we have it
+    dynamic_axes: dict[str, dict[int, str]]
+    taps: list[Tap]  # name, output, pooling, stride, layer; the shape is added after a run
+    preprocess: PreprocessSpec
+    fresh_source: str  # what the fresh inputs are, for the verify report
+    transformer: tuple[int, int] | None = None  # (num_heads, hidden_size) for fusion
+    tokenizer_json: str | None = None
+    options: dict = field(default_factory=dict)  # recorded in embedkit.export
+    verify_set: list[tuple] = field(default_factory=list)  # batches for the drift percentiles
+    verify_set_source: str = ""  # what the verification set is, for the verify report
+
+
+def to_onnx(tr: Traceable, name: str) -> onnx.ModelProto:
     """TorchScript-export ``tr.module`` (opset 17, dynamic axes); name the layer on failure.
 
     Raises
@@ -48,13 +69,13 @@ def trace(tr: Traceable, name: str) -> onnx.ModelProto:
         path = os.path.join(tmp, "model.onnx")
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(None):
-                warnings.simplefilter("ignore")
+                _quiet_exporter_notices()
                 torch.onnx.export(
                     tr.module,
                     tr.example,
                     path,
                     input_names=tr.input_names,
-                    output_names=[d["output"] for d in tr.taps],
+                    output_names=[t.output for t in tr.taps],
                     dynamic_axes=tr.dynamic_axes,
                     opset_version=OPSET,
                     do_constant_folding=True,
@@ -71,6 +92,20 @@ def trace(tr: Traceable, name: str) -> onnx.ModelProto:
             for handle in handles:
                 handle.remove()
         return onnx.load(path)
+
+
+def _quiet_exporter_notices() -> None:
+    """Hide the exporter's notices about itself; other warnings still show.
+
+    A TracerWarning (a tensor turned into a Python value) is hidden too: verification
+    runs the graph on other batch and sequence sizes, so a trace it made wrong fails there.
+    """
+    ignore = warnings.filterwarnings
+    ignore("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+    ignore("ignore", "The feature will be removed", DeprecationWarning)
+    ignore("ignore", "Exporting aten::index operator of advanced indexing", UserWarning)
+    ignore("ignore", "Constant folding - Only steps=1 can be constant folded", UserWarning)
+    ignore("ignore", category=torch.jit.TracerWarning)
 
 
 def _layer_running(module: torch.nn.Module, example: tuple, message: str) -> str | None:

@@ -1,49 +1,30 @@
-"""A loaded backbone: a torch model plus everything export needs to trace and verify it.
+"""A backbone whose taps are named modules read with forward hooks: image models, any module.
 
-:class:`HookedBackbone` serves image models and any plain ``nn.Module`` (taps read
-named modules with forward hooks); text encoders live in
-:mod:`embedkit.backbones.text`. Both build a :class:`Traceable`: the module that
-returns every tap, its example inputs, and fresh inputs of another batch size for
-verification.
+:class:`HookedBackbone` serves image models and any plain ``nn.Module`` that takes one
+tensor; text encoders live in :mod:`embedkit.backbones.text`. Both build a
+:class:`~embedkit.backbones.to_onnx.Traceable`: the module that returns every tap, its
+example inputs, and fresh inputs of another batch size for verification.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from embedkit.backbones.taps import (
     HookedGraph,
-    TapInfo,
+    TappableLayer,
     TapPoint,
     check_pooling,
     discover,
     first_tensor,
     nominal_stride,
 )
+from embedkit.backbones.to_onnx import Traceable
+from embedkit.contract import ImageSpec, PreprocessSpec, Tap, parse_preprocess
 from embedkit.errors import UserInputError
-
-
-@dataclass
-class Traceable:
-    """A module ready for ``torch.onnx.export`` and the facts written next to it."""
-
-    module: nn.Module
-    input_names: list[str]
-    example: tuple  # tensors traced by the exporter
-    fresh: tuple  # other batch (and sequence) sizes, real data where we have it
-    dynamic_axes: dict[str, dict[int, str]]
-    taps: list[dict]  # {"name", "output", "pooling", "stride", "layer"}; shape added later
-    preprocess: dict
-    fresh_source: str  # what the fresh inputs are, for the verify report
-    transformer: tuple[int, int] | None = None  # (num_heads, hidden_size) for fusion
-    tokenizer_json: str | None = None
-    options: dict = field(default_factory=dict)  # recorded in embedkit.export
-    verify_set: list[tuple] = field(default_factory=list)  # batches for the drift percentiles
-    verify_set_source: str = ""  # what the verification set is, for the verify report
 
 
 def output_name(tap: str) -> str:
@@ -71,8 +52,8 @@ class HookedBackbone:
         The model; it is put in eval mode.
     example : torch.Tensor
         One input batch used for tracing and for ``embedkit taps``.
-    preprocess : dict
-        The preprocessing spec (see docs/architecture.md).
+    preprocess : PreprocessSpec or dict
+        The preprocessing spec (:mod:`embedkit.contract`, or its JSON form).
     aliases : dict of str to TapPoint, optional
         Friendly tap names (``"pool"``, ``"blocks.10"``) listed by ``embedkit taps``.
     default_tap : str
@@ -85,21 +66,21 @@ class HookedBackbone:
         self.name = name
         self.model = model.eval()
         self.example = example
-        self.preprocess = dict(preprocess)
+        self.preprocess: PreprocessSpec = parse_preprocess(preprocess, f"{name} preprocess")
         self.aliases = dict(aliases or {})
         self.default_tap = default_tap
         self.default_pooling = "avg"
         self.default_normalize = False
-        self._table: dict[str, TapInfo] | None = None
-        self._inputs: dict[str, TapInfo] | None = None
+        self._table: dict[str, TappableLayer] | None = None
+        self._inputs: dict[str, TappableLayer] | None = None
 
-    def modules_table(self) -> dict[str, TapInfo]:
+    def modules_table(self) -> dict[str, TappableLayer]:
         """Every named module's output shape, from one real forward pass (cached)."""
         if self._table is None:
             self._table = {t.name: t for t in discover(self.model, self.example[:1])}
         return self._table
 
-    def tap_table(self, all_modules: bool = False) -> list[TapInfo]:
+    def tap_table(self, all_modules: bool = False) -> list[TappableLayer]:
         """The tappable layers: the friendly aliases, or every named module."""
         table = self.modules_table()
         if all_modules or not self.aliases:
@@ -109,12 +90,12 @@ class HookedBackbone:
             if out is not None:
                 height = self.example.shape[2] if self.example.dim() == 4 else None
                 rows.append(
-                    TapInfo("output", "", tuple(out.shape[1:]), nominal_stride(height, out))
+                    TappableLayer("output", "", tuple(out.shape[1:]), nominal_stride(height, out))
                 )
             return rows
         return [self._alias_info(name, point) for name, point in self.aliases.items()]
 
-    def _alias_info(self, name: str, point: TapPoint) -> TapInfo:
+    def _alias_info(self, name: str, point: TapPoint) -> TappableLayer:
         row = self.modules_table()[point.module]
         if point.side == "input":
             if self._inputs is None:
@@ -124,7 +105,7 @@ class HookedBackbone:
         shape = row.shape
         if point.pooled is not None:
             shape = (int(np.prod(shape)),)
-        return TapInfo(name, point.module, shape, row.stride)
+        return TappableLayer(name, point.module, shape, row.stride)
 
     def resolve(self, tap: str) -> TapPoint:
         """Map a tap name (alias, module path or ``output``) to a :class:`TapPoint`."""
@@ -146,15 +127,15 @@ class HookedBackbone:
         normalize = self.default_normalize if normalize is None else normalize
         taps = list(taps or [self.default_tap])
         points = [(self.resolve(t), pooling) for t in taps]
-        preprocess = dict(self.preprocess)
+        preprocess = self.preprocess
         mean = std = None
         if fold_normalize:
-            if preprocess.get("kind") != "image":
+            if not isinstance(preprocess, ImageSpec):
                 raise UserInputError("--fold-normalize needs an image backbone (mean/std)")
-            channels = 3 if preprocess.get("color", "RGB") == "RGB" else 1
-            mean = _per_channel(preprocess["mean"], channels)
-            std = _per_channel(preprocess["std"], channels)
-            preprocess.update(mean=[0.0] * channels, std=[1.0] * channels)
+            channels = 3 if preprocess.color == "RGB" else 1
+            mean = per_channel(preprocess.mean, channels)
+            std = per_channel(preprocess.std, channels)
+            preprocess = replace(preprocess, mean=(0.0,) * channels, std=(1.0,) * channels)
         module = HookedGraph(self.model, points, normalize=normalize, mean=mean, std=std).eval()
         fresh, source = self._fresh(fold_normalize)
         descs = []
@@ -167,21 +148,21 @@ class HookedBackbone:
                 info = next(r for r in self.tap_table(all_modules=True) if r.name == "output")
             spatial = len(info.shape) == 3 and point.pooled is None
             descs.append(
-                {
-                    "name": tap,
-                    "output": output_name(tap),
-                    "pooling": point.pooled or (how if spatial or len(info.shape) == 2 else "none"),
-                    "stride": info.stride,
-                    "layer": point.module,
-                }
+                Tap(
+                    tap,
+                    output=output_name(tap),
+                    pooling=point.pooled or (how if spatial or len(info.shape) == 2 else "none"),
+                    stride=info.stride,
+                    layer=point.module or None,
+                )
             )
-        name = preprocess.get("input", "x")
+        name = preprocess.input
         return Traceable(
             module=module,
             input_names=[name],
             example=(self._raw(self.example, fold_normalize),),
             fresh=(fresh,),
-            dynamic_axes={name: {0: "batch"}, **{d["output"]: {0: "batch"} for d in descs}},
+            dynamic_axes={name: {0: "batch"}, **{d.output: {0: "batch"} for d in descs}},
             taps=descs,
             preprocess=preprocess,
             fresh_source=source,
@@ -191,23 +172,20 @@ class HookedBackbone:
     def _raw(self, x: torch.Tensor, fold: bool) -> torch.Tensor:
         if not fold:
             return x
-        mean = torch.tensor(_per_channel(self.preprocess["mean"], x.shape[1])).view(1, -1, 1, 1)
-        std = torch.tensor(_per_channel(self.preprocess["std"], x.shape[1])).view(1, -1, 1, 1)
+        mean, std = _mean_std(self.preprocess, x.shape[1])
         return x * std + mean
 
     def _fresh(self, fold: bool) -> tuple[torch.Tensor, str]:
         """Inputs with another batch size: real photos for image specs, else noise."""
         n = self.example.shape[0] + 1
         spec = self.preprocess
-        if spec.get("kind") == "image" and spec.get("layout", "NCHW") == "NCHW":
-            pixels, source = sample_images(n, tuple(spec["size"]))  # (N, H, W, 3) uint8
-            if spec.get("color") == "L":
+        if isinstance(spec, ImageSpec) and spec.layout == "NCHW":
+            pixels, source = sample_images(n, tuple(spec.size))  # (N, H, W, 3) uint8
+            if spec.color == "L":
                 pixels = pixels.mean(axis=3, keepdims=True)
             x = torch.from_numpy(pixels.astype(np.float32)).permute(0, 3, 1, 2)  # (N, C, H, W)
             if not fold:
-                c = x.shape[1]
-                mean = torch.tensor(_per_channel(spec["mean"], c)).view(1, -1, 1, 1)
-                std = torch.tensor(_per_channel(spec["std"], c)).view(1, -1, 1, 1)
+                mean, std = _mean_std(spec, x.shape[1])
                 x = (x - mean) / std
             return x.contiguous(), source
         g = torch.Generator().manual_seed(1)
@@ -219,7 +197,14 @@ class HookedBackbone:
         return torch.randint(0, high, (n, *ex.shape[1:]), generator=g).to(ex.dtype), "random ints"
 
 
-def _per_channel(value, channels: int) -> list[float]:
+def _mean_std(spec: ImageSpec, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spec's mean and std as (1, C, 1, 1) tensors."""
+    mean, std = (per_channel(v, channels) for v in (spec.mean, spec.std))
+    return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+
+
+def per_channel(value, channels: int) -> list[float]:
+    """A scalar or one-item mean/std repeated per channel, as floats."""
     values = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
     return values * channels if len(values) == 1 else values
 
