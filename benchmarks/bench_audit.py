@@ -15,8 +15,9 @@
    With cleanlab installed, ``cleanlab.filter.find_label_issues`` on the same
    out-of-fold probabilities is compared too.
 
-Each measurement is one JSON record under ``runs/bench_audit/``; a record already there
-is reused (``--force`` re-measures). The Markdown is built from the records.
+Each measurement is one JSON record under ``runs/bench_audit/`` (written by
+``embedkit.bench.records``, as the bench's runs are); a record already there is reused
+(``--force`` re-measures). The Markdown is built from the records.
 """
 
 from __future__ import annotations
@@ -34,18 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.audit import brute_force_scan, find_label_issues, neighbor_scan, out_of_fold_proba
+from embedkit.bench.records import SCHEMA, read_records, write_record
+from embedkit.datasets import load_fashion_mnist
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-
-from embedkit.audit import (  # noqa: E402
-    brute_force_scan,
-    find_label_issues,
-    neighbor_scan,
-    out_of_fold_proba,
-)
-from embedkit.datasets import load_fashion_mnist  # noqa: E402
-
 RUNS = REPO / "runs" / "bench_audit"
 RESULTS = HERE / "results" / "audit.md"
 
@@ -74,16 +69,15 @@ def measure(fn, *args, **kwargs) -> tuple[object, float, float]:
     return result, seconds, peak
 
 
-def record(name: str, force: bool, fn) -> dict:
-    """Load ``runs/bench_audit/<name>.json`` or measure it with ``fn()`` and save it."""
-    path = RUNS / f"{name}.json"
-    if path.exists() and not force:
-        print(f"reuse {path.name}", flush=True)
-        return json.loads(path.read_text())
+def record(name: str, done: dict[str, dict], force: bool, fn) -> dict:
+    """The record ``name`` from ``done``, or measure it with ``fn()`` and write it."""
+    if name in done and not force:
+        print(f"reuse {name}.json", flush=True)
+        return done[name]
     print(f"measure {name} ...", flush=True)
-    rec = {"name": name, **fn(), "load_after": round(os.getloadavg()[0], 1)}
-    RUNS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rec, indent=1))
+    rec = {"schema": SCHEMA, "run_id": name, "status": "ok", "name": name, **fn()}
+    rec["load_after"] = round(os.getloadavg()[0], 1)
+    write_record(RUNS, rec)
     return rec
 
 
@@ -367,14 +361,11 @@ def main() -> None:
                 )
     if "clean" in parts:
         jobs.append((f"clean-lite0-{args.fmnist}", lambda: bench_cleaning(args.fmnist)))
-    records = []
-    for name, fn in jobs:
-        path = RUNS / f"{name}.json"
-        if args.build:
-            if path.exists():
-                records.append(json.loads(path.read_text()))
-            continue
-        records.append(record(name, args.force, fn))
+    done = {r["run_id"]: r for r in read_records(RUNS)} if RUNS.is_dir() else {}
+    if args.build:
+        records = [done[name] for name, _ in jobs if name in done]
+    else:
+        records = [record(name, done, args.force, fn) for name, fn in jobs]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     shown = [a for a in sys.argv[1:] if a not in ("--build", "--force")]
     RESULTS.write_text(build(records, shown) + "\n")

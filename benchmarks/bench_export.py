@@ -20,21 +20,18 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from embedkit.backbones import export_backbone, load_backbone
+from embedkit.backbones.hooked_backbone import sample_images
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-from embedkit.backbones import export_backbone, load_backbone  # noqa: E402
-from embedkit.backbones.loaded import sample_images  # noqa: E402
 
 NOTES = [
     "What this says:",
@@ -49,10 +46,10 @@ NOTES = [
     "`optimized_model_filepath`), which is as fast here. fp16 runs on the CPU EP (Casts around "
     "ops without fp16 kernels) no slower than fp32, but it is meant for GPUs.",
     "- EfficientNet-Lite0: ORT fp32 is several times faster than torch eager, also against the "
-    "1-thread torch row (ANCHORS' ResNet ratio is 1.6x).",
+    "1-thread torch row (a by-hand ResNet measurement gave 1.6x).",
 ]
 
-ANCHOR_MINILM = {"torch eager": 30, "ORT fp32 fused": 37, "ORT int8": 51}  # ANCHORS.md, seq/s
+BY_HAND_MINILM = {"torch eager": 30, "ORT fp32 fused": 37, "ORT int8": 51}  # seq/s, by hand
 
 
 def ort_session(path: Path, threads: int):
@@ -135,7 +132,7 @@ def bench_minilm(work: Path, args) -> tuple[list[str], dict]:
         session = ort_session(Path(report.path), args.threads)
         variants[label] = lambda batch, s=session: s.run(None, batch)
     rates = timed_rounds(variants, batches, args.rounds, args.texts)
-    return _table(rates, exports, "sequences/s", "torch eager", ANCHOR_MINILM), rates
+    return _table(rates, exports, "sequences/s", "torch eager", BY_HAND_MINILM), rates
 
 
 def bench_lite0(work: Path, args) -> tuple[list[str], dict]:
@@ -169,7 +166,7 @@ def _table(rates, exports, unit, base, anchors) -> list[str]:
     med = {k: statistics.median(v) for k, v in rates.items()}
     lines = [
         f"| variant | {unit} (median) | vs {base} | export s | file MB | max abs diff "
-        "| min cosine | fused / quantised ops | ANCHORS ratio |",
+        "| min cosine | fused / quantised ops | by-hand ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, rate in med.items():
@@ -219,12 +216,12 @@ def main() -> None:
         f"### MiniLM (all-MiniLM-L6-v2, real weights): {args.texts} fortunes padded to 128 "
         f"tokens, batch {args.batch}, {args.rounds} interleaved rounds", "",
         *minilm_lines, "",
-        "ANCHORS.md (2 cores, random weights, seq 128): torch eager 30 seq/s, ORT (graph opt on) "
-        "37 (1.23x), ORT int8 dynamic 51 (1.70x).", "",
+        "Measured by hand (2 cores, random weights, seq 128): torch eager 30 seq/s, "
+        "ORT (graph opt on) 37 (1.23x), ORT int8 dynamic 51 (1.70x).", "",
         f"### EfficientNet-Lite0: {args.images} photos at 224x224, batch {args.batch}, "
         f"{args.rounds} interleaved rounds", "",
         *lite0_lines, "",
-        "ANCHORS.md has no Lite0 row; for ResNet-18/50 on these cores ORT ran 1.6x torch eager.",
+        "No by-hand Lite0 figure; for ResNet-18/50 on these cores ORT ran 1.6x torch eager.",
         "",
         *NOTES,
         "",

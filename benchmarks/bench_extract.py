@@ -26,32 +26,36 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.datasets import load_fashion_mnist
+from embedkit.extract import extract, load_model, open_source
+from embedkit.extract.preprocess import make_preprocessor
+from embedkit.store import FeatureStore
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-
-from embedkit.datasets import load_fashion_mnist  # noqa: E402
-from embedkit.extract import extract, load_model, open_source  # noqa: E402
-from embedkit.extract.preprocess import make_preprocessor  # noqa: E402
-from embedkit.store import FeatureStore  # noqa: E402
 
 
 def get_model(work: Path) -> tuple[Path, str]:
-    """The EfficientNet-Lite0 export (via the CLI), else a ResNet-like graph built here."""
+    """The EfficientNet-Lite0 export, through the CLI."""
     out = work / "lite0.onnx"
-    result = subprocess.run(
-        [sys.executable, "-m", "embedkit", "export", "efficientnet_lite0", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode == 0:
-        return out, "EfficientNet-Lite0 (embedkit export, fp32)"
-    print("export failed, using a built ResNet-like graph:", result.stderr.strip()[-300:])
-    sys.path.insert(0, str(REPO / "tests" / "extract"))
-    from extract_graphs import make_slow_model  # a MatMul stack; stands in for a CNN
+    export = [sys.executable, "-m", "embedkit", "export", "efficientnet_lite0", "--out", str(out)]
+    subprocess.run(export, cwd=REPO, check=True, capture_output=True)
+    return out, "EfficientNet-Lite0 (embedkit export, fp32)"
 
-    return make_slow_model(work / "stack.onnx", dim=1024, depth=16), "MatMul stack (fallback)"
+
+def tiny_models(work: Path) -> tuple[Path, Path]:
+    """Two small exports: a Linear layer over (N, 6) rows and a strided conv over 16x16 RGB."""
+    import torch
+
+    from embedkit.backbones import export
+    from embedkit.contract import ImageSpec
+
+    rows, image = work / "cache-a.onnx", work / "cache-i.onnx"
+    export(torch.nn.Linear(6, 3), torch.randn(2, 6), out=rows)
+    conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    spec = ImageSpec(size=(16, 16), mean=(127.0,) * 3, std=(128.0,) * 3)
+    export(conv, torch.randn(2, 3, 16, 16), out=image, preprocess=spec)
+    return rows, image
 
 
 def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
@@ -167,7 +171,7 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         "",
         "Per round (bare spinning / bare no spinning / extract, img/s): "
         + ", ".join(f"{x:.1f} / {y:.1f} / {z:.1f}" for x, y, z in zip(spin, bare, ours))
-        + ". ANCHORS.md: by hand, ORT + preprocessing + h5py = 0.93x bare on ResNet-18.",
+        + ". By hand, ORT + preprocessing + h5py = 0.93x bare on ResNet-18.",
     ]
 
 
@@ -226,9 +230,6 @@ def bench_cache(work: Path, n: int = 10_000) -> list[str]:
     """Re-running extract on unchanged inputs: nothing is computed, only ids are checked."""
     from PIL import Image
 
-    sys.path.insert(0, str(HERE.parent))
-    from tests.extract.extract_graphs import make_array_model, make_image_model
-
     rng = np.random.default_rng(0)
     arrays = work / "cache.npy"
     np.save(arrays, rng.normal(size=(n, 6)).astype(np.float32))
@@ -244,10 +245,8 @@ def bench_cache(work: Path, n: int = 10_000) -> list[str]:
         "| source | first run: computed, s | re-run: computed | re-run s |",
         "| --- | --- | --- | --- |",
     ]
-    cases = (
-        ("`.npy` array (N, 6)", make_array_model(work / "cache-a.onnx"), arrays),
-        ("folder of PNGs", make_image_model(work / "cache-i.onnx"), folder),
-    )
+    rows_model, image_model = tiny_models(work)
+    cases = (("`.npy` array (N, 6)", rows_model, arrays), ("folder of PNGs", image_model, folder))
     for name, model, source in cases:
         out = work / f"cache-{source.stem}.h5"
         first = extract(model, source, out, progress=False)

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -28,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from embedkit.bench import run_bench
+from embedkit.store import FeatureStore
 
-from embedkit.bench import run_bench  # noqa: E402
-from embedkit.store import FeatureStore  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 MARK = ("<!-- bench_protocol:start -->", "<!-- bench_protocol:end -->")
 

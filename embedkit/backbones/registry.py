@@ -35,7 +35,7 @@ class BackboneSpec:
     description : str
         One line about the model and where its weights come from.
     loader : callable
-        ``loader(**options)`` returns a loaded backbone (see ``embedkit.backbones.graph``).
+        ``loader(**options)`` returns a backbone with ``tap_table()`` and ``traceable()``.
 
     Examples
     --------

@@ -199,7 +199,7 @@ class FeatureStore:
         load) in a full permutation. Otherwise contiguous blocks of ``block_rows`` are read
         in shuffled order and shuffled inside a buffer of ``buffer_blocks`` blocks, so
         memory stays bounded and reads stay sequential (random-row reads from HDF5 are
-        10-100x slower, ANCHORS.md).
+        10-100x slower, measured by hand).
         """
         if batch_size < 1:
             raise UserInputError(f"batch_size must be at least 1, got {batch_size}")

@@ -291,7 +291,7 @@ class StoreWriter:
         group = dst.create_group(S.FEATURES)
         for tap in self.fingerprint.tap_infos:
             # Contiguous layout (no chunks, no compression): fast sequential reads and
-            # memory-mapped random rows. ANCHORS.md: compression costs 10-40x for ~10%.
+            # memory-mapped random rows. Compression cost 10-40x for ~10% (by hand).
             ds = group.create_dataset(tap.name, shape=(n, *tap.shape), dtype=tap.dtype)
             for key, value in tap.to_dict().items():
                 ds.attrs[key] = (
