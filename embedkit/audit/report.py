@@ -15,8 +15,6 @@ from embedkit.audit.balance import ClassBalance
 from embedkit.audit.labels import LabelIssues
 from embedkit.audit.neighbors import NeighborScan
 
-LEAK_SPLITS = ("train", "val", "test")
-
 
 @dataclass(frozen=True)
 class AuditReport:

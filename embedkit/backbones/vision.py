@@ -19,8 +19,6 @@ from embedkit.contract import ImageSpec
 from embedkit.errors import UserInputError, require
 
 LITE_MEAN, LITE_STD = 127.0, 128.0  # TF-Lite convention: x = (pixel - 127) / 128
-IMAGENET_MEAN = [123.675, 116.28, 103.53]  # on the 0..255 scale
-IMAGENET_STD = [58.395, 57.12, 57.375]
 
 
 def image_spec(size, mean, std, **options) -> ImageSpec:

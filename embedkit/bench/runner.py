@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -320,8 +320,3 @@ def _predict(head, X: np.ndarray, n_classes: int):
     proba = np.zeros((len(X), n_classes))
     proba[:, np.asarray(head.classes_, dtype=np.int64)] = head.predict_proba(X)
     return proba, proba.argmax(axis=1)
-
-
-def spec_dict(spec: BenchSpec) -> dict:
-    """The spec as JSON-able data (for the report)."""
-    return asdict(spec)
