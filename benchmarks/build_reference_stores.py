@@ -74,13 +74,11 @@ def build_fmnist(work: Path) -> Path:
 
 def build_fortunes(work: Path) -> Path:
     store = ROOT / "stores" / "fortunes-minilm.h5"
-    from sklearn.model_selection import train_test_split
-
     from embedkit.datasets import load_fortunes
+    from embedkit.store.splits import stratified_split
 
     texts, topics = load_fortunes(ROOT / "data" / "fortunes")
-    index = np.arange(len(texts))
-    train, _ = train_test_split(index, test_size=0.3, stratify=topics, random_state=0)
+    train, _ = stratified_split(np.arange(len(texts)), topics, 0.3, seed=0)
     train = set(train.tolist())
     path = work / "fortunes.jsonl"
     with path.open("w", encoding="utf-8") as f:

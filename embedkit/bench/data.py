@@ -23,6 +23,7 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.store import read_ids_file
+from embedkit.store.splits import stratified_split
 
 ALL = "all"  # the shot level that trains on every row of the training pool
 
@@ -162,9 +163,9 @@ def carve_validation(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Split one run's training ``rows`` into (fit rows, validation rows), stratified.
 
-    Each class gives ``max(1, round(fraction * n))`` rows to validation and keeps at least
-    one. Returns ``None`` when some class has fewer than two rows (1-shot), so no
-    validation set can be carved without leaving a class out.
+    Validation gets ``fraction`` of the rows, and at least one row per class. Returns
+    ``None`` when some class has fewer than two rows (1-shot), so no validation set can
+    be carved without leaving a class out.
 
     Examples
     --------
@@ -173,17 +174,11 @@ def carve_validation(
     >>> len(fit), len(val), sorted(set(fit) & set(val))
     (6, 2, [])
     """
-    fit_parts, val_parts = [], []
-    for c in np.unique(y[rows]):
-        members = rows[y[rows] == c]
-        if len(members) < 2:
-            return None
-        rng = np.random.default_rng([int(seed), int(c), 7919])
-        members = members[rng.permutation(len(members))]
-        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
-        val_parts.append(members[:n_val])
-        fit_parts.append(members[n_val:])
-    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
+    classes, counts = np.unique(y[rows], return_counts=True)
+    if counts.min() < 2:
+        return None
+    n_val = max(len(classes), round(fraction * len(rows)))
+    return stratified_split(rows, y[rows], n_val, seed=seed)
 
 
 def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):
@@ -192,14 +187,7 @@ def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed
         raise UserInputError(
             f"--make-test-split {fraction} is not valid; give a fraction in (0, 1)"
         )
-    test = []
-    for c in np.unique(y[rows]):
-        members = rows[y[rows] == c]
-        rng = np.random.default_rng([int(seed), int(c), 104729])
-        n_test = min(len(members) - 1, int(round(fraction * len(members))))
-        test.append(members[rng.permutation(len(members))[:n_test]])
-    test = np.sort(np.concatenate(test))
-    return np.setdiff1d(rows, test), test
+    return stratified_split(rows, y[rows], fraction, seed=seed)
 
 
 def load_bench_data(

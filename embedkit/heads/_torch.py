@@ -185,14 +185,10 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         auto = self.early_stopping == "auto" and len(X) >= 1000
         if not (self.early_stopping is True or auto) or not self.validation_fraction:
             return X, y_index, None
-        from sklearn.model_selection import train_test_split
+        from embedkit.store.splits import stratified_split
 
-        counts = np.bincount(y_index)
         n_val = max(1, int(round(self.validation_fraction * len(X))))
-        stratify = y_index if counts.min() >= 2 and n_val >= len(counts) else None
-        tr, va = train_test_split(
-            np.arange(len(X)), test_size=n_val, stratify=stratify, random_state=self._seed()
-        )
+        tr, va = stratified_split(np.arange(len(X)), y_index, n_val, seed=self._seed())
         return X[tr], y_index[tr], (X[va], y_index[va])
 
     def _threads(self, batch_rows: int, default: int) -> int:

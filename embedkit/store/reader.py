@@ -255,7 +255,7 @@ class FeatureStore:
         missing val (or test) part is carved from the train rows, stratified by label when
         there are labels, with a fixed ``seed``: the same call gives the same split.
         """
-        from sklearn.model_selection import train_test_split
+        from embedkit.store.splits import stratified_split
 
         stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
         parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
@@ -271,11 +271,8 @@ class FeatureStore:
             n_take = int(round(frac * total))
             if n_take <= 0 or n_take >= len(pool):
                 continue
-            strat = (
-                y[pool] if stratify and self.has_labels and _stratifiable(y[pool], n_take) else None
-            )
-            keep, take = train_test_split(pool, test_size=n_take, random_state=seed, stratify=strat)
-            parts["train"], parts[name] = np.sort(keep), np.sort(take)
+            labels = y[pool] if stratify and self.has_labels else None
+            parts["train"], parts[name] = stratified_split(pool, labels, n_take, seed=seed)
         return parts
 
     def torch_dataset(self, tap: str | None = None, rows=None):
@@ -367,11 +364,6 @@ def _label_names(y, label_names, n) -> list[str | None]:
         )
         return [None if v < 0 else str(names[v]) for v in y.tolist()]
     return [None if v in ("", None) else str(v) for v in y.tolist()]
-
-
-def _stratifiable(y: np.ndarray, n_take: int) -> bool:
-    _, counts = np.unique(y, return_counts=True)
-    return counts.min() >= 2 and n_take >= len(counts) and len(y) - n_take >= len(counts)
 
 
 def _as_index(rows):

@@ -1,0 +1,61 @@
+"""Stratified splitting: the one way embedkit carves a set of rows into two parts.
+
+    embedkit split feats.h5 --test 0.2 --val 0.1
+
+Used by ``FeatureStore.split`` (train/val/test), the torch heads' validation hold-out,
+and the bench's validation part and in-memory test split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+
+
+def stratified_split(
+    rows, labels, size: int | float, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into ``(kept, taken)``, ``size`` rows taken, stratified by ``labels``.
+
+    The split is stratified when every class can give a row and keep one (each class has
+    two or more rows, and each part has room for one row per class); otherwise, and when
+    ``labels`` is None, it is a plain random split. The same ``seed`` gives the same split.
+
+    Parameters
+    ----------
+    rows : array-like of int
+        The rows to split.
+    labels : array-like, optional
+        One label per row of ``rows`` (not per row of the store).
+    size : int or float
+        How many rows to take, or the fraction of ``rows`` (rounded up, as in scikit-learn).
+    seed : int
+        Seeds the split.
+
+    Returns
+    -------
+    kept, taken : ndarray
+        The two parts, each sorted.
+
+    Examples
+    --------
+    >>> kept, taken = stratified_split(np.arange(8), [0, 0, 0, 0, 1, 1, 1, 1], 2, seed=0)
+    >>> len(kept), sorted(np.array([0, 0, 0, 0, 1, 1, 1, 1])[taken].tolist())
+    (6, [0, 1])
+    """
+    from sklearn.model_selection import train_test_split
+
+    rows = np.asarray(rows)
+    n_take = int(size) if isinstance(size, int | np.integer) else math.ceil(size * len(rows))
+    if not 0 < n_take < len(rows):
+        raise UserInputError(f"cannot take {n_take} of {len(rows)} rows; take between 1 and n-1")
+    stratify = None
+    if labels is not None:
+        _, counts = np.unique(np.asarray(labels), return_counts=True)
+        fits = counts.min() >= 2 and len(counts) <= n_take <= len(rows) - len(counts)
+        stratify = np.asarray(labels) if fits else None
+    kept, taken = train_test_split(rows, test_size=size, random_state=seed, stratify=stratify)
+    return np.sort(kept), np.sort(taken)
