@@ -31,6 +31,7 @@ PRECISION = "embedkit.precision"  # "fp32", "fp16" or "int8"
 EXPORT = "embedkit.export"  # the export options, torch version and opset
 VERIFY = "embedkit.verify"  # the verification report vs torch
 FORMAT_VERSION = "1"
+PRECISIONS = ("fp32", "fp16", "int8")  # the values of embedkit.precision
 
 SPATIAL_POOLINGS = ("none", "avg", "max", "avgmax", "gem")  # (N, C, H, W) maps
 TOKEN_POOLINGS = ("none", "mean", "cls")  # (N, L, D) token states

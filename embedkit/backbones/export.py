@@ -25,10 +25,8 @@ from embedkit.backbones.hooked_backbone import HookedBackbone
 from embedkit.backbones.registry import get_backbone
 from embedkit.backbones.to_onnx import OPSET, Traceable, to_onnx
 from embedkit.backbones.verify import verify, verify_set
-from embedkit.contract import ArraySpec, PreprocessSpec, Tap, TextSpec
+from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)

@@ -88,14 +88,7 @@ def register_backbone(
     def decorator(loader: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise UserInputError(f"backbone {name!r} is already registered; pick another name")
-        _REGISTRY[name] = BackboneSpec(
-            name=name,
-            modality=modality,
-            input_spec=input_spec,
-            default_tap=default_tap,
-            description=description,
-            loader=loader,
-        )
+        _REGISTRY[name] = BackboneSpec(name, modality, input_spec, default_tap, description, loader)
         return loader
 
     return decorator

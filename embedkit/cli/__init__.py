@@ -17,6 +17,7 @@ code. ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def options(args: argparse.Namespace, spec: type) -> dict:
+    """The parsed arguments named like the fields of the dataclass ``spec``."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(spec) if f.name in args}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,17 @@ import argparse
 from embedkit.audit.run import AuditSpec  # light: numpy and the errors only
 
 _DEFAULTS = AuditSpec()
+# The AuditSpec fields the CLI offers, each as --field-name with its default.
+_HELP = {
+    "folds": "k of the k-fold pass",
+    "head": "cheap head for out-of-fold probabilities",
+    "dup_threshold": "cosine similarity at or above which two items are near-duplicates",
+    "k": "neighbours for the outlier score",
+    "top_k": "rows in suspects.csv and outliers.csv (default: all label issues; top 1%% outliers)",
+    "rank_by": "score that orders the suspects, lowest first: self_confidence or margin",
+    "block_size": "rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
+    "seed": "seed of folds and head",
+}
 
 
 def register(subparsers) -> None:
@@ -28,55 +39,17 @@ def register(subparsers) -> None:
     p.add_argument("store", help="the HDF5 feature store (must hold labels)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--tap", default=None, help="features to audit (default: the first tap)")
-    p.add_argument("--folds", type=int, default=_DEFAULTS.folds, help="k of the k-fold pass")
-    p.add_argument(
-        "--head", default=_DEFAULTS.head, help="cheap head for out-of-fold probabilities"
-    )
-    p.add_argument(
-        "--dup-threshold",
-        type=float,
-        default=_DEFAULTS.dup_threshold,
-        help="cosine similarity at or above which two items are near-duplicates",
-    )
-    p.add_argument("--k", type=int, default=_DEFAULTS.k, help="neighbours for the outlier score")
-    p.add_argument(
-        "--top-k",
-        type=int,
-        default=None,
-        metavar="N",
-        help="rows in suspects.csv and outliers.csv (default: all label issues; top 1%% outliers)",
-    )
-    p.add_argument(
-        "--rank-by",
-        choices=("self_confidence", "margin"),
-        default=_DEFAULTS.rank_by,
-        help="score that orders the suspects (lowest first)",
-    )
-    p.add_argument(
-        "--block-size",
-        type=int,
-        default=_DEFAULTS.block_size,
-        help="rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
-    )
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of folds and head")
+    for name, text in _HELP.items():
+        default = getattr(_DEFAULTS, name)
+        kind = int if default is None else type(default)
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=text)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from embedkit.audit import audit
 
-    report = audit(
-        args.store,
-        tap=args.tap,
-        folds=args.folds,
-        head=args.head,
-        dup_threshold=args.dup_threshold,
-        k=args.k,
-        top_k=args.top_k,
-        rank_by=args.rank_by,
-        block_size=args.block_size,
-        seed=args.seed,
-    )
+    report = audit(args.store, tap=args.tap, **{name: getattr(args, name) for name in _HELP})
     path = report.write(args.out)
     s = report.summary()
     dup = s["duplicates"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedkit.contract import POOLINGS, PRECISIONS
+
 
 def register(subparsers) -> None:
     """Add the backbone commands to the ``embedkit`` parser."""
@@ -26,51 +28,27 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export", help="export a backbone to one verified ONNX graph with layer taps"
     )
-    p.add_argument(
-        "name",
-        metavar="NAME_OR_PATH",
-        help="backbone name, hf:/timm:/torchvision: name, or a local HF model folder",
-    )
+    # fmt: off
+    p.add_argument("name", metavar="NAME_OR_PATH",
+                   help="backbone name, hf:/timm:/torchvision: name, or a local HF model folder")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument(
-        "--tap",
-        action="append",
-        dest="taps",
-        metavar="TAP",
-        help="a tap from `embedkit taps NAME`; repeat for several (one graph)",
-    )
-    p.add_argument(
-        "--pool",
-        choices=["avg", "max", "avgmax", "gem", "none", "mean", "cls"],
-        help="pooling for feature maps / token states (default: avg / mean)",
-    )
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
-    p.add_argument(
-        "--keep-io-types", action="store_true", help="fp16: keep fp32 inputs and outputs"
-    )
-    p.add_argument(
-        "--fold-normalize",
-        action="store_true",
-        help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels",
-    )
+    p.add_argument("--tap", action="append", dest="taps", metavar="TAP",
+                   help="a tap from `embedkit taps NAME`; repeat for several (one graph)")
+    p.add_argument("--pool", dest="pooling", choices=POOLINGS,
+                   help="pooling for feature maps / token states (default: avg / mean)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--keep-io-types", action="store_true",
+                   help="fp16: keep fp32 inputs and outputs")
+    p.add_argument("--fold-normalize", action="store_true",
+                   help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels")
     p.add_argument("--max-length", type=int, help="text: tokenizer truncation length")
-    p.add_argument(
-        "--normalize",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="L2-normalise pooled outputs (default: on for minilm)",
-    )
-    p.add_argument(
-        "--no-optimize",
-        dest="optimize",
-        action="store_false",
-        help="text: skip onnxruntime's transformer fusion",
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="keep the export even when it differs from torch over tolerance",
-    )
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise pooled outputs (default: on for minilm)")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="text: skip onnxruntime's transformer fusion")
+    p.add_argument("--force", action="store_true",
+                   help="keep the export even when it differs from torch over tolerance")
+    # fmt: on
     p.set_defaults(func=_export)
 
 
@@ -128,20 +106,11 @@ def _taps(args) -> int:
 
 
 def _export(args) -> int:
+    from embedkit.cli import options
+
     api = _backbones_api()
     _quiet_transformers()
-    report = api.export_backbone(
-        _resolve_name(args.name),
-        args.out,
-        args.taps,
-        pooling=args.pool,
-        precision=args.precision,
-        max_length=args.max_length,
-        normalize=args.normalize,
-        fold_normalize=args.fold_normalize,
-        keep_io_types=args.keep_io_types,
-        force=args.force,
-        optimize=args.optimize,
-    )
+    name, opts = _resolve_name(args.name), options(args, api.ExportOptions)
+    report = api.export_backbone(name, args.out, args.taps, max_length=args.max_length, **opts)
     print(report.summary())
     return 0

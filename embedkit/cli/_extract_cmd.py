@@ -47,27 +47,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and print a one-line summary."""
-    from embedkit.extract import extract
+    from embedkit.cli import options
+    from embedkit.extract import ExtractConfig, extract
 
-    summary = extract(
-        args.model,
-        args.source,
-        args.out,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-        dtype=args.dtype,
-        taps=args.taps,
-        preprocess=args.preprocess,
-        labels=args.labels,
-        split=args.split,
-        id_prefix=args.id_prefix,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        skip_bad=args.skip_bad,
-        limit=args.limit,
-        progress=not args.quiet,
-    )
+    config = ExtractConfig(**options(args, ExtractConfig), progress=not args.quiet)
+    summary = extract(args.model, args.source, args.out, config)
     if not args.quiet:
         print(summary)
     return 0
