@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,26 @@ def test_import_contracts_hold():
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+def test_architecture_diagram_matches_the_import_graph():
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter ('embedkit[dev]')")
+    graph = grimp.build_graph("embedkit")
+    packages = {m.split(".")[1] for m in graph.modules if m.count(".") >= 1} - {"__main__"}
+    imports = {
+        (a, b)
+        for a in packages
+        for b in packages
+        if a != b
+        and graph.direct_import_exists(
+            importer=f"embedkit.{a}", imported=f"embedkit.{b}", as_packages=True
+        )
+    }
+    text = (REPO / "docs" / "architecture.md").read_text()
+    (diagram,) = re.findall(r"```mermaid\n(.*?)```", text, flags=re.S)  # one diagram
+    drawn = set(re.findall(r"^\s*(\w+) --> (\w+)\s*$", diagram, flags=re.M))
+    assert drawn == {(a, b) for a, b in imports if b != "errors"}, "update docs/architecture.md"
+    assert not {b for a, b in imports if a == "errors"}  # errors imports nothing
+
+
 @pytest.mark.parametrize(
     "module",
     [
@@ -33,6 +54,7 @@ def test_import_contracts_hold():
         "embedkit.deploy",
         "embedkit.cli",
         "embedkit.datasets",
+        "embedkit.contract",
     ],
 )
 def test_imports_without_torch(module):
