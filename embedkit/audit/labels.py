@@ -24,7 +24,6 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 
-BUILTIN_HEADS = ("logreg", "sgd")
 # Settings of the out-of-fold heads: iterations capped (100,000 x 768 in minutes) and
 # strong regularisation, which ranked flipped Fashion-MNIST labels better (3,000 Lite0
 # features, precision at k: logreg C=1 0.74, C=0.01 0.85; sgd alpha=1e-4 0.33, 1e-2 0.83).
@@ -86,10 +85,9 @@ class LabelIssues:
 def make_audit_head(name: str = "logreg", *, random_state: int = 0, n_train: int | None = None):
     """Return an unfitted head for the out-of-fold pass: standardise, then classify.
 
-    Any name of :data:`embedkit.heads.HEADS` works; ``logreg`` and ``sgd`` work even
-    without :mod:`embedkit.heads`. ``logreg`` and ``sgd`` get :data:`AUDIT_PARAMS`:
-    capped iterations and strong regularisation (for ``logreg`` scaled by ``n_train``,
-    the rows each fold trains on).
+    Any name of :data:`embedkit.heads.HEADS` works. ``logreg`` and ``sgd`` get
+    :data:`AUDIT_PARAMS`: capped iterations and strong regularisation (for ``logreg``
+    scaled by ``n_train``, the rows each fold trains on).
 
     Examples
     --------
@@ -99,30 +97,16 @@ def make_audit_head(name: str = "logreg", *, random_state: int = 0, n_train: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    try:
-        from embedkit.heads import HEADS, make_head
-    except ImportError:  # the heads package is optional for the audit
-        HEADS, make_head = (), None
+    from embedkit.heads import HEADS, make_head
+
+    if name not in HEADS:
+        raise UserInputError(f"unknown head {name!r} for the audit; known: {', '.join(HEADS)}")
     params = dict(AUDIT_PARAMS.get(name, {}))
     if name == "logreg" and n_train:
         params["C"] = 1.0 / (LOGREG_ALPHA * n_train)
-    if make_head is not None and name in HEADS:
-        clf = make_head(name, random_state=random_state)
-        valid = clf.get_params()
-        clf.set_params(**{key: value for key, value in params.items() if key in valid})
-    elif name == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(random_state=random_state, **params)
-    elif name == "sgd":
-        from sklearn.linear_model import SGDClassifier
-
-        clf = SGDClassifier(
-            loss="log_loss", early_stopping=True, random_state=random_state, **params
-        )
-    else:
-        known = ", ".join(sorted(set(BUILTIN_HEADS) | set(HEADS)))
-        raise UserInputError(f"unknown head {name!r} for the audit; known: {known}")
+    clf = make_head(name, random_state=random_state)
+    valid = clf.get_params()
+    clf.set_params(**{key: value for key, value in params.items() if key in valid})
     return make_pipeline(StandardScaler(), clf)
 
 

@@ -102,7 +102,7 @@ def audit(
     if isinstance(store, (str, Path)):
         with FeatureStore(store) as fs:
             return _audit_open_store(fs, str(store), tap, spec)
-    return _audit_open_store(store, str(getattr(store, "path", "<store>")), tap, spec)
+    return _audit_open_store(store, str(store.path), tap, spec)
 
 
 def _audit_open_store(fs, path: str, tap: str | None, spec: AuditSpec) -> AuditReport:

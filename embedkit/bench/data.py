@@ -231,7 +231,7 @@ def load_bench_data(
 
 
 def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
-    path = str(getattr(fs, "path", "store"))
+    path = str(fs.path)
     tap = tap or fs.default_tap
     if tap not in fs.taps:
         raise UserInputError(f"--tap {tap!r} is not in {path}; its taps: {', '.join(fs.taps)}")
@@ -270,7 +270,7 @@ def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
     source = {
         "store": path,
         "tap": tap,
-        "shape": list(getattr(info, "shape", X.shape[1:])),
+        "shape": list(info.shape),
         "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
         "digest": _digest(X, y, pool, test),
         "exclude": str(exclude) if exclude else None,

@@ -131,17 +131,3 @@ def test_non_finite_features_are_named():
     X[7, 1] = np.nan
     with pytest.raises(UserInputError, match="1 items have NaN.*first: item7"):
         audit_arrays(X, y, ids=[f"item{i}" for i in range(30)], folds=2)
-
-
-@pytest.mark.parametrize("head", ["logreg", "sgd"])
-def test_builtin_heads_work_without_embedkit_heads(head, monkeypatch):
-    import sys
-
-    from embedkit.audit.labels import make_audit_head
-
-    monkeypatch.setitem(sys.modules, "embedkit.heads", None)  # import raises ImportError
-    clf = make_audit_head(head)
-    assert type(clf.steps[-1][1]).__module__.startswith("sklearn.linear_model")
-    X, y = make_blobs(120, centers=3, n_features=6, random_state=0)
-    proba = out_of_fold_proba(X, y, folds=3, head=head)
-    assert (proba.argmax(1) == y).mean() > 0.9
