@@ -184,8 +184,13 @@ def _read_taps(path: Path, meta: dict, outputs: tuple[GraphTensor, ...]) -> list
     by_name = {o.name: o for o in outputs}
     if C.TAPS not in meta:  # a plain ONNX file: every output is a tap
         return [Tap(o.name, _item_shape(o.shape), output=o.name) for o in outputs]
+    items = meta[C.TAPS]
+    if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("name") for i in items):
+        raise UserInputError(
+            f"{path}: metadata {C.TAPS!r} is not a list of named taps; re-export the model"
+        )
     taps = []
-    for item in meta[C.TAPS]:
+    for item in items:
         tap = Tap.from_dict({**item, "pooling": item.get("pooling") or "none"})
         output = tap.output or tap.name
         if output not in by_name:

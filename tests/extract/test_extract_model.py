@@ -62,6 +62,24 @@ def test_not_onnx_and_missing(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("embedkit.taps", "[1, 2]", "'embedkit.taps' is not a list of named taps"),
+        ("embedkit.taps", "[{", "'embedkit.taps' is not valid JSON"),
+        ("embedkit.preprocess", "{oops", "'embedkit.preprocess' is not valid JSON"),
+    ],
+)
+def test_bad_contract_metadata_names_the_key(models, tmp_path, key, value, message):
+    import onnx
+
+    model = onnx.load(str(models["image"]))
+    next(p for p in model.metadata_props if p.key == key).value = value
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    with pytest.raises(UserInputError, match=rf"bad.onnx: metadata {message}"):
+        load_model(tmp_path / "bad.onnx")
+
+
+@pytest.mark.parametrize(
     "raw, message",
     [
         ({"kind": "audio"}, "kind 'audio' is not one of: image, text, array"),
