@@ -30,6 +30,8 @@ TOKENIZER = "embedkit.tokenizer"  # text models: the Hugging Face tokenizer.json
 PRECISION = "embedkit.precision"  # "fp32", "fp16" or "int8"
 EXPORT = "embedkit.export"  # the export options, torch version and opset
 VERIFY = "embedkit.verify"  # the verification report vs torch
+LABELS = "embedkit.labels"  # deployed models: class names, index = probabilities column
+HEAD = "embedkit.head"  # deployed models: head class, taps, backbone sha256, store fingerprint
 FORMAT_VERSION = "1"
 PRECISIONS = ("fp32", "fp16", "int8")  # the values of embedkit.precision
 

@@ -13,22 +13,20 @@ tokenizer and the label names (docs/deploy.md shows a script that needs only tho
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embedkit import __version__
+from embedkit import contract as C
 from embedkit.deploy.convert import FEATURES, LABEL, PROBABILITIES, head_to_onnx
 from embedkit.deploy.record import backbone, read_record
 from embedkit.errors import ExportError
 
 PREFIX = "head/"
-# Metadata a deployed model adds to the backbone's (docs/architecture.md, Contract 1).
-LABELS_KEY = "embedkit.labels"  # JSON list: class names, index = probabilities column
-HEAD_KEY = "embedkit.head"  # JSON: head class, taps, backbone sha256, store fingerprint
-_COPIED = ("embedkit.format", "embedkit.backbone", "embedkit.tokenizer", "embedkit.precision")
+# Metadata a deployed model keeps from its backbone (docs/architecture.md, Contract 1).
+_COPIED = (C.FORMAT, C.BACKBONE, C.TOKENIZER, C.PRECISION)
 _TOLERANCE = 1e-4  # max abs difference of head graph vs head.predict_proba, else an error
 
 
@@ -100,7 +98,7 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     return Deployed(
         path=str(out),
         head=name,
-        backbone=_text(spec.metadata.get("embedkit.backbone", json.dumps(spec.path.stem))),
+        backbone=str(spec.metadata.get(C.BACKBONE, spec.path.stem)),
         classes=tuple(classes),
         max_abs_diff=diff,
         nbytes=out.stat().st_size,
@@ -206,36 +204,21 @@ def _verify(head, head_model, shape: tuple[int, ...]) -> float:
 
 
 def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff: float) -> None:
-    from embedkit.store.schema import canonical_json
-
     meta = {k: spec.metadata[k] for k in _COPIED if k in spec.metadata}
-    meta.setdefault("embedkit.format", "1")
-    meta.setdefault("embedkit.backbone", json.dumps(spec.path.stem))
-    meta["embedkit.preprocess"] = canonical_json(record.features["preprocess"])
-    meta["embedkit.taps"] = json.dumps(
-        [{"name": PROBABILITIES, "output": PROBABILITIES, "shape": [len(classes)],
-          "pooling": "none", "stride": None, "layer": "head"}]
-    )  # fmt: skip
-    meta[LABELS_KEY] = json.dumps(classes)
-    meta[HEAD_KEY] = json.dumps(
-        {
-            "class": head_name,
-            "taps": [t["name"] for t in record.taps],
-            "backbone_sha256": record.features["backbone_sha256"],
-            "store_fingerprint": record.features["fingerprint"],
-            "embedkit": __version__,
-        }
-    )
-    meta["embedkit.verify"] = json.dumps({"head_max_abs_diff": diff, "head_inputs": 64})
-    for key, value in meta.items():
+    meta.setdefault(C.FORMAT, C.FORMAT_VERSION)
+    meta.setdefault(C.BACKBONE, spec.path.stem)
+    meta[C.PREPROCESS] = record.features["preprocess"]
+    tap = C.Tap(PROBABILITIES, (len(classes),), layer="head", output=PROBABILITIES)
+    meta[C.TAPS] = [tap.to_dict(dtype=False)]
+    meta[C.LABELS] = list(classes)
+    meta[C.HEAD] = {
+        "class": head_name,
+        "taps": [t["name"] for t in record.taps],
+        "backbone_sha256": record.features["backbone_sha256"],
+        "store_fingerprint": record.features["fingerprint"],
+        "embedkit": __version__,
+    }
+    meta[C.VERIFY] = {"head_max_abs_diff": diff, "head_inputs": 64}
+    for key, value in C.encode_metadata(meta).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def _text(value: str) -> str:
-    """A metadata value that is a JSON string, or plain text written without quotes."""
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError:
-        return value
-    return decoded if isinstance(decoded, str) else value

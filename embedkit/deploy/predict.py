@@ -13,7 +13,6 @@ record before the head reads it.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.deploy.compose import LABELS_KEY
+from embedkit import contract as C
 from embedkit.deploy.convert import PROBABILITIES
 from embedkit.deploy.record import backbone, check_store, read_record
 from embedkit.errors import UserInputError
@@ -167,12 +166,12 @@ def _run_deployed(path: Path, source, config, options: dict) -> Predictions:
             "text or arrays (a store goes with a head directory)"
         )
     spec = load_model(path)
-    if LABELS_KEY not in spec.metadata:
+    if C.LABELS not in spec.metadata:
         raise UserInputError(
-            f"{path}: not a model written by `embedkit deploy` (no {LABELS_KEY!r} metadata); "
+            f"{path}: not a model written by `embedkit deploy` (no {C.LABELS!r} metadata); "
             "pass a deployed model or a head directory"
         )
-    classes = tuple(json.loads(spec.metadata[LABELS_KEY]))
+    classes = tuple(spec.metadata[C.LABELS])
     with tempfile.TemporaryDirectory(prefix="embedkit-predict-") as tmp:
         store = Path(tmp) / "probabilities.h5"
         extract(path, source, store, config, **{**options, "taps": (PROBABILITIES,)})
