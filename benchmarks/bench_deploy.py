@@ -23,23 +23,19 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_extract import get_model, write_jpegs
+
+from embedkit.cli import main as cli
+from embedkit.deploy import deploy, predict
+from embedkit.extract import extract
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-from bench_extract import get_model, write_jpegs  # noqa: E402
-
-from embedkit.cli import main as cli  # noqa: E402
-from embedkit.deploy import deploy, predict  # noqa: E402
-from embedkit.extract import extract  # noqa: E402
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -28,15 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.datasets import load_fortunes
+from embedkit.extract import extract, load_model
+from embedkit.extract.preprocess import make_preprocessor
+from embedkit.extract.providers import Runner
+from embedkit.store import FeatureStore
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-
-from embedkit.datasets import load_fortunes  # noqa: E402
-from embedkit.extract import extract, load_model  # noqa: E402
-from embedkit.extract.preprocess import make_preprocessor  # noqa: E402
-from embedkit.extract.providers import Runner  # noqa: E402
-from embedkit.store import FeatureStore  # noqa: E402
 
 
 def sample_fortunes(n: int) -> list[str]:

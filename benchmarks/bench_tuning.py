@@ -18,17 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_text import sample_fortunes
+
+from embedkit.extract import load_model
+from embedkit.extract.batching import plan_batches
+from embedkit.extract.preprocess import make_preprocessor
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-from bench_text import sample_fortunes  # noqa: E402
-
-from embedkit.extract import load_model  # noqa: E402
-from embedkit.extract.batching import plan_batches  # noqa: E402
-from embedkit.extract.preprocess import make_preprocessor  # noqa: E402
 
 
 def session(model: Path, threads: int, spinning: bool):
