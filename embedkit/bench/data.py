@@ -23,6 +23,7 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.store import read_ids_file
+from embedkit.store.ids import check_known_ids
 from embedkit.store.splits import stratified_split
 
 ALL = "all"  # the shot level that trains on every row of the training pool
@@ -259,12 +260,7 @@ def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
             )
     if exclude:
         wanted = read_ids_file(exclude)
-        unknown = sorted(wanted - set(all_ids))
-        if unknown:
-            raise UserInputError(
-                f"--exclude {exclude}: {len(unknown)} ids are not in {path} (e.g. "
-                f"{', '.join(unknown[:3])}); give ids from this store"
-            )
+        check_known_ids(wanted, all_ids, path, f"--exclude {exclude}")
         pool = pool[~np.isin(ids[pool], list(wanted))]
     info = fs.tap_info(tap)
     source = {

@@ -150,14 +150,22 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     config = bench_config(data, spec)
     done = done_runs(out / "runs", config)
     tasks = [t for t in plan(data, spec) if t.run_id not in done]
-    started = time.perf_counter()
+    started, failed = time.perf_counter(), []
     for record in _execute(tasks, data, spec, config):
         write_record(out / "runs", record)
+        if record["status"] != "ok":
+            failed.append(record)
         if progress:
             status = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"
             acc = record["metrics"].get("accuracy") if record["metrics"] else None
             acc_text = f" acc={acc:.3f}" if acc is not None else ""
             print(f"[bench] {record['run_id']}{acc_text} {status}", file=sys.stderr)
+    if tasks and len(failed) == len(tasks) and not done:
+        first = min(failed, key=lambda r: r["run_id"])
+        raise UserInputError(
+            f"all {len(tasks)} bench runs failed; the first, {first['run_id']}: "
+            f"{' '.join(str(first['error']).split())} (records in {out / 'runs'})"
+        )
     table = build_report(out, plots=plots)
     table.info.update(
         runs_planned=spec.n_runs, runs_skipped=len(done), runs_run=len(tasks),

@@ -22,6 +22,7 @@ import importlib
 import sys
 
 from embedkit import __version__
+from embedkit.cli._args import OneLineParser
 from embedkit.errors import EmbedkitError
 
 # One module per group of subcommands; each defines ``register(subparsers)``.
@@ -38,8 +39,8 @@ _COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="embedkit",
         description="Transfer learning on cached embeddings: export once, extract once, "
         "train heads in seconds.",

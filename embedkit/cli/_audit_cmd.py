@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from embedkit.audit.run import AuditSpec  # light: numpy and the errors only
+from embedkit.cli._args import count, int_at_least, positive_int, similarity
 
 _DEFAULTS = AuditSpec()
 # The AuditSpec fields the CLI offers, each as --field-name with its default.
@@ -22,6 +23,15 @@ _HELP = {
     "rank_by": "score that orders the suspects, lowest first: self_confidence or margin",
     "block_size": "rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
     "seed": "seed of folds and head",
+}
+# Range-checked at parse time; the other fields take their default's type.
+_TYPES = {
+    "folds": int_at_least(2),
+    "dup_threshold": similarity,
+    "k": positive_int,
+    "top_k": positive_int,
+    "block_size": positive_int,
+    "seed": count,
 }
 
 
@@ -41,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--tap", default=None, help="features to audit (default: the first tap)")
     for name, text in _HELP.items():
         default = getattr(_DEFAULTS, name)
-        kind = int if default is None else type(default)
+        kind = _TYPES.get(name, int if default is None else type(default))
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=text)
     p.set_defaults(func=_run)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedkit.cli._args import positive_int
 from embedkit.contract import POOLINGS, PRECISIONS
 
 
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
                    help="fp16: keep fp32 inputs and outputs")
     p.add_argument("--fold-normalize", action="store_true",
                    help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels")
-    p.add_argument("--max-length", type=int, help="text: tokenizer truncation length")
+    p.add_argument("--max-length", type=positive_int, help="text: tokenizer truncation length")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="L2-normalise pooled outputs (default: on for minilm)")
     p.add_argument("--no-optimize", dest="optimize", action="store_false",

@@ -8,6 +8,7 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 
 from __future__ import annotations
 
+from embedkit.cli._args import fraction, int_at_least, positive_int
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS
 
 _DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
@@ -28,7 +29,7 @@ def register(sub) -> None:
     p.add_argument(
         "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds per setting (default 5)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per setting (default 5)")
     p.add_argument("--tap", default=None, help="the tap to bench (default: the store's first)")
     p.add_argument(
         "--protocol",
@@ -36,7 +37,9 @@ def register(sub) -> None:
         default="kshot",
         help="kshot: score on the fixed test split; cv: stratified k-fold (default kshot)",
     )
-    p.add_argument("--folds", type=int, default=5, help="folds for --protocol cv (default 5)")
+    p.add_argument(
+        "--folds", type=int_at_least(2), default=5, help="folds for --protocol cv (default 5)"
+    )
     p.add_argument(
         "--sweep",
         action="store_true",
@@ -57,13 +60,16 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--make-test-split",
-        type=float,
+        type=fraction,
         default=None,
         metavar="FRACTION",
         help="hold out this fraction as the test split in memory (when the store has none)",
     )
     p.add_argument(
-        "--jobs", type=int, default=None, help="worker processes (default: all cores; 1 = none)"
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="worker processes (default: all cores; 1 = none)",
     )
     p.add_argument("--quiet", action="store_true", help="no line per finished run")
     p.set_defaults(func=run_bench_cmd)

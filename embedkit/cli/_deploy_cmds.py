@@ -12,6 +12,8 @@ import json
 import sys
 import warnings
 
+from embedkit.cli._args import positive_int
+
 
 def register(sub) -> None:
     """Add the ``predict`` and ``deploy`` subcommands."""
@@ -26,23 +28,25 @@ def register(sub) -> None:
     p.add_argument("head", help="a directory written by embedkit train, or a deployed .onnx")
     p.add_argument("source", help="a .h5 store, an image folder, .txt, .csv, .jsonl or .npy")
     p.add_argument("--out", help="preds.csv or preds.jsonl (default: CSV to stdout)")
-    p.add_argument("--top-k", type=int, metavar="K",
+    p.add_argument("--top-k", type=positive_int, metavar="K",
                    help="write the K most probable classes, not every probability")  # fmt: skip
     p.add_argument("--model", metavar="FILE.onnx",
                    help="the head's backbone, when it has moved since training")  # fmt: skip
     p.add_argument("--force", action="store_true",
                    help="predict a store made by another model or preprocessing")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32, help="items per batch (default 32)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, help="items per batch (default 32)"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="threads preprocessing batches ahead of inference")  # fmt: skip
     p.add_argument("--text-column", metavar="C", help="CSV/JSONL text column (default text)")
     p.add_argument("--label-column", metavar="C",
                    help="CSV/JSONL column of true labels, written alongside")  # fmt: skip
     p.add_argument("--labels", metavar="labels.npy", help="true labels for a .npy source")
     p.add_argument("--skip-bad", action="store_true", help="leave out undecodable items")
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N items")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N items")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_predict)
 

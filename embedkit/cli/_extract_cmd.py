@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from embedkit.cli._args import positive_int
+
 
 def register(subparsers) -> None:
     """Add the ``extract`` subcommand."""
@@ -18,10 +20,12 @@ def register(subparsers) -> None:
     p.add_argument("source", help="an image folder (one subfolder per class), .txt, .csv, "
                    ".jsonl or .npy")  # fmt: skip
     p.add_argument("--out", required=True, help="the HDF5 store to create or extend")
-    p.add_argument("--batch-size", type=int, default=32, help="items per batch (default 32)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, help="items per batch (default 32)"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="threads preprocessing batches ahead of inference "
                    "(default: half the cores, 1 to 8)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
@@ -40,7 +44,7 @@ def register(subparsers) -> None:
                    help="CSV/JSONL label column (default label, when present)")  # fmt: skip
     p.add_argument("--skip-bad", action="store_true",
                    help="record undecodable items in the store and go on")  # fmt: skip
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N items")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N items")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
 

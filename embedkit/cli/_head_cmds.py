@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from embedkit.cli._args import count, fraction
+
 
 def register(sub) -> None:
     from embedkit.heads import HEADS
@@ -24,7 +26,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--split-val",
-        type=float,
+        type=fraction,
         default=0.1,
         help="validation fraction carved from train when the store has none (0.1)",
     )
@@ -33,7 +35,7 @@ def register(sub) -> None:
         metavar="IDS_FILE",
         help="item ids to leave out of training: one a line, or a CSV with an id column",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="directory to save the head into")
     p.set_defaults(func=run_train)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from embedkit.cli._args import count, fraction_or_zero
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="print a store's schema, counts, taps, provenance and size")
@@ -17,9 +19,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("split", help="write a stratified train/val/test split into a store")
     p.add_argument("store", help="the .h5 feature store")
-    p.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2)")
-    p.add_argument("--val", type=float, default=0.0, help="validation fraction (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--test", type=fraction_or_zero, default=0.2, help="test fraction (default 0.2)")
+    p.add_argument(
+        "--val", type=fraction_or_zero, default=0.0, help="validation fraction (default 0)"
+    )
+    p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace a split that is already set")
     p.set_defaults(func=run_split)
 
@@ -98,10 +102,6 @@ def run_split(args) -> int:
     from embedkit.errors import UserInputError
     from embedkit.store import FeatureStore, set_splits
 
-    for name in ("test", "val"):
-        frac = getattr(args, name)
-        if not 0 <= frac < 1:
-            raise UserInputError(f"--{name} must be a fraction in [0, 1), got {frac}")
     with FeatureStore(args.store) as fs:
         if (fs.splits() != "").any() and not args.force:
             raise UserInputError(f"{args.store}: already has a split; pass --force to replace it")

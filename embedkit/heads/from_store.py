@@ -57,13 +57,16 @@ def train_on_store(
     """
     from embedkit.heads import save_head
     from embedkit.store import FeatureStore
+    from embedkit.store.ids import check_known_ids
 
     head = make_head(head_name, random_state=seed, **(params or {}))
     with FeatureStore(store) as fs:
         tap = fs.tap_info(tap).name  # raises for a tap the store lacks, naming its taps
         labels = fs.labels()
         parts = fs.split(val=split_val, seed=seed)
-        excluded = np.isin(fs.ids(), list(exclude or ()))
+        ids = fs.ids()
+        check_known_ids(exclude or set(), ids, store)  # as bench does: a typo excludes nothing
+        excluded = np.isin(ids, list(exclude or ()))
         excluded[parts["test"]] = False  # --exclude leaves training; the test rows stay whole
         keep = (labels >= 0) & ~excluded
         parts = {name: rows[keep[rows]] for name, rows in parts.items()}

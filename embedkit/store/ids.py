@@ -50,3 +50,25 @@ def read_ids_file(path: str | Path) -> set[str]:
             f"(columns: {', '.join(fields)}); add an 'id' header or list one id per line"
         )
     return {line.strip() for line in lines if not line.lstrip().startswith("#")}
+
+
+def check_known_ids(wanted: set[str], known, store: str | Path, source: str = "--exclude"):
+    """Raise when ids in ``wanted`` are not among the ``known`` ids of ``store``.
+
+    ``train`` and ``bench`` both refuse an exclude file with unknown ids: a typo or a
+    file made for another store would otherwise exclude nothing, silently.
+
+    Examples
+    --------
+    >>> check_known_ids({"a", "z"}, ["a", "b"], "feats.h5", "--exclude ids.txt")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.UserInputError: --exclude ids.txt: 1 ids are not in feats.h5 (e.g. z); \
+give ids from this store
+    """
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise UserInputError(
+            f"{source}: {len(unknown)} ids are not in {store} (e.g. "
+            f"{', '.join(unknown[:3])}); give ids from this store"
+        )

@@ -257,6 +257,7 @@ class FeatureStore:
         """
         from embedkit.store.splits import stratified_split
 
+        check_fractions(test=test, val=val)
         stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
         parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
         unassigned = np.flatnonzero(stored == "")
@@ -370,3 +371,26 @@ def _as_index(rows):
     if isinstance(rows, slice):
         return rows
     return np.asarray(rows, dtype=np.int64)
+
+
+def check_fractions(**fractions: float) -> None:
+    """Raise unless every split fraction is in [0, 1) and together they leave train rows.
+
+    Examples
+    --------
+    >>> check_fractions(test=0.5, val=0.6)
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.UserInputError: split fractions --test 0.5 and --val 0.6 add up to 1.1; \
+their sum must be below 1 to leave train rows
+    """
+    for name, value in fractions.items():
+        if not 0 <= value < 1:
+            raise UserInputError(f"split fraction --{name} {value} is not in [0, 1)")
+    total = sum(fractions.values())
+    if total >= 1:
+        given = " and ".join(f"--{k} {v}" for k, v in fractions.items())
+        raise UserInputError(
+            f"split fractions {given} add up to {total:g}; their sum must be below 1 "
+            "to leave train rows"
+        )

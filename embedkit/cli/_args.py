@@ -1,0 +1,73 @@
+"""Argument types checked at parse time, and a parser whose errors are one line.
+
+``type=`` helpers raise :class:`argparse.ArgumentTypeError`; argparse then names the
+argument: ``embedkit train: error: argument --split-val: 1.5 is not a fraction in (0, 1)``.
+
+    embedkit bench feats.h5 --jobs 0 --out b/    # exit 2, one line naming --jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one stderr line (no usage), exit code 2."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())  # argparse messages may hold line breaks
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _number(text: str, kind: type, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction strictly between 0 and 1 (``--split-val``, ``--make-test-split``)."""
+    value = _number(text, float, "a fraction in (0, 1)")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1)")
+    return value
+
+
+def fraction_or_zero(text: str) -> float:
+    """A fraction in [0, 1): 0 turns the part off (``split --val``)."""
+    value = _number(text, float, "a fraction in [0, 1)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
+    return value
+
+
+def similarity(text: str) -> float:
+    """A cosine similarity in [-1, 1] (``audit --dup-threshold``)."""
+    value = _number(text, float, "a number in [-1, 1]")
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a cosine similarity in [-1, 1]")
+    return value
+
+
+def int_at_least(low: int):
+    """An integer type that refuses values below ``low`` (``--folds``: 2, ``--jobs``: 1)."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int, "an integer")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below the minimum {low}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+count = int_at_least(0)  # seeds
