@@ -1,9 +1,11 @@
 """Save and load heads without pickle.
 
-A head directory holds ``head.json`` (format, class, parameters, fitted state) and
-either ``weights.safetensors`` (torch heads) or ``head.skops`` (scikit-learn heads,
-loaded with an explicit allow-list of types). Loading a foreign or tampered
-directory raises :class:`~embedkit.errors.UserInputError` and runs no code from it.
+A head directory holds ``head.json`` (format, class, parameters, fitted state, and the
+sha256 of the weight file) and either ``weights.safetensors`` (torch heads) or
+``head.skops`` (scikit-learn heads, loaded with an explicit allow-list of types). Loading
+a foreign, corrupted or tampered directory (a weight file whose sha256 differs, weights
+that are NaN or infinite, parameters out of range) raises
+:class:`~embedkit.errors.UserInputError` naming the file and runs no code from it.
 
     embedkit train feats.h5 --head mlp --out head/   # writes head/head.json + weights
     embedkit predict head/ feats.h5
@@ -11,6 +13,7 @@ directory raises :class:`~embedkit.errors.UserInputError` and runs no code from 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -50,6 +53,7 @@ def save_head(head, directory: str | Path) -> Path:
 
         raise NotFittedError(f"{name} is not fitted yet; call fit(X, y) before save_head")
     directory = Path(directory)
+    _check_finite(head, directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, "embedkit": __version__, "class": name}
     if _CLASSES[name].torch:
@@ -64,6 +68,8 @@ def save_head(head, directory: str | Path) -> Path:
 
         config |= {"kind": "skops"}
         skops.io.dump(head, directory / SKOPS)
+    weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
+    config["sha256"] = {weights.name: _sha256(weights)}
     (directory / CONFIG).write_text(json.dumps(config, indent=1))
     return directory
 
@@ -101,12 +107,60 @@ def load_head(directory: str | Path):
     record = _CLASSES.get(config.get("class"))
     kind = config.get("kind")
     if record is not None and kind == ("torch" if record.torch else "skops"):
+        _verify_digests(directory, config)
         loader = _load_torch if record.torch else _load_skops
-        return loader(directory, record, config)
+        head = loader(directory, record, config)
+        _check_finite(head, directory / (WEIGHTS if record.torch else SKOPS))
+        return head
     raise UserInputError(
         f"{config_path} names unknown head class {config.get('class')!r} (kind {kind!r}); "
         f"known: {_known()}"
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_digests(directory: Path, config: dict) -> None:
+    """Compare each file's sha256 with head.json's (older heads have none: not checked)."""
+    digests = config.get("sha256", {})
+    if not isinstance(digests, dict):
+        raise UserInputError(f"{directory / CONFIG}: 'sha256' must map file names to digests")
+    for name, expected in digests.items():
+        path = directory / str(name)
+        if name not in (WEIGHTS, SKOPS):
+            raise UserInputError(f"{directory / CONFIG}: 'sha256' names unknown file {name!r}")
+        if not path.is_file():
+            raise UserInputError(f"{path} not found; the head directory is incomplete")
+        if _sha256(path) != expected:
+            raise UserInputError(
+                f"{path} does not match the sha256 in head.json (corrupted or modified); "
+                "re-save or re-train the head"
+            )
+
+
+def _check_finite(head, path: Path) -> None:
+    """Refuse weights that are NaN or infinite: such a head predicts garbage silently."""
+    if hasattr(head, "module_"):
+        arrays = {k: v.detach().cpu().numpy() for k, v in head.module_.state_dict().items()}
+    else:
+        parts = {**vars(head), **getattr(getattr(head, "estimator_", None), "__dict__", {})}
+        arrays = {k: v for k, v in parts.items() if k.endswith("_") and _is_float(v)}
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise UserInputError(
+                f"{path}: weight {name!r} holds NaN or infinite values; re-train the head"
+            )
+
+
+def _is_float(value) -> bool:
+    return isinstance(value, (float, np.floating, np.ndarray))
 
 
 def _known() -> str:

@@ -18,7 +18,18 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
-from embedkit.errors import UserInputError
+from embedkit.heads._params import (
+    CLASS_WEIGHT,
+    ITERATIONS,
+    N_JOBS,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    SEED,
+    Interval,
+    Options,
+    check_params,
+)
 from embedkit.heads._validation import check_fitted, check_partial_fit, encode_labels
 
 SGD_LOSSES = ("log_loss", "hinge", "modified_huber")
@@ -32,9 +43,11 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
     _unused = ()  # head parameters the estimator does not take
     _native_proba = False  # True when estimator_.predict_proba is calibrated already
     spatial_input = False  # takes (N, D) features: from_store flattens feature maps
+    _constraints: dict = {}  # parameter -> what it may be (see _params.py), checked by fit
 
     def fit(self, X, y):
         """Fit the head on features ``X`` (N, D) and labels ``y`` (N,)."""
+        check_params(self)
         X, y = validate_data(self, X, y, dtype=_DTYPES)
         self.classes_, y_index = encode_labels(y)
         self.estimator_ = self._make_estimator(**self._fit_settings(len(X))).fit(X, y_index)
@@ -111,6 +124,18 @@ class SGDHead(_WrappedHead):
     """
 
     _model = "sklearn.linear_model.SGDClassifier"
+    _constraints = {
+        "loss": [Options(SGD_LOSSES)],
+        "alpha": [POSITIVE],
+        "max_iter": [ITERATIONS],
+        "tol": [NON_NEGATIVE, None],
+        "early_stopping": [bool],
+        "validation_fraction": [OPEN_FRACTION],
+        "n_iter_no_change": [Interval(int, 1, 10**4)],
+        "class_weight": CLASS_WEIGHT,
+        "n_jobs": N_JOBS,
+        "random_state": SEED,
+    }
 
     def __init__(
         self,
@@ -141,11 +166,6 @@ class SGDHead(_WrappedHead):
         enough = n_rows * self.validation_fraction >= 10 * len(self.classes_)
         return {"early_stopping": bool(self.early_stopping and enough)}
 
-    def _make_estimator(self, **settings):
-        if self.loss not in SGD_LOSSES:
-            raise UserInputError(f"unknown SGD loss {self.loss!r}; use one of: {SGD_LOSSES}")
-        return super()._make_estimator(**settings)
-
     @property
     def _native_proba(self):
         return self.loss == "log_loss"
@@ -160,6 +180,8 @@ class SGDHead(_WrappedHead):
         """
         fitted = (self.n_features_in_,) if hasattr(self, "estimator_") else None
         first = check_partial_fit(self, X, classes, fitted)
+        if first:
+            check_params(self)
         X, y = validate_data(self, X, y, reset=first, dtype=_DTYPES)
         if first:
             self.classes_ = np.unique(np.asarray(classes))
@@ -172,6 +194,14 @@ class SGDHead(_WrappedHead):
 
 class _PenalisedLinearHead(_WrappedHead):
     """The parameters of LogRegHead and SVMHead: ``C`` (inverse penalty), ``max_iter``, ..."""
+
+    _constraints = {
+        "C": [POSITIVE],
+        "max_iter": [ITERATIONS],
+        "tol": [NON_NEGATIVE],
+        "class_weight": CLASS_WEIGHT,
+        "random_state": SEED,
+    }
 
     def __init__(
         self,
@@ -230,6 +260,7 @@ class RidgeHead(_WrappedHead):
     """
 
     _model = "sklearn.linear_model.RidgeClassifier"
+    _constraints = {"alpha": [NON_NEGATIVE], "class_weight": CLASS_WEIGHT, "random_state": SEED}
 
     def __init__(
         self,
@@ -257,6 +288,13 @@ class KNNHead(_WrappedHead):
     _model = "sklearn.neighbors.KNeighborsClassifier"
     _unused = ("random_state",)
     _native_proba = True
+    _constraints = {
+        "n_neighbors": [Interval(int, 1, 10**6)],
+        "weights": [Options(("uniform", "distance"))],
+        "metric": [Options(("cosine", "euclidean", "manhattan", "chebyshev"))],
+        "n_jobs": N_JOBS,
+        "random_state": SEED,
+    }
 
     def __init__(
         self,
@@ -297,16 +335,15 @@ class CentroidHead(_WrappedHead):
     (2, 8)
     """
 
+    _constraints = {"metric": [Options(("cosine", "euclidean"))], "random_state": SEED}
+
     def __init__(self, metric: str = "cosine", *, random_state: int | None = None):
         self.metric = metric
         self.random_state = random_state  # unused: prototypes are means
 
     def fit(self, X, y):
         """Compute one prototype per class from ``X`` (N, D) and ``y`` (N,)."""
-        if self.metric not in ("cosine", "euclidean"):
-            raise UserInputError(
-                f"unknown centroid metric {self.metric!r}; use one of: cosine, euclidean"
-            )
+        check_params(self)
         X, y = validate_data(self, X, y, dtype=_DTYPES)
         self.classes_, y_index = encode_labels(y)
         X = self._prepare(X)

@@ -21,6 +21,18 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
+from embedkit.errors import UserInputError
+from embedkit.heads._params import (
+    CLASS_WEIGHT,
+    DEVICE,
+    MAX_PARAMETERS,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    SEED,
+    Interval,
+    Options,
+    check_params,
+)
 from embedkit.heads._training import (
     EarlyStopping,
     KeepBest,
@@ -51,6 +63,27 @@ TRAIN_PARAMS = {
     "n_threads": None,  # torch CPU threads during fit; None: 1 for head-sized steps
     "random_state": None,  # seed of initialisation, shuffling and the validation split
 }
+_AUTO = ("auto",)
+# What each training parameter may be (see _params.py); heads add their own entries.
+TRAIN_CONSTRAINTS = {
+    "weight_decay": [NON_NEGATIVE],
+    "batch_size": [Interval(int, 1, 2**24)],
+    "max_epochs": [Interval(int, 1, 10**6), None],
+    "min_steps": [Interval(int, 0, 10**8)],
+    "schedule": [Options(("cosine", "onecycle", "constant"))],
+    "early_stopping": [bool, Options(_AUTO)],
+    "patience": [Interval(int, 1, 10**4)],
+    "validation_fraction": [OPEN_FRACTION],
+    "class_weight": CLASS_WEIGHT,
+    "balanced_sampler": [bool],
+    "label_smoothing": [Interval(float, 0, 1, "left")],
+    "standardize": [bool, Options(_AUTO)],
+    "device": [DEVICE],
+    "mixed_precision": [bool, Options(_AUTO)],
+    "n_threads": [Interval(int, 1, 4096), None],
+    "random_state": SEED,
+}
+LEARNING_RATE = [Interval(float, 0, 10, "right")]
 _EVAL_BATCH = 65536
 
 
@@ -73,6 +106,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     """
 
     spatial_input = False  # True: takes (N, C, H, W) maps, which from_store then keeps whole
+    _constraints: dict = TRAIN_CONSTRAINTS  # a head's table: TRAIN_CONSTRAINTS | its own
 
     def __init__(self, **train):
         unknown = sorted(set(train) - set(TRAIN_PARAMS))
@@ -96,8 +130,19 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     def initialize(self):
         """Build ``module_`` on ``device``, its AdamW ``optimizer_`` and an empty ``history_``.
 
-        Needs ``classes_`` and ``feature_shape_``. Returns the head.
+        Needs ``classes_`` and ``feature_shape_``. Returns the head. Parameters are
+        checked first, and a module of over ``MAX_PARAMETERS`` weights is refused before
+        any of them is allocated (it is sized on the ``meta`` device).
         """
+        check_params(self)
+        with torch.device("meta"):
+            size = sum(p.numel() for p in self._build_module(len(self.classes_)).parameters())
+        if size > MAX_PARAMETERS:
+            raise UserInputError(
+                f"{type(self).__name__} would have {size:,} weights for "
+                f"{self.n_features_in_} features (at most {MAX_PARAMETERS:,}); "
+                "lower hidden/dim/depth"
+            )
         self.module_ = self._build_module(len(self.classes_)).to(self._device())
         # The fused kernel does one pass over all parameters: 1.7x faster per step than
         # the default loop on the CPU, which dominates few-shot fits of the MLP.
@@ -163,6 +208,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         stopping, training stops after ``patience`` epochs without a lower validation
         loss and the best weights are restored. ``history_`` holds one dict per epoch.
         """
+        check_params(self)  # before the split that validation_fraction sizes
         X, y = self._validate(X, y, reset=True)
         self.classes_, y_index = encode_labels(y)
         X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
@@ -259,6 +305,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         """
         shape = self.feature_shape_ if hasattr(self, "module_") else None
         first = check_partial_fit(self, X, classes, shape)
+        check_params(self)
         X, y = self._validate(X, y, reset=first)
         if first:
             self.classes_ = np.unique(np.asarray(classes))

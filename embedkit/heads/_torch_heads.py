@@ -11,7 +11,8 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.heads import _modules
-from embedkit.heads._torch import TorchHead
+from embedkit.heads._params import MAX_WIDTH, NON_NEGATIVE, Interval, Options
+from embedkit.heads._torch import LEARNING_RATE, TRAIN_CONSTRAINTS, TorchHead
 from embedkit.heads._training import FullBatchLBFGS
 
 SOLVERS = ("auto", "adamw", "lbfgs")
@@ -47,6 +48,12 @@ class LinearHead(TorchHead):
     (True, True)
     """
 
+    _constraints = TRAIN_CONSTRAINTS | {
+        "lr": LEARNING_RATE,
+        "solver": [Options(SOLVERS)],
+        "l2": [Options(("auto",)), NON_NEGATIVE],
+    }
+
     def __init__(self, lr: float = 1e-2, *, solver: str = "auto", l2="auto", **train):
         self.lr = lr
         self.solver = solver
@@ -57,8 +64,6 @@ class LinearHead(TorchHead):
         return _modules.linear_module(self.n_features_in_, n_classes)
 
     def _solver(self, n_rows: int):
-        if self.solver not in SOLVERS:
-            raise UserInputError(f"unknown solver {self.solver!r}; use one of: {SOLVERS}")
         if self.solver == "lbfgs" or (self.solver == "auto" and n_rows <= LBFGS_MAX_ROWS):
             l2 = 1.0 / n_rows if self.l2 == "auto" else float(self.l2)
             solver = FullBatchLBFGS(self.module_.parameters(), self.module_[1].weight, l2)
@@ -87,6 +92,13 @@ class MLPHead(TorchHead):
     >>> MLPHead(64, depth=2, random_state=0).fit(X, y).predict_proba(X[:2]).shape
     (2, 2)
     """
+
+    _constraints = TRAIN_CONSTRAINTS | {
+        "hidden": [Interval(int, 1, MAX_WIDTH)],
+        "depth": [Interval(int, 1, 16)],
+        "dropout": [Interval(float, 0, 1, "left")],
+        "lr": LEARNING_RATE,
+    }
 
     def __init__(
         self, hidden: int = 512, *, depth: int = 1, dropout: float = 0.2, lr: float = 3e-3,
@@ -128,6 +140,11 @@ class AttnPoolHead(TorchHead):
     """
 
     spatial_input = True
+    _constraints = TRAIN_CONSTRAINTS | {
+        "heads": [Interval(int, 1, 256)],
+        "dim": [Interval(int, 1, MAX_WIDTH)],
+        "lr": LEARNING_RATE,
+    }
 
     def __init__(self, heads: int = 4, *, dim: int = 128, lr: float = 3e-3, **train):
         self.heads = heads

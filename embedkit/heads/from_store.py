@@ -113,6 +113,7 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     with FeatureStore(store) as fs:
         tap = fs.tap_info(tap or info.get("tap")).name
+        _check_width(head, fs, tap, head_dir)
         names = info.get("label_names") or fs.label_names
         classes = [_name(c, names) for c in head.classes_]
         truth_names = fs.label_names  # the store's own names: its classes may be a subset
@@ -130,6 +131,17 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
                     "label": None if true < 0 else _name(true, truth_names),
                     "proba": dict(zip(classes, map(float, p))),
                 }
+
+
+def _check_width(head, fs, tap: str, head_dir) -> None:
+    """Refuse a store whose tap has another width than the head's (even with --force)."""
+    width = int(np.prod(fs.tap_info(tap).shape))
+    trained = int(np.prod(getattr(head, "feature_shape_", (head.n_features_in_,))))
+    if width != trained:
+        raise UserInputError(
+            f"{fs.path}: tap {tap!r} has {width} features per item, but the head in "
+            f"{head_dir} was trained on {trained}; predict on a store of the same model and tap"
+        )
 
 
 def feature_record(fs, tap: str, store: Path) -> dict:

@@ -1,0 +1,128 @@
+"""Declarative parameter checks for every head, in scikit-learn's ``_parameter_constraints`` style.
+
+Each head class declares ``_constraints``: parameter name -> the list of what it may be
+(an :class:`Interval`, an :class:`Options` set, ``None``, ``dict``, ``bool`` or
+:data:`DEVICE`). :func:`check_params` runs at the start of ``fit``, of the first
+``partial_fit`` and of ``initialize`` (so also in ``load_head``), before anything is
+allocated; a value outside every entry raises one :class:`UserInputError` line naming
+the head, the parameter and what it may be. (scikit-learn's own validator lives in a
+private module, so embedkit keeps this small table of its own.)
+
+Widths are capped (:data:`MAX_WIDTH`) and a torch module over :data:`MAX_PARAMETERS`
+weights is refused before it is built; see docs/heads.md.
+
+    embedkit train feats.h5 --head mlp --param hidden=1099511627776 --out h/   # exit 2
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from dataclasses import dataclass
+
+from embedkit.errors import UserInputError
+
+MAX_WIDTH = 16384  # hidden / dim of a torch head: 16,384 is 8x the largest useful probe width
+MAX_PARAMETERS = 2**28  # 268M weights (1 GiB in float32): far above any head on cached features
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers (``int`` or ``float``) between ``low`` and ``high`` (None: unbounded)."""
+
+    kind: type  # int: integers only (not bool); float: any finite real
+    low: float | None
+    high: float | None
+    closed: str = "both"  # "both", "left", "right" or "neither"
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(value, numbers.Integral):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (
+            value >= self.low if self.closed in ("both", "left") else value > self.low
+        )
+        high_ok = self.high is None or (
+            value <= self.high if self.closed in ("both", "right") else value < self.high
+        )
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'an int' if self.kind is int else 'a number'} in {left}{low}, {high}{right}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a few values, compared with their type (``True`` is not ``1``)."""
+
+    values: tuple
+
+    def __contains__(self, value) -> bool:
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+def _allows(rule, value) -> bool:
+    if rule is None:
+        return value is None
+    if rule is bool:
+        return isinstance(value, bool)
+    if rule is dict:
+        return isinstance(value, dict)
+    if isinstance(rule, re.Pattern):
+        return isinstance(value, str) and rule.fullmatch(value) is not None
+    return value in rule
+
+
+def _describe(rule) -> str:
+    if rule is None:
+        return "None"
+    if rule in (bool, dict):
+        return f"a {rule.__name__}"
+    if isinstance(rule, re.Pattern):
+        return "a device (auto, cpu, cuda, cuda:N)"
+    return str(rule)
+
+
+def check_params(head) -> None:
+    """Raise :class:`UserInputError` for the first parameter of ``head`` its table refuses.
+
+    Examples
+    --------
+    >>> from embedkit.heads import make_head
+    >>> check_params(make_head("knn", n_neighbors=0))
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.UserInputError: KNNHead parameter n_neighbors=0 is invalid; it must be \
+an int in [1, 1e+06]
+    """
+    params = head.get_params(deep=False)
+    for name, rules in type(head)._constraints.items():
+        value = params.get(name)
+        if not any(_allows(rule, value) for rule in rules):
+            allowed = " or ".join(_describe(rule) for rule in rules)
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise UserInputError(
+                f"{type(head).__name__} parameter {name}={shown} is invalid; it must be {allowed}"
+            )
+
+
+# Shared entries of the tables.
+POSITIVE = Interval(float, 0, None, "neither")
+NON_NEGATIVE = Interval(float, 0, None)
+OPEN_FRACTION = Interval(float, 0, 1, "neither")
+SEED = [Interval(int, 0, 2**32 - 1), None]
+CLASS_WEIGHT = [Options(("balanced",)), dict, None]
+N_JOBS = [Options((-1,)), Interval(int, 1, 4096), None]
+ITERATIONS = Interval(int, 1, 10**7)
