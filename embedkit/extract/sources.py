@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.extract.checks import array_labels, check_classes, label_value
 from embedkit.extract.tables import csv_rows, id_value, jsonl_rows, split_value, text_value
+from embedkit.store.labels import array_labels, check_classes, label_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _KINDS = "an image folder, .txt, .csv, .jsonl or .npy"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import UserInputError
-from embedkit.extract.checks import check_text, label_value
+from embedkit.store.labels import check_text, label_value
 from embedkit.store.schema import SPLITS
 
 Rows = list[tuple[str, dict[str, Any]]]  # (where, record) in file order

@@ -329,10 +329,7 @@ class FeatureStore:
         taps = [S.TapInfo(k, v.shape[1:], dtype=dtype) for k, v in arrays.items()]
         fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
         ids = [str(i) for i in (range(n) if ids is None else ids)]
-        names = _label_names(y, label_names, n)
-        declared = label_names if label_names is not None else sorted({v for v in names if v})
-        if y is not None and np.asarray(y).dtype.kind in "iu" and label_names is None:
-            declared = [str(c) for c in range(int(np.max(y)) + 1)]
+        names, declared = _label_names(y, label_names, n)
         writer = StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared)
         first = next(iter(arrays.values()))
         digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
@@ -353,18 +350,32 @@ class FeatureStore:
         return cls(path)
 
 
-def _label_names(y, label_names, n) -> list[str | None]:
+def _label_names(y, label_names, n) -> tuple[list[str | None], list[str]]:
+    """Per-row class names and the declared class order (distinct values, never a range)."""
+    from embedkit.store.labels import array_labels, check_classes, label_value
+
     if y is None:
-        return [None] * n
+        return [None] * n, list(label_names or [])
     y = np.asarray(y)
     if len(y) != n:
         raise UserInputError(f"y has {len(y)} labels for {n} rows")
-    if y.dtype.kind in "iu":
-        names = (
-            label_names if label_names is not None else [str(c) for c in range(int(y.max()) + 1)]
-        )
-        return [None if v < 0 else str(names[v]) for v in y.tolist()]
-    return [None if v in ("", None) else str(v) for v in y.tolist()]
+    if label_names is not None and y.dtype.kind in "iu":
+        outside = np.flatnonzero(y >= len(label_names))
+        if len(outside):
+            i = int(outside[0])
+            raise UserInputError(
+                f"y: row {i}: label {int(y[i])} has no name ({len(label_names)} label_names)"
+            )
+        return [None if v < 0 else str(label_names[v]) for v in y.tolist()], list(label_names)
+    if y.dtype.kind == "O":
+        names = [label_value(v, f"y: row {i}") for i, v in enumerate(y.tolist())]
+        order: tuple = ()
+    else:
+        names, order = array_labels(y, "y")
+    distinct = sorted({v for v in names if v is not None})
+    check_classes(len(distinct), "y")
+    declared = list(label_names) if label_names is not None else list(order) or distinct
+    return names, declared
 
 
 def _as_index(rows):
