@@ -71,6 +71,7 @@ class ExtractSummary:
     n_total: int  # rows in the store afterwards
     nbytes: int  # store file size afterwards
     provider: str  # the execution provider used ("none" when nothing was computed)
+    n_relabelled: int = 0  # cached items whose label or split the source changed
 
     @property
     def items_per_s(self) -> float:
@@ -79,9 +80,9 @@ class ExtractSummary:
     def __str__(self) -> str:
         return (
             f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
-            f"{self.n_resumed} resumed, {self.n_bad} bad in {self.seconds:.1f} s "
-            f"({self.items_per_s:.1f} items/s, {self.provider}); store holds {self.n_total} "
-            f"items, {self.nbytes / 1e6:.1f} MB"
+            f"{self.n_resumed} resumed, {self.n_relabelled} relabelled, {self.n_bad} bad "
+            f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
+            f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
         )
 
 
@@ -185,7 +186,7 @@ class _Extraction:
             },
             label_names=listing.label_names,
         )
-        todo = writer.plan(listing.ids, listing.digests)
+        todo = writer.plan(listing.ids, listing.digests, listing.labels, listing.splits)
         self.plan = self._plan(todo)
         done = writer.begin([listing.ids[i] for i in todo], self.plan.positions(todo))
         batches = [(b, rows) for b, rows in enumerate(self.plan.batches) if b not in done]
@@ -209,6 +210,7 @@ class _Extraction:
             n_total=commit.n_total,
             nbytes=commit.nbytes,
             provider=self._runner.provider if self._runner is not None else "none",
+            n_relabelled=commit.n_relabelled,
         )
 
     def _plan(self, todo: np.ndarray) -> Plan:

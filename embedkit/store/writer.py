@@ -35,6 +35,7 @@ import numpy as np
 from embedkit import __version__
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.store import schema as S
+from embedkit.store.relabel import label_updates
 
 _COPY_ROWS_BYTES = 64 << 20  # rows copied per step when rewriting a store
 
@@ -49,6 +50,7 @@ class CommitSummary:
     n_total: int  # rows in the store after the commit
     n_bad: int  # items recorded as bad by this run
     nbytes: int  # store file size after the commit
+    n_relabelled: int = 0  # cached rows whose label or split the source changed
 
 
 class StoreWriter:
@@ -85,6 +87,7 @@ class StoreWriter:
         self.journal = Path(str(self.path) + ".journal")
         self._lock_fd: int | None = None
         self._todo: list[str] = []
+        self._updates: dict[str, tuple[str | None, str]] = {}  # id -> (label, split)
         self._batches: list[list[str]] = []
         self._started = _now()
         self._existing = _read_existing(self.path)
@@ -92,11 +95,19 @@ class StoreWriter:
             self._check(self._existing.fingerprint, f"{self.path}")
 
     # -- planning --------------------------------------------------------------------
-    def plan(self, ids: Sequence[str], digests: Sequence[str]) -> np.ndarray:
+    def plan(
+        self,
+        ids: Sequence[str],
+        digests: Sequence[str],
+        labels: Sequence[str | None] | None = None,
+        splits: Sequence[str | None] | None = None,
+    ) -> np.ndarray:
         """Positions into ``ids`` that need computing, in source order.
 
         An item needs computing when its id is not in the store, or its digest changed.
-        Items recorded as bad with the same digest are not retried.
+        Items recorded as bad with the same digest are not retried. The ``labels`` and
+        ``splits`` the source gives for cached rows are written at commit when they changed
+        (see ``relabel.py``); their features are kept.
         """
         if len(ids) != len(digests):
             raise ValueError("ids and digests must have the same length")
@@ -114,6 +125,11 @@ class StoreWriter:
             for i, (item_id, digest) in enumerate(zip(ids, digests))
             if known.get(item_id) != digest and bad.get(item_id) != digest
         ]
+        if self._existing is not None:
+            cached = [i for i, (d, x) in enumerate(zip(digests, ids)) if known.get(x) == d]
+            self._updates = label_updates(
+                self._existing.stored_labels(), ids, np.asarray(cached, np.int64), labels, splits
+            )
         return np.asarray(todo, dtype=np.int64)
 
     # -- the journal -----------------------------------------------------------------
@@ -207,7 +223,7 @@ class StoreWriter:
         """Merge the journal into the store atomically and remove the journal."""
         shards = sorted(self.journal.glob("b*.npz")) if self.journal.exists() else []
         bad = _read_bad(self.journal / "bad.jsonl")
-        if not shards and not bad:
+        if not shards and not bad and not self._updates:
             self._cleanup()
             size = self.path.stat().st_size if self.path.exists() else 0
             n = len(self._existing.digests) if self._existing is not None else 0
@@ -224,8 +240,9 @@ class StoreWriter:
                 tmp.unlink()
         self._cleanup()
         return CommitSummary(
-            str(self.path), added, replaced, total, len(bad), self.path.stat().st_size
-        )
+            str(self.path), added, replaced, total, len(bad), self.path.stat().st_size,
+            len(self._updates),
+        )  # fmt: skip
 
     def _rewrite(self, tmp: Path, shards: list[Path], bad: dict[str, dict]):
         old = self._existing
@@ -233,6 +250,7 @@ class StoreWriter:
         index = {item_id: i for i, item_id in enumerate(old_ids)}
         label_names = list(old.label_names) if old is not None else []
         label_names += [n for n in self.label_names if n not in label_names]
+        label_names += [n for n, _ in self._updates.values() if n and n not in label_names]
         # Pass 1: the new ids, in journal (= source) order, and the final label names.
         new_ids: list[str] = []
         replaced = 0
@@ -262,6 +280,14 @@ class StoreWriter:
                 )
             ids_ds = dst[S.IDS]
             ids_ds[len(old_ids) :] = new_ids
+            if self._updates:  # cached rows whose source label or split changed
+                rows = np.fromiter((index[i] for i in self._updates), np.int64)
+                values = list(self._updates.values())
+                lab = np.asarray([label_of[n] if n else -1 for n, _ in values], np.int64)
+                split = np.asarray([s for _, s in values], dtype="S8")
+                order = np.argsort(rows)
+                _write_rows(dst[S.LABELS], rows[order], lab[order])
+                _write_rows(dst[S.SPLIT], rows[order], split[order])
             for shard in shards:
                 with np.load(shard, allow_pickle=False) as z:
                     rows = np.fromiter((index[i] for i in z["ids"].tolist()), np.int64)
@@ -335,6 +361,7 @@ class StoreWriter:
                 "added": n_added,
                 "replaced": n_replaced,
                 "bad": n_bad,
+                "relabelled": len(self._updates),
                 "embedkit_version": __version__,
                 **{k: str(v) for k, v in self.provenance.items()},
             }
@@ -384,9 +411,16 @@ class _Existing:
     ids: list[str]
     digests: dict[str, str]
     label_names: list[str]
+    labels: np.ndarray  # (N,) int64 index into label_names, -1 unlabelled
+    splits: np.ndarray  # (N,) S8
     bad: dict[str, str]
     bad_records: dict[str, dict]
     attrs: dict
+
+    def stored_labels(self) -> dict[str, tuple[str | None, str]]:
+        """id -> (label name or None, split) of every stored row."""
+        names = [None if v < 0 else self.label_names[v] for v in self.labels.tolist()]
+        return dict(zip(self.ids, zip(names, [s.decode() for s in self.splits.tolist()])))
 
 
 def _read_existing(path: Path) -> _Existing | None:
@@ -419,6 +453,8 @@ def _read_existing(path: Path) -> _Existing | None:
             ids=ids,
             digests=dict(zip(ids, digests)),
             label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
+            labels=f[S.LABELS][:],
+            splits=f[S.SPLIT][:],
             bad=dict(zip(bad_ids, bad_digests)),
             bad_records={
                 i: {"id": i, "digest": d, "reason": r}
