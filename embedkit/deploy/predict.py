@@ -108,6 +108,10 @@ def predict(
     ('cat/1.jpg', 'cat', (20, 2))
     """
     path = Path(head_or_model)
+    if not Path(source).exists():
+        raise UserInputError(
+            f"{source}: no such file or folder; pass a store or raw inputs to predict"
+        )
     if path.is_file():
         return _run_deployed(path, source, config, options)
     record = read_record(path)

@@ -59,7 +59,7 @@ def train_on_store(
     from embedkit.store import FeatureStore
     from embedkit.store.ids import check_known_ids
 
-    head = make_head(head_name, random_state=seed, **(params or {}))
+    head = make_head(head_name, **{"random_state": seed, **(params or {})})  # a param wins
     with FeatureStore(store) as fs:
         tap = fs.tap_info(tap).name  # raises for a tap the store lacks, naming its taps
         labels = fs.labels()

@@ -51,7 +51,8 @@ class FeatureStore:
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise StoreError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+            reason = "a folder" if self.path.is_dir() else str(exc).splitlines()[0][:120]
+            raise StoreError(f"{self.path}: not a readable HDF5 file ({reason})") from None
         if self._file.attrs.get("format") != S.FORMAT_NAME:
             self._file.close()
             raise StoreError(f"{self.path}: is not an embedkit feature store")

@@ -45,4 +45,22 @@ def seeds(assets, tmp_path_factory) -> dict[str, Path]:
     for name, source in sources.items():
         stores[name] = root / f"{name}.h5"
         extract(assets[name], root / source, stores[name], progress=False)
-    return stores
+    return stores | head_seeds(root)
+
+
+def head_seeds(root: Path) -> dict[str, Path]:
+    """A labelled store (60 x 3, split), its 5-wide twin, and heads trained on the first."""
+    from embedkit.heads import train_on_store
+    from embedkit.store import FeatureStore
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    splits = ["test" if i % 5 == 0 else "train" for i in range(60)]
+    seeds = {"lab": root / "lab.h5", "wide": root / "wide.h5"}
+    for name, width in (("lab", 3), ("wide", 5)):
+        X = (rng.normal(size=(60, width)) + y[:, None]).astype(np.float32)
+        FeatureStore.from_arrays(seeds[name], X, y, splits=splits).close()
+    for head, params in (("logreg", {}), ("mlp", {"hidden": 8, "max_epochs": 2})):
+        seeds[f"head_{head}"] = root / f"head_{head}"
+        train_on_store(seeds["lab"], head, seeds[f"head_{head}"], params=params)
+    return seeds
