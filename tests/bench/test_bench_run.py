@@ -49,6 +49,16 @@ def test_a_failing_head_is_recorded_and_the_bench_goes_on(bench_store, tmp_path)
     assert "4 runs failed" in table.markdown()
 
 
+def test_a_bench_whose_every_run_failed_raises_naming_the_first(bench_store, tmp_path):
+    out = tmp_path / "out"
+    spec = {**SMALL, "heads": "logreg"}
+    with pytest.raises(UserInputError, match=r"all \d+ bench runs failed; the first, logreg.*C"):
+        run_bench(bench_store, out=out, head_params={"logreg": {"C": -1.0}}, plots=False, **spec)
+    assert all(
+        json.loads(p.read_text())["status"] == "failed" for p in (out / "runs").glob("*.json")
+    )  # the records stay, for bench-build and a look at the errors
+
+
 def test_runs_of_another_configuration_are_not_mixed(bench_store, tmp_path):
     out = tmp_path / "out"
     run_bench(bench_store, out=out, plots=False, **SMALL)

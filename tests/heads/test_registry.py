@@ -33,3 +33,12 @@ def test_cli_and_bench_take_their_head_lists_from_the_registry():
     assert next(a.default for a in bench._actions if a.dest == "heads") == ",".join(DEFAULT_HEADS)
     assert DEFAULT_HEADS == BENCH_DEFAULT_HEADS
     assert DEFAULT_HEADS == ("sgd", "logreg", "linear", "mlp", "knn", "centroid")
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
+def test_every_parameter_of_every_head_has_a_constraint(record):
+    from embedkit.heads._params import check_params
+
+    head = make_head(record.name)
+    assert set(type(head)._constraints) == set(head.get_params())  # one table, complete
+    check_params(head)  # the defaults pass their own table

@@ -61,7 +61,7 @@ def _set(keys: tuple, value):
     def change(config: dict) -> None:
         target = config
         for key in keys[:-1]:
-            target = target[key]
+            target = target.setdefault(key, {})
         target[keys[-1]] = value
 
     return change

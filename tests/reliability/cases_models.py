@@ -54,6 +54,46 @@ def _unknown_op_model() -> bytes:
     return model.SerializeToString()
 
 
+def _taps_model(taps: str) -> bytes:
+    """An x (N, 6) @ w -> y (N, 3) model whose ``embedkit.taps`` metadata is ``taps``."""
+    w = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "taps",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "embedkit.taps", taps
+    return model.SerializeToString()
+
+
+_TAP = {"name": "y", "output": "y", "shape": [3], "pooling": "none", "stride": None}
+# Malformed ``embedkit.taps`` metadata: (name, the JSON text, words the error names)
+TAPS_CASES = [
+    ("not_json", "[{", ("embedkit.taps",)),
+    ("an_object", json.dumps(_TAP), ("embedkit.taps", "list")),
+    ("a_string", json.dumps("y"), ("embedkit.taps", "list")),
+    ("empty_list", "[]", ("embedkit.taps",)),
+    ("entry_a_string", json.dumps(["y"]), ("embedkit.taps[0]", "object")),
+    ("entry_null", json.dumps([None]), ("embedkit.taps[0]",)),
+    ("no_name", json.dumps([{"output": "y"}]), ("embedkit.taps[0]", "name")),
+    ("name_a_number", json.dumps([{**_TAP, "name": 3}]), ("embedkit.taps[0]", "name")),
+    ("name_empty", json.dumps([{**_TAP, "name": ""}]), ("embedkit.taps[0]", "name")),
+    ("name_twice", json.dumps([_TAP, _TAP]), ("embedkit.taps[1]", "'y'")),
+    ("output_a_list", json.dumps([{**_TAP, "output": ["y"]}]), ("embedkit.taps[0]", "output")),
+    ("output_unknown", json.dumps([{**_TAP, "output": "z"}]), ("'z'",)),
+    ("shape_a_string", json.dumps([{**_TAP, "shape": "3"}]), ("embedkit.taps[0]", "shape")),
+    ("shape_negative", json.dumps([{**_TAP, "shape": [-3]}]), ("embedkit.taps[0]", "shape")),
+    ("shape_fraction", json.dumps([{**_TAP, "shape": [1.5]}]), ("embedkit.taps[0]", "shape")),
+    ("stride_a_string", json.dumps([{**_TAP, "stride": "2"}]), ("embedkit.taps[0]", "stride")),
+    ("pooling_a_number", json.dumps([{**_TAP, "pooling": 1}]), ("embedkit.taps[0]", "pooling")),
+]
+
+
 def _link(name: str, target: str):
     def setup(folder: Path, assets: dict[str, Path]) -> None:
         os.symlink(folder / target, folder / name)
@@ -103,6 +143,9 @@ def model_cases() -> list[Case]:
         # a seed store would refuse a model that loads (another backbone_sha256) first
         seed = {} if name == "unknown_op" else seeded
         cases.append(Case(f"model_{name}", argv, 2, names, files, seed))
+    for name, taps, names in TAPS_CASES:
+        files = {"m/model.onnx": _taps_model(taps), **x}
+        cases.append(Case(f"model_taps_{name}", argv, 2, ("model.onnx", *names), files))
     cases.append(Case("model_missing", argv, 2, ("model.onnx", "no such"), x, seeded))
     cases.append(
         Case("model_is_folder", argv, 2, ("model.onnx",), {"m/model.onnx/x": b"", **x}, seeded)

@@ -1,0 +1,83 @@
+"""Labels in a store: classes by distinct values, cached rows follow the source's labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedkit.errors import UserInputError
+from embedkit.store import FeatureStore, StoreWriter
+from tests.store.test_store import _fp, _items, _sha, _write
+
+
+def test_from_arrays_names_classes_by_distinct_values_not_a_range(tmp_path):
+    y = np.array([0, 2_000_000_000, -1, 2_000_000_000])
+    with FeatureStore.from_arrays(tmp_path / "a.h5", np.zeros((4, 2), np.float32), y) as fs:
+        assert fs.label_names == ["0", "2000000000"]
+        assert fs.labels().tolist() == [0, 1, -1, 1]
+
+
+@pytest.mark.parametrize(
+    "y, words",
+    [
+        (np.array([0.5, 1.0]), "row 0"),
+        (np.array([[1, 2], "a"], dtype=object), "row 0"),
+        (np.array([True, False]), "bool"),
+        (np.arange(100_001), "100,001 distinct labels"),
+    ],
+)
+def test_from_arrays_refuses_labels_that_are_not_classes(tmp_path, y, words):
+    X = np.zeros((len(y), 2), np.float32)
+    with pytest.raises(UserInputError, match=words):
+        FeatureStore.from_arrays(tmp_path / "a.h5", X, y)
+    assert not (tmp_path / "a.h5").exists()
+
+
+def test_from_arrays_checks_indexes_against_label_names(tmp_path):
+    with pytest.raises(UserInputError, match="row 1: label 2 has no name"):
+        FeatureStore.from_arrays(
+            tmp_path / "a.h5", np.zeros((2, 2), np.float32), np.array([0, 2]), label_names=["a"]
+        )
+
+
+def test_cached_rows_take_the_labels_and_splits_the_source_gives_now(tmp_path):
+    path = tmp_path / "s.h5"
+    ids, digests, labels, feats = _items(6)
+    _write(path, ids, digests, labels, feats)
+    before = FeatureStore(path).features("pool").copy()
+    relabelled = ["eel" if i == 0 else v for i, v in enumerate(labels)]
+    relabelled[1] = None  # an empty label in a labelled source: unlabelled now
+    w = StoreWriter(path, _fp())
+    assert len(w.plan(ids, digests, relabelled, ["test"] + [None] * 5)) == 0  # nothing to compute
+    w.begin([], 4)
+    summary = w.commit()
+    assert summary.n_relabelled == 2 and summary.n_added == 0
+    with FeatureStore(path) as fs:
+        names = [None if v < 0 else fs.label_names[v] for v in fs.labels().tolist()]
+        assert names == relabelled
+        assert fs.splits().tolist() == ["test"] + [""] * 5
+        np.testing.assert_array_equal(fs.features("pool"), before)  # features kept
+    sha = _sha(path)
+    w = StoreWriter(path, _fp())
+    w.plan(ids, digests, relabelled, None)  # no split given: stored splits stay
+    w.begin([], 4)
+    assert w.commit().n_relabelled == 0 and _sha(path) == sha  # nothing changed: untouched
+
+
+def test_a_source_without_labels_leaves_stored_labels(tmp_path):
+    path = tmp_path / "s.h5"
+    ids, digests, labels, feats = _items(3)
+    _write(path, ids, digests, labels, feats)
+    sha = _sha(path)
+    w = StoreWriter(path, _fp())
+    w.plan(ids, digests, [None] * 3, None)
+    w.begin([], 4)
+    assert w.commit().n_relabelled == 0 and _sha(path) == sha
+
+
+@pytest.mark.parametrize("test, val", [(0.5, 0.6), (0.5, 0.5), (1.0, 0.0), (0.2, -0.1)])
+def test_split_fractions_must_leave_train_rows(tmp_path, test, val):
+    path = tmp_path / "s.h5"
+    FeatureStore.from_arrays(path, np.zeros((10, 2), np.float32), np.arange(10) % 2).close()
+    with FeatureStore(path) as fs, pytest.raises(UserInputError, match="--(test|val)"):
+        fs.split(test=test, val=val)
