@@ -17,7 +17,7 @@ lists what went wrong. A case passes when:
 
 Placeholders in ``argv``: ``{d}`` is the case folder and ``{name}`` any entry of the
 ``assets`` mapping given to :func:`run_cases` (models, ...). Add a table in a new
-``cases_*.py`` module and a test that runs it; see test_extract_inputs.py.
+``cases_*.py`` module and one entry in ``AREAS`` of test_battery.py.
 """
 
 from __future__ import annotations

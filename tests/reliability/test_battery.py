@@ -1,4 +1,4 @@
-"""Bad images, text, arrays, ONNX models and preprocess specs through the real CLI.
+"""Bad images, text, arrays, ONNX models, specs, heads and arguments through the real CLI.
 
 Each area's table runs in one subprocess (see harness.py); a failure lists every case that
 went wrong with its arguments and stderr.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.reliability.cases_args import arg_cases
 from tests.reliability.cases_data import array_cases, text_cases
+from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
 from tests.reliability.cases_models import model_cases, spec_cases
 from tests.reliability.harness import report, run_cases
@@ -19,12 +21,14 @@ AREAS = {
     "arrays": array_cases,
     "models": model_cases,
     "specs": spec_cases,
+    "heads": head_cases,
+    "arguments": arg_cases,
 }
 
 
 def test_case_names_are_unique():
     names = [case.name for build in AREAS.values() for case in build()]
-    assert len(names) == len(set(names)) and len(names) >= 100, len(names)
+    assert len(names) == len(set(names)) and len(names) >= 400, len(names)
 
 
 @pytest.mark.parametrize("area", list(AREAS))
