@@ -78,9 +78,10 @@ class ExtractSummary:
         return self.n_computed / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
+        relabelled = f"{self.n_relabelled} relabelled, " if self.n_relabelled else ""
         return (
             f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
-            f"{self.n_resumed} resumed, {self.n_relabelled} relabelled, {self.n_bad} bad "
+            f"{self.n_resumed} resumed, {relabelled}{self.n_bad} bad "
             f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
             f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
         )
