@@ -1,0 +1,204 @@
+"""The store's index file: which shard rows make up the store, plus the per-row columns.
+
+``feats.h5`` (the index, replaced atomically by every commit) and ``feats.h5.d/shards/``
+(immutable shards) together are a schema-2 store; see docs/store-format.md. A v1 store or
+a packed store is one self-contained file: its only shard is the file itself (name ``""``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError
+from embedkit.store import schema as S
+from embedkit.store.shards import disk_errors, fsync_dir
+
+META = "_store"  # group: shards (names) and rowmap (segments)
+SELF = ""  # shard name of a self-contained store: the index file itself
+
+
+def sidecar(path) -> Path:
+    """The folder beside a store that holds its shards, journal and lock."""
+    return Path(f"{path}.d")
+
+
+def shard_dir(path) -> Path:
+    return sidecar(path) / "shards"
+
+
+def shard_path(path, name: str) -> Path:
+    return Path(path) if name == SELF else shard_dir(path) / name
+
+
+@dataclass
+class State:
+    """One snapshot of a store, as its index file describes it."""
+
+    fingerprint: S.Fingerprint
+    shards: list[str]  # shard file names ("" = the index file itself)
+    segments: np.ndarray  # (M, 4) int64: shard, src row, dst row, length; sorted by dst
+    labels: np.ndarray  # (N,) int64 index into label_names, -1 unlabelled
+    split: np.ndarray  # (N,) S8
+    label_names: list[str]
+    bad: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "digest", "reason"}
+    attrs: dict = field(default_factory=dict)  # root attributes, text values decoded
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def self_contained(self) -> bool:
+        return self.shards == [SELF]
+
+    def rows_of(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row ``(shard, src_row)`` arrays, each (N,)."""
+        seg = self.segments
+        shard = np.repeat(seg[:, 0], seg[:, 3])
+        starts = np.repeat(seg[:, 1] - seg[:, 2], seg[:, 3])
+        return shard, starts + np.arange(self.n, dtype=np.int64)
+
+
+def segments_of(shard: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Run-length encode per-row ``(shard, src)`` into (M, 4) segments."""
+    n = len(shard)
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    brk = np.flatnonzero((np.diff(shard) != 0) | (np.diff(src) != 1)) + 1
+    starts = np.concatenate([[0], brk])
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    return np.stack([shard[starts], src[starts], starts, lengths], axis=1).astype(np.int64)
+
+
+def read_state(f: h5py.File, path) -> State:
+    """The snapshot described by the open store file ``f`` (v1, packed or v2 index)."""
+    if f.attrs.get("format") != S.FORMAT_NAME:
+        raise StoreError(f"{path}: is not an embedkit feature store")
+    version = int(f.attrs["schema_version"])
+    if version > S.SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this embedkit supports "
+            f"({S.SCHEMA_VERSION}); upgrade embedkit"
+        )
+    # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
+    fp = replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION)
+    n = int(f[S.LABELS].shape[0])
+    if META in f:
+        shards = [S.as_text(v) for v in f[f"{META}/shards"][:]]
+        segments = f[f"{META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
+    else:  # schema 1: the file holds its rows
+        shards = [SELF]
+        segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
+    bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
+    bad_digests = [S.as_text(v) for v in f[f"{S.BAD}/digests"][:]]
+    reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
+    return State(
+        fingerprint=fp,
+        shards=shards,
+        segments=segments,
+        labels=f[S.LABELS][:].astype(np.int64),
+        split=f[S.SPLIT][:].astype("S8"),
+        label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
+        bad={
+            i: {"id": i, "digest": d, "reason": r}
+            for i, d, r in zip(bad_ids, bad_digests, reasons)
+        },
+        attrs={k: S.as_text(v) for k, v in f.attrs.items()},
+    )
+
+
+def load_state(path) -> State | None:
+    """Read the state of the store at ``path``; None when there is no store yet."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: exists but is not an HDF5 file ({exc}); choose another --out or remove it"
+        ) from None
+    with f:
+        return read_state(f, path)
+
+
+def write_index(path, state: State, shard_rows: dict[str, int]) -> None:
+    """Write ``state`` as the new index of the store at ``path``: tmp, fsync, rename.
+
+    ``shard_rows`` gives each shard's row count (for the virtual datasets' sources).
+    """
+    path = Path(path)
+    tmp = sidecar(path) / f"index.tmp-{os.getpid()}"
+    needed = 64 * state.n + 200 * len(state.segments) + (1 << 20)
+    try:
+        with disk_errors(tmp, needed):
+            with h5py.File(tmp, "w") as f:
+                _write_index_body(f, path, state, shard_rows)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):
+    text = h5py.string_dtype("utf-8")
+    n, seg = state.n, state.segments
+    rel = [f"{sidecar(path).name}/shards/{name}" for name in state.shards]
+    taps = state.fingerprint.tap_infos
+    columns = [(S.IDS, text, ()), (S.DIGESTS, "S64", ())]
+    columns += [(f"{S.FEATURES}/{t.name}", t.dtype, t.shape) for t in taps]
+    f.create_group(S.FEATURES)
+    for name, dtype, shape in columns:
+        layout = h5py.VirtualLayout(shape=(n, *shape), dtype=dtype)
+        for k, src, dst, length in seg.tolist():
+            rows = shard_rows[state.shards[k]]
+            source = h5py.VirtualSource(rel[k], name, shape=(rows, *shape), dtype=dtype)
+            layout[dst : dst + length] = source[src : src + length]
+        f.create_virtual_dataset(name, layout)
+    for t in taps:
+        for key, value in t.to_dict().items():
+            f[f"{S.FEATURES}/{t.name}"].attrs[key] = (
+                json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
+            )
+    f.create_dataset(S.LABELS, data=state.labels.astype(np.int64))
+    f.create_dataset(S.SPLIT, data=state.split.astype("S8"))
+    f.create_dataset(
+        S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text
+    )
+    write_bad(f, state.bad)
+    meta = f.create_group(META)
+    meta.create_dataset("shards", data=np.asarray(state.shards, dtype=object), dtype=text)
+    meta.create_dataset("rowmap", data=seg.astype(np.int64).reshape(-1, 4))
+    write_attrs(f, state)
+
+
+def write_bad(f: h5py.File, bad: dict[str, dict]) -> None:
+    text = h5py.string_dtype("utf-8")
+    group = f.create_group(S.BAD)
+    recs = list(bad.values())
+    group.create_dataset("ids", data=np.asarray([r["id"] for r in recs], dtype=object), dtype=text)
+    group.create_dataset("digests", data=np.asarray([r["digest"] for r in recs], dtype="S64"))
+    group.create_dataset(
+        "reasons", data=np.asarray([r["reason"] for r in recs], dtype=object), dtype=text
+    )
+
+
+def write_attrs(f: h5py.File, state: State) -> None:
+    for key, value in state.attrs.items():
+        f.attrs[key] = value
+    f.attrs["format"] = S.FORMAT_NAME
+    for key, value in state.fingerprint.to_attrs().items():
+        f.attrs[key] = value
+    f.attrs["n_items"] = state.n
