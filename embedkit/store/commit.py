@@ -186,25 +186,39 @@ def _place(src: Path, dst: Path) -> None:
 
 def store_ids(store, state: State) -> list[str]:
     """Ids of every row, in row order, read from the shards."""
-    out: list[str] = []
-    cache: dict[int, list[str]] = {}
-    for k, src, _dst, length in state.segments.tolist():
-        if k not in cache:
-            with open_shard(shard_path(store, state.shards[k])) as f:
-                cache[k] = f[S.IDS].asstr()[...].tolist()
-        out += cache[k][src : src + length]
-    return out
+    return _column(store, state, lambda f: f[S.IDS].asstr()[...].tolist())
 
 
 def store_digests(store, state: State) -> list[str]:
+    """Content digests of every row, in row order."""
+    return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
+
+
+def _column(store, state: State, read) -> list[str]:
     out: list[str] = []
     cache: dict[int, list[str]] = {}
     for k, src, _dst, length in state.segments.tolist():
         if k not in cache:
-            with open_shard(shard_path(store, state.shards[k])) as f:
-                cache[k] = f[S.DIGESTS][:].astype(str).tolist()
+            with open_existing(store, state.shards[k]) as f:
+                cache[k] = read(f)
         out += cache[k][src : src + length]
     return out
+
+
+def open_existing(store, name: str):
+    """Open a shard the index names; a missing one is a one-line StoreError."""
+    try:
+        return open_shard(shard_path(store, name))
+    except FileNotFoundError:
+        raise StoreError(missing_shard(store, name)) from None
+
+
+def missing_shard(store, name: str) -> str:
+    return (
+        f"{store}: shard {shard_path(store, name)} is missing; a store is the index file plus "
+        f"its folder {sidecar(store).name}/: copy both, or share one file made with "
+        "`embedkit store pack`"
+    )
 
 
 # -- commit ------------------------------------------------------------------------------
@@ -339,7 +353,7 @@ def commit_locked(
             attrs=attrs,
         )
     )
-    write_index(store, new, _shard_rows(store, new))
+    write_index(store, new, shard_rows(store, new))
     crash_point("index-written")
     clean_debris(store, new)
     if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:
@@ -441,10 +455,10 @@ def _prune(state: State) -> State:
     return replace(state, shards=[state.shards[i] for i in used.tolist()], segments=seg)
 
 
-def _shard_rows(store: Path, state: State) -> dict[str, int]:
+def shard_rows(store: Path, state: State) -> dict[str, int]:
     rows = {}
     for name in state.shards:
-        with open_shard(shard_path(store, name)) as f:
+        with open_existing(store, name) as f:
             rows[name] = int(f[S.LABELS].shape[0])
     return rows
 
@@ -481,4 +495,3 @@ def store_nbytes(store: Path, state: State | None) -> int:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-

@@ -26,6 +26,7 @@ from embedkit.store.commit import (
     clean_debris,
     crash_point,
     prepare,
+    shard_rows,
     store_digests,
     store_ids,
 )
@@ -82,11 +83,7 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     shard_of[rows] = len(names) - 1
     src_of[rows] = np.arange(len(rows))
     new = _drop_unused(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
-    rows_per = {}
-    for shard in new.shards:
-        with open_shard(shard_path(store, shard)) as f:
-            rows_per[shard] = int(f[S.LABELS].shape[0])
-    write_index(store, new, rows_per)
+    write_index(store, new, shard_rows(store, new))
     clean_debris(store, new)
     return new
 
@@ -182,7 +179,4 @@ def _add_index_parts(tmp: Path, state: State) -> None:
 
 
 def _size(store: Path, state: State) -> int:
-    return sum(
-        os.stat(shard_path(store, name)).st_size for name in state.shards
-    ) + (1 << 20)
-
+    return sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)

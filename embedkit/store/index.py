@@ -106,8 +106,7 @@ def read_state(f: h5py.File, path) -> State:
         split=f[S.SPLIT][:].astype("S8"),
         label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
         bad={
-            i: {"id": i, "digest": d, "reason": r}
-            for i, d, r in zip(bad_ids, bad_digests, reasons)
+            i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(bad_ids, bad_digests, reasons)
         },
         attrs={k: S.as_text(v) for k, v in f.attrs.items()},
     )
@@ -174,9 +173,7 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
             )
     f.create_dataset(S.LABELS, data=state.labels.astype(np.int64))
     f.create_dataset(S.SPLIT, data=state.split.astype("S8"))
-    f.create_dataset(
-        S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text
-    )
+    f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
     write_bad(f, state.bad)
     meta = f.create_group(META)
     meta.create_dataset("shards", data=np.asarray(state.shards, dtype=object), dtype=text)

@@ -22,7 +22,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import store_nbytes
+from embedkit.store.commit import missing_shard, store_nbytes
 from embedkit.store.index import read_state, shard_path
 from embedkit.store.shards import open_shard
 
@@ -58,7 +58,7 @@ class FeatureStore:
             except FileNotFoundError as exc:
                 self.close()
                 if attempt == 4:
-                    raise StoreError(f"{self.path}: shard {exc.filename} vanished; retry") from None
+                    raise StoreError(missing_shard(self.path, Path(exc.filename).name)) from None
 
     def _open(self) -> None:
         if not self.path.exists():
@@ -374,9 +374,7 @@ class FeatureStore:
             declared = [str(c) for c in range(int(np.max(y)) + 1)]
         first = next(iter(arrays.values()))
         digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
-        with StoreWriter(
-            path, fp, provenance={"source": "arrays"}, label_names=declared
-        ) as writer:
+        with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
             writer.plan(ids, digests)
             writer.begin(ids, max(1, n))
             writer.write_batch(

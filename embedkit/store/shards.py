@@ -185,8 +185,9 @@ def write_shard(
     >>> fp = Fingerprint.create("arrays", [TapInfo("pool", (2,))], {"kind": "features"})
     >>> d = tempfile.mkdtemp()
     >>> X = np.ones((3, 2), np.float32)
-    >>> a = write_shard(d, fp, ["a", "b", "c"], ["0" * 64] * 3, {"pool": X}, labels=["x", None, "y"])
-    >>> a == write_shard(d, fp, ["a", "b", "c"], ["0" * 64] * 3, {"pool": X}, labels=["x", None, "y"])
+    >>> rows = (["a", "b", "c"], ["0" * 64] * 3, {"pool": X})
+    >>> a = write_shard(d, fp, *rows, labels=["x", None, "y"])
+    >>> a == write_shard(d, fp, *rows, labels=["x", None, "y"])  # same rows, same file
     True
     """
     n = len(ids)

@@ -1,7 +1,7 @@
 """What ``embedkit info`` shows about a store, as library code.
 
-    >>> store_summary("feats.h5")["items"]  # doctest: +SKIP
-    60000
+>>> store_summary("feats.h5")["items"]  # doctest: +SKIP
+60000
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from embedkit.store.commit import (
     commit_locked,
     crash_point,
     prepare,
+    shard_rows,
     store_digests,
     store_ids,
 )
@@ -120,9 +121,7 @@ class StoreWriter:
                     f"item id {item_id!r} occurs twice in the source; ids must be unique"
                 )
             seen.add(item_id)
-        known = (
-            dict(zip(self._ids, store_digests(self.path, self._state))) if self._state else {}
-        )
+        known = dict(zip(self._ids, store_digests(self.path, self._state))) if self._state else {}
         bad = {i: r["digest"] for i, r in self._state.bad.items()} if self._state else {}
         todo = [
             i
@@ -264,8 +263,4 @@ def set_splits(path, splits: Sequence[str], *, timeout: float = LOCK_TIMEOUT) ->
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         state.split = values
         state.attrs["updated"] = _now()
-        rows = {}
-        for name in state.shards:
-            with open_shard(sidecar(path) / "shards" / name) as f:
-                rows[name] = int(f[S.LABELS].shape[0])
-        write_index(path, state, rows)
+        write_index(path, state, shard_rows(path, state))
