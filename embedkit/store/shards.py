@@ -230,7 +230,7 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
-        raise
+        raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
     except OSError as exc:
         raise StoreError(f"{path}: not a readable shard ({exc})") from None
     if f.attrs.get("format") not in (SHARD_FORMAT, S.FORMAT_NAME):
