@@ -1,8 +1,9 @@
 """The HDF5 feature store: schema, shards, commits, reader (see docs/store-format.md)."""
 
-from embedkit.store.commit import CommitSummary, WriterLock, commit_shards, upgrade
+from embedkit.store.commit import CommitSummary, commit_shards, upgrade
 from embedkit.store.compact import compact, pack
 from embedkit.store.ids import read_ids_file
+from embedkit.store.lock import WriterLock
 from embedkit.store.reader import FeatureStore
 from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
 from embedkit.store.shards import write_shard

@@ -21,29 +21,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from embedkit import __version__
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.store import schema as S
 from embedkit.store.index import (
-    SELF,
     State,
     load_state,
     segments_of,
     shard_dir,
-    shard_path,
+    shard_rows,
     sidecar,
+    store_ids,
+    store_nbytes,
     write_index,
 )
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import ShardBuilder, check_free, disk_errors, fsync_dir, open_shard
 
-LOCK_TIMEOUT = 10.0  # seconds a writer waits for another one before it gives up
 MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
 MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)
 _ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
 _COPY_BYTES = 64 << 20  # bytes per step when copying rows between shards
-_CRASH_ENV = "EMBEDKIT_TEST_CRASH_AT"  # test hook: SIGKILL ourselves at a named step
 
 
 @dataclass(frozen=True)
@@ -56,64 +55,6 @@ class CommitSummary:
     n_total: int  # rows in the store after the commit
     n_bad: int  # items recorded as bad by this run
     nbytes: int  # index + shard bytes after the commit
-
-
-class WriterLock:
-    """The one writer lock of a store (``STORE.d/lock``), with the holder's pid beside it.
-
-    The OS releases the lock when its holder dies, so a killed writer never blocks the next
-    one; the pid file it leaves is overwritten by the next holder.
-    """
-
-    def __init__(self, store, *, timeout: float = LOCK_TIMEOUT, what: str = "writing"):
-        self.store, self.timeout, self.what = Path(store), float(timeout), what
-        self._lock: FileLock | None = None
-
-    def acquire(self) -> WriterLock:
-        folder = sidecar(self.store)
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / "lock", timeout=self.timeout, preserve_lock_file=True)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise StoreError(
-                f"{self.store}: another embedkit process ({_holder(folder / 'lock.json')}) "
-                f"is writing this store; waited {self.timeout:g} s; re-run when it has finished"
-            ) from None
-        self._lock = lock
-        since = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        info = json.dumps({"pid": os.getpid(), "what": self.what, "since": since})
-        with contextlib.suppress(OSError):
-            (folder / "lock.json").write_text(info)
-        return self
-
-    def release(self) -> None:
-        if self._lock is not None:
-            with contextlib.suppress(OSError):
-                (sidecar(self.store) / "lock.json").unlink()
-            self._lock.release()
-            self._lock = None
-
-    __enter__ = acquire
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _holder(info_path: Path) -> str:
-    try:
-        info = json.loads(info_path.read_text())
-        return f"pid {info['pid']}, {info['what']} since {info['since']}"
-    except (OSError, ValueError, KeyError):
-        return "pid unknown"
-
-
-def crash_point(step: str) -> None:
-    """Test hook: ``EMBEDKIT_TEST_CRASH_AT=step`` kills this process at ``step``."""
-    if os.environ.get(_CRASH_ENV) == step:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- state under the lock ----------------------------------------------------------------
@@ -184,43 +125,6 @@ def _place(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
 
 
-def store_ids(store, state: State) -> list[str]:
-    """Ids of every row, in row order, read from the shards."""
-    return _column(store, state, lambda f: f[S.IDS].asstr()[...].tolist())
-
-
-def store_digests(store, state: State) -> list[str]:
-    """Content digests of every row, in row order."""
-    return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
-
-
-def _column(store, state: State, read) -> list[str]:
-    out: list[str] = []
-    cache: dict[int, list[str]] = {}
-    for k, src, _dst, length in state.segments.tolist():
-        if k not in cache:
-            with open_existing(store, state.shards[k]) as f:
-                cache[k] = read(f)
-        out += cache[k][src : src + length]
-    return out
-
-
-def open_existing(store, name: str):
-    """Open a shard the index names; a missing one is a one-line StoreError."""
-    try:
-        return open_shard(shard_path(store, name))
-    except FileNotFoundError:
-        raise StoreError(missing_shard(store, name)) from None
-
-
-def missing_shard(store, name: str) -> str:
-    return (
-        f"{store}: shard {shard_path(store, name)} is missing; a store is the index file plus "
-        f"its folder {sidecar(store).name}/: copy both, or share one file made with "
-        "`embedkit store pack`"
-    )
-
-
 # -- commit ------------------------------------------------------------------------------
 def commit_shards(
     store,
@@ -281,12 +185,11 @@ def commit_locked(
         n = state.n if state is not None else 0
         return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
     metas = [_ShardMeta.read(p, fingerprint) for p in shards]
-    needed = sum(m.nbytes for m in metas) + 64 * (len(known_ids or []) + 1) + (1 << 20)
-    check_free(store.parent, needed, store)
     state = state or _empty_state(fingerprint, started)
     names = list(state.label_names)
     names += [n for n in (label_names or []) if n not in names]
-    final = _place_all(store, metas, fingerprint, names)
+    index_bytes = 64 * (len(known_ids or []) + sum(len(m.ids) for m in metas)) + (64 << 10)
+    final = _place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
     shard_of, src_of = state.rows_of()  # (N,) each
     labels, split = state.labels.copy(), state.split.copy()
@@ -389,8 +292,11 @@ class _ShardMeta:
             )
 
 
-def _place_all(store: Path, metas: list[_ShardMeta], fingerprint, names: list[str]):
-    """Link big shards into the store; merge runs of small ones into one new shard each."""
+def _place_all(store: Path, metas: list[_ShardMeta], fingerprint, names: list[str], extra: int):
+    """Link big shards into the store; merge runs of small ones into one new shard each.
+
+    Checks first that the merged shards plus ``extra`` bytes (the new index) fit on disk.
+    """
     folder = shard_dir(store)
     folder.mkdir(parents=True, exist_ok=True)
     groups: list[list[_ShardMeta]] = []
@@ -400,6 +306,8 @@ def _place_all(store: Path, metas: list[_ShardMeta], fingerprint, names: list[st
             groups[-1].append(meta)
         else:
             groups.append([meta])
+    merged_bytes = sum(m.nbytes for group in groups if len(group) > 1 for m in group)
+    check_free(folder, merged_bytes + extra, store)
     out = []
     for group in groups:
         if len(group) == 1:
@@ -455,14 +363,6 @@ def _prune(state: State) -> State:
     return replace(state, shards=[state.shards[i] for i in used.tolist()], segments=seg)
 
 
-def shard_rows(store: Path, state: State) -> dict[str, int]:
-    rows = {}
-    for name in state.shards:
-        with open_existing(store, name) as f:
-            rows[name] = int(f[S.LABELS].shape[0])
-    return rows
-
-
 def _empty_state(fingerprint: S.Fingerprint, started: str | None) -> State:
     return State(
         fingerprint=fingerprint,
@@ -479,18 +379,6 @@ def _check(stored: S.Fingerprint, given: S.Fingerprint, where) -> None:
     field = stored.first_difference(given)
     if field is not None:
         raise StoreMismatchError(str(where), field, getattr(stored, field), getattr(given, field))
-
-
-def store_nbytes(store: Path, state: State | None) -> int:
-    """Bytes of the index plus the shards the state refers to."""
-    if state is None or not store.exists():
-        return 0
-    total = store.stat().st_size
-    for name in state.shards:
-        if name != SELF:
-            with contextlib.suppress(OSError):
-                total += shard_path(store, name).stat().st_size
-    return total
 
 
 def _now() -> str:

@@ -20,16 +20,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import (
-    LOCK_TIMEOUT,
-    WriterLock,
-    clean_debris,
-    crash_point,
-    prepare,
-    shard_rows,
-    store_digests,
-    store_ids,
-)
+from embedkit.store.commit import clean_debris, prepare
 from embedkit.store.index import (
     META,
     SELF,
@@ -38,10 +29,14 @@ from embedkit.store.index import (
     segments_of,
     shard_dir,
     shard_path,
+    shard_rows,
+    store_digests,
+    store_ids,
     write_attrs,
     write_bad,
     write_index,
 )
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import ShardBuilder, check_free, disk_errors, open_shard
 
 _COPY_BYTES = 64 << 20  # bytes per read when copying rows

@@ -7,6 +7,7 @@ a packed store is one self-contained file: its only shard is the file itself (na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
-from embedkit.store.shards import disk_errors, fsync_dir
+from embedkit.store.shards import disk_errors, fsync_dir, open_shard
 
 META = "_store"  # group: shards (names) and rowmap (segments)
 SELF = ""  # shard name of a self-contained store: the index file itself
@@ -199,3 +200,60 @@ def write_attrs(f: h5py.File, state: State) -> None:
     for key, value in state.fingerprint.to_attrs().items():
         f.attrs[key] = value
     f.attrs["n_items"] = state.n
+
+
+def store_ids(store, state: State) -> list[str]:
+    """Ids of every row, in row order, read from the shards."""
+    return _column(store, state, lambda f: f[S.IDS].asstr()[...].tolist())
+
+
+def store_digests(store, state: State) -> list[str]:
+    """Content digests of every row, in row order."""
+    return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
+
+
+def _column(store, state: State, read) -> list[str]:
+    out: list[str] = []
+    cache: dict[int, list[str]] = {}
+    for k, src, _dst, length in state.segments.tolist():
+        if k not in cache:
+            with open_existing(store, state.shards[k]) as f:
+                cache[k] = read(f)
+        out += cache[k][src : src + length]
+    return out
+
+
+def open_existing(store, name: str):
+    """Open a shard the index names; a missing one is a one-line StoreError."""
+    try:
+        return open_shard(shard_path(store, name))
+    except FileNotFoundError:
+        raise StoreError(missing_shard(store, name)) from None
+
+
+def missing_shard(store, name: str) -> str:
+    return (
+        f"{store}: shard {shard_path(store, name)} is missing; a store is the index file plus "
+        f"its folder {sidecar(store).name}/: copy both, or share one file made with "
+        "`embedkit store pack`"
+    )
+
+
+def shard_rows(store: Path, state: State) -> dict[str, int]:
+    rows = {}
+    for name in state.shards:
+        with open_existing(store, name) as f:
+            rows[name] = int(f[S.LABELS].shape[0])
+    return rows
+
+
+def store_nbytes(store: Path, state: State | None) -> int:
+    """Bytes of the index plus the shards the state refers to."""
+    if state is None or not store.exists():
+        return 0
+    total = store.stat().st_size
+    for name in state.shards:
+        if name != SELF:
+            with contextlib.suppress(OSError):
+                total += shard_path(store, name).stat().st_size
+    return total

@@ -22,8 +22,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import missing_shard, store_nbytes
-from embedkit.store.index import read_state, shard_path
+from embedkit.store.index import missing_shard, read_state, shard_path, store_nbytes
 from embedkit.store.shards import open_shard
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big

@@ -31,20 +31,16 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import (
-    LOCK_TIMEOUT,
-    CommitSummary,
-    WriterLock,
-    _check,
-    _now,
-    commit_locked,
-    crash_point,
-    prepare,
+from embedkit.store.commit import CommitSummary, _check, _now, commit_locked, prepare
+from embedkit.store.index import (
+    load_state,
     shard_rows,
+    sidecar,
     store_digests,
     store_ids,
+    write_index,
 )
-from embedkit.store.index import load_state, sidecar, write_index
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import check_split, disk_errors, open_shard, write_shard
 
 

@@ -16,7 +16,6 @@ from embedkit.store import (
     TapInfo,
     commit_shards,
     compact,
-    pack,
     set_splits,
     store_summary,
     upgrade,
