@@ -12,6 +12,7 @@ mmap_mode="r")`` costs; other layouts fall back to h5py reads of contiguous bloc
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 from collections.abc import Iterator
@@ -82,6 +83,7 @@ class FeatureStore:
         self._starts = seg[:, 2].copy()  # (M,) first row of each segment
         self._ends = seg[:, 2] + seg[:, 3]
         self._views: dict[str, list[np.ndarray]] = {}
+        self._flat: dict[str, tuple] = {}
         self._ids: np.ndarray | None = None
 
     def refresh(self) -> FeatureStore:
@@ -99,7 +101,7 @@ class FeatureStore:
 
     def close(self) -> None:
         """Close the files (arrays already handed out stay valid)."""
-        self._views = {}
+        self._views, self._flat = {}, {}
         for f in self._handles:
             f.close()
         self._handles = []
@@ -197,9 +199,17 @@ class FeatureStore:
             if isinstance(idx, slice):  # a view of the file: copy it out once
                 return np.array(views[0][idx], dtype=dtype, copy=True)
             return views[0][idx].astype(dtype, copy=False)  # fancy index: a copy
+        if isinstance(idx, slice) and idx.step in (None, 1):
+            lo, hi, _ = idx.indices(len(self))
+            out = np.empty((max(0, hi - lo), *views[0].shape[1:]), dtype=dtype)
+            for v, start in zip(views, self._starts.tolist()):  # one copy per segment
+                a, b = max(lo, start), min(hi, start + len(v))
+                if a < b:
+                    out[a - lo : b - lo] = v[a - start : b - start]
+            return out
         if isinstance(idx, slice):
             idx = np.arange(len(self))[idx]
-        return self._gather(views, idx, sort=True).astype(dtype, copy=False)
+        return self._take(tap, idx).astype(dtype, copy=False)
 
     def iter_batches(
         self,
@@ -237,9 +247,8 @@ class FeatureStore:
             order = rng.permutation(len(sel)) if shuffle else np.arange(len(sel))
             views = self._tap_views(tap)
             for lo in range(0, len(sel), batch_size):
-                # Rows in store order inside a batch: same batch, better locality.
-                rb = np.sort(sel[order[lo : lo + batch_size]])
-                xb = views[0][rb] if len(views) == 1 else self._gather(views, rb, sort=False)
+                rb = sel[order[lo : lo + batch_size]]
+                xb = views[0][rb] if len(views) == 1 else self._take(tap, rb)
                 yield xb.astype(np.float32, copy=False), (y_all[rb] if labels else None)
             return
         sel = np.sort(sel) if shuffle else sel
@@ -327,23 +336,30 @@ class FeatureStore:
                 self._views[tap] = [np.zeros((0, *info.shape), dtype=info.dtype)]
         return self._views[tap]
 
-    def _gather(self, views, idx: np.ndarray, *, sort: bool) -> np.ndarray:
-        """Rows ``idx`` from several segments; ``sort=False`` promises idx is ascending."""
-        seg = np.searchsorted(self._ends, idx, side="right")
-        order = np.argsort(seg, kind="stable") if sort else None
-        s = seg if order is None else seg[order]
-        out = np.empty((len(idx), *views[0].shape[1:]), dtype=views[0].dtype)
-        cuts = [0, *(np.flatnonzero(np.diff(s)) + 1).tolist(), len(idx)]
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            if a == b:
-                continue
-            m = int(s[a])
-            if order is None:
-                np.take(views[m], idx[a:b] - self._starts[m], axis=0, out=out[a:b])
-            else:
-                take = order[a:b]
-                out[take] = views[m][idx[take] - self._starts[m]]
-        return out
+    def _take(self, tap: str, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (any order) across all segments with one numpy gather.
+
+        Every segment is already mapped; a read-only byte view spanning all of them (rows
+        addressed by byte offset, stride 1) turns the gather into a single fancy index, so
+        50 shards cost what one does. Only the offsets of mapped rows are ever touched.
+        """
+        if tap not in self._flat:
+            views = self._tap_views(tap)
+            row_bytes = views[0].itemsize * int(np.prod(views[0].shape[1:]))
+            addrs = np.asarray([v.__array_interface__["data"][0] for v in views], np.int64)
+            lens = self._state.segments[:, 3]
+            base = int(addrs.min())
+            span = int((addrs + lens * row_bytes).max()) - base
+            raw = np.frombuffer((ctypes.c_uint8 * span).from_address(base), np.uint8)
+            rows = np.lib.stride_tricks.as_strided(
+                raw, shape=(span - row_bytes + 1, row_bytes), strides=(1, 1), writeable=False
+            )
+            starts = np.repeat(addrs - base - self._starts * row_bytes, lens)
+            offsets = starts + np.arange(len(self), dtype=np.int64) * row_bytes
+            self._flat[tap] = (rows, offsets, views)  # views keep the maps alive
+        rows, offsets, views = self._flat[tap]
+        out = rows[offsets[idx]]  # (k, row_bytes) uint8, a copy
+        return out.view(views[0].dtype).reshape(len(idx), *views[0].shape[1:])
 
     @classmethod
     def from_arrays(
