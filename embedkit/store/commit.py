@@ -26,18 +26,25 @@ from embedkit import __version__
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.store import schema as S
 from embedkit.store.index import (
+    RowLookup,
     State,
     load_state,
     segments_of,
     shard_dir,
     shard_rows,
     sidecar,
-    store_ids,
     store_nbytes,
     write_index,
 )
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.shards import ShardBuilder, check_free, disk_errors, fsync_dir, open_shard
+from embedkit.store.shards import (
+    ShardBuilder,
+    check_free,
+    disk_errors,
+    fsync_dir,
+    id_hashes,
+    open_shard,
+)
 
 MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
 MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)
@@ -160,7 +167,7 @@ def commit_shards(
         state = prepare(store, lock)
         if state is not None:
             _check(state.fingerprint, fingerprint, store)
-        known = None if state is None else store_ids(store, state)
+        known = RowLookup(store, state)
         return commit_locked(
             store, state, known, [Path(p) for p in shards], fingerprint,
             provenance=provenance, label_names=label_names,
@@ -170,7 +177,7 @@ def commit_shards(
 def commit_locked(
     store: Path,
     state: State | None,
-    known_ids: list[str] | None,
+    known: RowLookup,
     shards: list[Path],
     fingerprint: S.Fingerprint,
     *,
@@ -188,13 +195,16 @@ def commit_locked(
     state = state or _empty_state(fingerprint, started)
     names = list(state.label_names)
     names += [n for n in (label_names or []) if n not in names]
-    index_bytes = 64 * (len(known_ids or []) + sum(len(m.ids) for m in metas)) + (64 << 10)
+    index_bytes = 64 * (len(known.hashes) + sum(len(m.ids) for m in metas)) + (64 << 10)
     final = _place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
     shard_of, src_of = state.rows_of()  # (N,) each
     labels, split = state.labels.copy(), state.split.copy()
     n_old = state.n
-    row_of = {item: i for i, item in enumerate(known_ids or [])}
+    row_of: dict[str, int] = {}  # store row of each id in this commit that is already there
+    for _, meta in final:
+        found = known.rows(id_hashes(meta.ids))
+        row_of.update((i, r) for i, r in zip(meta.ids, found.tolist()) if r >= 0)
     label_of = {n: i for i, n in enumerate(names)}
     shard_names = list(state.shards)
     new_cols: list[list] = [[], [], [], []]  # shard, src, label, split of appended rows

@@ -212,15 +212,63 @@ def store_digests(store, state: State) -> list[str]:
     return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
 
 
-def _column(store, state: State, read) -> list[str]:
-    out: list[str] = []
-    cache: dict[int, list[str]] = {}
+def _column(store, state: State, read) -> list:
+    return list(_array(store, state, lambda f: np.asarray(read(f), dtype=object)))
+
+
+def _array(store, state: State, read) -> np.ndarray:
+    parts, cache = [], {}
     for k, src, _dst, length in state.segments.tolist():
         if k not in cache:
             with open_existing(store, state.shards[k]) as f:
                 cache[k] = read(f)
-        out += cache[k][src : src + length]
-    return out
+        parts.append(cache[k][src : src + length])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+
+
+class RowLookup:
+    """Find store rows by id in O(log N) numpy steps, from the shards' id hashes.
+
+    Built per writer from 16-byte id hashes and the S64 digests: no per-row Python objects,
+    so planning and committing a few new rows stays cheap however big the store is.
+    """
+
+    def __init__(self, store, state: State | None):
+        if state is None or state.n == 0:
+            self.hashes, self.digests = np.zeros(0, "S16"), np.zeros(0, "S64")
+        else:
+            self.hashes = _array(store, state, _read_hashes).astype("S16")
+            self.digests = _array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")
+        self._keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
+        self._order = np.argsort(self._keys, kind="stable")
+        self._sorted = self._keys[self._order]
+
+    def rows(self, hashes: np.ndarray) -> np.ndarray:
+        """Store row of each id hash, -1 where the id is not in the store."""
+        hashes = np.asarray(hashes, dtype="S16")
+        out = np.full(len(hashes), -1, dtype=np.int64)
+        if not len(self._sorted) or not len(hashes):
+            return out
+        keys = hashes.view(np.uint64)[::2]
+        lo = np.searchsorted(self._sorted, keys, side="left")
+        hi = np.searchsorted(self._sorted, keys, side="right")
+        one = np.flatnonzero(hi - lo == 1)  # the usual case: compare all 16 bytes at once
+        cand = self._order[lo[one]]
+        ok = self.hashes[cand] == hashes[one]
+        out[one[ok]] = cand[ok]
+        for i in np.flatnonzero(hi - lo > 1).tolist():  # 8-byte key collisions
+            for j in self._order[lo[i] : hi[i]].tolist():
+                if self.hashes[j] == hashes[i]:
+                    out[i] = j
+        return out
+
+
+def _read_hashes(f) -> np.ndarray:
+    if S.ID_HASH in f:
+        return f[S.ID_HASH][...]
+    from embedkit.store.shards import id_hashes  # a schema-1 file: hash its ids once
+
+    return id_hashes(f[S.IDS].asstr()[...])
 
 
 def open_existing(store, name: str):

@@ -42,6 +42,13 @@ def content_name(fingerprint: S.Fingerprint, ids, digests, labels, splits) -> st
     return h.hexdigest()[:32] + ".h5"
 
 
+def id_hashes(ids) -> np.ndarray:
+    """(n,) S16: the first 16 bytes of each id's sha256, how commits find ids fast."""
+    return np.asarray(
+        [hashlib.sha256(S.as_text(i).encode()).digest()[:16] for i in ids], dtype="S16"
+    )
+
+
 class ShardBuilder:
     """Create a shard of ``n`` rows at a temporary path; features arrive with :meth:`write`.
 
@@ -80,6 +87,7 @@ class ShardBuilder:
             f.attrs["n_items"] = self.n
             f.create_dataset(S.IDS, data=np.asarray(list(ids), dtype=object), dtype=text)
             f.create_dataset(S.DIGESTS, data=np.asarray(digests, dtype="S64"))
+            f.create_dataset(S.ID_HASH, data=id_hashes(ids))
             f.create_dataset(S.LABELS, data=codes)
             f.create_dataset(S.LABEL_NAMES, data=np.asarray(names, dtype=object), dtype=text)
             f.create_dataset(S.SPLIT, data=np.asarray(splits, dtype="S8"))

@@ -33,15 +33,14 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
 from embedkit.store.commit import CommitSummary, _check, _now, commit_locked, prepare
 from embedkit.store.index import (
+    RowLookup,
     load_state,
     shard_rows,
     sidecar,
-    store_digests,
-    store_ids,
     write_index,
 )
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.shards import check_split, disk_errors, open_shard, write_shard
+from embedkit.store.shards import check_split, disk_errors, id_hashes, open_shard, write_shard
 
 
 class StoreWriter:
@@ -90,7 +89,7 @@ class StoreWriter:
             self._state = prepare(self.path, self._lock)
             if self._state is not None:
                 _check(self._state.fingerprint, fingerprint, self.path)
-            self._ids = store_ids(self.path, self._state) if self._state else []
+            self._lookup = RowLookup(self.path, self._state)
         except BaseException:
             self.close()
             raise
@@ -117,14 +116,15 @@ class StoreWriter:
                     f"item id {item_id!r} occurs twice in the source; ids must be unique"
                 )
             seen.add(item_id)
-        known = dict(zip(self._ids, store_digests(self.path, self._state))) if self._state else {}
+        rows = self._lookup.rows(id_hashes(ids))
+        digests = np.asarray(digests, dtype="S64")
+        known = np.zeros(len(ids), dtype=bool)
+        found = rows >= 0
+        known[found] = self._lookup.digests[rows[found]] == digests[found]
         bad = {i: r["digest"] for i, r in self._state.bad.items()} if self._state else {}
-        todo = [
-            i
-            for i, (item_id, digest) in enumerate(zip(ids, digests))
-            if known.get(item_id) != digest and bad.get(item_id) != digest
-        ]
-        return np.asarray(todo, dtype=np.int64)
+        if bad:
+            known |= [bad.get(i) == d for i, d in zip(ids, digests.astype(str).tolist())]
+        return np.flatnonzero(~known).astype(np.int64)
 
     # -- the journal -----------------------------------------------------------------
     def begin(self, todo_ids: Sequence[str], batch_size: int) -> set[int]:
@@ -210,7 +210,7 @@ class StoreWriter:
         bad = _read_bad(self.journal / "bad.jsonl")
         try:
             summary = commit_locked(
-                self.path, self._state, self._ids, shards, self.fingerprint,
+                self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
                 started=self._started,
             )  # fmt: skip
