@@ -240,7 +240,7 @@ class RowLookup:
             self.hashes = _array(store, state, _read_hashes).astype("S16")
             self.digests = _array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")
         self._keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
-        self._order = np.argsort(self._keys, kind="stable")
+        self._order = np.argsort(self._keys)
         self._sorted = self._keys[self._order]
 
     def rows(self, hashes: np.ndarray) -> np.ndarray:
