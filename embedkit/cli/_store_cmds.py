@@ -82,21 +82,26 @@ def run_split(args) -> int:
     import numpy as np
 
     from embedkit.errors import UserInputError
-    from embedkit.store import FeatureStore, set_splits
+    from embedkit.store import FeatureStore, WriterLock, set_splits
 
     for name in ("test", "val"):
         frac = getattr(args, name)
         if not 0 <= frac < 1:
             raise UserInputError(f"--{name} must be a fraction in [0, 1), got {frac}")
-    with FeatureStore(args.store) as fs:
-        if (fs.splits() != "").any() and not args.force:
-            raise UserInputError(f"{args.store}: already has a split; pass --force to replace it")
-        n = len(fs)
-        parts = fs.split(val=args.val, test=args.test, seed=args.seed, use_stored=False)
-    values = np.full(n, "", dtype=object)
-    for name, rows in parts.items():
-        values[rows] = name
-    set_splits(args.store, values.tolist(), timeout=args.wait)
+    FeatureStore(args.store).close()  # not a store: the one-line error, before any lock file
+    # The lock is held from reading the rows to writing their split: no commit in between.
+    with WriterLock(args.store, timeout=args.wait, what="splitting") as lock:
+        with FeatureStore(args.store) as fs:
+            if (fs.splits() != "").any() and not args.force:
+                raise UserInputError(
+                    f"{args.store}: already has a split; pass --force to replace it"
+                )
+            n = len(fs)
+            parts = fs.split(val=args.val, test=args.test, seed=args.seed, use_stored=False)
+        values = np.full(n, "", dtype=object)
+        for name, rows in parts.items():
+            values[rows] = name
+        set_splits(args.store, values.tolist(), lock=lock)
     counts = {k: len(v) for k, v in parts.items()}
     print(f"{args.store}: split train={counts['train']} val={counts['val']} test={counts['test']}")
     return 0

@@ -254,7 +254,7 @@ def commit_locked(
     for key, value in (provenance or {}).items():
         attrs[key] = value if isinstance(value, (int, float)) else str(value)
     attrs.update(runs=json.dumps(runs), updated=_now(), embedkit_version=__version__)
-    new = _prune(
+    new = prune(
         State(
             fingerprint=fingerprint,
             shards=shard_names,
@@ -361,7 +361,7 @@ def _merge(folder: Path, group: list[_ShardMeta], fingerprint, names) -> _ShardM
     return _ShardMeta(path, ids, labels, split, digests, size)
 
 
-def _prune(state: State) -> State:
+def prune(state: State) -> State:
     """Drop shards no row refers to any more, renumbering the rowmap."""
     used = np.unique(state.segments[:, 0]) if len(state.segments) else np.zeros(0, np.int64)
     if len(used) == len(state.shards):

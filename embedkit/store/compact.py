@@ -20,7 +20,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import clean_debris, prepare
+from embedkit.store.commit import clean_debris, prepare, prune
 from embedkit.store.index import (
     META,
     SELF,
@@ -77,19 +77,10 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     src_of = src_of.copy()
     shard_of[rows] = len(names) - 1
     src_of[rows] = np.arange(len(rows))
-    new = _drop_unused(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
+    new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
     write_index(store, new, shard_rows(store, new))
     clean_debris(store, new)
     return new
-
-
-def _drop_unused(state: State) -> State:
-    used = np.unique(state.segments[:, 0])
-    remap = np.full(len(state.shards), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    seg = state.segments.copy()
-    seg[:, 0] = remap[seg[:, 0]]
-    return replace(state, shards=[state.shards[i] for i in used.tolist()], segments=seg)
 
 
 def _builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:

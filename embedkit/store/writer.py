@@ -243,18 +243,22 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def set_splits(path, splits: Sequence[str], *, timeout: float = LOCK_TIMEOUT) -> None:
+def set_splits(
+    path, splits: Sequence[str], *, timeout: float = LOCK_TIMEOUT, lock: WriterLock | None = None
+) -> None:
     """Replace the split column of the store at ``path`` atomically.
 
-    Takes the writer lock, then writes a new index with the new column and renames it
-    over the old one: the shards are not touched, so this costs a few bytes per row.
+    Takes the writer lock (or uses ``lock``, already held by a caller that read the store
+    under it), then writes a new index with the new column and renames it over the old
+    one: the shards are not touched, so this costs a few bytes per row.
     """
     path = Path(path)
     if load_state(path) is None:
         raise StoreError(f"{path}: no such store; create it with `embedkit extract`")
     values = np.asarray([check_split(s) for s in splits], dtype="S8")
-    with WriterLock(path, timeout=timeout, what="splitting") as lock:
-        state = prepare(path, lock)
+    held = lock if lock is not None else WriterLock(path, timeout=timeout, what="splitting")
+    with contextlib.nullcontext(held) if lock is not None else held:
+        state = prepare(path, held)
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         state.split = values

@@ -5,8 +5,8 @@
     python -m tests.store.store_worker compact STORE
     python -m tests.store.store_worker poll STORE SECONDS             # a reader; prints JSON
 
-Row ``k`` holds id ``i{k:07d}`` and features ``k + version / 10`` (every column), so a
-wrong row is visible from the data alone.
+Row ``k`` holds id ``i{k:07d}`` and features ``k + version / 100`` (every column; versions
+below 100), so a wrong row is visible from the data alone.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ FP = Fingerprint.create("arrays", [TapInfo("pool", (DIM,))], {"kind": "worker"})
 
 def rows(start: int, n: int, version: int = 0):
     ids = [f"i{k:07d}" for k in range(start, start + n)]
-    x = np.repeat(np.arange(start, start + n, dtype=np.float32)[:, None], DIM, 1) + version / 10
+    x = np.repeat(np.arange(start, start + n, dtype=np.float32)[:, None], DIM, 1) + version / 100
     digests = [f"{k + 10_000_000 * version:064d}" for k in range(start, start + n)]
     labels = [["a", "b", "c"][k % 3] for k in range(start, start + n)]
     return ids, digests, x, labels
