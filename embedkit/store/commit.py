@@ -185,8 +185,12 @@ def commit_locked(
     label_names: Sequence[str] | None = None,
     bad: dict[str, dict] | None = None,
     started: str | None = None,
+    order: Sequence[str] | None = None,
 ) -> CommitSummary:
-    """The one commit path; the caller holds the lock and read ``state`` under it."""
+    """The one commit path; the caller holds the lock and read ``state`` under it.
+
+    New ids are appended in shard order, or in the order of ``order`` (ids) when given.
+    """
     bad = dict(bad or {})
     if not shards and not bad:
         n = state.n if state is not None else 0
@@ -229,6 +233,11 @@ def commit_locked(
                 for col, value in zip(rep_cols, (row, k, r, code, sp)):
                     col.append(value)
     added, replaced = len(new_cols[0]), len(rep_cols[0])
+    if order is not None and added > 1:  # e.g. text batches bucketed by length
+        rank = {item: p for p, item in enumerate(order)}
+        appended = sorted(row_of, key=row_of.get)[-added:]  # ids of the appended rows
+        perm = np.argsort([rank.get(i, len(rank)) for i in appended], kind="stable")
+        new_cols = [[col[p] for p in perm.tolist()] for col in new_cols]
     if replaced:
         rows = np.asarray(rep_cols[0], dtype=np.int64)
         shard_of[rows], src_of[rows] = rep_cols[1], rep_cols[2]

@@ -82,7 +82,7 @@ class StoreWriter:
         self.provenance = dict(provenance or {})
         self.journal = sidecar(self.path) / "journal"
         self._todo: list[str] = []
-        self._batch_size = 0
+        self._batch_ids: list[list[str]] = []
         self._started = _now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
         try:
@@ -127,17 +127,23 @@ class StoreWriter:
         return np.flatnonzero(~known).astype(np.int64)
 
     # -- the journal -----------------------------------------------------------------
-    def begin(self, todo_ids: Sequence[str], batch_size: int) -> set[int]:
-        """Open the journal for ``todo_ids`` in batches of ``batch_size``.
+    def begin(self, todo_ids: Sequence[str], batches: int | Sequence[Sequence[int]]) -> set[int]:
+        """Open the journal for ``todo_ids``, cut into ``batches``.
 
-        Returns the batch numbers that an interrupted run already journaled with exactly
-        the same ids; the caller skips them. Journaled batches that no longer match are
-        discarded.
+        ``batches`` is a batch size (consecutive slices of ``todo_ids``) or, per batch, the
+        positions into ``todo_ids`` it holds (e.g. text bucketed by length); it must be the
+        same for the same ``todo_ids`` in every run. Returns the batch numbers that an
+        interrupted run already journaled with exactly those ids; the caller skips them.
+        Journaled batches that no longer match are discarded. Rows are committed in the
+        order of ``todo_ids`` whatever the batches.
         """
-        if batch_size < 1:
-            raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
         self._todo = list(todo_ids)
-        self._batch_size = int(batch_size)
+        if isinstance(batches, int):
+            if batches < 1:
+                raise UserInputError(f"--batch-size must be at least 1, got {batches}")
+            n = len(self._todo)
+            batches = [range(lo, min(n, lo + batches)) for lo in range(0, n, batches)]
+        self._batch_ids = [[self._todo[p] for p in positions] for positions in batches]
         self.journal.mkdir(parents=True, exist_ok=True)
         manifest = self.journal / "manifest.json"
         if manifest.exists():
@@ -146,27 +152,26 @@ class StoreWriter:
         text = json.dumps({"fingerprint": self.fingerprint.to_attrs(), "created": self._started})
         with disk_errors(manifest, len(text)):
             manifest.write_text(text)
-        position = {item: i for i, item in enumerate(self._todo)}
+        batch_of = {item: b for b, ids in enumerate(self._batch_ids) for item in ids}
         self._batches: dict[int, Path] = {}
         for shard in self.journal.glob("*.h5"):
-            b = self._batch_of(shard, position)
+            b = self._batch_of(shard, batch_of)
             if b is None or b in self._batches:
                 shard.unlink()
             else:
                 self._batches[b] = shard
         return set(self._batches)
 
-    def _batch_of(self, shard: Path, position: dict[str, int]) -> int | None:
+    def _batch_of(self, shard: Path, batch_of: dict[str, int]) -> int | None:
         try:
             with open_shard(shard, self.fingerprint) as f:
                 got = f[S.IDS].asstr()[...].tolist()
         except Exception:  # a shard is renamed only once complete; be safe anyway
             return None
-        if not got or got[0] not in position:
+        if not got or got[0] not in batch_of:
             return None
-        b = position[got[0]] // self._batch_size
-        expected = set(self._todo[b * self._batch_size : (b + 1) * self._batch_size])
-        return b if set(got) <= expected else None
+        b = batch_of[got[0]]
+        return b if set(got) <= set(self._batch_ids[b]) else None
 
     def write_batch(
         self,
@@ -212,7 +217,7 @@ class StoreWriter:
             summary = commit_locked(
                 self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
-                started=self._started,
+                started=self._started, order=self._todo,
             )  # fmt: skip
             crash_point("before-journal-removed")
             shutil.rmtree(self.journal, ignore_errors=True)
