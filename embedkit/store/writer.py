@@ -212,7 +212,7 @@ class StoreWriter:
             raise StoreError(f"{self.path}: this writer is closed; open a new StoreWriter")
         batches = getattr(self, "_batches", {})
         shards = [batches[b] for b in sorted(batches)]
-        bad = _read_bad(self.journal / "bad.jsonl")
+        bad = _read_bad(self.journal)
         try:
             summary = commit_locked(
                 self.path, self._state, self._lookup, shards, self.fingerprint,
@@ -232,14 +232,36 @@ class StoreWriter:
             self._lock = None
 
 
-def _read_bad(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
+def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) -> None:
+    """Journal batch ``batch``'s bad items ``(id, digest, reason)`` from a worker process.
+
+    The scale-out path's workers hold no :class:`StoreWriter` (the driver does); each
+    writes ``bad-<batch>.jsonl`` atomically (tmp + fsync + rename) *before* the batch's
+    shard, so a journaled shard always has its bad items beside it. :meth:`StoreWriter.commit`
+    reads them after ``bad.jsonl``, in batch order.
+    """
+    path = Path(journal) / f"bad-{int(batch)}.jsonl"
+    text = "".join(json.dumps({"id": i, "digest": d, "reason": r}) + "\n" for i, d, r in records)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with disk_errors(path, len(text)):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def _read_bad(journal: Path) -> dict[str, dict]:
+    """Bad items journaled by ``record_bad`` and then by workers' ``journal_bad``."""
+    per_batch = sorted(journal.glob("bad-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
     records = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError, KeyError):  # a line torn by a crash
-            rec = json.loads(line)
-            records[rec["id"]] = rec
+    for path in [journal / "bad.jsonl", *per_batch]:
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError, KeyError):  # a line torn by a crash
+                rec = json.loads(line)
+                records[rec["id"]] = rec
     return records
 
 

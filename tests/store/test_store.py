@@ -14,6 +14,7 @@ import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.store import FeatureStore, Fingerprint, StoreWriter, TapInfo, sha256_bytes
+from embedkit.store.writer import journal_bad
 
 TAPS = [TapInfo("pool", (4,), pooling="avg", stride=32, layer="head"), TapInfo("map", (2, 3, 3))]
 
@@ -250,6 +251,25 @@ def test_bad_items_are_recorded_and_not_retried(tmp_path):
         assert len(fs) == 3 and not fs.has_labels
     with StoreWriter(tmp_path / "s.h5", _fp()) as w:
         assert len(w.plan(ids, digests)) == 0
+
+
+def test_bad_items_journaled_by_workers_commit_in_batch_order(tmp_path):
+    """``journal_bad`` files (one per batch, from worker processes) join ``bad.jsonl``."""
+    ids, digests, _, feats = _items(6)
+    w = StoreWriter(tmp_path / "s.h5", _fp())
+    w.plan(ids, digests)
+    w.begin(ids, 2)
+    for b in (10, 2):  # written out of order, numbered past 9: committed by batch number
+        journal_bad(w.journal, b, [(ids[b % 6], digests[b % 6], f"bad in batch {b}")])
+    w.record_bad(ids[0], digests[0], "recorded by the driver")
+    w.write_batch(0, ids[1:2], digests[1:2], None, None, {k: v[1:2] for k, v in feats.items()})
+    assert w.commit().n_bad == 3
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert [r["reason"] for r in fs.bad_items()] == [
+            "recorded by the driver",
+            "bad in batch 2",
+            "bad in batch 10",
+        ]
 
 
 def test_float16_storage_halves_bytes(tmp_path):
