@@ -10,6 +10,7 @@ stacks a batch into the ``{input name: array}`` feed that ``session.run`` takes.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -254,7 +255,10 @@ class ImagePreprocessor:
         except BadItem:
             raise
         except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, ...
-            raise BadItem(f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+            # PIL names the buffer by address ("<_io.BytesIO object at 0x7f..>"): drop it, so
+            # every run (and every Ray actor) records the same reason for the same file
+            why = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))
+            raise BadItem(f"cannot decode image ({type(exc).__name__}: {why})") from exc
         pixels = np.asarray(image, dtype=np.uint8)  # (H, W) or (H, W, C)
         return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
