@@ -5,7 +5,8 @@
 
 The driver (the ``extract`` process) lists the source and hashes it once, takes the
 store's writer lock and plans the to-do list exactly as a local run does, including the
-batches: batch ``b`` is ``todo[b * batch_size:(b + 1) * batch_size]``. Each batch becomes
+batches (``batching.py``: consecutive ``batch_size`` slices, or text bucketed by length,
+tokenised once in the driver; the tokens travel to the actors). Each batch becomes
 one row of a Ray Dataset (item positions, ids, digests, labels, splits), one block per
 row. ``map_batches`` hands each row to an actor of a fixed pool; an actor holds one ONNX
 Runtime session (one intra-op thread and one CPU each, or ``num_gpus=1`` on GPU nodes),
