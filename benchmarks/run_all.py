@@ -20,11 +20,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = (
-    "extract", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference", "audit",
-    "deploy",
+    "extract", "ray", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference",
+    "audit", "deploy",
 )  # fmt: skip
 SCRIPTS = {
     "extract": "bench_extract.py",
+    "ray": "bench_ray.py",
     "text": "bench_text.py",  # + sentence-transformers' ONNX backend from .venv-peers
     "tuning": "bench_tuning.py",
     "gpu": "bench_gpu.py",  # says there is no GPU and exits 0 on the CPU
@@ -35,7 +36,7 @@ SCRIPTS = {
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
 }
-SECTIONS = ("extract", "speed", "backbones", "heads", "bench", "audit", "deploy")
+SECTIONS = ("extract", "ray", "speed", "backbones", "heads", "bench", "audit", "deploy")
 
 
 def run(names: list[str]) -> None:

@@ -58,12 +58,12 @@ def test_architecture_diagram_matches_the_import_graph():
     ],
 )
 def test_imports_without_torch(module):
-    # torch and transformers behave as if not installed: importing them raises ImportError.
+    # torch, transformers and ray behave as if not installed: importing them raises ImportError.
     code = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'ray'):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
         "sys.meta_path.insert(0, Block())\n"
         f"import {module}\n"

@@ -31,7 +31,7 @@ from embedkit.errors import EmbedkitError
 _COMMAND_MODULES = (
     "embedkit.cli._backbone_cmds",  # backbones, taps, export
     "embedkit.cli._extract_cmd",  # extract
-    "embedkit.cli._store_cmds",  # info, split
+    "embedkit.cli._store_cmds",  # info, split, store compact/pack/upgrade
     "embedkit.cli._head_cmds",  # train
     "embedkit.cli._deploy_cmds",  # predict, deploy
     "embedkit.cli._bench_cmd",  # bench

@@ -26,8 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
     p.add_argument("--workers", type=positive_int, default=None,
-                   help="threads preprocessing batches ahead of inference "
-                   "(default: half the cores, 1 to 8)")  # fmt: skip
+                   help="threads preprocessing batches ahead of inference (default: half the "
+                   "cores, 1 to 8); with --engine ray: actors (default: one per GPU, else one "
+                   "per CPU of the cluster)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage dtype (default float32)")  # fmt: skip
     p.add_argument("--tap", action="append", dest="taps", metavar="T",
@@ -45,6 +46,14 @@ def register(subparsers) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="record undecodable items in the store and go on")  # fmt: skip
     p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N items")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: an actor pool on a Ray cluster "
+                   "(pip install 'embedkit[ray]'; see docs/scale-out.md)")  # fmt: skip
+    p.add_argument(
+        "--address",
+        metavar="auto|HOST:PORT",
+        help="with --engine ray: the cluster to join (default: start Ray here)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
 

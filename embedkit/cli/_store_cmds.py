@@ -1,7 +1,9 @@
-"""``embedkit info`` and ``embedkit split``: look at a store, and give it a split.
+"""``embedkit info``, ``embedkit split`` and ``embedkit store``: look at, split, maintain.
 
 embedkit info feats.h5
 embedkit split feats.h5 --test 0.2 --val 0.1 --seed 0
+embedkit store compact feats.h5
+embedkit store pack feats.h5 feats-shared.h5
 """
 
 from __future__ import annotations
@@ -25,52 +27,36 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace a split that is already set")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for another writer")
     p.set_defaults(func=run_split)
 
-
-def store_summary(path) -> dict:
-    """Everything ``embedkit info`` prints, as a dict."""
-    import numpy as np
-
-    from embedkit.store import FeatureStore
-
-    with FeatureStore(path) as fs:
-        prov = fs.provenance
-        splits = fs.splits()
-        out = {
-            "path": str(fs.path),
-            "size_bytes": fs.nbytes,
-            "items": len(fs),
-            "schema_version": prov.get("schema_version"),
-            "embedkit_version": prov.get("embedkit_version"),
-            "created": prov.get("created"),
-            "updated": prov.get("updated"),
-            "backbone_sha256": prov.get("backbone_sha256"),
-            "provider": prov.get("provider", ""),
-            "model": prov.get("model", ""),
-            "dtype": prov.get("dtype"),
-            "preprocess": prov.get("preprocess"),
-            "taps": [t.to_dict() for t in fs.fingerprint.tap_infos],
-            "labels": {},
-            "splits": {s: int((splits == s).sum()) for s in ("train", "val", "test", "")},
-            "bad_items": len(fs.bad_items()),
-            "runs": len(prov.get("runs", [])),
-        }
-        if fs.has_labels:
-            y = fs.labels()
-            counts = np.bincount(y[y >= 0], minlength=len(fs.label_names))
-            out["labels"] = {n: int(c) for n, c in zip(fs.label_names, counts)}
-            out["unlabelled"] = int((y < 0).sum())
-    return out
+    p = sub.add_parser("store", help="maintain a store: compact, pack, upgrade")
+    ops = p.add_subparsers(dest="store_command", metavar="OP", required=True)
+    for name, help_ in (
+        ("compact", "merge a store's shards into one (crash-safe)"),
+        ("upgrade", "convert a schema-1 (one-file) store to schema 2 in place"),
+        ("pack", "write a store as one self-contained file to share"),
+    ):
+        q = ops.add_parser(name, help=help_)
+        q.add_argument("store", help="the .h5 feature store")
+        if name == "pack":
+            q.add_argument("out", help="the one-file copy to write")
+        q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
+        q.set_defaults(func=run_store)
 
 
 def run_info(args) -> int:
+    from embedkit.store import store_summary
+
     info = store_summary(args.store)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     mb = info["size_bytes"] / 1e6
-    print(f"{info['path']}: {info['items']} items, {mb:.1f} MB, schema v{info['schema_version']}")
+    print(
+        f"{info['path']}: {info['items']} items, {mb:.1f} MB, schema v{info['schema_version']}, "
+        f"{info['shards']} shard{'s' if info['shards'] != 1 else ''}"
+    )
     print(
         f"  created {info['created']}, updated {info['updated']}, "
         f"embedkit {info['embedkit_version']}"
@@ -100,17 +86,37 @@ def run_split(args) -> int:
     import numpy as np
 
     from embedkit.errors import UserInputError
-    from embedkit.store import FeatureStore, set_splits
+    from embedkit.store import FeatureStore, WriterLock, set_splits
 
-    with FeatureStore(args.store) as fs:
-        if (fs.splits() != "").any() and not args.force:
-            raise UserInputError(f"{args.store}: already has a split; pass --force to replace it")
-        n = len(fs)
-        parts = fs.split(val=args.val, test=args.test, seed=args.seed, use_stored=False)
-    values = np.full(n, "", dtype=object)
-    for name, rows in parts.items():
-        values[rows] = name
-    set_splits(args.store, values.tolist())
+    FeatureStore(args.store).close()  # not a store: the one-line error, before any lock file
+    # The lock is held from reading the rows to writing their split: no commit in between.
+    with WriterLock(args.store, timeout=args.wait, what="splitting") as lock:
+        with FeatureStore(args.store) as fs:
+            if (fs.splits() != "").any() and not args.force:
+                raise UserInputError(
+                    f"{args.store}: already has a split; pass --force to replace it"
+                )
+            n = len(fs)
+            parts = fs.split(val=args.val, test=args.test, seed=args.seed, use_stored=False)
+        values = np.full(n, "", dtype=object)
+        for name, rows in parts.items():
+            values[rows] = name
+        set_splits(args.store, values.tolist(), lock=lock)
     counts = {k: len(v) for k, v in parts.items()}
     print(f"{args.store}: split train={counts['train']} val={counts['val']} test={counts['test']}")
+    return 0
+
+
+def run_store(args) -> int:
+    from embedkit import store
+
+    if args.store_command == "compact":
+        before = store.compact(args.store, timeout=args.wait)
+        print(f"{args.store}: compacted {before} shard(s) into 1")
+    elif args.store_command == "upgrade":
+        done = store.upgrade(args.store, timeout=args.wait)
+        print(f"{args.store}: " + ("upgraded to schema 2" if done else "already schema 2"))
+    else:
+        out = store.pack(args.store, args.out, timeout=args.wait)
+        print(f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -4,8 +4,10 @@ A thread pool reads and preprocesses the next batches while ONNX Runtime runs th
 current one (PIL and tokenizers release the GIL), and a writer thread journals the
 results, so decoding, inference and writing overlap. Batch ``b`` always holds the same
 items, so a run killed at any point and started again gives a bit-identical store.
+With ``engine="ray"`` the same batches run in Ray actors (``ray_engine.py``).
 
     embedkit extract lite0.onnx images/ --out feats.h5 --batch-size 64
+    embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
 """
 
 from __future__ import annotations
@@ -22,19 +24,20 @@ from typing import Any
 import numpy as np
 
 from embedkit.contract import BACKBONE, ImageSpec
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, require
 from embedkit.extract.batching import Plan, plan_batches
-from embedkit.extract.checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec, load_model
 from embedkit.extract.preprocess import (
     BadItem,
     TextPreprocessor,
     check_item_shape,
-    make_preprocessor,
 )
 from embedkit.extract.progress import progress_bar
 from embedkit.extract.providers import Runner, select_providers
 from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
+from embedkit.extract.worker import BatchWorker, expected_shapes
+
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class ExtractConfig:
 
     batch_size: int = 32  # items per session.run (text: x mean tokens, padded)
     device: str = "auto"  # auto (CUDA when available), cpu or cuda
-    workers: int | None = None  # preprocessing threads; None: half the cores (1 to 8)
+    workers: int | None = None  # local: preprocessing threads (None: half the cores, 1 to 8);
+    # ray: actors, each one ONNX Runtime session (None: one per GPU, else one per CPU)
     dtype: str = "float32"  # storage dtype: float32 or float16
     taps: tuple[str, ...] | None = None  # tap names to store (default: all)
     preprocess: str | Path | dict | None = None  # overrides the model's preprocessing spec
@@ -55,6 +59,8 @@ class ExtractConfig:
     skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
     limit: int | None = None  # use only the first N items of the source
     progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
+    engine: str = "local"  # local (this process) or ray (actors on a Ray cluster)
+    address: str | None = None  # ray: "auto" or HOST:PORT of a cluster; None starts a local one
 
 
 @dataclass(frozen=True)
@@ -71,17 +77,15 @@ class ExtractSummary:
     n_total: int  # rows in the store afterwards
     nbytes: int  # store file size afterwards
     provider: str  # the execution provider used ("none" when nothing was computed)
-    n_relabelled: int = 0  # cached items whose label or split the source changed
 
     @property
     def items_per_s(self) -> float:
         return self.n_computed / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        relabelled = f"{self.n_relabelled} relabelled, " if self.n_relabelled else ""
         return (
             f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
-            f"{self.n_resumed} resumed, {relabelled}{self.n_bad} bad "
+            f"{self.n_resumed} resumed, {self.n_bad} bad "
             f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
             f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
         )
@@ -127,7 +131,12 @@ def extract(
     if unknown:
         raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
     cfg = replace(config or ExtractConfig(), **options)
-    if cfg.workers is None:  # ORT takes every core for the model; decoding needs far fewer
+    if cfg.engine not in ENGINES:
+        raise UserInputError(f"--engine {cfg.engine!r} is not one of: {', '.join(ENGINES)}")
+    if cfg.address is not None and cfg.engine != "ray":
+        raise UserInputError(f"--address {cfg.address} applies to --engine ray only; add it")
+    if cfg.workers is None and cfg.engine == "local":
+        # ORT takes every core for the model; decoding needs far fewer
         from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
 
         cfg = replace(cfg, workers=max(1, min(8, cpu_count() // 2)))
@@ -140,9 +149,13 @@ class _Extraction:
     def __init__(self, model, source, out, cfg: ExtractConfig):
         self.start = time.perf_counter()
         self.cfg = cfg
-        if cfg.batch_size < 1 or cfg.workers < 1:
+        if cfg.batch_size < 1 or (cfg.workers is not None and cfg.workers < 1):
             raise UserInputError("--batch-size and --workers must be at least 1")
-        select_providers(cfg.device)  # fail early on --device cuda without CUDA
+        if cfg.engine == "local":  # the Ray engine checks the device in its actors
+            select_providers(cfg.device)  # fail early on --device cuda without CUDA
+        else:  # before the store is touched
+            for module in ("ray", "ray.data"):
+                require(module, "ray", "--engine ray")
         self.model: ModelSpec = load_model(model, preprocess=cfg.preprocess, taps=cfg.taps)
         self.source = (
             source
@@ -156,16 +169,13 @@ class _Extraction:
             )
         )
         self.out = Path(out)
-        self.pre = make_preprocessor(self.model, self.source.kind, str(self.source.path))
+        self.work = BatchWorker(self.model, self.source, device=cfg.device, dtype=cfg.dtype)
+        self.pre = self.work.pre
         _check_source_shape(self.model, self.pre, self.source)
-        self._runner: Runner | None = None
 
     @property
     def runner(self) -> Runner:
-        if self._runner is None:  # created only when something needs computing
-            outputs = list(dict.fromkeys(t.output for t in self.model.taps))
-            self._runner = Runner(self.model.path, outputs, device=self.cfg.device)
-        return self._runner
+        return self.work.runner
 
     def run(self) -> ExtractSummary:
         from embedkit.store import Fingerprint, StoreWriter
@@ -187,18 +197,30 @@ class _Extraction:
             },
             label_names=listing.label_names,
         )
-        todo = writer.plan(listing.ids, listing.digests, listing.labels, listing.splits)
-        self.plan = self._plan(todo)
-        done = writer.begin([listing.ids[i] for i in todo], self.plan.positions(todo))
-        batches = [(b, rows) for b, rows in enumerate(self.plan.batches) if b not in done]
+        todo = writer.plan(listing.ids, listing.digests)
+        self.work.plan = self._plan(todo)
+        journal = ([listing.ids[i] for i in todo], self.work.plan.positions(todo))  # begin's args
+        done = writer.begin(*journal)
+        batches = [(b, rows) for b, rows in enumerate(self.work.plan.batches) if b not in done]
         n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
+        bar = progress_bar(len(todo), n_resumed, enabled=self.cfg.progress)
         try:
-            n_computed, n_bad = self._run_batches(batches, listing, writer, n_resumed, len(todo))
+            with bar:
+                if self.cfg.engine == "ray":
+                    from embedkit.extract.ray_engine import run_on_ray
+
+                    n_computed, n_bad, provider = run_on_ray(
+                        self.work, batches, listing, writer, self.cfg, bar, journal
+                    )
+                else:
+                    n_computed, n_bad = self._run_batches(batches, listing, writer, bar)
+                    provider = None
         except BaseException:
             writer.close()  # keep the journal: the next run resumes from it
             raise
-        if self._runner is not None:  # recorded in the store's attributes and run log
-            writer.provenance["provider"] = self._runner.provider
+        provider = provider or self.work.provider
+        if provider is not None:  # recorded in the store's attributes and run log
+            writer.provenance["provider"] = provider
         commit = writer.commit()
         return ExtractSummary(
             path=str(self.out),
@@ -210,8 +232,7 @@ class _Extraction:
             seconds=time.perf_counter() - self.start,
             n_total=commit.n_total,
             nbytes=commit.nbytes,
-            provider=self._runner.provider if self._runner is not None else "none",
-            n_relabelled=commit.n_relabelled,
+            provider=provider or "none",
         )
 
     def _plan(self, todo: np.ndarray) -> Plan:
@@ -237,56 +258,30 @@ class _Extraction:
                 continue
         raise UserInputError(f"{self.source.path}: no item could be preprocessed")
 
-    def _prepare(self, rows: np.ndarray):
-        """Read and preprocess one batch (runs in a worker thread)."""
-        good, prepared, bad = [], [], []
-        for index in rows.tolist():
-            try:
-                prepared.append(self.pre.prepare(self.source.read(index)))
-                good.append(index)
-            except BadItem as exc:
-                bad.append((index, str(exc)))
-            except OSError as exc:
-                bad.append((index, f"cannot read ({exc.strerror or exc})"))
-        if not prepared:
-            return good, bad, None
-        if self.plan.tokens is not None:  # text: tokenised once when planning
-            return good, bad, self.plan.feed(good, self.pre)
-        return good, bad, self.pre.collate(prepared)
-
-    def _run_batches(self, batches, listing: Listing, writer, n_resumed: int, n_todo: int):
-        cfg, taps = self.cfg, self.model.taps
-        expected = {
-            t.name: tuple(info.shape) for t, info in zip(taps, writer.fingerprint.tap_infos)
-        }
-        bar = progress_bar(n_todo, n_resumed, enabled=cfg.progress)
+    def _run_batches(self, batches, listing: Listing, writer, bar):
+        cfg = self.cfg
+        expected = expected_shapes(writer.fingerprint)
         sink = _WriterThread(writer)
         n_computed = n_bad = 0
-        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="embedkit-prep") as pool, bar:
+        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="embedkit-prep") as pool:
             pending: deque = deque()
             todo = iter(batches)
             try:
                 for _ in range(cfg.workers + 2):  # prefetch window
-                    _submit(pool, pending, todo, self._prepare)
+                    _submit(pool, pending, todo, self.work.prepare)
                 if pending:
                     _ = self.runner  # load the session while the first batches decode
                 while pending:
                     b, future = pending.popleft()
                     good, bad, feed = future.result()
-                    _submit(pool, pending, todo, self._prepare)
+                    _submit(pool, pending, todo, self.work.prepare)
                     self._reject(bad, listing, writer)
                     n_bad += len(bad)
                     if feed is not None:
-                        features = self._infer(feed, expected, len(good))
-                        nonfinite = nonfinite_rows(features, cfg.dtype)  # never journaled
-                        if nonfinite:
-                            self._reject(
-                                [(good[r], why) for r, why in nonfinite.items()], listing, writer
-                            )
-                            keep = [r for r in range(len(good)) if r not in nonfinite]
-                            good = [good[r] for r in keep]
-                            features = {tap: x[keep] for tap, x in features.items()}
-                            n_bad += len(nonfinite)
+                        features = self.work.infer(feed, expected, len(good))
+                        good, features, nonfinite = self.work.screen(good, features)
+                        self._reject(nonfinite, listing, writer)  # never journaled
+                        n_bad += len(nonfinite)
                     if good:
                         sink.put(b, [listing.ids[i] for i in good], good, listing, features)
                         n_computed += len(good)
@@ -303,25 +298,8 @@ class _Extraction:
         """Stop at the first bad item, or record each one with ``--skip-bad``."""
         for index, reason in bad:
             if not self.cfg.skip_bad:
-                raise UserInputError(
-                    f"{self.source.describe(index)}: {reason}; fix or remove it, or pass --skip-bad"
-                )
+                raise self.work.bad_item_error(index, reason)
             writer.record_bad(listing.ids[index], listing.digests[index], reason)
-
-    def _infer(self, feed, expected, n: int) -> dict[str, np.ndarray]:
-        outputs = self.runner.run(feed)
-        features = {}
-        for tap in self.model.taps:
-            x = outputs[tap.output]  # (n, *shape)
-            if x.shape != (n, *expected[tap.name]):
-                raise UserInputError(
-                    f"{self.model.path}: output {tap.output!r} gave shape {x.shape[1:]} per "
-                    f"item, expected {expected[tap.name]}; export a pooled output for tap "
-                    f"{tap.name!r} or pick others with --tap"
-                )
-            with np.errstate(over="ignore"):  # overflow to float16 is caught as non-finite
-                features[tap.name] = x.astype(self.cfg.dtype, copy=False)
-        return features
 
 
 def _submit(pool, pending: deque, todo, fn) -> None:

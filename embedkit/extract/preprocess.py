@@ -11,6 +11,7 @@ item (and raises :class:`BadItem`), ``collate(items)`` stacks a batch into the
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -119,7 +120,10 @@ class ImagePreprocessor:
         except BadItem:
             raise
         except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, ...
-            raise BadItem(f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+            # PIL names the buffer by address ("<_io.BytesIO object at 0x7f..>"): drop it, so
+            # every run (and every Ray actor) records the same reason for the same file
+            why = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))
+            raise BadItem(f"cannot decode image ({type(exc).__name__}: {why})") from exc
         pixels = np.asarray(image, dtype=np.uint8)  # (H, W) or (H, W, C)
         return pixels[:, :, None] if pixels.ndim == 2 else pixels
 

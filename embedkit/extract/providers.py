@@ -3,7 +3,7 @@
 CUDA is used when onnxruntime-gpu offers it (``--device auto``); ``--device cuda``
 without it is an error, never a silent fallback. On CUDA, batches go through IO
 binding; on the CPU, a plain ``session.run`` with graph optimisations on and one
-intra-op thread per core.
+intra-op thread per core (or a set count: Ray's CPU actors run one thread each).
 """
 
 from __future__ import annotations
@@ -58,14 +58,14 @@ class Runner:
     (32, 1280)
     """
 
-    def __init__(self, path: str | Path, outputs: list[str], *, device: str = "auto"):
+    def __init__(self, path: str | Path, outputs: list[str], *, device: str = "auto", threads=None):
         from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
 
         ort = import_onnxruntime()
         self.providers = select_providers(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = cpu_count()
+        options.intra_op_num_threads = threads or cpu_count()  # Ray CPU actors: 1 each
         # Idle ORT threads would spin and starve the preprocessing and writer threads that
         # share the cores; batches are large, so waking costs nothing measurable.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

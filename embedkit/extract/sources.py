@@ -309,6 +309,13 @@ class ArraySource(Source):
                 "(bool, int, uint or float)"
             )
 
+    def __getstate__(self) -> dict:  # a Ray actor maps the file again instead of a copy
+        return {k: v for k, v in self.__dict__.items() if k != "array"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+
     @property
     def item_shape(self) -> tuple[int, ...]:
         return tuple(self.array.shape[1:])

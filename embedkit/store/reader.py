@@ -12,7 +12,9 @@ mmap_mode="r")`` costs; other layouts fall back to h5py reads of contiguous bloc
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
+from embedkit.store.index import missing_shard, read_state, shard_path, store_nbytes
+from embedkit.store.shards import open_shard
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
 
@@ -46,25 +50,48 @@ class FeatureStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._handles: list[h5py.File] = []
+        for attempt in range(5):  # a commit may remove a shard between index and shard open
+            try:
+                self._open()
+                break
+            except FileNotFoundError as exc:
+                self.close()
+                if attempt == 4:
+                    raise StoreError(missing_shard(self.path, Path(exc.filename).name)) from None
+
+    def _open(self) -> None:
         if not self.path.exists():
             raise StoreError(f"{self.path}: no such store; create it with `embedkit extract`")
         try:
-            self._file = h5py.File(self.path, "r")
+            index = h5py.File(self.path, "r")
         except OSError as exc:
             reason = "a folder" if self.path.is_dir() else str(exc).splitlines()[0][:120]
             raise StoreError(f"{self.path}: not a readable HDF5 file ({reason})") from None
-        if self._file.attrs.get("format") != S.FORMAT_NAME:
-            self._file.close()
-            raise StoreError(f"{self.path}: is not an embedkit feature store")
-        version = int(self._file.attrs["schema_version"])
-        if version > S.SCHEMA_VERSION:
-            self._file.close()
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this embedkit "
-                f"supports ({S.SCHEMA_VERSION}); upgrade embedkit"
-            )
-        self.fingerprint = S.Fingerprint.from_attrs(self._file.attrs)
-        self._maps: dict[str, np.ndarray | None] = {}
+        try:
+            state = read_state(index, self.path)
+        except BaseException:
+            index.close()
+            raise
+        if state.self_contained:  # v1 or packed: the open index handle is the only shard
+            self._handles = [index]
+        else:
+            index.close()
+            self._handles = [open_shard(shard_path(self.path, s)) for s in state.shards]
+        self._state = state
+        self.fingerprint = state.fingerprint
+        seg = state.segments
+        self._starts = seg[:, 2].copy()  # (M,) first row of each segment
+        self._ends = seg[:, 2] + seg[:, 3]
+        self._views: dict[str, list[np.ndarray]] = {}
+        self._flat: dict[str, tuple] = {}
+        self._ids: np.ndarray | None = None
+
+    def refresh(self) -> FeatureStore:
+        """Move to the newest committed snapshot (arrays handed out stay valid)."""
+        self.close()
+        self.__init__(self.path)
+        return self
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> FeatureStore:
@@ -74,12 +101,14 @@ class FeatureStore:
         self.close()
 
     def close(self) -> None:
-        """Close the file (memory maps already handed out stay valid)."""
-        self._maps.clear()
-        self._file.close()
+        """Close the files (arrays already handed out stay valid)."""
+        self._views, self._flat = {}, {}
+        for f in self._handles:
+            f.close()
+        self._handles = []
 
     def __len__(self) -> int:
-        return int(self._file[S.IDS].shape[0])
+        return self._state.n
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, n={len(self)}, taps={self.taps})"
@@ -103,8 +132,7 @@ class FeatureStore:
     def provenance(self) -> dict:
         """All root attributes: schema, versions, backbone hash, preprocessing, runs, ..."""
         out = {}
-        for key, value in self._file.attrs.items():
-            value = S.as_text(value)
+        for key, value in self._state.attrs.items():
             if key in ("taps", "preprocess", "runs") and isinstance(value, str):
                 value = json.loads(value)
             out[key] = value.item() if hasattr(value, "item") else value
@@ -112,18 +140,26 @@ class FeatureStore:
 
     @property
     def nbytes(self) -> int:
-        """Size of the store file in bytes."""
-        return self.path.stat().st_size
+        """Size of the store in bytes: the index plus the shards of this snapshot."""
+        return store_nbytes(self.path, self._state)
+
+    @property
+    def n_shards(self) -> int:
+        """Number of shard files this snapshot reads from."""
+        return len(self._state.shards)
 
     # -- columns -----------------------------------------------------------------------
     def ids(self, rows=None) -> np.ndarray:
         """Item ids as an array of ``str``."""
-        raw = self._file[S.IDS].asstr()[...]
-        return np.asarray(raw if rows is None else raw[_as_index(rows)], dtype=object).astype(str)
+        if self._ids is None:
+            per = [f[S.IDS].asstr()[...] for f in self._handles]
+            parts = [per[k][src : src + n] for k, src, _, n in self._state.segments.tolist()]
+            self._ids = np.concatenate(parts).astype(str) if parts else np.zeros(0, str)
+        return self._ids.copy() if rows is None else self._ids[_as_index(rows)]
 
     @property
     def has_labels(self) -> bool:
-        return bool(len(self._file[S.LABEL_NAMES])) and bool((self._file[S.LABELS][:] >= 0).any())
+        return bool(self._state.label_names) and bool((self._state.labels >= 0).any())
 
     def labels(self, rows=None) -> np.ndarray:
         """Integer labels (``-1`` where unlabelled); index into :attr:`label_names`."""
@@ -132,25 +168,21 @@ class FeatureStore:
                 f"{self.path}: has no labels; extract from a folder with one subfolder per "
                 "class, a CSV/JSONL with --label-column, or an array with --labels labels.npy"
             )
-        y = self._file[S.LABELS][:]
-        return y if rows is None else y[_as_index(rows)]
+        y = self._state.labels
+        return y.copy() if rows is None else y[_as_index(rows)]
 
     @property
     def label_names(self) -> list[str]:
-        return [S.as_text(v) for v in self._file[S.LABEL_NAMES][:]]
+        return list(self._state.label_names)
 
     def splits(self, rows=None) -> np.ndarray:
         """The stored split of each row: ``"train"``, ``"val"``, ``"test"`` or ``""``."""
-        s = self._file[S.SPLIT][:].astype(str)
+        s = self._state.split.astype(str)
         return s if rows is None else s[_as_index(rows)]
 
     def bad_items(self) -> list[dict]:
         """Items skipped with ``--skip-bad``: ``{"id", "reason"}`` dicts."""
-        g = self._file[S.BAD]
-        return [
-            {"id": S.as_text(i), "reason": S.as_text(r)}
-            for i, r in zip(g["ids"][:], g["reasons"][:])
-        ]
+        return [{"id": r["id"], "reason": r["reason"]} for r in self._state.bad.values()]
 
     # -- features ----------------------------------------------------------------------
     def features(self, tap: str | None = None, rows=None, dtype=np.float32) -> np.ndarray:
@@ -159,26 +191,26 @@ class FeatureStore:
         ``rows`` is None (all), a slice, or integer indices in any order.
         """
         tap = self._tap(tap)
-        mm = self._memmap(tap)
-        if mm is not None:
-            idx = slice(None) if rows is None else _as_index(rows)
-            if isinstance(idx, slice):  # a view of the file: copy it out once
-                return np.array(mm[idx], dtype=dtype or mm.dtype, copy=True)
-            return mm[idx].astype(dtype or mm.dtype, copy=False)  # fancy index: a copy
-        ds = self._file[f"{S.FEATURES}/{tap}"]
+        views = self._tap_views(tap)
+        dtype = dtype or self.tap_info(tap).dtype
         if rows is None:
-            out = np.empty(ds.shape, dtype=ds.dtype)
-            if out.size:
-                ds.read_direct(out)
-        else:
-            idx = _as_index(rows)
-            if isinstance(idx, slice):
-                out = ds[idx]
-            else:
-                idx = np.asarray(idx, dtype=np.int64)
-                uniq, inverse = np.unique(idx, return_inverse=True)
-                out = ds[uniq][inverse] if len(uniq) else np.empty((0, *ds.shape[1:]), ds.dtype)
-        return out.astype(dtype or out.dtype, copy=False)
+            rows = slice(None)
+        idx = _as_index(rows)
+        if len(views) == 1:
+            if isinstance(idx, slice):  # a view of the file: copy it out once
+                return np.array(views[0][idx], dtype=dtype, copy=True)
+            return views[0][idx].astype(dtype, copy=False)  # fancy index: a copy
+        if isinstance(idx, slice) and idx.step in (None, 1):
+            lo, hi, _ = idx.indices(len(self))
+            out = np.empty((max(0, hi - lo), *views[0].shape[1:]), dtype=dtype)
+            for v, start in zip(views, self._starts.tolist()):  # one copy per segment
+                a, b = max(lo, start), min(hi, start + len(v))
+                if a < b:
+                    out[a - lo : b - lo] = v[a - start : b - start]
+            return out
+        if isinstance(idx, slice):
+            idx = np.arange(len(self))[idx]
+        return self._take(tap, idx).astype(dtype, copy=False)
 
     def iter_batches(
         self,
@@ -206,7 +238,7 @@ class FeatureStore:
             raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
         tap = self._tap(tap)
         sel = np.arange(len(self)) if rows is None else np.arange(len(self))[_as_index(rows)]
-        y_all = self._file[S.LABELS][:] if labels else None
+        y_all = self._state.labels if labels else None
         if labels and not self.has_labels:
             self.labels()  # raises with the hint
         rng = np.random.default_rng(seed)
@@ -214,16 +246,11 @@ class FeatureStore:
         row_bytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
         if len(sel) * row_bytes <= memory_limit:
             order = rng.permutation(len(sel)) if shuffle else np.arange(len(sel))
-            mm = self._memmap(tap)
-            if mm is not None:  # gather each batch from the page cache: no full copy
-                for lo in range(0, len(sel), batch_size):
-                    rb = sel[order[lo : lo + batch_size]]
-                    yield mm[rb].astype(np.float32, copy=False), (y_all[rb] if labels else None)
-                return
-            X = self.features(tap, rows=sel)
+            views = self._tap_views(tap)
             for lo in range(0, len(sel), batch_size):
-                take = order[lo : lo + batch_size]
-                yield X[take], (y_all[sel[take]] if labels else None)
+                rb = sel[order[lo : lo + batch_size]]
+                xb = views[0][rb] if len(views) == 1 else self._take(tap, rb)
+                yield xb.astype(np.float32, copy=False), (y_all[rb] if labels else None)
             return
         sel = np.sort(sel) if shuffle else sel
         blocks = [sel[lo : lo + block_rows] for lo in range(0, len(sel), block_rows)]
@@ -264,7 +291,7 @@ class FeatureStore:
         unassigned = np.flatnonzero(stored == "")
         if len(unassigned) == len(stored):
             parts["train"] = unassigned
-        y = self._file[S.LABELS][:]
+        y = self._state.labels
         for name, frac in (("test", test), ("val", val)):
             if len(parts[name]) or frac <= 0:
                 continue
@@ -296,17 +323,49 @@ class FeatureStore:
             )
         return tap
 
-    def _memmap(self, tap: str) -> np.ndarray | None:
-        if tap not in self._maps:
-            ds = self._file[f"{S.FEATURES}/{tap}"]
-            offset = ds.id.get_offset()
-            ok = ds.chunks is None and ds.compression is None and offset is not None
-            self._maps[tap] = (
-                np.memmap(self.path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
-                if ok and ds.size
-                else None
+    def _tap_views(self, tap: str) -> list[np.ndarray]:
+        """One memory-mapped array per segment of rows: (length, *shape) each."""
+        if tap not in self._views:
+            maps = [_map(f, f"{S.FEATURES}/{tap}") for f in self._handles]
+            self._views[tap] = [
+                maps[k][src : src + n] for k, src, _, n in self._state.segments.tolist()
+            ]
+            if not self._views[tap]:
+                info = self.tap_info(tap)
+                self._views[tap] = [np.zeros((0, *info.shape), dtype=info.dtype)]
+        return self._views[tap]
+
+    def _take(self, tap: str, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (any order) across all segments with one numpy gather.
+
+        Every segment is already mapped; a read-only byte view spanning all of them (rows
+        addressed by byte offset, stride 1) turns the gather into a single fancy index, so
+        50 shards cost what one does. Only the offsets of mapped rows are ever touched.
+        """
+        if tap not in self._flat:
+            views = self._tap_views(tap)
+            row_bytes = views[0].itemsize * int(np.prod(views[0].shape[1:]))
+            addrs = np.asarray([v.__array_interface__["data"][0] for v in views], np.int64)
+            lens = self._state.segments[:, 3]
+            base = int(addrs.min())
+            span = int((addrs + lens * row_bytes).max()) - base
+            # the widest word that every row start is aligned to: faster copies than bytes
+            unit = next(u for u in (8, 4, 2, 1) if not ((addrs - base) % u).any())
+            unit = unit if row_bytes % unit == 0 else 1
+            word = np.dtype(f"u{unit}")
+            raw = np.frombuffer((ctypes.c_uint8 * span).from_address(base), np.uint8)
+            rows = np.lib.stride_tricks.as_strided(
+                raw.view(word) if span % unit == 0 else raw[: span - span % unit].view(word),
+                shape=((span - row_bytes) // unit + 1, row_bytes // unit),
+                strides=(unit, unit),
+                writeable=False,
             )
-        return self._maps[tap]
+            starts = np.repeat(addrs - base - self._starts * row_bytes, lens)
+            offsets = (starts + np.arange(len(self), dtype=np.int64) * row_bytes) // unit
+            self._flat[tap] = (rows, offsets, views)  # views keep the maps alive
+        rows, offsets, views = self._flat[tap]
+        out = rows[offsets[idx]]  # (k, row_bytes / unit) words, a copy
+        return out.view(views[0].dtype).reshape(len(idx), *views[0].shape[1:])
 
     @classmethod
     def from_arrays(
@@ -331,23 +390,16 @@ class FeatureStore:
         fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
         ids = [str(i) for i in (range(n) if ids is None else ids)]
         names, declared = _label_names(y, label_names, n)
-        writer = StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared)
         first = next(iter(arrays.values()))
         digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
-        writer.plan(ids, digests)
-        bs = 4096
-        writer.begin(ids, bs)
-        for b, lo in enumerate(range(0, n, bs)):
-            hi = min(n, lo + bs)
+        with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
+            writer.plan(ids, digests)
+            writer.begin(ids, max(1, n))
             writer.write_batch(
-                b,
-                ids[lo:hi],
-                digests[lo:hi],
-                names[lo:hi],
-                None if splits is None else [str(s) or None for s in splits[lo:hi]],
-                {k: v[lo:hi] for k, v in arrays.items()},
-            )
-        writer.commit()
+                0, ids, digests, names,
+                None if splits is None else [str(s) or None for s in splits], arrays,
+            )  # fmt: skip
+            writer.commit()
         return cls(path)
 
 
@@ -406,3 +458,21 @@ their sum must be below 1 to leave train rows
             f"split fractions {given} add up to {total:g}; their sum must be below 1 "
             "to leave train rows"
         )
+
+
+def _map(f: h5py.File, name: str) -> np.ndarray:
+    """The dataset ``name`` of the open shard ``f``, memory-mapped through its file handle.
+
+    The map holds the file itself, so it stays valid after a compaction unlinks the shard.
+    """
+    ds = f[name]
+    offset = ds.id.get_offset()
+    if ds.chunks is not None or ds.compression is not None or offset is None or not ds.size:
+        return ds[...]  # a foreign layout (or no rows): read it once
+    fd = f.id.get_vfd_handle()
+    page = mmap.ALLOCATIONGRANULARITY
+    start = offset - offset % page
+    buf = mmap.mmap(fd, offset - start + ds.nbytes, access=mmap.ACCESS_READ, offset=start)
+    return np.frombuffer(buf, dtype=ds.dtype, count=ds.size, offset=offset - start).reshape(
+        ds.shape
+    )

@@ -17,12 +17,13 @@ from typing import Any
 
 from embedkit.contract import Tap as TapInfo  # one feature set: the ONNX contract's tap type
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "embedkit-feature-store"
 
 # Dataset names (see docs/store-format.md).
 IDS = "ids"  # (N,) variable-length UTF-8: unique item ids
 DIGESTS = "digests"  # (N,) S64: sha256 hex of each item's raw content
+ID_HASH = "id_hash"  # (N,) S16 in shards: sha256 of the id, first 16 bytes (fast lookups)
 LABELS = "labels"  # (N,) int64: class index, -1 where unlabelled
 LABEL_NAMES = "label_names"  # (K,) variable-length UTF-8: class names, index = label
 SPLIT = "split"  # (N,) S8: "train" / "val" / "test" / "" (unset)

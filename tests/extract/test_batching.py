@@ -106,10 +106,10 @@ def test_killed_text_run_resumes_into_the_same_buckets_bit_identical(slow_text, 
     args = [model, texts, "--out", out, "--batch-size", BATCH, "--device", "cpu"]
     command = [sys.executable, "-m", "embedkit", "extract", *map(str, args)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    journal, deadline, seen = tmp_path / "f.h5.journal", time.monotonic() + 240, 0
+    journal, deadline, seen = tmp_path / "f.h5.d" / "journal", time.monotonic() + 240, 0
     while time.monotonic() < deadline and proc.poll() is None and seen < 10:
         if journal.is_dir():
-            seen = sum(p.suffix == ".npz" for p in journal.iterdir())
+            seen = sum(p.suffix == ".h5" for p in journal.iterdir())
         time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

@@ -49,7 +49,7 @@ def _kill_after(command: list[str], journal, n_batches: int) -> int:
     seen = 0
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.is_dir():
-            seen = sum(name.endswith(".npz") for name in os.listdir(journal))
+            seen = sum(name.endswith(".h5") for name in os.listdir(journal))
             if seen >= n_batches:
                 break
         time.sleep(0.001)
@@ -68,7 +68,11 @@ def _assert_equals_reference(out, ids, features) -> None:
         assert np.array_equal(fs.ids(), ids)
         assert np.array_equal(fs.features(), features)  # bit for bit
     leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(out.name + ".")]
-    assert leftovers == []  # no journal, no temp files
+    assert leftovers == [out.name + ".d"]  # the shard folder: no temp files beside the store
+    folder = out.parent / (out.name + ".d")
+    assert sorted(p.name for p in folder.iterdir()) == ["lock", "shards"]  # no journal
+    with FeatureStore(out) as fs:
+        assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
 
 
 @pytest.mark.parametrize("kill_after", [1, N_BATCHES // 3, N_BATCHES - 6])
@@ -76,7 +80,7 @@ def test_killed_fresh_run_resumes_bit_identical(setup, tmp_path, kill_after):
     root, model, ids, features = setup
     out = tmp_path / "f.h5"
     command = _command(model, root / "x.npy", out)
-    seen = _kill_after(command, tmp_path / "f.h5.journal", kill_after)
+    seen = _kill_after(command, tmp_path / "f.h5.d" / "journal", kill_after)
     assert not out.exists()  # nothing committed: readers never see half a store
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -93,7 +97,7 @@ def test_killed_incremental_run_leaves_store_then_resumes(setup, tmp_path):
     extract(model, root / "x.npy", out, batch_size=BATCH, limit=half, progress=False)
     before = _sha(out)
     command = _command(model, root / "x.npy", out)
-    _kill_after(command, tmp_path / "f.h5.journal", N_BATCHES // 4)
+    _kill_after(command, tmp_path / "f.h5.d" / "journal", N_BATCHES // 4)
     assert _sha(out) == before  # the existing store is untouched by the killed run
     result = run_cli(*command[3:])
     assert result.returncode == 0, result.stderr

@@ -85,7 +85,7 @@ def test_mismatch_refused_and_store_unchanged(models, image_dir, tmp_path, chang
     with pytest.raises(StoreMismatchError, match=f"different {field}"):
         extract(model, image_dir, out, progress=False, **options)
     assert _sha(out) == before
-    assert not (tmp_path / "f.h5.journal").exists()
+    assert not (tmp_path / "f.h5.d" / "journal").exists()
 
 
 def test_bad_image_stops_naming_it_and_store_unchanged(models, image_dir, tmp_path):

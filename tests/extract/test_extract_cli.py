@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import run_cli
+from tests.extract.extract_graphs import REPO, run_cli
 
 
 def _sha(path) -> str:
@@ -92,7 +92,9 @@ def test_corrupt_image(models, image_dir, store, tmp_path):
     result = run_cli("extract", models["image"], images, "--out", store)
     _assert_one_line_error(result, "dog/x.jpg: cannot decode image", "--skip-bad")
     assert _sha(store) == before
-    copy = shutil.copy(store, tmp_path / "copy.h5")
+    copy = run_cli("store", "pack", store, tmp_path / "copy.h5")  # a store is not one file
+    assert copy.returncode == 0, copy.stderr
+    copy = tmp_path / "copy.h5"
     result = run_cli("extract", models["image"], images, "--out", copy, "--skip-bad")
     assert (
         result.returncode == 0 and "computed 0 items, 6 cached, 0 resumed, 1 bad" in result.stdout
@@ -131,3 +133,33 @@ def test_missing_onnxruntime_names_the_extras(models, tmp_path):
     assert result.returncode == 3, result.stderr
     assert "pip install 'embedkit[cpu]'" in result.stderr and "embedkit[gpu]" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "a.h5").exists()
+
+
+_WITHOUT_RAY = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'ray':\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from embedkit.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_engine_ray_without_ray_gives_the_install_hint(models, image_dir, tmp_path):
+    """As if ray were not installed: --engine ray is refused up front, local runs work."""
+    out = tmp_path / "f.h5"
+
+    def cli(*args):
+        command = [sys.executable, "-c", _WITHOUT_RAY, "extract", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    model = models["image"]
+    result = cli(model, image_dir, "--out", out, "--engine", "ray")
+    _assert_one_line_error(result, "--engine ray", "pip install 'embedkit[ray]'")
+    assert not out.exists() and not (tmp_path / "f.h5.d").exists()  # nothing touched
+    result = cli(model, image_dir, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    with FeatureStore(out) as fs:
+        assert len(fs) == 6

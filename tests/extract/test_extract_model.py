@@ -126,8 +126,12 @@ def test_image_resize_shorter_center_crop_nhwc(models):
 
 def test_corrupt_image_is_a_bad_item(models):
     pre = make_preprocessor(load_model(models["image"]), "image", "images")
-    with pytest.raises(BadItem, match="cannot decode image"):
+    with pytest.raises(BadItem, match="cannot decode image") as first:
         pre.prepare(b"\x89PNG broken")
+    with pytest.raises(BadItem) as second:
+        pre.prepare(b"\x89PNG broken")
+    assert str(first.value) == str(second.value)  # no buffer address: the store records it
+    assert "0x" not in str(first.value)
 
 
 def test_text_tokenizes_pads_and_truncates(models):

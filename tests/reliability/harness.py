@@ -75,6 +75,9 @@ def run_cases(
         for rel, seed in case.seeds.items():
             copy = shutil.copytree if seeds[seed].is_dir() else shutil.copyfile
             copy(seeds[seed], folder / rel)
+            shards = Path(f"{seeds[seed]}.d")  # a store's index file names its shard folder
+            if shards.is_dir():
+                shutil.copytree(shards, folder / f"{rel}.d")
         if case.setup is not None:
             case.setup(folder, assets)
         values = {"d": str(folder), **{k: str(v) for k, v in assets.items()}}

@@ -14,6 +14,7 @@ import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.store import FeatureStore, Fingerprint, StoreWriter, TapInfo, sha256_bytes
+from embedkit.store.writer import journal_bad
 
 TAPS = [TapInfo("pool", (4,), pooling="avg", stride=32, layer="head"), TapInfo("map", (2, 3, 3))]
 
@@ -78,11 +79,11 @@ def test_round_trip_and_self_description(tmp_path):
         assert info.shape == (4,) and info.pooling == "avg" and info.stride == 32
         assert fs.features("map").shape == (10, *fs.tap_info("map").shape)
         prov = fs.provenance
-        assert prov["schema_version"] == 1 and prov["backbone_sha256"] == "a" * 64
+        assert prov["schema_version"] == 2 and prov["backbone_sha256"] == "a" * 64
         assert prov["provider"] == "CPUExecutionProvider" and prov["created"]
         assert prov["preprocess"] == {"input": "x", "kind": "array"}
-    assert not (tmp_path / "s.h5.journal").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+    assert not (tmp_path / "s.h5.d" / "journal").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "s.h5.d"]
 
 
 def test_readable_by_plain_h5py_without_embedkit(tmp_path):
@@ -107,7 +108,7 @@ print(json.dumps({{
     out = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
     assert out["ids"] == ids and out["shape"] == [6, 2, 3, 3]
     assert out["names"] == ["cat", "dog", "eel"] and out["labels"][:3] == [0, 1, 2]
-    assert out["sha"] == "a" * 64 and out["version"] == 1 and out["pooling"] == "avg"
+    assert out["sha"] == "a" * 64 and out["version"] == 2 and out["pooling"] == "avg"
     assert out["digest0"] == digests[0]
     if shutil.which("h5ls"):
         listing = subprocess.check_output(["h5ls", "-r", str(tmp_path / "s.h5")], text=True)
@@ -118,10 +119,10 @@ def test_rerun_computes_nothing_and_leaves_file_untouched(tmp_path):
     ids, digests, labels, feats = _items(10)
     _write(tmp_path / "s.h5", ids, digests, labels, feats)
     before = _sha(tmp_path / "s.h5")
-    w = StoreWriter(tmp_path / "s.h5", _fp())
-    assert len(w.plan(ids, digests)) == 0
-    w.begin([], 4)
-    assert w.commit().n_added == 0
+    with StoreWriter(tmp_path / "s.h5", _fp()) as w:
+        assert len(w.plan(ids, digests)) == 0
+        w.begin([], 4)
+        assert w.commit().n_added == 0
     assert _sha(tmp_path / "s.h5") == before
 
 
@@ -130,8 +131,8 @@ def test_adding_items_computes_only_new_ones_in_order(tmp_path):
     _write(
         tmp_path / "s.h5", ids[:6], digests[:6], labels[:6], {k: v[:6] for k, v in feats.items()}
     )
-    w = StoreWriter(tmp_path / "s.h5", _fp())
-    assert w.plan(ids, digests).tolist() == [6, 7, 8, 9]
+    with StoreWriter(tmp_path / "s.h5", _fp()) as w:
+        assert w.plan(ids, digests).tolist() == [6, 7, 8, 9]
     summary = _write(tmp_path / "s.h5", ids, digests, labels, feats)
     assert (summary.n_added, summary.n_total) == (4, 10)
     with FeatureStore(tmp_path / "s.h5") as fs:
@@ -178,35 +179,38 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
     _write(tmp_path / "full.h5", ids, digests, labels, feats)
     assert _write(tmp_path / "r.h5", ids, digests, labels, feats, stop_after=3) is None
     assert not (tmp_path / "r.h5").exists()
-    assert len(list((tmp_path / "r.h5.journal").glob("b*.npz"))) == 3
-    w = StoreWriter(tmp_path / "r.h5", _fp())
-    assert w.begin([ids[i] for i in w.plan(ids, digests)], 4) == {0, 1, 2}
-    w.close()
+    assert len(list((tmp_path / "r.h5.d" / "journal").glob("*.h5"))) == 3
+    with StoreWriter(tmp_path / "r.h5", _fp()) as w:
+        assert w.begin([ids[i] for i in w.plan(ids, digests)], 4) == {0, 1, 2}
     _write(tmp_path / "r.h5", ids, digests, labels, feats)
     with FeatureStore(tmp_path / "full.h5") as a, FeatureStore(tmp_path / "r.h5") as b:
         assert a.ids().tolist() == b.ids().tolist()
         for tap in a.taps:
             assert np.array_equal(a.features(tap), b.features(tap))
         assert a.labels().tolist() == b.labels().tolist()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5", "r.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5", "full.h5.d", "r.h5", "r.h5.d"]
+    assert sorted(p.name for p in (tmp_path / "r.h5.d").iterdir()) == ["lock", "shards"]
 
 
 def test_journal_with_other_fingerprint_is_refused(tmp_path):
     ids, digests, labels, feats = _items(9)
     _write(tmp_path / "r.h5", ids, digests, labels, feats, stop_after=1)
-    w = StoreWriter(tmp_path / "r.h5", _fp(sha="c" * 64))
-    with pytest.raises(StoreMismatchError, match="backbone_sha256"):
-        w.begin(ids, 4)
+    with StoreWriter(tmp_path / "r.h5", _fp(sha="c" * 64)) as w:
+        with pytest.raises(StoreMismatchError, match="backbone_sha256"):
+            w.begin(ids, 4)
 
 
 def test_second_writer_is_locked_out(tmp_path):
+    import os
+
     ids, digests, labels, feats = _items(4)
     w1 = StoreWriter(tmp_path / "s.h5", _fp())
     w1.begin(ids, 2)
-    w2 = StoreWriter(tmp_path / "s.h5", _fp())
-    with pytest.raises(StoreError, match="another embedkit process"):
-        w2.begin(ids, 2)
+    # The lock is taken before the store is read: the second writer never gets that far.
+    with pytest.raises(StoreError, match=f"another embedkit process \\(pid {os.getpid()}"):
+        StoreWriter(tmp_path / "s.h5", _fp(), timeout=0.2)
     w1.close()
+    StoreWriter(tmp_path / "s.h5", _fp(), timeout=0.2).close()
 
 
 def test_duplicate_ids_and_bad_shapes_are_user_errors(tmp_path):
@@ -245,7 +249,27 @@ def test_bad_items_are_recorded_and_not_retried(tmp_path):
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert fs.bad_items() == [{"id": ids[2], "reason": "cannot decode image"}]
         assert len(fs) == 3 and not fs.has_labels
-    assert len(StoreWriter(tmp_path / "s.h5", _fp()).plan(ids, digests)) == 0
+    with StoreWriter(tmp_path / "s.h5", _fp()) as w:
+        assert len(w.plan(ids, digests)) == 0
+
+
+def test_bad_items_journaled_by_workers_commit_in_batch_order(tmp_path):
+    """``journal_bad`` files (one per batch, from worker processes) join ``bad.jsonl``."""
+    ids, digests, _, feats = _items(6)
+    w = StoreWriter(tmp_path / "s.h5", _fp())
+    w.plan(ids, digests)
+    w.begin(ids, 2)
+    for b in (10, 2):  # written out of order, numbered past 9: committed by batch number
+        journal_bad(w.journal, b, [(ids[b % 6], digests[b % 6], f"bad in batch {b}")])
+    w.record_bad(ids[0], digests[0], "recorded by the driver")
+    w.write_batch(0, ids[1:2], digests[1:2], None, None, {k: v[1:2] for k, v in feats.items()})
+    assert w.commit().n_bad == 3
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert [r["reason"] for r in fs.bad_items()] == [
+            "recorded by the driver",
+            "bad in batch 2",
+            "bad in batch 10",
+        ]
 
 
 def test_float16_storage_halves_bytes(tmp_path):

@@ -19,7 +19,7 @@ def test_info_prints_schema_counts_taps_and_provenance(tiny_store, tiny_data):
     result = run_cli("info", str(tiny_store))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "300 items" in out and "schema v1" in out
+    assert "300 items" in out and "schema v2" in out
     assert "features" in out and "(16,)" in out
     assert "a=" in out and "train=210" in out and "test=90" in out
     info = json.loads(run_cli("info", str(tiny_store), "--json").stdout)

@@ -40,41 +40,6 @@ def test_from_arrays_checks_indexes_against_label_names(tmp_path):
         )
 
 
-def test_cached_rows_take_the_labels_and_splits_the_source_gives_now(tmp_path):
-    path = tmp_path / "s.h5"
-    ids, digests, labels, feats = _items(6)
-    _write(path, ids, digests, labels, feats)
-    before = FeatureStore(path).features("pool").copy()
-    relabelled = ["eel" if i == 0 else v for i, v in enumerate(labels)]
-    relabelled[1] = None  # an empty label in a labelled source: unlabelled now
-    w = StoreWriter(path, _fp())
-    assert len(w.plan(ids, digests, relabelled, ["test"] + [None] * 5)) == 0  # nothing to compute
-    w.begin([], 4)
-    summary = w.commit()
-    assert summary.n_relabelled == 2 and summary.n_added == 0
-    with FeatureStore(path) as fs:
-        names = [None if v < 0 else fs.label_names[v] for v in fs.labels().tolist()]
-        assert names == relabelled
-        assert fs.splits().tolist() == ["test"] + [""] * 5
-        np.testing.assert_array_equal(fs.features("pool"), before)  # features kept
-    sha = _sha(path)
-    w = StoreWriter(path, _fp())
-    w.plan(ids, digests, relabelled, None)  # no split given: stored splits stay
-    w.begin([], 4)
-    assert w.commit().n_relabelled == 0 and _sha(path) == sha  # nothing changed: untouched
-
-
-def test_a_source_without_labels_leaves_stored_labels(tmp_path):
-    path = tmp_path / "s.h5"
-    ids, digests, labels, feats = _items(3)
-    _write(path, ids, digests, labels, feats)
-    sha = _sha(path)
-    w = StoreWriter(path, _fp())
-    w.plan(ids, digests, [None] * 3, None)
-    w.begin([], 4)
-    assert w.commit().n_relabelled == 0 and _sha(path) == sha
-
-
 @pytest.mark.parametrize("test, val", [(0.5, 0.6), (0.5, 0.5), (1.0, 0.0), (0.2, -0.1)])
 def test_split_fractions_must_leave_train_rows(tmp_path, test, val):
     path = tmp_path / "s.h5"

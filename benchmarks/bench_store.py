@@ -1,0 +1,274 @@
+"""Store v2 benchmarks: read speed vs an npy memmap, commit cost vs store size, and the
+fault battery (concurrent writers, readers during commits, SIGKILLs).
+
+    python benchmarks/bench_store.py reads --mb 20 200 2000 --shards 1 50
+    python benchmarks/bench_store.py commit --rows 100000 400000 1600000 --dim 1280
+    python benchmarks/bench_store.py faults --writer-trials 50 --split-trials 20 --kills 20
+
+Each section prints one JSON record per measurement; ratios are measured side by side in
+one run, from a warm page cache. Everything is written under --tmp and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from embedkit.store import (  # noqa: E402
+    FeatureStore,
+    Fingerprint,
+    StoreWriter,
+    TapInfo,
+    commit_shards,
+    write_shard,
+)
+from tests.store import store_worker as W  # noqa: E402
+
+
+def _fp(dim: int) -> Fingerprint:
+    return Fingerprint.create("bench", [TapInfo("pool", (dim,))], {"kind": "bench"})
+
+
+def _build(store: Path, X: np.ndarray, n_shards: int) -> None:
+    fp = _fp(X.shape[1])
+    bounds = np.linspace(0, len(X), n_shards + 1).astype(int)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        ids = [f"r{i}" for i in range(lo, hi)]
+        path = write_shard(store.parent / "in", fp, ids, [f"{i:064d}" for i in range(lo, hi)],
+                           {"pool": X[lo:hi]})  # fmt: skip
+        commit_shards(store, [path], fp)
+        path.unlink()
+
+
+def _best(fn, reps: int = 5) -> float:
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _pair(baseline, candidate, reps: int = 7) -> tuple[float, float]:
+    """Best of ``reps`` for each, run alternately so that load on the machine hits both."""
+    a, b = [], []
+    for _ in range(reps):
+        a.append(_best(baseline, 1))
+        b.append(_best(candidate, 1))
+    return min(a), min(b)
+
+
+def bench_reads(args) -> None:
+    for mb in args.mb:
+        n = int(mb * 1e6 / (args.dim * 4))
+        X = np.random.default_rng(0).normal(size=(n, args.dim)).astype(np.float32)
+        for shards in args.shards:
+            root = Path(tempfile.mkdtemp(dir=args.tmp))
+            np.save(root / "x.npy", X)
+            _build(root / "s.h5", X, shards)
+            mm = np.load(root / "x.npy", mmap_mode="r")
+
+            def npy_batches(mm=mm):  # what a user writes over an npy memmap
+                perm = np.random.default_rng(1).permutation(len(mm))
+                for lo in range(0, len(perm), 256):
+                    yield mm[perm[lo : lo + 256]]
+
+            def npy_epoch():
+                for _ in npy_batches():
+                    pass
+
+            with FeatureStore(root / "s.h5") as fs:
+                assert fs.n_shards == shards
+                fs.features()  # warm the page cache for both
+                np.array(mm)
+
+                def store_epoch(fs=fs):
+                    for _ in fs.iter_batches(256, shuffle=True, seed=1, labels=False):
+                        pass
+
+                npy_f, store_f = _pair(lambda mm=mm: np.array(mm), fs.features)
+                npy_e, store_e = _pair(npy_epoch, store_epoch)
+                rec = {
+                    "section": "reads", "mb": mb, "rows": n, "shards": shards,
+                    "npy_features_s": npy_f, "store_features_s": store_f,
+                    "npy_epoch_s": npy_e, "store_epoch_s": store_e,
+                }  # fmt: skip
+            rec["features_ratio"] = rec["npy_features_s"] / rec["store_features_s"]
+            rec["epoch_ratio"] = rec["npy_epoch_s"] / rec["store_epoch_s"]
+            print(json.dumps(rec), flush=True)
+            shutil.rmtree(root)
+
+
+def _extract_rows(store: Path, X: np.ndarray, start: int, batch: int = 256) -> float:
+    """The extract path: journal batches under the lock, then one commit. Seconds."""
+    fp = _fp(X.shape[1])
+    ids = [f"r{i}" for i in range(start, start + len(X))]
+    digests = [f"{i:064d}" for i in range(start, start + len(X))]
+    t = time.perf_counter()
+    with StoreWriter(store, fp) as w:
+        todo = w.plan(ids, digests)
+        w.begin([ids[i] for i in todo], batch)
+        for b, lo in enumerate(range(0, len(todo), batch)):
+            pos = todo[lo : lo + batch]
+            w.write_batch(b, [ids[i] for i in pos], [digests[i] for i in pos], None, None,
+                          {"pool": X[pos]})  # fmt: skip
+        w.commit()
+    return time.perf_counter() - t
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def bench_commit(args) -> None:
+    for rows in args.rows:
+        root = Path(tempfile.mkdtemp(dir=args.tmp))
+        store = root / "s.h5"
+        step = 100_000
+        rng = np.random.default_rng(0)
+        for lo in range(0, rows, step):  # the base store, in 100k-row shards
+            _build_part(store, rng.normal(size=(min(step, rows - lo), args.dim)), lo)
+        new = rng.normal(size=(rows // 100, args.dim)).astype(np.float32)
+        fresh = _best(lambda root=root, new=new, rows=rows: _fresh(root, new, rows), reps=2)
+        before = _du(root / "s.h5.d") + store.stat().st_size
+        add = _extract_rows(store, new, rows)
+        after = _du(root / "s.h5.d") + store.stat().st_size
+        rec = {
+            "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
+            "new_rows_mb": new.nbytes / 1e6, "store_mb": before / 1e6,
+            "new_store_s": fresh, "add_to_store_s": add, "ratio": add / fresh,
+            # journal + merged shard + new index: the most the folder holds at once
+            "peak_extra_mb": (2 * new.nbytes + (after - before - new.nbytes)) / 1e6,
+            "extra_after_mb": (after - before) / 1e6,
+        }  # fmt: skip
+        print(json.dumps(rec), flush=True)
+        shutil.rmtree(root)
+
+
+def _fresh(root: Path, new: np.ndarray, start: int) -> float:
+    """The same rows into a new store."""
+    shutil.rmtree(root / "n", ignore_errors=True)
+    (root / "n").mkdir()
+    return _extract_rows(root / "n" / "s.h5", new, start)
+
+
+def _build_part(store: Path, X: np.ndarray, lo: int) -> None:
+    fp = _fp(X.shape[1])
+    ids = [f"r{i}" for i in range(lo, lo + len(X))]
+    path = write_shard(store.parent / "in", fp, ids, [f"{i:064d}" for i in range(lo, lo + len(X))],
+                       {"pool": X.astype(np.float32)})  # fmt: skip
+    commit_shards(store, [path], fp)
+    path.unlink()
+
+
+def _worker(*args, env=None) -> subprocess.Popen:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "tests.store.store_worker", *map(str, args)],
+                            cwd=REPO, env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _count(store: Path) -> tuple[int, int]:
+    with FeatureStore(store) as fs:
+        return len(set(fs.ids().tolist())), W.check(fs)
+
+
+def bench_faults(args) -> None:
+    root = Path(tempfile.mkdtemp(dir=args.tmp))
+    base = root / "base.h5"
+    W.add(base, 0, args.base_rows)
+    lost = refused = 0
+    for trial in range(args.writer_trials + args.split_trials):
+        store = root / f"t{trial}.h5"
+        shutil.copytree(f"{base}.d", f"{store}.d")
+        shutil.copy(base, store)
+        n = args.base_rows
+        if trial < args.writer_trials:
+            procs = [_worker("add", store, n, 500), _worker("extract", store, n + 500, 500, 64)]
+        else:
+            procs = [_worker("extract", store, n, 1000, 64)]
+            cmd = [sys.executable, "-m", "embedkit", "split", str(store), "--force"]
+            procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE,
+                                          env={**os.environ, "PYTHONPATH": str(REPO)}))  # fmt: skip
+        codes = [p.wait() for p in procs]
+        refused += sum(c != 0 for c in codes)
+        expected = n + 1000 if trial < args.writer_trials else n + 1000
+        got, wrong = _count(store)
+        lost += (expected - got) if codes[0] == 0 else 0
+        assert wrong == 0
+        shutil.rmtree(f"{store}.d")
+        store.unlink()
+    print(json.dumps({"section": "writers", "base_rows": args.base_rows,
+                      "writer_trials": args.writer_trials, "split_trials": args.split_trials,
+                      "rows_lost": lost, "runs_refused_cleanly": refused}), flush=True)  # fmt: skip
+    store = root / "r.h5"
+    W.add(store, 0, 20_000)
+    readers = [_worker("poll", store, 20) for _ in range(4)]
+    for k in range(20):
+        W.add(store, 20_000 + 500 * k, 500) if k % 2 else W.add(store, 100 * k, 100, k + 1)
+    stats = [json.loads(p.communicate()[0]) for p in readers]
+    print(json.dumps({"section": "readers", "readers": 4, "commits": 20, "stats": stats}))
+    kills = {"random": 0, "named": 0, "identical": 0, "leftovers": 0}
+    ref = root / "ref.h5"
+    W.add(ref, 0, 2000)
+    W.extract(ref, 0, 6000, 100)
+    with FeatureStore(ref) as fs:
+        ref_x = fs.features()
+    steps = ["batch-3", "shards-written", "index-written", "before-journal-removed", "batch-30"]
+    for trial in range(args.kills + len(steps)):
+        store = root / f"k{trial}.h5"
+        W.add(store, 0, 2000)
+        named = trial >= args.kills
+        env = {"EMBEDKIT_TEST_CRASH_AT": steps[trial - args.kills]} if named else None
+        p = _worker("extract", store, 0, 6000, 100, env=env)
+        if not named:
+            time.sleep(random.Random(trial).uniform(0.3, 3.0))
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills["named" if named else "random"] += p.returncode == -signal.SIGKILL
+        assert _worker("extract", store, 0, 6000, 100).wait() == 0
+        with FeatureStore(store) as fs:
+            kills["identical"] += bool(np.array_equal(fs.features(), ref_x))
+            live = set(fs._state.shards)
+        folder = Path(f"{store}.d")
+        extra = [p for p in folder.rglob("*") if p.is_file() and p.name not in live | {"lock"}]
+        kills["leftovers"] += len(extra)
+        shutil.rmtree(folder)
+        store.unlink()
+    print(json.dumps({"section": "kills", "trials": args.kills + len(steps), **kills}))
+    shutil.rmtree(root)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("section", choices=["reads", "commit", "faults"])
+    p.add_argument("--tmp", default=tempfile.gettempdir())
+    p.add_argument("--dim", type=int, default=1280)
+    p.add_argument("--mb", type=float, nargs="+", default=[20, 200, 2000])
+    p.add_argument("--shards", type=int, nargs="+", default=[1, 50])
+    p.add_argument("--rows", type=int, nargs="+", default=[100_000, 400_000, 1_600_000])
+    p.add_argument("--writer-trials", type=int, default=50)
+    p.add_argument("--split-trials", type=int, default=20)
+    p.add_argument("--base-rows", type=int, default=300_000)
+    p.add_argument("--kills", type=int, default=20)
+    args = p.parse_args()
+    {"reads": bench_reads, "commit": bench_commit, "faults": bench_faults}[args.section](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Extraction on a Ray cluster: the same batches as one process, run by an actor pool.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --engine ray              # local Ray
+    embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
+
+The driver (the ``extract`` process) lists the source and hashes it once, takes the
+store's writer lock and plans the to-do list exactly as a local run does, including the
+batches (``batching.py``: consecutive ``batch_size`` slices, or text bucketed by length,
+tokenised once in the driver; the tokens travel to the actors). Each batch becomes
+one row of a Ray Dataset (item positions, ids, digests, labels, splits), one block per
+row. ``map_batches`` hands each row to an actor of a fixed pool; an actor holds one ONNX
+Runtime session (one intra-op thread and one CPU each, or ``num_gpus=1`` on GPU nodes),
+reads and preprocesses its batch, and writes the batch's shard into the store's journal
+(``STORE.d/journal/``) with :func:`~embedkit.store.write_shard`: atomically, under a name
+derived from the content, so a retried task rewrites the same file. Ray Data restarts a
+dead actor and retries its task (``max_restarts=-1``, ``max_task_retries=-1``). The driver
+then commits the journal in batch order through the one commit path
+(:meth:`~embedkit.store.StoreWriter.commit`), so the store is bit-identical to a local
+``extract`` of the same source; a killed driver's re-run resumes from the journal.
+Actors read the source and write the journal by path: every node must see both at the
+same path (a shared filesystem), which each actor checks when it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.errors import EmbedkitError, StoreError, UserInputError, require
+from embedkit.extract.pipeline import ExtractConfig
+from embedkit.extract.sources import Listing
+from embedkit.extract.worker import BatchWorker, expected_shapes
+
+_QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
+
+
+def run_on_ray(
+    work: BatchWorker,
+    batches: list[tuple[int, np.ndarray]],
+    listing: Listing,
+    writer,
+    cfg: ExtractConfig,
+    bar,
+    journal: tuple,
+) -> tuple[int, int, str | None]:
+    """Run ``batches`` (batch number, source positions) on Ray into ``writer``'s journal.
+
+    ``journal`` holds the arguments the driver passed to ``writer.begin``; calling it again
+    afterwards makes the writer find every shard the actors journaled. Returns (items
+    computed, bad items, execution provider or None), ready for ``writer.commit()``.
+    """
+    ray = require("ray", "ray", "--engine ray")
+    require("ray.data", "ray", "--engine ray")  # configures its loggers on import: first
+    if not batches:
+        return 0, 0, None
+    started = _connect(ray, cfg.address)
+    levels = {name: logging.getLogger(name).level for name in _QUIET}
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        return _run(ray, work, batches, listing, writer, cfg, bar, journal)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if started:
+            ray.shutdown()
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join the running Ray session or cluster, or start a local one; True if started."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except ConnectionError as exc:
+        raise UserInputError(
+            f"--address {address}: no Ray cluster found ({exc}); start one with "
+            "`ray start --head`, or leave out --address to start Ray on this machine"
+        ) from None
+    return True
+
+
+def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int | None]:
+    """Actor count, resources per actor, ORT device and intra-op threads."""
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if cfg.device == "cuda" and gpus == 0:
+        raise UserInputError("--device cuda: the Ray cluster has no GPUs; pass --device cpu")
+    if cfg.device != "cpu" and gpus > 0:  # one actor per GPU, CUDA or fail
+        slots, per_actor, device, threads = gpus, {"num_gpus": 1, "num_cpus": 1}, "cuda", None
+    else:  # many single-threaded sessions scale better than one with many threads
+        slots, per_actor, device, threads = cpus, {"num_cpus": 1}, "cpu", 1
+    kind = "GPU" if "num_gpus" in per_actor else "CPU"
+    if slots < 1:
+        raise UserInputError(f"the Ray cluster has no {kind}s for extraction actors")
+    if cfg.workers is not None and cfg.workers > slots:
+        raise UserInputError(
+            f"--workers {cfg.workers}: the Ray cluster has {slots} {kind}s (one actor each); "
+            f"pass --workers {slots} or fewer, or add nodes"
+        )
+    return min(cfg.workers or slots, n_batches), per_actor, device, threads
+
+
+def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
+    import ray.data
+
+    n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours is the tqdm bar
+    context.print_on_execution_start = False
+    rows = [
+        {
+            "batch": b,
+            "rows": positions.tolist(),
+            "ids": [listing.ids[i] for i in positions],
+            "digests": [listing.digests[i] for i in positions],
+            "labels": [listing.labels[i] for i in positions],
+            "splits": [listing.splits[i] for i in positions],
+        }
+        for b, positions in batches
+    ]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # one block per batch
+    actor = BatchWorker(work.model, work.source, device=device, dtype=work.dtype, threads=threads)
+    actor.plan = work.plan  # text: the tokens of the to-do items, tokenised once
+    results = dataset.map_batches(
+        ShardActor,
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        fn_constructor_kwargs={
+            "work": actor,
+            "journal": str(writer.journal),
+            "fingerprint": writer.fingerprint,
+            "skip_bad": cfg.skip_bad,
+        },
+        **per_actor,
+    )
+    n_computed = n_bad = 0
+    provider = None
+    with_shard = set()
+    for out in results.iter_rows():
+        if out["error"]:  # stops the dataset: the iterator is dropped
+            raise _ERRORS.get(out["error"], StoreError)(out["message"])
+        n_computed += out["computed"]
+        n_bad += out["bad"]
+        if out["computed"]:
+            with_shard.add(out["batch"])
+            provider = out["provider"]
+        bar.update(out["computed"] + out["bad"])
+    journaled = writer.begin(*journal)  # finds every shard the actors wrote
+    missing = sorted(with_shard - journaled)
+    if missing:
+        raise StoreError(
+            f"{writer.journal}: the shards of {len(missing)} batches (first: {missing[0]}) "
+            "are not there; put the store on a filesystem every Ray node mounts at the "
+            "same path, and re-run"
+        )
+    return n_computed, n_bad, provider
+
+
+class ShardActor:
+    """One actor of the pool: a BatchWorker with its session; one batch in, one shard out."""
+
+    def __init__(self, work: BatchWorker, journal: str, fingerprint, skip_bad: bool):
+        self.work, self.journal = work, Path(journal)
+        self.fingerprint, self.skip_bad = fingerprint, skip_bad
+        self.expected = expected_shapes(fingerprint)
+        self.error: EmbedkitError | None = None  # reported with every batch: see __call__
+        try:
+            if not (self.journal / "manifest.json").is_file():
+                raise StoreError(
+                    f"{self.journal}: the store's journal is not visible on Ray node "
+                    f"{socket.gethostname()}; put the store on a filesystem every node "
+                    "mounts at the same path"
+                )
+            _ = self.work.runner  # load the session before the first batch
+        except EmbedkitError as exc:
+            self.error = exc
+
+    def __call__(self, table) -> dict[str, np.ndarray]:
+        outs = []
+        for row in table.to_pylist():  # one row (batch_size=1)
+            try:
+                if self.error is not None:
+                    raise self.error
+                outs.append({**self._one(row), "error": "", "message": ""})
+            except EmbedkitError as exc:  # Ray Data would wrap it and drop the type and text
+                out = {"batch": row["batch"], "computed": 0, "bad": 0, "provider": ""}
+                outs.append({**out, "error": type(exc).__name__, "message": str(exc)})
+        return {key: np.asarray([o[key] for o in outs]) for key in outs[0]}
+
+    def _one(self, row: dict) -> dict:
+        from embedkit.store import write_shard
+        from embedkit.store.writer import journal_bad
+
+        b = row["batch"]
+        at = {index: k for k, index in enumerate(row["rows"])}
+        good, bad, feed = self.work.prepare(np.asarray(row["rows"], dtype=np.int64))
+        features = None
+        if feed is not None and (self.skip_bad or not bad):
+            features = self.work.infer(feed, self.expected, len(good))
+            good, features, nonfinite = self.work.screen(good, features)
+            bad = bad + nonfinite  # the order a local run records them in
+        if bad and not self.skip_bad:
+            raise self.work.bad_item_error(*bad[0])
+        if bad:  # journaled before the shard: a journaled shard has its bad items beside it
+            records = [(row["ids"][at[i]], row["digests"][at[i]], why) for i, why in bad]
+            journal_bad(self.journal, b, records)
+        if good:
+            keep = [at[i] for i in good]
+            write_shard(
+                self.journal,
+                self.fingerprint,
+                [row["ids"][k] for k in keep],
+                [row["digests"][k] for k in keep],
+                features,
+                labels=[row["labels"][k] for k in keep],
+                splits=[row["splits"][k] for k in keep],
+            )
+        provider = self.work.provider or ""
+        return {"batch": b, "computed": len(good), "bad": len(bad), "provider": provider}
+
+
+_ERRORS = {cls.__name__: cls for cls in (UserInputError, StoreError, EmbedkitError)}

@@ -1,0 +1,107 @@
+"""Read, preprocess and run batches of one source: the unit of work of every engine.
+
+The local engine calls a :class:`BatchWorker` from its thread pool; the Ray engine pickles
+one into each actor, which then builds its own preprocessor and ONNX Runtime session.
+
+    work = BatchWorker(model, source, device="cpu", dtype="float32", threads=1)
+    good, bad, feed = work.prepare(rows)          # rows: positions in the source
+    features = work.infer(feed, expected_shapes(fingerprint), len(good))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+from embedkit.extract.batching import Plan
+from embedkit.extract.checks import nonfinite_rows
+from embedkit.extract.model import ModelSpec
+from embedkit.extract.preprocess import BadItem, make_preprocessor
+from embedkit.extract.providers import Runner
+from embedkit.extract.sources import Source
+
+
+class BatchWorker:
+    """Read, preprocess and run batches of one source: in the extract process, or pickled
+    into each Ray actor (which then builds its own preprocessor and ONNX Runtime session).
+    """
+
+    def __init__(self, model: ModelSpec, source: Source, *, device: str, dtype: str, threads=None):
+        self.model, self.source = model, source
+        self.device, self.dtype, self.threads = device, dtype, threads  # threads: ORT intra-op
+        self.pre = make_preprocessor(model, source.kind, str(source.path))
+        self.plan: Plan | None = None  # set once planned; text feeds come from its tokens
+        self._runner: Runner | None = None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("pre", "_runner")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _runner=None)
+        self.pre = make_preprocessor(self.model, self.source.kind, str(self.source.path))
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:  # created only when something needs computing
+            outputs = list(dict.fromkeys(t.output for t in self.model.taps))
+            self._runner = Runner(
+                self.model.path, outputs, device=self.device, threads=self.threads
+            )
+        return self._runner
+
+    @property
+    def provider(self) -> str | None:
+        """The execution provider of the session, None while none was created."""
+        return self._runner.provider if self._runner is not None else None
+
+    def prepare(self, rows: np.ndarray):
+        """Read and preprocess one batch: (good rows, [(row, reason)], feed or None)."""
+        good, prepared, bad = [], [], []
+        for index in rows.tolist():
+            try:
+                prepared.append(self.pre.prepare(self.source.read(index)))
+                good.append(index)
+            except BadItem as exc:
+                bad.append((index, str(exc)))
+            except OSError as exc:
+                bad.append((index, f"cannot read ({exc.strerror or exc})"))
+        if not prepared:
+            return good, bad, None
+        if self.plan is not None and self.plan.tokens is not None:  # text: tokenised once
+            return good, bad, self.plan.feed(good, self.pre)
+        return good, bad, self.pre.collate(prepared)
+
+    def bad_item_error(self, index: int, reason: str) -> UserInputError:
+        return UserInputError(
+            f"{self.source.describe(index)}: {reason}; fix or remove it, or pass --skip-bad"
+        )
+
+    def infer(self, feed, expected: dict[str, tuple], n: int) -> dict[str, np.ndarray]:
+        """Run one batch; ``{tap: (n, *shape)}`` in the storage dtype."""
+        outputs = self.runner.run(feed)
+        features = {}
+        for tap in self.model.taps:
+            x = outputs[tap.output]  # (n, *shape)
+            if x.shape != (n, *expected[tap.name]):
+                raise UserInputError(
+                    f"{self.model.path}: output {tap.output!r} gave shape {x.shape[1:]} per "
+                    f"item, expected {expected[tap.name]}; export a pooled output for tap "
+                    f"{tap.name!r} or pick others with --tap"
+                )
+            with np.errstate(over="ignore"):  # overflow to float16 is caught as non-finite
+                features[tap.name] = x.astype(self.dtype, copy=False)
+        return features
+
+    def screen(self, good: list[int], features: dict[str, np.ndarray]):
+        """Drop rows with NaN or infinite features: (good, features, [(row, reason)])."""
+        nonfinite = nonfinite_rows(features, self.dtype)
+        if not nonfinite:
+            return good, features, []
+        keep = [r for r in range(len(good)) if r not in nonfinite]
+        rejected = [(good[r], why) for r, why in nonfinite.items()]
+        return [good[r] for r in keep], {t: x[keep] for t, x in features.items()}, rejected
+
+
+def expected_shapes(fingerprint) -> dict[str, tuple]:
+    """Per-item shape of each tap the store expects."""
+    return {t.name: tuple(t.shape) for t in fingerprint.tap_infos}

@@ -1,0 +1,404 @@
+"""Changing a store: the writer lock, commits of shard files, compaction, upgrade, debris.
+
+Every change goes through :class:`WriterLock` (taken before the state is read) and ends
+with one atomic index replacement (:func:`~embedkit.store.index.write_index`), so a kill at
+any point leaves either the old store or the new one; what the killed writer left beside
+it (temporary files, shards no index refers to) is removed by the next writer.
+
+    commit_shards("feats.h5", [shard_a, shard_b], fingerprint)   # in this row order
+    compact("feats.h5")                                            # one shard again
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from embedkit import __version__
+from embedkit.errors import StoreError, StoreMismatchError
+from embedkit.store import schema as S
+from embedkit.store.index import (
+    RowLookup,
+    State,
+    load_state,
+    segments_of,
+    shard_dir,
+    shard_rows,
+    sidecar,
+    store_nbytes,
+    write_index,
+)
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.shards import (
+    ShardBuilder,
+    check_free,
+    disk_errors,
+    fsync_dir,
+    id_hashes,
+    open_shard,
+)
+
+MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
+MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)
+_ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
+_COPY_BYTES = 64 << 20  # bytes per step when copying rows between shards
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    """What a commit did to the store."""
+
+    path: str
+    n_added: int  # new rows
+    n_replaced: int  # existing ids whose content changed and were recomputed
+    n_total: int  # rows in the store after the commit
+    n_bad: int  # items recorded as bad by this run
+    nbytes: int  # index + shard bytes after the commit
+
+
+# -- state under the lock ----------------------------------------------------------------
+def prepare(store, lock: WriterLock) -> State | None:
+    """Under ``lock``: clean debris, upgrade a one-file store, and return the state."""
+    assert lock._lock is not None, "prepare() needs the writer lock"
+    store = Path(store)
+    state = load_state(store)
+    clean_debris(store, state)
+    if state is not None and state.self_contained and state.n:
+        state = _upgrade(store, state)
+    return state
+
+
+def clean_debris(store, state: State | None) -> list[Path]:
+    """Remove what killed writers left: temporary files and shards no index refers to."""
+    store = Path(store)
+    removed = list(store.parent.glob(f"{store.name}.tmp-*"))  # schema-1 commits
+    folder = sidecar(store)
+    if folder.is_dir():
+        removed += [p for p in folder.rglob("*.tmp-*") if p.is_file()]
+        live = set(state.shards) if state is not None else set()
+        if shard_dir(store).is_dir():
+            removed += [p for p in shard_dir(store).iterdir() if p.name not in live]
+    for path in removed:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return removed
+
+
+def _upgrade(store: Path, state: State) -> State:
+    """Turn a one-file store into index + one shard (a hard link to the same bytes)."""
+    name = f"{state.fingerprint.digest[:16]}-{os.stat(store).st_ino:x}.h5"
+    shard_dir(store).mkdir(parents=True, exist_ok=True)
+    _place(store, shard_dir(store) / name)
+    crash_point("upgrade-linked")
+    new = replace(state, shards=[name])
+    write_index(store, new, {name: state.n})
+    return new
+
+
+def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
+    """Convert a schema-1 (or packed) store into schema 2 in place; False if nothing to do."""
+    with WriterLock(store, timeout=timeout, what="upgrading") as lock:
+        state = load_state(store)
+        if state is None:
+            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        was = state.self_contained
+        prepare(store, lock)
+        return was
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Put ``src`` at ``dst``: a hard link when possible, else a checked copy."""
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+        size = src.stat().st_size
+        with disk_errors(tmp, size):
+            check_free(dst.parent, size, dst)
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+# -- commit ------------------------------------------------------------------------------
+def commit_shards(
+    store,
+    shards: Sequence[str | Path],
+    fingerprint: S.Fingerprint,
+    *,
+    provenance: dict | None = None,
+    label_names: Sequence[str] | None = None,
+    timeout: float = LOCK_TIMEOUT,
+) -> CommitSummary:
+    """Add shard files (from :func:`write_shard`) to the store, in the given row order.
+
+    Takes the writer lock, reads the store, and replaces its index atomically. Ids
+    already in the store are replaced in place (rows keep their first-added order); new
+    ids are appended. The input files are left where they are; shards in the store's own
+    folder are linked, not copied.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from embedkit.store import Fingerprint, TapInfo, FeatureStore, write_shard
+    >>> fp = Fingerprint.create("arrays", [TapInfo("pool", (2,))], {"kind": "features"})
+    >>> d = tempfile.mkdtemp()
+    >>> a = write_shard(d, fp, ["a", "b"], ["0" * 64] * 2, {"pool": np.zeros((2, 2), "f4")})
+    >>> b = write_shard(d, fp, ["c"], ["1" * 64], {"pool": np.ones((1, 2), "f4")})
+    >>> commit_shards(os.path.join(d, "s.h5"), [a, b], fp).n_total
+    3
+    >>> FeatureStore(os.path.join(d, "s.h5")).ids().tolist()
+    ['a', 'b', 'c']
+    """
+    store = Path(store)
+    with WriterLock(store, timeout=timeout, what="committing") as lock:
+        state = prepare(store, lock)
+        if state is not None:
+            _check(state.fingerprint, fingerprint, store)
+        known = RowLookup(store, state)
+        return commit_locked(
+            store, state, known, [Path(p) for p in shards], fingerprint,
+            provenance=provenance, label_names=label_names,
+        )  # fmt: skip
+
+
+def commit_locked(
+    store: Path,
+    state: State | None,
+    known: RowLookup,
+    shards: list[Path],
+    fingerprint: S.Fingerprint,
+    *,
+    provenance: dict | None = None,
+    label_names: Sequence[str] | None = None,
+    bad: dict[str, dict] | None = None,
+    started: str | None = None,
+    order: Sequence[str] | None = None,
+) -> CommitSummary:
+    """The one commit path; the caller holds the lock and read ``state`` under it.
+
+    New ids are appended in shard order, or in the order of ``order`` (ids) when given.
+    """
+    bad = dict(bad or {})
+    if not shards and not bad:
+        n = state.n if state is not None else 0
+        return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
+    metas = [_ShardMeta.read(p, fingerprint) for p in shards]
+    state = state or _empty_state(fingerprint, started)
+    names = list(state.label_names)
+    names += [n for n in (label_names or []) if n not in names]
+    index_bytes = 64 * (len(known.hashes) + sum(len(m.ids) for m in metas)) + (64 << 10)
+    final = _place_all(store, metas, fingerprint, names, index_bytes)
+    crash_point("shards-written")
+    shard_of, src_of = state.rows_of()  # (N,) each
+    labels, split = state.labels.copy(), state.split.copy()
+    n_old = state.n
+    row_of: dict[str, int] = {}  # store row of each id in this commit that is already there
+    for _, meta in final:
+        found = known.rows(id_hashes(meta.ids))
+        row_of.update((i, r) for i, r in zip(meta.ids, found.tolist()) if r >= 0)
+    label_of = {n: i for i, n in enumerate(names)}
+    shard_names = list(state.shards)
+    new_cols: list[list] = [[], [], [], []]  # shard, src, label, split of appended rows
+    rep_cols: list[list] = [[], [], [], [], []]  # row, shard, src, label, split of replaced
+    for name, meta in final:
+        k = len(shard_names)
+        shard_names.append(name)
+        for r, (item, lab, sp) in enumerate(zip(meta.ids, meta.labels, meta.split)):
+            if lab and lab not in label_of:
+                label_of[lab] = len(names)
+                names.append(lab)
+            code = label_of[lab] if lab else -1
+            row = row_of.get(item)
+            if row is None:
+                row_of[item] = n_old + len(new_cols[0])
+                for col, value in zip(new_cols, (k, r, code, sp)):
+                    col.append(value)
+            elif row >= n_old:  # the same id twice in this commit: the later one wins
+                for col, value in zip(new_cols, (k, r, code, sp)):
+                    col[row - n_old] = value
+            else:
+                for col, value in zip(rep_cols, (row, k, r, code, sp)):
+                    col.append(value)
+    added, replaced = len(new_cols[0]), len(rep_cols[0])
+    if order is not None and added > 1:  # e.g. text batches bucketed by length
+        rank = {item: p for p, item in enumerate(order)}
+        appended = sorted(row_of, key=row_of.get)[-added:]  # ids of the appended rows
+        perm = np.argsort([rank.get(i, len(rank)) for i in appended], kind="stable")
+        new_cols = [[col[p] for p in perm.tolist()] for col in new_cols]
+    if replaced:
+        rows = np.asarray(rep_cols[0], dtype=np.int64)
+        shard_of[rows], src_of[rows] = rep_cols[1], rep_cols[2]
+        labels[rows], split[rows] = rep_cols[3], np.asarray(rep_cols[4], dtype="S8")
+    shard_of = np.concatenate([shard_of, np.asarray(new_cols[0], dtype=np.int64)])
+    src_of = np.concatenate([src_of, np.asarray(new_cols[1], dtype=np.int64)])
+    labels = np.concatenate([labels, np.asarray(new_cols[2], dtype=np.int64)])
+    split = np.concatenate([split, np.asarray(new_cols[3], dtype="S8")])
+    merged_bad = {**state.bad, **bad}
+    runs = json.loads(state.attrs.get("runs", "[]"))
+    runs.append(
+        {
+            "started": started or _now(),
+            "finished": _now(),
+            "added": added,
+            "replaced": replaced,
+            "bad": len(bad),
+            "embedkit_version": __version__,
+            **{k: str(v) for k, v in (provenance or {}).items()},
+        }
+    )
+    attrs = dict(state.attrs)
+    for key, value in (provenance or {}).items():
+        attrs[key] = value if isinstance(value, (int, float)) else str(value)
+    attrs.update(runs=json.dumps(runs), updated=_now(), embedkit_version=__version__)
+    new = prune(
+        State(
+            fingerprint=fingerprint,
+            shards=shard_names,
+            segments=segments_of(shard_of, src_of),
+            labels=labels,
+            split=split,
+            label_names=names,
+            bad=merged_bad,
+            attrs=attrs,
+        )
+    )
+    write_index(store, new, shard_rows(store, new))
+    crash_point("index-written")
+    clean_debris(store, new)
+    if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:
+        from embedkit.store.compact import compact_locked
+
+        new = compact_locked(store, new, keep=MAX_SHARDS // 2)
+    return CommitSummary(str(store), added, replaced, new.n, len(bad), store_nbytes(store, new))
+
+
+@dataclass
+class _ShardMeta:
+    path: Path
+    ids: list[str]
+    labels: list[str]  # class name per row, "" unlabelled
+    split: list[bytes]
+    digests: np.ndarray
+    nbytes: int
+
+    @classmethod
+    def read(cls, path: Path, fingerprint: S.Fingerprint) -> _ShardMeta:
+        if not path.is_file():
+            raise StoreError(f"{path}: no such shard file")
+        with open_shard(path, fingerprint) as f:
+            names = [S.as_text(v) for v in f[S.LABEL_NAMES][:]]
+            codes = f[S.LABELS][:]
+            return cls(
+                path=path,
+                ids=f[S.IDS].asstr()[...].tolist(),
+                labels=[names[c] if c >= 0 else "" for c in codes.tolist()],
+                split=f[S.SPLIT][:].astype("S8").tolist(),
+                digests=f[S.DIGESTS][:],
+                nbytes=path.stat().st_size,
+            )
+
+
+def _place_all(store: Path, metas: list[_ShardMeta], fingerprint, names: list[str], extra: int):
+    """Link big shards into the store; merge runs of small ones into one new shard each.
+
+    Checks first that the merged shards plus ``extra`` bytes (the new index) fit on disk.
+    """
+    folder = shard_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    groups: list[list[_ShardMeta]] = []
+    for meta in metas:
+        small = meta.nbytes < _ADOPT_BYTES
+        if small and groups and sum(m.nbytes for m in groups[-1]) < _ADOPT_BYTES:
+            groups[-1].append(meta)
+        else:
+            groups.append([meta])
+    merged_bytes = sum(m.nbytes for group in groups if len(group) > 1 for m in group)
+    check_free(folder, merged_bytes + extra, store)
+    out = []
+    for group in groups:
+        if len(group) == 1:
+            meta = group[0]
+            name = meta.path.name if meta.path.parent == folder else _linked_name(meta)
+            _place(meta.path, folder / name)
+            out.append((name, meta))
+            continue
+        merged = _merge(folder, group, fingerprint, names)
+        out.append((merged.path.name, merged))
+    return out
+
+
+def _linked_name(meta: _ShardMeta) -> str:
+    return meta.path.name if meta.path.suffix == ".h5" else meta.path.name + ".h5"
+
+
+def _merge(folder: Path, group: list[_ShardMeta], fingerprint, names) -> _ShardMeta:
+    ids = [i for m in group for i in m.ids]
+    labels = [lab for m in group for lab in m.labels]
+    split = [s for m in group for s in m.split]
+    digests = np.concatenate([m.digests for m in group])
+    used = [n for n in names if n in set(labels)] + sorted(set(labels) - set(names) - {""})
+    builder = ShardBuilder(folder, fingerprint, ids, digests, labels, used, split)
+    path = folder / builder.name
+    if path.exists():
+        builder.abort()
+    else:
+        try:
+            lo = 0
+            for meta in group:
+                with open_shard(meta.path) as f:
+                    for tap in fingerprint.tap_infos:
+                        builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
+                lo += len(meta.ids)
+            path = builder.finish()
+        except BaseException:
+            builder.abort()
+            raise
+    size = path.stat().st_size
+    return _ShardMeta(path, ids, labels, split, digests, size)
+
+
+def prune(state: State) -> State:
+    """Drop shards no row refers to any more, renumbering the rowmap."""
+    used = np.unique(state.segments[:, 0]) if len(state.segments) else np.zeros(0, np.int64)
+    if len(used) == len(state.shards):
+        return state
+    remap = np.full(len(state.shards), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    seg = state.segments.copy()
+    seg[:, 0] = remap[seg[:, 0]]
+    return replace(state, shards=[state.shards[i] for i in used.tolist()], segments=seg)
+
+
+def _empty_state(fingerprint: S.Fingerprint, started: str | None) -> State:
+    return State(
+        fingerprint=fingerprint,
+        shards=[],
+        segments=np.zeros((0, 4), np.int64),
+        labels=np.zeros(0, np.int64),
+        split=np.zeros(0, "S8"),
+        label_names=[],
+        attrs={"created": started or _now()},
+    )
+
+
+def _check(stored: S.Fingerprint, given: S.Fingerprint, where) -> None:
+    field = stored.first_difference(given)
+    if field is not None:
+        raise StoreMismatchError(str(where), field, getattr(stored, field), getattr(given, field))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

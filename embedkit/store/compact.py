@@ -1,0 +1,168 @@
+"""Merging shards: compaction (automatic past a shard count, or ``embedkit store compact``)
+and the one-file form to share a store (``embedkit store pack STORE OUT``).
+
+Both copy live rows, in row order, into a new file written beside its final name, fsync'ed
+and renamed; compaction then replaces the index atomically and removes the shards it
+merged, so a kill at any point leaves a complete store.
+
+    embedkit store compact feats.h5
+    embedkit store pack feats.h5 feats-shared.h5
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError, UserInputError
+from embedkit.store import schema as S
+from embedkit.store.commit import clean_debris, prepare, prune
+from embedkit.store.index import (
+    META,
+    SELF,
+    State,
+    load_state,
+    segments_of,
+    shard_dir,
+    shard_path,
+    shard_rows,
+    store_digests,
+    store_ids,
+    write_attrs,
+    write_bad,
+    write_index,
+)
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.shards import ShardBuilder, check_free, disk_errors, open_shard
+
+_COPY_BYTES = 64 << 20  # bytes per read when copying rows
+
+
+def compact(store, *, timeout: float = LOCK_TIMEOUT) -> int:
+    """Merge all shards of ``store`` into one; returns the number of shards before.
+
+    Examples
+    --------
+    >>> compact("feats.h5")  # doctest: +SKIP
+    12
+    """
+    store = Path(store)
+    with WriterLock(store, timeout=timeout, what="compacting") as lock:
+        state = prepare(store, lock)
+        if state is None:
+            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        before = len(state.shards)
+        if before > 1 or len(state.segments) > 1:
+            compact_locked(store, state, keep=1)
+        return before
+
+
+def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
+    """Merge the smallest shards until at most ``keep`` remain (caller holds the lock)."""
+    shard_of, src_of = state.rows_of()
+    live = np.bincount(shard_of, minlength=len(state.shards))
+    n_merge = len(state.shards) - max(1, keep) + 1
+    merged = np.argsort(live, kind="stable")[: max(2, n_merge)] if keep > 1 else None
+    rows = np.arange(state.n) if merged is None else np.flatnonzero(np.isin(shard_of, merged))
+    builder = _builder(store, state, rows, shard_dir(store))
+    path = _fill(store, state, rows, builder)
+    crash_point("compacted-shard")
+    name = path.name
+    names = list(state.shards) + [name]
+    shard_of = shard_of.copy()
+    src_of = src_of.copy()
+    shard_of[rows] = len(names) - 1
+    src_of[rows] = np.arange(len(rows))
+    new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
+    write_index(store, new, shard_rows(store, new))
+    clean_debris(store, new)
+    return new
+
+
+def _builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:
+    ids = np.asarray(store_ids(store, state), dtype=object)[rows].tolist()
+    digests = np.asarray(store_digests(store, state), dtype="S64")[rows]
+    labels = [state.label_names[c] if c >= 0 else None for c in state.labels[rows].tolist()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return ShardBuilder(
+        folder, state.fingerprint, ids, digests, labels, state.label_names, state.split[rows]
+    )
+
+
+def _fill(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, final=None):
+    """Copy the features of ``rows`` (sorted) into ``builder`` and finish it."""
+    target = final or builder.directory / builder.name
+    if final is None and target.exists():
+        builder.abort()
+        return target
+    try:
+        seg = state.segments
+        ends = seg[:, 2] + seg[:, 3]
+        files = {}
+        for tap in state.fingerprint.tap_infos:
+            row_bytes = int(np.prod(tap.shape)) * np.dtype(tap.dtype).itemsize
+            step = max(1, _COPY_BYTES // max(1, row_bytes))
+            for lo in range(0, len(rows), step):
+                chunk = rows[lo : lo + step]
+                out = np.empty((len(chunk), *tap.shape), dtype=tap.dtype)
+                first = np.searchsorted(ends, chunk, side="right")
+                for m in np.unique(first).tolist():
+                    k, src, dst, _ = seg[m].tolist()
+                    sel = np.flatnonzero(first == m)
+                    if k not in files:
+                        files[k] = open_shard(shard_path(store, state.shards[k]))
+                    ds = files[k][f"{S.FEATURES}/{tap.name}"]
+                    a, b = int(chunk[sel[0]]), int(chunk[sel[-1]]) + 1
+                    block = ds[src + a - dst : src + b - dst]
+                    out[sel] = block[chunk[sel] - a]
+                builder.write(tap, lo, out)
+        for f in files.values():
+            f.close()
+        return builder.finish(final)
+    except BaseException:
+        builder.abort()
+        raise
+
+
+def pack(store, out, *, timeout: float = LOCK_TIMEOUT) -> Path:
+    """Write ``store`` as one self-contained file ``out`` (to share or archive).
+
+    The packed file is a complete store: ``FeatureStore(out)``, ``embedkit info`` and
+    plain h5py read it; the first write into it turns it back into index + shards.
+
+    Examples
+    --------
+    >>> pack("feats.h5", "feats-packed.h5")  # doctest: +SKIP
+    PosixPath('feats-packed.h5')
+    """
+    store, out = Path(store), Path(out)
+    if out.exists() or Path(f"{out}.d").exists():
+        raise UserInputError(f"{out}: already exists; choose a new path or delete it first")
+    state = load_state(store)  # a snapshot: shards are immutable, no lock needed to read
+    if state is None:
+        raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+    rows = np.arange(state.n)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_free(out.parent, _size(store, state), out)
+    builder = _builder(store, state, rows, out.parent)
+    builder.before_rename = lambda tmp: _add_index_parts(tmp, state)
+    return _fill(store, state, rows, builder, final=out)
+
+
+def _add_index_parts(tmp: Path, state: State) -> None:
+    with disk_errors(tmp, 1 << 20), h5py.File(tmp, "r+") as f:
+        write_bad(f, state.bad)
+        meta = f.create_group(META)
+        text = h5py.string_dtype("utf-8")
+        meta.create_dataset("shards", data=np.asarray([SELF], dtype=object), dtype=text)
+        meta.create_dataset("rowmap", data=np.asarray([[0, 0, 0, state.n]], dtype=np.int64))
+        f[S.LABELS][...] = state.labels
+        write_attrs(f, state)
+
+
+def _size(store: Path, state: State) -> int:
+    return sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)

@@ -1,0 +1,304 @@
+"""Immutable shard files: the rows of a store, written once and never modified.
+
+A shard is a small HDF5 file with the same row datasets as a one-file store (``ids``,
+``digests``, ``labels`` + ``label_names``, ``split``, ``features/<tap>``), contiguous and
+uncompressed so readers can memory-map it. Its name is derived from its content
+(fingerprint, ids, digests, labels, splits), so a retried task rewrites the same file:
+
+    path = write_shard("shards/", fingerprint, ids, digests, {"pool": X}, labels=names)
+    commit_shards("feats.h5", [path], fingerprint)
+
+Features are written with plain ``pwrite`` at the dataset offsets that HDF5 allocated,
+so a full disk surfaces as ``OSError(ENOSPC)`` (turned into a one-line
+:class:`~embedkit.errors.StoreError`), never as a crash inside HDF5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError, StoreMismatchError, UserInputError
+from embedkit.store import schema as S
+
+SHARD_FORMAT = "embedkit-shard"
+_WRITE_BYTES = 64 << 20  # bytes per pwrite call
+
+
+def content_name(fingerprint: S.Fingerprint, ids, digests, labels, splits) -> str:
+    """File name of a shard: a hash of everything that defines its rows."""
+    h = hashlib.sha256(fingerprint.digest.encode())
+    for column in (ids, digests, labels, splits):
+        h.update(b"\x00" + "\x1f".join("" if v is None else S.as_text(v) for v in column).encode())
+    return h.hexdigest()[:32] + ".h5"
+
+
+def id_hashes(ids) -> np.ndarray:
+    """(n,) S16: the first 16 bytes of each id's sha256, how commits find ids fast."""
+    return np.asarray(
+        [hashlib.sha256(S.as_text(i).encode()).digest()[:16] for i in ids], dtype="S16"
+    )
+
+
+class ShardBuilder:
+    """Create a shard of ``n`` rows at a temporary path; features arrive with :meth:`write`.
+
+    The row metadata is written (and the feature space allocated) up front; :meth:`finish`
+    fsyncs the file and renames it to its content-derived name in ``directory``.
+    """
+
+    def __init__(self, directory, fingerprint, ids, digests, labels, label_names, splits):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.n = len(ids)
+        label_list = ["" if v is None else S.as_text(v) for v in labels]
+        self.name = content_name(fingerprint, ids, digests, label_list, splits)
+        self.tmp = self.directory / f"{self.name}.tmp-{os.getpid()}"
+        names = list(label_names)
+        index = {name: i for i, name in enumerate(names)}
+        codes = np.asarray([index[v] if v else -1 for v in label_list], dtype=np.int64)
+        row_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in self._taps)
+        self.nbytes = self.n * (row_bytes + 100) + (64 << 10)
+        with disk_errors(self.tmp, self.nbytes):
+            check_free(self.directory, self.nbytes, self.tmp)
+            self.offsets = self._create(ids, digests, codes, names, splits)
+        self._fd = os.open(self.tmp, os.O_WRONLY)
+        self.before_rename = None  # optional callable(tmp_path), run before the rename
+
+    @property
+    def _taps(self) -> tuple[S.TapInfo, ...]:
+        return self.fingerprint.tap_infos
+
+    def _create(self, ids, digests, codes, names, splits) -> dict[str, int]:
+        text = h5py.string_dtype("utf-8")
+        with h5py.File(self.tmp, "w") as f:
+            f.attrs["format"] = SHARD_FORMAT
+            for key, value in self.fingerprint.to_attrs().items():
+                f.attrs[key] = value
+            f.attrs["n_items"] = self.n
+            f.create_dataset(S.IDS, data=np.asarray(list(ids), dtype=object), dtype=text)
+            f.create_dataset(S.DIGESTS, data=np.asarray(digests, dtype="S64"))
+            f.create_dataset(S.ID_HASH, data=id_hashes(ids))
+            f.create_dataset(S.LABELS, data=codes)
+            f.create_dataset(S.LABEL_NAMES, data=np.asarray(names, dtype=object), dtype=text)
+            f.create_dataset(S.SPLIT, data=np.asarray(splits, dtype="S8"))
+            group = f.create_group(S.FEATURES)
+            offsets = {}
+            for tap in self._taps:
+                offsets[tap.name] = _allocate(group, tap, self.n)
+        return offsets
+
+    def write(self, tap: S.TapInfo, lo: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (k, *shape) at row ``lo`` of ``tap``."""
+        data = np.ascontiguousarray(rows, dtype=tap.dtype)
+        row_bytes = data.itemsize * int(np.prod(tap.shape))
+        view = memoryview(data.reshape(-1).view(np.uint8))
+        offset = self.offsets[tap.name] + lo * row_bytes
+        with disk_errors(self.tmp, self.nbytes):
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done : done + _WRITE_BYTES], offset + done)
+
+    def finish(self, final: Path | None = None) -> Path:
+        """fsync, rename to ``final`` (default: the content-derived name) and return it."""
+        final = Path(final) if final is not None else self.directory / self.name
+        with disk_errors(self.tmp, self.nbytes):
+            os.close(self._fd)
+            self._fd = None
+            if self.before_rename is not None:
+                self.before_rename(self.tmp)
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, final)
+            fsync_dir(final.parent)
+        return final
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+def _allocate(group: h5py.Group, tap: S.TapInfo, n: int) -> int:
+    """A contiguous dataset whose space is allocated now and never filled by HDF5."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    shape = (n, *tap.shape)
+    space = h5py.h5s.create_simple(shape, shape)
+    dsid = h5py.h5d.create(
+        group.id, tap.name.encode(), h5py.h5t.py_create(np.dtype(tap.dtype)), space, dcpl=dcpl
+    )
+    ds = h5py.Dataset(dsid)
+    for key, value in tap.to_dict().items():
+        ds.attrs[key] = (
+            json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
+        )
+    offset = dsid.get_offset()
+    if offset is None:
+        raise StoreError(f"{group.file.filename}: HDF5 did not allocate tap {tap.name!r}")
+    return int(offset)
+
+
+def write_shard(
+    directory,
+    fingerprint: S.Fingerprint,
+    ids: Sequence[str],
+    digests: Sequence[str],
+    features: dict[str, np.ndarray],
+    *,
+    labels: Sequence[str | None] | None = None,
+    splits: Sequence[str | None] | None = None,
+) -> Path:
+    """Write one immutable shard file atomically and return its path.
+
+    The file name is derived from the content, so writing the same rows again (a retried
+    worker task) gives the same file; an existing file is kept as it is.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where the shard goes (created if missing); any folder on the store's file system
+        is cheapest, since :func:`commit_shards` then links instead of copying.
+    fingerprint : Fingerprint
+        What produced the features; :func:`commit_shards` refuses a shard of another.
+    ids, digests : sequence of str
+        Item ids and sha256 hex digests of the items' content, one per row.
+    features : dict of str to ndarray
+        One ``(n, *shape)`` array per tap of the fingerprint.
+    labels : sequence of str or None, optional
+        Class name per row (None: unlabelled).
+    splits : sequence of str or None, optional
+        ``"train"``, ``"val"``, ``"test"`` or None per row.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from embedkit.store import Fingerprint, TapInfo
+    >>> fp = Fingerprint.create("arrays", [TapInfo("pool", (2,))], {"kind": "features"})
+    >>> d = tempfile.mkdtemp()
+    >>> X = np.ones((3, 2), np.float32)
+    >>> rows = (["a", "b", "c"], ["0" * 64] * 3, {"pool": X})
+    >>> a = write_shard(d, fp, *rows, labels=["x", None, "y"])
+    >>> a == write_shard(d, fp, *rows, labels=["x", None, "y"])  # same rows, same file
+    True
+    """
+    n = len(ids)
+    if n == 0:
+        raise UserInputError("a shard needs at least one row")
+    if len(digests) != n:
+        raise UserInputError(f"{len(digests)} digests for {n} ids")
+    labels = list(labels) if labels is not None else [None] * n
+    splits = [check_split(v) for v in (splits if splits is not None else [None] * n)]
+    arrays = {}
+    for tap in fingerprint.tap_infos:
+        if tap.name not in features:
+            raise UserInputError(f"no features for tap {tap.name!r}; pass one array per tap")
+        x = np.asarray(features[tap.name])
+        if x.shape != (n, *tap.shape):
+            raise UserInputError(
+                f"tap {tap.name!r} gave shape {x.shape[1:]} per item, the store expects "
+                f"{tap.shape}; re-export the model or write to a new --out store"
+            )
+        arrays[tap.name] = x
+    names = list(dict.fromkeys(v for v in labels if v is not None))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = content_name(fingerprint, ids, digests, ["" if v is None else v for v in labels], splits)
+    if (directory / name).exists():
+        return directory / name
+    builder = ShardBuilder(directory, fingerprint, ids, digests, labels, names, splits)
+    try:
+        for tap in fingerprint.tap_infos:
+            builder.write(tap, 0, arrays[tap.name])
+        return builder.finish()
+    except BaseException:
+        builder.abort()
+        raise
+
+
+def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
+    """Open a shard (or a one-file store) read-only, checking its fingerprint."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
+    except OSError as exc:
+        raise StoreError(f"{path}: not a readable shard ({exc})") from None
+    if f.attrs.get("format") not in (SHARD_FORMAT, S.FORMAT_NAME):
+        f.close()
+        raise StoreError(f"{path}: is not an embedkit shard")
+    if fingerprint is not None:
+        stored = S.Fingerprint.from_attrs(f.attrs)
+        field = stored.first_difference(fingerprint)
+        if field is not None and field != "schema_version":
+            f.close()
+            raise StoreMismatchError(
+                str(path), field, getattr(stored, field), getattr(fingerprint, field)
+            )
+    return f
+
+
+def check_split(value: str | None) -> str:
+    if value is None or value == "":
+        return ""
+    value = S.as_text(value)
+    if value not in S.SPLITS:
+        raise UserInputError(f"split {value!r} is not valid; use one of {', '.join(S.SPLITS)}")
+    return value
+
+
+# -- disk space and durability -----------------------------------------------------------
+def check_free(directory, needed: int, path) -> None:
+    """Refuse to start a write that cannot fit: one line naming ``path`` and the space."""
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise StoreError(_no_space(path, needed, free))
+
+
+@contextlib.contextmanager
+def disk_errors(path, needed: int):
+    """Turn a full disk (or another OS error) during a write into a one-line StoreError."""
+    try:
+        yield
+    except OSError as exc:
+        parent = Path(path).parent
+        free = shutil.disk_usage(parent).free if parent.exists() else 0
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < needed:
+            raise StoreError(_no_space(path, needed, free)) from None
+        raise StoreError(f"{path}: cannot write ({exc})") from None
+
+
+def _no_space(path, needed: int, free: int) -> str:
+    return (
+        f"{path}: not enough disk space: needs {_mb(needed)}, {_mb(free)} free; "
+        "free some space and re-run (committed rows are untouched, the run resumes)"
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def fsync_dir(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
