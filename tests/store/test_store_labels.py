@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from embedkit.errors import UserInputError
-from embedkit.store import FeatureStore, StoreWriter
-from tests.store.test_store import _fp, _items, _sha, _write
+from embedkit.store import FeatureStore
 
 
 def test_from_arrays_names_classes_by_distinct_values_not_a_range(tmp_path):
