@@ -64,7 +64,7 @@ def test_not_onnx_and_missing(tmp_path):
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("embedkit.taps", "[1, 2]", "'embedkit.taps' is not a list of named taps"),
+        ("embedkit.taps", "[1, 2]", r"'embedkit.taps\[0\]' must be an object, got int"),
         ("embedkit.taps", "[{", "'embedkit.taps' is not valid JSON"),
         ("embedkit.preprocess", "{oops", "'embedkit.preprocess' is not valid JSON"),
     ],
