@@ -52,7 +52,10 @@ def register(subparsers) -> None:
     for name, text in _HELP.items():
         default = getattr(_DEFAULTS, name)
         kind = _TYPES.get(name, int if default is None else type(default))
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=text)
+        choices = ("self_confidence", "margin") if name == "rank_by" else None
+        p.add_argument(
+            "--" + name.replace("_", "-"), type=kind, choices=choices, default=default, help=text
+        )
     p.set_defaults(func=_run)
 
 
