@@ -24,7 +24,6 @@ _HELP = {
     "block_size": "rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
     "seed": "seed of folds and head",
 }
-_CHOICES = {"rank_by": ("self_confidence", "margin")}
 # Range-checked at parse time; the other fields take their default's type.
 _TYPES = {
     "folds": int_at_least(2),
@@ -53,10 +52,10 @@ def register(subparsers) -> None:
     for name, text in _HELP.items():
         default = getattr(_DEFAULTS, name)
         kind = _TYPES.get(name, int if default is None else type(default))
+        choices = ("self_confidence", "margin") if name == "rank_by" else None
         p.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=default, help=text,
-            choices=_CHOICES.get(name),
-        )  # fmt: skip
+            "--" + name.replace("_", "-"), type=kind, choices=choices, default=default, help=text
+        )
     p.set_defaults(func=_run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -75,6 +76,33 @@ def test_partial_fit_after_load_head_continues_from_the_saved_state(name, saved,
         loaded.partial_fit(X[:, :8], labels[y])
 
 
+def _reseal(directory):
+    """Rewrite head.json's sha256 to match the files, as a forger would: the deeper checks
+    (allow-listed types, module shapes) must still refuse what the digest no longer can."""
+    config = json.loads((directory / "head.json").read_text())
+    config["sha256"] = {
+        name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        for name in config.get("sha256", {})
+    }
+    (directory / "head.json").write_text(json.dumps(config))
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_naming_the_file(saved, tmp_path):
+    for name in ("logreg", "mlp"):
+        _, path = saved[name]
+        bad = tmp_path / name
+        bad.mkdir()
+        for f in path.iterdir():
+            data = bytearray(f.read_bytes())
+            if f.name != "head.json":
+                data[len(data) // 2] ^= 1
+            (bad / f.name).write_bytes(bytes(data))
+        with pytest.raises(
+            UserInputError, match=r"(head.skops|weights.safetensors) does not match the sha256"
+        ):
+            load_head(bad)
+
+
 def test_torch_head_saved_with_the_old_validation_data_param_loads(saved, tmp_path, tiny):
     # Heads saved before validation data moved to fit() hold "validation_data": null.
     head, path = saved["mlp"]
@@ -96,6 +124,7 @@ def test_skops_file_with_a_foreign_type_is_refused(saved, tmp_path):
     bad.mkdir()
     (bad / "head.json").write_text((path / "head.json").read_text())
     skops.io.dump({"head": Foreign()}, bad / "head.skops")
+    _reseal(bad)
     with pytest.raises(UserInputError, match="not allowed: .*Foreign"):
         load_head(bad)
 
@@ -107,6 +136,7 @@ def test_skops_file_with_another_estimator_is_refused(saved, tmp_path, tiny):
     (bad / "head.json").write_text((path / "head.json").read_text())
     tree = DecisionTreeClassifier().fit(tiny[0], tiny[1])
     skops.io.dump(tree, bad / "head.skops")
+    _reseal(bad)
     with pytest.raises(UserInputError, match="not allowed|holds a DecisionTreeClassifier"):
         load_head(bad)
 
@@ -136,6 +166,7 @@ def test_safetensors_with_wrong_shapes_is_refused(saved, tmp_path):
         },
         str(bad / "weights.safetensors"),
     )
+    _reseal(bad)
     with pytest.raises(UserInputError, match="weights.safetensors does not match LinearHead"):
         load_head(bad)
 
@@ -146,6 +177,7 @@ def test_garbage_files_are_refused(saved, tmp_path):
     bad.mkdir()
     (bad / "head.json").write_text((path / "head.json").read_text())
     (bad / "weights.safetensors").write_bytes(b"\x00" * 64)
+    _reseal(bad)
     with pytest.raises(UserInputError, match="does not match MLPHead"):
         load_head(bad)
     (bad / "head.json").write_text("{not json")
