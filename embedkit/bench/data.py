@@ -269,7 +269,7 @@ def load_bench_sets(
 
 def _read_store(fs, taps, exclude, make_test_split, require_test) -> list[BenchData]:
     path = str(fs.path)
-    sets = [(fs.default_tap,)] if taps is None else parse_tap_sets(taps, fs.taps)
+    sets = [(fs.default_tap,)] if taps is None else parse_tap_sets(taps, fs.taps, store=path)
     if not fs.has_labels:
         raise UserInputError(
             f"store {path} has no labels; extract with labels (e.g. class folders or a label "

@@ -132,9 +132,9 @@ def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...
                 f"--tap {tap!r}: train fits one head on one tap set; join taps with + "
                 "(e.g. blocks.14+pool), or compare taps with embedkit bench --taps a,b"
             )
-        taps = parse_tap_set(tap, fs.taps)
+        taps = parse_tap_set(tap, fs.taps, store=fs.path)
     else:
-        taps = parse_tap_set(JOIN.join(str(t) for t in tap), fs.taps)
+        taps = parse_tap_set(JOIN.join(str(t) for t in tap), fs.taps, store=fs.path)
     if head is not None and head.spatial_input and len(taps) > 1:
         raise UserInputError(
             f"{type(head).__name__} reads one tap's feature maps; give one --tap, not "

@@ -42,7 +42,9 @@ def tap_set_name(taps: Sequence[str]) -> str:
     return JOIN.join(taps)
 
 
-def parse_tap_set(text: str | Sequence[str], available: Sequence[str], where: str = "--tap"):
+def parse_tap_set(
+    text: str | Sequence[str], available: Sequence[str], where: str = "--tap", store="the store"
+):
     """One tap set from ``"a+b"`` (or a list of taps); each tap must be in ``available``.
 
     Examples
@@ -57,14 +59,16 @@ def parse_tap_set(text: str | Sequence[str], available: Sequence[str], where: st
     for tap in taps:
         if tap not in available:
             raise UserInputError(
-                f"{where} {tap!r} is not a tap of this store; its taps: {', '.join(available)}"
+                f"{where} {tap!r} is not a tap of {store}; its taps: {', '.join(available)}"
             )
     if len(set(taps)) < len(taps):
         raise UserInputError(f"{where} {text!r} names a tap twice; give each tap once")
     return taps
 
 
-def parse_tap_sets(spec, available: Sequence[str], where: str = "--taps") -> list[tuple]:
+def parse_tap_sets(
+    spec, available: Sequence[str], where: str = "--taps", store="the store"
+) -> list[tuple]:
     """The tap sets of ``spec``: ``"all"``, ``"a,b,c"``, ``"a+b"``, a mix, or a list of them.
 
     ``None`` or ``"all"`` gives every tap of ``available`` alone, in :func:`depth_order`.
@@ -78,7 +82,7 @@ def parse_tap_sets(spec, available: Sequence[str], where: str = "--taps") -> lis
             if text == ALL_TAPS:
                 sets += [(tap,) for tap in depth_order(available)]
             else:
-                sets.append(parse_tap_set(text, available, where))
+                sets.append(parse_tap_set(text, available, where, store))
     if not sets:
         raise UserInputError(f"{where} is empty; give e.g. all, or pool,blocks.14+pool")
     return list(dict.fromkeys(sets))
