@@ -30,13 +30,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from build_reference_stores import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LITE0_WIDTHS = {"pool": 1280, "blocks.4": 40, "blocks.7": 80, "blocks.10": 112,
                 "blocks.14": 192, "blocks.15": 320}  # fmt: skip
 GOALS = {"fortunes": 0.84, "fmnist": 0.90}
-EXTRA_SETS = {"fortunes": "layer.4+last,layer.3+layer.4+last", "fmnist": "blocks.15+pool"}
+EXTRA_SETS = {  # joined sets: the last two, and the last four (fortunes) or three taps
+    "fortunes": "layer.4+last,layer.2+layer.3+layer.4+last",
+    "fmnist": "blocks.15+pool,blocks.14+blocks.15+pool",
+}
 
 
 def cli(*args: str) -> None:
@@ -229,24 +233,14 @@ def main() -> None:
         sections["reference"] = lines
     if "speed" in parts:
         sections["speed"] = speed(args.seeds)
+    machine = (f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU; load average "
+               f"{os.getloadavg()[0]:.1f} at the end.")  # fmt: skip
     for name, lines in sections.items():
-        write_section(RESULTS / "layers.md", name, "\n".join(lines))
-        print("\n".join(lines), flush=True)
-
-
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replace this part's section of ``path`` (between markers), keep the rest."""
-    mark = (f"<!-- layers:{name}:start -->", f"<!-- layers:{name}:end -->")
-    text = (f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU; load average "
-            f"{os.getloadavg()[0]:.1f} at the end.\n\n{text.rstrip()}")  # fmt: skip
-    block = f"{mark[0]}\n{text}\n{mark[1]}"
-    old = path.read_text() if path.exists() else "## Layers: which tap, which head\n"
-    if mark[0] in old and mark[1] in old:
-        head, rest = old.split(mark[0], 1)
-        new = head + block + rest.split(mark[1], 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
+        text = "\n".join([machine, "", *lines])
+        if not (RESULTS / "layers.md").exists():
+            (RESULTS / "layers.md").write_text("## Layers: which tap, which head\n")
+        write_section(RESULTS / "layers.md", text, name, tag="layers")
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

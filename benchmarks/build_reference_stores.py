@@ -163,9 +163,9 @@ def main() -> None:
         print(text, flush=True)
 
 
-def write_section(path: Path, text: str, name: str) -> None:
-    """Replace the section of store ``name`` in ``path`` (between markers), keep the rest."""
-    mark = (f"<!-- reference_store:{name}:start -->", f"<!-- reference_store:{name}:end -->")
+def write_section(path: Path, text: str, name: str, tag: str = "reference_store") -> None:
+    """Replace the section ``tag:name`` in ``path`` (between markers), keep the rest."""
+    mark = (f"<!-- {tag}:{name}:start -->", f"<!-- {tag}:{name}:end -->")
     text = f"{mark[0]}\n{text.rstrip()}\n{mark[1]}"
     old = path.read_text() if path.exists() else "## Bench\n"
     if mark[0] in old and mark[1] in old:

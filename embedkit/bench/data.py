@@ -50,6 +50,11 @@ class BenchData:
     source: dict = field(default_factory=dict)  # path, tap, fingerprint: what the runs record
 
     @property
+    def tap(self) -> str:
+        """The tap set's name (``source["tap"]``; "features" for data built by hand)."""
+        return str(self.source.get("tap") or "features")
+
+    @property
     def n_classes(self) -> int:
         return int(max(len(self.label_names), int(self.y.max()) + 1 if len(self.y) else 0))
 

@@ -207,10 +207,9 @@ def bench_config(datas: list[BenchData], spec: BenchSpec) -> dict:
     return {
         "source": {k: v for k, v in first.source.items() if k not in ("tap", "shape", "digest")},
         "taps": {
-            d.source["tap"]: {"shape": d.source["shape"], "digest": d.source["digest"]}
-            for d in datas
-        },  # fmt: skip
-        "tap_order": [d.source["tap"] for d in datas],  # as given: shallow to deep for "all"
+            d.tap: {"shape": d.source.get("shape"), "digest": d.source.get("digest")} for d in datas
+        },
+        "tap_order": [d.tap for d in datas],  # as given: shallow to deep for "all"
         "protocol": spec.protocol,
         "folds": spec.folds if spec.protocol == "cv" else None,
         "sweep": spec.sweep,
@@ -251,7 +250,7 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[_Task]:
                 val = None
                 if shots == spec.top_shots and spec.val:
                     val = carve_validation(data.y, rows, seed, fraction=float(spec.val))
-                for tap in (d.source["tap"] for d in datas):
+                for tap in (d.tap for d in datas):
                     for head in spec.heads:
                         rid = run_id(tap, head, shots, seed, fold)
                         tasks.append(
@@ -298,14 +297,14 @@ def _execute(tasks: list[_Task], datas: list[BenchData], spec: BenchSpec, config
     }
     y = datas[0].y
     if jobs == 1:
-        X = {d.source["tap"]: d.X for d in datas}
+        X = {d.tap: d.X for d in datas}
         for task in tasks:
             yield run_one(task, X[task.tap], y, common)
         return
     from joblib import Parallel, delayed
 
     with tempfile.TemporaryDirectory(prefix="embedkit-bench-") as tmp:
-        X = {d.source["tap"]: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
+        X = {d.tap: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
                             max_nbytes="1M", mmap_mode="r")  # fmt: skip
         yield from parallel(delayed(run_one)(task, X[task.tap], y, common) for task in tasks)

@@ -125,16 +125,14 @@ def train_on_store(
 def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...]:
     """The taps a head reads: ``None`` = the store's default; ``"a+b"`` or ``[a, b]`` joined."""
     if tap is None:
-        taps = (fs.default_tap,)
-    elif isinstance(tap, str):
-        if "," in tap:
-            raise UserInputError(
-                f"--tap {tap!r}: train fits one head on one tap set; join taps with + "
-                "(e.g. blocks.14+pool), or compare taps with embedkit bench --taps a,b"
-            )
-        taps = parse_tap_set(tap, fs.taps, store=fs.path)
-    else:
-        taps = parse_tap_set(JOIN.join(str(t) for t in tap), fs.taps, store=fs.path)
+        return (fs.default_tap,)
+    text = tap if isinstance(tap, str) else JOIN.join(str(t) for t in tap)
+    if "," in text:
+        raise UserInputError(
+            f"--tap {text!r}: train fits one head on one tap set; join taps with + "
+            "(e.g. blocks.14+pool), or compare taps with embedkit bench --taps a,b"
+        )
+    taps = parse_tap_set(text, fs.taps, store=fs.path)
     if head is not None and head.spatial_input and len(taps) > 1:
         raise UserInputError(
             f"{type(head).__name__} reads one tap's feature maps; give one --tap, not "

@@ -77,7 +77,7 @@ def test_repeated_tap_joins_and_predict_uses_the_recorded_taps(two_tap_store, tm
     expected = head.predict_proba(join.transform([wide, narrow]))
     got = np.array([list(r["proba"].values()) for r in predict_store(tmp_path / "h", path)])
     assert np.allclose(got, expected, atol=1e-6)
-    assert info["accuracy"]["test"] > 0.95  # each tap alone is near 0.75
+    assert info["accuracy"]["test"] > 0.9  # each tap alone is near 0.75
     alone = train_on_store(path, "logreg", tmp_path / "a", tap="early")
     assert alone["accuracy"]["test"] < 0.85
     out = run_cli("predict", str(tmp_path / "p"), str(path), "--out", str(tmp_path / "p.csv"))
