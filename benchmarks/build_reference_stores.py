@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--heads", default="sgd,logreg,linear,mlp,knn,centroid")
     parser.add_argument("--shots", default="1,2,4,8,16,all")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--build-only", action="store_true", help="build the stores, no bench")
     args = parser.parse_args()
     names = args.only or ["fmnist", "fortunes"]
     work = ROOT / "runs" / "bench-ref" / "data"
@@ -140,6 +141,9 @@ def main() -> None:
         started = time.perf_counter()
         store = builders[name](work)
         built = time.perf_counter() - started
+        print(f"{store.relative_to(ROOT)} built or reused in {built:.0f} s", flush=True)
+        if args.build_only:
+            continue
         seconds, table = bench(name, store, args)
         acc, anchor = logreg_all(name), BY_HAND[name]
         text = (
@@ -159,9 +163,9 @@ def main() -> None:
         print(text, flush=True)
 
 
-def write_section(path: Path, text: str, name: str) -> None:
-    """Replace the section of store ``name`` in ``path`` (between markers), keep the rest."""
-    mark = (f"<!-- reference_store:{name}:start -->", f"<!-- reference_store:{name}:end -->")
+def write_section(path: Path, text: str, name: str, tag: str = "reference_store") -> None:
+    """Replace the section ``tag:name`` in ``path`` (between markers), keep the rest."""
+    mark = (f"<!-- {tag}:{name}:start -->", f"<!-- {tag}:{name}:end -->")
     text = f"{mark[0]}\n{text.rstrip()}\n{mark[1]}"
     old = path.read_text() if path.exists() else "## Bench\n"
     if mark[0] in old and mark[1] in old:

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = (
     "extract", "ray", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference",
-    "audit", "deploy",
+    "layers", "audit", "deploy",
 )  # fmt: skip
 SCRIPTS = {
     "extract": "bench_extract.py",
@@ -33,10 +33,11 @@ SCRIPTS = {
     "heads": "bench_heads.py",
     "protocol": "bench_protocol.py",
     "reference": "build_reference_stores.py",
+    "layers": "bench_layers.py",
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
 }
-SECTIONS = ("extract", "ray", "speed", "backbones", "heads", "bench", "audit", "deploy")
+SECTIONS = ("extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy")
 
 
 def run(names: list[str]) -> None:

@@ -57,18 +57,23 @@ class HookedBackbone:
     aliases : dict of str to TapPoint, optional
         Friendly tap names (``"pool"``, ``"blocks.10"``) listed by ``embedkit taps``.
     default_tap : str
-        Tap exported when none is asked for.
+        The backbone's final tap: the one ``embedkit taps`` names as the default.
+    default_taps : sequence of str, optional
+        Taps exported when none is asked for, shallow to deep (default: ``default_tap``);
+        the registry's EfficientNet-Lite exports a multi-depth set (docs/backbones.md).
     """
 
     modality = "image"
 
-    def __init__(self, name, model, example, preprocess, *, aliases=None, default_tap="output"):
+    def __init__(self, name, model, example, preprocess, *, aliases=None, default_tap="output",
+                 default_taps=None):  # fmt: skip
         self.name = name
         self.model = model.eval()
         self.example = example
         self.preprocess: PreprocessSpec = parse_preprocess(preprocess, f"{name} preprocess")
         self.aliases = dict(aliases or {})
         self.default_tap = default_tap
+        self.default_taps = tuple(default_taps or (default_tap,))
         self.default_pooling = "avg"
         self.default_normalize = False
         self._table: dict[str, TappableLayer] | None = None
@@ -125,7 +130,7 @@ class HookedBackbone:
         """Build the multi-output module that ``torch.onnx.export`` will trace."""
         pooling = check_pooling(pooling or self.default_pooling)
         normalize = self.default_normalize if normalize is None else normalize
-        taps = list(taps or [self.default_tap])
+        taps = list(taps or self.default_taps)
         points = [(self.resolve(t), pooling) for t in taps]
         preprocess = self.preprocess
         mean = std = None

@@ -98,6 +98,7 @@ class TextBackbone:
         self.max_length = int(max_length)
         self.default_normalize = normalize
         self.default_tap = "last"
+        self.default_taps = (self.default_tap,)  # minilm: a multi-depth set (load_minilm)
         self.n_layers = int(model.config.num_hidden_layers)
         params = inspect.signature(model.forward).parameters
         self.input_names = ["input_ids", "attention_mask"]
@@ -149,7 +150,7 @@ class TextBackbone:
                 f"pooling {how!r} does not apply to text; valid: {', '.join(TOKEN_POOLINGS)}"
             )
         normalize = self.default_normalize if normalize is None else normalize
-        taps = list(taps or [self.default_tap])
+        taps = list(taps or self.default_taps)
         layers = [self.resolve(t) for t in taps]
         module = TextEncoder(self.model, layers, [how] * len(taps), normalize=normalize).eval()
         descs = [
@@ -232,22 +233,29 @@ def minilm_path() -> str:
 def load_minilm(*, max_length=None, normalize=None, **_options) -> TextBackbone:
     """Load all-MiniLM-L6-v2 (mean pooling + L2 norm, as sentence-transformers does).
 
+    Its default export carries ``last`` (first: the store's default tap) and ``layer.0`` ..
+    ``layer.4``, each mean pooled and L2-normed, so one extraction supports a layer sweep.
+
     Examples
     --------
     >>> bb = load_minilm()
     >>> bb.max_length, bb.tap_names()[:2]
     (256, ['embeddings', 'layer.0'])
+    >>> bb.default_taps
+    ('last', 'layer.0', 'layer.1', 'layer.2', 'layer.3', 'layer.4')
     """
     path = minilm_path()
     sbert = Path(path, "sentence_bert_config.json")
     default_max = json.loads(sbert.read_text())["max_seq_length"] if sbert.exists() else 256
-    return _load_transformer(
+    backbone = _load_transformer(
         path,
         "minilm",
         max_length=max_length,
         default_max=int(default_max),
         normalize=True if normalize is None else normalize,
     )
+    backbone.default_taps = ("last", *backbone.tap_names()[1:-2])  # last, layer.0 .. layer.4
+    return backbone
 
 
 def load_hf(path: str, *, name: str, max_length=None, normalize=None, **_options) -> TextBackbone:

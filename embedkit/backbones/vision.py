@@ -60,7 +60,22 @@ def _efficientnet_lite(variant: str, size: int, **_options) -> HookedBackbone:
     # Resizing straight to size x size squashes non-square photos (skimage's rocket then
     # reads as a drilling platform instead of a missile).
     spec = image_spec(size, LITE_MEAN, LITE_STD, resize_shorter=round(size / 0.875), crop="center")
-    return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap="pool")
+    return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap="pool",
+                          default_taps=("pool", *stage_ends(model._blocks)[-5:]))  # fmt: skip
+
+
+def stage_ends(blocks) -> list[str]:
+    """``blocks.i`` of the last block of each stage (where the output width changes next).
+
+    The default export of EfficientNet-Lite taps ``pool`` (first: the store's default tap)
+    and the last five stage ends (Lite0: blocks 4, 7, 10, 14, 15, widths 40 .. 320):
+    avg-pooled, they add 58% more floats per item, and ``embedkit bench --taps all``
+    compares the depths from one store.
+    """
+    widths = [block._block_args.output_filters for block in blocks]
+    return [
+        f"blocks.{i}" for i, w in enumerate(widths) if i + 1 == len(widths) or widths[i + 1] != w
+    ]
 
 
 for _variant, _size, _params in (("lite0", 224, "4.7M"), ("lite2", 260, "6.1M")):

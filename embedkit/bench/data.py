@@ -2,16 +2,16 @@
 
     embedkit bench stores/fmnist-lite0.h5 --shots 1,4,16,all --out bench/
 
-:func:`load_bench_data` reads one tap of a feature store into memory (float32), drops
-unlabelled rows and the ids of ``--exclude`` from the training pool, and fixes the ONE test
-split. The samplers below only ever see the training pool, so no protocol can train or
-tune on a test row:
+:func:`load_bench_data` reads one tap set of a feature store into memory (float32;
+:func:`load_bench_sets` several, for ``--taps``), drops unlabelled rows and the ids of
+``--exclude`` from the training pool, and fixes the ONE test split. The samplers below
+only ever see the training pool, so no protocol can train or tune on a test row:
 
 - :func:`kshot_indices`: ``k`` rows per class, stratified, deterministic per seed and
   nested across ``k`` (the 2-shot set contains the 1-shot set of the same seed);
 - :func:`cv_folds`: stratified k-fold over the training pool;
 - :func:`carve_validation`: a stratified validation part of one run's training rows,
-  used by the hyper-parameter sweep.
+  used by the hyper-parameter sweep and by ``--val`` (which picks the recommended pair).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads.tapsets import TapJoin, parse_tap_sets, tap_set_name
 from embedkit.store import read_ids_file
 from embedkit.store.ids import check_known_ids
 from embedkit.store.splits import stratified_split
@@ -47,6 +48,11 @@ class BenchData:
     test: np.ndarray  # row indices of the fixed test split (sorted; may be empty for cv)
     label_names: tuple[str, ...] = ()  # class names; empty means "0", "1", ...
     source: dict = field(default_factory=dict)  # path, tap, fingerprint: what the runs record
+
+    @property
+    def tap(self) -> str:
+        """The tap set's name (``source["tap"]``; "features" for data built by hand)."""
+        return str(self.source.get("tap") or "features")
 
     @property
     def n_classes(self) -> int:
@@ -84,6 +90,11 @@ def parse_shots(text: str | list) -> tuple[int | str, ...]:
     if not shots:
         raise UserInputError("--shots is empty; give e.g. 1,2,4,8,16,all")
     return tuple(dict.fromkeys(shots))
+
+
+def shot_rank(shots) -> float:
+    """Sort key of a shot level: ``all`` after every number."""
+    return float("inf") if shots == ALL else float(shots)
 
 
 def check_shots(data: BenchData, shots: tuple[int | str, ...], *, allow_fewer: bool) -> None:
@@ -199,14 +210,15 @@ def load_bench_data(
     make_test_split: float | None = None,
     require_test: bool = True,
 ) -> BenchData:
-    """Read one tap of a feature store into memory and fix the training pool and test rows.
+    """Read one tap set of a feature store into memory; fix the training pool and test rows.
 
     Parameters
     ----------
     store : str, Path or FeatureStore
         The feature store (an open :class:`~embedkit.store.FeatureStore` is read, not closed).
     tap : str, optional
-        The tap to bench; the store's first tap by default.
+        The tap to bench, or taps joined with ``+`` (``"blocks.14+pool"``, see
+        :mod:`embedkit.heads.tapsets`); the store's default tap by default.
     exclude : path, optional
         A file of row ids, one a line, left out of the training pool (for example the
         label errors that ``embedkit audit`` found). The test split is unchanged, so the
@@ -223,19 +235,46 @@ def load_bench_data(
     >>> len(data.train), len(data.test)  # doctest: +SKIP
     (3000, 1000)
     """
+    taps = [tap] if tap and "," not in tap else tap  # one set; "a,b" is refused below
+    sets = load_bench_sets(store, taps=taps, exclude=exclude, make_test_split=make_test_split,
+                           require_test=require_test)  # fmt: skip
+    if len(sets) != 1:
+        raise UserInputError(f"--tap {tap!r} names {len(sets)} tap sets; give one (a or a+b)")
+    return sets[0]
+
+
+def load_bench_sets(
+    store,
+    *,
+    taps=None,
+    exclude: str | Path | None = None,
+    make_test_split: float | None = None,
+    require_test: bool = True,
+) -> list[BenchData]:
+    """One :class:`BenchData` per tap set of ``taps``, sharing labels, pool and test rows.
+
+    ``taps`` is None (the store's default tap), ``"all"``, ``"a,b,c"``, ``"a+b"`` or a list
+    of those (:func:`embedkit.heads.tapsets.parse_tap_sets`). Joined taps are standardised
+    with statistics of the training pool (labelled rows that are not test), never the test
+    rows. The other arguments are those of :func:`load_bench_data`.
+
+    Examples
+    --------
+    >>> sets = load_bench_sets("stores/fmnist-lite0.h5", taps="all")  # doctest: +SKIP
+    >>> [d.source["tap"] for d in sets]  # doctest: +SKIP
+    ['blocks.4', 'blocks.7', 'blocks.10', 'blocks.14', 'blocks.15', 'pool']
+    """
     from embedkit.store import FeatureStore
 
     if isinstance(store, FeatureStore):
-        return _read_store(store, tap, exclude, make_test_split, require_test)
+        return _read_store(store, taps, exclude, make_test_split, require_test)
     with FeatureStore(str(store)) as fs:
-        return _read_store(fs, tap, exclude, make_test_split, require_test)
+        return _read_store(fs, taps, exclude, make_test_split, require_test)
 
 
-def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
+def _read_store(fs, taps, exclude, make_test_split, require_test) -> list[BenchData]:
     path = str(fs.path)
-    tap = tap or fs.default_tap
-    if tap not in fs.taps:
-        raise UserInputError(f"--tap {tap!r} is not in {path}; its taps: {', '.join(fs.taps)}")
+    sets = [(fs.default_tap,)] if taps is None else parse_tap_sets(taps, fs.taps, store=path)
     if not fs.has_labels:
         raise UserInputError(
             f"store {path} has no labels; extract with labels (e.g. class folders or a label "
@@ -243,10 +282,9 @@ def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
         )
     labels = np.asarray(fs.labels(), dtype=np.int64)
     labelled = np.flatnonzero(labels >= 0)
-    X = fs.features(tap=tap, dtype=np.float32)  # (N, D...) one contiguous read
     all_ids = np.asarray(fs.ids()).astype(str)
     splits = np.asarray(fs.splits()).astype(str)[labelled]
-    X, y, ids = X[labelled] if len(labelled) < len(X) else X, labels[labelled], all_ids[labelled]
+    y, ids = labels[labelled], all_ids[labelled]
     rows = np.arange(len(y))
     if make_test_split:
         pool, test = stratified_test_split(y, rows, float(make_test_split))
@@ -262,17 +300,24 @@ def _read_store(fs, tap, exclude, make_test_split, require_test) -> BenchData:
         wanted = read_ids_file(exclude)
         check_known_ids(wanted, all_ids, path, f"--exclude {exclude}")
         pool = pool[~np.isin(ids[pool], list(wanted))]
-    info = fs.tap_info(tap)
-    source = {
-        "store": path,
-        "tap": tap,
-        "shape": list(info.shape),
-        "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
-        "digest": _digest(X, y, pool, test),
-        "exclude": str(exclude) if exclude else None,
-        "make_test_split": make_test_split,
-    }
-    return BenchData(X, y, pool, test, tuple(fs.label_names), source)
+    out = []
+    for taps_ in sets:
+        parts = [fs.features(tap=t, dtype=np.float32) for t in taps_]  # (N, D...) one read each
+        parts = [X[labelled] if len(labelled) < len(X) else X for X in parts]
+        join = TapJoin.fit(taps_, [X[pool] for X in parts]) if len(taps_) > 1 else None
+        X = join.transform(parts) if join else parts[0]
+        source = {
+            "store": path,
+            "tap": tap_set_name(taps_),
+            "shape": list(X.shape[1:]),
+            "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
+            "default_tap": fs.default_tap,  # the final layer of a registry export
+            "digest": _digest(X, y, pool, test),
+            "exclude": str(exclude) if exclude else None,
+            "make_test_split": make_test_split,
+        }
+        out.append(BenchData(X, y, pool, test, tuple(fs.label_names), source))
+    return out
 
 
 def _digest(X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray) -> str:

@@ -1,4 +1,9 @@
-"""PNG plots of a bench: accuracy vs shots with interval bands, accuracy vs fit time."""
+"""PNG plots of a bench: accuracy vs shots, vs fit time, and vs depth (one line per head).
+
+Each plot draws the majority-class and stratified-random baselines as dashed lines and
+marks with a red ▼ every mean under the majority baseline. The shots and fit-time plots
+show the recommended tap set (the only one, without ``--taps``).
+"""
 
 from __future__ import annotations
 
@@ -26,37 +31,62 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     from embedkit.bench.report import _heads, _shot_label, _shot_levels
 
     plt = _pyplot()
-    levels = _shot_levels(table.rows)
+    rows = _shown_rows(table)
+    levels = _shot_levels(rows)
     x = np.arange(len(levels))
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for head in _heads(table.rows):
-        cells = {r["shots"]: r for r in table.rows if r["head"] == head}
-        mean = np.array([_get(cells.get(s), "accuracy_mean") for s in levels])
-        lo = np.array([_get(cells.get(s), "accuracy_lo", "accuracy_mean") for s in levels])
-        hi = np.array([_get(cells.get(s), "accuracy_hi", "accuracy_mean") for s in levels])
-        (line,) = ax.plot(x, mean, marker="o", label=head)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+    for head in _heads(rows):
+        cells = {r["shots"]: r for r in rows if r["head"] == head}
+        _line(ax, table, x, [cells.get(s) for s in levels], head)
+    _baselines(ax, table)
     ax.set_xticks(x, [_shot_label(s) for s in levels])
     ax.set_xlabel("training rows per class (shots)")
     ax.set_ylabel("accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, plt, path)
+    return _save(fig, plt, ax, path)
+
+
+def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
+    """Accuracy at the largest shot level against the tap sets (bench order: shallow to
+    deep for ``--taps all``), one line per head; a star on the recommended pair.
+
+    Examples
+    --------
+    >>> plot_accuracy_vs_depth(build_report("bench/"), "depth.png")  # doctest: +SKIP
+    """
+    from embedkit.bench.choose import recommend
+    from embedkit.bench.report import _heads, _shot_label, _shot_levels
+
+    plt = _pyplot()
+    top = _shot_levels(table.rows)[-1]
+    taps = table.taps
+    x = np.arange(len(taps))
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(taps)), 4.5), dpi=110)
+    cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
+    for head in _heads(table.rows):
+        _line(ax, table, x, [cell.get((t, head)) for t in taps], head)
+    best = recommend(table)
+    if best is not None:
+        ax.plot(taps.index(best["tap"]), best["accuracy_mean"], marker="*", markersize=16,
+                color="gold", markeredgecolor="black", linestyle="none",
+                label=f"recommended ({best['head']})", zorder=5)  # fmt: skip
+    _baselines(ax, table)
+    ax.set_xticks(x, taps, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("tap set (shallow to deep)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(_title(table, f"accuracy vs depth, shots = {_shot_label(top)}", tap=False))
+    return _save(fig, plt, ax, path)
 
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     """Mean accuracy against mean fit seconds (log scale), one line per head over shots."""
-    from embedkit.bench.report import _heads, _shot_label, _shot_rank
+    from embedkit.bench.report import _heads, _shot_label
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for head in _heads(table.rows):
-        cells = sorted(
-            (r for r in table.rows if r["head"] == head and r["accuracy_mean"] is not None),
-            key=lambda r: _shot_rank(r["shots"]),
-        )
+    rows = _shown_rows(table)
+    for head in _heads(rows):
+        cells = [r for r in rows if r["head"] == head and r["accuracy_mean"] is not None]
         if not cells:
             continue
         t = np.array([max(r["fit_s_mean"], 1e-4) for r in cells])
@@ -70,14 +100,41 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
             textcoords="offset points",
             color=line.get_color(),
         )
+    _baselines(ax, table)
     ax.set_xscale("log")
     ax.set_xlabel("fit seconds (mean over seeds, log scale)")
     ax.set_ylabel("accuracy")
     ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"))
-    ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, plt, path)
+    return _save(fig, plt, ax, path)
+
+
+def _shown_rows(table) -> list[dict]:
+    """The rows of the recommended tap set (else the last one): one tap set per plot."""
+    tap = (table.recommended or {}).get("tap") or table.taps[-1]
+    return [r for r in table.rows if r["tap"] == tap]
+
+
+def _line(ax, table, x, cells, label: str) -> None:
+    """Mean with its interval band; a red ▼ on each point under the majority baseline."""
+    mean = np.array([_get(c, "accuracy_mean") for c in cells])
+    lo = np.array([_get(c, "accuracy_lo", "accuracy_mean") for c in cells])
+    hi = np.array([_get(c, "accuracy_hi", "accuracy_mean") for c in cells])
+    (line,) = ax.plot(x, mean, marker="o", label=label)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+    under = np.array([table.below_majority(c) for c in cells], dtype=bool)
+    if under.any():
+        ax.plot(np.asarray(x)[under], mean[under], marker="v", color="red", markersize=9,
+                linestyle="none", zorder=4)  # fmt: skip
+
+
+def _baselines(ax, table) -> None:
+    styles = {"majority": ("dimgray", "--"), "stratified": ("darkgray", ":")}
+    for name, value in table.info.get("baselines", {}).items():
+        color, style = styles.get(name, ("gray", "--"))
+        ax.axhline(value, color=color, linestyle=style, linewidth=1.2,
+                   label=f"{name} baseline ({value:.3f})")  # fmt: skip
+    if table.info.get("baselines"):
+        ax.plot([], [], marker="v", color="red", linestyle="none", label="under majority")
 
 
 def _get(row, key, fallback=None):
@@ -89,13 +146,18 @@ def _get(row, key, fallback=None):
     return np.nan if value is None else value
 
 
-def _title(table, text: str) -> str:
+def _title(table, text: str, tap: bool = True) -> str:
     source = table.info.get("source", {})
     name = Path(str(source.get("store", ""))).name
-    return f"{name} [{source.get('tap', '')}]: {text}" if name else text
+    shown = _shown_rows(table)[0]["tap"] if tap and table.rows else ""
+    where = f"{name} [{shown}]" if shown else name
+    return f"{where}: {text}" if name else text
 
 
-def _save(fig, plt, path) -> Path:
+def _save(fig, plt, ax, path) -> Path:
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=7)
     path = Path(path)
     fig.tight_layout()
     fig.savefig(path)

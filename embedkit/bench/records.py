@@ -1,10 +1,11 @@
 """One JSON record per run in ``RESULTS_DIR/runs/``, written atomically.
 
-A run is one (head, shots, seed[, fold]); its file name is its run id, e.g.
-``runs/logreg__k16__s3.json`` or ``runs/mlp__all__s0__f2.json``. A record holds the
-configuration hash of the bench that made it (store digest, tap, protocol, sweep, head
-parameters), so a re-run into the same directory skips only runs that were done with the
-same configuration, and refuses to mix configurations.
+A run is one (tap set, head, shots, seed[, fold]); its file name is its run id, e.g.
+``runs/pool__logreg__k16__s3.json`` or ``runs/blocks.14+pool__mlp__all__s0__f2.json``. A
+record holds the configuration hash of the bench that made it (store, tap sets and their
+digests, protocol, sweep, validation fraction, head parameters), so a re-run into the
+same directory skips only runs that were done with the same configuration, and refuses
+to mix configurations.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from pathlib import Path
 
 from embedkit.errors import UserInputError
 
-SCHEMA = 1
+SCHEMA = 2  # 2: records carry their tap set; schema-1 records (one tap) are still read
 
 
-def run_id(head: str, shots: int | str, seed: int, fold: int | None = None) -> str:
+def run_id(tap: str, head: str, shots: int | str, seed: int, fold: int | None = None) -> str:
     """The file stem of a run.
 
     Examples
     --------
-    >>> run_id("logreg", 16, 3), run_id("mlp", "all", 0, fold=2)
-    ('logreg__k16__s3', 'mlp__all__s0__f2')
+    >>> run_id("pool", "logreg", 16, 3), run_id("a+b", "mlp", "all", 0, fold=2)
+    ('pool__logreg__k16__s3', 'a+b__mlp__all__s0__f2')
     """
     level = "all" if shots == "all" else f"k{int(shots)}"
     tail = "" if fold is None else f"__f{int(fold)}"
-    return f"{head}__{level}__s{int(seed)}{tail}"
+    return f"{tap}__{head}__{level}__s{int(seed)}{tail}"
 
 
 def config_hash(config: dict) -> str:
@@ -66,10 +67,12 @@ def read_records(runs_dir: Path) -> list[dict]:
             raise UserInputError(
                 f"{path} is not a readable run record ({exc}); delete it and re-run the bench"
             ) from exc
-        if record.get("schema") != SCHEMA or "run_id" not in record:
+        if record.get("schema") not in (1, SCHEMA) or "run_id" not in record:
             raise UserInputError(
                 f"{path} is not an embedkit bench record (schema {SCHEMA}); move it out of runs/"
             )
+        if "tap" not in record:  # schema 1: one tap per bench, named in its source
+            record["tap"] = record.get("config", {}).get("source", {}).get("tap", "")
         records.append(record)
     return records
 

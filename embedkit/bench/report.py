@@ -2,9 +2,12 @@
 
     embedkit bench-build bench/          # runs alone, on the records of any bench
 
-Each (head, shots) cell is the mean over seeds with a two-sided 95% Student-t interval.
-For cross-validation, the folds of one seed are averaged first, and the interval is over
-seeds (over folds when there is a single seed, which understates the spread).
+Each (tap set, head, shots) cell is the mean over seeds with a two-sided 95% Student-t
+interval. For cross-validation, the folds of one seed are averaged first, and the
+interval is over seeds (over folds when there is a single seed, which understates the
+spread). Every table carries the majority-class and stratified-random baselines, and
+marks a mean under the majority baseline with ▼; :mod:`embedkit.bench.choose` adds the
+recommended (tap, head) pair, picked by validation accuracy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
 from embedkit.errors import UserInputError
@@ -30,54 +34,98 @@ _LABELS = {
     "fit_s": "fit s",
     "predict_s": "predict s",
 }
+BASELINES = ("majority", "stratified")  # rows of every table: see runner.baselines
+BELOW = "▼"  # marks a mean accuracy under the majority-class baseline
 
 
 @dataclass(frozen=True)
 class BenchTable:
-    """Aggregated results: one row per (head, shots) with ``<metric>_mean/_lo/_hi`` keys.
+    """Aggregated results: one row per (tap, head, shots) with ``<metric>_mean/_lo/_hi`` keys.
+
+    ``info`` holds the source, protocol, seeds, the tap sets in bench order (``taps``)
+    and the ``baselines`` (accuracy of the majority-class and stratified-random
+    predictors on the evaluated rows).
 
     Examples
     --------
     >>> table = build_report("bench/")  # doctest: +SKIP
-    >>> table.best("all")["head"]  # doctest: +SKIP
-    'logreg'
+    >>> table.best("all")["head"], table.recommended["tap"]  # doctest: +SKIP
+    ('logreg', 'blocks.15')
     """
 
     rows: list[dict]
     failures: list[dict] = field(default_factory=list)  # failed runs: run_id and error
-    info: dict = field(default_factory=dict)  # source, protocol, seeds, wall time
+    info: dict = field(default_factory=dict)  # source, protocol, seeds, taps, baselines
 
-    def best(self, shots) -> dict | None:
-        """The row with the highest mean accuracy at ``shots``."""
-        cells = [r for r in self.rows if r["shots"] == shots and r["accuracy_mean"] is not None]
+    @property
+    def taps(self) -> list[str]:
+        """The tap sets, in bench order (shallow to deep for ``--taps all``)."""
+        return list(self.info.get("taps") or dict.fromkeys(r["tap"] for r in self.rows))
+
+    def best(self, shots, tap: str | None = None) -> dict | None:
+        """The row with the highest mean test accuracy at ``shots`` (in ``tap`` if given)."""
+        cells = [r for r in self.rows if r["shots"] == shots and r["accuracy_mean"] is not None
+                 and (tap is None or r["tap"] == tap)]  # fmt: skip
         return max(cells, key=lambda r: r["accuracy_mean"], default=None)
 
+    @property
+    def recommended(self) -> dict | None:
+        """The (tap, head) pair with the best validation accuracy at the largest shot level."""
+        from embedkit.bench.choose import recommend
+
+        return recommend(self)
+
+    def below_majority(self, row: dict | None) -> bool:
+        """Whether ``row``'s mean accuracy is under the majority-class baseline."""
+        majority = self.info.get("baselines", {}).get("majority")
+        mean = row and row.get("accuracy_mean")
+        return majority is not None and mean is not None and mean < majority - 1e-12
+
     def csv(self) -> str:
-        columns = ["head", "shots", "n_runs", "n_failed", "n_train"]
-        columns += [f"{m}_{s}" for m in METRICS + TIMES for s in ("mean", "lo", "hi")]
+        columns = ["tap", "head", "shots", "n_runs", "n_failed", "n_train"]
+        columns += [f"{m}_{s}" for m in (*METRICS, *TIMES, "val_accuracy")
+                    for s in ("mean", "lo", "hi")]  # fmt: skip
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, columns, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        for name, value in self.info.get("baselines", {}).items():
+            writer.writerow({"tap": "", "head": name, "shots": "", "accuracy_mean": value})
         return buffer.getvalue()
 
     def markdown(self) -> str:
-        """Accuracy by head and shots, then every metric at the largest shot level."""
-        shots = _shot_levels(self.rows)
-        heads = _heads(self.rows)
-        cell = {(r["head"], r["shots"]): r for r in self.rows}
-        n_seeds = self.info.get("seeds", "?")
+        """The pick (recommended pair, best tap per head), then accuracy per tap set."""
+        from embedkit.bench.choose import pick_markdown
+
+        lines = [pick_markdown(self)]
+        for tap in self.taps:
+            if len(self.taps) > 1:
+                lines += [f"### Tap `{tap}`", ""]
+            lines.append(self._tap_markdown(tap))
+        if self.failures:
+            lines += [f"{len(self.failures)} runs failed (recorded, not fatal):", ""]
+            lines += [f"- `{f['run_id']}`: {f['error']}" for f in self.failures[:10]]
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+    def _tap_markdown(self, tap: str) -> str:
+        """Accuracy by head and shots, baselines, then every metric at the largest level."""
+        rows = [r for r in self.rows if r["tap"] == tap]
+        shots, heads = _shot_levels(rows), _heads(rows)
+        cell = {(r["head"], r["shots"]): r for r in rows}
         lines = [
             f"Accuracy on {self.info.get('evaluated_on', 'the test split')}: mean ± 95% "
-            f"t-interval half-width over {n_seeds} seeds (rows per class in the header).",
+            f"t-interval half-width over {self.info.get('seeds', '?')} seeds (rows per class "
+            f"in the header); {BELOW}: under the majority-class baseline.",
             "",
             "| head | " + " | ".join(_shot_label(s) for s in shots) + " |",
             "| --- |" + " ---: |" * len(shots),
         ]
         for head in heads:
-            values = [_pm(cell.get((head, s)), "accuracy") for s in shots]
+            values = [self.cell_text(cell.get((head, s))) for s in shots]
             lines.append(f"| {head} | " + " | ".join(values) + " |")
+        for name, value in self.info.get("baselines", {}).items():
+            lines.append(f"| *{name}* | " + " | ".join([f"{value:.3f}"] * len(shots)) + " |")
         top = shots[-1] if shots else None
         keys = METRICS + TIMES
         lines += [
@@ -90,21 +138,25 @@ class BenchTable:
         for head in heads:
             row = cell.get((head, top))
             lines.append(f"| {head} | " + " | ".join(_pm(row, k) for k in keys) + " |")
-        if self.failures:
-            lines += ["", f"{len(self.failures)} runs failed (recorded, not fatal):", ""]
-            for failure in self.failures[:10]:
-                lines.append(f"- `{failure['run_id']}`: {failure['error']}")
         return "\n".join(lines) + "\n"
 
+    def cell_text(self, row: dict | None, key: str = "accuracy") -> str:
+        """``mean ± half-width``, with ▼ when the mean is under the majority baseline."""
+        mark = f" {BELOW}" if key == "accuracy" and self.below_majority(row) else ""
+        return _pm(row, key) + mark
+
     def summary(self) -> str:
-        """A few lines for the terminal: the best head per shot level, failures, time."""
-        out = []
+        """A few lines for the terminal: the pick, the best head per shot level, failures."""
+        from embedkit.bench.choose import pick_summary
+
+        out = pick_summary(self)
+        tap = (self.recommended or {}).get("tap") or self.taps[-1]
         for shots in _shot_levels(self.rows):
-            row = self.best(shots)
+            row = self.best(shots, tap)
             if row:
                 out.append(
-                    f"shots={_shot_label(shots):>4}: best {row['head']:<9} "
-                    f"accuracy {_pm(row, 'accuracy')}"
+                    f"shots={_shot_label(shots):>4}: best {row['head']:<9} on {tap} "
+                    f"accuracy {self.cell_text(row)}"
                 )
         info = self.info
         if "runs_planned" in info:
@@ -135,37 +187,47 @@ def build_report(results_dir: str | Path, *, plots: bool = True) -> BenchTable:
     (results_dir / "results.csv").write_text(table.csv(), encoding="utf-8")
     (results_dir / "results.md").write_text(table.markdown(), encoding="utf-8")
     if plots:
-        from embedkit.bench.plots import plot_accuracy_vs_fit_time, plot_accuracy_vs_shots
+        from embedkit.bench.plots import (
+            plot_accuracy_vs_depth,
+            plot_accuracy_vs_fit_time,
+            plot_accuracy_vs_shots,
+        )
 
         plot_accuracy_vs_shots(table, results_dir / "accuracy_vs_shots.png")
         plot_accuracy_vs_fit_time(table, results_dir / "accuracy_vs_fit_time.png")
+        if len(table.taps) > 1:
+            plot_accuracy_vs_depth(table, results_dir / "accuracy_vs_depth.png")
     return table
 
 
 def aggregate(records: list[dict]) -> BenchTable:
-    """Group records by (head, shots) and reduce each metric to mean and t-interval."""
+    """Group records by (tap, head, shots) and reduce each metric to mean and t-interval."""
     groups: dict[tuple, list[dict]] = {}
     for record in records:
-        groups.setdefault((record["head"], record["shots"]), []).append(record)
+        groups.setdefault((record["tap"], record["head"], record["shots"]), []).append(record)
+    first = records[0]
+    order = first["config"].get("tap_order") or list(dict.fromkeys(r["tap"] for r in records))
     rows = []
-    for (head, shots), members in groups.items():
+    for (tap, head, shots), members in groups.items():
         ok = [r for r in members if r["status"] == "ok"]
         row = {
+            "tap": tap,
             "head": head,
             "shots": shots,
             "n_runs": len(members),
             "n_failed": len(members) - len(ok),
             "n_train": int(np.median([r["n_train"] for r in members])),
         }
-        for key in METRICS + TIMES:
-            values = _per_seed(ok, key)
-            mean, lo, hi = t_interval(values)
+        for key in (*METRICS, *TIMES, "val_accuracy"):
+            mean, lo, hi = t_interval(_per_seed(ok, key))
             row.update(
                 {f"{key}_{s}": _none(v) for s, v in zip(("mean", "lo", "hi"), (mean, lo, hi))}
             )
         rows.append(row)
-    rows.sort(key=lambda r: (_head_rank(r["head"]), _shot_rank(r["shots"])))
-    first = records[0]
+    rank = {tap: i for i, tap in enumerate(order)}
+    rows.sort(key=lambda r: (rank.get(r["tap"], len(rank)), _head_rank(r["head"]),
+                             shot_rank(r["shots"])))  # fmt: skip
+    with_base = [r["baselines"] for r in records if r.get("baselines")]
     info = {
         "source": first["config"].get("source", {}),
         "protocol": first["protocol"],
@@ -173,6 +235,11 @@ def aggregate(records: list[dict]) -> BenchTable:
         "evaluated_on": "held-out folds" if first["protocol"] == "cv" else "the fixed test split",
         "n_eval": first["n_eval"],
         "host": first.get("host", {}),
+        "taps": [t for t in order if any(r["tap"] == t for r in rows)],
+        "val": first["config"].get("val"),
+        "baselines": {k: float(np.mean([b[k] for b in with_base])) for k in BASELINES}
+        if with_base
+        else {},
     }
     failures = [
         {"run_id": r["run_id"], "error": r["error"]}
@@ -186,7 +253,12 @@ def _per_seed(records: list[dict], key: str) -> list[float]:
     """One value per seed: the run's value, or the mean over its folds (cv)."""
     by_seed: dict[int, list[float]] = {}
     for r in records:
-        value = r.get(key) if key in TIMES else r["metrics"].get(key)
+        if key == "val_accuracy":
+            value = (r.get("val") or {}).get("accuracy")
+            if value is None:
+                continue
+        else:
+            value = r.get(key) if key in TIMES else r["metrics"].get(key)
         by_seed.setdefault(r["seed"], []).append(np.nan if value is None else float(value))
     if len(by_seed) == 1 and len(records) > 1:  # one seed of cv: the interval is over folds
         return next(iter(by_seed.values()))
@@ -212,12 +284,8 @@ def _head_rank(head: str) -> tuple:
     return (HEADS.index(head), "") if head in HEADS else (len(HEADS), head)
 
 
-def _shot_rank(shots) -> float:
-    return float("inf") if shots == "all" else float(shots)
-
-
 def _shot_levels(rows: list[dict]) -> list:
-    return sorted({r["shots"] for r in rows}, key=_shot_rank)
+    return sorted({r["shots"] for r in rows}, key=shot_rank)
 
 
 def _shot_label(shots) -> str:

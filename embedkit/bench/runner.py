@@ -2,12 +2,16 @@
 
     embedkit bench stores/fmnist-lite0.h5 --heads sgd,logreg,linear,mlp,knn,centroid \\
         --shots 1,2,4,8,16,all --seeds 5 --out bench/
+    embedkit bench stores/fmnist-lite0.h5 --taps all --out bench-taps/
 
-The features are read once into memory. Runs go to worker processes (joblib/loky, which
-memory-maps the feature matrix for them instead of copying it per run); each worker
-limits BLAS and torch to ``cores // jobs`` threads so that workers do not oversubscribe
-the cores. Records are written by the parent as runs finish, so an interrupted bench
-resumes where it stopped.
+The features of every tap set are read once into memory. Runs go to worker processes
+(joblib/loky); each tap set's matrix is written once to a temporary ``.npy`` and
+memory-mapped by the workers, and each worker limits BLAS and torch to ``cores // jobs``
+threads so that workers do not oversubscribe the cores. Every tap set sees the same
+k-shot rows, validation rows and test rows (paired comparisons). At the largest shot
+level, each run also fits on its training rows minus a ``--val`` part and scores that
+part: the validation accuracy that picks the recommended (tap, head) pair. Records are
+written by the parent as runs finish, so an interrupted bench resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import math
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, fields
@@ -27,11 +32,13 @@ from joblib import cpu_count
 from embedkit.bench.data import (
     ALL,
     BenchData,
+    carve_validation,
     check_shots,
     cv_folds,
     kshot_indices,
-    load_bench_data,
+    load_bench_sets,
     parse_shots,
+    shot_rank,
 )
 from embedkit.bench.metrics import score
 from embedkit.bench.records import SCHEMA, config_hash, done_runs, run_id, write_record
@@ -50,7 +57,7 @@ class BenchSpec:
 
     Examples
     --------
-    >>> BenchSpec(heads=("logreg", "knn"), shots=(1, 4, "all"), seeds=3).n_runs
+    >>> BenchSpec(heads=("logreg", "knn"), shots=(1, 4, "all"), seeds=3).n_runs  # per tap set
     18
     """
 
@@ -63,6 +70,8 @@ class BenchSpec:
     allow_fewer: bool = False  # a class with fewer rows than shots gives all it has
     jobs: int | None = None  # worker processes; None = all cores, 1 = in this process
     head_params: dict | None = None  # {"knn": {"n_neighbors": 3}}: fixed head parameters
+    taps: str | tuple | None = None  # tap sets: None = the store's default; "all", "a,b", "a+b"
+    val: float = 0.2  # largest shot level: validation fraction of each run's training rows
 
     def __post_init__(self):
         if isinstance(self.heads, str):
@@ -77,22 +86,35 @@ class BenchSpec:
             raise UserInputError(f"--seeds {self.seeds} is not valid; give 1 or more")
         if not self.heads or "" in self.heads:
             raise UserInputError("--heads is empty; give e.g. sgd,logreg,knn")
+        if not 0 <= float(self.val) < 1:
+            raise UserInputError(
+                f"--val {self.val} is not valid; give a fraction of the training rows in [0, 1)"
+            )
 
     @property
     def n_runs(self) -> int:
+        """Runs per tap set."""
         per = self.folds if self.protocol == "cv" else 1
         return len(self.heads) * len(self.shots) * int(self.seeds) * per
+
+    @property
+    def top_shots(self) -> int | str:
+        """The largest shot level: where validation picks the recommended pair."""
+        return max(self.shots, key=shot_rank)
 
 
 @dataclass(frozen=True)
 class _Task:
     run_id: str
+    tap: str  # the tap set's name: the key of its feature matrix
     head: str
     shots: int | str
     seed: int
     fold: int | None
     train: np.ndarray  # row indices the head fits on
     evaluate: np.ndarray  # row indices it is scored on
+    val: tuple | None  # (fit rows, validation rows) carved from ``train``, top level only
+    baselines: dict  # accuracy of the majority-class and stratified-random predictors
 
 
 def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None,
@@ -107,9 +129,10 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     out : str or Path
         The results directory: ``runs/*.json``, ``results.csv``, ``results.md`` and plots.
     spec : BenchSpec, optional
-        The bench; or give its fields as keywords (``heads=``, ``shots=``, ``seeds=``, ...).
+        The bench; or give its fields as keywords (``heads=``, ``shots=``, ``taps=``, ...).
     tap, exclude, make_test_split
-        Passed to :func:`~embedkit.bench.data.load_bench_data`.
+        Passed to :func:`~embedkit.bench.data.load_bench_sets`; ``tap`` is one tap set, an
+        alternative to ``taps=``.
     progress : bool
         Print one line per finished run to stderr.
     plots : bool
@@ -118,13 +141,15 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     Returns
     -------
     BenchTable
-        Mean and 95% t-interval per (head, shots) over seeds; see :func:`build_report`.
+        Mean and 95% t-interval per (tap set, head, shots) over seeds, the baselines and
+        the recommended pair; see :func:`build_report`.
 
     Examples
     --------
-    >>> table = run_bench("stores/fmnist-lite0.h5", heads="logreg,knn",
+    >>> table = run_bench("stores/fmnist-lite0.h5", heads="logreg,knn", taps="all",
     ...                   shots="1,16,all", seeds=3, out="bench/")  # doctest: +SKIP
-    >>> print(table.markdown())  # doctest: +SKIP
+    >>> table.recommended["tap"], table.recommended["head"]  # doctest: +SKIP
+    ('blocks.15', 'logreg')
     """
     from embedkit.bench.report import build_report
 
@@ -138,20 +163,22 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         raise UserInputError("give either spec= or its fields as keywords, not both")
     for name in spec.heads:
         head_record(name, " in --heads")  # raises for a name the registry does not know
+    if tap is not None and spec.taps is not None:
+        raise UserInputError("give --tap or --taps, not both")
     if isinstance(store, BenchData):
-        data = store
+        datas = [store]
     else:
-        data = load_bench_data(
-            store, tap=tap, exclude=exclude, make_test_split=make_test_split,
-            require_test=spec.protocol == "kshot",
+        datas = load_bench_sets(
+            store, taps=spec.taps if tap is None else [tap], exclude=exclude,
+            make_test_split=make_test_split, require_test=spec.protocol == "kshot",
         )  # fmt: skip
-    check_shots(data, spec.shots, allow_fewer=spec.allow_fewer)
+    check_shots(datas[0], spec.shots, allow_fewer=spec.allow_fewer)  # same labels for all
     out = Path(out)
-    config = bench_config(data, spec)
+    config = bench_config(datas, spec)
     done = done_runs(out / "runs", config)
-    tasks = [t for t in plan(data, spec) if t.run_id not in done]
+    tasks = [t for t in plan(datas, spec) if t.run_id not in done]
     started, failed = time.perf_counter(), []
-    for record in _execute(tasks, data, spec, config):
+    for record in _execute(tasks, datas, spec, config):
         write_record(out / "runs", record)
         if record["status"] != "ok":
             failed.append(record)
@@ -168,23 +195,29 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         )
     table = build_report(out, plots=plots)
     table.info.update(
-        runs_planned=spec.n_runs, runs_skipped=len(done), runs_run=len(tasks),
+        runs_planned=spec.n_runs * len(datas), runs_skipped=len(done), runs_run=len(tasks),
         wall_s=time.perf_counter() - started,
     )  # fmt: skip
     return table
 
 
-def bench_config(data: BenchData, spec: BenchSpec) -> dict:
+def bench_config(datas: list[BenchData], spec: BenchSpec) -> dict:
     """What makes two benches' runs comparable: the data, the protocol and head params."""
+    first = datas[0]
     return {
-        "source": data.source,
+        "source": {k: v for k, v in first.source.items() if k not in ("tap", "shape", "digest")},
+        "taps": {
+            d.tap: {"shape": d.source.get("shape"), "digest": d.source.get("digest")} for d in datas
+        },
+        "tap_order": [d.tap for d in datas],  # as given: shallow to deep for "all"
         "protocol": spec.protocol,
         "folds": spec.folds if spec.protocol == "cv" else None,
         "sweep": spec.sweep,
+        "val": float(spec.val),
         "head_params": spec.head_params or {},
         "heads": {name: _head_signature(name, spec) for name in spec.heads},
-        "n_train_pool": len(data.train),
-        "n_test": len(data.test),
+        "n_train_pool": len(first.train),
+        "n_test": len(first.test),
     }
 
 
@@ -199,9 +232,9 @@ def _head_signature(name: str, spec: BenchSpec) -> dict:
     return {"class": type(head).__name__, "params": params}
 
 
-def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
+def plan(datas: list[BenchData], spec: BenchSpec) -> list[_Task]:
     """Every run of the bench, most expensive first (for load balance over workers)."""
-    tasks = []
+    data, tasks = datas[0], []
     for seed in range(int(spec.seeds)):
         if spec.protocol == "cv":
             splits = [
@@ -211,36 +244,77 @@ def plan(data: BenchData, spec: BenchSpec) -> list[_Task]:
         else:
             splits = [(None, data.train, data.test)]
         for fold, pool, evaluate in splits:
+            base = baselines(data.y, pool, evaluate)
             for shots in spec.shots:
                 rows = kshot_indices(data.y, pool, shots, seed)
-                for head in spec.heads:
-                    rid = run_id(head, shots, seed, fold)
-                    tasks.append(_Task(rid, head, shots, seed, fold, rows, evaluate))
+                val = None
+                if shots == spec.top_shots and spec.val:
+                    val = carve_validation(data.y, rows, seed, fraction=float(spec.val))
+                for tap in (d.tap for d in datas):
+                    for head in spec.heads:
+                        rid = run_id(tap, head, shots, seed, fold)
+                        tasks.append(
+                            _Task(rid, tap, head, shots, seed, fold, rows, evaluate, val, base)
+                        )
     tasks.sort(key=lambda t: (-len(t.train), -head_record(t.head).cost))
     return tasks
 
 
-def _execute(tasks: list[_Task], data: BenchData, spec: BenchSpec, config: dict):
+def baselines(y: np.ndarray, pool: np.ndarray, evaluate: np.ndarray) -> dict:
+    """Accuracy on ``evaluate`` of two predictors that ignore the features.
+
+    ``majority``: always the most frequent class of the training pool. ``stratified``:
+    a class drawn at random with the pool's class frequencies, in expectation
+    (the sum over classes of pool frequency x evaluation frequency).
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 1, 0, 1])
+    >>> baselines(y, np.arange(4), np.arange(4, 6))
+    {'majority': 0.5, 'stratified': 0.5}
+    """
+    k = int(y.max()) + 1 if len(y) else 1
+    prior = np.bincount(y[pool], minlength=k) / max(1, len(pool))
+    share = np.bincount(y[evaluate], minlength=k) / max(1, len(evaluate))
+    return {
+        "majority": float(share[int(prior.argmax())]),
+        "stratified": float(prior @ share),
+    }
+
+
+def _execute(tasks: list[_Task], datas: list[BenchData], spec: BenchSpec, config: dict):
     """Yield finished records, from worker processes when ``jobs`` > 1."""
     cores = cpu_count()  # the cores this process may use (cgroups, affinity)
     jobs = cores if spec.jobs is None else max(1, int(spec.jobs))
     jobs = min(jobs, max(1, len(tasks)))
     common = {
-        "n_classes": data.n_classes,
+        "n_classes": datas[0].n_classes,
         "sweep": spec.sweep,
+        "val": float(spec.val),
         "head_params": spec.head_params or {},
         "config": config,
         "threads": max(1, cores // jobs),
     }
+    y = datas[0].y
     if jobs == 1:
+        X = {d.tap: d.X for d in datas}
         for task in tasks:
-            yield run_one(task, data.X, data.y, common)
+            yield run_one(task, X[task.tap], y, common)
         return
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
-                        max_nbytes="1M", mmap_mode="r")  # fmt: skip
-    yield from parallel(delayed(run_one)(task, data.X, data.y, common) for task in tasks)
+    with tempfile.TemporaryDirectory(prefix="embedkit-bench-") as tmp:
+        X = {d.tap: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
+        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
+                            max_nbytes="1M", mmap_mode="r")  # fmt: skip
+        yield from parallel(delayed(run_one)(task, X[task.tap], y, common) for task in tasks)
+
+
+def _memmap(X: np.ndarray, path: Path) -> np.ndarray:
+    """``X`` written once to ``path`` and mapped read-only: workers get the file name, not a
+    pickled (and re-hashed) copy per run."""
+    np.save(path, np.ascontiguousarray(X))
+    return np.load(path, mmap_mode="r")
 
 
 def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
@@ -250,6 +324,7 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
     record = {
         "schema": SCHEMA,
         "run_id": task.run_id,
+        "tap": task.tap,
         "head": task.head,
         "shots": task.shots,
         "seed": task.seed,
@@ -268,6 +343,8 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
         "status": "ok",
         "error": None,
         "metrics": {},
+        "val": None,
+        "baselines": task.baselines,
         "params": {},
         "sweep": None,
         "warnings": [],
@@ -292,23 +369,34 @@ def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
 
 
 def _fit_and_score(task: _Task, X, y, common: dict, record: dict) -> None:
-    params = dict(common["head_params"].get(task.head, {}))
-    if common["sweep"]:
-        build = functools.partial(_new_head, threads=common["threads"])
-        record["sweep"] = sweep(task, X, y, params, build)
-        params.update(record["sweep"].get("best") or {})
-    head = _new_head(task.head, task.seed, params, common["threads"])
-    X_train = X[task.train]  # (n_train, D...) a copy, so memory-mapped input is read once
+    if task.val is not None:  # validation: fit on the rest of the training rows, score
+        fit_rows, val_rows = task.val
+        head, _, _ = _fit(task, fit_rows, X, y, common)
+        _, pred = _predict(head, X[val_rows], common["n_classes"])
+        record["val"] = {"accuracy": float(np.mean(pred == y[val_rows])),
+                         "n_fit": int(len(fit_rows)), "n_val": int(len(val_rows)),
+                         "fraction": common["val"]}  # fmt: skip
     started = time.perf_counter()
-    head.fit(X_train, y[task.train])
-    record["fit_s"] = time.perf_counter() - started
+    head, record["params"], record["sweep"] = _fit(task, task.train, X, y, common)
+    record["fit_s"] = time.perf_counter() - started - (record["sweep"] or {}).get("seconds", 0)
     X_eval = X[task.evaluate]
     started = time.perf_counter()
     proba, pred = _predict(head, X_eval, common["n_classes"])
     record["predict_s"] = time.perf_counter() - started
     metrics = score(y[task.evaluate], pred, proba, common["n_classes"])
     record["metrics"] = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-    record["params"] = params
+
+
+def _fit(task: _Task, rows: np.ndarray, X, y, common: dict):
+    """The head fitted on ``rows`` (after the sweep, when on): ``(head, params, sweep)``."""
+    params, swept = dict(common["head_params"].get(task.head, {})), None
+    if common["sweep"]:
+        build = functools.partial(_new_head, threads=common["threads"])
+        swept = sweep(task, rows, X, y, params, build)
+        params.update(swept.get("best") or {})
+    head = _new_head(task.head, task.seed, params, common["threads"])
+    head.fit(X[rows], y[rows])  # X[rows]: a copy, so memory-mapped input is read once
+    return head, params, swept
 
 
 def build_head(name: str, seed: int, params: dict | None = None):

@@ -31,15 +31,15 @@ def sweep_candidates(name: str, head) -> list[dict]:
     return list(ParameterGrid(grid)) if grid else []
 
 
-def sweep(task, X: np.ndarray, y: np.ndarray, fixed: dict, build) -> dict:
-    """Pick parameters by accuracy on a validation part of ``task.train``.
+def sweep(task, rows: np.ndarray, X: np.ndarray, y: np.ndarray, fixed: dict, build) -> dict:
+    """Pick parameters by accuracy on a validation part of the run's training ``rows``.
 
     ``build(name, seed, params)`` returns an unfitted head. Returns the sweep's record:
     the best setting (None when skipped), its validation accuracy, sizes and seconds.
     """
     started = time.perf_counter()
     candidates = sweep_candidates(task.head, build(task.head, task.seed, fixed))
-    split = carve_validation(y, task.train, task.seed)
+    split = carve_validation(y, rows, task.seed)
     if not candidates or split is None:
         why = "no sweep grid for this head" if not candidates else "a class has under 2 rows"
         return {"best": None, "skipped": why, "seconds": time.perf_counter() - started}

@@ -103,6 +103,8 @@ def _taps(args) -> int:
         stride = "-" if row.stride is None else str(row.stride)
         print(f"{row.name:<24} {shape:<20} {stride:<7} {row.layer}")
     print(f"default tap: {backbone.default_tap} (pooling {backbone.default_pooling})")
+    if len(backbone.default_taps) > 1:
+        print(f"exported by default: {', '.join(backbone.default_taps)}")
     return 0
 
 

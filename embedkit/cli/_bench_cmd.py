@@ -3,12 +3,14 @@
 embedkit bench feats.h5 --heads sgd,logreg,linear,mlp,knn,centroid \\
     --shots 1,2,4,8,16,all --seeds 5 --out bench/
 embedkit bench feats.h5 --protocol cv --folds 5 --shots all --out bench-cv/
+embedkit bench feats.h5 --taps all --out bench-taps/     # every tap: which layer, which head
+embedkit bench feats.h5 --taps blocks.14,pool,blocks.14+pool --out bench-join/
 embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown and plots
 """
 
 from __future__ import annotations
 
-from embedkit.cli._args import fraction, int_at_least, positive_int
+from embedkit.cli._args import fraction, fraction_or_zero, int_at_least, positive_int
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS
 
 _DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
@@ -30,7 +32,30 @@ def register(sub) -> None:
         "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
     )
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds per setting (default 5)")
-    p.add_argument("--tap", default=None, help="the tap to bench (default: the store's first)")
+    p.add_argument(
+        "--taps",
+        action="append",
+        default=None,
+        metavar="SETS",
+        help="tap sets to compare: all (every tap, shallow to deep), a,b,c, or a+b (taps "
+        "joined: each standardised, scaled by 1/sqrt(width), concatenated); repeatable; "
+        "default: the store's default tap",
+    )
+    p.add_argument(
+        "--tap",
+        action="append",
+        dest="taps",
+        metavar="SET",
+        help="one tap set (a or a+b); repeat to compare several (same as --taps a,b)",
+    )
+    p.add_argument(
+        "--val",
+        type=fraction_or_zero,
+        default=0.2,
+        help="at the largest shot level, also fit each run on its training rows minus this "
+        "stratified fraction and score that part: picks the recommended (tap, head) pair "
+        "without the test split (default 0.2; 0: no recommendation)",
+    )
     p.add_argument(
         "--protocol",
         choices=("kshot", "cv"),
@@ -97,12 +122,13 @@ def run_bench_cmd(args) -> int:
         sweep=args.sweep,
         allow_fewer=args.allow_fewer,
         jobs=args.jobs,
+        taps=tuple(args.taps) if args.taps else None,
+        val=args.val,
     )
     table = run_bench(
         args.store,
         out=args.out,
         spec=spec,
-        tap=args.tap,
         exclude=args.exclude,
         make_test_split=args.make_test_split,
         progress=not args.quiet,

@@ -1,13 +1,14 @@
 """``embedkit train``: fit a head on a store's train split (``predict``: _deploy_cmds.py).
 
-embedkit train feats.h5 --head mlp --param hidden=256 --split-val 0.1 --out head/
+embedkit train feats.h5 --head mlp --param hidden=256 --val 0.1 --out head/
+embedkit train feats.h5 --head logreg --tap blocks.14+pool --out head/   # joined taps
 """
 
 from __future__ import annotations
 
 import json
 
-from embedkit.cli._args import count, fraction
+from embedkit.cli._args import count, fraction_or_zero
 
 
 def register(sub) -> None:
@@ -16,7 +17,13 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a head on a store's train split and save it")
     p.add_argument("store", help="the .h5 feature store")
     p.add_argument("--head", required=True, choices=HEADS, help="which head")
-    p.add_argument("--tap", help="feature tap to train on (default: the store's first)")
+    p.add_argument(
+        "--tap",
+        action="append",
+        default=None,
+        help="tap to train on (default: the store's last); a+b or a repeated --tap joins "
+        "taps: each standardised, scaled by 1/sqrt(width), concatenated",
+    )
     p.add_argument(
         "--param",
         action="append",
@@ -25,10 +32,13 @@ def register(sub) -> None:
         help="a head parameter, repeatable, e.g. --param lr=0.01 --param hidden=256",
     )
     p.add_argument(
+        "--val",
         "--split-val",
-        type=fraction,
+        dest="val",
+        type=fraction_or_zero,
         default=0.1,
-        help="validation fraction carved from train when the store has none (0.1)",
+        help="validation fraction of the TRAIN rows, when the store has no val split (0.1); "
+        "the test rows are never used",
     )
     p.add_argument(
         "--exclude",
@@ -68,15 +78,31 @@ def run_train(args) -> int:
         args.out,
         tap=args.tap,
         params=parse_params(args.param),
-        split_val=args.split_val,
+        val=args.val,
         exclude=exclude,
         seed=args.seed,
+        progress=True,
     )
     rows = ", ".join(f"{k} {v}" for k, v in info["rows"].items())
     print(
         f"trained {args.head} on tap {info['tap']!r} ({rows} rows; "
         f"{info['excluded']} excluded) -> {args.out}"
     )
+    print(describe_fit(info["fit"]))
     for part, acc in info["accuracy"].items():
         print(f"{part} accuracy: {acc:.4f}")
     return 0
+
+
+def describe_fit(fit: dict) -> str:
+    """One line: epochs run, best epoch and its validation score (or iterations)."""
+    if fit.get("epochs") is None:
+        its = fit.get("iterations")
+        return "fit: one call, no epochs" + (f" ({its} solver iterations)" if its else "")
+    text = f"fit: {fit['epochs']} epochs"
+    if fit.get("validation") is None:
+        return text + ", no validation data (no early stopping; the last epoch is kept)"
+    return (
+        f"{text}, best epoch {fit['best_epoch']} on {fit['validation']} (val loss "
+        f"{fit['val_loss']:.4f}, val accuracy {fit['val_accuracy']:.4f}; its weights are kept)"
+    )

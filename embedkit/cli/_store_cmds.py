@@ -21,12 +21,25 @@ def register(sub) -> None:
 
     p = sub.add_parser("split", help="write a stratified train/val/test split into a store")
     p.add_argument("store", help="the .h5 feature store")
-    p.add_argument("--test", type=fraction_or_zero, default=0.2, help="test fraction (default 0.2)")
     p.add_argument(
-        "--val", type=fraction_or_zero, default=0.0, help="validation fraction (default 0)"
-    )
+        "--test", type=fraction_or_zero, default=None,
+        help="test fraction of all rows (default 0.2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--val", type=fraction_or_zero, default=0.0,
+        help="validation fraction of the train rows (default 0)",
+    )  # fmt: skip
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
-    p.add_argument("--force", action="store_true", help="replace a split that is already set")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="redraw the train/val split of a store that has one; its test rows stay test",
+    )
+    p.add_argument(
+        "--retest",
+        action="store_true",
+        help="also redraw the test split (moves stored test items into train/val)",
+    )
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for another writer")
     p.set_defaults(func=run_split)
 
@@ -92,18 +105,35 @@ def run_split(args) -> int:
     # The lock is held from reading the rows to writing their split: no commit in between.
     with WriterLock(args.store, timeout=args.wait, what="splitting") as lock:
         with FeatureStore(args.store) as fs:
-            if (fs.splits() != "").any() and not args.force:
+            stored = fs.splits()
+            n_test = int((stored == "test").sum())
+            if (stored != "").any() and not (args.force or args.retest):
                 raise UserInputError(
-                    f"{args.store}: already has a split; pass --force to replace it"
+                    f"{args.store}: already has a split; pass --force to redraw train/val "
+                    f"(its {n_test} test rows stay test), or --retest to redraw the test rows "
+                    "too"
+                )
+            if n_test and args.test is not None and not args.retest:
+                raise UserInputError(
+                    f"{args.store}: has {n_test} stored test rows and --test would move them; "
+                    "leave out --test to keep them, or pass --retest to redraw the test split"
                 )
             n = len(fs)
-            parts = fs.split(val=args.val, test=args.test, seed=args.seed, use_stored=False)
+            test = 0.2 if args.test is None else args.test
+            keep_test = bool(n_test) and not args.retest
+            parts = fs.split(
+                val=args.val, test=test, seed=args.seed, use_stored="test" if keep_test else False
+            )
         values = np.full(n, "", dtype=object)
         for name, rows in parts.items():
             values[rows] = name
         set_splits(args.store, values.tolist(), lock=lock)
     counts = {k: len(v) for k, v in parts.items()}
-    print(f"{args.store}: split train={counts['train']} val={counts['val']} test={counts['test']}")
+    kept = " (stored test rows kept)" if keep_test else ""
+    print(
+        f"{args.store}: split train={counts['train']} val={counts['val']} "
+        f"test={counts['test']}{kept}"
+    )
     return 0
 
 

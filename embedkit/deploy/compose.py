@@ -2,7 +2,8 @@
 
 The backbone the head's features came from (checked by sha256) is joined with
 ``onnx.compose`` to a bridge that does what extract and the store did to its outputs
-(cast to the storage dtype, flatten, concatenate the taps) and to the head graph of
+(cast to the storage dtype, flatten, for joined taps standardise and scale each one as
+:class:`~embedkit.heads.tapsets.TapJoin` did, concatenate) and to the head graph of
 :func:`~embedkit.deploy.convert.head_to_onnx`, whose names are prefixed ``head/``.
 The result runs in plain onnxruntime; its metadata carries the preprocessing, the
 tokenizer and the label names (docs/deploy.md shows a script that needs only those).
@@ -89,7 +90,7 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     diff = _verify(head, head_model, shape)
     outputs = {t.name: t for t in spec.outputs}
     tap_inputs = [(t["output"], outputs[t["output"]].dtype, t["shape"]) for t in taps]
-    merged = _join(base, head_model, tap_inputs, flat, record.features["dtype"])
+    merged = _join(base, head_model, tap_inputs, flat, record.features["dtype"], record.join)
     classes = record.class_names(head.classes_)
     _set_metadata(merged, spec, record, name, classes, diff)
     out = Path(out)
@@ -105,10 +106,10 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     )
 
 
-def _join(base, head_model, tap_inputs, flat: bool, dtype: str):
-    """backbone -> bridge (cast, flatten, concat) -> head, by ``onnx.compose``."""
+def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: dict | None = None):
+    """backbone -> bridge (cast, flatten, standardise joined taps, concat) -> head."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     head_model = onnx.compose.add_prefix(head_model, PREFIX)
     graph = head_model.graph
@@ -119,17 +120,27 @@ def _join(base, head_model, tap_inputs, flat: bool, dtype: str):
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(tensor_dtype))
         inputs.append(helper.make_tensor_value_info(name, elem, ["N", *tap_shape]))
         bridge.append(helper.make_node("Cast", [name], [f"{name}/f"], to=TensorProto.FLOAT))
+        if dtype == "float16":  # the store held float16 features: round them the same way
+            bridge.append(
+                helper.make_node("Cast", [f"{name}/f"], [f"{name}/16"], to=TensorProto.FLOAT16)
+            )
+            bridge.append(
+                helper.make_node("Cast", [f"{name}/16"], [f"{name}/32"], to=TensorProto.FLOAT)
+            )
         if flat:  # (N, C, H, W) -> (N, C*H*W), as the head was trained
-            bridge.append(helper.make_node("Flatten", [f"{name}/f"], [f"{name}/flat"], axis=1))
+            bridge.append(helper.make_node("Flatten", [bridge[-1].output[0]], [f"{name}/flat"],
+                                           axis=1))  # fmt: skip
+        if join:  # (x - mean) * scale per feature, as TapJoin.transform
+            for key, op in (("mean", "Sub"), ("scale", "Mul")):
+                values = np.asarray(join[key][i], dtype=np.float32)
+                graph.initializer.append(numpy_helper.from_array(values, f"{name}/{key}"))
+                bridge.append(helper.make_node(op, [bridge[-1].output[0], f"{name}/{key}"],
+                                               [f"{name}/{op.lower()}"]))  # fmt: skip
         parts.append(bridge[-1].output[0])
     last = parts[0]
     if len(parts) > 1:
         last = f"{PREFIX}concat"
         bridge.append(helper.make_node("Concat", parts, [last], axis=1))  # (N, sum of widths)
-    if dtype == "float16":  # the store held float16 features: round them the same way
-        bridge.append(helper.make_node("Cast", [last], [f"{last}/16"], to=TensorProto.FLOAT16))
-        bridge.append(helper.make_node("Cast", [f"{last}/16"], [f"{last}/32"], to=1))
-        last = f"{last}/32"
     bridge.append(helper.make_node("Identity", [last], [features]))
     nodes = bridge + list(graph.node)
     del graph.node[:]

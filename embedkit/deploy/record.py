@@ -27,6 +27,7 @@ class HeadRecord:
     directory: Path
     label_names: tuple[str, ...]  # class names by label index, as in the training store
     features: dict | None  # train.json["features"]; None for heads saved without it
+    join: dict | None = None  # train.json["join"]: statistics of joined taps (a+b), else None
 
     @property
     def where(self) -> Path:
@@ -67,7 +68,8 @@ def read_record(head_dir: str | Path) -> HeadRecord:
         info = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{path}: not valid JSON ({exc}); retrain the head") from exc
-    return HeadRecord(directory, tuple(info.get("label_names") or ()), info.get("features"))
+    names = tuple(info.get("label_names") or ())
+    return HeadRecord(directory, names, info.get("features"), info.get("join"))
 
 
 def backbone(record: HeadRecord, model: str | Path | None = None):

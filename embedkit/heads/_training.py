@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 
 from embedkit.errors import UserInputError
+from embedkit.heads._progress import report_epoch
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 
@@ -161,6 +162,7 @@ def run_epochs(
                   "val_accuracy": val_accuracy, "lr": rate,
                   "seconds": time.perf_counter() - start}  # fmt: skip
         history.append(record)
+        report_epoch(record)  # a line now and then under epoch_progress (embedkit train)
         if any([callback.on_epoch_end(record) for callback in callbacks]):
             break
     for callback in callbacks:

@@ -4,10 +4,13 @@ The library side of ``embedkit train`` and ``embedkit predict``, and the streami
 store larger than memory:
 
     embedkit train feats.h5 --head mlp --param hidden=256 --exclude suspects.csv --out head/
+    embedkit train feats.h5 --head logreg --tap blocks.14+pool --val 0.1 --out head/
     embedkit predict head/ feats.h5 --out preds.csv
 
 Spatial taps (N, C, H, W) are flattened for every head except those tagged
-``spatial_input`` (attention pooling).
+``spatial_input`` (attention pooling). Several taps are joined into one row as
+:mod:`embedkit.heads.tapsets` describes; the head's ``train.json`` records its taps and
+their statistics, and ``predict`` reads the same taps the same way.
 
 Examples
 --------
@@ -27,12 +30,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
+from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
 
 TRAIN_INFO = "train.json"  # next to head.json: the store, tap and label names it was trained on
 _PREDICT_BLOCK = 8192
@@ -43,27 +48,34 @@ def train_on_store(
     head_name: str,
     out: str | Path,
     *,
-    tap: str | None = None,
+    tap: str | Sequence[str] | None = None,
     params: dict | None = None,
-    split_val: float = 0.1,
+    val: float = 0.1,
     exclude: set[str] | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict:
     """Fit ``head_name`` on the train rows of ``store``, save it to ``out``, return metrics.
 
-    Train rows are ``fs.split(val=split_val)["train"]`` minus unlabelled rows and the
-    ``exclude`` ids (which leave train and val, never test); torch heads early-stop on
-    the val rows, and accuracy is reported on train, val and test rows where they exist.
+    ``tap`` is one tap, a joined tap set (``"blocks.14+pool"``, or a list of taps, joined
+    as :mod:`embedkit.heads.tapsets` describes), or None for the store's default tap.
+    Train rows are ``fs.split(val=val)["train"]``: where the store has no val split, a
+    stratified fraction ``val`` of the TRAIN rows becomes validation (the test rows are
+    never touched). Unlabelled rows and the ``exclude`` ids leave train and val, never
+    test. Torch heads early-stop on the val rows; accuracy is reported on train, val and
+    test rows where they exist, and ``"fit"`` says how the fit went (epochs, best epoch).
+    ``progress`` prints a line to stderr every 10 s of a long torch fit.
     """
     from embedkit.heads import save_head
+    from embedkit.heads._progress import epoch_progress
     from embedkit.store import FeatureStore
     from embedkit.store.ids import check_known_ids
 
     head = make_head(head_name, **{"random_state": seed, **(params or {})})  # a param wins
     with FeatureStore(store) as fs:
-        tap = fs.tap_info(tap).name  # raises for a tap the store lacks, naming its taps
+        taps = tap_set_of(fs, tap, head)
         labels = fs.labels()
-        parts = fs.split(val=split_val, seed=seed)
+        parts = fs.split(val=val, seed=seed)
         ids = fs.ids()
         check_known_ids(exclude or set(), ids, store)  # as bench does: a typo excludes nothing
         excluded = np.isin(ids, list(exclude or ()))
@@ -75,35 +87,94 @@ def train_on_store(
                 f"{store}: only {len(parts['train'])} labelled train rows after --exclude; "
                 "check the split (embedkit split) and the exclude file"
             )
-        data = {name: (_load(fs, tap, rows, head), labels[rows]) for name, rows in parts.items()}
+        join = None
+        if len(taps) > 1:  # statistics of the train rows only
+            join = TapJoin.fit(taps, [fs.features(t, rows=parts["train"]) for t in taps])
+        flat = not head.spatial_input
+        data = {
+            name: (read_taps(fs, taps, rows, join=join, flatten=flat), labels[rows])
+            for name, rows in parts.items()
+        }
         label_names = fs.label_names
-        features = feature_record(fs, tap, Path(store))
+        features = feature_record(fs, taps, Path(store))
     (X, y), (X_val, y_val) = data["train"], data["val"]
-    if head_record(head_name).torch and len(X_val):
-        head.fit(X, y, X_val=X_val, y_val=y_val)
-    else:
-        head.fit(X, y)
+    with epoch_progress(enabled=progress):
+        if head_record(head_name).torch and len(X_val):
+            head.fit(X, y, X_val=X_val, y_val=y_val)
+        else:
+            head.fit(X, y)
     save_head(head, out)
     info = {
         "store": str(store),
-        "tap": tap,
+        "tap": tap_set_name(taps),
+        "taps": list(taps),
+        "join": join.to_dict() if join else None,
         "head": head_name,
         "params": params or {},
         "label_names": label_names,
         "rows": {name: int(len(rows)) for name, rows in parts.items()},
         "excluded": int((excluded & (labels >= 0)).sum()),
         "accuracy": {name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
+        "fit": fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
         "features": features,
     }
     (Path(out) / TRAIN_INFO).write_text(json.dumps(info, indent=1))
     return info
 
 
+def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...]:
+    """The taps a head reads: ``None`` = the store's default; ``"a+b"`` or ``[a, b]`` joined."""
+    if tap is None:
+        return (fs.default_tap,)
+    text = tap if isinstance(tap, str) else JOIN.join(str(t) for t in tap)
+    if "," in text:
+        raise UserInputError(
+            f"--tap {text!r}: train fits one head on one tap set; join taps with + "
+            "(e.g. blocks.14+pool), or compare taps with embedkit bench --taps a,b"
+        )
+    taps = parse_tap_set(text, fs.taps, store=fs.path)
+    if head is not None and head.spatial_input and len(taps) > 1:
+        raise UserInputError(
+            f"{type(head).__name__} reads one tap's feature maps; give one --tap, not "
+            f"{tap_set_name(taps)!r}"
+        )
+    return taps
+
+
+def fit_summary(head, *, given_val: bool) -> dict:
+    """How a fit went: epochs run, best epoch and its validation score, or iterations.
+
+    Examples
+    --------
+    >>> from embedkit.heads import make_head
+    >>> head = make_head("logreg").fit(np.eye(4), [0, 1, 0, 1])
+    >>> sorted(fit_summary(head, given_val=False))
+    ['epochs', 'iterations']
+    """
+    history = getattr(head, "history_", None)
+    if not history:
+        n_iter = getattr(head, "n_iter_", None)
+        return {"epochs": None, "iterations": None if n_iter is None else int(np.max(n_iter))}
+    best = getattr(head, "best_epoch_", None)
+    at_best = next((r for r in history if r["epoch"] == best), None)
+    validated = history[-1].get("val_loss") is not None
+    return {
+        "epochs": len(history),
+        "best_epoch": best,
+        "val_loss": at_best and at_best["val_loss"],
+        "val_accuracy": at_best and at_best["val_accuracy"],
+        "validation": ("the val split" if given_val else "a hold-out of the train rows")
+        if validated
+        else None,
+    }
+
+
 def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = None):
     """Yield one dict per item of ``store``: id, predicted label, probabilities, true label.
 
-    The tap and label names default to those the head was trained with (``train.json``).
-    Ids and labels are read once; features one block of rows at a time.
+    The taps (and, for joined taps, their statistics) and label names default to those
+    the head was trained with (``train.json``). Ids and labels are read once; features
+    one block of rows at a time.
     """
     from embedkit.heads import load_head
     from embedkit.store import FeatureStore
@@ -111,17 +182,24 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
     head = load_head(head_dir)
     info_path = Path(head_dir) / TRAIN_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    join = TapJoin.from_dict(info["join"]) if info.get("join") else None
     with FeatureStore(store) as fs:
-        tap = fs.tap_info(tap or info.get("tap")).name
-        _check_width(head, fs, tap, head_dir)
+        taps = tap_set_of(fs, tap or info.get("taps") or info.get("tap"), head)
+        if len(taps) > 1 and (join is None or join.taps != taps):
+            raise UserInputError(
+                f"{head_dir} was trained on {info.get('tap')!r}; predict with its own taps "
+                "(leave out --tap)"
+            )
+        _check_width(head, fs, taps, head_dir)
         names = info.get("label_names") or fs.label_names
         classes = [_name(c, names) for c in head.classes_]
         truth_names = fs.label_names  # the store's own names: its classes may be a subset
         ids = fs.ids()
         truth = fs.labels() if fs.has_labels else np.full(len(ids), -1)
+        flat = not head.spatial_input
         for lo in range(0, len(ids), _PREDICT_BLOCK):
             rows = slice(lo, min(lo + _PREDICT_BLOCK, len(ids)))
-            proba = head.predict_proba(_load(fs, tap, rows, head))
+            proba = head.predict_proba(read_taps(fs, taps, rows, join=join, flatten=flat))
             for item, p, true in zip(ids[rows], proba, truth[rows]):
                 best = int(p.argmax())
                 yield {
@@ -133,32 +211,33 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
                 }
 
 
-def _check_width(head, fs, tap: str, head_dir) -> None:
-    """Refuse a store whose tap has another width than the head's (even with --force)."""
-    width = int(np.prod(fs.tap_info(tap).shape))
+def _check_width(head, fs, taps: Sequence[str], head_dir) -> None:
+    """Refuse a store whose taps have another width than the head's (even with --force)."""
+    width = int(sum(np.prod(fs.tap_info(tap).shape) for tap in taps))
     trained = int(np.prod(getattr(head, "feature_shape_", (head.n_features_in_,))))
     if width != trained:
         raise UserInputError(
-            f"{fs.path}: tap {tap!r} has {width} features per item, but the head in "
-            f"{head_dir} was trained on {trained}; predict on a store of the same model and tap"
+            f"{fs.path}: tap {tap_set_name(taps)!r} has {width} features per item, but the "
+            f"head in {head_dir} was trained on {trained}; predict on a store of the same "
+            "model and tap"
         )
 
 
-def feature_record(fs, tap: str, store: Path) -> dict:
+def feature_record(fs, taps: Sequence[str], store: Path) -> dict:
     """What the head's features were made with: ``train.json["features"]``.
 
     ``embedkit predict`` checks a store (or the model it runs on raw inputs) against it,
     and ``embedkit deploy`` rebuilds the backbone side of the graph from it.
     """
     fp = fs.fingerprint
-    info = fs.tap_info(tap)
+    infos = [fs.tap_info(tap) for tap in taps]
     return {
         "fingerprint": fp.digest,  # of the whole store: backbone, taps, preprocess, dtype
         "backbone_sha256": fp.backbone_sha256,  # "arrays" for a store of your own features
         "model": _model_path(fs.provenance.get("model"), store),
         "preprocess": json.loads(fp.preprocess),
-        "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"}],
-        "width": int(np.prod(info.shape)),
+        "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"} for info in infos],
+        "width": int(sum(np.prod(info.shape) for info in infos)),
         "dtype": fp.dtype,
     }
 
@@ -254,12 +333,6 @@ def fit_store(
         if fs is not store:
             fs.close()
     return head
-
-
-def _load(fs, tap: str, rows, head) -> np.ndarray:
-    """Features of ``rows``; maps (N, C, H, W) become (N, C*H*W) unless the head takes maps."""
-    X = fs.features(tap, rows=rows)
-    return X if head.spatial_input or X.ndim <= 2 else X.reshape(len(X), -1)
 
 
 def _name(label, names: list[str]) -> str:

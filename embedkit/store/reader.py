@@ -275,18 +275,23 @@ class FeatureStore:
         test: float = 0.2,
         seed: int = 0,
         stratify: bool = True,
-        use_stored: bool = True,
+        use_stored: bool | str = True,
     ) -> dict[str, np.ndarray]:
         """Row indices of a train/val/test split.
 
         The stored split column wins where it is set (unless ``use_stored=False``). A
-        missing val (or test) part is carved from the train rows, stratified by label when
-        there are labels, with a fixed ``seed``: the same call gives the same split.
+        missing test part is ``test`` of all rows; a missing val part is ``val`` of the
+        TRAIN rows (never of the test rows, which it leaves alone). Both are carved from
+        the train rows, stratified by label when there are labels, with a fixed ``seed``:
+        the same call gives the same split. ``use_stored="test"`` keeps only the stored test
+        rows and redraws train and val from all the others (``embedkit split --force``).
         """
         from embedkit.store.splits import stratified_split
 
         check_fractions(test=test, val=val)
         stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
+        if use_stored == "test":
+            stored = np.where(stored == "test", "test", "train")
         parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
         unassigned = np.flatnonzero(stored == "")
         if len(unassigned) == len(stored):
@@ -296,7 +301,7 @@ class FeatureStore:
             if len(parts[name]) or frac <= 0:
                 continue
             pool = parts["train"]
-            total = len(stored) if name == "test" else len(pool) + len(parts["test"])
+            total = len(stored) if name == "test" else len(pool)  # val: a fraction of train
             n_take = int(round(frac * total))
             if n_take <= 0 or n_take >= len(pool):
                 continue

@@ -76,7 +76,11 @@ def test_image_parity_for_every_pooling(name, pooling, request, tmp_path):
 
 def test_lite2_default_export_verifies(lite2, tmp_path):
     report = export_backbone(lite2, tmp_path / "l2.onnx")
-    assert report.taps[0].shape == (1280,)
+    # multi-depth by default: pool first (the store's default), then the last 5 stage ends
+    assert [(t.name, t.shape[0]) for t in report.taps] == [
+        ("pool", 1280), ("blocks.6", 48), ("blocks.10", 88), ("blocks.14", 120),
+        ("blocks.19", 208), ("blocks.20", 352),
+    ]  # fmt: skip
     assert report.verify["passed"] and report.verify["max_abs_diff"] < 1e-4
     assert read_metadata(tmp_path / "l2.onnx")["embedkit.preprocess"]["size"] == [260, 260]
 
@@ -92,7 +96,7 @@ def test_minilm_paraphrases_score_higher_than_unrelated(minilm_onnx):
     path, _ = minilm_onnx
     meta = read_metadata(path)
     texts = [t for pair in PAIRS for t in pair]
-    (emb,) = ort_session(path).run(None, encode_texts(texts, meta))
+    (emb,) = ort_session(path).run(["last"], encode_texts(texts, meta))
     assert emb.shape == (6, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
     sim = emb @ emb.T
     para = [sim[2 * i, 2 * i + 1] for i in range(3)]
@@ -111,6 +115,9 @@ def test_minilm_export_is_fused_and_carries_its_tokenizer(minilm_onnx):
         "max_length": 256,
     }  # fmt: skip
     assert meta["embedkit.taps"][0]["output"] == "last" != "embedding"
+    # the default export is multi-depth: the final tap first, then layer.0 .. layer.4
+    assert [t["name"] for t in meta["embedkit.taps"]] == ["last"] + [f"layer.{i}" for i in range(5)]
+    assert all(t["shape"] == [384] and t["pooling"] == "mean" for t in meta["embedkit.taps"])
     model = onnx.load(str(path))
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "sequence"]
@@ -119,13 +126,16 @@ def test_minilm_export_is_fused_and_carries_its_tokenizer(minilm_onnx):
 def test_minilm_onnx_matches_sentence_transformers_recipe(minilm, minilm_onnx):
     path, _ = minilm_onnx
     texts = ["short", "a somewhat longer sentence than the others here", "mid length text"]
-    (emb,) = ort_session(path).run(None, encode_texts(texts, read_metadata(path)))
+    emb, layer3 = ort_session(path).run(
+        ["last", "layer_3"], encode_texts(texts, read_metadata(path))
+    )
     enc = minilm.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        h = minilm.model(**enc).last_hidden_state  # (N, L, 384)
+        out = minilm.model(**enc, output_hidden_states=True)
     m = enc["attention_mask"].unsqueeze(-1).float()
-    ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=1).numpy()
-    assert np.abs(emb - ref).max() < 1e-4
+    for got, h in ((emb, out.last_hidden_state), (layer3, out.hidden_states[4])):  # (N, L, 384)
+        ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=1).numpy()
+        assert np.abs(got - ref).max() < 1e-4
 
 
 @pytest.mark.parametrize("pooling", ["cls", "none"])

@@ -66,7 +66,9 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
     [
         (["--heads", "logreg,resnet"], "unknown head 'resnet'"),
         (["--shots", "1,three"], "--shots item 'three'"),
-        (["--tap", "pool"], "--tap 'pool' is not in"),
+        (["--tap", "pool"], "--taps 'pool' is not a tap of"),
+        (["--taps", "features+nope"], "--taps 'nope' is not a tap of"),
+        (["--val", "1.5"], "--val 1.5 is not valid"),
         (["--exclude", "missing.txt"], "exclude file"),
         (["--protocol", "cv", "--folds", "99"], "--folds 99"),
     ],

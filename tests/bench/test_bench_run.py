@@ -21,16 +21,17 @@ def _fits(log):
 def test_rerun_skips_done_runs_and_resumes_an_interrupted_bench(bench_store, recorded, tmp_path):
     out = tmp_path / "out"
     table = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 8 and table.info["runs_run"] == 8
+    # 8 runs; at shots = all each run also fits once without its validation part (--val)
+    assert _fits(recorded) == 12 and table.info["runs_run"] == 8
     again = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 8, "a re-run must not fit again"
+    assert _fits(recorded) == 12, "a re-run must not fit again"
     assert again.info == {**again.info, "runs_run": 0, "runs_skipped": 8}
     # an interrupted bench: two records missing, a half-written temporary file left behind
-    (out / "runs" / "logreg__all__s1.json").unlink()
-    (out / "runs" / "centroid__k2__s0.json").unlink()
-    (out / "runs" / ".logreg__all__s1.abc.tmp").write_text('{"trunc')
+    (out / "runs" / "features__logreg__all__s1.json").unlink()
+    (out / "runs" / "features__centroid__k2__s0.json").unlink()
+    (out / "runs" / ".features__logreg__all__s1.abc.tmp").write_text('{"trunc')
     resumed = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 10 and resumed.info["runs_run"] == 2
+    assert _fits(recorded) == 15 and resumed.info["runs_run"] == 2
     assert len(list((out / "runs").glob("*.json"))) == 8
 
 
@@ -38,10 +39,10 @@ def test_a_failing_head_is_recorded_and_the_bench_goes_on(bench_store, tmp_path)
     out = tmp_path / "out"
     bad = {"logreg": {"C": -1.0}}  # sklearn rejects C <= 0 at fit time
     table = run_bench(bench_store, out=out, head_params=bad, plots=False, **SMALL)
-    record = json.loads((out / "runs" / "logreg__k2__s0.json").read_text())
+    record = json.loads((out / "runs" / "features__logreg__k2__s0.json").read_text())
     assert record["status"] == "failed" and "C" in record["error"]
     assert record["metrics"] == {}
-    ok = json.loads((out / "runs" / "centroid__k2__s0.json").read_text())
+    ok = json.loads((out / "runs" / "features__centroid__k2__s0.json").read_text())
     assert ok["status"] == "ok" and 0.0 <= ok["metrics"]["accuracy"] <= 1.0
     assert len(table.failures) == 4
     row = next(r for r in table.rows if r["head"] == "logreg" and r["shots"] == 2)
@@ -72,10 +73,12 @@ def test_outputs_exist_and_parse(bench_store, tmp_path):
     out = tmp_path / "out"
     run_bench(bench_store, out=out, **SMALL)
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(r["head"], r["shots"]) for r in rows] == [
-        ("logreg", "2"), ("logreg", "all"), ("centroid", "2"), ("centroid", "all"),
+    assert [(r["tap"], r["head"], r["shots"]) for r in rows] == [
+        ("features", "logreg", "2"), ("features", "logreg", "all"),
+        ("features", "centroid", "2"), ("features", "centroid", "all"),
+        ("", "majority", ""), ("", "stratified", ""),
     ]  # fmt: skip
-    for r in rows:
+    for r in rows[:4]:
         assert float(r["accuracy_lo"]) <= float(r["accuracy_mean"]) <= float(r["accuracy_hi"])
         assert int(r["n_runs"]) == 2 and int(r["n_failed"]) == 0
     md = (out / "results.md").read_text()
@@ -101,8 +104,10 @@ def test_cv_protocol_scores_held_out_folds(bench_store, tmp_path):
     )  # fmt: skip
     records = [json.loads(p.read_text()) for p in (tmp_path / "cv" / "runs").glob("*.json")]
     assert sorted(r["run_id"] for r in records)[:3] == [
-        "logreg__all__s0__f0", "logreg__all__s0__f1", "logreg__all__s0__f2",
+        "features__logreg__all__s0__f0", "features__logreg__all__s0__f1",
+        "features__logreg__all__s0__f2",
     ]  # fmt: skip
+    assert all(r["val"]["n_fit"] + r["val"]["n_val"] == r["n_train"] for r in records)
     assert len(records) == 6 and sum(r["n_eval"] for r in records) == 2 * 180  # the train pool
     assert table.rows[0]["n_runs"] == 6 and table.rows[0]["accuracy_mean"] > 0.5
 
@@ -114,7 +119,7 @@ def test_worker_processes_give_the_same_results(bench_store, tmp_path):
     assert len(serial.rows) == len(parallel.rows) == 2
     for a, b in zip(serial.rows, parallel.rows):
         assert a["accuracy_mean"] == pytest.approx(b["accuracy_mean"])
-    record = json.loads((tmp_path / "b" / "runs" / "logreg__k2__s1.json").read_text())
+    record = json.loads((tmp_path / "b" / "runs" / "features__logreg__k2__s1.json").read_text())
     assert record["host"]["threads"] == max(1, record["host"]["cores"] // 2)
 
 

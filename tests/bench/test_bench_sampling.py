@@ -39,11 +39,13 @@ def test_kshot_sets_are_nested_and_all_is_the_pool(data):
 
 def test_no_planned_run_trains_on_a_test_row(data):
     spec = BenchSpec(heads=("logreg", "knn"), shots=(1, 4, "all"), seeds=3)
-    tasks = plan(data, spec)
+    tasks = plan([data], spec)
     assert len(tasks) == spec.n_runs == 18
     test = set(data.test)
     for task in tasks:
         assert not test & set(task.train), task.run_id
+        if task.val is not None:  # the validation part is carved from the training rows
+            assert set(np.concatenate(task.val)) == set(task.train), task.run_id
         np.testing.assert_array_equal(task.evaluate, data.test)  # ONE fixed test split
 
 
@@ -74,12 +76,14 @@ def test_sweep_never_sees_test_rows(bench_store, recorded, tmp_path):
     )  # fmt: skip
     fits = [rows for _, kind, rows in recorded if kind == "fit"]
     predicts = [rows for _, kind, rows in recorded if kind == "predict"]
-    # logreg: 5 values of C, then the refit, per run; centroid has no grid: one fit per run
-    assert len(fits) == 2 * (5 + 1) + 2
+    # logreg: 5 values of C, then the refit, per run; centroid has no grid: one fit per run;
+    # at shots = all the validation fit repeats the whole procedure on its own rows
+    assert len(fits) == 3 * (5 + 1) + 3
     assert all(not test & set(rows) for rows in fits)
     on_test = [rows for rows in predicts if set(rows) & test]
     assert len(on_test) == 4 and all(set(rows) == test for rows in on_test)  # scoring only
     records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")]
     sweeps = {r["run_id"]: r["sweep"] for r in records}
-    assert sweeps["logreg__k4__s0"]["n_fit"] + sweeps["logreg__k4__s0"]["n_val"] == 16
-    assert sweeps["centroid__k4__s0"]["skipped"] == "no sweep grid for this head"
+    logreg = sweeps["features__logreg__k4__s0"]
+    assert logreg["n_fit"] + logreg["n_val"] == 16
+    assert sweeps["features__centroid__k4__s0"]["skipped"] == "no sweep grid for this head"

@@ -17,6 +17,7 @@ from embedkit.heads import HEADS, TORCH_HEADS
 pytest.importorskip("onnxruntime")
 
 CASES = [(h, None) for h in HEADS if h != "attnpool"] + [("attnpool", "fmap"), ("logreg", "fmap")]
+CASES += [("logreg", "pool+fmap"), ("mlp", "fmap+pool")]  # joined taps: standardised in the graph
 
 
 def _train(data, kind, head, tap, out):

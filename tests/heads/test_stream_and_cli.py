@@ -126,7 +126,7 @@ def test_cli_errors_are_one_line(labelled_store, tmp_path, capsys):
             str(tmp_path / "h"),
         ]
     )
-    assert code == 2 and "its taps are: features" in capsys.readouterr().err
+    assert code == 2 and "its taps: features" in capsys.readouterr().err
     code = main(["predict", str(tmp_path / "missing"), str(labelled_store)])
     assert code == 2 and "head.json not found" in capsys.readouterr().err
 

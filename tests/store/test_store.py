@@ -304,7 +304,7 @@ def test_split_respects_stored_column_and_is_stratified(tiny_store, tiny_data):
     with FeatureStore(tiny_store) as fs:
         parts = fs.split(val=0.1, seed=1)
         assert fs.splits()[parts["test"]].tolist() == ["test"] * len(parts["test"])
-        assert len(parts["val"]) == 30  # 10% of all 300 rows, carved from train
+        assert len(parts["val"]) == 21  # 10% of the 210 train rows (never of the test rows)
         assert set(parts["val"]).isdisjoint(parts["train"])
         assert set(parts["train"]) | set(parts["val"]) == set(
             np.flatnonzero(fs.splits() == "train")

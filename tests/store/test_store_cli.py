@@ -36,7 +36,8 @@ def test_split_writes_a_stratified_split_and_refuses_to_overwrite(tmp_path, tiny
     assert result.returncode == 0, result.stderr
     with FeatureStore(path) as fs:
         s = fs.splits()
-        assert (s == "test").sum() == 60 and (s == "val").sum() == 30 and (s == "").sum() == 0
+        # val is 10% of the 240 train rows, not of the store
+        assert (s == "test").sum() == 60 and (s == "val").sum() == 24 and (s == "").sum() == 0
         for name in ("train", "val", "test"):
             share = np.bincount(y[s == name], minlength=3) / (s == name).sum()
             assert np.abs(share - np.bincount(y) / len(y)).max() < 0.02  # stratified
@@ -45,9 +46,27 @@ def test_split_writes_a_stratified_split_and_refuses_to_overwrite(tmp_path, tiny
     assert again.returncode != 0 and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
     assert _sha(path) == before
-    assert run_cli("split", str(path), "--test", "0.3", "--force").returncode == 0
+    moved = run_cli("split", str(path), "--test", "0.3", "--force")  # would move test items
+    assert moved.returncode == 2 and "--retest" in moved.stderr and _sha(path) == before
+    assert len(moved.stderr.strip().splitlines()) == 1
+    assert run_cli("split", str(path), "--test", "0.3", "--retest").returncode == 0
     with FeatureStore(path) as fs:
         assert (fs.splits() == "test").sum() == 90
+
+
+def test_split_force_redraws_val_from_train_and_keeps_the_stored_test_rows(tmp_path, tiny_data):
+    X, y = tiny_data
+    path = tmp_path / "s.h5"
+    stored = np.where(np.arange(len(y)) % 10 < 7, "train", "test")  # 210 train / 90 test
+    FeatureStore.from_arrays(path, X, y, splits=stored).close()
+    result = run_cli("split", str(path), "--val", "0.1", "--force")
+    assert result.returncode == 0, result.stderr
+    assert "test=90 (stored test rows kept)" in result.stdout
+    with FeatureStore(path) as fs:
+        s = fs.splits()
+    assert np.array_equal(s == "test", stored == "test")  # not one test item moved
+    assert (s == "val").sum() == 21 and (s == "train").sum() == 189  # 10% of train
+    assert set(np.flatnonzero(s == "val")) <= set(np.flatnonzero(stored == "train"))
 
 
 def test_errors_are_one_line_with_exit_code_and_debug_shows_traceback(tmp_path):

@@ -1,0 +1,194 @@
+"""Tap sets: which taps of a store a head reads, and how several taps become one row.
+
+    embedkit train feats.h5 --head logreg --tap blocks.14+pool --out head/
+    embedkit bench feats.h5 --taps all --out bench/          # every tap, one at a time
+    embedkit bench feats.h5 --taps blocks.10,blocks.14,blocks.14+pool --out bench/
+
+A tap set is one tap (``pool``) or several joined with ``+`` (``blocks.14+pool``). One
+tap is read as stored: no scaling, flattened to rows unless the head takes feature maps.
+Several taps are joined by :class:`TapJoin`: each tap is flattened, standardised per
+feature with the mean and standard deviation of the training rows, and scaled by
+``1/sqrt(width)``, so that each tap adds about 1 to a row's squared norm whatever its
+width (a 1,280-d tap does not drown a 40-d one); then the taps are concatenated in the
+order given. The statistics travel with the head (``train.json``) and into a deployed
+ONNX model.
+
+Examples
+--------
+>>> parse_tap_sets("a,b+c", ["a", "b", "c"])
+[('a',), ('b', 'c')]
+>>> parse_tap_sets("all", ["final", "early", "late"])
+[('early',), ('late',), ('final',)]
+>>> tap_set_name(("b", "c"))
+'b+c'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedkit.errors import UserInputError
+
+JOIN = "+"  # joins the taps of one set: "blocks.14+pool"
+ALL_TAPS = "all"  # every tap of the store alone, by depth (see depth_order)
+_MIN_STD = 1e-6  # a feature with a smaller spread (e.g. a dead channel) is only centred
+
+
+def tap_set_name(taps: Sequence[str]) -> str:
+    """The name of a tap set: its taps joined by ``+``."""
+    return JOIN.join(taps)
+
+
+def parse_tap_set(
+    text: str | Sequence[str], available: Sequence[str], where: str = "--tap", store="the store"
+):
+    """One tap set from ``"a+b"`` (or a list of taps); each tap must be in ``available``.
+
+    Examples
+    --------
+    >>> parse_tap_set("pool+blocks.4", ["blocks.4", "pool"])
+    ('pool', 'blocks.4')
+    """
+    parts = text.split(JOIN) if isinstance(text, str) else [str(t) for t in text]
+    taps = tuple(t.strip() for t in parts)
+    if not taps or "" in taps:
+        raise UserInputError(f"{where} {text!r} has an empty tap name; give e.g. blocks.14+pool")
+    for tap in taps:
+        if tap not in available:
+            raise UserInputError(
+                f"{where} {tap!r} is not a tap of {store}; its taps: {', '.join(available)}"
+            )
+    if len(set(taps)) < len(taps):
+        raise UserInputError(f"{where} {text!r} names a tap twice; give each tap once")
+    return taps
+
+
+def parse_tap_sets(
+    spec, available: Sequence[str], where: str = "--taps", store="the store"
+) -> list[tuple]:
+    """The tap sets of ``spec``: ``"all"``, ``"a,b,c"``, ``"a+b"``, a mix, or a list of them.
+
+    ``None`` or ``"all"`` gives every tap of ``available`` alone, in :func:`depth_order`.
+    Repeated sets are kept once.
+    """
+    items = [spec] if spec is None or isinstance(spec, str) else list(spec)
+    sets: list[tuple] = []
+    for item in items:
+        for text in [ALL_TAPS] if item is None else str(item).split(","):
+            text = text.strip()
+            if text == ALL_TAPS:
+                sets += [(tap,) for tap in depth_order(available)]
+            else:
+                sets.append(parse_tap_set(text, available, where, store))
+    if not sets:
+        raise UserInputError(f"{where} is empty; give e.g. all, or pool,blocks.14+pool")
+    return list(dict.fromkeys(sets))
+
+
+def depth_order(taps: Sequence[str]) -> list[str]:
+    """A store's taps from shallow to deep: the others in store order, then the first.
+
+    Registry exports store their final tap first (the store's default tap), then the
+    intermediate taps from shallow to deep (``pool, blocks.4, .., blocks.15``), so this is
+    their depth order; for other stores it is the store's order with the default tap last.
+
+    Examples
+    --------
+    >>> depth_order(["pool", "blocks.4", "blocks.15"])
+    ['blocks.4', 'blocks.15', 'pool']
+    """
+    return [*taps[1:], *taps[:1]]
+
+
+@dataclass(frozen=True)
+class TapJoin:
+    """Joins several taps into one row: standardise each, scale by 1/sqrt(width), concat.
+
+    Attributes
+    ----------
+    taps : tuple of str
+        The taps, in the order they are concatenated.
+    mean, scale : tuple of ndarray
+        Per tap: the training mean ``(D_i,)`` and ``1 / (std * sqrt(D_i))`` ``(D_i,)``;
+        a feature whose std is under 1e-6 gets ``1 / sqrt(D_i)`` (it is only centred).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(5, 3, (100, 4)), rng.normal(0, 1, (100, 64))
+    >>> join = TapJoin.fit(("a", "b"), [a, b])
+    >>> X = join.transform([a, b])  # (100, 4 + 64)
+    >>> [round(float((part**2).sum(1).mean()), 3) for part in (X[:, :4], X[:, 4:])]
+    [1.0, 1.0]
+    """
+
+    taps: tuple[str, ...]
+    mean: tuple[np.ndarray, ...]
+    scale: tuple[np.ndarray, ...]
+
+    @classmethod
+    def fit(cls, taps: Sequence[str], parts: Sequence[np.ndarray]) -> TapJoin:
+        """Statistics of each tap's training rows ``parts[i]`` (N, ...)."""
+        means, scales = [], []
+        for part in parts:
+            X = _rows(part).astype(np.float64)  # (N, D_i)
+            std = X.std(axis=0)
+            std[std < _MIN_STD] = 1.0
+            means.append(X.mean(axis=0).astype(np.float32))
+            scales.append((1.0 / (std * np.sqrt(X.shape[1]))).astype(np.float32))
+        return cls(tuple(taps), tuple(means), tuple(scales))
+
+    @property
+    def widths(self) -> list[int]:
+        return [len(m) for m in self.mean]
+
+    def transform(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, sum of widths)`` float32: each part standardised, scaled, concatenated."""
+        if len(parts) != len(self.taps):
+            raise UserInputError(f"expected {len(self.taps)} taps ({tap_set_name(self.taps)})")
+        out = []
+        for tap, part, mean, scale in zip(self.taps, parts, self.mean, self.scale):
+            X = _rows(part)
+            if X.shape[1] != len(mean):
+                raise UserInputError(
+                    f"tap {tap!r} has {X.shape[1]} features per item; the head was trained "
+                    f"on {len(mean)}"
+                )
+            out.append((X - mean) * scale)
+        return np.concatenate(out, axis=1).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict:
+        """JSON-able: ``{"method", "taps", "mean", "scale"}`` (lists of floats per tap)."""
+        return {
+            "method": "standardize, then 1/sqrt(width) per tap; concatenate",
+            "taps": list(self.taps),
+            "mean": [m.tolist() for m in self.mean],
+            "scale": [s.tolist() for s in self.scale],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TapJoin:
+        as_arrays = lambda key: tuple(np.asarray(v, dtype=np.float32) for v in d[key])  # noqa: E731
+        return cls(tuple(d["taps"]), as_arrays("mean"), as_arrays("scale"))
+
+
+def read_taps(fs, taps: Sequence[str], rows=None, *, join: TapJoin | None = None,
+              flatten: bool = True) -> np.ndarray:  # fmt: skip
+    """Features of a tap set for ``rows``: one tap as stored, several through ``join``.
+
+    One tap is flattened to ``(N, D)`` when ``flatten`` (maps ``(N, C, H, W)`` stay whole
+    otherwise); several taps need their fitted :class:`TapJoin`.
+    """
+    if len(taps) == 1:
+        X = fs.features(taps[0], rows=rows)
+        return _rows(X) if flatten else X
+    if join is None:
+        raise UserInputError(f"tap set {tap_set_name(taps)!r} needs its TapJoin statistics")
+    return join.transform([fs.features(tap, rows=rows) for tap in taps])
+
+
+def _rows(X: np.ndarray) -> np.ndarray:
+    return X if X.ndim == 2 else X.reshape(len(X), -1)
