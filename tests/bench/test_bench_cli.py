@@ -19,7 +19,10 @@ def _store(path, X, y=None, splits=None, names=None):
 
 
 def _bench(capsys, *args):
-    code = main(["bench", *args])
+    try:
+        code = main(["bench", *args])
+    except SystemExit as exc:  # argparse's range checks exit at parse time
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -68,7 +71,7 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
         (["--shots", "1,three"], "--shots item 'three'"),
         (["--tap", "pool"], "--taps 'pool' is not a tap of"),
         (["--taps", "features+nope"], "--taps 'nope' is not a tap of"),
-        (["--val", "1.5"], "--val 1.5 is not valid"),
+        (["--val", "1.5"], "--val: 1.5 is not a fraction in [0, 1)"),
         (["--exclude", "missing.txt"], "exclude file"),
         (["--protocol", "cv", "--folds", "99"], "--folds 99"),
     ],
