@@ -53,7 +53,9 @@ def test_a_failing_head_is_recorded_and_the_bench_goes_on(bench_store, tmp_path)
 def test_a_bench_whose_every_run_failed_raises_naming_the_first(bench_store, tmp_path):
     out = tmp_path / "out"
     spec = {**SMALL, "heads": "logreg"}
-    with pytest.raises(UserInputError, match=r"all \d+ bench runs failed; the first, logreg.*C"):
+    with pytest.raises(
+        UserInputError, match=r"all \d+ bench runs failed; the first, features__logreg.*C"
+    ):
         run_bench(bench_store, out=out, head_params={"logreg": {"C": -1.0}}, plots=False, **spec)
     assert all(
         json.loads(p.read_text())["status"] == "failed" for p in (out / "runs").glob("*.json")
