@@ -60,8 +60,9 @@ def pick_markdown(table) -> str:
     lines = []
     if best is None:
         lines.append(
-            "No recommended pair: the bench ran without validation (`--val 0`); run with "
-            "`--val 0.2` to pick a (tap, head) pair without looking at the test split."
+            "No recommended pair: no validation scores (`--val 0`, or under 2 rows per class "
+            "at the largest shot level); run with `--val 0.2` and a larger shot level (e.g. "
+            "`all`) to pick a (tap, head) pair without looking at the test split."
         )
     else:
         lines.append(

@@ -19,10 +19,7 @@ def _store(path, X, y=None, splits=None, names=None):
 
 
 def _bench(capsys, *args):
-    try:
-        code = main(["bench", *args])
-    except SystemExit as exc:  # argparse's range checks exit at parse time
-        code = exc.code
+    code = main(["bench", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -71,7 +68,6 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
         (["--shots", "1,three"], "--shots item 'three'"),
         (["--tap", "pool"], "--taps 'pool' is not a tap of"),
         (["--taps", "features+nope"], "--taps 'nope' is not a tap of"),
-        (["--val", "1.5"], "--val: 1.5 is not a fraction in [0, 1)"),
         (["--exclude", "missing.txt"], "exclude file"),
         (["--protocol", "cv", "--folds", "99"], "--folds 99"),
     ],
@@ -79,6 +75,14 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
 def test_bad_arguments_give_one_line_errors(bench_store, tmp_path, capsys, args, message):
     code, _, err = _bench(capsys, str(bench_store), "--out", str(tmp_path), *ARGS, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_val_out_of_range_is_a_one_line_argument_error(bench_store, tmp_path):
+    result = run_cli("bench", str(bench_store), "--val", "1.5", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "argument --val: 1.5 is not a fraction in [0, 1)" in (
+        result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_missing_store_and_the_build_step_from_a_real_process(bench_store, tmp_path):
@@ -95,5 +99,5 @@ def test_missing_store_and_the_build_step_from_a_real_process(bench_store, tmp_p
         "accuracy_vs_fit_time.png", "accuracy_vs_shots.png", "results.csv", "results.md", "runs",
     ]  # fmt: skip
     assert np.isfinite(
-        float((tmp_path / "o" / "results.csv").read_text().split("\n")[1].split(",")[5])
+        float((tmp_path / "o" / "results.csv").read_text().split("\n")[1].split(",")[6])
     )

@@ -54,7 +54,7 @@ def test_a_bench_whose_every_run_failed_raises_naming_the_first(bench_store, tmp
     out = tmp_path / "out"
     spec = {**SMALL, "heads": "logreg"}
     with pytest.raises(
-        UserInputError, match=r"all \d+ bench runs failed; the first, \S*logreg\S*: .*C"
+        UserInputError, match=r"all \d+ bench runs failed; the first, features__logreg.*C"
     ):
         run_bench(bench_store, out=out, head_params={"logreg": {"C": -1.0}}, plots=False, **spec)
     assert all(
