@@ -20,11 +20,6 @@ ARGS = [
         ("--split-val",),
     ),
     (
-        "train_split_val_0",
-        ("train", S, "--head", "centroid", "--out", "{d}/h", "--split-val", "0"),
-        ("--split-val",),
-    ),
-    (
         "train_split_val_negative",
         ("train", S, "--head", "centroid", "--out", "{d}/h", "--split-val", "-0.1"),
         ("--split-val",),
@@ -87,7 +82,7 @@ ARGS = [
     ("bench_exclude_unknown", (*BENCH, "--exclude", "{d}/ids.txt"), ("--exclude", "nope_1")),
     (
         "split_test_plus_val",
-        ("split", S, "--test", "0.5", "--val", "0.6", "--force"),
+        ("split", S, "--test", "0.5", "--val", "0.6", "--force", "--retest"),
         ("--test", "--val"),
     ),
     ("split_test_1", ("split", S, "--test", "1", "--force"), ("--test",)),
