@@ -20,6 +20,11 @@ ARGS = [
         ("--split-val",),
     ),
     (
+        "train_split_val_1",
+        ("train", S, "--head", "centroid", "--out", "{d}/h", "--split-val", "1"),
+        ("--split-val",),
+    ),
+    (
         "train_split_val_negative",
         ("train", S, "--head", "centroid", "--out", "{d}/h", "--split-val", "-0.1"),
         ("--split-val",),
