@@ -42,7 +42,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     ax.set_xticks(x, [_shot_label(s) for s in levels])
     ax.set_xlabel("training rows per class (shots)")
     ax.set_ylabel("accuracy")
-    ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"))
+    ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
     return _save(fig, plt, ax, path)
 
 
@@ -74,7 +74,8 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     ax.set_xticks(x, taps, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("tap set (shallow to deep)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(_title(table, f"accuracy vs depth, shots = {_shot_label(top)}", tap=False))
+    ax.set_title(_title(table, f"accuracy vs depth, shots = {_shot_label(top)}", tap=False),
+                 fontsize=10)  # fmt: skip
     return _save(fig, plt, ax, path)
 
 
@@ -104,7 +105,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("fit seconds (mean over seeds, log scale)")
     ax.set_ylabel("accuracy")
-    ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"))
+    ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"), fontsize=10)
     return _save(fig, plt, ax, path)
 
 
@@ -151,7 +152,7 @@ def _title(table, text: str, tap: bool = True) -> str:
     name = Path(str(source.get("store", ""))).name
     shown = _shown_rows(table)[0]["tap"] if tap and table.rows else ""
     where = f"{name} [{shown}]" if shown else name
-    return f"{where}: {text}" if name else text
+    return f"{where}\n{text}" if name else text  # two lines: long tap sets fit
 
 
 def _save(fig, plt, ax, path) -> Path:
