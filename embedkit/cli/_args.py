@@ -71,3 +71,29 @@ def int_at_least(low: int):
 
 positive_int = int_at_least(1)
 count = int_at_least(0)  # seeds
+
+
+def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
+    """Add the options that read raw inputs, shared by ``extract`` and ``predict``.
+
+    ``helps`` overrides the help text of an option, keyed by its dest (``labels=...``).
+    """
+    default = {
+        "batch_size": "items per batch (default 32)",
+        "device": "auto uses CUDA when onnxruntime-gpu offers it (default auto)",
+        "workers": "threads preprocessing batches ahead of inference",
+        "text_column": "CSV/JSONL text column (default text)",
+        "label_column": "CSV/JSONL label column (default label, when present)",
+        "labels": "labels for a .npy source",
+        "skip_bad": "leave out undecodable items",
+        "limit": "use only the first N items",
+    } | helps
+    p.add_argument("--batch-size", type=positive_int, default=32, help=default["batch_size"])
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help=default["device"])  # fmt: skip
+    p.add_argument("--workers", type=positive_int, default=None, help=default["workers"])
+    p.add_argument("--text-column", metavar="C", help=default["text_column"])
+    p.add_argument("--label-column", metavar="C", help=default["label_column"])
+    p.add_argument("--labels", metavar="labels.npy", help=default["labels"])
+    p.add_argument("--skip-bad", action="store_true", help=default["skip_bad"])
+    p.add_argument("--limit", type=positive_int, metavar="N", help=default["limit"])

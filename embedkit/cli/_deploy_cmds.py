@@ -12,7 +12,7 @@ import json
 import sys
 import warnings
 
-from embedkit.cli._args import positive_int
+from embedkit.cli._args import add_input_options, positive_int
 
 
 def register(sub) -> None:
@@ -34,19 +34,11 @@ def register(sub) -> None:
                    help="the head's backbone, when it has moved since training")  # fmt: skip
     p.add_argument("--force", action="store_true",
                    help="predict a store made by another model or preprocessing")  # fmt: skip
-    p.add_argument(
-        "--batch-size", type=positive_int, default=32, help="items per batch (default 32)"
+    add_input_options(
+        p,
+        label_column="CSV/JSONL column of true labels, written alongside",
+        labels="true labels for a .npy source",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="threads preprocessing batches ahead of inference")  # fmt: skip
-    p.add_argument("--text-column", metavar="C", help="CSV/JSONL text column (default text)")
-    p.add_argument("--label-column", metavar="C",
-                   help="CSV/JSONL column of true labels, written alongside")  # fmt: skip
-    p.add_argument("--labels", metavar="labels.npy", help="true labels for a .npy source")
-    p.add_argument("--skip-bad", action="store_true", help="leave out undecodable items")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N items")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_predict)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from embedkit.cli._args import positive_int
+from embedkit.cli._args import add_input_options
 
 
 def register(subparsers) -> None:
@@ -20,32 +20,23 @@ def register(subparsers) -> None:
     p.add_argument("source", help="an image folder (one subfolder per class), .txt, .csv, "
                    ".jsonl or .npy")  # fmt: skip
     p.add_argument("--out", required=True, help="the HDF5 store to create or extend")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=32, help="items per batch (default 32)"
+    add_input_options(
+        p,
+        workers="threads preprocessing batches ahead of inference (default: half the "
+        "cores, 1 to 8); with --engine ray: actors (default: one per GPU, else one per CPU "
+        "of the cluster)",
+        skip_bad="record undecodable items in the store and go on",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto uses CUDA when onnxruntime-gpu offers it (default auto)")  # fmt: skip
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="threads preprocessing batches ahead of inference (default: half the "
-                   "cores, 1 to 8); with --engine ray: actors (default: one per GPU, else one "
-                   "per CPU of the cluster)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage dtype (default float32)")  # fmt: skip
     p.add_argument("--tap", action="append", dest="taps", metavar="T",
                    help="store only this tap (repeatable; default all)")  # fmt: skip
     p.add_argument("--preprocess", metavar="FILE.json",
                    help="preprocessing spec overriding the model's metadata")  # fmt: skip
-    p.add_argument("--labels", metavar="labels.npy", help="labels for a .npy source")
     p.add_argument("--split", choices=("train", "val", "test"),
                    help="tag every item with this split")  # fmt: skip
     p.add_argument("--id-prefix", metavar="P",
                    help='prefix for item ids (default "<split>/" with --split)')  # fmt: skip
-    p.add_argument("--text-column", metavar="C", help="CSV/JSONL text column (default text)")
-    p.add_argument("--label-column", metavar="C",
-                   help="CSV/JSONL label column (default label, when present)")  # fmt: skip
-    p.add_argument("--skip-bad", action="store_true",
-                   help="record undecodable items in the store and go on")  # fmt: skip
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N items")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: an actor pool on a Ray cluster "
                    "(pip install 'embedkit[ray]'; see docs/scale-out.md)")  # fmt: skip
