@@ -45,6 +45,10 @@ def register(subparsers) -> None:
         metavar="auto|HOST:PORT",
         help="with --engine ray: the cluster to join (default: start Ray here)",
     )
+    p.add_argument("--ray-shards", choices=("auto", "driver"), default="auto",
+                   help="with --engine ray: auto writes shards into the store's folder from "
+                   "nodes that see it and sends them to the driver from the others; driver "
+                   "always sends them (no shared filesystem for the store)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
 

@@ -38,6 +38,7 @@ from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name,
 from embedkit.extract.worker import BatchWorker, expected_shapes
 
 ENGINES = ("local", "ray")
+RAY_SHARDS = ("auto", "driver")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class ExtractConfig:
     progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
     engine: str = "local"  # local (this process) or ray (actors on a Ray cluster)
     address: str | None = None  # ray: "auto" or HOST:PORT of a cluster; None starts a local one
+    ray_shards: str = "auto"  # ray: how shards reach the store: auto (written in place when
+    # the actor's node sees the store's folder, else sent to the driver) or driver (always sent)
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,14 @@ def extract(
     cfg = replace(config or ExtractConfig(), **options)
     if cfg.engine not in ENGINES:
         raise UserInputError(f"--engine {cfg.engine!r} is not one of: {', '.join(ENGINES)}")
+    if cfg.ray_shards not in RAY_SHARDS:
+        raise UserInputError(
+            f"--ray-shards {cfg.ray_shards!r} is not one of: {', '.join(RAY_SHARDS)}"
+        )
     if cfg.address is not None and cfg.engine != "ray":
         raise UserInputError(f"--address {cfg.address} applies to --engine ray only; add it")
+    if cfg.ray_shards != "auto" and cfg.engine != "ray":
+        raise UserInputError(f"--ray-shards {cfg.ray_shards} applies to --engine ray only; add it")
     if cfg.workers is None and cfg.engine == "local":
         # ORT takes every core for the model; decoding needs far fewer
         from joblib import cpu_count  # the cores this process may use (cgroups, affinity)

@@ -17,14 +17,19 @@ dead actor and retries its task (``max_restarts=-1``, ``max_task_retries=-1``). 
 then commits the journal in batch order through the one commit path
 (:meth:`~embedkit.store.StoreWriter.commit`), so the store is bit-identical to a local
 ``extract`` of the same source; a killed driver's re-run resumes from the journal.
-Actors read the source and write the journal by path: every node must see both at the
-same path (a shared filesystem), which each actor checks when it starts.
+Actors read the model and the source by path: every node must see them at the same path
+(a shared filesystem, or a copy on each node). An actor whose node cannot see the store's
+journal (checked when it starts), or every actor with ``ray_shards="driver"``, writes
+its files into a temporary folder instead and sends their bytes back with its result;
+the driver writes them into the journal as they arrive, so the files, the store and the
+resume after a killed driver are the same either way.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +145,7 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
             "journal": str(writer.journal),
             "fingerprint": writer.fingerprint,
             "skip_bad": cfg.skip_bad,
+            "via_driver": cfg.ray_shards == "driver",
         },
         **per_actor,
     )
@@ -149,38 +155,56 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
     for out in results.iter_rows():
         if out["error"]:  # stops the dataset: the iterator is dropped
             raise _ERRORS.get(out["error"], StoreError)(out["message"])
+        for name, data in ((out["shard"], out["shard_bytes"]), (out["bad"], out["bad_bytes"])):
+            if name:  # sent by an actor that cannot see the store's folder
+                _write_journal_file(Path(writer.journal) / name, data)
         n_computed += out["computed"]
-        n_bad += out["bad"]
+        n_bad += out["n_bad"]
         if out["computed"]:
             with_shard.add(out["batch"])
             provider = out["provider"]
-        bar.update(out["computed"] + out["bad"])
+        bar.update(out["computed"] + out["n_bad"])
     journaled = writer.begin(*journal)  # finds every shard the actors wrote
     missing = sorted(with_shard - journaled)
     if missing:
         raise StoreError(
             f"{writer.journal}: the shards of {len(missing)} batches (first: {missing[0]}) "
             "are not there; put the store on a filesystem every Ray node mounts at the "
-            "same path, and re-run"
+            "same path, or pass --ray-shards driver, and re-run"
         )
     return n_computed, n_bad, provider
 
 
-class ShardActor:
-    """One actor of the pool: a BatchWorker with its session; one batch in, one shard out."""
+def _write_journal_file(path: Path, data: bytes) -> None:
+    """Write a file an actor sent atomically (tmp + fsync + rename), as the actor would."""
+    from embedkit.store.shards import disk_errors
 
-    def __init__(self, work: BatchWorker, journal: str, fingerprint, skip_bad: bool):
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with disk_errors(path, len(data)):
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class ShardActor:
+    """One actor of the pool: a BatchWorker with its session; one batch in, one shard out.
+
+    The actor writes its shard into the store's journal when its node sees the store's
+    folder. Otherwise (or with ``via_driver``) it writes the shard into a folder of its
+    own and sends the file's bytes back with its result; the driver writes them into the
+    journal, so the files are the same either way.
+    """
+
+    def __init__(self, work: BatchWorker, journal: str, fingerprint, skip_bad: bool,
+                 via_driver: bool = False):  # fmt: skip
         self.work, self.journal = work, Path(journal)
         self.fingerprint, self.skip_bad = fingerprint, skip_bad
         self.expected = expected_shapes(fingerprint)
         self.error: EmbedkitError | None = None  # reported with every batch: see __call__
+        self.via_driver = via_driver or not (self.journal / "manifest.json").is_file()
         try:
-            if not (self.journal / "manifest.json").is_file():
-                raise StoreError(
-                    f"{self.journal}: the store's journal is not visible on Ray node "
-                    f"{socket.gethostname()}; put the store on a filesystem every node "
-                    "mounts at the same path"
-                )
             _ = self.work.runner  # load the session before the first batch
         except EmbedkitError as exc:
             self.error = exc
@@ -193,16 +217,15 @@ class ShardActor:
                     raise self.error
                 outs.append({**self._one(row), "error": "", "message": ""})
             except EmbedkitError as exc:  # Ray Data would wrap it and drop the type and text
-                out = {"batch": row["batch"], "computed": 0, "bad": 0, "provider": ""}
+                out = {"batch": row["batch"], "computed": 0, "n_bad": 0, "provider": ""}
+                out |= {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}
                 outs.append({**out, "error": type(exc).__name__, "message": str(exc)})
-        return {key: np.asarray([o[key] for o in outs]) for key in outs[0]}
+        # object arrays: numpy's fixed-width bytes would drop a file's trailing NUL bytes
+        return {key: np.asarray([o[key] for o in outs], dtype=object if key.endswith("_bytes")
+                                else None) for key in outs[0]}  # fmt: skip
 
     def _one(self, row: dict) -> dict:
-        from embedkit.store import write_shard
-        from embedkit.store.writer import journal_bad
-
         b = row["batch"]
-        at = {index: k for k, index in enumerate(row["rows"])}
         good, bad, feed = self.work.prepare(np.asarray(row["rows"], dtype=np.int64))
         features = None
         if feed is not None and (self.skip_bad or not bad):
@@ -211,13 +234,32 @@ class ShardActor:
             bad = bad + nonfinite  # the order a local run records them in
         if bad and not self.skip_bad:
             raise self.work.bad_item_error(*bad[0])
+        provider = self.work.provider or ""
+        out = {"batch": b, "computed": len(good), "n_bad": len(bad), "provider": provider}
+        if not self.via_driver:
+            self._write(self.journal, row, good, bad, features)
+            return out | {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}
+        with tempfile.TemporaryDirectory(prefix="embedkit-shard-") as folder:
+            written = self._write(Path(folder), row, good, bad, features)
+            for key, path in written.items():  # the file's name and bytes, or empty
+                out[key] = path.name if path else ""
+                out[f"{key}_bytes"] = path.read_bytes() if path else b""
+        return out
+
+    def _write(self, folder: Path, row: dict, good, bad, features) -> dict[str, Path | None]:
+        """Journal the batch's bad items, then its shard, into ``folder``; their paths."""
+        from embedkit.store import write_shard
+        from embedkit.store.writer import journal_bad
+
+        b, at = row["batch"], {index: k for k, index in enumerate(row["rows"])}
+        written: dict[str, Path | None] = {"bad": None, "shard": None}
         if bad:  # journaled before the shard: a journaled shard has its bad items beside it
             records = [(row["ids"][at[i]], row["digests"][at[i]], why) for i, why in bad]
-            journal_bad(self.journal, b, records)
+            written["bad"] = journal_bad(folder, b, records)
         if good:
             keep = [at[i] for i in good]
-            write_shard(
-                self.journal,
+            written["shard"] = write_shard(
+                folder,
                 self.fingerprint,
                 [row["ids"][k] for k in keep],
                 [row["digests"][k] for k in keep],
@@ -225,8 +267,7 @@ class ShardActor:
                 labels=[row["labels"][k] for k in keep],
                 splits=[row["splits"][k] for k in keep],
             )
-        provider = self.work.provider or ""
-        return {"batch": b, "computed": len(good), "bad": len(bad), "provider": provider}
+        return written
 
 
 _ERRORS = {cls.__name__: cls for cls in (UserInputError, StoreError, EmbedkitError)}

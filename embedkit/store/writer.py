@@ -232,7 +232,7 @@ class StoreWriter:
             self._lock = None
 
 
-def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) -> None:
+def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) -> Path:
     """Journal batch ``batch``'s bad items ``(id, digest, reason)`` from a worker process.
 
     The scale-out path's workers hold no :class:`StoreWriter` (the driver does); each
@@ -249,6 +249,7 @@ def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    return path
 
 
 def _read_bad(journal: Path) -> dict[str, dict]:

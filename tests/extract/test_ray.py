@@ -242,14 +242,24 @@ def test_cli_engine_ray_prints_the_summary(cluster, models, tmp_path):
     assert "computed 6 items" in result.stdout
 
 
-def test_actor_that_cannot_see_the_journal_reports_it(models, tmp_path):
-    """No shared filesystem: the actor answers every batch with a one-line StoreError."""
+def test_shards_sent_to_the_driver_give_the_same_store(cluster, models, tmp_path):
+    """--ray-shards driver: no actor writes into the store's folder, the store is equal."""
+    model, source, options = _sources(models, tmp_path)["images"]  # one bad item too
+    extract(model, source, tmp_path / "local.h5", batch_size=2, progress=False, **options)
+    got = extract(model, source, tmp_path / "ray.h5", batch_size=2, progress=False,
+                  engine="ray", ray_shards="driver", **options)  # fmt: skip
+    assert (got.n_computed, got.n_bad) == (10, 1)
+    assert_same_store(tmp_path / "ray.h5", tmp_path / "local.h5")
+
+
+def test_actor_that_cannot_see_the_journal_sends_its_shard(models, tmp_path):
+    """No shared filesystem: the actor sends the shard's bytes, written nowhere else."""
     import pyarrow as pa
 
     from embedkit.extract.ray_engine import ShardActor
     from embedkit.extract.sources import open_source
     from embedkit.extract.worker import BatchWorker
-    from embedkit.store import Fingerprint, TapInfo
+    from embedkit.store import Fingerprint, TapInfo, write_shard
 
     images = write_images(tmp_path / "images")
     source = open_source(images)
@@ -259,6 +269,11 @@ def test_actor_that_cannot_see_the_journal_reports_it(models, tmp_path):
     actor = ShardActor(work, str(tmp_path / "elsewhere" / "journal"), fp, skip_bad=False)
     row = {"batch": 0, "rows": [0], "ids": [listing.ids[0]], "digests": [listing.digests[0]]}
     out = actor(pa.Table.from_pylist([{**row, "labels": ["cat"], "splits": [None]}]))
-    assert out["error"].tolist() == ["StoreError"]
-    assert "journal is not visible on Ray node" in out["message"][0]
+    assert out["error"].tolist() == [""] and out["computed"].tolist() == [1]
     assert not (tmp_path / "elsewhere").exists()  # nothing written on the wrong node
+    feed = work.prepare(np.asarray([0]))[2]
+    features = work.infer(feed, actor.expected, 1)
+    direct = write_shard(tmp_path / "direct", fp, [listing.ids[0]], [listing.digests[0]],
+                         features, labels=["cat"], splits=[None])  # fmt: skip
+    assert out["shard"][0] == direct.name
+    assert out["shard_bytes"][0] == direct.read_bytes()  # NUL bytes and all
