@@ -23,25 +23,21 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_extract import get_model
+
+from embedkit.datasets import load_fashion_mnist
+from embedkit.extract import extract, load_model, open_source
+from embedkit.extract.worker import BatchWorker
+from embedkit.store import Fingerprint, TapInfo, commit_shards, write_shard
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-from bench_extract import get_model  # noqa: E402
-
-from embedkit.datasets import load_fashion_mnist  # noqa: E402
-from embedkit.extract import extract, load_model, open_source  # noqa: E402
-from embedkit.extract.worker import BatchWorker  # noqa: E402
-from embedkit.store import Fingerprint, TapInfo, commit_shards, write_shard  # noqa: E402
 
 
 def ensure_ray() -> None:
