@@ -12,7 +12,9 @@ With ``engine="ray"`` the same batches run in Ray actors (``ray_engine.py``).
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +41,7 @@ from embedkit.extract.worker import BatchWorker, expected_shapes
 
 ENGINES = ("local", "ray")
 RAY_SHARDS = ("auto", "driver")
+PREP_NICE = 10  # preprocessing threads run this much nicer on Linux (see _yield_to_inference)
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,9 @@ class _Extraction:
         expected = expected_shapes(writer.fingerprint)
         sink = _WriterThread(writer)
         n_computed = n_bad = 0
-        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="embedkit-prep") as pool:
+        with ThreadPoolExecutor(
+            cfg.workers, thread_name_prefix="embedkit-prep", initializer=_yield_to_inference
+        ) as pool:
             pending: deque = deque()
             todo = iter(batches)
             try:
@@ -309,6 +314,24 @@ class _Extraction:
             if not self.cfg.skip_bad:
                 raise self.work.bad_item_error(index, reason)
             writer.record_bad(listing.ids[index], listing.digests[index], reason)
+
+
+def _yield_to_inference() -> None:
+    """Lower this preprocessing thread's priority below the ONNX Runtime threads' (Linux).
+
+    ORT runs one intra-op thread per core, and each parallel operator waits for its slowest
+    thread: a decoding thread that preempts one of them stalls all. Ten steps nicer, it
+    decodes in the gaps between operators and while the session waits for the next batch
+    (benchmarks/results/speed.md, "Images").
+    """
+    if sys.platform == "linux":  # elsewhere the call would renice the whole process
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(
+                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + PREP_NICE)
+            )
+        except OSError:  # a sandbox may forbid it; decoding then simply competes
+            pass
 
 
 def _submit(pool, pending: deque, todo, fn) -> None:
