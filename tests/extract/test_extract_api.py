@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import onnxruntime as ort
@@ -13,7 +15,9 @@ import pytest
 
 from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import ExtractConfig, extract, load_model, open_source, select_providers
+from embedkit.extract.pipeline import PREP_NICE
 from embedkit.extract.preprocess import make_preprocessor
+from embedkit.extract.sources import ImageFolderSource
 from embedkit.store import FeatureStore
 from tests.extract.extract_graphs import IMAGE_SPEC, make_slow_model
 
@@ -169,6 +173,31 @@ def test_many_batches_keep_source_order(tmp_path):
     with FeatureStore(out) as fs:
         assert fs.ids().tolist() == [str(i) for i in range(103)]
         np.testing.assert_allclose(fs.features(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
+def test_preprocessing_threads_yield_to_inference(models, image_dir, tmp_path):
+    """Decoding runs nicer than the caller and ONNX Runtime; the caller's priority is kept."""
+    priority = {}  # thread name prefix -> niceness while reading an item
+
+    class Recording(ImageFolderSource):
+        def read(self, index):
+            tid = threading.get_native_id()
+            priority[threading.current_thread().name.split("_")[0]] = os.getpriority(
+                os.PRIO_PROCESS, tid
+            )
+            return super().read(index)
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    out = tmp_path / "f.h5"
+    summary = extract(models["image"], Recording(image_dir), out, batch_size=2, progress=False)
+    assert summary.n_computed == 6
+    assert priority == {"MainThread": base, "embedkit-prep": min(19, base + PREP_NICE)}
+    assert priority["embedkit-prep"] > base or base == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    pool, _ = _reference(models["image"], image_dir, ["pool", "fmap"])
+    with FeatureStore(out) as fs:
+        np.testing.assert_allclose(fs.features("pool"), pool, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_option_and_providers():
