@@ -7,8 +7,9 @@ The same fortunes (a seeded sample of data/fortunes, varied lengths), batch 32, 
 contender on the same cores: sentence-transformers ``encode`` (torch, and the ONNX backend
 when ``optimum`` imports), ``embedkit.extract.extract`` end to end (tokenise, plan, run,
 journal, commit; session start-up included) on fp32 and int8 exports, on the file as is and
-pre-sorted by length, and a bare ``session.run`` loop over fixed batches in file order (what
-extract did before length bucketing). Quality: per-text cosine to sentence-transformers torch.
+pre-sorted by length, on an fp32 export with ``--no-optimize`` (no transformer fusion), and a
+bare ``session.run`` loop over fixed batches in file order (what extract did before length
+bucketing). Quality: per-text cosine to sentence-transformers torch.
 The ONNX backend needs ``optimum``, whose pins clash with the project's transformers: install
 it in a separate venv (benchmarks/RESULTS.md says how).
 """
@@ -44,9 +45,9 @@ def sample_fortunes(n: int) -> list[str]:
     return [texts[i] for i in order]
 
 
-def export(work: Path, precision: str, python: str) -> Path:
-    out = work / f"minilm-{precision}.onnx"
-    cmd = [python, "-m", "embedkit", "export", "minilm", "--out", str(out)]
+def export(work: Path, precision: str, python: str, *extra: str) -> Path:
+    out = work / f"minilm-{precision}{''.join(extra)}.onnx"
+    cmd = [python, "-m", "embedkit", "export", "minilm", "--out", str(out), *extra]
     subprocess.run([*cmd, "--precision", precision], cwd=REPO, check=True, capture_output=True)
     return out
 
@@ -112,6 +113,10 @@ def same_round_ratios(speeds: dict[str, list[float]], rounds: int) -> list[str]:
         best = [max(p[r] for p in peers) for r in range(rounds)]
         ratios["fp32 / faster sentence-transformers"] = [a / b for a, b in zip(fp32, best)]
         ratios["int8 / faster sentence-transformers"] = [a / b for a, b in zip(int8, best)]
+        unfused = speeds["`embedkit extract`, fp32 exported with `--no-optimize`"]
+        ratios["fp32 `--no-optimize` / faster sentence-transformers"] = [
+            a / b for a, b in zip(unfused, best)
+        ]
     return [
         "Same-round ratios (median; per round): "
         + "; ".join(
@@ -140,6 +145,7 @@ def main() -> None:
     plain, ordered = work / "fortunes.txt", work / "fortunes-sorted.txt"
     plain.write_text("\n".join(texts) + "\n")
     fp32, int8 = export(work, "fp32", args.python), export(work, "int8", args.python)
+    plain_fp32 = export(work, "fp32", args.python, "--no-optimize")
     real, fixed = padded_tokens(fp32, texts, bs)
     bucketed = plan_tokens(fp32, texts, bs)
     lengths = make_preprocessor(load_model(fp32), "text", "t").tokenize(texts).lengths
@@ -172,6 +178,9 @@ def main() -> None:
     contenders["`embedkit extract`, fp32"] = ours(fp32, plain, "fp32")
     contenders["`embedkit extract`, fp32, input pre-sorted by length"] = ours(fp32, ordered, "s")
     contenders["`embedkit extract`, int8"] = ours(int8, plain, "int8")
+    contenders["`embedkit extract`, fp32 exported with `--no-optimize`"] = ours(
+        plain_fp32, plain, "fp32-plain"
+    )
     speeds: dict[str, list[float]] = {name: [] for name in contenders}
     outputs: dict[str, np.ndarray] = {}
     for r in range(args.rounds):
