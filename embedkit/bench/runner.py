@@ -16,13 +16,9 @@ written by the parent as runs finish, so an interrupted bench resumes where it s
 
 from __future__ import annotations
 
-import functools
-import math
-import platform
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -40,11 +36,10 @@ from embedkit.bench.data import (
     parse_shots,
     shot_rank,
 )
-from embedkit.bench.metrics import score
-from embedkit.bench.records import SCHEMA, config_hash, done_runs, run_id, write_record
-from embedkit.bench.sweep import sweep
+from embedkit.bench.records import done_runs, run_id, write_record
+from embedkit.bench.worker import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError
-from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record, make_head
+from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record
 
 DEFAULT_HEADS = BENCH_DEFAULT_HEADS
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
@@ -101,20 +96,6 @@ class BenchSpec:
     def top_shots(self) -> int | str:
         """The largest shot level: where validation picks the recommended pair."""
         return max(self.shots, key=shot_rank)
-
-
-@dataclass(frozen=True)
-class _Task:
-    run_id: str
-    tap: str  # the tap set's name: the key of its feature matrix
-    head: str
-    shots: int | str
-    seed: int
-    fold: int | None
-    train: np.ndarray  # row indices the head fits on
-    evaluate: np.ndarray  # row indices it is scored on
-    val: tuple | None  # (fit rows, validation rows) carved from ``train``, top level only
-    baselines: dict  # accuracy of the majority-class and stratified-random predictors
 
 
 def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None,
@@ -176,7 +157,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     out = Path(out)
     config = bench_config(datas, spec)
     done = done_runs(out / "runs", config)
-    tasks = [t for t in plan(datas, spec) if t.run_id not in done]
+    todo = [t for t in plan(datas, spec) if t.run_id not in done]
+    tasks = share_fits(todo, sweep=spec.sweep)  # deterministic heads: one fit per group
     started, failed = time.perf_counter(), []
     for record in _execute(tasks, datas, spec, config):
         write_record(out / "runs", record)
@@ -187,15 +169,15 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
             acc = record["metrics"].get("accuracy") if record["metrics"] else None
             acc_text = f" acc={acc:.3f}" if acc is not None else ""
             print(f"[bench] {record['run_id']}{acc_text} {status}", file=sys.stderr)
-    if tasks and len(failed) == len(tasks) and not done:
+    if todo and len(failed) == len(todo) and not done:
         first = min(failed, key=lambda r: r["run_id"])
         raise UserInputError(
-            f"all {len(tasks)} bench runs failed; the first, {first['run_id']}: "
+            f"all {len(todo)} bench runs failed; the first, {first['run_id']}: "
             f"{' '.join(str(first['error']).split())} (records in {out / 'runs'})"
         )
     table = build_report(out, plots=plots)
     table.info.update(
-        runs_planned=spec.n_runs * len(datas), runs_skipped=len(done), runs_run=len(tasks),
+        runs_planned=spec.n_runs * len(datas), runs_skipped=len(done), runs_run=len(todo),
         wall_s=time.perf_counter() - started,
     )  # fmt: skip
     return table
@@ -232,7 +214,7 @@ def _head_signature(name: str, spec: BenchSpec) -> dict:
     return {"class": type(head).__name__, "params": params}
 
 
-def plan(datas: list[BenchData], spec: BenchSpec) -> list[_Task]:
+def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
     """Every run of the bench, most expensive first (for load balance over workers)."""
     data, tasks = datas[0], []
     for seed in range(int(spec.seeds)):
@@ -254,7 +236,7 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[_Task]:
                     for head in spec.heads:
                         rid = run_id(tap, head, shots, seed, fold)
                         tasks.append(
-                            _Task(rid, tap, head, shots, seed, fold, rows, evaluate, val, base)
+                            Task(rid, tap, head, shots, seed, fold, rows, evaluate, val, base)
                         )
     tasks.sort(key=lambda t: (-len(t.train), -head_record(t.head).cost))
     return tasks
@@ -282,7 +264,7 @@ def baselines(y: np.ndarray, pool: np.ndarray, evaluate: np.ndarray) -> dict:
     }
 
 
-def _execute(tasks: list[_Task], datas: list[BenchData], spec: BenchSpec, config: dict):
+def _execute(tasks: list[Task], datas: list[BenchData], spec: BenchSpec, config: dict):
     """Yield finished records, from worker processes when ``jobs`` > 1."""
     cores = cpu_count()  # the cores this process may use (cgroups, affinity)
     jobs = cores if spec.jobs is None else max(1, int(spec.jobs))
@@ -299,7 +281,7 @@ def _execute(tasks: list[_Task], datas: list[BenchData], spec: BenchSpec, config
     if jobs == 1:
         X = {d.tap: d.X for d in datas}
         for task in tasks:
-            yield run_one(task, X[task.tap], y, common)
+            yield from run_task(task, X[task.tap], y, common)
         return
     from joblib import Parallel, delayed
 
@@ -307,7 +289,8 @@ def _execute(tasks: list[_Task], datas: list[BenchData], spec: BenchSpec, config
         X = {d.tap: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
                             max_nbytes="1M", mmap_mode="r")  # fmt: skip
-        yield from parallel(delayed(run_one)(task, X[task.tap], y, common) for task in tasks)
+        for records in parallel(delayed(run_task)(t, X[t.tap], y, common) for t in tasks):
+            yield from records
 
 
 def _memmap(X: np.ndarray, path: Path) -> np.ndarray:
@@ -315,104 +298,3 @@ def _memmap(X: np.ndarray, path: Path) -> np.ndarray:
     pickled (and re-hashed) copy per run."""
     np.save(path, np.ascontiguousarray(X))
     return np.load(path, mmap_mode="r")
-
-
-def run_one(task: _Task, X: np.ndarray, y: np.ndarray, common: dict) -> dict:
-    """Fit and score one run; a head that raises gives a ``failed`` record, not an error."""
-    from threadpoolctl import threadpool_limits
-
-    record = {
-        "schema": SCHEMA,
-        "run_id": task.run_id,
-        "tap": task.tap,
-        "head": task.head,
-        "shots": task.shots,
-        "seed": task.seed,
-        "fold": task.fold,
-        "protocol": common["config"]["protocol"],
-        "n_train": int(len(task.train)),
-        "n_eval": int(len(task.evaluate)),
-        "config": common["config"],
-        "config_hash": config_hash(common["config"]),
-        "host": {
-            "cores": cpu_count(),
-            "threads": common["threads"],
-            "python": platform.python_version(),
-        },
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "status": "ok",
-        "error": None,
-        "metrics": {},
-        "val": None,
-        "baselines": task.baselines,
-        "params": {},
-        "sweep": None,
-        "warnings": [],
-        "fit_s": None,
-        "predict_s": None,
-    }
-    cpu_start = time.process_time()
-    try:
-        with (
-            threadpool_limits(limits=common["threads"]),
-            warnings.catch_warnings(record=True) as caught,
-        ):
-            warnings.simplefilter("always")
-            _fit_and_score(task, X, y, common, record)
-    except Exception as exc:  # a failing head is recorded, never fatal to the bench
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
-    else:  # e.g. ConvergenceWarning: kept in the record, not printed per run
-        seen = dict.fromkeys(f"{w.category.__name__}: {w.message}"[:200] for w in caught)
-        record["warnings"] = list(seen)[:5]
-    record["cpu_s"] = time.process_time() - cpu_start  # this process, all its threads
-    return record
-
-
-def _fit_and_score(task: _Task, X, y, common: dict, record: dict) -> None:
-    if task.val is not None:  # validation: fit on the rest of the training rows, score
-        fit_rows, val_rows = task.val
-        head, _, _ = _fit(task, fit_rows, X, y, common)
-        _, pred = _predict(head, X[val_rows], common["n_classes"])
-        record["val"] = {"accuracy": float(np.mean(pred == y[val_rows])),
-                         "n_fit": int(len(fit_rows)), "n_val": int(len(val_rows)),
-                         "fraction": common["val"]}  # fmt: skip
-    started = time.perf_counter()
-    head, record["params"], record["sweep"] = _fit(task, task.train, X, y, common)
-    record["fit_s"] = time.perf_counter() - started - (record["sweep"] or {}).get("seconds", 0)
-    X_eval = X[task.evaluate]
-    started = time.perf_counter()
-    proba, pred = _predict(head, X_eval, common["n_classes"])
-    record["predict_s"] = time.perf_counter() - started
-    metrics = score(y[task.evaluate], pred, proba, common["n_classes"])
-    record["metrics"] = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-
-
-def _fit(task: _Task, rows: np.ndarray, X, y, common: dict):
-    """The head fitted on ``rows`` (after the sweep, when on): ``(head, params, sweep)``."""
-    params, swept = dict(common["head_params"].get(task.head, {})), None
-    if common["sweep"]:
-        build = functools.partial(_new_head, threads=common["threads"])
-        swept = sweep(task, rows, X, y, params, build)
-        params.update(swept.get("best") or {})
-    head = _new_head(task.head, task.seed, params, common["threads"])
-    head.fit(X[rows], y[rows])  # X[rows]: a copy, so memory-mapped input is read once
-    return head, params, swept
-
-
-def build_head(name: str, seed: int, params: dict | None = None):
-    """An unfitted head from ``embedkit.heads.make_head`` with the run's seed."""
-    return make_head(name, random_state=seed, **(params or {}))
-
-
-def _new_head(name: str, seed: int, params: dict, threads: int):
-    head = build_head(name, seed, params)
-    if "torch" in sys.modules:  # torch heads: one worker's share of the cores
-        sys.modules["torch"].set_num_threads(threads)
-    return head
-
-
-def _predict(head, X: np.ndarray, n_classes: int):
-    """``(proba (N, n_classes), predicted class (N,))`` from one pass; every head has proba."""
-    proba = np.zeros((len(X), n_classes))
-    proba[:, np.asarray(head.classes_, dtype=np.int64)] = head.predict_proba(X)
-    return proba, proba.argmax(axis=1)

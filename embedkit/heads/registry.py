@@ -35,6 +35,7 @@ class HeadRecord:
     streams: bool = False  # has partial_fit, so fit_store can stream a store into it
     bench_default: bool = False  # in `embedkit bench`'s default --heads
     cost: int = 1  # relative fit cost: the bench starts the expensive runs first
+    deterministic: bool = False  # its fit ignores random_state: same rows, same head
     sweep: dict = field(default_factory=dict)  # the grid `embedkit bench --sweep` tries
 
 
@@ -42,8 +43,10 @@ class HeadRecord:
 RECORDS = (
     HeadRecord("sgd", "SGDHead", streams=True, bench_default=True,
                sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}),
-    HeadRecord("logreg", "LogRegHead", bench_default=True, cost=2, sweep=_C_GRID),
-    HeadRecord("ridge", "RidgeHead", sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}),
+    HeadRecord("logreg", "LogRegHead", bench_default=True, cost=2, deterministic=True,
+               sweep=_C_GRID),
+    HeadRecord("ridge", "RidgeHead", deterministic=True,
+               sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}),
     HeadRecord("svm", "SVMHead", cost=2, sweep=_C_GRID),
     HeadRecord("linear", "LinearHead", _TORCH, torch=True, streams=True, bench_default=True,
                cost=2, sweep=_TORCH_GRID),
@@ -51,8 +54,9 @@ RECORDS = (
                cost=3, sweep=_TORCH_GRID),
     HeadRecord("attnpool", "AttnPoolHead", _TORCH, torch=True, streams=True, cost=3,
                sweep=_TORCH_GRID),
-    HeadRecord("knn", "KNNHead", bench_default=True, sweep={"n_neighbors": [1, 3, 5, 10, 20]}),
-    HeadRecord("centroid", "CentroidHead", bench_default=True),
+    HeadRecord("knn", "KNNHead", bench_default=True, deterministic=True,
+               sweep={"n_neighbors": [1, 3, 5, 10, 20]}),
+    HeadRecord("centroid", "CentroidHead", bench_default=True, deterministic=True),
 )  # fmt: skip
 HEADS = tuple(r.name for r in RECORDS)
 TORCH_HEADS = tuple(r.name for r in RECORDS if r.torch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.bench import runner
+from embedkit.bench import worker
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,11 @@ class _Recorder:
 @pytest.fixture
 def recorded(monkeypatch):
     """Record every head the bench builds (run the bench with jobs=1 so it is in-process)."""
-    real = runner.build_head
+    real = worker.build_head
     _Recorder.log = []
 
     def build(name, seed, params=None):
         return _Recorder(name, real(name, seed, params))
 
-    monkeypatch.setattr(runner, "build_head", build)
+    monkeypatch.setattr(worker, "build_head", build)
     return _Recorder.log

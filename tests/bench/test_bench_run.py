@@ -21,18 +21,44 @@ def _fits(log):
 def test_rerun_skips_done_runs_and_resumes_an_interrupted_bench(bench_store, recorded, tmp_path):
     out = tmp_path / "out"
     table = run_bench(bench_store, out=out, plots=False, **SMALL)
-    # 8 runs; at shots = all each run also fits once without its validation part (--val)
-    assert _fits(recorded) == 12 and table.info["runs_run"] == 8
+    # 8 runs; at shots = all each run also fits once without its validation part (--val),
+    # and the seeds of a deterministic head (both are) share their fit on all rows: 4 + 2 + 4
+    assert _fits(recorded) == 10 and table.info["runs_run"] == 8
     again = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 12, "a re-run must not fit again"
+    assert _fits(recorded) == 10, "a re-run must not fit again"
     assert again.info == {**again.info, "runs_run": 0, "runs_skipped": 8}
     # an interrupted bench: two records missing, a half-written temporary file left behind
     (out / "runs" / "features__logreg__all__s1.json").unlink()
     (out / "runs" / "features__centroid__k2__s0.json").unlink()
     (out / "runs" / ".features__logreg__all__s1.abc.tmp").write_text('{"trunc')
     resumed = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 15 and resumed.info["runs_run"] == 2
+    assert _fits(recorded) == 13 and resumed.info["runs_run"] == 2
     assert len(list((out / "runs").glob("*.json"))) == 8
+
+
+def test_seeds_of_a_deterministic_head_share_the_fit_on_all_rows(bench_store, recorded, tmp_path):
+    spec = {"heads": "knn,sgd", "shots": "all", "seeds": 3, "jobs": 1}
+    run_bench(bench_store, out=tmp_path / "shared", plots=False, **spec)
+    fits = {}
+    for name, kind, rows in recorded:
+        if kind == "fit":
+            fits.setdefault(name, []).append(len(rows))
+    n_pool = max(fits["knn"])
+    # knn: one fit on the whole pool for the 3 seeds, plus each seed's validation fit
+    assert fits["knn"].count(n_pool) == 1 and len(fits["knn"]) == 4
+    assert fits["sgd"].count(n_pool) == 3  # sgd's fit depends on its seed: one per seed
+    records = {r.stem: json.loads(r.read_text()) for r in (tmp_path / "shared/runs").glob("*")}
+    knn = [records[f"features__knn__all__s{s}"] for s in range(3)]
+    assert knn[0]["fit_shared_with"] is None
+    for r in knn[1:]:
+        assert r["fit_shared_with"] == "features__knn__all__s0"
+        assert r["metrics"] == knn[0]["metrics"] and r["fit_s"] == knn[0]["fit_s"]
+    assert all(r["val"]["n_fit"] < n_pool for r in knn)  # each seed's own validation fit
+    # the same scores as a bench that fits every seed on its own
+    recorded.clear()
+    alone = run_bench(bench_store, out=tmp_path / "alone", plots=False, **{**spec, "seeds": 1})
+    row = next(r for r in alone.rows if r["head"] == "knn")
+    assert row["accuracy_mean"] == knn[2]["metrics"]["accuracy"]
 
 
 def test_a_failing_head_is_recorded_and_the_bench_goes_on(bench_store, tmp_path):
