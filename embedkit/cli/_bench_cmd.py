@@ -38,8 +38,8 @@ def register(sub) -> None:
         default=None,
         metavar="SETS",
         help="tap sets to compare: all (every tap, shallow to deep), a,b,c, or a+b (taps "
-        "joined: each standardised, scaled by 1/sqrt(width), concatenated); repeatable; "
-        "default: the store's default tap",
+        "joined: each standardised, scaled by 1/sqrt(width), concatenated), joined (every "
+        "tap joined); repeatable; default: the store's default tap",
     )
     p.add_argument(
         "--tap",

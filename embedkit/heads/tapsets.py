@@ -2,6 +2,7 @@
 
     embedkit train feats.h5 --head logreg --tap blocks.14+pool --out head/
     embedkit bench feats.h5 --taps all --out bench/          # every tap, one at a time
+    embedkit bench feats.h5 --taps all,joined --out bench/   # ... and all of them joined
     embedkit bench feats.h5 --taps blocks.10,blocks.14,blocks.14+pool --out bench/
 
 A tap set is one tap (``pool``) or several joined with ``+`` (``blocks.14+pool``). One
@@ -19,6 +20,8 @@ Examples
 [('a',), ('b', 'c')]
 >>> parse_tap_sets("all", ["final", "early", "late"])
 [('early',), ('late',), ('final',)]
+>>> parse_tap_sets("joined", ["final", "early", "late"])
+[('early', 'late', 'final')]
 >>> tap_set_name(("b", "c"))
 'b+c'
 """
@@ -34,6 +37,7 @@ from embedkit.errors import UserInputError
 
 JOIN = "+"  # joins the taps of one set: "blocks.14+pool"
 ALL_TAPS = "all"  # every tap of the store alone, by depth (see depth_order)
+ALL_JOINED = "joined"  # every tap of the store joined into one set, by depth
 _MIN_STD = 1e-6  # a feature with a smaller spread (e.g. a dead channel) is only centred
 
 
@@ -69,9 +73,11 @@ def parse_tap_set(
 def parse_tap_sets(
     spec, available: Sequence[str], where: str = "--taps", store="the store"
 ) -> list[tuple]:
-    """The tap sets of ``spec``: ``"all"``, ``"a,b,c"``, ``"a+b"``, a mix, or a list of them.
+    """The tap sets of ``spec``: ``"all"``, ``"joined"``, ``"a,b,c"``, ``"a+b"``, a mix, or a
+    list of them.
 
-    ``None`` or ``"all"`` gives every tap of ``available`` alone, in :func:`depth_order`.
+    ``None`` or ``"all"`` gives every tap of ``available`` alone, in :func:`depth_order`;
+    ``"joined"`` one set of all of them joined, in that order (one tap: that tap alone).
     Repeated sets are kept once.
     """
     items = [spec] if spec is None or isinstance(spec, str) else list(spec)
@@ -81,6 +87,8 @@ def parse_tap_sets(
             text = text.strip()
             if text == ALL_TAPS:
                 sets += [(tap,) for tap in depth_order(available)]
+            elif text == ALL_JOINED:
+                sets.append(tuple(depth_order(available)))
             else:
                 sets.append(parse_tap_set(text, available, where, store))
     if not sets:

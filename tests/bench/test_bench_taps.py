@@ -122,6 +122,16 @@ def test_joined_taps_are_standardised_with_pool_statistics_only(layered_store):
     assert data.source["tap"] == "mid+final" and np.allclose(data.X, expected)
 
 
+def test_joined_is_every_tap_joined_in_depth_order(layered_store, tmp_path):
+    path = layered_store[0]
+    sets = load_bench_sets(path, taps="joined,mid+early")
+    assert [d.source["tap"] for d in sets] == ["early+mid+final", "mid+early"]
+    assert sets[0].X.shape[1] == 5 + 3 + 6
+    table = run_bench(path, out=tmp_path / "j", taps="all,joined", heads="logreg",
+                      shots="all", seeds=2, jobs=1, plots=False)  # fmt: skip
+    assert table.taps == ["early", "mid", "final", "early+mid+final"]
+
+
 def test_cli_taps_and_repeated_tap_agree(layered_store, tmp_path):
     path = layered_store[0]
     common = ["--heads", "centroid", "--shots", "all", "--seeds", "2", "--jobs", "1", "--quiet"]

@@ -30,6 +30,8 @@ def two_tap_store(tmp_path):
 def test_parse_orders_all_by_depth_and_refuses_unknown_taps():
     taps = ["pool", "blocks.4", "blocks.15"]
     assert parse_tap_sets("all", taps) == [("blocks.4",), ("blocks.15",), ("pool",)]
+    assert parse_tap_sets("all,joined", taps)[-1] == ("blocks.4", "blocks.15", "pool")
+    assert parse_tap_sets("joined", ["pool"]) == [("pool",)]  # one tap: that tap alone
     assert parse_tap_sets(["pool", "blocks.4+pool", "pool"], taps) == [
         ("pool",),
         ("blocks.4", "pool"),
