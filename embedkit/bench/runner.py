@@ -12,6 +12,8 @@ k-shot rows, validation rows and test rows (paired comparisons). At the largest 
 level, each run also fits on its training rows minus a ``--val`` part and scores that
 part: the validation accuracy that picks the recommended (tap, head) pair. Records are
 written by the parent as runs finish, so an interrupted bench resumes where it stopped.
+What a worker does with a run (and how the seeds of a deterministic head share one fit
+on all rows) is in :mod:`embedkit.bench.worker`.
 """
 
 from __future__ import annotations
