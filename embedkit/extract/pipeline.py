@@ -212,7 +212,13 @@ class _Extraction:
         todo = writer.plan(listing.ids, listing.digests)
         self.work.plan = self._plan(todo)
         journal = ([listing.ids[i] for i in todo], self.work.plan.positions(todo))  # begin's args
-        done = writer.begin(*journal)
+        rows = {}  # local runs journal into one pending shard: the commit copies no row
+        if self.cfg.engine == "local":
+            rows = {
+                key: [getattr(listing, key)[i] for i in todo.tolist()]
+                for key in ("digests", "labels", "splits")
+            }
+        done = writer.begin(*journal, **rows)
         batches = [(b, rows) for b, rows in enumerate(self.work.plan.batches) if b not in done]
         n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
         bar = progress_bar(len(todo), n_resumed, enabled=self.cfg.progress)

@@ -16,7 +16,7 @@ import datetime as _dt
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -186,10 +186,12 @@ def commit_locked(
     bad: dict[str, dict] | None = None,
     started: str | None = None,
     order: Sequence[str] | None = None,
+    skip: Collection[str] = (),
 ) -> CommitSummary:
     """The one commit path; the caller holds the lock and read ``state`` under it.
 
     New ids are appended in shard order, or in the order of ``order`` (ids) when given.
+    Shard rows whose id is in ``skip`` (never written: bad items) are left out.
     """
     bad = dict(bad or {})
     if not shards and not bad:
@@ -217,6 +219,8 @@ def commit_locked(
         k = len(shard_names)
         shard_names.append(name)
         for r, (item, lab, sp) in enumerate(zip(meta.ids, meta.labels, meta.split)):
+            if item in skip:
+                continue
             if lab and lab not in label_of:
                 label_of[lab] = len(names)
                 names.append(lab)

@@ -54,23 +54,37 @@ class ShardBuilder:
 
     The row metadata is written (and the feature space allocated) up front; :meth:`finish`
     fsyncs the file and renames it to its content-derived name in ``directory``.
+    ``pending`` names a file that outlives this process instead of ``NAME.tmp-PID`` (the
+    extract journal's rows, resumed by a later run): it is created complete (tmp + rename)
+    or, when it exists, reopened to write the rows still missing.
     """
 
-    def __init__(self, directory, fingerprint, ids, digests, labels, label_names, splits):
+    def __init__(
+        self, directory, fingerprint, ids, digests, labels, label_names, splits, *, pending=None
+    ):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.n = len(ids)
         label_list = ["" if v is None else S.as_text(v) for v in labels]
         self.name = content_name(fingerprint, ids, digests, label_list, splits)
-        self.tmp = self.directory / f"{self.name}.tmp-{os.getpid()}"
+        own = self.directory / f"{self.name}.tmp-{os.getpid()}"
+        self.tmp = Path(pending) if pending is not None else own
         names = list(label_names)
         index = {name: i for i, name in enumerate(names)}
         codes = np.asarray([index[v] if v else -1 for v in label_list], dtype=np.int64)
         row_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in self._taps)
         self.nbytes = self.n * (row_bytes + 100) + (64 << 10)
-        with disk_errors(self.tmp, self.nbytes):
-            check_free(self.directory, self.nbytes, self.tmp)
-            self.offsets = self._create(ids, digests, codes, names, splits)
+        if pending is not None and self.tmp.exists():
+            self.offsets = self._offsets()
+        else:
+            make = self.tmp if pending is None else self.tmp.with_name(own.name)
+            with disk_errors(self.tmp, self.nbytes):
+                check_free(self.directory, self.nbytes, self.tmp)
+                self.offsets = self._create(make, ids, digests, codes, names, splits)
+                if make != self.tmp:  # a pending file exists only once complete
+                    _fsync(make)
+                    os.replace(make, self.tmp)
+                    fsync_dir(self.tmp.parent)
         self._fd = os.open(self.tmp, os.O_WRONLY)
         self.before_rename = None  # optional callable(tmp_path), run before the rename
 
@@ -78,9 +92,13 @@ class ShardBuilder:
     def _taps(self) -> tuple[S.TapInfo, ...]:
         return self.fingerprint.tap_infos
 
-    def _create(self, ids, digests, codes, names, splits) -> dict[str, int]:
+    def _offsets(self) -> dict[str, int]:
+        with h5py.File(self.tmp, "r") as f:
+            return {t.name: int(f[f"{S.FEATURES}/{t.name}"].id.get_offset()) for t in self._taps}
+
+    def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
-        with h5py.File(self.tmp, "w") as f:
+        with h5py.File(path, "w") as f:
             f.attrs["format"] = SHARD_FORMAT
             for key, value in self.fingerprint.to_attrs().items():
                 f.attrs[key] = value
@@ -108,27 +126,31 @@ class ShardBuilder:
             while done < len(view):
                 done += os.pwrite(self._fd, view[done : done + _WRITE_BYTES], offset + done)
 
+    def sync(self) -> None:
+        """Make the rows written so far durable (a journal marks them done after this)."""
+        with disk_errors(self.tmp, self.nbytes):
+            os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        """Close the file, keeping it (a pending file stays for the next run)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def finish(self, final: Path | None = None) -> Path:
         """fsync, rename to ``final`` (default: the content-derived name) and return it."""
         final = Path(final) if final is not None else self.directory / self.name
         with disk_errors(self.tmp, self.nbytes):
-            os.close(self._fd)
-            self._fd = None
+            self.close()
             if self.before_rename is not None:
                 self.before_rename(self.tmp)
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(self.tmp)
             os.replace(self.tmp, final)
             fsync_dir(final.parent)
         return final
 
     def abort(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
 
@@ -294,6 +316,14 @@ def _no_space(path, needed: int, free: int) -> str:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path) -> None:

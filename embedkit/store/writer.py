@@ -39,6 +39,7 @@ from embedkit.store.index import (
     sidecar,
     write_index,
 )
+from embedkit.store.journal import PendingRows
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import check_split, disk_errors, id_hashes, open_shard, write_shard
 
@@ -83,6 +84,7 @@ class StoreWriter:
         self.journal = sidecar(self.path) / "journal"
         self._todo: list[str] = []
         self._batch_ids: list[list[str]] = []
+        self._rows: PendingRows | None = None  # the journal as one pending shard
         self._started = _now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
         try:
@@ -127,7 +129,15 @@ class StoreWriter:
         return np.flatnonzero(~known).astype(np.int64)
 
     # -- the journal -----------------------------------------------------------------
-    def begin(self, todo_ids: Sequence[str], batches: int | Sequence[Sequence[int]]) -> set[int]:
+    def begin(
+        self,
+        todo_ids: Sequence[str],
+        batches: int | Sequence[Sequence[int]],
+        *,
+        digests: Sequence[str] | None = None,
+        labels: Sequence[str | None] | None = None,
+        splits: Sequence[str | None] | None = None,
+    ) -> set[int]:
         """Open the journal for ``todo_ids``, cut into ``batches``.
 
         ``batches`` is a batch size (consecutive slices of ``todo_ids``) or, per batch, the
@@ -136,6 +146,13 @@ class StoreWriter:
         interrupted run already journaled with exactly those ids; the caller skips them.
         Journaled batches that no longer match are discarded. Rows are committed in the
         order of ``todo_ids`` whatever the batches.
+
+        With ``digests`` (and the rows' ``labels`` and ``splits``, class names and split
+        names or None) known up front, the journal is one pending shard of all the to-do
+        rows (:mod:`embedkit.store.journal`) that the commit links into the store as it
+        is: a commit then needs about the new rows' size on disk, not twice it. Without
+        them (the scale-out path, whose workers write their own batch shards), each
+        batch is a shard and the commit merges small ones into one.
         """
         self._todo = list(todo_ids)
         if isinstance(batches, int):
@@ -152,6 +169,14 @@ class StoreWriter:
         text = json.dumps({"fingerprint": self.fingerprint.to_attrs(), "created": self._started})
         with disk_errors(manifest, len(text)):
             manifest.write_text(text)
+        if digests is not None and self._todo:
+            n = len(self._todo)
+            self._rows = PendingRows(
+                self.journal, self.fingerprint, self._todo, digests,
+                labels if labels is not None else [None] * n,
+                splits if splits is not None else [None] * n, batches,
+            )  # fmt: skip
+            return set(self._rows.done)
         batch_of = {item: b for b, ids in enumerate(self._batch_ids) for item in ids}
         self._batches: dict[int, Path] = {}
         for shard in self.journal.glob("*.h5"):
@@ -189,6 +214,10 @@ class StoreWriter:
             if tap.name not in features:
                 raise StoreError(f"batch {batch} has no features for tap {tap.name!r}")
         feats = {t.name: features[t.name] for t in self.fingerprint.tap_infos}
+        if self._rows is not None:
+            self._rows.write(batch, list(ids), feats)
+            crash_point(f"batch-{batch}")
+            return
         self._batches[batch] = write_shard(
             self.journal, self.fingerprint, list(ids), list(digests), feats,
             labels=None if labels is None else [None if v is None else str(v) for v in labels],
@@ -213,11 +242,15 @@ class StoreWriter:
         batches = getattr(self, "_batches", {})
         shards = [batches[b] for b in sorted(batches)]
         bad = _read_bad(self.journal)
+        skip: set[str] = set()
         try:
+            if self._rows is not None:
+                shard, skip = self._rows.finish()
+                shards = [shard] if shard is not None else []
             summary = commit_locked(
                 self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
-                started=self._started, order=self._todo,
+                started=self._started, order=self._todo, skip=skip,
             )  # fmt: skip
             crash_point("before-journal-removed")
             shutil.rmtree(self.journal, ignore_errors=True)
@@ -227,6 +260,8 @@ class StoreWriter:
 
     def close(self) -> None:
         """Release the writer lock without committing (the journal stays for a resume)."""
+        if getattr(self, "_rows", None) is not None:
+            self._rows.close()
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
             self._lock = None

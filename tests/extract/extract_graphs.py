@@ -31,6 +31,13 @@ IMAGE_SPEC = {
 WORDS = "[PAD] [UNK] the cat dog sat on mat a big small red blue ran fast slow".split()
 
 
+def journaled_batches(journal: Path) -> int:
+    """Batches an extract has journaled: lines of the pending shard's ``.done`` log."""
+    if not journal.is_dir():
+        return 0
+    return sum(len(p.read_text().splitlines()) for p in journal.glob("*.done"))
+
+
 def _save(model: onnx.ModelProto, path: Path, metadata: dict[str, object] | None = None) -> Path:
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()

@@ -15,7 +15,12 @@ from embedkit.extract.batching import bucket_batches, fixed_batches, plan_batche
 from embedkit.extract.preprocess import make_preprocessor
 from embedkit.extract.providers import Runner
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import REPO, make_slow_text_model, write_texts
+from tests.extract.extract_graphs import (
+    REPO,
+    journaled_batches,
+    make_slow_text_model,
+    write_texts,
+)
 
 N_TEXTS, BATCH = 600, 8
 
@@ -108,8 +113,7 @@ def test_killed_text_run_resumes_into_the_same_buckets_bit_identical(slow_text, 
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal, deadline, seen = tmp_path / "f.h5.d" / "journal", time.monotonic() + 240, 0
     while time.monotonic() < deadline and proc.poll() is None and seen < 10:
-        if journal.is_dir():
-            seen = sum(p.suffix == ".h5" for p in journal.iterdir())
+        seen = journaled_batches(journal)
         time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

@@ -8,7 +8,6 @@ uninterrupted run's store bit for bit, with no journal or temp files left behind
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from embedkit.extract import extract
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import REPO, make_slow_model, run_cli
+from tests.extract.extract_graphs import REPO, journaled_batches, make_slow_model, run_cli
 
 N_ITEMS, BATCH, DIM = 480, 8, 768
 N_BATCHES = N_ITEMS // BATCH
@@ -48,10 +47,9 @@ def _kill_after(command: list[str], journal, n_batches: int) -> int:
     deadline = time.monotonic() + 240
     seen = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.is_dir():
-            seen = sum(name.endswith(".h5") for name in os.listdir(journal))
-            if seen >= n_batches:
-                break
+        seen = journaled_batches(journal)
+        if seen >= n_batches:
+            break
         time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -28,10 +29,12 @@ def test_nonfinite_batch_fails_and_earlier_batches_resume(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "x.npy: row 7: the model's output for tap 'y' holds NaN" in result.stderr
     assert not out.exists()  # nothing committed
-    journaled = set()  # the ids of the journaled batches (one shard file per batch)
-    for shard in (tmp_path / "f.h5.d" / "journal").glob("*.h5"):
-        with h5py.File(shard, "r") as f:
-            journaled |= {i.decode() for i in f["ids"][:]}
+    journaled = set()  # the ids of the journaled rows (the pending shard's done log)
+    for log in (tmp_path / "f.h5.d" / "journal").glob("*.done"):
+        with h5py.File(log.with_suffix(".part"), "r") as f:
+            ids = [i.decode() for i in f["ids"][:]]
+        for line in log.read_text().splitlines():
+            journaled |= {ids[r] for r in json.loads(line)["rows"]}
     assert {"0", "1", "2", "3", "4", "5"} <= journaled  # batches 0-2
     assert not {"6", "7"} & journaled  # the batch with NaN was never journaled
     np.save(tmp_path / "x.npy", x)  # fixed: row 7 changes, rows 0-5 do not

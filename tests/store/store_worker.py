@@ -50,13 +50,17 @@ def add(store: Path, start: int, n: int, version: int = 0, timeout: float = 60) 
     folder.rmdir()
 
 
-def extract(store: Path, start: int, n: int, batch: int) -> None:
+def extract(store: Path, start: int, n: int, batch: int, hook=None) -> None:
+    """The extract path; ``hook(step)`` runs before each batch (its number) and "commit"."""
+    hook = hook or (lambda step: None)
     ids, digests, x, labels = rows(start, n)
     with StoreWriter(store, FP, timeout=60) as w:
         todo = w.plan(ids, digests)
-        done = w.begin([ids[i] for i in todo], batch)
+        pick = [ids[i] for i in todo], [digests[i] for i in todo], [labels[i] for i in todo]
+        done = w.begin(pick[0], batch, digests=pick[1], labels=pick[2])
         for b, lo in enumerate(range(0, len(todo), batch)):
             if b not in done:
+                hook(b)
                 pos = todo[lo : lo + batch]
                 w.write_batch(
                     b,
@@ -66,6 +70,7 @@ def extract(store: Path, start: int, n: int, batch: int) -> None:
                     None,
                     {"pool": x[pos]},
                 )
+        hook("commit")
         w.commit()
 
 

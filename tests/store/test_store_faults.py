@@ -172,25 +172,50 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
-@pytest.mark.parametrize("filler_mb, phase", [(3.6, "journal"), (2.2, "commit")])
-def test_disk_full_is_one_line_keeps_the_store_and_resumes(tmpfs, monkeypatch, filler_mb, phase):
+def _fill_disk(path) -> None:
+    """Write ``path`` until the file system is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("phase", ["begin", "journal", "commit"])
+def test_disk_full_is_one_line_keeps_the_store_and_resumes(tmpfs, monkeypatch, phase):
     monkeypatch.setattr(W, "DIM", 1024)  # 4 KB per row
     monkeypatch.setattr(W, "FP", W.Fingerprint.create("a", [W.TapInfo("pool", (1024,))], {}))
     store = tmpfs / "s.h5"
     W.extract(store, 0, 200, 50)  # 0.8 MB
     before = store.read_bytes()
     filler = tmpfs / "filler"
-    filler.write_bytes(b"\0" * int(filler_mb * 1e6))
+    if phase == "begin":  # the pending shard of the 400 new rows (1.6 MB) cannot fit
+        filler.write_bytes(b"\0" * int(3.6e6))
+    at = {"begin": None, "journal": 3, "commit": "commit"}[phase]
     with pytest.raises(StoreError) as err:
-        W.extract(store, 0, 600, 50)  # 1.6 MB more: journal, then a merged shard
+        W.extract(store, 0, 600, 50, hook=lambda step: step == at and _fill_disk(filler))
     message = str(err.value)
     assert "\n" not in message and "not enough disk space" in message and "MB" in message
     assert str(tmpfs) in message
     journal = tmpfs / "s.h5.d" / "journal"
-    assert (len(list(journal.glob("*.h5"))) == 8) == (phase == "commit")
+    logs = [line for p in journal.glob("*.done") for line in p.read_text().splitlines()]
+    assert len(logs) == {"begin": 0, "journal": 3, "commit": 8}[phase]
     assert store.read_bytes() == before
     with FeatureStore(store) as fs:
         assert len(fs) == 200 and W.check(fs) == 0
     filler.unlink()
+    W.extract(store, 0, 600, 50)
+    assert_clean(store, 600)
+
+
+def test_an_extract_commit_needs_the_new_rows_once_not_twice(tmpfs, monkeypatch):
+    """2.0 MB free: 400 new rows (1.6 MB) fit once; a journal plus a merged copy would not."""
+    monkeypatch.setattr(W, "DIM", 1024)  # 4 KB per row
+    monkeypatch.setattr(W, "FP", W.Fingerprint.create("a", [W.TapInfo("pool", (1024,))], {}))
+    store = tmpfs / "s.h5"
+    W.extract(store, 0, 200, 50)  # 0.8 MB
+    (tmpfs / "filler").write_bytes(b"\0" * int(2.2e6))
     W.extract(store, 0, 600, 50)
     assert_clean(store, 600)
