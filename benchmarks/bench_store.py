@@ -12,6 +12,7 @@ one run, from a warm page cache. Everything is written under --tmp and removed a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -113,15 +115,22 @@ def bench_reads(args) -> None:
             shutil.rmtree(root)
 
 
-def _extract_rows(store: Path, X: np.ndarray, start: int, batch: int = 256) -> float:
-    """The extract path: journal batches under the lock, then one commit. Seconds."""
+def _extract_rows(
+    store: Path, X: np.ndarray, start: int, batch: int = 256, direct: bool = True
+) -> float:
+    """The extract path: journal batches under the lock, then one commit. Seconds.
+
+    ``direct``: the journal is one pending shard (what ``embedkit extract`` does); else one
+    shard per batch, merged by the commit (the scale-out path's journal).
+    """  # fmt: skip
     fp = _fp(X.shape[1])
     ids = [f"r{i}" for i in range(start, start + len(X))]
     digests = [f"{i:064d}" for i in range(start, start + len(X))]
     t = time.perf_counter()
     with StoreWriter(store, fp) as w:
         todo = w.plan(ids, digests)
-        w.begin([ids[i] for i in todo], batch)
+        rows = {"digests": [digests[i] for i in todo]} if direct else {}
+        w.begin([ids[i] for i in todo], batch, **rows)
         for b, lo in enumerate(range(0, len(todo), batch)):
             pos = todo[lo : lo + batch]
             w.write_batch(b, [ids[i] for i in pos], [digests[i] for i in pos], None, None,
@@ -130,8 +139,54 @@ def _extract_rows(store: Path, X: np.ndarray, start: int, batch: int = 256) -> f
     return time.perf_counter() - t
 
 
-def _du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def _du(*paths: Path) -> int:
+    """Bytes allocated on disk under ``paths`` (sparse files as allocated, links once)."""
+    seen, total = set(), 0
+    for path in paths:
+        for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+            with contextlib.suppress(OSError):
+                st = p.lstat()
+                if p.is_file() and (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+    return total
+
+
+class _PeakDisk:
+    """The most bytes ``paths`` held while active: sampled every millisecond in a thread
+    and right before every ``os.replace``/``os.unlink``/``os.link`` (the steps of a commit)."""
+
+    def __init__(self, *paths: Path):
+        self.paths, self.peak, self._stop = paths, 0, threading.Event()
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, _du(*self.paths))
+
+    def __enter__(self) -> _PeakDisk:
+        self._saved = {name: getattr(os, name) for name in ("replace", "unlink", "link")}
+        for name, fn in self._saved.items():
+            setattr(os, name, self._wrap(fn))
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _wrap(self, fn):
+        def wrapped(*a, **k):
+            self.sample()
+            return fn(*a, **k)
+
+        return wrapped
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.001):
+            self.sample()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for name, fn in self._saved.items():
+            setattr(os, name, fn)
+        self.sample()
 
 
 def bench_commit(args) -> None:
@@ -144,18 +199,29 @@ def bench_commit(args) -> None:
             _build_part(store, rng.normal(size=(min(step, rows - lo), args.dim)), lo)
         new = rng.normal(size=(rows // 100, args.dim)).astype(np.float32)
         fresh = _best(lambda root=root, new=new, rows=rows: _fresh(root, new, rows), reps=2)
-        before = _du(root / "s.h5.d") + store.stat().st_size
-        add = _extract_rows(store, new, rows)
-        after = _du(root / "s.h5.d") + store.stat().st_size
-        rec = {
-            "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
-            "new_rows_mb": new.nbytes / 1e6, "store_mb": before / 1e6,
-            "new_store_s": fresh, "add_to_store_s": add, "ratio": add / fresh,
-            # journal + merged shard + new index: the most the folder holds at once
-            "peak_extra_mb": (2 * new.nbytes + (after - before - new.nbytes)) / 1e6,
-            "extra_after_mb": (after - before) / 1e6,
-        }  # fmt: skip
-        print(json.dumps(rec), flush=True)
+        for direct in (True, False):
+            shutil.copytree(f"{store}.d", root / "c.h5.d", copy_function=os.link)
+            os.link(store, root / "c.h5")  # the same base store, sharing its shard files
+            copy, folder = root / "c.h5", root / "c.h5.d"
+            before = _du(copy, folder)
+            with _PeakDisk(copy, folder) as meter:
+                add = _extract_rows(copy, new, rows, direct=direct)
+            after = _du(copy, folder)
+            with FeatureStore(copy) as fs:
+                shard = max((folder / "shards" / n).stat().st_size for n in fs._state.shards[-1:])
+            rec = {
+                "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
+                "journal": "pending shard" if direct else "batch shards",
+                "new_rows_mb": new.nbytes / 1e6, "new_shard_mb": shard / 1e6,
+                "store_mb": before / 1e6, "new_store_s": fresh, "add_to_store_s": add,
+                "ratio": add / fresh, "extra_after_mb": (after - before) / 1e6,
+                "peak_extra_mb": (meter.peak - before) / 1e6,
+                "peak_over_new_rows": (meter.peak - before) / new.nbytes,
+                "peak_excess_pct_of_store": 100 * (meter.peak - before - new.nbytes) / before,
+            }  # fmt: skip
+            print(json.dumps(rec), flush=True)
+            shutil.rmtree(folder)
+            copy.unlink()
         shutil.rmtree(root)
 
 
