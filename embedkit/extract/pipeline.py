@@ -83,6 +83,7 @@ class ExtractSummary:
     n_total: int  # rows in the store afterwards
     nbytes: int  # store file size afterwards
     provider: str  # the execution provider used ("none" when nothing was computed)
+    n_relabelled: int = 0  # cached rows whose label changed to follow the source
 
     @property
     def items_per_s(self) -> float:
@@ -91,7 +92,8 @@ class ExtractSummary:
     def __str__(self) -> str:
         return (
             f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
-            f"{self.n_resumed} resumed, {self.n_bad} bad "
+            f"{self.n_resumed} resumed, {self.n_bad} bad"
+            f"{f', {self.n_relabelled} relabelled' if self.n_relabelled else ''} "
             f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
             f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
         )
@@ -210,6 +212,9 @@ class _Extraction:
             label_names=listing.label_names,
         )
         todo = writer.plan(listing.ids, listing.digests)
+        if any(label is not None for label in listing.labels):  # cached rows follow the source
+            cached = np.setdiff1d(np.arange(len(listing)), todo).tolist()
+            writer.relabel([listing.ids[i] for i in cached], [listing.labels[i] for i in cached])
         self.work.plan = self._plan(todo)
         journal = ([listing.ids[i] for i in todo], self.work.plan.positions(todo))  # begin's args
         rows = {}  # local runs journal into one pending shard: the commit copies no row
@@ -251,6 +256,7 @@ class _Extraction:
             n_total=commit.n_total,
             nbytes=commit.nbytes,
             provider=provider or "none",
+            n_relabelled=commit.n_relabelled,
         )
 
     def _plan(self, todo: np.ndarray) -> Plan:

@@ -62,6 +62,7 @@ class CommitSummary:
     n_total: int  # rows in the store after the commit
     n_bad: int  # items recorded as bad by this run
     nbytes: int  # index + shard bytes after the commit
+    n_relabelled: int = 0  # rows already there whose label now follows their source
 
 
 # -- state under the lock ----------------------------------------------------------------
@@ -187,14 +188,16 @@ def commit_locked(
     started: str | None = None,
     order: Sequence[str] | None = None,
     skip: Collection[str] = (),
+    relabel: dict[int, str | None] | None = None,
 ) -> CommitSummary:
     """The one commit path; the caller holds the lock and read ``state`` under it.
 
     New ids are appended in shard order, or in the order of ``order`` (ids) when given.
     Shard rows whose id is in ``skip`` (never written: bad items) are left out.
+    ``relabel`` maps store rows to their new class name (None: unlabelled).
     """
-    bad = dict(bad or {})
-    if not shards and not bad:
+    bad, relabel = dict(bad or {}), dict(relabel or {})
+    if not shards and not bad and not relabel:
         n = state.n if state is not None else 0
         return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
     metas = [_ShardMeta.read(p, fingerprint) for p in shards]
@@ -212,6 +215,11 @@ def commit_locked(
         found = known.rows(id_hashes(meta.ids))
         row_of.update((i, r) for i, r in zip(meta.ids, found.tolist()) if r >= 0)
     label_of = {n: i for i, n in enumerate(names)}
+    for row, name in relabel.items():  # before the new rows: they may replace these rows
+        if name is not None and name not in label_of:
+            label_of[name] = len(names)
+            names.append(name)
+        labels[row] = label_of[name] if name is not None else -1
     shard_names = list(state.shards)
     new_cols: list[list] = [[], [], [], []]  # shard, src, label, split of appended rows
     rep_cols: list[list] = [[], [], [], [], []]  # row, shard, src, label, split of replaced
@@ -259,6 +267,7 @@ def commit_locked(
             "added": added,
             "replaced": replaced,
             "bad": len(bad),
+            "relabelled": len(relabel),
             "embedkit_version": __version__,
             **{k: str(v) for k, v in (provenance or {}).items()},
         }
@@ -286,7 +295,8 @@ def commit_locked(
         from embedkit.store.compact import compact_locked
 
         new = compact_locked(store, new, keep=MAX_SHARDS // 2)
-    return CommitSummary(str(store), added, replaced, new.n, len(bad), store_nbytes(store, new))
+    nbytes = store_nbytes(store, new)
+    return CommitSummary(str(store), added, replaced, new.n, len(bad), nbytes, len(relabel))
 
 
 @dataclass

@@ -172,8 +172,10 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
             f[f"{S.FEATURES}/{t.name}"].attrs[key] = (
                 json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
             )
-    f.create_dataset(S.LABELS, data=state.labels.astype(np.int64))
-    f.create_dataset(S.SPLIT, data=state.split.astype("S8"))
+    # gzip: these per-row columns are most of the index, which every commit rewrites
+    packed = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if n else {}
+    f.create_dataset(S.LABELS, data=state.labels.astype(np.int64), **packed)
+    f.create_dataset(S.SPLIT, data=state.split.astype("S8"), **packed)
     f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
     write_bad(f, state.bad)
     meta = f.create_group(META)

@@ -85,6 +85,7 @@ class StoreWriter:
         self._todo: list[str] = []
         self._batch_ids: list[list[str]] = []
         self._rows: PendingRows | None = None  # the journal as one pending shard
+        self._relabel: dict[int, str | None] = {}  # store row -> its source's label now
         self._started = _now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
         try:
@@ -127,6 +128,27 @@ class StoreWriter:
         if bad:
             known |= [bad.get(i) == d for i, d in zip(ids, digests.astype(str).tolist())]
         return np.flatnonzero(~known).astype(np.int64)
+
+    def relabel(self, ids: Sequence[str], labels: Sequence[str | None]) -> int:
+        """Give rows already in the store the labels their source gives now.
+
+        For items that are not recomputed (same content): a row whose stored class differs
+        from ``labels`` (class names; None = unlabelled) gets the new one at :meth:`commit`,
+        in the same index change as the new rows; no feature is touched. New class names
+        are appended to ``label_names``; names no row uses any more are kept, so a class
+        keeps its index. Ids not in the store are ignored. Returns the rows that change.
+        """
+        rows = self._lookup.rows(id_hashes(ids)) if self._state is not None else []
+        names = list(self._state.label_names) if self._state is not None else []
+        for row, label in zip(np.asarray(rows).tolist(), labels):
+            if row < 0:
+                continue
+            code = int(self._state.labels[row])
+            stored = names[code] if code >= 0 else None
+            new = None if label is None else str(label)
+            if new != stored:
+                self._relabel[row] = new
+        return len(self._relabel)
 
     # -- the journal -----------------------------------------------------------------
     def begin(
@@ -250,7 +272,7 @@ class StoreWriter:
             summary = commit_locked(
                 self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
-                started=self._started, order=self._todo, skip=skip,
+                started=self._started, order=self._todo, skip=skip, relabel=self._relabel,
             )  # fmt: skip
             crash_point("before-journal-removed")
             shutil.rmtree(self.journal, ignore_errors=True)

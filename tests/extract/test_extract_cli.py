@@ -163,3 +163,29 @@ def test_engine_ray_without_ray_gives_the_install_hint(models, image_dir, tmp_pa
     assert result.returncode == 0, result.stderr
     with FeatureStore(out) as fs:
         assert len(fs) == 6
+
+
+def test_rerun_with_changed_labels_relabels_cached_rows_without_recomputing(models, tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1, 2, 2]))
+    out = tmp_path / "a.h5"
+    args = ["extract", models["array"], tmp_path / "x.npy", "--out", out,
+            "--labels", tmp_path / "y.npy", "--batch-size", "4"]  # fmt: skip
+    assert run_cli(*args).returncode == 0
+    with FeatureStore(out) as fs:
+        before, shards = fs.features(), sorted(fs._state.shards)
+    index = _sha(out)
+    again = run_cli(*args)  # same labels: nothing computed, the store is not touched
+    assert "computed 0 items, 6 cached" in again.stdout and "relabelled" not in again.stdout
+    assert _sha(out) == index
+    np.save(tmp_path / "y.npy", np.array([0, 7, 0, 0, 7, 7]))  # class 2 unused, 7 is new
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "computed 0 items, 6 cached, 0 resumed, 0 bad, 4 relabelled" in result.stdout
+    with FeatureStore(out) as fs:
+        assert fs.label_names == ["0", "1", "2", "7"]  # appended; unused names are kept
+        assert [fs.label_names[c] for c in fs.labels()] == ["0", "7", "0", "0", "7", "7"]
+        assert np.array_equal(fs.features(), before)  # no feature recomputed or copied
+        assert sorted(fs._state.shards) == shards
+        assert fs.provenance["runs"][-1]["relabelled"] == 4

@@ -45,3 +45,27 @@ def test_split_fractions_must_leave_train_rows(tmp_path, test, val):
     FeatureStore.from_arrays(path, np.zeros((10, 2), np.float32), np.arange(10) % 2).close()
     with FeatureStore(path) as fs, pytest.raises(UserInputError, match="--(test|val)"):
         fs.split(test=test, val=val)
+
+
+def test_relabel_and_new_rows_land_in_one_commit(tmp_path):
+    """Cached rows take their source's labels (None: unlabelled) in the commit of new rows."""
+    from embedkit.store import StoreWriter
+    from tests.store import store_worker as W
+
+    store = tmp_path / "s.h5"
+    W.extract(store, 0, 6, 4)  # labels a, b, c, a, b, c
+    ids, digests, x, _ = W.rows(0, 8)
+    labels = ["a", "d", None, "a", "b", "c", "d", "a"]
+    with StoreWriter(store, W.FP) as w:
+        todo = w.plan(ids, digests)
+        assert todo.tolist() == [6, 7]
+        assert w.relabel(ids[:6] + ["nope"], labels[:6] + ["a"]) == 2  # rows 1 and 2
+        w.begin([ids[i] for i in todo], 4, digests=[digests[i] for i in todo],
+                labels=[labels[i] for i in todo])  # fmt: skip
+        w.write_batch(0, ids[6:], digests[6:], labels[6:], None, {"pool": x[6:]})
+        summary = w.commit()
+    assert (summary.n_added, summary.n_relabelled) == (2, 2)
+    with FeatureStore(store) as fs:
+        assert fs.label_names == ["a", "b", "c", "d"]
+        assert [fs.label_names[c] if c >= 0 else None for c in fs.labels()] == labels
+        assert W.check(fs) == 0
