@@ -126,3 +126,29 @@ def check_classes(n: int, where: str) -> None:
 def _short(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def array_label_names(y, label_names, n) -> tuple[list[str | None], list[str]]:
+    """Per-row class names and the declared class order (distinct values, never a range)."""
+    if y is None:
+        return [None] * n, list(label_names or [])
+    y = np.asarray(y)
+    if len(y) != n:
+        raise UserInputError(f"y has {len(y)} labels for {n} rows")
+    if label_names is not None and y.dtype.kind in "iu":
+        outside = np.flatnonzero(y >= len(label_names))
+        if len(outside):
+            i = int(outside[0])
+            raise UserInputError(
+                f"y: row {i}: label {int(y[i])} has no name ({len(label_names)} label_names)"
+            )
+        return [None if v < 0 else str(label_names[v]) for v in y.tolist()], list(label_names)
+    if y.dtype.kind == "O":
+        names = [label_value(v, f"y: row {i}") for i, v in enumerate(y.tolist())]
+        order: tuple = ()
+    else:
+        names, order = array_labels(y, "y")
+    distinct = sorted({v for v in names if v is not None})
+    check_classes(len(distinct), "y")
+    declared = list(label_names) if label_names is not None else list(order) or distinct
+    return names, declared

@@ -12,9 +12,7 @@ mmap_mode="r")`` costs; other layouts fall back to h5py reads of contiguous bloc
 
 from __future__ import annotations
 
-import ctypes
 import json
-import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,8 @@ import numpy as np
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
 from embedkit.store.index import missing_shard, read_state, shard_path, store_nbytes
+from embedkit.store.labels import array_label_names
+from embedkit.store.mapping import flat_rows, map_dataset
 from embedkit.store.shards import open_shard
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
@@ -286,7 +286,7 @@ class FeatureStore:
         the same call gives the same split. ``use_stored="test"`` keeps only the stored test
         rows and redraws train and val from all the others (``embedkit split --force``).
         """
-        from embedkit.store.splits import stratified_split
+        from embedkit.store.splits import check_fractions, stratified_split
 
         check_fractions(test=test, val=val)
         stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
@@ -331,7 +331,7 @@ class FeatureStore:
     def _tap_views(self, tap: str) -> list[np.ndarray]:
         """One memory-mapped array per segment of rows: (length, *shape) each."""
         if tap not in self._views:
-            maps = [_map(f, f"{S.FEATURES}/{tap}") for f in self._handles]
+            maps = [map_dataset(f, f"{S.FEATURES}/{tap}") for f in self._handles]
             self._views[tap] = [
                 maps[k][src : src + n] for k, src, _, n in self._state.segments.tolist()
             ]
@@ -341,32 +341,11 @@ class FeatureStore:
         return self._views[tap]
 
     def _take(self, tap: str, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (any order) across all segments with one numpy gather.
-
-        Every segment is already mapped; a read-only byte view spanning all of them (rows
-        addressed by byte offset, stride 1) turns the gather into a single fancy index, so
-        50 shards cost what one does. Only the offsets of mapped rows are ever touched.
-        """
+        """Rows ``idx`` (any order) across all segments: one fancy index over
+        :func:`~embedkit.store.mapping.flat_rows`, so 50 shards cost what one does."""
         if tap not in self._flat:
             views = self._tap_views(tap)
-            row_bytes = views[0].itemsize * int(np.prod(views[0].shape[1:]))
-            addrs = np.asarray([v.__array_interface__["data"][0] for v in views], np.int64)
-            lens = self._state.segments[:, 3]
-            base = int(addrs.min())
-            span = int((addrs + lens * row_bytes).max()) - base
-            # the widest word that every row start is aligned to: faster copies than bytes
-            unit = next(u for u in (8, 4, 2, 1) if not ((addrs - base) % u).any())
-            unit = unit if row_bytes % unit == 0 else 1
-            word = np.dtype(f"u{unit}")
-            raw = np.frombuffer((ctypes.c_uint8 * span).from_address(base), np.uint8)
-            rows = np.lib.stride_tricks.as_strided(
-                raw.view(word) if span % unit == 0 else raw[: span - span % unit].view(word),
-                shape=((span - row_bytes) // unit + 1, row_bytes // unit),
-                strides=(unit, unit),
-                writeable=False,
-            )
-            starts = np.repeat(addrs - base - self._starts * row_bytes, lens)
-            offsets = (starts + np.arange(len(self), dtype=np.int64) * row_bytes) // unit
+            rows, offsets = flat_rows(views, self._starts, self._state.segments[:, 3])
             self._flat[tap] = (rows, offsets, views)  # views keep the maps alive
         rows, offsets, views = self._flat[tap]
         out = rows[offsets[idx]]  # (k, row_bytes / unit) words, a copy
@@ -394,7 +373,7 @@ class FeatureStore:
         taps = [S.TapInfo(k, v.shape[1:], dtype=dtype) for k, v in arrays.items()]
         fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
         ids = [str(i) for i in (range(n) if ids is None else ids)]
-        names, declared = _label_names(y, label_names, n)
+        names, declared = array_label_names(y, label_names, n)
         first = next(iter(arrays.values()))
         digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
         with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
@@ -408,76 +387,7 @@ class FeatureStore:
         return cls(path)
 
 
-def _label_names(y, label_names, n) -> tuple[list[str | None], list[str]]:
-    """Per-row class names and the declared class order (distinct values, never a range)."""
-    from embedkit.store.labels import array_labels, check_classes, label_value
-
-    if y is None:
-        return [None] * n, list(label_names or [])
-    y = np.asarray(y)
-    if len(y) != n:
-        raise UserInputError(f"y has {len(y)} labels for {n} rows")
-    if label_names is not None and y.dtype.kind in "iu":
-        outside = np.flatnonzero(y >= len(label_names))
-        if len(outside):
-            i = int(outside[0])
-            raise UserInputError(
-                f"y: row {i}: label {int(y[i])} has no name ({len(label_names)} label_names)"
-            )
-        return [None if v < 0 else str(label_names[v]) for v in y.tolist()], list(label_names)
-    if y.dtype.kind == "O":
-        names = [label_value(v, f"y: row {i}") for i, v in enumerate(y.tolist())]
-        order: tuple = ()
-    else:
-        names, order = array_labels(y, "y")
-    distinct = sorted({v for v in names if v is not None})
-    check_classes(len(distinct), "y")
-    declared = list(label_names) if label_names is not None else list(order) or distinct
-    return names, declared
-
-
 def _as_index(rows):
     if isinstance(rows, slice):
         return rows
     return np.asarray(rows, dtype=np.int64)
-
-
-def check_fractions(**fractions: float) -> None:
-    """Raise unless every split fraction is in [0, 1) and together they leave train rows.
-
-    Examples
-    --------
-    >>> check_fractions(test=0.5, val=0.6)
-    Traceback (most recent call last):
-    ...
-    embedkit.errors.UserInputError: split fractions --test 0.5 and --val 0.6 add up to 1.1; \
-their sum must be below 1 to leave train rows
-    """
-    for name, value in fractions.items():
-        if not 0 <= value < 1:
-            raise UserInputError(f"split fraction --{name} {value} is not in [0, 1)")
-    total = sum(fractions.values())
-    if total >= 1:
-        given = " and ".join(f"--{k} {v}" for k, v in fractions.items())
-        raise UserInputError(
-            f"split fractions {given} add up to {total:g}; their sum must be below 1 "
-            "to leave train rows"
-        )
-
-
-def _map(f: h5py.File, name: str) -> np.ndarray:
-    """The dataset ``name`` of the open shard ``f``, memory-mapped through its file handle.
-
-    The map holds the file itself, so it stays valid after a compaction unlinks the shard.
-    """
-    ds = f[name]
-    offset = ds.id.get_offset()
-    if ds.chunks is not None or ds.compression is not None or offset is None or not ds.size:
-        return ds[...]  # a foreign layout (or no rows): read it once
-    fd = f.id.get_vfd_handle()
-    page = mmap.ALLOCATIONGRANULARITY
-    start = offset - offset % page
-    buf = mmap.mmap(fd, offset - start + ds.nbytes, access=mmap.ACCESS_READ, offset=start)
-    return np.frombuffer(buf, dtype=ds.dtype, count=ds.size, offset=offset - start).reshape(
-        ds.shape
-    )

@@ -59,3 +59,26 @@ def stratified_split(
         stratify = np.asarray(labels) if fits else None
     kept, taken = train_test_split(rows, test_size=size, random_state=seed, stratify=stratify)
     return np.sort(kept), np.sort(taken)
+
+
+def check_fractions(**fractions: float) -> None:
+    """Raise unless every split fraction is in [0, 1) and together they leave train rows.
+
+    Examples
+    --------
+    >>> check_fractions(test=0.5, val=0.6)
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.UserInputError: split fractions --test 0.5 and --val 0.6 add up to 1.1; \
+their sum must be below 1 to leave train rows
+    """
+    for name, value in fractions.items():
+        if not 0 <= value < 1:
+            raise UserInputError(f"split fraction --{name} {value} is not in [0, 1)")
+    total = sum(fractions.values())
+    if total >= 1:
+        given = " and ".join(f"--{k} {v}" for k, v in fractions.items())
+        raise UserInputError(
+            f"split fractions {given} add up to {total:g}; their sum must be below 1 "
+            "to leave train rows"
+        )
