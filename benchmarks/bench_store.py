@@ -65,12 +65,16 @@ def _best(fn, reps: int = 5) -> float:
     return min(times)
 
 
-def _pair(baseline, candidate, reps: int = 7) -> tuple[float, float]:
-    """Best of ``reps`` for each, run alternately so that load on the machine hits both."""
+def _pair(baseline, candidate, reps: int = 7, sample_s: float = 0.1) -> tuple[float, float]:
+    """Seconds per call, best of ``reps`` for each, run alternately so that load on the
+    machine hits both. Each sample repeats a call that is shorter than ``sample_s`` often
+    enough to last about that long (a 2 ms call is otherwise at the mercy of one
+    scheduler tick)."""
+    k = max(1, int(sample_s / max(_best(baseline, 1), _best(candidate, 1), 1e-6)))
     a, b = [], []
     for _ in range(reps):
-        a.append(_best(baseline, 1))
-        b.append(_best(candidate, 1))
+        a.append(_best(lambda: [baseline() for _ in range(k)], 1) / k)
+        b.append(_best(lambda: [candidate() for _ in range(k)], 1) / k)
     return min(a), min(b)
 
 

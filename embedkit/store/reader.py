@@ -210,7 +210,7 @@ class FeatureStore:
             return out
         if isinstance(idx, slice):
             idx = np.arange(len(self))[idx]
-        return self._take(tap, idx).astype(dtype, copy=False)
+        return self._gather(tap)(idx).astype(dtype, copy=False)
 
     def iter_batches(
         self,
@@ -245,12 +245,11 @@ class FeatureStore:
         info = self.tap_info(tap)
         row_bytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
         if len(sel) * row_bytes <= memory_limit:
-            order = rng.permutation(len(sel)) if shuffle else np.arange(len(sel))
-            views = self._tap_views(tap)
+            sel = sel[rng.permutation(len(sel))] if shuffle else sel
+            take = self._gather(tap)  # looked up once: per batch, one numpy gather
             for lo in range(0, len(sel), batch_size):
-                rb = sel[order[lo : lo + batch_size]]
-                xb = views[0][rb] if len(views) == 1 else self._take(tap, rb)
-                yield xb.astype(np.float32, copy=False), (y_all[rb] if labels else None)
+                rb = sel[lo : lo + batch_size]
+                yield take(rb).astype(np.float32, copy=False), (y_all[rb] if labels else None)
             return
         sel = np.sort(sel) if shuffle else sel
         blocks = [sel[lo : lo + block_rows] for lo in range(0, len(sel), block_rows)]
@@ -340,16 +339,19 @@ class FeatureStore:
                 self._views[tap] = [np.zeros((0, *info.shape), dtype=info.dtype)]
         return self._views[tap]
 
-    def _take(self, tap: str, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (any order) across all segments: one fancy index over
-        :func:`~embedkit.store.mapping.flat_rows`, so 50 shards cost what one does."""
+    def _gather(self, tap: str):
+        """A function of row indices (any order) -> their rows: a fancy index of the one
+        mapped shard, or of :func:`~embedkit.store.mapping.flat_rows` over several (so 50
+        shards cost what one does)."""
+        views = self._tap_views(tap)
+        if len(views) == 1:
+            return views[0].__getitem__
         if tap not in self._flat:
-            views = self._tap_views(tap)
             rows, offsets = flat_rows(views, self._starts, self._state.segments[:, 3])
             self._flat[tap] = (rows, offsets, views)  # views keep the maps alive
-        rows, offsets, views = self._flat[tap]
-        out = rows[offsets[idx]]  # (k, row_bytes / unit) words, a copy
-        return out.view(views[0].dtype).reshape(len(idx), *views[0].shape[1:])
+        rows, offsets, _ = self._flat[tap]
+        dtype, shape = views[0].dtype, views[0].shape[1:]
+        return lambda idx: rows[offsets[idx]].view(dtype).reshape(len(idx), *shape)
 
     @classmethod
     def from_arrays(
