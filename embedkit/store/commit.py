@@ -15,7 +15,6 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,19 +36,13 @@ from embedkit.store.index import (
     write_index,
 )
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.place import ShardMeta, place, place_all
 from embedkit.store.shards import (
-    ShardBuilder,
-    check_free,
-    disk_errors,
-    fsync_dir,
     id_hashes,
-    open_shard,
 )
 
 MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
 MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)
-_ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
-_COPY_BYTES = 64 << 20  # bytes per step when copying rows between shards
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,7 @@ def _upgrade(store: Path, state: State) -> State:
     """Turn a one-file store into index + one shard (a hard link to the same bytes)."""
     name = f"{state.fingerprint.digest[:16]}-{os.stat(store).st_ino:x}.h5"
     shard_dir(store).mkdir(parents=True, exist_ok=True)
-    _place(store, shard_dir(store) / name)
+    place(store, shard_dir(store) / name)
     crash_point("upgrade-linked")
     new = replace(state, shards=[name])
     write_index(store, new, {name: state.n})
@@ -113,24 +106,6 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
         was = state.self_contained
         prepare(store, lock)
         return was
-
-
-def _place(src: Path, dst: Path) -> None:
-    """Put ``src`` at ``dst``: a hard link when possible, else a checked copy."""
-    if dst.exists():
-        return
-    try:
-        os.link(src, dst)
-    except OSError:
-        tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-        size = src.stat().st_size
-        with disk_errors(tmp, size):
-            check_free(dst.parent, size, dst)
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-    fsync_dir(dst.parent)
 
 
 # -- commit ------------------------------------------------------------------------------
@@ -200,12 +175,12 @@ def commit_locked(
     if not shards and not bad and not relabel:
         n = state.n if state is not None else 0
         return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
-    metas = [_ShardMeta.read(p, fingerprint) for p in shards]
+    metas = [ShardMeta.read(p, fingerprint) for p in shards]
     state = state or _empty_state(fingerprint, started)
     names = list(state.label_names)
     names += [n for n in (label_names or []) if n not in names]
     index_bytes = 64 * (len(known.hashes) + sum(len(m.ids) for m in metas)) + (64 << 10)
-    final = _place_all(store, metas, fingerprint, names, index_bytes)
+    final = place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
     shard_of, src_of = state.rows_of()  # (N,) each
     labels, split = state.labels.copy(), state.split.copy()
@@ -297,91 +272,6 @@ def commit_locked(
         new = compact_locked(store, new, keep=MAX_SHARDS // 2)
     nbytes = store_nbytes(store, new)
     return CommitSummary(str(store), added, replaced, new.n, len(bad), nbytes, len(relabel))
-
-
-@dataclass
-class _ShardMeta:
-    path: Path
-    ids: list[str]
-    labels: list[str]  # class name per row, "" unlabelled
-    split: list[bytes]
-    digests: np.ndarray
-    nbytes: int
-
-    @classmethod
-    def read(cls, path: Path, fingerprint: S.Fingerprint) -> _ShardMeta:
-        if not path.is_file():
-            raise StoreError(f"{path}: no such shard file")
-        with open_shard(path, fingerprint) as f:
-            names = [S.as_text(v) for v in f[S.LABEL_NAMES][:]]
-            codes = f[S.LABELS][:]
-            return cls(
-                path=path,
-                ids=f[S.IDS].asstr()[...].tolist(),
-                labels=[names[c] if c >= 0 else "" for c in codes.tolist()],
-                split=f[S.SPLIT][:].astype("S8").tolist(),
-                digests=f[S.DIGESTS][:],
-                nbytes=path.stat().st_size,
-            )
-
-
-def _place_all(store: Path, metas: list[_ShardMeta], fingerprint, names: list[str], extra: int):
-    """Link big shards into the store; merge runs of small ones into one new shard each.
-
-    Checks first that the merged shards plus ``extra`` bytes (the new index) fit on disk.
-    """
-    folder = shard_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
-    groups: list[list[_ShardMeta]] = []
-    for meta in metas:
-        small = meta.nbytes < _ADOPT_BYTES
-        if small and groups and sum(m.nbytes for m in groups[-1]) < _ADOPT_BYTES:
-            groups[-1].append(meta)
-        else:
-            groups.append([meta])
-    merged_bytes = sum(m.nbytes for group in groups if len(group) > 1 for m in group)
-    check_free(folder, merged_bytes + extra, store)
-    out = []
-    for group in groups:
-        if len(group) == 1:
-            meta = group[0]
-            name = meta.path.name if meta.path.parent == folder else _linked_name(meta)
-            _place(meta.path, folder / name)
-            out.append((name, meta))
-            continue
-        merged = _merge(folder, group, fingerprint, names)
-        out.append((merged.path.name, merged))
-    return out
-
-
-def _linked_name(meta: _ShardMeta) -> str:
-    return meta.path.name if meta.path.suffix == ".h5" else meta.path.name + ".h5"
-
-
-def _merge(folder: Path, group: list[_ShardMeta], fingerprint, names) -> _ShardMeta:
-    ids = [i for m in group for i in m.ids]
-    labels = [lab for m in group for lab in m.labels]
-    split = [s for m in group for s in m.split]
-    digests = np.concatenate([m.digests for m in group])
-    used = [n for n in names if n in set(labels)] + sorted(set(labels) - set(names) - {""})
-    builder = ShardBuilder(folder, fingerprint, ids, digests, labels, used, split)
-    path = folder / builder.name
-    if path.exists():
-        builder.abort()
-    else:
-        try:
-            lo = 0
-            for meta in group:
-                with open_shard(meta.path) as f:
-                    for tap in fingerprint.tap_infos:
-                        builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
-                lo += len(meta.ids)
-            path = builder.finish()
-        except BaseException:
-            builder.abort()
-            raise
-    size = path.stat().st_size
-    return _ShardMeta(path, ids, labels, split, digests, size)
 
 
 def prune(state: State) -> State:

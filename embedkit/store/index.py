@@ -18,7 +18,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
-from embedkit.store.shards import disk_errors, fsync_dir, open_shard
+from embedkit.store.shards import disk_errors, fsync_path, open_shard
 
 META = "_store"  # group: shards (names) and rowmap (segments)
 SELF = ""  # shard name of a self-contained store: the index file itself
@@ -140,13 +140,9 @@ def write_index(path, state: State, shard_rows: dict[str, int]) -> None:
         with disk_errors(tmp, needed):
             with h5py.File(tmp, "w") as f:
                 _write_index_body(f, path, state, shard_rows)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(tmp)
             os.replace(tmp, path)
-            fsync_dir(path.parent)
+            fsync_path(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -82,9 +82,9 @@ class ShardBuilder:
                 check_free(self.directory, self.nbytes, self.tmp)
                 self.offsets = self._create(make, ids, digests, codes, names, splits)
                 if make != self.tmp:  # a pending file exists only once complete
-                    _fsync(make)
+                    fsync_path(make)
                     os.replace(make, self.tmp)
-                    fsync_dir(self.tmp.parent)
+                    fsync_path(self.tmp.parent)
         self._fd = os.open(self.tmp, os.O_WRONLY)
         self.before_rename = None  # optional callable(tmp_path), run before the rename
 
@@ -144,9 +144,9 @@ class ShardBuilder:
             self.close()
             if self.before_rename is not None:
                 self.before_rename(self.tmp)
-            _fsync(self.tmp)
+            fsync_path(self.tmp)
             os.replace(self.tmp, final)
-            fsync_dir(final.parent)
+            fsync_path(final.parent)
         return final
 
     def abort(self) -> None:
@@ -318,15 +318,8 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _fsync(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path) -> None:
+def fsync_path(path) -> None:
+    """fsync a file or a folder (after a rename in it) by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,0 +1,125 @@
+"""Putting shard files into a store's folder: hard links, checked copies, merged runs.
+
+Used by the commit path (:func:`~embedkit.store.commit.commit_locked`) and by upgrades of
+one-file stores. A shard in the store's folder is linked, never copied; runs of small
+shards (the scale-out journal's batches) are merged into one new shard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.errors import StoreError
+from embedkit.store import schema as S
+from embedkit.store.index import shard_dir
+from embedkit.store.shards import ShardBuilder, check_free, disk_errors, fsync_path, open_shard
+
+_ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
+
+
+def place(src: Path, dst: Path) -> None:
+    """Put ``src`` at ``dst``: a hard link when possible, else a checked copy."""
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+        size = src.stat().st_size
+        with disk_errors(tmp, size):
+            check_free(dst.parent, size, dst)
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dst)
+    fsync_path(dst.parent)
+
+
+@dataclass
+class ShardMeta:
+    path: Path
+    ids: list[str]
+    labels: list[str]  # class name per row, "" unlabelled
+    split: list[bytes]
+    digests: np.ndarray
+    nbytes: int
+
+    @classmethod
+    def read(cls, path: Path, fingerprint: S.Fingerprint) -> ShardMeta:
+        if not path.is_file():
+            raise StoreError(f"{path}: no such shard file")
+        with open_shard(path, fingerprint) as f:
+            names = [S.as_text(v) for v in f[S.LABEL_NAMES][:]]
+            codes = f[S.LABELS][:]
+            return cls(
+                path=path,
+                ids=f[S.IDS].asstr()[...].tolist(),
+                labels=[names[c] if c >= 0 else "" for c in codes.tolist()],
+                split=f[S.SPLIT][:].astype("S8").tolist(),
+                digests=f[S.DIGESTS][:],
+                nbytes=path.stat().st_size,
+            )
+
+
+def place_all(store: Path, metas: list[ShardMeta], fingerprint, names: list[str], extra: int):
+    """Link big shards into the store; merge runs of small ones into one new shard each.
+
+    Checks first that the merged shards plus ``extra`` bytes (the new index) fit on disk.
+    """
+    folder = shard_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    groups: list[list[ShardMeta]] = []
+    for meta in metas:
+        small = meta.nbytes < _ADOPT_BYTES
+        if small and groups and sum(m.nbytes for m in groups[-1]) < _ADOPT_BYTES:
+            groups[-1].append(meta)
+        else:
+            groups.append([meta])
+    merged_bytes = sum(m.nbytes for group in groups if len(group) > 1 for m in group)
+    check_free(folder, merged_bytes + extra, store)
+    out = []
+    for group in groups:
+        if len(group) == 1:
+            meta = group[0]
+            name = meta.path.name if meta.path.parent == folder else _linked_name(meta)
+            place(meta.path, folder / name)
+            out.append((name, meta))
+            continue
+        merged = _merge(folder, group, fingerprint, names)
+        out.append((merged.path.name, merged))
+    return out
+
+
+def _linked_name(meta: ShardMeta) -> str:
+    return meta.path.name if meta.path.suffix == ".h5" else meta.path.name + ".h5"
+
+
+def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMeta:
+    ids = [i for m in group for i in m.ids]
+    labels = [lab for m in group for lab in m.labels]
+    split = [s for m in group for s in m.split]
+    digests = np.concatenate([m.digests for m in group])
+    used = [n for n in names if n in set(labels)] + sorted(set(labels) - set(names) - {""})
+    builder = ShardBuilder(folder, fingerprint, ids, digests, labels, used, split)
+    path = folder / builder.name
+    if path.exists():
+        builder.abort()
+    else:
+        try:
+            lo = 0
+            for meta in group:
+                with open_shard(meta.path) as f:
+                    for tap in fingerprint.tap_infos:
+                        builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
+                lo += len(meta.ids)
+            path = builder.finish()
+        except BaseException:
+            builder.abort()
+            raise
+    size = path.stat().st_size
+    return ShardMeta(path, ids, labels, split, digests, size)
