@@ -187,7 +187,7 @@ def commit_locked(
     n_old = state.n
     row_of: dict[str, int] = {}  # store row of each id in this commit that is already there
     for _, meta in final:
-        found = known.rows(id_hashes(meta.ids))
+        found = known.rows(meta.hashes if meta.hashes is not None else id_hashes(meta.ids))
         row_of.update((i, r) for i, r in zip(meta.ids, found.tolist()) if r >= 0)
     label_of = {n: i for i, n in enumerate(names)}
     for row, name in relabel.items():  # before the new rows: they may replace these rows

@@ -227,19 +227,38 @@ def _array(store, state: State, read) -> np.ndarray:
 class RowLookup:
     """Find store rows by id in O(log N) numpy steps, from the shards' id hashes.
 
-    Built per writer from 16-byte id hashes and the S64 digests: no per-row Python objects,
-    so planning and committing a few new rows stays cheap however big the store is.
+    Built per writer from 16-byte id hashes (digests are read only for the rows asked):
+    no per-row Python objects, so planning and committing a few new rows stays cheap
+    however big the store is.
     """
 
     def __init__(self, store, state: State | None):
+        self._store, self._state = store, state
         if state is None or state.n == 0:
-            self.hashes, self.digests = np.zeros(0, "S16"), np.zeros(0, "S64")
+            self.hashes = np.zeros(0, "S16")
         else:
             self.hashes = _array(store, state, _read_hashes).astype("S16")
-            self.digests = _array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")
         self._keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
         self._order = np.argsort(self._keys)
         self._sorted = self._keys[self._order]
+
+    def digests(self, rows: np.ndarray) -> np.ndarray:
+        """(k,) S64 content digests of store ``rows``, read from their shards only."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype="S64")
+        if not len(rows):
+            return out
+        shard, src = self._state.rows_of()
+        for k in np.unique(shard[rows]).tolist():
+            mine = np.flatnonzero(shard[rows] == k)
+            at = src[rows[mine]]
+            order = np.argsort(at)  # h5py reads increasing, distinct rows
+            wanted, back = np.unique(at[order], return_inverse=True)
+            with open_existing(self._store, self._state.shards[k]) as f:
+                got = f[S.DIGESTS][...] if len(wanted) > 1024 else f[S.DIGESTS][wanted]
+            got = got[wanted] if len(wanted) > 1024 else got
+            out[mine[order]] = np.asarray(got, dtype="S64")[back]
+        return out
 
     def rows(self, hashes: np.ndarray) -> np.ndarray:
         """Store row of each id hash, -1 where the id is not in the store."""

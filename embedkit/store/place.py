@@ -48,6 +48,7 @@ class ShardMeta:
     split: list[bytes]
     digests: np.ndarray
     nbytes: int
+    hashes: np.ndarray | None = None  # (n,) S16 id hashes, when the shard stores them
 
     @classmethod
     def read(cls, path: Path, fingerprint: S.Fingerprint) -> ShardMeta:
@@ -63,6 +64,7 @@ class ShardMeta:
                 split=f[S.SPLIT][:].astype("S8").tolist(),
                 digests=f[S.DIGESTS][:],
                 nbytes=path.stat().st_size,
+                hashes=f[S.ID_HASH][:] if S.ID_HASH in f else None,
             )
 
 

@@ -60,13 +60,23 @@ class ShardBuilder:
     """
 
     def __init__(
-        self, directory, fingerprint, ids, digests, labels, label_names, splits, *, pending=None
+        self,
+        directory,
+        fingerprint,
+        ids,
+        digests,
+        labels,
+        label_names,
+        splits,
+        *,
+        pending=None,
+        name: str | None = None,  # the content name, when the caller computed it already
     ):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.n = len(ids)
         label_list = ["" if v is None else S.as_text(v) for v in labels]
-        self.name = content_name(fingerprint, ids, digests, label_list, splits)
+        self.name = name or content_name(fingerprint, ids, digests, label_list, splits)
         own = self.directory / f"{self.name}.tmp-{os.getpid()}"
         self.tmp = Path(pending) if pending is not None else own
         names = list(label_names)

@@ -123,7 +123,7 @@ class StoreWriter:
         digests = np.asarray(digests, dtype="S64")
         known = np.zeros(len(ids), dtype=bool)
         found = rows >= 0
-        known[found] = self._lookup.digests[rows[found]] == digests[found]
+        known[found] = self._lookup.digests(rows[found]) == digests[found]
         bad = {i: r["digest"] for i, r in self._state.bad.items()} if self._state else {}
         if bad:
             known |= [bad.get(i) == d for i, d in zip(ids, digests.astype(str).tolist())]
