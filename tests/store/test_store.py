@@ -350,3 +350,19 @@ def test_torch_dataset_adapter(tiny_store, tiny_data):
     x, y = ds[1]
     assert isinstance(x, torch.Tensor) and torch.equal(x, torch.from_numpy(tiny_data[0][5]))
     assert int(y) == tiny_data[1][5]
+
+
+@pytest.mark.parametrize("n_asked", [40, 2500])  # digests read row by row, or whole columns
+def test_plan_finds_changed_items_across_shards(tmp_path, n_asked):
+    from tests.store import store_worker as W
+
+    store = tmp_path / "s.h5"
+    for start in range(0, 3000, 1000):
+        W.add(store, start, 1000)  # three shards
+    ids, digests, _, _ = W.rows(0, 3000)
+    changed = {5, 999, 1000, 2998}
+    digests = [("f" * 64 if k in changed else d) for k, d in enumerate(digests)]
+    asked = sorted(set(range(0, 3000, 3000 // n_asked)[:n_asked]) | changed)
+    with StoreWriter(store, W.FP) as w:
+        todo = w.plan([ids[k] for k in asked], [digests[k] for k in asked])
+    assert sorted(asked[i] for i in todo.tolist()) == sorted(changed)
