@@ -300,6 +300,11 @@ def bench_faults(args) -> None:
     with FeatureStore(ref) as fs:
         ref_x = fs.features()
     steps = ["batch-3", "shards-written", "index-written", "before-journal-removed", "batch-30"]
+    timed = root / "timed.h5"  # how long one uninterrupted run takes, start-up included
+    W.add(timed, 0, 2000)
+    t = time.perf_counter()
+    assert _worker("extract", timed, 0, 6000, 100).wait() == 0
+    run_s = time.perf_counter() - t
     for trial in range(args.kills + len(steps)):
         store = root / f"k{trial}.h5"
         W.add(store, 0, 2000)
@@ -307,7 +312,7 @@ def bench_faults(args) -> None:
         env = {"EMBEDKIT_TEST_CRASH_AT": steps[trial - args.kills]} if named else None
         p = _worker("extract", store, 0, 6000, 100, env=env)
         if not named:
-            time.sleep(random.Random(trial).uniform(0.3, 3.0))
+            time.sleep(random.Random(trial).uniform(0.3, 0.98) * run_s)  # mostly after start-up
             p.send_signal(signal.SIGKILL)
         p.wait()
         kills["named" if named else "random"] += p.returncode == -signal.SIGKILL
@@ -320,7 +325,8 @@ def bench_faults(args) -> None:
         kills["leftovers"] += len(extra)
         shutil.rmtree(folder)
         store.unlink()
-    print(json.dumps({"section": "kills", "trials": args.kills + len(steps), **kills}))
+    print(json.dumps({"section": "kills", "trials": args.kills + len(steps), "run_s": run_s,
+                      **kills}))  # fmt: skip
     shutil.rmtree(root)
 
 
