@@ -37,7 +37,10 @@ SCRIPTS = {
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
 }
-SECTIONS = ("extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy")
+SECTIONS = (
+    "extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy",
+    "store",  # written by hand from bench_store.py's JSON records (it takes a section argument)
+)  # fmt: skip
 
 
 def run(names: list[str]) -> None:
