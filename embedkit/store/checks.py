@@ -74,7 +74,8 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
         )
         return
     if fmt != S.FORMAT_NAME:
-        yield f"{p}: is not an embedkit feature store (attribute 'format' is {_short(fmt)})"
+        what = "missing" if fmt is _MISSING else _short(fmt)
+        yield f"{p}: is not an embedkit feature store (attribute 'format' is {what})"
         return
     taps = yield from fingerprint_problems(f, p)
     if taps is None:
@@ -83,12 +84,6 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
     if labels is None:
         return
     n = labels.shape[0]
-    n_items = _attr(f, "n_items")
-    if n_items is not _MISSING and (not _is_int(n_items) or int(n_items) != n):
-        yield f"{p}: attribute 'n_items' is {_short(n_items)} but /labels has {n} rows; {RESTORE}"
-    runs = _attr(f, "runs")
-    if runs is not _MISSING:
-        yield from _json_attr(p, "runs", runs, list)
     columns = [(S.SPLIT, "SO", ()), (S.IDS, "SO", ()), (S.DIGESTS, "SO", ())]
     columns += [(f"{S.FEATURES}/{t.name}", "f", t.shape) for t in taps]
     for name, kinds, shape in columns:
@@ -103,10 +98,17 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
                 f"{shape} for it; {RESTORE}"
             )
         elif kinds == "f" and ds.dtype != np.dtype(_attr(f, "dtype")):
-            yield f"{p}: /{name} is {ds.dtype} but attribute 'dtype' is {_attr(f, 'dtype')}"
+            dtype = _attr(f, "dtype")
+            yield f"{p}: /{name} is {ds.dtype} but attribute 'dtype' is {dtype}; {RESTORE}"
     extra = sorted(set(_keys(f, S.FEATURES)) - {t.name for t in taps})
     if extra:
         yield f"{p}: /{S.FEATURES}/{extra[0]} is not among the taps in attribute 'taps'; {RESTORE}"
+    n_items = _attr(f, "n_items")
+    if n_items is not _MISSING and (not _is_int(n_items) or int(n_items) != n):
+        yield f"{p}: attribute 'n_items' is {_short(n_items)} but /labels has {n} rows; {RESTORE}"
+    runs = _attr(f, "runs")
+    if runs is not _MISSING:
+        yield from _json_attr(p, "runs", runs, list)
     yield from _dataset(f, p, S.LABEL_NAMES, "SO", 1)
     lengths = []
     for name in ("ids", "digests", "reasons"):
@@ -125,7 +127,8 @@ def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
         yield f"{p}: attribute 'schema_version' is missing; {RESTORE}"
         return None
     if not _is_int(version) or int(version) < 1:
-        yield f"{p}: attribute 'schema_version' is {_short(version)}, not a version number"
+        what = f"{_short(version)}, not a version number"
+        yield f"{p}: attribute 'schema_version' is {what}; {RESTORE}"
         return None
     if int(version) > S.SCHEMA_VERSION:
         yield (
@@ -141,7 +144,8 @@ def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
             ok = False
     dtype = _attr(f, "dtype")
     if ok and dtype not in S.STORAGE_DTYPES:
-        yield f"{p}: attribute 'dtype' is {_short(dtype)}, not one of {', '.join(S.STORAGE_DTYPES)}"
+        what = f"{_short(dtype)}, not one of {', '.join(S.STORAGE_DTYPES)}"
+        yield f"{p}: attribute 'dtype' is {what}; {RESTORE}"
         ok = False
     preprocess = yield from _json_attr(p, "preprocess", _attr(f, "preprocess"), dict)
     taps = yield from _json_attr(p, "taps", _attr(f, "taps"), list)
@@ -218,7 +222,8 @@ def row_problems(path, state, handles: Sequence[h5py.File] | None = None) -> Ite
         known |= split == value.encode()
     if not known.all():
         i = int(np.flatnonzero(~known)[0])
-        yield f"{p}: /split row {i} is {_short(S.as_text(split[i]))}, not train/val/test/''"
+        what = f"{_short(S.as_text(split[i]))}, not train/val/test/''"
+        yield f"{p}: /split row {i} is {what}; {RESTORE}"
     seg = state.segments
     problem = _rowmap_problem(seg, n, len(state.shards))
     if problem:

@@ -115,8 +115,9 @@ def load_state(path) -> State | None:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
+        reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
         raise StoreError(
-            f"{path}: exists but is not an HDF5 file ({exc}); choose another --out or remove it"
+            f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
         ) from None
     with f:
         state = read_state(f, path)
