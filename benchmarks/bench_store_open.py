@@ -1,0 +1,116 @@
+"""What the structural checks cost when a store is opened (``FeatureStore(path)``).
+
+    python benchmarks/bench_store_open.py --rows 1600000 --dim 16 --shards 1 16
+
+For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening
+and closing it is timed with the checks (``embedkit.store.checks``) and with them
+replaced by no-ops, alternately, best of ``--reps`` each; one JSON record per store. The
+checks read the index metadata, labels and splits (read anyway), each shard's metadata
+and the 16-byte id hashes (ids for schema 1), never a feature array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards  # noqa: E402
+from embedkit.store import checks, index, reader  # noqa: E402
+from embedkit.store.shards import write_shard  # noqa: E402
+
+
+def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
+    fp = Fingerprint.create("bench", [TapInfo("pool", (dim,))], {"kind": "bench"})
+    X = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
+    labels = [str(i % 10) for i in range(n)]
+    bounds = np.linspace(0, n, n_shards + 1).astype(int)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        ids = [f"r{i}" for i in range(lo, hi)]
+        digests = [f"{i:064d}" for i in range(lo, hi)]
+        path = write_shard(store.parent / "in", fp, ids, digests, {"pool": X[lo:hi]},
+                           labels=labels[lo:hi])  # fmt: skip
+        commit_shards(store, [path], fp)
+        path.unlink()
+
+
+def _to_v1(store: Path, out: Path) -> None:
+    """The same rows as a schema-1 file (one file, real datasets)."""
+    text = h5py.string_dtype("utf-8")
+    with FeatureStore(store) as fs, h5py.File(store) as src, h5py.File(out, "w") as f:
+        f.create_dataset("ids", data=fs.ids().astype(object), dtype=text)
+        for name in ("digests", "labels", "split"):
+            f.create_dataset(name, data=src[name][...])
+        f.create_dataset("label_names", data=np.asarray(fs.label_names, object), dtype=text)
+        f.create_dataset("features/pool", data=fs.features())
+        for name in ("ids", "digests", "reasons"):
+            f.create_dataset(
+                f"bad/{name}", data=src[f"bad/{name}"][...], dtype=src[f"bad/{name}"].dtype
+            )
+        f.attrs.update(dict(src.attrs))
+        f.attrs["schema_version"] = 1
+
+
+def _open(path: Path) -> float:
+    t = time.perf_counter()
+    FeatureStore(path).close()
+    return time.perf_counter() - t
+
+
+def _unchecked(path: Path) -> float:
+    saved = reader.check_rows, index.check_index
+    reader.check_rows = index.check_index = lambda *a, **k: None
+    try:
+        return _open(path)
+    finally:
+        reader.check_rows, index.check_index = saved
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_600_000)
+    p.add_argument("--dim", type=int, default=16)
+    p.add_argument("--shards", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--tmp", default=tempfile.gettempdir())
+    args = p.parse_args()
+    root = Path(tempfile.mkdtemp(dir=args.tmp))
+    try:
+        stores = []
+        for n_shards in args.shards:
+            stores.append((f"v2, {n_shards} shard(s)", root / f"s{n_shards}.h5"))
+            _build(stores[-1][1], args.rows, args.dim, n_shards)
+        stores.append(("v1 (one file)", root / "v1.h5"))
+        _to_v1(stores[0][1], stores[-1][1])
+        for name, path in stores:
+            _open(path)  # warm the page cache
+            checked, unchecked = [], []
+            for _ in range(args.reps):
+                unchecked.append(_unchecked(path))
+                checked.append(_open(path))
+            with FeatureStore(path) as fs:
+                t = time.perf_counter()
+                checks.check_rows(path, fs._state, fs._handles)
+                rows_s = time.perf_counter() - t
+            rec = {
+                "store": name, "rows": args.rows, "dim": args.dim,
+                "open_unchecked_s": min(unchecked), "open_checked_s": min(checked),
+                "ratio": min(checked) / min(unchecked), "check_rows_s": rows_s,
+            }  # fmt: skip
+            print(json.dumps(rec), flush=True)
+    finally:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
