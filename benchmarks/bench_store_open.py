@@ -2,6 +2,9 @@
 
     python benchmarks/bench_store_open.py --rows 1600000 --dim 16 --shards 1 16
 
+``--dir D --build-only`` builds the stores into ``D`` (kept); a later run with ``--dir D``
+only measures.
+
 For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening
 and closing it is timed with the checks (``embedkit.store.checks``) and with them
 replaced by no-ops, alternately, best of ``--reps`` each; one JSON record per store. The
@@ -25,8 +28,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards  # noqa: E402
-from embedkit.store import checks, index, reader  # noqa: E402
+from embedkit.store import (  # noqa: E402
+    FeatureStore,
+    Fingerprint,
+    TapInfo,
+    checks,
+    commit_shards,
+    index,
+    reader,
+)
 from embedkit.store.shards import write_shard  # noqa: E402
 
 
@@ -82,34 +92,44 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--shards", type=int, nargs="+", default=[1, 16])
     p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--tmp", default=tempfile.gettempdir())
+    p.add_argument("--dir", help="build the stores here and keep them (default: a temp dir)")
+    p.add_argument("--build-only", action="store_true", help="build the stores and stop")
     args = p.parse_args()
-    root = Path(tempfile.mkdtemp(dir=args.tmp))
+    root = Path(args.dir or tempfile.mkdtemp())
+    root.mkdir(parents=True, exist_ok=True)
+    stores = [(f"v2, {k} shard(s)", root / f"s{args.rows}-{k}.h5") for k in args.shards]
+    stores.append(("v1 (one file)", root / f"v1-{args.rows}.h5"))
     try:
-        stores = []
-        for n_shards in args.shards:
-            stores.append((f"v2, {n_shards} shard(s)", root / f"s{n_shards}.h5"))
-            _build(stores[-1][1], args.rows, args.dim, n_shards)
-        stores.append(("v1 (one file)", root / "v1.h5"))
-        _to_v1(stores[0][1], stores[-1][1])
-        for name, path in stores:
-            _open(path)  # warm the page cache
-            checked, unchecked = [], []
-            for _ in range(args.reps):
-                unchecked.append(_unchecked(path))
-                checked.append(_open(path))
-            with FeatureStore(path) as fs:
-                t = time.perf_counter()
-                checks.check_rows(path, fs._state, fs._handles)
-                rows_s = time.perf_counter() - t
-            rec = {
-                "store": name, "rows": args.rows, "dim": args.dim,
-                "open_unchecked_s": min(unchecked), "open_checked_s": min(checked),
-                "ratio": min(checked) / min(unchecked), "check_rows_s": rows_s,
-            }  # fmt: skip
-            print(json.dumps(rec), flush=True)
+        for (_, path), k in zip(stores, args.shards):
+            if not path.exists():
+                _build(path, args.rows, args.dim, k)
+        if not stores[-1][1].exists():
+            _to_v1(stores[0][1], stores[-1][1])
+        if not args.build_only:
+            for name, path in stores:
+                _measure(name, path, args)
     finally:
-        shutil.rmtree(root)
+        if not args.dir:
+            shutil.rmtree(root)
+
+
+def _measure(name: str, path: Path, args) -> None:
+    _open(path)  # warm the page cache
+    checked, unchecked = [], []
+    for _ in range(args.reps):
+        unchecked.append(_unchecked(path))
+        checked.append(_open(path))
+    with FeatureStore(path) as fs:
+        t = time.perf_counter()
+        checks.check_rows(path, fs._state, fs._handles)
+        rows_s = time.perf_counter() - t
+        n = len(fs)
+    rec = {
+        "store": name, "rows": n, "open_unchecked_s": min(unchecked),
+        "open_checked_s": min(checked), "ratio": min(checked) / min(unchecked),
+        "check_rows_s": rows_s,
+    }  # fmt: skip
+    print(json.dumps(rec), flush=True)
 
 
 if __name__ == "__main__":
