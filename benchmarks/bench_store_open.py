@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +37,7 @@ from embedkit.store import (  # noqa: E402
     reader,
 )
 from embedkit.store.shards import write_shard  # noqa: E402
+from tests.reliability.cases_stores import write_v1  # noqa: E402
 
 
 def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
@@ -52,23 +52,6 @@ def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
                            labels=labels[lo:hi])  # fmt: skip
         commit_shards(store, [path], fp)
         path.unlink()
-
-
-def _to_v1(store: Path, out: Path) -> None:
-    """The same rows as a schema-1 file (one file, real datasets)."""
-    text = h5py.string_dtype("utf-8")
-    with FeatureStore(store) as fs, h5py.File(store) as src, h5py.File(out, "w") as f:
-        f.create_dataset("ids", data=fs.ids().astype(object), dtype=text)
-        for name in ("digests", "labels", "split"):
-            f.create_dataset(name, data=src[name][...])
-        f.create_dataset("label_names", data=np.asarray(fs.label_names, object), dtype=text)
-        f.create_dataset("features/pool", data=fs.features())
-        for name in ("ids", "digests", "reasons"):
-            f.create_dataset(
-                f"bad/{name}", data=src[f"bad/{name}"][...], dtype=src[f"bad/{name}"].dtype
-            )
-        f.attrs.update(dict(src.attrs))
-        f.attrs["schema_version"] = 1
 
 
 def _open(path: Path) -> float:
@@ -104,7 +87,7 @@ def main() -> None:
             if not path.exists():
                 _build(path, args.rows, args.dim, k)
         if not stores[-1][1].exists():
-            _to_v1(stores[0][1], stores[-1][1])
+            write_v1(stores[0][1], stores[-1][1])
         if not args.build_only:
             for name, path in stores:
                 _measure(name, path, args)
