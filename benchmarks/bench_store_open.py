@@ -1,6 +1,6 @@
 """What the structural checks cost when a store is opened (``FeatureStore(path)``).
 
-    python benchmarks/bench_store_open.py --rows 1600000 --dim 16 --shards 1 16
+    PYTHONPATH=$PWD python benchmarks/bench_store_open.py --rows 1600000 --dim 16 --shards 1 16
 
 ``--dir D --build-only`` builds the stores into ``D`` (kept); a later run with ``--dir D``
 only measures.
@@ -17,27 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from embedkit.store import (  # noqa: E402
-    FeatureStore,
-    Fingerprint,
-    TapInfo,
-    checks,
-    commit_shards,
-    index,
-    reader,
-)
-from embedkit.store.shards import write_shard  # noqa: E402
-from tests.reliability.cases_stores import write_v1  # noqa: E402
+from embedkit.store import FeatureStore, Fingerprint, TapInfo, checks, commit_shards, index, reader
+from embedkit.store.shards import write_shard
+from tests.reliability.cases_stores import write_v1
 
 
 def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
