@@ -3,11 +3,11 @@
     embedkit store verify feats.h5
 
 :func:`verify_store` lists every problem it finds (one line each): the structural checks
-of :mod:`embedkit.store.checks`, then, shard by shard, every dataset read in full with
-its recorded shape and dtype, all feature values finite, the shard's content hash equal
-to its content-derived file name, the index's virtual datasets mapping the row map's
-segments, and no debris (temporary files, shards no index names). It reads the store
-only; nothing is written.
+of :mod:`embedkit.store.checks`, unique ids in schema-1 files (which have no id hashes),
+then, shard by shard, every dataset read in full with its recorded shape and dtype, all
+feature values finite, the shard's content hash equal to its content-derived file name,
+the index's virtual datasets mapping the row map's segments, and no debris (temporary
+files, shards no index names). It reads the store only; nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
-from embedkit.store.checks import RESTORE, index_problems, row_problems
+from embedkit.store.checks import RESTORE, duplicate_ids, index_problems, row_problems
 from embedkit.store.index import SELF, read_state, shard_dir, shard_path, sidecar
 from embedkit.store.shards import content_name, open_shard
 
@@ -74,7 +74,7 @@ def verify_store(path) -> list[str]:
             return [str(exc).splitlines()[0]]
         problems = list(row_problems(path, state, [f] if state.self_contained else None))
         if not problems:
-            problems += _deep(path, state, f)
+            problems += _unhashed_ids(path, state, f) + _deep(path, state, f)
     return problems + _debris(path, state)
 
 
@@ -98,6 +98,24 @@ def _deep(path: Path, state, index: h5py.File) -> list[str]:
     if not state.self_contained:
         problems += _mapping(path, state, index)
     return problems
+
+
+def _unhashed_ids(path: Path, state, index: h5py.File) -> list[str]:
+    """Unique ids when a shard has no id hashes (a schema-1 file), from the ids themselves."""
+    handles = [index if n == SELF else open_shard(shard_path(path, n)) for n in state.shards]
+    try:
+        if state.n < 2 or all(S.ID_HASH in h for h in handles):
+            return []  # checked on open
+        ids = [h[S.IDS][...] for h in handles]
+        keys = [ids[k][src : src + n] for k, src, _, n in state.segments.tolist()]
+        keys = np.concatenate(keys).astype(bytes)
+        if len(set(keys.tolist())) == len(keys):
+            return []
+        return list(duplicate_ids(str(path), state, handles, keys))
+    finally:
+        for h in handles:
+            if h is not index:
+                h.close()
 
 
 def _read_all(where: str, f: h5py.File, state) -> list[str]:
