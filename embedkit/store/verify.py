@@ -120,12 +120,21 @@ def _unhashed_ids(path: Path, state, index: h5py.File) -> list[str]:
 
 def _read_all(where: str, f: h5py.File, state) -> list[str]:
     """Read every dataset of one shard; feature values must be finite."""
-    problems = []
+    problems, columns = [], {}
     for name in (S.IDS, S.DIGESTS, S.LABELS, S.LABEL_NAMES, S.SPLIT):
         try:
-            f[name][...]
+            columns[name] = f[name][...]
         except Exception as exc:  # noqa: BLE001 - any read failure is a finding
             problems.append(f"{where}: /{name} cannot be read ({_first(exc)}); {RESTORE}")
+    rows = len(columns.get(S.LABELS, ()))
+    for name in (S.IDS, S.DIGESTS, S.SPLIT):
+        if name in columns and columns[name].shape != (rows,):
+            problems.append(
+                f"{where}: /{name} has {len(columns[name])} rows, /labels {rows}; {RESTORE}"
+            )
+    codes = columns.get(S.LABELS, np.zeros(0, np.int64))
+    if len(codes) and (codes.min() < -1 or codes.max() >= len(columns.get(S.LABEL_NAMES, ()))):
+        problems.append(f"{where}: /labels holds an index beyond its /label_names; {RESTORE}")
     for tap in state.fingerprint.tap_infos:
         name = f"{S.FEATURES}/{tap.name}"
         ds = f[name]
@@ -150,15 +159,19 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
 
 
 def _content_name(f: h5py.File) -> str:
-    names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
-    labels = ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
-    return content_name(
-        S.Fingerprint.from_attrs(f.attrs),
-        f[S.IDS].asstr()[...].tolist(),
-        f[S.DIGESTS][...].tolist(),
-        labels,
-        f[S.SPLIT][...].tolist(),
-    )
+    """The name :func:`content_name` gives the rows of shard ``f`` ("" if unreadable)."""
+    try:
+        names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
+        labels = ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
+        return content_name(
+            S.Fingerprint.from_attrs(f.attrs),
+            f[S.IDS].asstr()[...].tolist(),
+            f[S.DIGESTS][...].tolist(),
+            labels,
+            f[S.SPLIT][...].tolist(),
+        )
+    except (KeyError, ValueError, TypeError, OSError):  # attributes the hash needs
+        return ""
 
 
 def _mapping(path: Path, state, index: h5py.File) -> list[str]:
