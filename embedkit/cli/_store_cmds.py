@@ -4,6 +4,7 @@ embedkit info feats.h5
 embedkit split feats.h5 --test 0.2 --val 0.1 --seed 0
 embedkit store compact feats.h5
 embedkit store pack feats.h5 feats-shared.h5
+embedkit store verify feats.h5
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for another writer")
     p.set_defaults(func=run_split)
 
-    p = sub.add_parser("store", help="maintain a store: compact, pack, upgrade")
+    p = sub.add_parser("store", help="maintain a store: compact, pack, upgrade, verify")
     ops = p.add_subparsers(dest="store_command", metavar="OP", required=True)
     for name, help_ in (
         ("compact", "merge a store's shards into one (crash-safe)"),
@@ -56,6 +57,9 @@ def register(sub) -> None:
             q.add_argument("out", help="the one-file copy to write")
         q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
         q.set_defaults(func=run_store)
+    q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
+    q.add_argument("store", help="the .h5 feature store")
+    q.set_defaults(func=run_verify)
 
 
 def run_info(args) -> int:
@@ -149,4 +153,20 @@ def run_store(args) -> int:
     else:
         out = store.pack(args.store, args.out, timeout=args.wait)
         print(f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def run_verify(args) -> int:
+    from embedkit.errors import StoreError
+    from embedkit.store import FeatureStore, verify_store
+
+    problems = verify_store(args.store)
+    if problems:
+        for line in problems:
+            print(line)
+        more = f" ({len(problems)} problems in all, listed on stdout)" if len(problems) > 1 else ""
+        raise StoreError(problems[0] + more)
+    with FeatureStore(args.store) as fs:
+        what = f"{len(fs)} rows, {fs.n_shards} shard(s), taps {', '.join(fs.taps)}"
+    print(f"{args.store}: ok ({what}; every shard read, all feature values finite)")
     return 0

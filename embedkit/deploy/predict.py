@@ -140,7 +140,8 @@ def predict(
 def _is_store(source) -> bool:
     import h5py
 
-    return Path(source).is_file() and h5py.is_hdf5(str(source))
+    path = Path(source)  # a damaged .h5 is a store that gets the store's error
+    return path.is_file() and (path.suffix in (".h5", ".hdf5") or h5py.is_hdf5(str(path)))
 
 
 def _from_store(head_dir: Path, store, record) -> Predictions:

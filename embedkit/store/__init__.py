@@ -8,6 +8,7 @@ from embedkit.store.reader import FeatureStore
 from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
 from embedkit.store.shards import write_shard
 from embedkit.store.summary import store_summary
+from embedkit.store.verify import verify_store
 from embedkit.store.writer import StoreWriter, set_splits, sha256_bytes
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "sha256_bytes",
     "store_summary",
     "upgrade",
+    "verify_store",
     "write_shard",
 ]

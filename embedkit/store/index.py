@@ -18,6 +18,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
+from embedkit.store.checks import check_index, check_rows
 from embedkit.store.shards import disk_errors, fsync_path, open_shard
 
 META = "_store"  # group: shards (names) and rowmap (segments)
@@ -79,14 +80,7 @@ def segments_of(shard: np.ndarray, src: np.ndarray) -> np.ndarray:
 
 def read_state(f: h5py.File, path) -> State:
     """The snapshot described by the open store file ``f`` (v1, packed or v2 index)."""
-    if f.attrs.get("format") != S.FORMAT_NAME:
-        raise StoreError(f"{path}: is not an embedkit feature store")
-    version = int(f.attrs["schema_version"])
-    if version > S.SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: schema version {version} is newer than this embedkit supports "
-            f"({S.SCHEMA_VERSION}); upgrade embedkit"
-        )
+    check_index(f, path)  # attributes, datasets and lengths, before anything is read
     # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
     fp = replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION)
     n = int(f[S.LABELS].shape[0])
@@ -121,11 +115,14 @@ def load_state(path) -> State | None:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
+        reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
         raise StoreError(
-            f"{path}: exists but is not an HDF5 file ({exc}); choose another --out or remove it"
+            f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
         ) from None
     with f:
-        return read_state(f, path)
+        state = read_state(f, path)
+        check_rows(path, state, [f] if state.self_contained else None)
+        return state
 
 
 def write_index(path, state: State, shard_rows: dict[str, int]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
+from embedkit.store.checks import check_rows
 from embedkit.store.index import missing_shard, read_state, shard_path, store_nbytes
 from embedkit.store.labels import array_label_names
 from embedkit.store.mapping import flat_rows, map_dataset
@@ -78,6 +79,7 @@ class FeatureStore:
         else:
             index.close()
             self._handles = [open_shard(shard_path(self.path, s)) for s in state.shards]
+        check_rows(self.path, state, self._handles)  # values, shards, unique ids
         self._state = state
         self.fingerprint = state.fingerprint
         seg = state.segments

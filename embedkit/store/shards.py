@@ -272,7 +272,12 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
     except OSError as exc:
-        raise StoreError(f"{path}: not a readable shard ({exc})") from None
+        if not path.exists():  # unlinked while HDF5 opened it (a compaction): callers retry
+            raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
+        reason = str(exc).splitlines()[0][:160]
+        raise StoreError(
+            f"{path}: not a readable shard ({reason}); re-run extract or restore the store"
+        ) from None
     if f.attrs.get("format") not in (SHARD_FORMAT, S.FORMAT_NAME):
         f.close()
         raise StoreError(f"{path}: is not an embedkit shard")

@@ -14,6 +14,7 @@ from tests.extract.extract_graphs import (
     make_text_model,
 )
 from tests.reliability.cases_images import GOOD_IMAGES, GOOD_X
+from tests.reliability.cases_stores import write_v1
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,10 @@ def seeds(assets, tmp_path_factory) -> dict[str, Path]:
     for name, source in sources.items():
         stores[name] = root / f"{name}.h5"
         extract(assets[name], root / source, stores[name], progress=False)
-    return stores | head_seeds(root)
+    stores |= head_seeds(root)
+    for name in ("lab", "array"):  # schema-1 (one-file) copies
+        stores[f"{name}_v1"] = write_v1(stores[name], root / f"{name}_v1.h5")
+    return stores
 
 
 def head_seeds(root: Path) -> dict[str, Path]:
@@ -60,6 +64,10 @@ def head_seeds(root: Path) -> dict[str, Path]:
     for name, width in (("lab", 3), ("wide", 5)):
         X = (rng.normal(size=(60, width)) + y[:, None]).astype(np.float32)
         FeatureStore.from_arrays(seeds[name], X, y, splits=splits).close()
+    twin = rng.normal(size=(60, 3)).astype(np.float32)  # same fingerprint, other rows
+    for name, X in (("twin", twin), ("short", twin[:40])):
+        seeds[name] = root / f"{name}.h5"
+        FeatureStore.from_arrays(seeds[name], X, y[: len(X)], splits=splits[: len(X)]).close()
     for head, params in (("logreg", {}), ("mlp", {"hidden": 8, "max_epochs": 2})):
         seeds[f"head_{head}"] = root / f"head_{head}"
         train_on_store(seeds["lab"], head, seeds[f"head_{head}"], params=params)

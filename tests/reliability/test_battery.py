@@ -1,4 +1,4 @@
-"""Bad images, text, arrays, ONNX models, specs, heads and arguments through the real CLI.
+"""Bad images, text, arrays, ONNX models, specs, heads, arguments and stores through the real CLI.
 
 Each area's table runs in one subprocess (see harness.py); a failure lists every case that
 went wrong with its arguments and stderr.
@@ -13,6 +13,7 @@ from tests.reliability.cases_data import array_cases, text_cases
 from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
 from tests.reliability.cases_models import model_cases, spec_cases
+from tests.reliability.cases_stores import store_cases
 from tests.reliability.harness import report, run_cases
 
 AREAS = {
@@ -23,6 +24,7 @@ AREAS = {
     "specs": spec_cases,
     "heads": head_cases,
     "arguments": arg_cases,
+    "stores": store_cases,
 }
 
 
