@@ -192,8 +192,17 @@ class _Extraction:
         return self.work.runner
 
     def run(self) -> ExtractSummary:
+        try:
+            return self._run()
+        finally:
+            self.work.settle()  # a session start_session began: never left loading
+
+    def _run(self) -> ExtractSummary:
         from embedkit.store import Fingerprint, StoreWriter
 
+        local = self.cfg.engine == "local"
+        if local and not self.out.exists():  # a new store: the session loads while we scan
+            self.work.start_session()
         listing = self.source.scan().tagged(self.cfg.split, self.cfg.id_prefix)
         taps = self._tap_infos(listing)
         fingerprint = Fingerprint.create(
@@ -212,6 +221,8 @@ class _Extraction:
             label_names=listing.label_names,
         )
         todo = writer.plan(listing.ids, listing.digests)
+        if local and len(todo):  # loads while we tokenise and plan
+            self.work.start_session()
         if any(label is not None for label in listing.labels):  # cached rows follow the source
             cached = np.setdiff1d(np.arange(len(listing)), todo).tolist()
             writer.relabel([listing.ids[i] for i in cached], [listing.labels[i] for i in cached])

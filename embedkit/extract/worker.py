@@ -10,6 +10,9 @@ one into each actor, which then builds its own preprocessor and ONNX Runtime ses
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
+
 import numpy as np
 
 from embedkit.errors import UserInputError
@@ -32,22 +35,50 @@ class BatchWorker:
         self.pre = make_preprocessor(model, source.kind, str(source.path))
         self.plan: Plan | None = None  # set once planned; text feeds come from its tokens
         self._runner: Runner | None = None
+        self._starting: Future | None = None  # the session start_session builds
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("pre", "_runner")}
+        skip = ("pre", "_runner", "_starting")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _runner=None)
+        self.__dict__.update(state, _runner=None, _starting=None)
         self.pre = make_preprocessor(self.model, self.source.kind, str(self.source.path))
 
     @property
     def runner(self) -> Runner:
         if self._runner is None:  # created only when something needs computing
-            outputs = list(dict.fromkeys(t.output for t in self.model.taps))
-            self._runner = Runner(
-                self.model.path, outputs, device=self.device, threads=self.threads
-            )
+            self._runner = self._starting.result() if self._starting else self._new_runner()
         return self._runner
+
+    def start_session(self) -> None:
+        """Build the session in a background thread; :attr:`runner` waits for it.
+
+        ONNX Runtime releases the GIL while it loads and optimises the graph, so the
+        caller tokenises, plans and opens the journal meanwhile. A load error is raised
+        by :attr:`runner`; call :meth:`settle` before returning.
+        """
+        if self._runner is not None or self._starting is not None:
+            return
+        future: Future = Future()
+
+        def build() -> None:
+            try:
+                future.set_result(self._new_runner())
+            except BaseException as exc:  # handed to whoever asks for the runner
+                future.set_exception(exc)
+
+        self._starting = future
+        threading.Thread(target=build, name="embedkit-session", daemon=True).start()
+
+    def settle(self) -> None:
+        """Wait for a session start_session began (a thread must not outlive the call)."""
+        if self._starting is not None:
+            self._starting.exception()
+
+    def _new_runner(self) -> Runner:
+        outputs = list(dict.fromkeys(t.output for t in self.model.taps))
+        return Runner(self.model.path, outputs, device=self.device, threads=self.threads)
 
     @property
     def provider(self) -> str | None:

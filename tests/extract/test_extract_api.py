@@ -235,3 +235,20 @@ def test_imports_without_torch_or_backbones():
         "assert not any(m.startswith('embedkit.backbones') for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_session_built_in_background_fails_cleanly(array_file, tmp_path):
+    """A graph onnx parses but onnxruntime refuses: one-line error, no store, no thread left."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 6])
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "bad", [x], [y])
+    model = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph), str(model))
+    assert load_model(model).sha256 == _sha(model)  # hashed while the proto was parsed
+    with pytest.raises(UserInputError, match=r"bad.onnx: onnxruntime cannot load the model"):
+        extract(model, array_file, tmp_path / "b.h5", progress=False)
+    assert not (tmp_path / "b.h5").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("embedkit-")]
