@@ -7,6 +7,8 @@ fault battery (concurrent writers, readers during commits, SIGKILLs).
 
 Each section prints one JSON record per measurement; ratios are measured side by side in
 one run, from a warm page cache. Everything is written under --tmp and removed afterwards.
+Run from the repository root with ``PYTHONPATH=$PWD`` (or the package installed); the
+store client run in subprocesses is ``benchmarks/store_worker.py``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import store_worker as W
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from embedkit.store import (  # noqa: E402
+from embedkit.store import (
     FeatureStore,
     Fingerprint,
     StoreWriter,
@@ -38,7 +38,8 @@ from embedkit.store import (  # noqa: E402
     commit_shards,
     write_shard,
 )
-from tests.store import store_worker as W  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
 
 
 def _fp(dim: int) -> Fingerprint:
@@ -246,9 +247,9 @@ def _build_part(store: Path, X: np.ndarray, lo: int) -> None:
 
 
 def _worker(*args, env=None) -> subprocess.Popen:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "tests.store.store_worker", *map(str, args)],
-                            cwd=REPO, env=environ, stdout=subprocess.PIPE,
+    environ = {**os.environ, **(env or {})}
+    return subprocess.Popen([sys.executable, str(HERE / "store_worker.py"), *map(str, args)],
+                            env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
 
 
@@ -272,9 +273,8 @@ def bench_faults(args) -> None:
         else:
             procs = [_worker("extract", store, n, 1000, 64)]
             cmd = [sys.executable, "-m", "embedkit", "split", str(store), "--force"]
-            procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE,
-                                          env={**os.environ, "PYTHONPATH": str(REPO)}))  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))  # fmt: skip
         codes = [p.wait() for p in procs]
         refused += sum(c != 0 for c in codes)
         expected = n + 1000 if trial < args.writer_trials else n + 1000

@@ -27,6 +27,7 @@ from embedkit.store import schema as S
 from embedkit.store.index import (
     RowLookup,
     State,
+    extend_segments,
     load_state,
     segments_of,
     shard_dir,
@@ -182,7 +183,6 @@ def commit_locked(
     index_bytes = 64 * (len(known.hashes) + sum(len(m.ids) for m in metas)) + (64 << 10)
     final = place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
-    shard_of, src_of = state.rows_of()  # (N,) each
     labels, split = state.labels.copy(), state.split.copy()
     n_old = state.n
     row_of: dict[str, int] = {}  # store row of each id in this commit that is already there
@@ -225,12 +225,18 @@ def commit_locked(
         appended = sorted(row_of, key=row_of.get)[-added:]  # ids of the appended rows
         perm = np.argsort([rank.get(i, len(rank)) for i in appended], kind="stable")
         new_cols = [[col[p] for p in perm.tolist()] for col in new_cols]
-    if replaced:
+    new_shard = np.asarray(new_cols[0], dtype=np.int64)  # (added,)
+    new_src = np.asarray(new_cols[1], dtype=np.int64)
+    if replaced:  # per-row (shard, src) of the whole store: O(N)
+        shard_of, src_of = state.rows_of()  # (N,) each
         rows = np.asarray(rep_cols[0], dtype=np.int64)
         shard_of[rows], src_of[rows] = rep_cols[1], rep_cols[2]
         labels[rows], split[rows] = rep_cols[3], np.asarray(rep_cols[4], dtype="S8")
-    shard_of = np.concatenate([shard_of, np.asarray(new_cols[0], dtype=np.int64)])
-    src_of = np.concatenate([src_of, np.asarray(new_cols[1], dtype=np.int64)])
+        segments = segments_of(
+            np.concatenate([shard_of, new_shard]), np.concatenate([src_of, new_src])
+        )
+    else:  # appends only: the old row map plus the new rows' runs
+        segments = extend_segments(state.segments, new_shard, new_src)
     labels = np.concatenate([labels, np.asarray(new_cols[2], dtype=np.int64)])
     split = np.concatenate([split, np.asarray(new_cols[3], dtype="S8")])
     merged_bad = {**state.bad, **bad}
@@ -255,7 +261,7 @@ def commit_locked(
         State(
             fingerprint=fingerprint,
             shards=shard_names,
-            segments=segments_of(shard_of, src_of),
+            segments=segments,
             labels=labels,
             split=split,
             label_names=names,

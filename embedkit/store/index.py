@@ -78,6 +78,19 @@ def segments_of(shard: np.ndarray, src: np.ndarray) -> np.ndarray:
     return np.stack([shard[starts], src[starts], starts, lengths], axis=1).astype(np.int64)
 
 
+def extend_segments(seg: np.ndarray, shard: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``segments_of`` of the rows in ``seg`` followed by rows ``(shard, src)``, in O(new rows)."""
+    tail = segments_of(shard, src)
+    if not len(seg):
+        return tail
+    tail[:, 2] += seg[-1, 2] + seg[-1, 3]
+    if len(tail) and tail[0, 0] == seg[-1, 0] and tail[0, 1] == seg[-1, 1] + seg[-1, 3]:
+        seg = seg.copy()
+        seg[-1, 3] += tail[0, 3]  # the first new rows continue the last run
+        tail = tail[1:]
+    return np.concatenate([seg, tail]).astype(np.int64)
+
+
 def read_state(f: h5py.File, path) -> State:
     """The snapshot described by the open store file ``f`` (v1, packed or v2 index)."""
     check_index(f, path)  # attributes, datasets and lengths, before anything is read
@@ -235,9 +248,8 @@ class RowLookup:
             self.hashes = np.zeros(0, "S16")
         else:
             self.hashes = _array(store, state, _read_hashes).astype("S16")
-        self._keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
-        self._order = np.argsort(self._keys)
-        self._sorted = self._keys[self._order]
+        keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
+        self._order, self._sorted = _sorted_prefixes(keys)
 
     def digests(self, rows: np.ndarray) -> np.ndarray:
         """(k,) S64 content digests of store ``rows``, read from their shards only."""
@@ -263,18 +275,35 @@ class RowLookup:
         out = np.full(len(hashes), -1, dtype=np.int64)
         if not len(self._sorted) or not len(hashes):
             return out
-        keys = hashes.view(np.uint64)[::2]
+        keys = (hashes.view(np.uint64)[::2] >> np.uint64(32)).astype(np.uint32)
         lo = np.searchsorted(self._sorted, keys, side="left")
         hi = np.searchsorted(self._sorted, keys, side="right")
         one = np.flatnonzero(hi - lo == 1)  # the usual case: compare all 16 bytes at once
         cand = self._order[lo[one]]
         ok = self.hashes[cand] == hashes[one]
         out[one[ok]] = cand[ok]
-        for i in np.flatnonzero(hi - lo > 1).tolist():  # 8-byte key collisions
+        for i in np.flatnonzero(hi - lo > 1).tolist():  # 4-byte prefix collisions
             for j in self._order[lo[i] : hi[i]].tolist():
                 if self.hashes[j] == hashes[i]:
                     out[i] = j
         return out
+
+
+def _sorted_prefixes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, prefixes)``: rows sorted by the top 32 bits of their 8-byte id keys.
+
+    One plain sort of ``prefix << 32 | row`` (N < 2**32) is about 3x faster than an argsort
+    of the keys: the row rides in the low bits. Equal prefixes are resolved by the caller
+    from the full 16-byte hashes.
+    """
+    n = len(keys)
+    if n >= 1 << 32:  # not reached in practice: rows do not fit the low 32 bits
+        order = np.argsort(keys >> np.uint64(32), kind="stable")
+        return order, (keys[order] >> np.uint64(32)).astype(np.uint32)
+    high = np.uint64(0xFFFFFFFF00000000)
+    packed = np.sort((keys & high) | np.arange(n, dtype=np.uint64))  # (N,)
+    order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return order, (packed >> np.uint64(32)).astype(np.uint32)
 
 
 def _read_hashes(f) -> np.ndarray:
