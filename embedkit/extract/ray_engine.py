@@ -29,7 +29,6 @@ resume after a killed driver are the same either way.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -118,6 +117,8 @@ def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int 
 def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
     import ray.data
 
+    from embedkit.store.shards import write_atomic
+
     n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the tqdm bar
@@ -160,7 +161,7 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
             raise _ERRORS.get(out["error"], StoreError)(out["message"])
         for name, data in ((out["shard"], out["shard_bytes"]), (out["bad"], out["bad_bytes"])):
             if name:  # sent by an actor that cannot see the store's folder
-                _write_journal_file(Path(writer.journal) / name, data)
+                write_atomic(Path(writer.journal) / name, data)
         n_computed += out["computed"]
         n_bad += out["n_bad"]
         if out["computed"]:
@@ -176,19 +177,6 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
             "same path, or pass --ray-shards driver, and re-run"
         )
     return n_computed, n_bad, provider
-
-
-def _write_journal_file(path: Path, data: bytes) -> None:
-    """Write a file an actor sent atomically (tmp + fsync + rename), as the actor would."""
-    from embedkit.store.shards import disk_errors
-
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with disk_errors(path, len(data)):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 def batches_per_task(n_batches: int, n_actors: int) -> int:

@@ -322,6 +322,19 @@ def disk_errors(path, needed: int):
         raise StoreError(f"{path}: cannot write ({exc})") from None
 
 
+def write_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a tmp file, fsync, rename; full disk: StoreError."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with disk_errors(path, len(data)):
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return path
+
+
 def _no_space(path, needed: int, free: int) -> str:
     return (
         f"{path}: not enough disk space: needs {_mb(needed)}, {_mb(free)} free; "

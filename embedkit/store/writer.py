@@ -41,7 +41,14 @@ from embedkit.store.index import (
 )
 from embedkit.store.journal import PendingRows
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.shards import check_split, disk_errors, id_hashes, open_shard, write_shard
+from embedkit.store.shards import (
+    check_split,
+    disk_errors,
+    id_hashes,
+    open_shard,
+    write_atomic,
+    write_shard,
+)
 
 
 class StoreWriter:
@@ -189,8 +196,7 @@ class StoreWriter:
             old = json.loads(manifest.read_text())
             _check(S.Fingerprint.from_attrs(old["fingerprint"]), self.fingerprint, self.journal)
         text = json.dumps({"fingerprint": self.fingerprint.to_attrs(), "created": self._started})
-        with disk_errors(manifest, len(text)):
-            manifest.write_text(text)
+        write_atomic(manifest, text.encode("utf-8"))  # a torn manifest would block resumes
         if digests is not None and self._todo:
             n = len(self._todo)
             self._rows = PendingRows(
@@ -299,14 +305,7 @@ def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) ->
     """
     path = Path(journal) / f"bad-{int(batch)}.jsonl"
     text = "".join(json.dumps({"id": i, "digest": d, "reason": r}) + "\n" for i, d, r in records)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with disk_errors(path, len(text)):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return path
+    return write_atomic(path, text.encode("utf-8"))
 
 
 def _read_bad(journal: Path) -> dict[str, dict]:
