@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -84,7 +83,6 @@ def load_model(
     if not path.is_file():
         raise UserInputError(f"{path}: no such model file; pass the path of an .onnx file")
     data = path.read_bytes()
-    hasher = _Hasher(data)  # hashes in a thread (hashlib releases the GIL) while we parse
     try:
         proto = onnx.ModelProto.FromString(data)  # external weights stay on disk
     except Exception as exc:  # onnx raises DecodeError, RuntimeError, ...
@@ -92,8 +90,6 @@ def load_model(
             f"{path}: not an ONNX model ({type(exc).__name__}); pass an .onnx file, "
             "e.g. one written by `embedkit export`"
         ) from exc
-    finally:
-        digest = hasher.result()
     graph = proto.graph
     if not graph.output:
         raise UserInputError(f"{path}: not an ONNX model (no graph outputs); pass an .onnx file")
@@ -103,7 +99,7 @@ def load_model(
     meta = C.decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
     return ModelSpec(
         path=path,
-        sha256=_sha256(path, digest, graph),
+        sha256=_sha256(path, data, graph),
         inputs=inputs,
         outputs=outputs,
         taps=_select_taps(path, _read_taps(path, meta, outputs), taps),
@@ -113,24 +109,9 @@ def load_model(
     )
 
 
-class _Hasher(threading.Thread):
-    """sha256 of ``data`` computed in a background thread."""
-
-    def __init__(self, data: bytes):
-        super().__init__(name="embedkit-hash", daemon=True)
-        self.data, self.digest = data, None
-        self.start()
-
-    def run(self) -> None:
-        self.digest = hashlib.sha256(self.data)
-
-    def result(self):
-        self.join()
-        return self.digest
-
-
-def _sha256(path: Path, digest, graph) -> str:
-    """``digest`` (of the file) extended by any external-data files its weights live in."""
+def _sha256(path: Path, data: bytes, graph) -> str:
+    """sha256 of the file, followed by any external-data files its weights live in."""
+    digest = hashlib.sha256(data)
     for external in external_data_files(path, graph):
         with open(external, "rb") as f:
             while chunk := f.read(1 << 24):

@@ -247,7 +247,7 @@ def test_session_built_in_background_fails_cleanly(array_file, tmp_path):
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "bad", [x], [y])
     model = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph), str(model))
-    assert load_model(model).sha256 == _sha(model)  # hashed while the proto was parsed
+    assert load_model(model).sha256 == _sha(model)  # the file's own sha256
     with pytest.raises(UserInputError, match=r"bad.onnx: onnxruntime cannot load the model"):
         extract(model, array_file, tmp_path / "b.h5", progress=False)
     assert not (tmp_path / "b.h5").exists()
