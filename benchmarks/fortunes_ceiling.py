@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/fortunes_ceiling.py --cache       # run MiniLM once (torch)
     .venv/bin/python benchmarks/fortunes_ceiling.py               # every candidate, CV only
-    .venv/bin/python benchmarks/fortunes_ceiling.py --test        # + test of the CV leaders
-    .venv/bin/python benchmarks/fortunes_ceiling.py --only lr_last,svm_last --folds 3
+    .venv/bin/python benchmarks/fortunes_ceiling.py --test --write  # + test; results/layers.md
+    .venv/bin/python benchmarks/fortunes_ceiling.py --only 0,4 --folds 3  # a short run
 
 1. ``--cache``: the same items, ids and 70/30 split as ``stores/fortunes-minilm.h5``
    (rebuilt as ``build_reference_stores.py`` does: ``load_fortunes`` + ``stratified_split``
@@ -14,12 +14,12 @@
    The mean of ``last``, L2-normed, is checked against the store's ``last`` tap.
 2. Each candidate (a feature map + a head) is scored by stratified 5-fold cross-validation
    on the training rows only (mean and sd over folds); hyper-parameters inside a candidate
-   (the C of ``logreg-cv``) are chosen by an inner CV on the fold's training part.
-3. ``--test``: only then, the candidates are fitted on all training rows and scored on the
-   1,076 test rows; the pick is the best CV mean, never the best test score.
+   ("C by inner CV") are chosen by a 3-fold CV on the fold's training part.
+3. ``--test``: after the CV scores, each candidate is fitted on all training rows and
+   scored on the 1,076 test rows; the pick is the best CV mean, never the best test score.
 
-Writes ``runs/fortunes-ceiling/results.json`` (one record per candidate, resumable) and
-prints a Markdown table.
+Keeps ``runs/fortunes-ceiling/results-<folds>fold.json`` (one record per candidate, resumed
+on a re-run), prints a Markdown table, and with ``--write`` puts it in results/layers.md.
 """
 
 from __future__ import annotations
