@@ -17,6 +17,7 @@ from embedkit.errors import UserInputError, require
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+SPINNING = "0"  # session.intra_op.allow_spinning (benchmarks/results/speed.md, docs/extract.md)
 
 
 def import_onnxruntime():
@@ -68,7 +69,7 @@ class Runner:
         options.intra_op_num_threads = threads or cpu_count()  # Ray CPU actors: 1 each
         # Idle ORT threads would spin and starve the preprocessing and writer threads that
         # share the cores; batches are large, so waking costs nothing measurable.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
         options.log_severity_level = 3  # errors only
         try:
             self.session = ort.InferenceSession(str(path), options, providers=self.providers)
