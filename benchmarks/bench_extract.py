@@ -63,7 +63,7 @@ def tiny_models(work: Path) -> tuple[Path, Path]:
 def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
     """Seconds for ``session.run`` over ready batches (graph optimisations on, all cores).
 
-    ``spinning=False`` is extract's own setting; ``True`` is onnxruntime's default.
+    ``True`` is onnxruntime's default; extract spins only when no other process runs.
     """
     import onnxruntime as ort
 
@@ -233,7 +233,7 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         "| --- | --- | --- | --- |",
         f"| bare `session.run` over preprocessed batches, ORT default (threads spin) "
         f"| {med['spin']:.1f} | {med['spin'] / best:.2f}x | |",
-        f"| bare `session.run`, extract's session options (no spinning; mean of runs "
+        f"| bare `session.run`, spinning off (mean of runs "
         f"between the extract runs of each round) | {med['bare']:.1f} | {med['bare'] / best:.2f}x "
         f"| {statistics.median(cpu['bare']):.1f} (1.00x) |",
         row(
