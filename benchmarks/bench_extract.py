@@ -60,6 +60,30 @@ def tiny_models(work: Path) -> tuple[Path, Path]:
     return rows, image
 
 
+SPUN: list[bool] = []  # per extract session: did its idle threads spin
+
+
+def record_spinning() -> None:
+    """Note each session's spinning choice (no other process running as it started)."""
+    import embedkit.extract.providers as providers
+
+    look = providers.others_running
+
+    def recorded(*args, **kwargs):
+        others = look(*args, **kwargs)
+        SPUN.append(others == 0)
+        return others
+
+    providers.others_running = recorded
+
+
+def spinning_line() -> str:
+    return (
+        f"Sessions whose threads spun (no other process running as they started): "
+        f"{sum(SPUN)} of {len(SPUN)}."
+    )
+
+
 def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
     """Seconds for ``session.run`` over ready batches (graph optimisations on, all cores).
 
@@ -171,6 +195,7 @@ def _timed(run, *args, **kwargs) -> tuple:
 
 
 def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[str]:
+    record_spinning()
     model, model_name = get_model(work)
     images, _ = load_fashion_mnist(REPO / "data/fashion-mnist", "test")
     data = work / "fmnist.npy"
@@ -250,7 +275,8 @@ def bench_extract(work: Path, n_images: int, batch: int, rounds: int) -> list[st
         "",
         "Per round (img/s): "
         + "; ".join(f"{k} " + " / ".join(f"{x:.1f}" for x in v) for k, v in rates.items())
-        + ".",
+        + ". "
+        + spinning_line(),
     ]
 
 

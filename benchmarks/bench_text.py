@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_extract import record_spinning, spinning_line
 
 from embedkit.datasets import load_fortunes
 from embedkit.extract import extract, load_model
@@ -144,6 +145,7 @@ def main() -> None:
     )
     parser.add_argument("--python", default=sys.executable, help="python that runs the exports")
     args = parser.parse_args()
+    record_spinning()
     work = Path(tempfile.mkdtemp(prefix="bench_text_"))
     n, bs = args.texts, args.batch_size
     texts = sample_fortunes(n)
@@ -236,6 +238,8 @@ def main() -> None:
             *goals,
             "Per round (texts/s): "
             + "; ".join(f"{k}: " + " / ".join(f"{v:.1f}" for v in s) for k, s in speeds.items()),
+            "",
+            spinning_line(),
             "",
         ]
     )
