@@ -7,9 +7,10 @@ The same fortunes (a seeded sample of data/fortunes, varied lengths), batch 32, 
 contender on the same cores: sentence-transformers ``encode`` (torch, and the ONNX backend
 when ``optimum`` imports), ``embedkit.extract.extract`` end to end (tokenise, plan, run,
 journal, commit; session start-up included) on fp32 and int8 exports, on the file as is and
-pre-sorted by length, on an fp32 export with ``--no-optimize`` (no transformer fusion), and a
-bare ``session.run`` loop over fixed batches in file order (what extract did before length
-bucketing). Quality: per-text cosine to sentence-transformers torch.
+pre-sorted by length, with ``--unfused`` on an fp32 export made with ``--no-optimize`` (no
+transformer fusion), and a bare ``session.run`` loop over fixed batches in file order (what
+extract did before length bucketing; ``--no-bare`` leaves it out). Quality: per-text cosine
+to sentence-transformers torch.
 The ONNX backend needs ``optimum``, whose pins clash with the project's transformers: install
 it in a separate venv (benchmarks/RESULTS.md says how).
 """
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_extract import record_spinning, spinning_line
 
 from embedkit.datasets import load_fortunes
 from embedkit.extract import extract, load_model
@@ -113,10 +115,11 @@ def same_round_ratios(speeds: dict[str, list[float]], rounds: int) -> list[str]:
         best = [max(p[r] for p in peers) for r in range(rounds)]
         ratios["fp32 / faster sentence-transformers"] = [a / b for a, b in zip(fp32, best)]
         ratios["int8 / faster sentence-transformers"] = [a / b for a, b in zip(int8, best)]
-        unfused = speeds["`embedkit extract`, fp32 exported with `--no-optimize`"]
-        ratios["fp32 `--no-optimize` / faster sentence-transformers"] = [
-            a / b for a, b in zip(unfused, best)
-        ]
+        unfused = speeds.get("`embedkit extract`, fp32 exported with `--no-optimize`")
+        if unfused:
+            ratios["fp32 `--no-optimize` / faster sentence-transformers"] = [
+                a / b for a, b in zip(unfused, best)
+            ]
     return [
         "Same-round ratios (median; per round): "
         + "; ".join(
@@ -137,15 +140,18 @@ def main() -> None:
     parser.add_argument(
         "--no-bare", action="store_true", help="skip the slow bare loop in file order"
     )
+    parser.add_argument(
+        "--unfused", action="store_true", help="also run an fp32 export with --no-optimize"
+    )
     parser.add_argument("--python", default=sys.executable, help="python that runs the exports")
     args = parser.parse_args()
+    record_spinning()
     work = Path(tempfile.mkdtemp(prefix="bench_text_"))
     n, bs = args.texts, args.batch_size
     texts = sample_fortunes(n)
     plain, ordered = work / "fortunes.txt", work / "fortunes-sorted.txt"
     plain.write_text("\n".join(texts) + "\n")
     fp32, int8 = export(work, "fp32", args.python), export(work, "int8", args.python)
-    plain_fp32 = export(work, "fp32", args.python, "--no-optimize")
     real, fixed = padded_tokens(fp32, texts, bs)
     bucketed = plan_tokens(fp32, texts, bs)
     lengths = make_preprocessor(load_model(fp32), "text", "t").tokenize(texts).lengths
@@ -182,9 +188,10 @@ def main() -> None:
     contenders["`embedkit extract`, fp32"] = ours(fp32, plain, "fp32")
     contenders["`embedkit extract`, fp32, input pre-sorted by length"] = ours(fp32, ordered, "s")
     contenders["`embedkit extract`, int8"] = ours(int8, plain, "int8")
-    contenders["`embedkit extract`, fp32 exported with `--no-optimize`"] = ours(
-        plain_fp32, plain, "fp32-plain"
-    )
+    if args.unfused:
+        contenders["`embedkit extract`, fp32 exported with `--no-optimize`"] = ours(
+            export(work, "fp32", args.python, "--no-optimize"), plain, "fp32-plain"
+        )
     speeds: dict[str, list[float]] = {name: [] for name in contenders}
     outputs: dict[str, np.ndarray] = {}
     for r in range(args.rounds):
@@ -220,7 +227,7 @@ def main() -> None:
             f"round-robin rounds in one process; {os.cpu_count()} CPU cores, Python "
             f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end. "
             f"Reproduce: `python benchmarks/bench_text.py --texts {n} --rounds {args.rounds}"
-            f"{' --no-bare' if args.no_bare else ''}`.",
+            f"{' --no-bare' if args.no_bare else ''}{' --unfused' if args.unfused else ''}`.",
             "",
             *lines,
             "",
@@ -231,6 +238,8 @@ def main() -> None:
             *goals,
             "Per round (texts/s): "
             + "; ".join(f"{k}: " + " / ".join(f"{v:.1f}" for v in s) for k, s in speeds.items()),
+            "",
+            spinning_line(),
             "",
         ]
     )

@@ -1,9 +1,12 @@
 """CPU session tuning for text, measured: threads, spinning, ORT's transformer fusion.
 
     .venv/bin/python benchmarks/bench_tuning.py --texts 400 --rounds 2   # writes results/tuning.md
+    .venv/bin/python benchmarks/bench_tuning.py --texts 2000 --int8      # prints the int8 table
 
 The same length-bucketed batches of fortunes (extract's own plan) through MiniLM exported
 fused (default) and with ``--no-optimize``; every variant round-robin in one process.
+``--int8`` runs the int8 export instead: graph optimisation level, spinning and the token
+budget per batch (``--batch-size`` x 1/2, 2, 4), against extract's setting.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def session(model: Path, threads: int, spinning: bool):
+def session(model: Path, threads: int, spinning: bool, level: str = "ALL", block: int = 0):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if block:  # work-stealing blocks in the intra-op pool (ORT's default: static split)
+        options.add_session_config_entry("session.dynamic_block_base", str(block))
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level}")
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
@@ -43,7 +48,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--int8", action="store_true", help="tune the int8 export (prints only)")
     args = parser.parse_args()
+    if args.int8:
+        return tune_int8(args)
     work = Path(tempfile.mkdtemp(prefix="bench_tuning_"))
     graphs = {}
     for name, extra in (("fused", []), ("plain", ["--no-optimize"])):
@@ -62,17 +70,8 @@ def main() -> None:
         for t in sorted({cores, 1}, reverse=True)
         for s in (False, True)
     }
-    sessions = {k: session(*v) for k, v in variants.items()}
-    speeds: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for name, sess in sessions.items():
-            sess.run(None, feeds[0])
-            t0 = time.perf_counter()
-            for feed in feeds:
-                sess.run(None, feed)
-            speeds[name].append(len(texts) / (time.perf_counter() - t0))
-            print(f"{name}: {speeds[name][-1]:.1f} texts/s", flush=True)
-    med = {k: statistics.median(v) for k, v in speeds.items()}
+    sessions = {k: (session(*v), feeds) for k, v in variants.items()}
+    med = round_robin(sessions, args.rounds, len(texts))
     base = med[next(iter(med))]
     lines = [
         f"{args.texts} fortunes, length-bucketed batches (batch size {args.batch_size}), "
@@ -87,6 +86,61 @@ def main() -> None:
     ]
     (HERE / "results" / "tuning.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def round_robin(variants: dict, rounds: int, n: int) -> dict[str, float]:
+    """Median texts/s of each ``name: (session, feeds)``, one warm-up batch before each run."""
+    speeds: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, (sess, feeds) in variants.items():
+            sess.run(None, feeds[0])
+            t0 = time.perf_counter()
+            for feed in feeds:
+                sess.run(None, feed)
+            speeds[name].append(n / (time.perf_counter() - t0))
+            print(f"{name}: {speeds[name][-1]:.1f} texts/s", flush=True)
+    return {k: statistics.median(v) for k, v in speeds.items()}
+
+
+def tune_int8(args) -> None:
+    """int8 MiniLM: optimisation level, spinning and token budget, extract's setting first."""
+    work = Path(tempfile.mkdtemp(prefix="bench_tuning_"))
+    model = work / "int8.onnx"
+    cmd = [sys.executable, "-m", "embedkit", "export", "minilm", "--out", str(model)]
+    subprocess.run([*cmd, "--precision", "int8"], cwd=REPO, check=True, capture_output=True)
+    texts = sample_fortunes(args.texts)
+    pre = make_preprocessor(load_model(model), "text", "texts")
+    todo, bs = np.arange(len(texts)), args.batch_size
+
+    def feeds(batch: int) -> list:
+        plan = plan_batches(todo, batch, texts=texts, pre=pre)
+        return [plan.feed(b.tolist(), pre) for b in plan.batches]
+
+    cores = len(os.sched_getaffinity(0))
+    base = feeds(bs)
+    variants = {
+        f"ALL, spinning off, budget {bs} x mean (extract)": (session(model, cores, False), base),
+        "ALL, spinning on": (session(model, cores, True), base),
+        "EXTENDED, spinning off": (session(model, cores, False, "EXTENDED"), base),
+        "BASIC, spinning off": (session(model, cores, False, "BASIC"), base),
+        "ALL, spinning off, dynamic_block_base 4": (session(model, cores, False, block=4), base),
+        **{
+            f"ALL, spinning off, budget {b} x mean": (session(model, cores, False), feeds(b))
+            for b in (bs // 2, 2 * bs, 4 * bs)
+        },
+    }
+    med = round_robin(variants, args.rounds, len(texts))
+    first = med[next(iter(med))]
+    print(
+        f"{args.texts} fortunes, int8 MiniLM, {cores} threads, {args.rounds} round-robin rounds; "
+        f"load average {os.getloadavg()[0]:.1f} at the end. Reproduce: `.venv/bin/python "
+        f"benchmarks/bench_tuning.py --int8 --texts {args.texts} --rounds {args.rounds}`.",
+        "",
+        "| MiniLM int8 session | texts/s (median) | vs extract's setting (first row) |",
+        "| --- | --- | --- |",
+        *(f"| {k} | {v:.1f} | {v / first:.2f}x |" for k, v in med.items()),
+        sep="\n",
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -17,6 +18,7 @@ from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import ExtractConfig, extract, load_model, open_source, select_providers
 from embedkit.extract.pipeline import PREP_NICE
 from embedkit.extract.preprocess import make_preprocessor
+from embedkit.extract.providers import Runner, others_running
 from embedkit.extract.sources import ImageFolderSource
 from embedkit.store import FeatureStore
 from tests.extract.extract_graphs import IMAGE_SPEC, make_slow_model
@@ -212,6 +214,20 @@ def test_unknown_option_and_providers():
         assert select_providers("auto") == ["CPUExecutionProvider"]
         with pytest.raises(UserInputError, match=r"CUDA is not available.*--device cpu"):
             select_providers("cuda")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_session_threads_do_not_spin_beside_a_busy_process(models):
+    # ORT's idle threads spin only while no other process wants the CPU: a child that
+    # keeps a core busy is counted (waiting for a CPU counts as running), and turns it off
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and running
+        assert others_running() >= 1
+        assert Runner(models["array"], ["y"], device="cpu").spinning is False
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.mark.gpu
