@@ -2,7 +2,7 @@
 fault battery (concurrent writers, readers during commits, SIGKILLs).
 
     python benchmarks/bench_store.py reads --mb 20 200 2000 --shards 1 50
-    python benchmarks/bench_store.py commit --rows 100000 400000 1600000 --dim 1280
+    python benchmarks/bench_store.py commit --rows 100000 400000 1600000 --dim 1280 [--labelled]
     python benchmarks/bench_store.py faults --writer-trials 50 --split-trials 20 --kills 20
 
 Each section prints one JSON record per measurement; ratios are measured side by side in
@@ -120,8 +120,24 @@ def bench_reads(args) -> None:
             shutil.rmtree(root)
 
 
+def _tags(start: int, n: int, labelled: bool) -> tuple[list, list]:
+    """Labels (10 classes) and splits (80% train, 20% test) of rows ``start:start+n``, as a
+    real store has them; all None for an unlabelled store."""
+    if not labelled:
+        return [None] * n, [None] * n
+    rng = np.random.default_rng(start)
+    labels = [f"c{k}" for k in rng.integers(0, 10, n).tolist()]
+    splits = ["test" if u < 0.2 else "train" for u in rng.random(n).tolist()]
+    return labels, splits
+
+
 def _extract_rows(
-    store: Path, X: np.ndarray, start: int, batch: int = 256, direct: bool = True
+    store: Path,
+    X: np.ndarray,
+    start: int,
+    batch: int = 256,
+    direct: bool = True,
+    labelled: bool = False,
 ) -> float:
     """The extract path: journal batches under the lock, then one commit. Seconds.
 
@@ -131,14 +147,18 @@ def _extract_rows(
     fp = _fp(X.shape[1])
     ids = [f"r{i}" for i in range(start, start + len(X))]
     digests = [f"{i:064d}" for i in range(start, start + len(X))]
+    labels, splits = _tags(start, len(X), labelled)
     t = time.perf_counter()
     with StoreWriter(store, fp) as w:
         todo = w.plan(ids, digests)
         rows = {"digests": [digests[i] for i in todo]} if direct else {}
+        if direct:
+            rows.update(labels=[labels[i] for i in todo], splits=[splits[i] for i in todo])
         w.begin([ids[i] for i in todo], batch, **rows)
         for b, lo in enumerate(range(0, len(todo), batch)):
             pos = todo[lo : lo + batch]
-            w.write_batch(b, [ids[i] for i in pos], [digests[i] for i in pos], None, None,
+            w.write_batch(b, [ids[i] for i in pos], [digests[i] for i in pos],
+                          [labels[i] for i in pos], [splits[i] for i in pos],
                           {"pool": X[pos]})  # fmt: skip
         w.commit()
     return time.perf_counter() - t
@@ -201,22 +221,25 @@ def bench_commit(args) -> None:
         step = 100_000
         rng = np.random.default_rng(0)
         for lo in range(0, rows, step):  # the base store, in 100k-row shards
-            _build_part(store, rng.normal(size=(min(step, rows - lo), args.dim)), lo)
+            part = rng.normal(size=(min(step, rows - lo), args.dim))
+            _build_part(store, part, lo, args.labelled)
         new = rng.normal(size=(rows // 100, args.dim)).astype(np.float32)
-        fresh = _best(lambda root=root, new=new, rows=rows: _fresh(root, new, rows), reps=2)
-        for direct in (True, False):
+        lab = args.labelled
+        fresh = _best(lambda r=root, x=new, n=rows, lab=lab: _fresh(r, x, n, lab), reps=2)
+        for direct in (True, False)[: 2 - args.pending_only]:
             shutil.copytree(f"{store}.d", root / "c.h5.d", copy_function=os.link)
             os.link(store, root / "c.h5")  # the same base store, sharing its shard files
             copy, folder = root / "c.h5", root / "c.h5.d"
             before = _du(copy, folder)
             with _PeakDisk(copy, folder) as meter:
-                add = _extract_rows(copy, new, rows, direct=direct)
+                add = _extract_rows(copy, new, rows, direct=direct, labelled=args.labelled)
             after = _du(copy, folder)
             with FeatureStore(copy) as fs:
                 shard = max((folder / "shards" / n).stat().st_size for n in fs._state.shards[-1:])
             rec = {
                 "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
                 "journal": "pending shard" if direct else "batch shards",
+                "labelled": args.labelled,
                 "new_rows_mb": new.nbytes / 1e6, "new_shard_mb": shard / 1e6,
                 "store_mb": before / 1e6, "new_store_s": fresh, "add_to_store_s": add,
                 "ratio": add / fresh, "extra_after_mb": (after - before) / 1e6,
@@ -230,18 +253,19 @@ def bench_commit(args) -> None:
         shutil.rmtree(root)
 
 
-def _fresh(root: Path, new: np.ndarray, start: int) -> float:
+def _fresh(root: Path, new: np.ndarray, start: int, labelled: bool = False) -> float:
     """The same rows into a new store."""
     shutil.rmtree(root / "n", ignore_errors=True)
     (root / "n").mkdir()
-    return _extract_rows(root / "n" / "s.h5", new, start)
+    return _extract_rows(root / "n" / "s.h5", new, start, labelled=labelled)
 
 
-def _build_part(store: Path, X: np.ndarray, lo: int) -> None:
+def _build_part(store: Path, X: np.ndarray, lo: int, labelled: bool = False) -> None:
     fp = _fp(X.shape[1])
     ids = [f"r{i}" for i in range(lo, lo + len(X))]
+    labels, splits = _tags(lo, len(X), labelled)
     path = write_shard(store.parent / "in", fp, ids, [f"{i:064d}" for i in range(lo, lo + len(X))],
-                       {"pool": X.astype(np.float32)})  # fmt: skip
+                       {"pool": X.astype(np.float32)}, labels=labels, splits=splits)  # fmt: skip
     commit_shards(store, [path], fp)
     path.unlink()
 
@@ -342,6 +366,16 @@ def main() -> None:
     p.add_argument("--split-trials", type=int, default=20)
     p.add_argument("--base-rows", type=int, default=300_000)
     p.add_argument("--kills", type=int, default=20)
+    p.add_argument(
+        "--labelled",
+        action="store_true",
+        help="commit: 10-class labels and train/test splits on every row",
+    )
+    p.add_argument(
+        "--pending-only",
+        action="store_true",
+        help="commit: only the pending-shard journal (what extract uses)",
+    )
     args = p.parse_args()
     {"reads": bench_reads, "commit": bench_commit, "faults": bench_faults}[args.section](args)
 

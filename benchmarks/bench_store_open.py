@@ -21,11 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from embedkit.store import FeatureStore, Fingerprint, TapInfo, checks, commit_shards, index, reader
+from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, index, pack, reader
+from embedkit.store import rowchecks as checks
 from embedkit.store.shards import write_shard
-from tests.reliability.cases_stores import write_v1
 
 
 def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
@@ -40,6 +41,16 @@ def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
                            labels=labels[lo:hi])  # fmt: skip
         commit_shards(store, [path], fp)
         path.unlink()
+
+
+def _as_v1(store: Path, out: Path) -> Path:
+    """A schema-1 (embedkit 0.1, one-file) store with the rows of ``store``: a packed copy
+    without the ``/_store`` group and the id hashes, which schema 1 did not have."""
+    pack(store, out)
+    with h5py.File(out, "r+") as f:
+        del f["_store"], f["id_hash"]
+        f.attrs["schema_version"] = 1
+    return out
 
 
 def _open(path: Path) -> float:
@@ -75,7 +86,7 @@ def main() -> None:
             if not path.exists():
                 _build(path, args.rows, args.dim, k)
         if not stores[-1][1].exists():
-            write_v1(stores[0][1], stores[-1][1])
+            _as_v1(stores[0][1], stores[-1][1])
         if not args.build_only:
             for name, path in stores:
                 _measure(name, path, args)

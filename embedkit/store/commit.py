@@ -24,6 +24,7 @@ import numpy as np
 from embedkit import __version__
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.store import schema as S
+from embedkit.store.columns import column_dir
 from embedkit.store.index import (
     RowLookup,
     State,
@@ -72,7 +73,8 @@ def prepare(store, lock: WriterLock) -> State | None:
 
 
 def clean_debris(store, state: State | None) -> list[Path]:
-    """Remove what killed writers left: temporary files and shards no index refers to."""
+    """Remove what killed writers left: temporary files, shards and column files no index
+    refers to."""
     store = Path(store)
     removed = list(store.parent.glob(f"{store.name}.tmp-*"))  # schema-1 commits
     folder = sidecar(store)
@@ -81,6 +83,9 @@ def clean_debris(store, state: State | None) -> list[Path]:
         live = set(state.shards) if state is not None else set()
         if shard_dir(store).is_dir():
             removed += [p for p in shard_dir(store).iterdir() if p.name not in live]
+        pieces = {name for name, _ in state.pieces or []} if state is not None else set()
+        if column_dir(store).is_dir():
+            removed += [p for p in column_dir(store).iterdir() if p.name not in pieces]
     for path in removed:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -180,7 +185,7 @@ def commit_locked(
     state = state or _empty_state(fingerprint, started)
     names = list(state.label_names)
     names += [n for n in (label_names or []) if n not in names]
-    index_bytes = 64 * (len(known.hashes) + sum(len(m.ids) for m in metas)) + (64 << 10)
+    index_bytes = 16 * sum(len(m.ids) for m in metas) + 200 * len(state.segments) + (64 << 10)
     final = place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
     labels, split = state.labels.copy(), state.split.copy()
@@ -269,7 +274,7 @@ def commit_locked(
             attrs=attrs,
         )
     )
-    write_index(store, new, shard_rows(store, new))
+    write_index(store, new, shard_rows(store, new), base=state)
     crash_point("index-written")
     clean_debris(store, new)
     if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:

@@ -78,7 +78,7 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     shard_of[rows] = len(names) - 1
     src_of[rows] = np.arange(len(rows))
     new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
-    write_index(store, new, shard_rows(store, new))
+    write_index(store, new, shard_rows(store, new), base=state)
     clean_debris(store, new)
     return new
 

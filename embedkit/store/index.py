@@ -18,10 +18,13 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
-from embedkit.store.checks import check_index, check_rows
+from embedkit.store.checks import check_index
+from embedkit.store.columns import Piece, column_dir, read_columns, write_columns
+from embedkit.store.idindex import IdIndex
+from embedkit.store.rowchecks import check_rows
 from embedkit.store.shards import disk_errors, fsync_path, open_shard
 
-META = "_store"  # group: shards (names) and rowmap (segments)
+META = "_store"  # group: shards and columns (file names) and rowmap (segments)
 SELF = ""  # shard name of a self-contained store: the index file itself
 
 
@@ -50,6 +53,10 @@ class State:
     label_names: list[str]
     bad: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "digest", "reason"}
     attrs: dict = field(default_factory=dict)  # root attributes, text values decoded
+    # column files holding labels and split ((name, rows) in row order); None when the
+    # index holds them itself (schema 1, packed, older schema-2 indexes)
+    pieces: list[Piece] | None = None
+    id_index: IdIndex | None = field(default=None, repr=False, compare=False)  # set on open
 
     @property
     def n(self) -> int:
@@ -103,6 +110,7 @@ def read_state(f: h5py.File, path) -> State:
     else:  # schema 1: the file holds its rows
         shards = [SELF]
         segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
+    labels, split, pieces = _read_columns(f, path, n)
     bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
     bad_digests = [S.as_text(v) for v in f[f"{S.BAD}/digests"][:]]
     reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
@@ -110,14 +118,36 @@ def read_state(f: h5py.File, path) -> State:
         fingerprint=fp,
         shards=shards,
         segments=segments,
-        labels=f[S.LABELS][:].astype(np.int64),
-        split=f[S.SPLIT][:].astype("S8"),
+        labels=labels,
+        split=split,
         label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
         bad={
             i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(bad_ids, bad_digests, reasons)
         },
         attrs={k: S.as_text(v) for k, v in f.attrs.items()},
+        pieces=pieces,
     )
+
+
+def _read_columns(f: h5py.File, path, n: int):
+    """``(labels, split, pieces)``: from the column files where the index maps them
+    (read directly, not through the virtual datasets, so a missing file is an error and
+    not fill values), else from the index's own datasets."""
+    virtual = {name: f[name].is_virtual for name in (S.LABELS, S.SPLIT)}
+    if f"{META}/columns" not in f or not any(virtual.values()):
+        return f[S.LABELS][:].astype(np.int64), f[S.SPLIT][:].astype("S8"), None
+    names = [S.as_text(v) for v in f[f"{META}/columns"][:]]
+    labels, split, pieces = read_columns(path, names)
+    if len(labels) != n:
+        raise StoreError(
+            f"{path}: /{META}/columns hold {len(labels)} rows but /labels has {n}; "
+            "re-run extract or restore the store"
+        )
+    if not virtual[S.LABELS]:  # the index's own dataset wins where it has one
+        labels = f[S.LABELS][:].astype(np.int64)
+    if not virtual[S.SPLIT]:
+        split = f[S.SPLIT][:].astype("S8")
+    return labels, split, pieces if all(virtual.values()) else None
 
 
 def load_state(path) -> State | None:
@@ -133,19 +163,26 @@ def load_state(path) -> State | None:
             f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
         ) from None
     with f:
-        state = read_state(f, path)
+        try:
+            state = read_state(f, path)
+        except FileNotFoundError as exc:  # under the writer lock: really missing
+            raise StoreError(missing_file(path, Path(exc.filename))) from None
         check_rows(path, state, [f] if state.self_contained else None)
         return state
 
 
-def write_index(path, state: State, shard_rows: dict[str, int]) -> None:
+def write_index(path, state: State, shard_rows: dict[str, int], *, base: State | None = None):
     """Write ``state`` as the new index of the store at ``path``: tmp, fsync, rename.
 
     ``shard_rows`` gives each shard's row count (for the virtual datasets' sources).
+    Labels and split go to column files first (``state.pieces`` is set to them): those of
+    ``base``, the snapshot ``state`` was derived from, are kept where its rows are
+    unchanged, so an append writes only its new rows' values.
     """
     path = Path(path)
+    state.pieces = write_columns(path, state.labels, state.split, base) if state.n else []
     tmp = sidecar(path) / f"index.tmp-{os.getpid()}"
-    needed = 64 * state.n + 200 * len(state.segments) + (1 << 20)
+    needed = 200 * len(state.segments) + 100 * len(state.pieces) + (1 << 20)
     try:
         with disk_errors(tmp, needed):
             with h5py.File(tmp, "w") as f:
@@ -178,15 +215,25 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
             f[f"{S.FEATURES}/{t.name}"].attrs[key] = (
                 json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
             )
-    # gzip: these per-row columns are most of the index, which every commit rewrites
-    packed = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if n else {}
-    f.create_dataset(S.LABELS, data=state.labels.astype(np.int64), **packed)
-    f.create_dataset(S.SPLIT, data=state.split.astype("S8"), **packed)
+    pieces = state.pieces or []
+    for name, dtype in ((S.LABELS, np.int64), (S.SPLIT, "S8")):
+        if not pieces:
+            f.create_dataset(name, shape=(0,), dtype=dtype)
+            continue
+        layout, dst = h5py.VirtualLayout(shape=(n,), dtype=dtype), 0
+        for piece, rows in pieces:
+            rel_piece = f"{sidecar(path).name}/columns/{piece}"
+            source = h5py.VirtualSource(rel_piece, name, (rows,), dtype=dtype)
+            layout[dst : dst + rows] = source[0:rows]
+            dst += rows
+        f.create_virtual_dataset(name, layout)
     f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
     write_bad(f, state.bad)
     meta = f.create_group(META)
     meta.create_dataset("shards", data=np.asarray(state.shards, dtype=object), dtype=text)
     meta.create_dataset("rowmap", data=seg.astype(np.int64).reshape(-1, 4))
+    names = np.asarray([name for name, _ in pieces], dtype=object)
+    meta.create_dataset("columns", shape=(len(pieces),), dtype=text, data=names if pieces else None)
     write_attrs(f, state)
 
 
@@ -237,19 +284,22 @@ def _array(store, state: State, read) -> np.ndarray:
 class RowLookup:
     """Find store rows by id in O(log N) numpy steps, from the shards' id hashes.
 
-    Built per writer from 16-byte id hashes (digests are read only for the rows asked):
-    no per-row Python objects, so planning and committing a few new rows stays cheap
-    however big the store is.
+    Uses the :class:`~embedkit.store.idindex.IdIndex` the checks on open built (else reads
+    the 16-byte id hashes itself); digests are read only for the rows asked. No per-row
+    Python objects, so planning and committing a few new rows stays cheap however big
+    the store is.
     """
 
     def __init__(self, store, state: State | None):
         self._store, self._state = store, state
         if state is None or state.n == 0:
-            self.hashes = np.zeros(0, "S16")
+            index = IdIndex(np.zeros(0, "S16"))
+        elif state.id_index is not None and len(state.id_index.hashes) == state.n:
+            index = state.id_index
         else:
-            self.hashes = _array(store, state, _read_hashes).astype("S16")
-        keys = self.hashes.view(np.uint64)[::2] if len(self.hashes) else np.zeros(0, "u8")
-        self._order, self._sorted = _sorted_prefixes(keys)
+            index = IdIndex(_array(store, state, _read_hashes))
+        self._index = index
+        self.hashes = index.hashes  # (N,) S16
 
     def digests(self, rows: np.ndarray) -> np.ndarray:
         """(k,) S64 content digests of store ``rows``, read from their shards only."""
@@ -271,39 +321,7 @@ class RowLookup:
 
     def rows(self, hashes: np.ndarray) -> np.ndarray:
         """Store row of each id hash, -1 where the id is not in the store."""
-        hashes = np.asarray(hashes, dtype="S16")
-        out = np.full(len(hashes), -1, dtype=np.int64)
-        if not len(self._sorted) or not len(hashes):
-            return out
-        keys = (hashes.view(np.uint64)[::2] >> np.uint64(32)).astype(np.uint32)
-        lo = np.searchsorted(self._sorted, keys, side="left")
-        hi = np.searchsorted(self._sorted, keys, side="right")
-        one = np.flatnonzero(hi - lo == 1)  # the usual case: compare all 16 bytes at once
-        cand = self._order[lo[one]]
-        ok = self.hashes[cand] == hashes[one]
-        out[one[ok]] = cand[ok]
-        for i in np.flatnonzero(hi - lo > 1).tolist():  # 4-byte prefix collisions
-            for j in self._order[lo[i] : hi[i]].tolist():
-                if self.hashes[j] == hashes[i]:
-                    out[i] = j
-        return out
-
-
-def _sorted_prefixes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(order, prefixes)``: rows sorted by the top 32 bits of their 8-byte id keys.
-
-    One plain sort of ``prefix << 32 | row`` (N < 2**32) is about 3x faster than an argsort
-    of the keys: the row rides in the low bits. Equal prefixes are resolved by the caller
-    from the full 16-byte hashes.
-    """
-    n = len(keys)
-    if n >= 1 << 32:  # not reached in practice: rows do not fit the low 32 bits
-        order = np.argsort(keys >> np.uint64(32), kind="stable")
-        return order, (keys[order] >> np.uint64(32)).astype(np.uint32)
-    high = np.uint64(0xFFFFFFFF00000000)
-    packed = np.sort((keys & high) | np.arange(n, dtype=np.uint64))  # (N,)
-    order = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    return order, (packed >> np.uint64(32)).astype(np.uint32)
+        return self._index.rows(hashes)
 
 
 def _read_hashes(f) -> np.ndarray:
@@ -323,8 +341,14 @@ def open_existing(store, name: str):
 
 
 def missing_shard(store, name: str) -> str:
+    return missing_file(store, shard_path(store, name))
+
+
+def missing_file(store, path: Path) -> str:
+    """The one-line error for a shard or column file that the index names but is gone."""
+    what = "column file" if path.parent.name == column_dir(store).name else "shard"
     return (
-        f"{store}: shard {shard_path(store, name)} is missing; a store is the index file plus "
+        f"{store}: {what} {path} is missing; a store is the index file plus "
         f"its folder {sidecar(store).name}/: copy both, or share one file made with "
         "`embedkit store pack`"
     )
@@ -343,8 +367,9 @@ def store_nbytes(store: Path, state: State | None) -> int:
     if state is None or not store.exists():
         return 0
     total = store.stat().st_size
-    for name in state.shards:
-        if name != SELF:
-            with contextlib.suppress(OSError):
-                total += shard_path(store, name).stat().st_size
+    files = [shard_path(store, name) for name in state.shards if name != SELF]
+    files += [column_dir(store) / name for name, _ in dict(state.pieces or []).items()]
+    for path in files:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
     return total

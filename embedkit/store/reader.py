@@ -21,10 +21,10 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.checks import check_rows
-from embedkit.store.index import missing_shard, read_state, shard_path, store_nbytes
+from embedkit.store.index import missing_file, read_state, shard_path, store_nbytes
 from embedkit.store.labels import array_label_names
 from embedkit.store.mapping import flat_rows, map_dataset
+from embedkit.store.rowchecks import check_rows
 from embedkit.store.shards import open_shard
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
@@ -59,7 +59,7 @@ class FeatureStore:
             except FileNotFoundError as exc:
                 self.close()
                 if attempt == 4:
-                    raise StoreError(missing_shard(self.path, Path(exc.filename).name)) from None
+                    raise StoreError(missing_file(self.path, Path(exc.filename))) from None
 
     def _open(self) -> None:
         if not self.path.exists():

@@ -20,8 +20,10 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
-from embedkit.store.checks import RESTORE, duplicate_ids, index_problems, row_problems
-from embedkit.store.index import SELF, read_state, shard_dir, shard_path, sidecar
+from embedkit.store.checks import RESTORE, index_problems
+from embedkit.store.columns import column_dir, content_matches
+from embedkit.store.index import SELF, missing_file, read_state, shard_dir, shard_path, sidecar
+from embedkit.store.rowchecks import duplicate_ids, row_problems
 from embedkit.store.shards import content_name, open_shard
 
 _CONTENT_NAME = re.compile(r"[0-9a-f]{32}\.h5")  # shards named by content_name()
@@ -70,6 +72,8 @@ def verify_store(path) -> list[str]:
             return problems + _debris(path, None)
         try:
             state = read_state(f, path)
+        except FileNotFoundError as exc:
+            return [missing_file(path, Path(exc.filename))]
         except (StoreError, OSError, ValueError, KeyError) as exc:
             return [str(exc).splitlines()[0]]
         problems = list(row_problems(path, state, [f] if state.self_contained else None))
@@ -95,6 +99,12 @@ def _deep(path: Path, state, index: h5py.File) -> list[str]:
         finally:
             if f is not index:
                 f.close()
+    for name, _rows in dict(state.pieces or []).items():
+        if not content_matches(column_dir(path) / name):
+            problems.append(
+                f"{path}: column file {name} does not hash to its name (changed or swapped in "
+                f"from elsewhere); {RESTORE}"
+            )
     if not state.self_contained:
         problems += _mapping(path, state, index)
     return problems
@@ -182,12 +192,19 @@ def _mapping(path: Path, state, index: h5py.File) -> list[str]:
         (f"{folder}/shards/{state.shards[k]}", src, dst, n)
         for k, src, dst, n in state.segments.tolist()
     ]
-    for name in names:
+    columns = [(S.LABELS, state.pieces), (S.SPLIT, state.pieces)] if state.pieces else []
+    for name, pieces in [(n, None) for n in names] + columns:
         ds = index[name]
         if not ds.is_virtual:
             if state.n:
                 return [f"{path}: /{name} is not a virtual dataset over the shards; {RESTORE}"]
             continue
+        if pieces is not None:
+            starts = np.cumsum([0] + [rows for _, rows in pieces]).tolist()
+            expected = [
+                (f"{folder}/columns/{piece}", 0, lo, rows)
+                for (piece, rows), lo in zip(pieces, starts)
+            ]
         got = []
         for m in ds.virtual_sources():
             lo, hi = m.vspace.get_select_bounds()
@@ -196,7 +213,8 @@ def _mapping(path: Path, state, index: h5py.File) -> list[str]:
                 return [f"{path}: /{name} maps dataset {m.dset_name} of a shard; {RESTORE}"]
             got.append((m.file_name, slo[0], lo[0], hi[0] - lo[0] + 1))
         if sorted(got, key=lambda g: g[2]) != expected:
-            return [f"{path}: /{name}'s virtual mapping disagrees with /_store/rowmap; {RESTORE}"]
+            what = "/_store/columns" if pieces is not None else "/_store/rowmap"
+            return [f"{path}: /{name}'s virtual mapping disagrees with {what}; {RESTORE}"]
     return []
 
 
@@ -208,8 +226,12 @@ def _debris(path: Path, state) -> list[str]:
         if state is not None and shard_dir(path).is_dir():
             live = set(state.shards)
             found += [p for p in shard_dir(path).iterdir() if p.name not in live]
+        if state is not None and column_dir(path).is_dir():
+            live = {name for name, _ in state.pieces or []}
+            found += [p for p in column_dir(path).iterdir() if p.name not in live]
     return [
-        f"{p}: debris (a temporary file or a shard no index names); the next write removes it"
+        f"{p}: debris (a temporary file or a shard or column file no index names); the next "
+        "write removes it"
         for p in sorted(set(found))
     ]
 

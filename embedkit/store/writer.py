@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +346,5 @@ def set_splits(
         state = prepare(path, held)
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
-        state.split = values
-        state.attrs["updated"] = _now()
-        write_index(path, state, shard_rows(path, state))
+        new = replace(state, split=values, attrs={**state.attrs, "updated": _now()})
+        write_index(path, new, shard_rows(path, new), base=state)

@@ -87,7 +87,11 @@ def assert_same_store(ray_store: Path, local_store: Path) -> None:
     folder = ray_store.parent / (ray_store.name + ".d")
     beside = sorted(p.name for p in ray_store.parent.iterdir() if p.name.startswith(ray_store.name))
     assert beside == [ray_store.name, folder.name]  # no temporary files
-    assert sorted(p.name for p in folder.iterdir()) == ["lock", "shards"]  # no journal left
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "columns",
+        "lock",
+        "shards",
+    ]  # no journal left
     with FeatureStore(ray_store) as fs:
         assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
 

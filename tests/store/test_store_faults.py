@@ -44,7 +44,7 @@ def assert_clean(store, n: int, ordered: bool = True) -> None:
         assert fs.labels().tolist() == [int(i[1:]) % 3 for i in ids]
         n_shards = fs.n_shards
     folder = store.parent / (store.name + ".d")
-    assert sorted(p.name for p in folder.iterdir()) == ["lock", "shards"]
+    assert sorted(p.name for p in folder.iterdir()) == ["columns", "lock", "shards"]
     assert len(list((folder / "shards").iterdir())) == n_shards
     assert not list(store.parent.glob("*.tmp-*"))
 
@@ -173,12 +173,12 @@ def tmpfs(tmp_path):
 
 
 def _fill_disk(path) -> None:
-    """Write ``path`` until the file system is full."""
-    with open(path, "wb") as f:
+    """Write ``path`` until the file system is full (unbuffered: nothing left to flush
+    when the file is closed)."""
+    with open(path, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
 

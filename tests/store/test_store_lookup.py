@@ -1,10 +1,11 @@
-"""Finding store rows by id (RowLookup) and the row map of appending commits."""
+"""Finding store rows by id (RowLookup, IdIndex) and the row map of appending commits."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from embedkit.store import Fingerprint, TapInfo, commit_shards, write_shard
+from embedkit.store.idindex import IdIndex
 from embedkit.store.index import RowLookup, extend_segments, load_state, segments_of
 from embedkit.store.shards import id_hashes
 
@@ -51,3 +52,21 @@ def test_extend_segments_matches_segments_of_the_whole_store():
         old = segments_of(shard[:n_old], src[:n_old])
         got = extend_segments(old, shard[n_old:], src[n_old:])
         np.testing.assert_array_equal(got, segments_of(shard, src))
+
+
+def test_id_index_repeats_compare_full_hashes_not_prefixes():
+    a, b = _prefix_twins()
+    assert IdIndex(id_hashes(["x", a, "y", b])).repeats() == []  # same prefix, other ids
+    assert IdIndex(id_hashes(["x", a, "y", a, "z"])).repeats() == [(1, 3)]
+
+
+def test_writer_reuses_the_id_index_built_by_the_checks_on_open(tmp_path):
+    store = tmp_path / "s.h5"
+    ids = [f"r{i}" for i in range(100)]
+    feats = {"pool": np.zeros((100, 2), "f4")}
+    commit_shards(store, [write_shard(tmp_path, FP, ids, ["0" * 64] * 100, feats)], FP)
+    state = load_state(store)
+    assert state.id_index is not None  # built while checking ids on open
+    lookup = RowLookup(store, state)
+    assert lookup.hashes is state.id_index.hashes  # not read and sorted again
+    assert lookup.rows(id_hashes(["r99", "r0", "zz"])).tolist() == [99, 0, -1]

@@ -1,0 +1,150 @@
+"""The per-row columns that change (labels, split), in small immutable column files.
+
+The index's ``labels`` and ``split`` are virtual datasets over column files
+``STORE.d/columns/<hash>.h5`` (``labels`` int64 and ``split`` S8, contiguous), listed in
+order in the index's ``/_store/columns``. A commit that appends writes a column file for
+the new rows only and maps the old files as they are, so it costs O(new rows), not a
+rewrite (and recompression) of every row's label. A commit that changes rows already in
+the store (relabelled, replaced, a new split) writes one file for all rows. Tail files
+are merged like a binary counter (the last two when the older one is at most twice the
+newer one), so a store keeps O(log N) column files and each row is rewritten O(log N)
+times over its life.
+
+    pieces = write_columns(store, labels, split, base=state)   # [(name, rows), ...]
+    labels, split, pieces = read_columns(store, [name for name, _ in pieces])
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError
+from embedkit.store import schema as S
+from embedkit.store.checks import RESTORE
+from embedkit.store.shards import check_free, disk_errors, fsync_path
+
+COLUMN_FORMAT = "embedkit-columns"
+
+Piece = tuple[str, int]  # a column file's name and row count
+
+
+def column_dir(store) -> Path:
+    """``STORE.d/columns``: the column files of the store at ``store``."""
+    return Path(f"{store}.d") / "columns"
+
+
+def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[Piece]]:
+    """``(labels, split, pieces)`` read from the column files ``names``, in order.
+
+    A missing file raises :class:`FileNotFoundError` (a reader retries: a commit may have
+    merged it away between the index and this read); a damaged one a one-line StoreError.
+    """
+    labels, split, pieces = [], [], []
+    for name in names:
+        path = column_dir(store) / name
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or not path.exists():
+                raise FileNotFoundError(errno.ENOENT, "no such column file", str(path)) from None
+            reason = str(exc).splitlines()[0][:120]
+            raise StoreError(
+                f"{store}: column file {path} is not readable ({reason}); {RESTORE}"
+            ) from None
+        with f:
+            try:
+                y, s = f[S.LABELS][...], f[S.SPLIT][...]
+            except (KeyError, OSError, TypeError) as exc:
+                reason = str(exc).splitlines()[0][:120]
+                raise StoreError(f"{store}: column file {path}: {reason}; {RESTORE}") from None
+        if y.ndim != 1 or y.dtype.kind not in "iu" or s.shape != y.shape or s.dtype.kind != "S":
+            raise StoreError(
+                f"{store}: column file {path} holds labels {y.shape} {y.dtype} and split "
+                f"{s.shape} {s.dtype}, not (n,) int64 and (n,) S8; {RESTORE}"
+            )
+        labels.append(y.astype(np.int64, copy=False))
+        split.append(s.astype("S8", copy=False))
+        pieces.append((name, len(y)))
+    if not pieces:
+        return np.zeros(0, np.int64), np.zeros(0, "S8"), []
+    return np.concatenate(labels), np.concatenate(split), pieces
+
+
+def write_columns(store, labels: np.ndarray, split: np.ndarray, base=None) -> list[Piece]:
+    """Column files holding ``labels`` and ``split`` (each (N,)); returns their pieces.
+
+    ``base`` is the snapshot the new columns derive from (a ``State`` with ``n``,
+    ``labels``, ``split`` and ``pieces``): when its rows are unchanged, its files are kept
+    and only the rows after them are written.
+    """
+    spans: list[tuple[int, int, str | None]] = []  # (first row, end row, kept name)
+    if base is not None and base.pieces is not None and _unchanged(base, labels, split):
+        lo = 0
+        for name, rows in base.pieces:
+            spans.append((lo, lo + rows, name))
+            lo += rows
+    done = spans[-1][1] if spans else 0
+    if done < len(labels):
+        spans.append((done, len(labels), None))
+    while len(spans) > 1 and spans[-2][1] - spans[-2][0] <= 2 * (spans[-1][1] - spans[-1][0]):
+        last = spans.pop()
+        spans[-1] = (spans[-1][0], last[1], None)  # merge the two newest files
+    pieces = []
+    for lo, hi, name in spans:
+        pieces.append((name or _write(store, labels[lo:hi], split[lo:hi]), hi - lo))
+    if any(name is None for _, _, name in spans):
+        fsync_path(column_dir(store))
+    return pieces
+
+
+def _unchanged(base, labels: np.ndarray, split: np.ndarray) -> bool:
+    m = base.n
+    if m > len(labels) or sum(rows for _, rows in base.pieces) != m:
+        return False
+    same_split = np.ascontiguousarray(split[:m], "S8").view(np.uint64)
+    return np.array_equal(labels[:m], base.labels) and np.array_equal(
+        same_split, np.ascontiguousarray(base.split, "S8").view(np.uint64)
+    )
+
+
+def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
+    """One column file, named by its content: tmp, fsync, rename (kept if it exists)."""
+    labels = np.ascontiguousarray(labels, dtype="<i8")
+    split = np.ascontiguousarray(split, dtype="S8")
+    digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
+    name = digest[:32] + ".h5"
+    folder = column_dir(store)
+    path = folder / name
+    if path.exists():
+        return name
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{name}.tmp-{os.getpid()}"
+    needed = 16 * len(labels) + (64 << 10)
+    try:
+        with disk_errors(tmp, needed):
+            check_free(folder, needed, tmp)
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset(S.LABELS, data=labels)
+                f.create_dataset(S.SPLIT, data=split)
+                f.attrs["format"] = COLUMN_FORMAT
+            fsync_path(tmp)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return name
+
+
+def content_matches(path: Path) -> bool:
+    """Whether the column file at ``path`` hashes to its name (``store verify``)."""
+    with h5py.File(path, "r") as f:
+        labels = np.ascontiguousarray(f[S.LABELS][...], dtype="<i8")
+        split = np.ascontiguousarray(f[S.SPLIT][...], dtype="S8")
+    digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
+    return path.name == digest[:32] + ".h5"
