@@ -225,32 +225,42 @@ def bench_commit(args) -> None:
             _build_part(store, part, lo, args.labelled)
         new = rng.normal(size=(rows // 100, args.dim)).astype(np.float32)
         lab = args.labelled
-        fresh = _best(lambda r=root, x=new, n=rows, lab=lab: _fresh(r, x, n, lab), reps=2)
+        fresh = _best(
+            lambda r=root, x=new, n=rows, lab=lab: _fresh(r, x, n, lab), reps=max(2, args.reps)
+        )
         for direct in (True, False)[: 2 - args.pending_only]:
-            shutil.copytree(f"{store}.d", root / "c.h5.d", copy_function=os.link)
-            os.link(store, root / "c.h5")  # the same base store, sharing its shard files
-            copy, folder = root / "c.h5", root / "c.h5.d"
-            before = _du(copy, folder)
-            with _PeakDisk(copy, folder) as meter:
-                add = _extract_rows(copy, new, rows, direct=direct, labelled=args.labelled)
-            after = _du(copy, folder)
-            with FeatureStore(copy) as fs:
-                shard = max((folder / "shards" / n).stat().st_size for n in fs._state.shards[-1:])
-            rec = {
-                "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
-                "journal": "pending shard" if direct else "batch shards",
-                "labelled": args.labelled,
-                "new_rows_mb": new.nbytes / 1e6, "new_shard_mb": shard / 1e6,
-                "store_mb": before / 1e6, "new_store_s": fresh, "add_to_store_s": add,
-                "ratio": add / fresh, "extra_after_mb": (after - before) / 1e6,
-                "peak_extra_mb": (meter.peak - before) / 1e6,
-                "peak_over_new_rows": (meter.peak - before) / new.nbytes,
-                "peak_excess_pct_of_store": 100 * (meter.peak - before - new.nbytes) / before,
-            }  # fmt: skip
+            recs = [_add_once(root, store, new, rows, direct, args) for _ in range(args.reps)]
+            rec = min(recs, key=lambda r: r["add_to_store_s"])  # best of --reps
+            rec.update(new_store_s=fresh, ratio=rec["add_to_store_s"] / fresh, reps=args.reps)
+            rec["peak_extra_mb"] = max(r["peak_extra_mb"] for r in recs)
+            rec["peak_over_new_rows"] = max(r["peak_over_new_rows"] for r in recs)
             print(json.dumps(rec), flush=True)
-            shutil.rmtree(folder)
-            copy.unlink()
         shutil.rmtree(root)
+
+
+def _add_once(root: Path, store: Path, new: np.ndarray, rows: int, direct: bool, args) -> dict:
+    """Add ``new`` to a copy of the base store (hard links: the same shard files)."""
+    shutil.copytree(f"{store}.d", root / "c.h5.d", copy_function=os.link)
+    os.link(store, root / "c.h5")
+    copy, folder = root / "c.h5", root / "c.h5.d"
+    before = _du(copy, folder)
+    with _PeakDisk(copy, folder) as meter:
+        add = _extract_rows(copy, new, rows, direct=direct, labelled=args.labelled)
+    after = _du(copy, folder)
+    with FeatureStore(copy) as fs:
+        shard = max((folder / "shards" / n).stat().st_size for n in fs._state.shards[-1:])
+    shutil.rmtree(folder)
+    copy.unlink()
+    return {
+        "section": "commit", "rows": rows, "dim": args.dim, "new_rows": len(new),
+        "journal": "pending shard" if direct else "batch shards", "labelled": args.labelled,
+        "new_rows_mb": new.nbytes / 1e6, "new_shard_mb": shard / 1e6,
+        "store_mb": before / 1e6, "add_to_store_s": add,
+        "extra_after_mb": (after - before) / 1e6,
+        "peak_extra_mb": (meter.peak - before) / 1e6,
+        "peak_over_new_rows": (meter.peak - before) / new.nbytes,
+        "peak_excess_pct_of_store": 100 * (meter.peak - before - new.nbytes) / before,
+    }  # fmt: skip
 
 
 def _fresh(root: Path, new: np.ndarray, start: int, labelled: bool = False) -> float:
