@@ -376,6 +376,7 @@ def main() -> None:
     p.add_argument("--split-trials", type=int, default=20)
     p.add_argument("--base-rows", type=int, default=300_000)
     p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--reps", type=int, default=1, help="commit: best of this many adds")
     p.add_argument(
         "--labelled",
         action="store_true",
