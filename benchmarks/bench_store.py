@@ -168,7 +168,9 @@ def _du(*paths: Path) -> int:
     """Bytes allocated on disk under ``paths`` (sparse files as allocated, links once)."""
     seen, total = set(), 0
     for path in paths:
-        for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        # os.walk skips folders removed while it runs (a commit drops the journal)
+        walked = [Path(d) / f for d, _, files in os.walk(path) for f in files]
+        for p in [path, *walked] if path.is_dir() else [path]:
             with contextlib.suppress(OSError):
                 st = p.lstat()
                 if p.is_file() and (st.st_dev, st.st_ino) not in seen:
