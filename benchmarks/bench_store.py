@@ -355,7 +355,7 @@ def bench_faults(args) -> None:
         assert _worker("extract", store, 0, 6000, 100).wait() == 0
         with FeatureStore(store) as fs:
             kills["identical"] += bool(np.array_equal(fs.features(), ref_x))
-            live = set(fs._state.shards)
+            live = set(fs._state.shards) | {name for name, _ in fs._state.pieces or []}
         folder = Path(f"{store}.d")
         extra = [p for p in folder.rglob("*") if p.is_file() and p.name not in live | {"lock"}]
         kills["leftovers"] += len(extra)
