@@ -167,7 +167,7 @@ def load_state(path) -> State | None:
             state = read_state(f, path)
         except FileNotFoundError as exc:  # under the writer lock: really missing
             raise StoreError(missing_file(path, Path(exc.filename))) from None
-        check_rows(path, state, [f] if state.self_contained else None)
+        check_rows(path, state, [f] if state.self_contained else None, keep_ids=True)
         return state
 
 

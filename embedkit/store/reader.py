@@ -80,7 +80,6 @@ class FeatureStore:
             index.close()
             self._handles = [open_shard(shard_path(self.path, s)) for s in state.shards]
         check_rows(self.path, state, self._handles)  # values, shards, unique ids
-        state.id_index = None  # only writers look rows up by id hash: 28 bytes a row freed
         self._state = state
         self.fingerprint = state.fingerprint
         seg = state.segments

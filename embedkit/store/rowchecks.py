@@ -33,14 +33,19 @@ from embedkit.store.checks import (
 from embedkit.store.idindex import IdIndex
 
 
-def check_rows(path, state, handles: Sequence[h5py.File] | None = None) -> None:
+def check_rows(
+    path, state, handles: Sequence[h5py.File] | None = None, *, keep_ids: bool = False
+) -> None:
     """Raise on the first problem of a snapshot's values, its shards or its ids.
 
     ``handles`` are the open shards, one per ``state.shards`` entry; without them every
-    shard is opened (and closed) here.
+    shard is opened (and closed) here. ``keep_ids`` keeps the sorted id hashes the check
+    built as ``state.id_index`` (28 bytes a row) for a writer's lookups; readers drop it.
     """
     for problem in row_problems(path, state, handles):
         raise StoreError(problem)
+    if not keep_ids:
+        state.id_index = None
 
 
 def row_problems(path, state, handles: Sequence[h5py.File] | None = None) -> Iterator[str]:
