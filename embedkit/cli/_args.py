@@ -83,7 +83,11 @@ def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
         "device": "auto uses CUDA when onnxruntime-gpu offers it (default auto)",
         "workers": "threads preprocessing batches ahead of inference",
         "text_column": "CSV/JSONL text column (default text)",
-        "label_column": "CSV/JSONL label column (default label, when present)",
+        "label_column": "label column of a table (default label, when present)",
+        "column": "data column of a table: text, image bytes or image paths relative to the "
+        "file (default: the first of text, image, path)",
+        "id_column": "id column of a table (default id, when present; else row numbers, "
+        "PART:ROW in a folder of Parquet parts)",
         "labels": "labels for a .npy source",
         "skip_bad": "leave out undecodable items",
         "limit": "use only the first N items",
@@ -94,6 +98,8 @@ def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
     p.add_argument("--workers", type=positive_int, default=None, help=default["workers"])
     p.add_argument("--text-column", metavar="C", help=default["text_column"])
     p.add_argument("--label-column", metavar="C", help=default["label_column"])
+    p.add_argument("--column", metavar="C", help=default["column"])
+    p.add_argument("--id-column", metavar="C", help=default["id_column"])
     p.add_argument("--labels", metavar="labels.npy", help=default["labels"])
     p.add_argument("--skip-bad", action="store_true", help=default["skip_bad"])
     p.add_argument("--limit", type=positive_int, metavar="N", help=default["limit"])

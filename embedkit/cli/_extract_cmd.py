@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="the .onnx file (e.g. from `embedkit export`)")
     p.add_argument("source", help="an image folder (one subfolder per class), .txt, .csv, "
-                   ".jsonl or .npy")  # fmt: skip
+                   ".jsonl, .npy, .parquet (or a folder of parts), .arrow/.feather, or a "
+                   "folder written by datasets' save_to_disk")  # fmt: skip
     p.add_argument("--out", required=True, help="the HDF5 store to create or extend")
     add_input_options(
         p,

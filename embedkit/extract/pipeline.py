@@ -59,7 +59,10 @@ class ExtractConfig:
     split: str | None = None  # tag every item with train, val or test
     id_prefix: str | None = None  # prepended to ids (default "<split>/" with split)
     text_column: str | None = None  # CSV/JSONL text column (default "text")
-    label_column: str | None = None  # CSV/JSONL label column (default "label" if present)
+    label_column: str | None = None  # table label column (default "label" if present)
+    column: str | None = None  # data column of a table: text, image bytes or image paths
+    # (default: the first of text, image, path; CSV/JSONL: as text_column)
+    id_column: str | None = None  # table id column (default "id" if present; else row ids)
     skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
     limit: int | None = None  # use only the first N items of the source
     progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
@@ -101,7 +104,7 @@ class ExtractSummary:
 
 def extract(
     model: str | Path,
-    source: str | Path | Source,
+    source: Any,
     out: str | Path,
     config: ExtractConfig | None = None,
     **options: Any,
@@ -117,8 +120,11 @@ def extract(
     model : str or Path
         Any ONNX file; ``embedkit.*`` metadata (taps, preprocessing, tokenizer) is used
         when present.
-    source : str, Path or Source
-        An image folder, ``.txt``, ``.csv``/``.jsonl`` or ``.npy`` (see :func:`open_source`).
+    source : str, Path, Source or table
+        An image folder, ``.txt``, ``.csv``/``.jsonl``, ``.npy``, ``.parquet`` (a file or a
+        folder of parts), ``.arrow``/``.feather``, a ``save_to_disk`` folder, or an in-memory
+        ``datasets.Dataset``, pandas ``DataFrame`` or ``pyarrow.Table`` (see
+        :func:`open_source`).
     out : str or Path
         The HDF5 store to create or extend.
     config : ExtractConfig, optional
@@ -180,6 +186,9 @@ class _Extraction:
                 label_column=cfg.label_column,
                 labels=cfg.labels,
                 limit=cfg.limit,
+                column=cfg.column,
+                id_column=cfg.id_column,
+                media="image" if isinstance(self.model.preprocess, ImageSpec) else "text",
             )
         )
         self.out = Path(out)

@@ -27,7 +27,7 @@ from embedkit.extract.tables import csv_rows, id_value, jsonl_rows, split_value,
 from embedkit.store.labels import array_labels, check_classes, label_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-_KINDS = "an image folder, .txt, .csv, .jsonl or .npy"
+_KINDS = "an image folder, .txt, .csv, .jsonl, .npy, .parquet, .arrow or a saved dataset folder"
 
 
 @dataclass(frozen=True)
@@ -239,10 +239,12 @@ class TableSource(_TextSource):
     numbers from 0 (the header and blank lines not counted).
     """
 
-    def __init__(self, path: Path, limit=None, *, text_column=None, label_column=None):
+    def __init__(self, path: Path, limit=None, *, text_column=None, label_column=None,
+                 id_column=None):  # fmt: skip
         super().__init__(path, limit)
         self.text_column = text_column
         self.label_column = label_column
+        self.id_column = id_column
 
     def describe(self, index: int) -> str:
         return f"{self.path}: item {self._ids[index]!r}"
@@ -275,7 +277,7 @@ class TableSource(_TextSource):
         if labels is not None:
             labels = [label_value(v, w) for v, w in zip(labels, where)]
             check_classes(len(set(labels) - {None}), str(self.path))
-        ids = self._column(columns, rows, None, "id", "ids")
+        ids = self._column(columns, rows, self.id_column, "id", "--id-column")
         splits = self._column(columns, rows, None, "split", "splits")
         return self._listing(
             [text_value(t, w) for t, w in zip(texts, where)],
@@ -347,22 +349,30 @@ class ArraySource(Source):
 
 
 def open_source(
-    path: str | Path,
+    path: Any,
     *,
     text_column: str | None = None,
     label_column: str | None = None,
     labels: str | Path | None = None,
     limit: int | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+    media: str = "text",
 ) -> Source:
     """Open ``path`` as the source its type calls for.
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path or table
         An image folder, a ``.txt`` (one text per line), ``.csv``/``.tsv``/``.jsonl`` (with
-        a text column) or ``.npy`` array.
-    text_column, label_column : str, optional
-        Columns of a table source (defaults: ``text``; ``label`` when present).
+        a text column) or ``.npy`` array; a ``.parquet`` file or folder of parts, an
+        ``.arrow``/``.feather`` file or a ``save_to_disk`` folder; or an in-memory
+        ``datasets.Dataset``, pandas ``DataFrame`` or ``pyarrow.Table`` (arrow_sources.py).
+    text_column, label_column, column, id_column : str, optional
+        Columns of a table source (defaults: ``text``; ``label`` and ``id`` when present);
+        ``column`` is the data column of any table (``text_column`` of CSV/JSONL).
+    media : str
+        What a string column of an Arrow source holds: ``"text"``, or ``"image"`` paths.
     labels : str or Path, optional
         A ``.npy`` of labels, one per row of a ``.npy`` source.
     limit : int, optional
@@ -377,15 +387,26 @@ def open_source(
     >>> src.scan().ids
     ('0', '1', '2')
     """
-    path = Path(path)
     if limit is not None and limit < 1:
         raise UserInputError(f"--limit {limit}: pass a positive number of items")
+    from embedkit.extract import arrow_open as arrow  # pyarrow only when asked for
+
+    columns = {"column": column or text_column, "label_column": label_column,
+               "id_column": id_column}  # fmt: skip
+    if not isinstance(path, (str, os.PathLike)):
+        return arrow.table_source(path, limit, **columns, media=media)
+    path = Path(path)
     if not path.exists():
-        raise UserInputError(f"{path}: no such file or folder; pass {_KINDS}")
+        raise UserInputError(f"{path}: no such file or folder; pass {_KINDS}{arrow.hub_hint(path)}")
     suffix = path.suffix.lower()
+    if arrow.is_arrow_path(path) and labels is None:
+        return arrow.open_arrow(path, limit, **columns, media=media)
     is_table = suffix in (".csv", ".tsv", ".jsonl")
-    if (text_column or label_column) and not is_table:
-        raise UserInputError(f"{path}: --text-column/--label-column apply to .csv and .jsonl files")
+    if (text_column or label_column or column or id_column) and not is_table:
+        raise UserInputError(
+            f"{path}: --column/--text-column/--label-column/--id-column apply to tables "
+            "(.csv, .jsonl, .parquet, .arrow, saved datasets)"
+        )
     if labels is not None and suffix != ".npy":
         raise UserInputError(f"{path}: --labels applies to .npy sources; folders name their labels")
     if path.is_dir():
@@ -393,7 +414,8 @@ def open_source(
     if suffix == ".txt":
         return TextLinesSource(path, limit)
     if is_table:
-        return TableSource(path, limit, text_column=text_column, label_column=label_column)
+        return TableSource(path, limit, text_column=column or text_column,
+                           label_column=label_column, id_column=id_column)  # fmt: skip
     if suffix == ".npy":
         return ArraySource(path, limit, labels=labels)
     raise UserInputError(f"{path}: unknown source type {suffix or '(none)'!r}; pass {_KINDS}")

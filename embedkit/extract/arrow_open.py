@@ -1,0 +1,198 @@
+"""Open Arrow data as a source: a path (:func:`open_arrow`) or an in-memory table
+(:func:`table_source`: a ``datasets.Dataset``/``DatasetDict``, a pandas ``DataFrame``, a
+``pyarrow.Table``). Local data only: a Hugging Face hub name is refused with what to do.
+
+    embedkit extract minilm.onnx parts/ --column text --out f.h5       # folder of .parquet
+    >>> extract("minilm.onnx", dataframe, "f.h5", column="text")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from embedkit.errors import UserInputError
+from embedkit.extract.arrow_sources import (
+    ARROW_SUFFIXES,
+    HF_SPLITS,
+    PARQUET_SUFFIXES,
+    ArrowSource,
+    _arrow_part,
+    _pa,
+    _parquet_part,
+    _table_part,
+)
+
+_HF_HINT = (
+    "embedkit reads local data only: save it first with "
+    "datasets.load_dataset(NAME).save_to_disk(DIR) and pass DIR"
+)
+
+
+def is_arrow_path(path: Path) -> bool:
+    """Whether ``path`` is a Parquet/Arrow file, a folder of Parquet parts or a saved dataset."""
+    if path.is_dir():
+        return (
+            (path / "state.json").is_file()
+            or (path / "dataset_dict.json").is_file()
+            or any(p.suffix.lower() in PARQUET_SUFFIXES for p in path.rglob("*") if p.is_file())
+        )
+    return path.suffix.lower() in PARQUET_SUFFIXES + ARROW_SUFFIXES
+
+
+def hub_hint(path: Path) -> str:
+    """The hint for a missing path that looks like a hub name (``imdb``, ``owner/name``)."""
+    name = path.as_posix()
+    if path.is_absolute() or path.suffix or name.startswith(".") or name.count("/") > 1:
+        return ""
+    return f" ({_HF_HINT})"
+
+
+def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_column=None,
+               media="text") -> ArrowSource:  # fmt: skip
+    """Open a Parquet file, a folder of Parquet parts, an Arrow IPC/Feather file, or a folder
+    written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``.
+
+    Examples
+    --------
+    >>> import pyarrow as pa, pyarrow.parquet as pq, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+    >>> pq.write_table(pa.table({"text": ["a cat", "a dog"], "y": [0, 1]}), path)
+    >>> src = open_arrow(Path(path), label_column="y")
+    >>> listing = src.scan()
+    >>> listing.ids, listing.labels, src.read(1)
+    (('0', '1'), ('0', '1'), 'a dog')
+    """
+    _pa()
+    if path.is_dir():
+        parts = _folder_parts(path)
+    elif path.suffix.lower() in PARQUET_SUFFIXES:
+        parts = [_parquet_part(path, "", path.parent)]
+    else:
+        parts = [_arrow_part(path, "", path.parent)]
+    return ArrowSource(path, parts, limit, column=column, label_column=label_column,
+                       id_column=id_column, media=media)  # fmt: skip
+
+
+def _folder_parts(path: Path) -> list:
+    if (path / "dataset_dict.json").is_file():
+        splits = _json(path / "dataset_dict.json").get("splits", [])
+        parts = []
+        for name in splits:
+            split = HF_SPLITS.get(name)
+            if split is None:
+                raise UserInputError(
+                    f"{path}: split {name!r} is not one of: {', '.join(HF_SPLITS)}; save the "
+                    "dataset with train/validation/test splits, or pass one split's folder"
+                )
+            parts += _saved_parts(path / name, f"{name}/", split)
+        return parts
+    if (path / "state.json").is_file():
+        return _saved_parts(path, "", None)
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES
+        and not any(x.startswith((".", "_")) for x in p.relative_to(path).parts)
+    )  # fmt: skip
+    return [_parquet_part(p, f"{p.relative_to(path).as_posix()}:", path) for p in files]
+
+
+def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
+    """The arrow files of one ``Dataset.save_to_disk`` folder, with its ClassLabel names."""
+    state = _json(folder / "state.json")
+    info = _json(folder / "dataset_info.json") if (folder / "dataset_info.json").is_file() else {}
+    files = [f["filename"] for f in state.get("_data_files", [])]
+    if not files:
+        raise UserInputError(f"{folder}/state.json: lists no data files; save the dataset again")
+    names = _class_names(info.get("features") or {})
+    parts = [_arrow_part(folder / f, prefix, folder, split, names) for f in files]
+    if len(parts) > 1:  # rows are numbered across the files of one dataset
+        return [_renumbered(parts, prefix)]
+    return parts
+
+
+def _renumbered(parts: list, prefix: str):
+    """Several arrow files of one dataset as one part, its rows numbered from 0 across them."""
+    from dataclasses import replace
+
+    batches = [(k, b) for k, part in enumerate(parts) for b in range(len(part.counts))]
+
+    def read_batch(b: int, columns: list[str]):
+        k, local = batches[b]
+        return parts[k].read_batch(local, columns)
+
+    counts = [n for part in parts for n in part.counts]
+    return replace(
+        parts[0], counts=counts, read_batch=read_batch, where=str(Path(parts[0].where).parent)
+    )
+
+
+def _class_names(features: dict) -> tuple[str, ...]:
+    """The names of the dataset's one ClassLabel feature, if it has exactly one."""
+    labels = [
+        f for f in features.values() if isinstance(f, dict) and f.get("_type") == "ClassLabel"
+    ]
+    return tuple(str(n) for n in labels[0].get("names", [])) if len(labels) == 1 else ()
+
+
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{path}: not readable JSON ({exc}); save the dataset again") from None
+    if not isinstance(value, dict):
+        raise UserInputError(f"{path}: expected a JSON object; save the dataset again")
+    return value
+
+
+def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_column=None,
+                 media="text") -> ArrowSource:  # fmt: skip
+    """A source over an in-memory ``datasets.Dataset`` or ``DatasetDict``, pandas
+    ``DataFrame`` or ``pyarrow.Table`` (ids: row numbers, ``<split>/<row>`` for a dict).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> src = table_source(pd.DataFrame({"text": ["x", "y"], "label": ["a", "b"]}))
+    >>> src.scan().labels, src.path.name
+    (('a', 'b'), 'pandas.DataFrame')
+    """
+    pa = _pa()
+    kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
+    if kind == "datasets.DatasetDict":
+        parts = []
+        for name, ds in obj.items():
+            split = HF_SPLITS.get(name)
+            if split is None:
+                raise UserInputError(
+                    f"DatasetDict split {name!r} is not one of: {', '.join(HF_SPLITS)}; "
+                    "pass one split (dataset[NAME]) or rename it"
+                )
+            parts.append(_dataset_part(ds, f"DatasetDict[{name!r}]", f"{name}/", split))
+    elif kind == "datasets.Dataset":
+        parts = [_dataset_part(obj, "datasets.Dataset", "", None)]
+    elif kind.startswith("datasets.Iterable"):
+        raise UserInputError(
+            f"a {kind} streams from the hub; {_HF_HINT} (or pass a Dataset loaded from disk)"
+        )
+    elif kind == "pandas.DataFrame":
+        table = pa.Table.from_pandas(obj, preserve_index=False)
+        parts = [_table_part(table, kind)]
+    elif isinstance(obj, pa.Table):
+        parts = [_table_part(obj, "pyarrow.Table")]
+    else:
+        raise UserInputError(
+            f"cannot read a {kind} as a source; pass a path, a datasets.Dataset, a pandas "
+            "DataFrame or a pyarrow.Table"
+        )
+    return ArrowSource(Path(kind), parts, limit, column=column, label_column=label_column,
+                       id_column=id_column, media=media)  # fmt: skip
+
+
+def _dataset_part(ds, where: str, prefix: str, split: str | None):
+    """A ``datasets.Dataset`` as a part: its Arrow table (indices applied) and class names."""
+    table = ds.data.table if getattr(ds, "_indices", None) is None else ds.with_format("arrow")[:]
+    features = {k: v for k, v in (ds.features or {}).items()}
+    names = [v.names for v in features.values() if type(v).__name__ == "ClassLabel"]
+    return _table_part(table, where, prefix, split, names[0] if len(names) == 1 else ())
