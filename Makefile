@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= cpu,text,vision,dev,ray
+EXTRAS ?= cpu,text,vision,dev,ray,arrow,hf
 # The stamp changes when the dependency files change, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 

@@ -27,7 +27,7 @@ def register(sub) -> None:
     )
     p.add_argument("head", help="a directory written by embedkit train, or a deployed .onnx")
     p.add_argument("source", help="a .h5 store, an image folder, .txt, .csv, .jsonl or .npy")
-    p.add_argument("--out", help="preds.csv or preds.jsonl (default: CSV to stdout)")
+    p.add_argument("--out", help="preds.csv, preds.jsonl or preds.parquet (default: CSV to stdout)")
     p.add_argument("--top-k", type=positive_int, metavar="K",
                    help="write the K most probable classes, not every probability")  # fmt: skip
     p.add_argument("--model", metavar="FILE.onnx",
@@ -36,7 +36,7 @@ def register(sub) -> None:
                    help="predict a store made by another model or preprocessing")  # fmt: skip
     add_input_options(
         p,
-        label_column="CSV/JSONL column of true labels, written alongside",
+        label_column="table column of true labels, written alongside",
         labels="true labels for a .npy source",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,10 +59,12 @@ def register(sub) -> None:
 def run_predict(args) -> int:
     """Predict and write one row per item."""
     from embedkit.deploy import predict
-    from embedkit.errors import UserInputError
+    from embedkit.errors import UserInputError, require
 
-    if args.out and not args.out.endswith((".csv", ".jsonl")):
-        raise UserInputError(f"--out {args.out!r} must end in .csv or .jsonl")
+    if args.out and not args.out.endswith((".csv", ".jsonl", ".parquet")):
+        raise UserInputError(f"--out {args.out!r} must end in .csv, .jsonl or .parquet")
+    if args.out and args.out.endswith(".parquet"):
+        require("pyarrow", "arrow", "predict --out PREDS.parquet")  # before any work
     if args.top_k is not None and args.top_k < 1:
         raise UserInputError(f"--top-k {args.top_k}: pass a positive number of classes")
     with warnings.catch_warnings(record=True) as caught:
@@ -77,6 +79,8 @@ def run_predict(args) -> int:
             workers=args.workers,
             text_column=args.text_column,
             label_column=args.label_column,
+            column=args.column,
+            id_column=args.id_column,
             labels=args.labels,
             skip_bad=args.skip_bad,
             limit=args.limit,
@@ -84,6 +88,10 @@ def run_predict(args) -> int:
         )
     for warning in caught:
         print(f"embedkit predict: warning: {warning.message}", file=sys.stderr)
+    if args.out and args.out.endswith(".parquet"):
+        _write_parquet(predictions.columns(top_k=args.top_k), args.out)
+        print(f"wrote {len(predictions)} predictions to {args.out}")
+        return 0
     records = predictions.records(top_k=args.top_k)
     stream = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
@@ -105,6 +113,22 @@ def run_deploy(args) -> int:
 
     print(deploy(args.head, args.out, model=args.model))
     return 0
+
+
+def _write_parquet(columns: dict, out: str) -> None:
+    """One Parquet file of typed columns, written beside ``out`` and renamed into place."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        pq.write_table(pa.table(columns), tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _write_jsonl(records, stream) -> int:

@@ -5,6 +5,7 @@ embedkit split feats.h5 --test 0.2 --val 0.1 --seed 0
 embedkit store compact feats.h5
 embedkit store pack feats.h5 feats-shared.h5
 embedkit store verify feats.h5
+embedkit store export feats.h5 --format parquet --out feats.parquet
 """
 
 from __future__ import annotations
@@ -60,6 +61,20 @@ def register(sub) -> None:
     q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
     q.add_argument("store", help="the .h5 feature store")
     q.set_defaults(func=run_verify)
+    q = ops.add_parser(
+        "export",
+        help="write ids, labels, splits and features as Parquet or .npy files",
+        description="Stream a store's rows into a Parquet file (one fixed-size list column "
+        "per tap; pandas, polars, DuckDB, Arrow) or a folder of .npy files, without h5py.",
+    )
+    q.add_argument("store", help="the .h5 feature store")
+    q.add_argument("--format", choices=("parquet", "npy"), default="parquet",
+                   help="parquet: one file (default); npy: a folder of .npy files")  # fmt: skip
+    q.add_argument("--tap", action="append", dest="taps", metavar="T",
+                   help="export only this tap (repeatable; default all)")  # fmt: skip
+    q.add_argument("--out", required=True, help="the .parquet file or npy folder to create")
+    q.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    q.set_defaults(func=run_export)
 
 
 def run_info(args) -> int:
@@ -169,4 +184,15 @@ def run_verify(args) -> int:
     with FeatureStore(args.store) as fs:
         what = f"{len(fs)} rows, {fs.n_shards} shard(s), taps {', '.join(fs.taps)}"
     print(f"{args.store}: ok ({what}; every shard read, all feature values finite)")
+    return 0
+
+
+def run_export(args) -> int:
+    from embedkit.store.export import export_store
+
+    summary = export_store(
+        args.store, args.out, format=args.format, taps=args.taps, progress=not args.quiet
+    )
+    if not args.quiet:
+        print(f"exported {summary}")
     return 0

@@ -69,6 +69,31 @@ class Predictions:
                 record["top"] = [[n, float(p)] for n, p in zip(top[0][i], top[1][i])]
             yield record
 
+    def columns(self, top_k: int | None = None) -> dict[str, Any]:
+        """The predictions as columns (the CSV's, typed): id, pred, confidence, label, then
+        ``p_<class>`` per class, or ``top<r>``/``p_top<r>`` for ranks 1..``top_k``.
+
+        Examples
+        --------
+        >>> p = Predictions(("a",), ("cat",), np.array([[0.75, 0.25]]), ("cat", "dog"), (None,))
+        >>> list(p.columns()), p.columns(top_k=1)["top1"].tolist()
+        (['id', 'pred', 'confidence', 'label', 'p_cat', 'p_dog'], ['cat'])
+        """
+        probs = self.probabilities
+        cols: dict[str, Any] = {
+            "id": list(self.ids),
+            "pred": list(self.labels),
+            "confidence": probs.max(1) if len(self) else np.zeros(0),
+            "label": list(self.truth),
+        }
+        if top_k:
+            names, p = self.top_k(top_k)
+            for r in range(names.shape[1]):
+                cols[f"top{r + 1}"], cols[f"p_top{r + 1}"] = names[:, r], p[:, r]
+        else:
+            cols |= {f"p_{name}": probs[:, j] for j, name in enumerate(self.classes)}
+        return cols
+
 
 def predict(
     head_or_model: str | Path,

@@ -127,3 +127,26 @@ def test_raw_inputs_need_a_recorded_model(tiny_store, tmp_path):
     with pytest.raises(UserInputError, match="trained on features you supplied"):
         predict(tmp_path / "h", tmp_path / "x.npy")
     assert len(predict(tmp_path / "h", tiny_store)) == 300  # its own kind of store still works
+
+
+def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    files = sorted(p for p in data["new_images"].rglob("*.png"))
+    table = pa.table({"image": [p.read_bytes() for p in files],
+                      "key": [p.relative_to(data["new_images"]).as_posix() for p in files],
+                      "kind": [p.parent.name for p in files]})  # fmt: skip
+    pq.write_table(table, tmp_path / "new.parquet")
+    result = run_cli("predict", str(head), str(tmp_path / "new.parquet"), "--column", "image",
+                     "--id-column", "key", "--label-column", "kind",
+                     "--out", str(tmp_path / "p.parquet"), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    got = pq.read_table(tmp_path / "p.parquet")
+    expected = predict(head, data["new_images"])
+    assert got.column_names == ["id", "pred", "confidence", "label", "p_cat", "p_dog"]
+    assert got.column("id").to_pylist() == list(expected.ids)
+    assert got.column("pred").to_pylist() == list(expected.labels)
+    assert got.column("label").to_pylist() == list(expected.truth)
+    assert pa.types.is_floating(got.schema.field("p_cat").type)
+    probs = np.stack([got.column("p_cat").to_numpy(), got.column("p_dog").to_numpy()], 1)
+    np.testing.assert_allclose(probs, expected.probabilities, atol=1e-6)

@@ -1,0 +1,244 @@
+"""Export a store for dataframe and array users: Parquet (pandas, polars, DuckDB, Arrow) or
+a folder of ``.npy`` files, streamed in row chunks through the public :class:`FeatureStore`.
+
+    embedkit store export feats.h5 --format parquet --out feats.parquet
+    embedkit store export feats.h5 --format npy --tap pool --out feats_npy/
+
+Parquet columns (docs/store-format.md, "Export"): ``id`` (string), ``label`` (the class
+name; null where unlabelled), ``split`` (``train``/``val``/``test``; null where unset), and
+one ``fixed_size_list<float>`` column per tap, named by the tap, in the storage dtype (so
+the values are the stored bits); a tap of shape ``(C, H, W)`` is flattened in C order, its
+shape in the field metadata ``embedkit.shape``. The schema metadata ``embedkit`` holds the
+class names in index order, the taps and the store's fingerprint. One row group per chunk.
+
+The npy folder holds ``ids.npy`` (unicode), ``labels.npy`` (int64, -1 = unlabelled),
+``splits.npy`` (unicode, "" = unset), ``label_names.json`` and ``<tap>.npy`` per tap
+(``(N, *shape)``, storage dtype), all loadable with ``np.load(..., allow_pickle=False)``.
+
+The output appears whole or not at all: it is written beside ``out`` and renamed into
+place; an existing ``out`` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.errors import StoreError, UserInputError, require
+from embedkit.store.reader import FeatureStore
+from embedkit.store.shards import fsync_path
+
+FORMATS = ("parquet", "npy")
+RESERVED = ("id", "label", "split", "ids", "labels", "splits", "label_names")  # not tap names
+CHUNK_ROWS = 32_768  # rows read, converted and written at a time
+REOPEN_ROWS = 131_072  # the store is reopened after this many rows: mapped pages are let go
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_store` wrote."""
+
+    path: str
+    format: str
+    n_rows: int
+    taps: tuple[str, ...]
+    nbytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.n_rows} rows, taps {', '.join(self.taps)} "
+            f"({self.format}, {self.nbytes / 1e6:.1f} MB)"
+        )
+
+
+def export_store(
+    store: str | Path,
+    out: str | Path,
+    *,
+    format: str = "parquet",
+    taps: list[str] | tuple[str, ...] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = False,
+) -> ExportSummary:
+    """Write the rows of ``store`` (ids, labels, splits, features) to ``out``.
+
+    Parameters
+    ----------
+    store : str or Path
+        The feature store to read.
+    out : str or Path
+        A ``.parquet`` file, or a folder for ``format="npy"``; must not exist.
+    format : {"parquet", "npy"}
+    taps : sequence of str, optional
+        The taps to write (default: all, in the store's order).
+    chunk_rows : int
+        Rows per chunk (and per Parquet row group); memory is about one chunk's worth.
+    progress : bool
+        A progress bar on stderr.
+
+    Examples
+    --------
+    >>> import tempfile, os, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> X = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> _ = FeatureStore.from_arrays(f"{d}/f.h5", X, y=["a", "b", "a"])
+    >>> print(export_store(f"{d}/f.h5", f"{d}/f.parquet"))  # doctest: +ELLIPSIS
+    /.../f.parquet: 3 rows, taps features (parquet, ... MB)
+    >>> df = pd.read_parquet(f"{d}/f.parquet")
+    >>> df["label"].tolist(), df["features"][2].tolist()
+    (['a', 'b', 'a'], [4.0, 5.0])
+    """
+    if format not in FORMATS:
+        raise UserInputError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
+    if chunk_rows < 1:
+        raise UserInputError(f"chunk_rows {chunk_rows}: pass a positive number of rows")
+    out = Path(out)
+    if out.exists():
+        raise UserInputError(f"{out}: already exists; choose a new path or delete it first")
+    if not out.parent.is_dir():
+        raise UserInputError(f"{out.parent}: no such folder; create it first")
+    with FeatureStore(store) as fs:
+        taps = tuple(taps) if taps else tuple(fs.taps)
+        for tap in taps:
+            fs.tap_info(tap)  # an unknown tap: the reader's one-line error, listing the taps
+            if tap in RESERVED or "/" in tap:
+                raise UserInputError(
+                    f"{store}: tap {tap!r} would clash with an exported column or file name"
+                )
+        rows = _Rows(fs, store)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        write = _write_parquet if format == "parquet" else _write_npy
+        write(rows, tmp, taps, chunk_rows, progress)
+        for path in tmp.iterdir() if tmp.is_dir() else [tmp]:
+            fsync_path(path)
+        os.replace(tmp, out)
+        fsync_path(out.parent)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    nbytes = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
+    return ExportSummary(str(out), format, rows.n, taps, nbytes)
+
+
+class _Rows:
+    """The store's columns, read once, and its features in chunks from one snapshot."""
+
+    def __init__(self, fs: FeatureStore, path):
+        self.path, self.n = Path(path), len(fs)
+        self.ids = fs.ids()
+        self.labels = fs.labels() if fs.has_labels else np.full(self.n, -1, np.int64)
+        self.label_names = fs.label_names
+        self.splits = fs.splits()
+        self.infos = {t: fs.tap_info(t) for t in fs.taps}
+        self.fingerprint = fs.fingerprint.to_attrs()
+        self._fs: FeatureStore | None = None
+        self._since = 0
+
+    def features(self, tap: str, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of ``tap`` in the storage dtype ``(hi - lo, *shape)``."""
+        if self._fs is None or self._since >= REOPEN_ROWS:
+            self.close()  # unmaps what was read so far: memory stays flat in the store size
+            self._fs = FeatureStore(self.path)
+            self._since = 0
+            if len(self._fs) != self.n or not np.array_equal(self._fs.ids(slice(lo, hi)),
+                                                             self.ids[lo:hi]):  # fmt: skip
+                raise StoreError(
+                    f"{self.path}: changed while it was exported (a commit or compaction); "
+                    "run the export again"
+                )
+        self._since += hi - lo
+        return self._fs.features(tap, rows=slice(lo, hi), dtype=None)
+
+    def close(self) -> None:
+        if self._fs is not None:
+            self._fs.close()
+            self._fs = None
+
+
+def _metadata(rows: _Rows, taps) -> dict:
+    fingerprint = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.fingerprint.items()}
+    return {
+        "format": "embedkit-export",
+        "version": 1,
+        "label_names": rows.label_names,
+        "taps": {
+            t: {"shape": list(rows.infos[t].shape), "dtype": rows.infos[t].dtype} for t in taps
+        },
+        "fingerprint": fingerprint,
+    }
+
+
+def _chunks(n: int, size: int, progress: bool):
+    from tqdm import tqdm
+
+    with tqdm(total=n, unit="row", disable=not progress, desc="export") as bar:
+        for lo in range(0, n, size):
+            hi = min(n, lo + size)
+            yield lo, hi
+            bar.update(hi - lo)
+
+
+def _write_parquet(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool) -> None:
+    pa = require("pyarrow", "arrow", "store export --format parquet")
+    pq = require("pyarrow.parquet", "arrow", "store export --format parquet")
+    names = np.array([*rows.label_names, ""], dtype=object)  # index -1 -> ""
+    fields = [pa.field("id", pa.string()), pa.field("label", pa.string()),
+              pa.field("split", pa.string())]  # fmt: skip
+    for tap in taps:
+        info = rows.infos[tap]
+        size = int(np.prod(info.shape))
+        value = pa.float16() if info.dtype == "float16" else pa.float32()
+        meta = {"embedkit.shape": json.dumps(list(info.shape))}
+        fields.append(pa.field(tap, pa.list_(value, size), nullable=False, metadata=meta))
+    meta = {"embedkit": json.dumps(_metadata(rows, taps), default=str)}
+    schema = pa.schema(fields, metadata=meta)
+    options = {"compression": {"id": "snappy", "label": "snappy", "split": "snappy"}
+               | {t: "none" for t in taps},  # floats do not compress; saves the time
+               "use_dictionary": ["label", "split"], "write_statistics": ["id"]}  # fmt: skip
+    try:
+        with pq.ParquetWriter(tmp, schema, **options) as writer:
+            for lo, hi in _chunks(rows.n, chunk_rows, progress):
+                labels = names[rows.labels[lo:hi]]
+                splits = rows.splits[lo:hi]
+                arrays = [
+                    pa.array(rows.ids[lo:hi].tolist(), pa.string()),
+                    pa.array(labels.tolist(), pa.string(), mask=labels == ""),
+                    pa.array(splits.tolist(), pa.string(), mask=splits == ""),
+                ]
+                for tap, field in zip(taps, fields[3:]):
+                    x = rows.features(tap, lo, hi)  # (n, *shape), storage dtype
+                    flat = pa.array(np.ascontiguousarray(x).reshape(-1))  # no copy
+                    arrays.append(pa.FixedSizeListArray.from_arrays(flat, type=field.type))
+                writer.write_batch(pa.record_batch(arrays, schema=schema), row_group_size=hi - lo)
+    finally:
+        rows.close()
+
+
+def _write_npy(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool) -> None:
+    tmp.mkdir()
+    np.save(tmp / "ids.npy", rows.ids.astype(str), allow_pickle=False)
+    np.save(tmp / "labels.npy", rows.labels.astype(np.int64), allow_pickle=False)
+    np.save(tmp / "splits.npy", rows.splits.astype(str), allow_pickle=False)
+    (tmp / "label_names.json").write_text(json.dumps(rows.label_names) + "\n", encoding="utf-8")
+    try:
+        for tap in taps:
+            info = rows.infos[tap]
+            header = {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(info.dtype)),
+                "fortran_order": False,
+                "shape": (rows.n, *info.shape),
+            }
+            with open(tmp / f"{tap}.npy", "wb") as f:  # written in order: no mapped pages
+                np.lib.format.write_array_header_1_0(f, header)
+                for lo, hi in _chunks(rows.n, chunk_rows, progress):
+                    f.write(np.ascontiguousarray(rows.features(tap, lo, hi)).data)
+    finally:
+        rows.close()
