@@ -116,14 +116,15 @@ def test_npy_label_count_mismatch(tmp_path):
     "name, kwargs, message",
     [
         ("missing.npy", {}, "no such file or folder"),
-        ("data.parquet", {}, "unknown source type '.parquet'"),
+        ("data.xlsx", {}, "unknown source type '.xlsx'"),
+        ("data.parquet", {}, "data.parquet: not a readable Parquet file"),
         ("t.txt", {"labels": "y.npy"}, "--labels applies to .npy sources"),
-        ("t.txt", {"text_column": "body"}, "apply to .csv and .jsonl"),
+        ("t.txt", {"text_column": "body"}, "apply to tables"),
         ("t.txt", {"limit": 0}, "--limit 0"),
     ],
 )
 def test_open_source_errors(tmp_path, name, kwargs, message):
-    for existing in ("data.parquet", "t.txt"):
+    for existing in ("data.parquet", "data.xlsx", "t.txt"):
         (tmp_path / existing).write_text("x\n")
     with pytest.raises(UserInputError, match=message):
         open_source(tmp_path / name, **kwargs)
