@@ -52,6 +52,7 @@ def test_architecture_diagram_matches_the_import_graph():
         "embedkit.bench",
         "embedkit.audit",
         "embedkit.deploy",
+        "embedkit.sklearn",
         "embedkit.cli",
         "embedkit.datasets",
         "embedkit.contract",
