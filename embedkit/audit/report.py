@@ -62,9 +62,12 @@ class AuditReport:
         return np.lexsort((np.arange(n), -self.scan.outlier_score))[:top_k]
 
     def cross_split(self) -> np.ndarray:
-        """Bool per duplicate pair: the two items sit in different named splits (leakage)."""
-        a, b = self.splits[self.scan.pairs[:, 0]], self.splits[self.scan.pairs[:, 1]]
-        return (a != b) & (a != "") & (b != "")
+        """Bool per duplicate pair: the two items play different parts (leakage), by the
+        split rule of docs/splits.md (an unset row is a training row)."""
+        from embedkit.store.splits import split_roles
+
+        roles = split_roles(self.splits)
+        return roles[self.scan.pairs[:, 0]] != roles[self.scan.pairs[:, 1]]
 
     def _name(self, row: int) -> str:
         code = int(self.labels[row])

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads.rows import select_rows
 from embedkit.heads.tapsets import TapJoin, parse_tap_sets, tap_set_name
 from embedkit.store import read_ids_file
-from embedkit.store.ids import check_known_ids
 from embedkit.store.splits import stratified_split
 
 ALL = "all"  # the shot level that trains on every row of the training pool
@@ -283,23 +283,22 @@ def _read_store(fs, taps, exclude, make_test_split, require_test) -> list[BenchD
     labels = np.asarray(fs.labels(), dtype=np.int64)
     labelled = np.flatnonzero(labels >= 0)
     all_ids = np.asarray(fs.ids()).astype(str)
-    splits = np.asarray(fs.splits()).astype(str)[labelled]
     y, ids = labels[labelled], all_ids[labelled]
-    rows = np.arange(len(y))
+    wanted = read_ids_file(exclude) if exclude else set()
+    # The one selector of train, bench and audit (docs/splits.md); bench carves its own
+    # validation from the pool, so excluded ids leave all of it.
+    chosen = select_rows(fs, exclude=wanted, exclude_val=True, source=f"--exclude {exclude}")
     if make_test_split:
-        pool, test = stratified_test_split(y, rows, float(make_test_split))
+        pool, test = stratified_test_split(y, np.arange(len(y)), float(make_test_split))
+        pool = pool[~np.isin(ids[pool], sorted(wanted))]
     else:
-        test = rows[splits == "test"]
-        pool = rows[splits != "test"]
+        test = np.searchsorted(labelled, chosen.test)  # store rows -> rows of y
+        pool = np.searchsorted(labelled, chosen.pool)
         if require_test and len(test) == 0:
             raise UserInputError(
                 f"store {path} has no test split; run `embedkit split {path} --test 0.2`, "
                 "or pass --make-test-split 0.2 to split in memory"
             )
-    if exclude:
-        wanted = read_ids_file(exclude)
-        check_known_ids(wanted, all_ids, path, f"--exclude {exclude}")
-        pool = pool[~np.isin(ids[pool], list(wanted))]
     out = []
     for taps_ in sets:
         parts = [fs.features(tap=t, dtype=np.float32) for t in taps_]  # (N, D...) one read each

@@ -76,7 +76,8 @@ def register(sub) -> None:
         metavar="IDS_FILE",
         default=None,
         help="ids to leave out of training (one a line, or a CSV with an id column, e.g. "
-        "audit's suspects.csv); the test split is unchanged",
+        "audit's suspects.csv); the test split is unchanged; see docs/splits.md for the "
+        "scores it changes",
     )
     p.add_argument(
         "--allow-fewer",

@@ -21,8 +21,9 @@ def register(sub) -> None:
         "--tap",
         action="append",
         default=None,
-        help="tap to train on (default: the store's last); a+b or a repeated --tap joins "
-        "taps: each standardised, scaled by 1/sqrt(width), concatenated",
+        help="tap to train on (default: the store's default tap); a+b, a repeated --tap or "
+        "joined (every tap) joins taps: each standardised, scaled by 1/sqrt(width), "
+        "concatenated",
     )
     p.add_argument(
         "--param",
@@ -37,13 +38,20 @@ def register(sub) -> None:
         dest="val",
         type=fraction_or_zero,
         default=0.1,
-        help="validation fraction of the TRAIN rows, when the store has no val split (0.1); "
-        "the test rows are never used",
+        help="validation fraction of the training rows (rows marked train, and unset rows), "
+        "when the store has no val rows (default 0.1); the test rows are never used",
     )
     p.add_argument(
         "--exclude",
         metavar="IDS_FILE",
-        help="item ids to leave out of training: one a line, or a CSV with an id column",
+        help="item ids to leave out of the training rows: one a line, or a CSV with an id "
+        "column; validation and test rows keep them (see --exclude-val)",
+    )
+    p.add_argument(
+        "--exclude-val",
+        action="store_true",
+        help="also leave the --exclude ids out of the validation rows (the val accuracy "
+        "then changes with the exclude file, not only with the head)",
     )
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="directory to save the head into")
@@ -80,6 +88,7 @@ def run_train(args) -> int:
         params=parse_params(args.param),
         val=args.val,
         exclude=exclude,
+        exclude_val=args.exclude_val,
         seed=args.seed,
         progress=True,
     )
@@ -88,6 +97,8 @@ def run_train(args) -> int:
         f"trained {args.head} on tap {info['tap']!r} ({rows} rows; "
         f"{info['excluded']} excluded) -> {args.out}"
     )
+    if info.get("exclude_note"):
+        print(info["exclude_note"])
     print(describe_fit(info["fit"]))
     for part, acc in info["accuracy"].items():
         print(f"{part} accuracy: {acc:.4f}")

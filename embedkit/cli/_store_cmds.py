@@ -21,11 +21,17 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run_info)
 
-    p = sub.add_parser("split", help="write a stratified train/val/test split into a store")
+    p = sub.add_parser(
+        "split",
+        help="write a stratified train/val/test split into a store",
+        description="Mark a store's rows train/val/test (stratified). Rows marked test stay "
+        "test; unset rows are training rows already (docs/splits.md), so marking them needs "
+        "no --force; only rows that already have a train/val mark need --force to move.",
+    )
     p.add_argument("store", help="the .h5 feature store")
     p.add_argument(
         "--test", type=fraction_or_zero, default=None,
-        help="test fraction of all rows (default 0.2)",
+        help="test fraction of all rows, when the store has no test rows (default 0.2)",
     )  # fmt: skip
     p.add_argument(
         "--val", type=fraction_or_zero, default=0.0,
@@ -35,7 +41,8 @@ def register(sub) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="redraw the train/val split of a store that has one; its test rows stay test",
+        help="redraw rows already marked train/val (unset rows need no --force); its test "
+        "rows stay test",
     )
     p.add_argument(
         "--retest",
@@ -108,7 +115,10 @@ def run_info(args) -> int:
     else:
         print("  labels: none")
     s = info["splits"]
-    print(f"  splits: train={s['train']} val={s['val']} test={s['test']} unset={s['']}")
+    print(
+        f"  splits: train={s['train']} val={s['val']} test={s['test']} unset={s['']}"
+        + (f" (the {s['']} unset rows are training rows; docs/splits.md)" if s[""] else "")
+    )
     if info["bad_items"]:
         print(f"  bad items skipped: {info['bad_items']}")
     return 0
@@ -126,11 +136,12 @@ def run_split(args) -> int:
         with FeatureStore(args.store) as fs:
             stored = fs.splits()
             n_test = int((stored == "test").sum())
-            if (stored != "").any() and not (args.force or args.retest):
+            marked = int(np.isin(stored, ["train", "val"]).sum())
+            if marked and not (args.force or args.retest):
                 raise UserInputError(
-                    f"{args.store}: already has a split; pass --force to redraw train/val "
-                    f"(its {n_test} test rows stay test), or --retest to redraw the test rows "
-                    "too"
+                    f"{args.store}: {marked} rows already marked train/val would be redrawn; "
+                    f"pass --force to redraw them (its {n_test} test rows stay test), or "
+                    "--retest to redraw the test rows too"
                 )
             if n_test and args.test is not None and not args.retest:
                 raise UserInputError(
@@ -147,13 +158,36 @@ def run_split(args) -> int:
         for name, rows in parts.items():
             values[rows] = name
         set_splits(args.store, values.tolist(), lock=lock)
-    counts = {k: len(v) for k, v in parts.items()}
-    kept = " (stored test rows kept)" if keep_test else ""
-    print(
-        f"{args.store}: split train={counts['train']} val={counts['val']} "
-        f"test={counts['test']}{kept}"
-    )
+    print(f"{args.store}: {describe_split_change(stored, values)}")
     return 0
+
+
+def describe_split_change(before, after) -> str:
+    """What ``embedkit split`` changed: the new counts and how many rows moved where.
+
+    Examples
+    --------
+    >>> describe_split_change(["", "", "test"], ["train", "val", "test"])
+    'split train=1 val=1 test=1; 2 unset rows marked (train 1, val 1); 1 test rows kept'
+    """
+    import numpy as np
+
+    before, after = np.asarray(before, dtype=str), np.asarray(after, dtype=str)
+    counts = " ".join(f"{k}={int((after == k).sum())}" for k in ("train", "val", "test"))
+    notes = []
+    for name, label in (("", "unset rows marked"), ("train", "train rows"),
+                        ("val", "val rows"), ("test", "test rows")):  # fmt: skip
+        was = before == name
+        if not was.any():
+            continue
+        moved = {k: int((after[was] == k).sum()) for k in ("train", "val", "test")}
+        if name and moved.get(name) == int(was.sum()):
+            notes.append(f"{int(was.sum())} {label} kept")
+            continue
+        where = ", ".join(f"{k} {v}" for k, v in moved.items() if v)
+        notes.append(f"{int(was.sum())} {label} ({where})" if not name else
+                     f"{int(was.sum())} {label} redrawn ({where})")  # fmt: skip
+    return f"split {counts}; " + "; ".join(notes)
 
 
 def run_store(args) -> int:

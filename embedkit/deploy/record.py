@@ -28,6 +28,7 @@ class HeadRecord:
     label_names: tuple[str, ...]  # class names by label index, as in the training store
     features: dict | None  # train.json["features"]; None for heads saved without it
     join: dict | None = None  # train.json["join"]: statistics of joined taps (a+b), else None
+    store: str | None = None  # train.json["store"]: the training store (absolute since 0.1)
 
     @property
     def where(self) -> Path:
@@ -69,7 +70,7 @@ def read_record(head_dir: str | Path) -> HeadRecord:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{path}: not valid JSON ({exc}); retrain the head") from exc
     names = tuple(info.get("label_names") or ())
-    return HeadRecord(directory, names, info.get("features"), info.get("join"))
+    return HeadRecord(directory, names, info.get("features"), info.get("join"), info.get("store"))
 
 
 def backbone(record: HeadRecord, model: str | Path | None = None):
@@ -91,7 +92,7 @@ def backbone(record: HeadRecord, model: str | Path | None = None):
             f"{record.where}: the head was trained on features you supplied, not a model's; "
             f"predict on a store of the same features: embedkit predict {record.directory} STORE"
         )
-    path = Path(model or feats["model"])
+    path = Path(model) if model else _find_model(record)
     if not path.is_file():
         what = "no such model file" if model else "the model the head was trained with is missing"
         raise UserInputError(f"{path}: {what}; pass the model's path with --model FILE.onnx")
@@ -103,6 +104,20 @@ def backbone(record: HeadRecord, model: str | Path | None = None):
             "retrain the head on features of this model"
         )
     return spec
+
+
+def _find_model(record: HeadRecord) -> Path:
+    """The recorded model: its absolute path, else the path relative to the head folder
+    (``model_from_head``: head and model moved together), else relative to the training
+    store (``model_from_store``); the caller checks the sha256 of whichever exists."""
+    feats = record.features or {}
+    recorded = Path(feats["model"])
+    candidates = [recorded]
+    if feats.get("model_from_head"):
+        candidates.append(record.directory / feats["model_from_head"])
+    if feats.get("model_from_store") and record.store:
+        candidates.append(Path(record.store).parent / feats["model_from_store"])
+    return next((p for p in candidates if p.is_file()), recorded)
 
 
 def check_store(record: HeadRecord, fs, *, force: bool = False) -> None:

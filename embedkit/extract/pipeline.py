@@ -221,7 +221,8 @@ class _Extraction:
             self.out,
             fingerprint,
             provenance={
-                "model": id_from_name(str(self.model.path)),  # paths may not be UTF-8
+                # absolute: train and predict may run in another folder (paths may not be UTF-8)
+                "model": id_from_name(os.path.abspath(self.model.path)),
                 "backbone": id_from_name(
                     str(self.model.metadata.get(BACKBONE, self.model.path.stem))
                 ),

@@ -52,6 +52,7 @@ def train_on_store(
     params: dict | None = None,
     val: float = 0.1,
     exclude: set[str] | None = None,
+    exclude_val: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
@@ -59,41 +60,36 @@ def train_on_store(
 
     ``tap`` is one tap, a joined tap set (``"blocks.14+pool"``, or a list of taps, joined
     as :mod:`embedkit.heads.tapsets` describes), or None for the store's default tap.
-    Train rows are ``fs.split(val=val)["train"]``: where the store has no val split, a
-    stratified fraction ``val`` of the TRAIN rows becomes validation (the test rows are
-    never touched). Unlabelled rows and the ``exclude`` ids leave train and val, never
-    test. Torch heads early-stop on the val rows; accuracy is reported on train, val and
-    test rows where they exist, and ``"fit"`` says how the fit went (epochs, best epoch).
+    Rows are chosen by :func:`embedkit.heads.rows.select_rows` (the split rule of
+    docs/splits.md): rows marked train and unset rows are training rows; where the store
+    has no val rows, a stratified fraction ``val`` of the training rows becomes
+    validation; the test rows are never touched (a store without test rows holds out 20%
+    in memory). Unlabelled rows leave every part; the ``exclude`` ids leave the training
+    rows, and the validation rows only with ``exclude_val``. Torch heads early-stop on the
+    val rows; accuracy is reported on train, val and test rows where they exist, and
+    ``"fit"`` says how the fit went (epochs, best epoch).
     ``progress`` prints a line to stderr every 10 s of a long torch fit.
     """
     from embedkit.heads import save_head
     from embedkit.heads._progress import epoch_progress
+    from embedkit.heads.rows import require_training_rows, select_rows
     from embedkit.store import FeatureStore
-    from embedkit.store.ids import check_known_ids
 
     head = make_head(head_name, **{"random_state": seed, **(params or {})})  # a param wins
     with FeatureStore(store) as fs:
         taps = tap_set_of(fs, tap, head)
         labels = fs.labels()
-        parts = fs.split(val=val, seed=seed)
-        ids = fs.ids()
-        check_known_ids(exclude or set(), ids, store)  # as bench does: a typo excludes nothing
-        excluded = np.isin(ids, list(exclude or ()))
-        excluded[parts["test"]] = False  # --exclude leaves training; the test rows stay whole
-        keep = (labels >= 0) & ~excluded
-        parts = {name: rows[keep[rows]] for name, rows in parts.items()}
-        if len(parts["train"]) < 2:
-            raise UserInputError(
-                f"{store}: only {len(parts['train'])} labelled train rows after --exclude; "
-                "check the split (embedkit split) and the exclude file"
-            )
+        rows = select_rows(fs, val=val, test=0.2, seed=seed, exclude=exclude,
+                           exclude_val=exclude_val)  # fmt: skip
+        require_training_rows(rows, store)
+        parts = {"train": rows.train, "val": rows.val, "test": rows.test}
         join = None
         if len(taps) > 1:  # statistics of the train rows only
             join = TapJoin.fit(taps, [fs.features(t, rows=parts["train"]) for t in taps])
         flat = not head.spatial_input
         data = {
-            name: (read_taps(fs, taps, rows, join=join, flatten=flat), labels[rows])
-            for name, rows in parts.items()
+            name: (read_taps(fs, taps, rows_, join=join, flatten=flat), labels[rows_])
+            for name, rows_ in parts.items()
         }
         label_names = fs.label_names
         features = feature_record(fs, taps, Path(store))
@@ -104,8 +100,10 @@ def train_on_store(
         else:
             head.fit(X, y)
     save_head(head, out)
+    if features.get("model_from_store"):  # head, store and model may move together
+        features["model_from_head"] = os.path.relpath(features["model"], os.path.abspath(out))
     info = {
-        "store": str(store),
+        "store": os.path.abspath(store),
         "tap": tap_set_name(taps),
         "taps": list(taps),
         "join": join.to_dict() if join else None,
@@ -113,7 +111,9 @@ def train_on_store(
         "params": params or {},
         "label_names": label_names,
         "rows": {name: int(len(rows)) for name, rows in parts.items()},
-        "excluded": int((excluded & (labels >= 0)).sum()),
+        "excluded": rows.excluded_train,
+        "excluded_val_kept": rows.excluded_val_kept,
+        "exclude_note": rows.exclude_note(),
         "accuracy": {name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
         "fit": fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
         "features": features,
@@ -234,7 +234,7 @@ def feature_record(fs, taps: Sequence[str], store: Path) -> dict:
     return {
         "fingerprint": fp.digest,  # of the whole store: backbone, taps, preprocess, dtype
         "backbone_sha256": fp.backbone_sha256,  # "arrays" for a store of your own features
-        "model": _model_path(fs.provenance.get("model"), store),
+        **_model_paths(fs.provenance.get("model"), store),
         "preprocess": json.loads(fp.preprocess),
         "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"} for info in infos],
         "width": int(sum(np.prod(info.shape) for info in infos)),
@@ -242,14 +242,24 @@ def feature_record(fs, taps: Sequence[str], store: Path) -> dict:
     }
 
 
-def _model_path(model: str | None, store: Path) -> str | None:
-    """The ONNX file the store was extracted with, absolute when it can be found."""
-    if not model or Path(model).is_absolute():
-        return model
-    for base in (Path.cwd(), store.parent):
-        if (base / model).is_file():
-            return str((base / model).resolve())
-    return model
+def _model_paths(model: str | None, store: Path) -> dict:
+    """Where the store's ONNX file is: ``model`` (absolute when it can be found) and
+    ``model_from_store`` (relative to the store's folder), so a head finds it from any
+    working directory and after the store and model move together; ``backbone_sha256``
+    checks it is the same file (:func:`embedkit.deploy.record.backbone`)."""
+    if not model or model == "arrays":
+        return {"model": model, "model_from_store": None}
+    path = Path(model)
+    if not path.is_absolute():  # a store written before paths were recorded absolute
+        found = [base / path for base in (Path.cwd(), store.parent) if (base / path).is_file()]
+        path = found[0] if found else path
+    if not path.is_absolute():
+        return {"model": model, "model_from_store": None}
+    path = Path(os.path.abspath(path))
+    return {
+        "model": str(path),
+        "model_from_store": os.path.relpath(path, Path(os.path.abspath(store)).parent),
+    }
 
 
 def fit_store(

@@ -55,7 +55,11 @@ def parse_tap_set(
     --------
     >>> parse_tap_set("pool+blocks.4", ["blocks.4", "pool"])
     ('pool', 'blocks.4')
+    >>> parse_tap_set("joined", ["pool", "blocks.4"])  # every tap, shallow to deep
+    ('blocks.4', 'pool')
     """
+    if isinstance(text, str) and text.strip() == ALL_JOINED:
+        return tuple(depth_order(available))
     parts = text.split(JOIN) if isinstance(text, str) else [str(t) for t in text]
     taps = tuple(t.strip() for t in parts)
     if not taps or "" in taps:

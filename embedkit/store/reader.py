@@ -278,9 +278,10 @@ class FeatureStore:
         stratify: bool = True,
         use_stored: bool | str = True,
     ) -> dict[str, np.ndarray]:
-        """Row indices of a train/val/test split.
+        """Row indices of a train/val/test split, by the one split rule (docs/splits.md).
 
-        The stored split column wins where it is set (unless ``use_stored=False``). A
+        Rows marked test are test; rows marked val are val; rows marked train AND unset
+        rows are train (unless ``use_stored=False``, which treats every row as unset). A
         missing test part is ``test`` of all rows; a missing val part is ``val`` of the
         TRAIN rows (never of the test rows, which it leaves alone). Both are carved from
         the train rows, stratified by label when there are labels, with a fixed ``seed``:
@@ -294,9 +295,7 @@ class FeatureStore:
         if use_stored == "test":
             stored = np.where(stored == "test", "test", "train")
         parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
-        unassigned = np.flatnonzero(stored == "")
-        if len(unassigned) == len(stored):
-            parts["train"] = unassigned
+        parts["train"] = np.flatnonzero((stored == "train") | (stored == ""))  # unset: train
         y = self._state.labels
         for name, frac in (("test", test), ("val", val)):
             if len(parts[name]) or frac <= 0:

@@ -3,7 +3,9 @@
     embedkit split feats.h5 --test 0.2 --val 0.1
 
 Used by ``FeatureStore.split`` (train/val/test), the torch heads' validation hold-out,
-and the bench's validation part and in-memory test split.
+and the bench's validation part and in-memory test split. :func:`split_roles` is the one
+split rule (docs/splits.md): a row marked test is test, a row marked val is val, and a
+row marked train or left unset is a training row.
 """
 
 from __future__ import annotations
@@ -82,3 +84,15 @@ their sum must be below 1 to leave train rows
             f"split fractions {given} add up to {total:g}; their sum must be below 1 "
             "to leave train rows"
         )
+
+
+def split_roles(stored) -> np.ndarray:
+    """The part each row plays under the one split rule: unset rows (``""``) are train.
+
+    Examples
+    --------
+    >>> split_roles(["", "test", "val", "train"]).tolist()
+    ['train', 'test', 'val', 'train']
+    """
+    stored = np.asarray(stored).astype(str)
+    return np.where(stored == "", "train", stored)

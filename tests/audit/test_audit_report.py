@@ -152,3 +152,14 @@ def test_audit_an_open_store(labelled_store):
     assert report.source["store"] == str(path)
     np.testing.assert_array_equal(report.labels, noisy)
     assert report.scan.knn_index.shape == (len(noisy), 3)
+
+
+def test_a_test_row_copied_among_unset_rows_is_cross_split(labelled_store):
+    # issue 21: unset rows are training rows (docs/splits.md), so a test item duplicated
+    # among them leaks exactly as one among rows marked train does
+    path, _, _ = labelled_store
+    with FeatureStore(path) as fs:
+        X, y, splits = fs.features(), fs.labels(), fs.splits()
+    unset = np.where(splits == "train", "", splits)
+    report = audit_arrays(X, y, splits=unset, folds=3)
+    assert report.summary()["duplicates"]["n_cross_split"] == 1

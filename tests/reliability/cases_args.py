@@ -94,7 +94,7 @@ ARGS = [
     ("split_val_negative", ("split", S, "--val", "-0.1", "--force"), ("--val",)),
     ("split_test_text", ("split", S, "--test", "a fifth", "--force"), ("--test",)),
     ("split_seed_negative", ("split", S, "--seed", "-5", "--force"), ("--seed",)),
-    ("split_already_set", ("split", S), ("already has a split", "--force")),
+    ("split_already_set", ("split", S), ("already marked train/val", "--force")),
     (
         "extract_batch_size_0",
         ("extract", "{array}", "{d}/x.npy", "--out", "{d}/o.h5", "--batch-size", "0"),
