@@ -396,7 +396,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=("texts", "images", "export", "encoder", "build"))
+    sections = ("all", "texts", "images", "export", "encoder", "build")
+    parser.add_argument("section", nargs="?", default="all", choices=sections)
     parser.add_argument("--n", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -406,6 +407,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.section == "build":
         print(build())
+        return
+    if args.section == "all":  # what run_all.py (make bench) runs: every section, defaults
+        for section in ("texts", "images", "export", "encoder"):
+            subprocess.run([sys.executable, __file__, section], check=True)
         return
     defaults = {"texts": [100_000], "images": [10_000, 2_500], "encoder": [1_000]}
     args.n = args.n or defaults.get(args.section)

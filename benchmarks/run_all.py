@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = (
     "extract", "ray", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference",
-    "layers", "audit", "deploy",
+    "layers", "audit", "deploy", "io",
 )  # fmt: skip
 SCRIPTS = {
     "extract": "bench_extract.py",
@@ -36,9 +36,11 @@ SCRIPTS = {
     "layers": "bench_layers.py",
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
+    "io": "bench_io.py",  # Parquet/Arrow sources, store export, CachedEncoder
 }
 SECTIONS = (
     "extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy",
+    "io",
     "store",  # written by hand from bench_store.py's JSON records (it takes a section argument)
 )  # fmt: skip
 
