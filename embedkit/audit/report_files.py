@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.files import atomic_file, write_bytes_atomic
 
 _COLUMNS = {
     "suspects.csv": [
@@ -35,16 +36,16 @@ def write_report(report, out_dir: Path) -> Path:
         "outliers.csv": report.outliers_table(),
     }
     for name, rows in tables.items():
-        with open(out_dir / name, "w", newline="", encoding="utf-8") as f:
+        with atomic_file(out_dir / name) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=_COLUMNS[name])
             writer.writeheader()
             writer.writerows(rows)
     summary = report.summary()
     summary["files"] = ["report.md", "report.json", *tables, "confusion.png"]
-    (out_dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_bytes_atomic(out_dir / "report.json", (json.dumps(summary, indent=2) + "\n").encode())
     _plot_confusion(report, out_dir / "confusion.png")
     path = out_dir / "report.md"
-    path.write_text(_markdown(report, summary, tables), encoding="utf-8")
+    write_bytes_atomic(path, _markdown(report, summary, tables).encode("utf-8"))
     return path
 
 
@@ -77,7 +78,8 @@ def _plot_confusion(report, path: Path) -> None:
     ax.set_ylabel("given label")
     ax.set_title(f"Out-of-fold confusion ({report.spec.head}, {report.spec.folds} folds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -27,6 +27,7 @@ from embedkit.backbones.to_onnx import OPSET, Traceable, to_onnx
 from embedkit.backbones.verify import verify, verify_set
 from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
+from embedkit.files import atomic_file
 
 
 @dataclass(frozen=True)
@@ -294,9 +295,8 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, out)
+    with atomic_file(out) as tmp:
+        onnx.save(model, str(tmp))
     verify_report["seconds"] = round(time.perf_counter() - start, 2)
     return ExportReport(
         str(out),

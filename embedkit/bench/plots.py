@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.files import atomic_file
+
 
 def _pyplot():
     import matplotlib
@@ -161,6 +163,7 @@ def _save(fig, plt, ax, path) -> Path:
         ax.legend(loc="lower right", fontsize=7)
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from embedkit.errors import UserInputError
+from embedkit.files import atomic_file
 
 SCHEMA = 2  # 2: records carry their tap set; schema-1 records (one tap) are still read
 
@@ -44,16 +43,8 @@ def write_record(runs_dir: Path, record: dict) -> Path:
     """Write ``record`` to ``runs_dir/<run_id>.json`` via a temporary file and a rename."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     final = runs_dir / f"{record['run_id']}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{record['run_id']}.", suffix=".tmp", dir=runs_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(final) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, sort_keys=True, default=_json_default)
     return final
 
 

@@ -23,6 +23,7 @@ from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
 from embedkit.errors import UserInputError
+from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import HEADS
 
 _LABELS = {
@@ -184,8 +185,8 @@ def build_report(results_dir: str | Path, *, plots: bool = True) -> BenchTable:
             f"{results_dir}` first"
         )
     table = aggregate(records)
-    (results_dir / "results.csv").write_text(table.csv(), encoding="utf-8")
-    (results_dir / "results.md").write_text(table.markdown(), encoding="utf-8")
+    write_bytes_atomic(results_dir / "results.csv", table.csv().encode("utf-8"))
+    write_bytes_atomic(results_dir / "results.md", table.markdown().encode("utf-8"))
     if plots:
         from embedkit.bench.plots import (
             plot_accuracy_vs_depth,

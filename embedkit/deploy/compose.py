@@ -24,6 +24,7 @@ from embedkit import contract as C
 from embedkit.deploy.convert import FEATURES, LABEL, PROBABILITIES, head_to_onnx
 from embedkit.deploy.record import backbone, read_record
 from embedkit.errors import ExportError
+from embedkit.files import atomic_file
 
 PREFIX = "head/"
 # Metadata a deployed model keeps from its backbone (docs/architecture.md, Contract 1).
@@ -95,7 +96,8 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     _set_metadata(merged, spec, record, name, classes, diff)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(merged, str(out))
+    with atomic_file(out) as tmp:  # a failed or killed deploy leaves the old file
+        onnx.save(merged, str(tmp))
     return Deployed(
         path=str(out),
         head=name,

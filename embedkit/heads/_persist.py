@@ -21,6 +21,7 @@ import numpy as np
 
 from embedkit import __version__
 from embedkit.errors import UserInputError
+from embedkit.files import atomic_file, write_bytes_atomic
 from embedkit.heads.registry import RECORDS, head_class
 
 FORMAT = "embedkit.head"
@@ -62,15 +63,17 @@ def save_head(head, directory: str | Path) -> Path:
         params = _jsonable(head.get_params(), "params")
         config |= {"kind": "torch", "params": params, "state": _torch_state(head)}
         state = {k: v.detach().cpu().contiguous() for k, v in head.module_.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS))
+        with atomic_file(directory / WEIGHTS) as tmp:
+            save_file(state, str(tmp))
     else:
         import skops.io
 
         config |= {"kind": "skops"}
-        skops.io.dump(head, directory / SKOPS)
+        with atomic_file(directory / SKOPS) as tmp:
+            skops.io.dump(head, tmp)
     weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
     config["sha256"] = {weights.name: _sha256(weights)}
-    (directory / CONFIG).write_text(json.dumps(config, indent=1))
+    write_bytes_atomic(directory / CONFIG, json.dumps(config, indent=1).encode())  # last
     return directory
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
 
@@ -118,7 +119,7 @@ def train_on_store(
         "fit": fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
         "features": features,
     }
-    (Path(out) / TRAIN_INFO).write_text(json.dumps(info, indent=1))
+    write_bytes_atomic(Path(out) / TRAIN_INFO, json.dumps(info, indent=1).encode())
     return info
 
 

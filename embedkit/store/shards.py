@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
+from embedkit.files import atomic_file, fsync_path
 from embedkit.store import schema as S
 
 SHARD_FORMAT = "embedkit-shard"
@@ -200,7 +201,8 @@ def write_shard(
     """Write one immutable shard file atomically and return its path.
 
     The file name is derived from the content, so writing the same rows again (a retried
-    worker task) gives the same file; an existing file is kept as it is.
+    worker task) gives the same file; a file already under that name is replaced (it may
+    be a damaged copy).
 
     Parameters
     ----------
@@ -251,9 +253,6 @@ def write_shard(
     names = list(dict.fromkeys(v for v in labels if v is not None))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    name = content_name(fingerprint, ids, digests, ["" if v is None else v for v in labels], splits)
-    if (directory / name).exists():
-        return directory / name
     builder = ShardBuilder(directory, fingerprint, ids, digests, labels, names, splits)
     try:
         for tap in fingerprint.tap_infos:
@@ -323,15 +322,11 @@ def disk_errors(path, needed: int):
 
 
 def write_atomic(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a tmp file, fsync, rename; full disk: StoreError."""
+    """Write ``data`` to ``path`` atomically (:func:`embedkit.files.atomic_file`); full disk:
+    a one-line StoreError."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with disk_errors(path, len(data)):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    with disk_errors(path, len(data)), atomic_file(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
@@ -344,12 +339,3 @@ def _no_space(path, needed: int, free: int) -> str:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
-
-
-def fsync_path(path) -> None:
-    """fsync a file or a folder (after a rename in it) by its path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

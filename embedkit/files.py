@@ -1,0 +1,83 @@
+"""Writing files safely: the one temp -> fsync -> rename helper every layer uses.
+
+    with atomic_file("model.onnx") as tmp:   # write to tmp; on success it replaces the path
+        onnx.save(model, str(tmp))
+
+A write that fails or is killed leaves the old file (or nothing) at the path, never half a
+file; the temporary file ``NAME.tmp-PID`` sits beside the target, so the rename stays on
+one file system, and a killed writer's leftover is recognisable (the store's writers
+remove their own). The overwrite rules of the CLI (which existing paths a command may
+replace) are in ``embedkit/cli/_outputs.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def temp_name(path) -> Path:
+    """The temporary name :func:`atomic_file` writes ``path`` under (``NAME.tmp-PID``)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, tmp: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it over ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was. The
+    folder is fsynced after the rename, so the new name survives a power cut.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to create or replace.
+    tmp : Path, optional
+        Where to write instead of ``NAME.tmp-PID`` beside ``path`` (same file system).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_file(out) as tmp:
+    ...     _ = tmp.write_text("new")
+    >>> out.read_text(), sorted(p.name for p in out.parent.iterdir())
+    ('new', ['a.txt'])
+    >>> try:
+    ...     with atomic_file(out) as tmp:
+    ...         _ = tmp.write_text("half")
+    ...         raise OSError("disk full")
+    ... except OSError:
+    ...     pass
+    >>> out.read_text(), sorted(p.name for p in out.parent.iterdir())
+    ('new', ['a.txt'])
+    """
+    path = Path(path)
+    tmp = Path(tmp) if tmp is not None else temp_name(path)
+    try:
+        yield tmp
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_file`; returns ``path``."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def fsync_path(path) -> None:
+    """fsync a file or a folder (after a rename in it) by its path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
