@@ -11,6 +11,7 @@ import argparse
 
 from embedkit.audit.run import AuditSpec  # light: numpy and the errors only
 from embedkit.cli._args import count, int_at_least, positive_int, similarity
+from embedkit.cli._outputs import AUDIT_FOLDER, add_overwrite, guard_output
 
 _DEFAULTS = AuditSpec()
 # The AuditSpec fields the CLI offers, each as --field-name with its default.
@@ -56,12 +57,14 @@ def register(subparsers) -> None:
         p.add_argument(
             "--" + name.replace("_", "-"), type=kind, choices=choices, default=default, help=text
         )
+    add_overwrite(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from embedkit.audit import audit
 
+    guard_output(args.out, AUDIT_FOLDER, overwrite=args.overwrite, inputs=[args.store])
     report = audit(args.store, tap=args.tap, **{name: getattr(args, name) for name in _HELP})
     path = report.write(args.out)
     s = report.summary()

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from embedkit.cli._args import positive_int
+from embedkit.cli._outputs import EXPORTED, add_overwrite, guard_output
 from embedkit.contract import POOLINGS, PRECISIONS
 
 
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="keep the export even when it differs from torch over tolerance")
     # fmt: on
+    add_overwrite(p)
     p.set_defaults(func=_export)
 
 
@@ -111,6 +113,8 @@ def _taps(args) -> int:
 def _export(args) -> int:
     from embedkit.cli import options
 
+    local = args.name if Path(args.name).exists() else None  # a local model folder or file
+    guard_output(args.out, EXPORTED, overwrite=args.overwrite, inputs=[local])
     api = _backbones_api()
     _quiet_transformers()
     name, opts = _resolve_name(args.name), options(args, api.ExportOptions)

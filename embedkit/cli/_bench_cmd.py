@@ -11,6 +11,7 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 from __future__ import annotations
 
 from embedkit.cli._args import fraction, fraction_or_zero, int_at_least, positive_int
+from embedkit.cli._outputs import BENCH_FOLDER, add_overwrite, guard_output
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS
 
 _DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
@@ -98,6 +99,7 @@ def register(sub) -> None:
         help="worker processes (default: all cores; 1 = none)",
     )
     p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    add_overwrite(p)
     p.set_defaults(func=run_bench_cmd)
 
     p = sub.add_parser(
@@ -114,6 +116,9 @@ def run_bench_cmd(args) -> int:
 
     from embedkit.bench import BenchSpec, run_bench
 
+    guard_output(
+        args.out, BENCH_FOLDER, overwrite=args.overwrite, inputs=[args.store, args.exclude]
+    )
     spec = BenchSpec(
         heads=args.heads,
         shots=args.shots,

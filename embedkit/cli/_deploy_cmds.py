@@ -13,6 +13,8 @@ import sys
 import warnings
 
 from embedkit.cli._args import add_input_options, positive_int
+from embedkit.cli._outputs import DEPLOYED, PREDICTIONS, add_overwrite, guard_output
+from embedkit.files import atomic_file
 
 
 def register(sub) -> None:
@@ -40,6 +42,7 @@ def register(sub) -> None:
         labels="true labels for a .npy source",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite(p)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
@@ -53,6 +56,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--model", metavar="FILE.onnx",
                    help="the head's backbone, when it has moved since training")  # fmt: skip
+    add_overwrite(p)
     p.set_defaults(func=run_deploy)
 
 
@@ -67,6 +71,9 @@ def run_predict(args) -> int:
         require("pyarrow", "arrow", "predict --out PREDS.parquet")  # before any work
     if args.top_k is not None and args.top_k < 1:
         raise UserInputError(f"--top-k {args.top_k}: pass a positive number of classes")
+    if args.out:
+        inputs = [args.head, args.source, args.model, args.labels, _recorded_model(args.head)]
+        guard_output(args.out, PREDICTIONS, overwrite=args.overwrite, inputs=inputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         predictions = predict(
@@ -93,17 +100,13 @@ def run_predict(args) -> int:
         print(f"wrote {len(predictions)} predictions to {args.out}")
         return 0
     records = predictions.records(top_k=args.top_k)
-    stream = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        if args.out and args.out.endswith(".jsonl"):
-            count = _write_jsonl(records, stream)
-        else:
-            count = _write_csv(records, stream)
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-    if args.out:
-        print(f"wrote {count} predictions to {args.out}")
+    write = _write_jsonl if args.out and args.out.endswith(".jsonl") else _write_csv
+    if not args.out:
+        write(records, sys.stdout)
+        return 0
+    with atomic_file(args.out) as tmp, open(tmp, "w", newline="") as stream:
+        count = write(records, stream)
+    print(f"wrote {count} predictions to {args.out}")
     return 0
 
 
@@ -111,24 +114,30 @@ def run_deploy(args) -> int:
     """Compose and print a one-line summary."""
     from embedkit.deploy import deploy
 
+    inputs = [args.head, args.model, _recorded_model(args.head)]
+    guard_output(args.out, DEPLOYED, overwrite=args.overwrite, inputs=inputs)
     print(deploy(args.head, args.out, model=args.model))
     return 0
 
 
 def _write_parquet(columns: dict, out: str) -> None:
     """One Parquet file of typed columns, written beside ``out`` and renamed into place."""
-    import os
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = f"{out}.tmp-{os.getpid()}"
+    with atomic_file(out) as tmp:
+        pq.write_table(pa.table(columns), str(tmp))
+
+
+def _recorded_model(head: str) -> str | None:
+    """The backbone path a head's train.json records (an input of deploy and predict)."""
+    from pathlib import Path
+
     try:
-        pq.write_table(pa.table(columns), tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        info = json.loads((Path(head) / "train.json").read_text())
+        return str(info["features"]["model"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not a head folder: predict/deploy name the problem themselves
 
 
 def _write_jsonl(records, stream) -> int:

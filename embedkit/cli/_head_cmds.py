@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from embedkit.cli._args import count, fraction_or_zero
+from embedkit.cli._outputs import HEAD_FOLDER, add_overwrite, guard_output
 
 
 def register(sub) -> None:
@@ -55,6 +56,7 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="directory to save the head into")
+    add_overwrite(p)
     p.set_defaults(func=run_train)
 
 
@@ -79,6 +81,8 @@ def run_train(args) -> int:
     from embedkit.heads.from_store import train_on_store
     from embedkit.store import read_ids_file
 
+    inputs = [args.store, args.exclude]
+    guard_output(args.out, HEAD_FOLDER, overwrite=args.overwrite, inputs=inputs)
     exclude = read_ids_file(args.exclude) if args.exclude else None
     info = train_on_store(
         args.store,

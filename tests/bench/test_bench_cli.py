@@ -29,15 +29,22 @@ def test_more_shots_than_a_class_has_names_the_class(bench_store, bench_arrays, 
     counts = np.bincount(y[splits == "train"])
     smallest = ["ant", "bee", "cat", "dog"][counts.argmin()]
     code, _, err = _bench(
-        capsys, str(bench_store), "--shots", "2,50", "--out", str(tmp_path), *ARGS
+        capsys, str(bench_store), "--shots", "2,50", "--out", str(tmp_path / "b"), *ARGS
     )
     assert code == 2
     assert f"--shots 50 asks for more rows than class {smallest!r}" in err
     assert f"({counts.min()})" in err and "--allow-fewer" in err
     assert "Traceback" not in err
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "b" / "runs").exists()
     code, out, _ = _bench(
-        capsys, str(bench_store), "--shots", "50", "--allow-fewer", "--out", str(tmp_path), *ARGS
+        capsys,
+        str(bench_store),
+        "--shots",
+        "50",
+        "--allow-fewer",
+        "--out",
+        str(tmp_path / "b"),
+        *ARGS,
     )
     assert code == 0 and "best centroid" in out
 
@@ -73,7 +80,7 @@ def test_store_without_labels_says_so(bench_arrays, tmp_path, capsys):
     ],
 )
 def test_bad_arguments_give_one_line_errors(bench_store, tmp_path, capsys, args, message):
-    code, _, err = _bench(capsys, str(bench_store), "--out", str(tmp_path), *ARGS, *args)
+    code, _, err = _bench(capsys, str(bench_store), "--out", str(tmp_path / "b"), *ARGS, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

@@ -13,6 +13,7 @@ from tests.reliability.cases_data import array_cases, text_cases
 from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
 from tests.reliability.cases_models import model_cases, spec_cases
+from tests.reliability.cases_outputs import output_cases
 from tests.reliability.cases_stores import store_cases
 from tests.reliability.harness import report, run_cases
 
@@ -25,6 +26,7 @@ AREAS = {
     "heads": head_cases,
     "arguments": arg_cases,
     "stores": store_cases,
+    "outputs": output_cases,
 }
 
 
