@@ -6,6 +6,7 @@ embedkit store compact feats.h5
 embedkit store pack feats.h5 feats-shared.h5
 embedkit store verify feats.h5
 embedkit store export feats.h5 --format parquet --out feats.parquet
+embedkit store recover feats.h5      # feats.h5 gone, feats.h5.d/ intact: rebuild the index
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 
 from embedkit.cli._args import count, fraction_or_zero
+from embedkit.cli._outputs import PACKED, Output, add_overwrite, guard_output
 
 
 def register(sub) -> None:
@@ -63,8 +65,15 @@ def register(sub) -> None:
         q.add_argument("store", help="the .h5 feature store")
         if name == "pack":
             q.add_argument("out", help="the one-file copy to write")
+            add_overwrite(q)
         q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
         q.set_defaults(func=run_store)
+    q = ops.add_parser(
+        "recover", help="rebuild a store's missing index from the shards in its folder"
+    )
+    q.add_argument("store", help="the .h5 index file that is missing (its folder STORE.d remains)")
+    q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
+    q.set_defaults(func=run_store)
     q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
     q.add_argument("store", help="the .h5 feature store")
     q.set_defaults(func=run_verify)
@@ -196,11 +205,14 @@ def run_store(args) -> int:
     if args.store_command == "compact":
         before = store.compact(args.store, timeout=args.wait)
         print(f"{args.store}: compacted {before} shard(s) into 1")
+    elif args.store_command == "recover":
+        print(store.recover(args.store, timeout=args.wait))
     elif args.store_command == "upgrade":
         done = store.upgrade(args.store, timeout=args.wait)
         print(f"{args.store}: " + ("upgraded to schema 2" if done else "already schema 2"))
     else:
-        out = store.pack(args.store, args.out, timeout=args.wait)
+        guard_output(args.out, PACKED, overwrite=args.overwrite, inputs=[args.store], option="OUT")
+        out = store.pack(args.store, args.out, timeout=args.wait, overwrite=args.overwrite)
         print(f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -224,9 +236,15 @@ def run_verify(args) -> int:
 def run_export(args) -> int:
     from embedkit.store.export import export_store
 
+    kind = Output("a new export (store export never replaces a file)", args.format == "npy", _never)
+    guard_output(args.out, kind, inputs=[args.store])
     summary = export_store(
         args.store, args.out, format=args.format, taps=args.taps, progress=not args.quiet
     )
     if not args.quiet:
         print(f"exported {summary}")
     return 0
+
+
+def _never(path) -> bool:
+    return False

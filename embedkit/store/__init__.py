@@ -5,6 +5,7 @@ from embedkit.store.compact import compact, pack
 from embedkit.store.ids import read_ids_file
 from embedkit.store.lock import WriterLock
 from embedkit.store.reader import FeatureStore
+from embedkit.store.recover import recover
 from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
 from embedkit.store.shards import write_shard
 from embedkit.store.summary import store_summary
@@ -23,6 +24,7 @@ __all__ = [
     "compact",
     "pack",
     "read_ids_file",
+    "recover",
     "set_splits",
     "sha256_bytes",
     "store_summary",

@@ -120,9 +120,7 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
     digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
     name = digest[:32] + ".h5"
     folder = column_dir(store)
-    path = folder / name
-    if path.exists():
-        return name
+    path = folder / name  # an existing file of this name is replaced: it may be damaged
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{name}.tmp-{os.getpid()}"
     needed = 16 * len(labels) + (64 << 10)

@@ -95,10 +95,6 @@ def _builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> Shard
 
 def _fill(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, final=None):
     """Copy the features of ``rows`` (sorted) into ``builder`` and finish it."""
-    target = final or builder.directory / builder.name
-    if final is None and target.exists():
-        builder.abort()
-        return target
     try:
         seg = state.segments
         ends = seg[:, 2] + seg[:, 3]
@@ -128,11 +124,13 @@ def _fill(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, fi
         raise
 
 
-def pack(store, out, *, timeout: float = LOCK_TIMEOUT) -> Path:
+def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) -> Path:
     """Write ``store`` as one self-contained file ``out`` (to share or archive).
 
     The packed file is a complete store: ``FeatureStore(out)``, ``embedkit info`` and
     plain h5py read it; the first write into it turns it back into index + shards.
+    An existing ``out`` is refused unless ``overwrite`` (then it is replaced atomically);
+    ``out`` with a store folder ``out.d`` beside it, or the store itself, always is.
 
     Examples
     --------
@@ -140,8 +138,13 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT) -> Path:
     PosixPath('feats-packed.h5')
     """
     store, out = Path(store), Path(out)
-    if out.exists() or Path(f"{out}.d").exists():
-        raise UserInputError(f"{out}: already exists; choose a new path or delete it first")
+    if Path(f"{out}.d").exists() or (out.exists() and out.samefile(store)):
+        raise UserInputError(
+            f"{out}: is a store with its folder {out}.d; choose a new path (pack never "
+            "replaces a store)"
+        )
+    if out.exists() and not overwrite:
+        raise UserInputError(f"{out}: already exists; choose a new path or pass --overwrite")
     state = load_state(store)  # a snapshot: shards are immutable, no lock needed to read
     if state is None:
         raise StoreError(f"{store}: no such store; create it with `embedkit extract`")

@@ -151,9 +151,14 @@ def _read_columns(f: h5py.File, path, n: int):
 
 
 def load_state(path) -> State | None:
-    """Read the state of the store at ``path``; None when there is no store yet."""
+    """Read the state of the store at ``path``; None when there is no store yet.
+
+    A missing index whose folder still holds rows (an orphaned folder) is a StoreError
+    naming the folder and ``embedkit store recover``: no writer starts a new store over it.
+    """
     path = Path(path)
     if not path.exists():
+        check_not_orphaned(path)
         return None
     try:
         f = h5py.File(path, "r")
@@ -177,7 +182,9 @@ def write_index(path, state: State, shard_rows: dict[str, int], *, base: State |
     ``shard_rows`` gives each shard's row count (for the virtual datasets' sources).
     Labels and split go to column files first (``state.pieces`` is set to them): those of
     ``base``, the snapshot ``state`` was derived from, are kept where its rows are
-    unchanged, so an append writes only its new rows' values.
+    unchanged, so an append writes only its new rows' values. Column files of ``base``
+    that the new index no longer names are removed once it is in place (a reader that
+    still holds ``base`` retries on the newer snapshot).
     """
     path = Path(path)
     state.pieces = write_columns(path, state.labels, state.split, base) if state.n else []
@@ -193,6 +200,11 @@ def write_index(path, state: State, shard_rows: dict[str, int], *, base: State |
     finally:
         if tmp.exists():
             tmp.unlink()
+    kept = {name for name, _ in state.pieces}
+    for name, _ in (base.pieces or []) if base is not None else []:
+        if name not in kept:
+            with contextlib.suppress(OSError):
+                (column_dir(path) / name).unlink()
 
 
 def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):
@@ -338,6 +350,41 @@ def open_existing(store, name: str):
         return open_shard(shard_path(store, name))
     except FileNotFoundError:
         raise StoreError(missing_shard(store, name)) from None
+
+
+def orphaned_files(path) -> list[Path]:
+    """The shards and column files of a store folder whose index ``path`` is missing.
+
+    Empty when the index exists, or when the folder holds only what an unfinished first
+    extract left (its journal is beside the shards: the re-run resumes from it).
+    """
+    path = Path(path)
+    folder = sidecar(path)
+    if path.exists() or path.is_symlink() or not folder.is_dir() or (folder / "journal").exists():
+        return []
+    files = []
+    for sub in (shard_dir(path), column_dir(path)):
+        if sub.is_dir():
+            files += [p for p in sub.iterdir() if p.is_file() and ".tmp-" not in p.name]
+    return files
+
+
+def check_not_orphaned(path) -> None:
+    """Refuse a missing index whose folder holds shards (see :func:`orphaned_files`)."""
+    files = orphaned_files(path)
+    if files:
+        n = sum(1 for p in files if p.parent.name == "shards")
+        raise StoreError(
+            f"{path}: the index file is missing but its folder {sidecar(path)}/ still holds "
+            f"{n} shard(s) and {len(files) - n} column file(s); run `embedkit store recover "
+            f"{path}` to rebuild the index from them (or move the folder away to start anew)"
+        )
+
+
+def no_store(path) -> str:
+    """The one-line error for a store path with nothing there (or an orphaned folder)."""
+    check_not_orphaned(path)
+    return f"{path}: no such store; create it with `embedkit extract`"
 
 
 def missing_shard(store, name: str) -> str:

@@ -7,6 +7,8 @@ shards (the scale-out journal's batches) are merged into one new shard.
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,21 +25,36 @@ _ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smal
 
 
 def place(src: Path, dst: Path) -> None:
-    """Put ``src`` at ``dst``: a hard link when possible, else a checked copy."""
-    if dst.exists():
+    """Put ``src`` at ``dst``: a hard link when possible, else a checked copy.
+
+    A file already at ``dst`` (same content-derived name) is kept only when its bytes
+    equal ``src``'s; a damaged or swapped file under that name is replaced.
+    """
+    if same_content(src, dst):
         return
+    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
     try:
-        os.link(src, dst)
+        os.link(src, tmp)
     except OSError:
-        tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
         size = src.stat().st_size
         with disk_errors(tmp, size):
             check_free(dst.parent, size, dst)
             shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
+            fsync_path(tmp)
+    os.replace(tmp, dst)
     fsync_path(dst.parent)
+
+
+def same_content(src: Path, dst: Path) -> bool:
+    """Whether ``dst`` exists and holds ``src``'s bytes (the same file, or equal bytes)."""
+    try:
+        if os.path.samefile(src, dst):
+            return True
+    except OSError:
+        return False
+    return filecmp.cmp(src, dst, shallow=False)
 
 
 @dataclass
@@ -108,20 +125,16 @@ def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMet
     digests = np.concatenate([m.digests for m in group])
     used = [n for n in names if n in set(labels)] + sorted(set(labels) - set(names) - {""})
     builder = ShardBuilder(folder, fingerprint, ids, digests, labels, used, split)
-    path = folder / builder.name
-    if path.exists():
+    try:  # a file already under this name is replaced: it may be damaged
+        lo = 0
+        for meta in group:
+            with open_shard(meta.path) as f:
+                for tap in fingerprint.tap_infos:
+                    builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
+            lo += len(meta.ids)
+        path = builder.finish()
+    except BaseException:
         builder.abort()
-    else:
-        try:
-            lo = 0
-            for meta in group:
-                with open_shard(meta.path) as f:
-                    for tap in fingerprint.tap_infos:
-                        builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
-                lo += len(meta.ids)
-            path = builder.finish()
-        except BaseException:
-            builder.abort()
-            raise
+        raise
     size = path.stat().st_size
     return ShardMeta(path, ids, labels, split, digests, size)

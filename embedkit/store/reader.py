@@ -21,7 +21,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.index import missing_file, read_state, shard_path, store_nbytes
+from embedkit.store.index import missing_file, no_store, read_state, shard_path, store_nbytes
 from embedkit.store.labels import array_label_names
 from embedkit.store.mapping import flat_rows, map_dataset
 from embedkit.store.rowchecks import check_rows
@@ -63,7 +63,7 @@ class FeatureStore:
 
     def _open(self) -> None:
         if not self.path.exists():
-            raise StoreError(f"{self.path}: no such store; create it with `embedkit extract`")
+            raise StoreError(no_store(self.path))
         try:
             index = h5py.File(self.path, "r")
         except OSError as exc:

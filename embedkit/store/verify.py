@@ -22,7 +22,15 @@ from embedkit.errors import StoreError
 from embedkit.store import schema as S
 from embedkit.store.checks import RESTORE, index_problems
 from embedkit.store.columns import column_dir, content_matches
-from embedkit.store.index import SELF, missing_file, read_state, shard_dir, shard_path, sidecar
+from embedkit.store.index import (
+    SELF,
+    check_not_orphaned,
+    missing_file,
+    read_state,
+    shard_dir,
+    shard_path,
+    sidecar,
+)
 from embedkit.store.rowchecks import duplicate_ids, row_problems
 from embedkit.store.shards import content_name, open_shard
 
@@ -60,6 +68,10 @@ def verify_store(path) -> list[str]:
     """
     path = Path(path)
     if not path.exists():
+        try:
+            check_not_orphaned(path)
+        except StoreError as exc:
+            return [str(exc)]
         return [f"{path}: no such store; give the .h5 index file written by embedkit extract"]
     try:
         f = h5py.File(path, "r")

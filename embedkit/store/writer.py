@@ -32,7 +32,14 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.commit import CommitSummary, _check, _now, commit_locked, prepare
+from embedkit.store.commit import (
+    CommitSummary,
+    _check,
+    _now,
+    clean_debris,
+    commit_locked,
+    prepare,
+)
 from embedkit.store.index import (
     RowLookup,
     load_state,
@@ -348,3 +355,4 @@ def set_splits(
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         new = replace(state, split=values, attrs={**state.attrs, "updated": _now()})
         write_index(path, new, shard_rows(path, new), base=state)
+        clean_debris(path, new)  # the superseded column files
