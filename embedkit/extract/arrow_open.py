@@ -116,16 +116,21 @@ def _renumbered(parts: list, prefix: str):
     """Several arrow files of one dataset as one part, its rows numbered from 0 across them."""
     from dataclasses import replace
 
-    batches = [(k, b) for k, part in enumerate(parts) for b in range(len(part.counts))]
-
-    def read_batch(b: int, columns: list[str]):
-        k, local = batches[b]
-        return parts[k].read_batch(local, columns)
-
     counts = [n for part in parts for n in part.counts]
-    return replace(
-        parts[0], counts=counts, read_batch=read_batch, where=str(Path(parts[0].where).parent)
-    )
+    where = str(Path(parts[0].where).parent)
+    return replace(parts[0], counts=counts, read_batch=_Concat(parts), where=where)
+
+
+class _Concat:
+    """Batch ``b`` of several parts' batches, one after the other (picklable for Ray)."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.batches = [(k, b) for k, part in enumerate(parts) for b in range(len(part.counts))]
+
+    def __call__(self, b: int, columns: list[str]):
+        k, local = self.batches[b]
+        return self.parts[k].read_batch(local, columns)
 
 
 def _class_names(features: dict) -> tuple[str, ...]:

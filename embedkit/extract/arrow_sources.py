@@ -74,15 +74,8 @@ def _parquet_part(path: Path, name: str, base: Path) -> _Part:
         raise UserInputError(
             f"{path}: not a readable Parquet file ({_first_line(exc)}); re-write it"
         ) from None
-    local = threading.local()  # a ParquetFile per thread: reads never share a handle
-
-    def read_batch(b: int, columns: list[str]):
-        if getattr(local, "file", None) is None:
-            local.file = pq.ParquetFile(path)
-        return local.file.read_row_group(b, columns=columns)
-
     counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    return _Part(name, str(path), counts, read_batch, schema, base=base)
+    return _Part(name, str(path), counts, _ParquetReader(path), schema, base=base)
 
 
 def _arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) -> _Part:
@@ -106,18 +99,8 @@ def _arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) -
             f"{path}: not a readable Arrow IPC/Feather file ({_first_line(exc)}); re-write it"
         ) from None
 
-    def read_batch(b: int, columns: list[str]):
-        with pa.memory_map(str(path)) as source:
-            if is_file:
-                batch = pa.ipc.open_file(source).get_batch(b)
-            else:
-                stream = pa.ipc.open_stream(source)
-                for _ in range(b):
-                    stream.read_next_batch()
-                batch = stream.read_next_batch()
-        return pa.Table.from_batches([batch]).select(columns)
-
-    return _Part(name, str(path), counts, read_batch, schema, split, tuple(label_names), base)
+    reader = _ArrowReader(path, is_file)
+    return _Part(name, str(path), counts, reader, schema, split, tuple(label_names), base)
 
 
 def _table_part(table, where: str, name="", split=None, label_names=()) -> _Part:
@@ -126,11 +109,59 @@ def _table_part(table, where: str, name="", split=None, label_names=()) -> _Part
         name,
         where,
         counts,
-        lambda b, columns: table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns),
+        _TableReader(table),
         table.schema,
         split,
         tuple(label_names),
     )
+
+
+class _ParquetReader:
+    """Row group ``b`` of a Parquet file; one open file per thread, none when pickled (Ray)."""
+
+    def __init__(self, path: Path):
+        self.path, self.local = path, threading.local()
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def __call__(self, b: int, columns: list[str]):
+        if getattr(self.local, "file", None) is None:
+            pq = require("pyarrow.parquet", "arrow", "Parquet sources")
+            self.local.file = pq.ParquetFile(self.path)
+        return self.local.file.read_row_group(b, columns=columns)
+
+
+class _ArrowReader:
+    """Record batch ``b`` of a memory-mapped Arrow IPC file (direct) or stream (read to it)."""
+
+    def __init__(self, path: Path, is_file: bool):
+        self.path, self.is_file = path, is_file
+
+    def __call__(self, b: int, columns: list[str]):
+        pa = _pa()
+        with pa.memory_map(str(self.path)) as source:
+            if self.is_file:
+                batch = pa.ipc.open_file(source).get_batch(b)
+            else:
+                stream = pa.ipc.open_stream(source)
+                for _ in range(b):
+                    stream.read_next_batch()
+                batch = stream.read_next_batch()
+        return pa.Table.from_batches([batch]).select(columns)
+
+
+class _TableReader:
+    """Slice ``b`` (of :data:`TABLE_CHUNK` rows) of an in-memory table."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __call__(self, b: int, columns: list[str]):
+        return self.table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns)
 
 
 def _first_line(exc: BaseException) -> str:

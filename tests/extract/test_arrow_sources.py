@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -109,6 +110,9 @@ def test_hugging_face_saved_folders_and_objects(models, tmp_path):
     datasets.DatasetDict({"train": ds, "validation": ds.select([0, 1])}).save_to_disk(
         tmp_path / "dict"
     )
+    ds.save_to_disk(tmp_path / "two", num_shards=2)  # two arrow files, rows numbered across
+    two = open_source(tmp_path / "two")
+    assert two.scan().ids == tuple("01234") and [two.read(i) for i in range(5)] == TEXTS
     listing = open_source(tmp_path / "saved").scan()
     assert listing.labels == ("pos", "neg", "pos", None, "neg")
     assert listing.label_order == ("neg", "pos")
@@ -198,3 +202,13 @@ def test_reads_row_groups_not_the_whole_file(tmp_path):
     source.scan()
     assert len(source._cache) <= 8  # decoded batches kept: a few row groups, not ten
     assert source.read(999) == "text 999" and source.read(0) == "text 0"
+
+
+def test_sources_pickle_for_ray_actors(text_parquet, tmp_path):
+    feather.write_feather(pa.table({"text": TEXTS}), tmp_path / "t.feather")
+    pandas = pytest.importorskip("pandas")
+    for source in (open_source(text_parquet, column="body"), open_source(tmp_path / "t.feather"),
+                   open_source(pandas.DataFrame({"text": TEXTS}))):  # fmt: skip
+        source.scan()
+        copy = pickle.loads(pickle.dumps(source))
+        assert [copy.read(i) for i in range(5)] == TEXTS
