@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability.cases_args import arg_cases
+from tests.reliability.cases_arrow import arrow_cases
 from tests.reliability.cases_data import array_cases, text_cases
 from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
@@ -21,6 +22,7 @@ AREAS = {
     "images": image_cases,
     "text": text_cases,
     "arrays": array_cases,
+    "arrow": arrow_cases,
     "models": model_cases,
     "specs": spec_cases,
     "heads": head_cases,
