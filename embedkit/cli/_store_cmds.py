@@ -90,6 +90,7 @@ def register(sub) -> None:
                    help="export only this tap (repeatable; default all)")  # fmt: skip
     q.add_argument("--out", required=True, help="the .parquet file or npy folder to create")
     q.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    add_overwrite(q)
     q.set_defaults(func=run_export)
 
 
@@ -234,17 +235,13 @@ def run_verify(args) -> int:
 
 
 def run_export(args) -> int:
-    from embedkit.store.export import export_store
+    from embedkit.store.export import export_store, is_export
 
-    kind = Output("a new export (store export never replaces a file)", args.format == "npy", _never)
-    guard_output(args.out, kind, inputs=[args.store])
-    summary = export_store(
-        args.store, args.out, format=args.format, taps=args.taps, progress=not args.quiet
-    )
+    kind = Output(f"an export written by embedkit store export ({args.format})",
+                  args.format == "npy", is_export)  # fmt: skip
+    guard_output(args.out, kind, overwrite=args.overwrite, inputs=[args.store])
+    summary = export_store(args.store, args.out, format=args.format, taps=args.taps,
+                           progress=not args.quiet, overwrite=True)  # fmt: skip
     if not args.quiet:
         print(f"exported {summary}")
     return 0
-
-
-def _never(path) -> bool:
-    return False

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import StoreError, UserInputError, require
+from embedkit.files import atomic_file, fsync_path, temp_name
 from embedkit.store.reader import FeatureStore
-from embedkit.store.shards import fsync_path
 
 FORMATS = ("parquet", "npy")
 RESERVED = ("id", "label", "split", "ids", "labels", "splits", "label_names")  # not tap names
@@ -64,6 +64,7 @@ def export_store(
     taps: list[str] | tuple[str, ...] | None = None,
     chunk_rows: int = CHUNK_ROWS,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> ExportSummary:
     """Write the rows of ``store`` (ids, labels, splits, features) to ``out``.
 
@@ -80,6 +81,9 @@ def export_store(
         Rows per chunk (and per Parquet row group); memory is about one chunk's worth.
     progress : bool
         A progress bar on stderr.
+    overwrite : bool
+        Replace an existing ``out`` (the CLI's overwrite guard decides when); otherwise
+        only an empty file or folder is replaced.
 
     Examples
     --------
@@ -98,7 +102,7 @@ def export_store(
     if chunk_rows < 1:
         raise UserInputError(f"chunk_rows {chunk_rows}: pass a positive number of rows")
     out = Path(out)
-    if out.exists():
+    if out.exists() and not _empty(out) and not overwrite:
         raise UserInputError(f"{out}: already exists; choose a new path or delete it first")
     if not out.parent.is_dir():
         raise UserInputError(f"{out.parent}: no such folder; create it first")
@@ -112,21 +116,42 @@ def export_store(
                 )
         rows = _Rows(fs, store)
     del fs  # its cached columns go with it
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        write = _write_parquet if format == "parquet" else _write_npy
-        write(rows, tmp, taps, chunk_rows, progress)
-        for path in tmp.iterdir() if tmp.is_dir() else [tmp]:
-            fsync_path(path)
-        os.replace(tmp, out)
-        fsync_path(out.parent)
-    finally:
-        if tmp.is_dir():
+    if format == "parquet":
+        with atomic_file(out) as tmp:
+            _write_parquet(rows, tmp, taps, chunk_rows, progress)
+    else:
+        tmp = temp_name(out)
+        try:
+            _write_npy(rows, tmp, taps, chunk_rows, progress)
+            for path in tmp.iterdir():
+                fsync_path(path)
+            old = temp_name(out).with_suffix(".old")
+            if out.exists():  # an empty folder, or the one --overwrite replaces
+                os.replace(out, old)
+            os.replace(tmp, out)
+            fsync_path(out.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
     nbytes = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     return ExportSummary(str(out), format, rows.n, taps, nbytes)
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is an export this module wrote (what the CLI may replace)."""
+    if path.is_dir():
+        return (path / "ids.npy").is_file() and (path / "label_names.json").is_file()
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta.get(b"embedkit", b"{}")).get("format") == "embedkit-export"
+    except Exception:  # noqa: BLE001 - not readable Parquet: not ours
+        return False
+
+
+def _empty(path: Path) -> bool:
+    return not any(path.iterdir()) if path.is_dir() else path.stat().st_size == 0
 
 
 class _Rows:

@@ -77,11 +77,30 @@ def test_bad_arguments_leave_nothing(store, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     out.write_bytes(b"keep me")
     result = run_cli("store", "export", store, "--out", out)
-    assert result.returncode == 2 and "x.parquet: already exists" in result.stderr
+    assert result.returncode == 2 and "x.parquet already exists" in result.stderr
     assert out.read_bytes() == b"keep me"
+    result = run_cli("store", "export", store, "--out", store)  # never an input
+    assert result.returncode == 2 and "is an input of this command" in result.stderr
     with pytest.raises(UserInputError, match="no such folder"):
         export_store(store, tmp_path / "missing" / "f.parquet")
     result = run_cli("store", "export", tmp_path / "nostore.h5", "--out", tmp_path / "y.parquet")
     assert result.returncode == 2 and "no such store" in result.stderr
     assert not (tmp_path / "y.parquet").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_earlier_export_is_replaced_and_overwrite_replaces_others(store, tmp_path):
+    out = tmp_path / "f.parquet"
+    assert run_cli("store", "export", store, "--tap", "pool", "--out", out).returncode == 0
+    result = run_cli("store", "export", store, "--out", out)  # its own earlier output
+    assert result.returncode == 0, result.stderr
+    assert pq.read_schema(out).names == ["id", "label", "split", "pool", "fmap"]
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    result = run_cli("store", "export", store, "--format", "npy", "--out", folder)
+    assert result.returncode == 2 and (folder / "notes.txt").exists()
+    result = run_cli("store", "export", store, "--format", "npy", "--out", folder, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert not (folder / "notes.txt").exists() and (folder / "pool.npy").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name or "old" in p.name) == []
