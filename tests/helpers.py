@@ -22,3 +22,21 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None):
         cwd=REPO,
         env=full_env,
     )
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``embedkit ARGS`` in this process: (exit code, stdout, stderr).
+
+    The same ``main`` a real process runs, without a second interpreter importing
+    sklearn, skops and torch (about 4 s of CPU each); keep :func:`run_cli` for the tests
+    whose point is the real process (its exit status, no traceback, a kill).
+    """
+    from embedkit.cli import main
+
+    capsys.readouterr()  # start from empty buffers
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code if isinstance(exc.code, int) else 2
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

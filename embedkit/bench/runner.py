@@ -43,7 +43,6 @@ from embedkit.bench.worker import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record
 
-DEFAULT_HEADS = BENCH_DEFAULT_HEADS
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
 PROTOCOLS = ("kshot", "cv")
 
@@ -58,7 +57,7 @@ class BenchSpec:
     18
     """
 
-    heads: tuple[str, ...] = DEFAULT_HEADS  # names from embedkit.heads.HEADS
+    heads: tuple[str, ...] = BENCH_DEFAULT_HEADS  # names from embedkit.heads.HEADS
     shots: tuple[int | str, ...] = DEFAULT_SHOTS  # rows per class; "all" = the whole pool
     seeds: int = 5  # seeds 0 .. seeds-1: each draws its own k-shot rows and head init
     protocol: str = "kshot"  # "kshot": score on the fixed test split; "cv": on held-out folds

@@ -92,16 +92,15 @@ def test_val_out_of_range_is_a_one_line_argument_error(bench_store, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
-def test_missing_store_and_the_build_step_from_a_real_process(bench_store, tmp_path):
+def test_missing_store_and_the_build_step_from_a_real_process(bench_store, tmp_path, capsys):
     result = run_cli("bench", str(tmp_path / "none.h5"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "none.h5" in result.stderr
     result = run_cli("bench-build", str(tmp_path))
     assert result.returncode == 2 and "no run records" in result.stderr
-    result = run_cli(
-        "bench", str(bench_store), "--shots", "1,all", "--out", str(tmp_path / "o"), *ARGS
-    )
-    assert result.returncode == 0, result.stderr
-    assert "runs run, 0 already done, 0 failed" in result.stdout
+    code, out, err = _bench(capsys, str(bench_store), "--shots", "1,all", "--out",
+                            str(tmp_path / "o"), *ARGS)  # fmt: skip
+    assert code == 0, err
+    assert "runs run, 0 already done, 0 failed" in out
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "accuracy_vs_fit_time.png", "accuracy_vs_shots.png", "results.csv", "results.md", "runs",
     ]  # fmt: skip

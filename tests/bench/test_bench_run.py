@@ -14,26 +14,29 @@ from embedkit.errors import UserInputError
 SMALL = {"heads": "logreg,centroid", "shots": "2,all", "seeds": 2, "jobs": 1}
 
 
-def _fits(log):
-    return sum(kind == "fit" for _, kind, _ in log)
+def _records(out):
+    return {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
 
 
-def test_rerun_skips_done_runs_and_resumes_an_interrupted_bench(bench_store, recorded, tmp_path):
+def test_rerun_skips_done_runs_and_resumes_an_interrupted_bench(bench_store, tmp_path):
     out = tmp_path / "out"
     table = run_bench(bench_store, out=out, plots=False, **SMALL)
-    # 8 runs; at shots = all each run also fits once without its validation part (--val),
-    # and the seeds of a deterministic head (both are) share their fit on all rows: 4 + 2 + 4
-    assert _fits(recorded) == 10 and table.info["runs_run"] == 8
+    first = _records(out)
+    assert table.info["runs_run"] == 8 and len(first) == 8
     again = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 10, "a re-run must not fit again"
     assert again.info == {**again.info, "runs_run": 0, "runs_skipped": 8}
+    assert _records(out) == first, "a re-run must not run (and rewrite) a record again"
     # an interrupted bench: two records missing, a half-written temporary file left behind
     (out / "runs" / "features__logreg__all__s1.json").unlink()
     (out / "runs" / "features__centroid__k2__s0.json").unlink()
     (out / "runs" / ".features__logreg__all__s1.abc.tmp").write_text('{"trunc')
     resumed = run_bench(bench_store, out=out, plots=False, **SMALL)
-    assert _fits(recorded) == 13 and resumed.info["runs_run"] == 2
-    assert len(list((out / "runs").glob("*.json"))) == 8
+    assert resumed.info["runs_run"] == 2 and resumed.info["runs_skipped"] == 6
+    after = _records(out)
+    assert set(after) == set(first)
+    changed = {name for name in first if after[name] != first[name]}
+    assert changed <= {"features__logreg__all__s1.json", "features__centroid__k2__s0.json"}
+    assert [r["accuracy_mean"] for r in resumed.rows] == [r["accuracy_mean"] for r in table.rows]
 
 
 def test_seeds_of_a_deterministic_head_share_the_fit_on_all_rows(bench_store, recorded, tmp_path):

@@ -12,7 +12,8 @@ from embedkit.bench import build_report, run_bench
 from embedkit.bench.data import load_bench_sets
 from embedkit.heads.tapsets import TapJoin
 from embedkit.store import FeatureStore
-from tests.helpers import run_cli
+from tests.bench.conftest import MARK
+from tests.helpers import cli
 
 HEADS = "logreg,centroid"
 
@@ -82,8 +83,8 @@ def test_recommendation_is_the_best_validation_score_and_never_sees_test(layered
 
 def test_validation_fits_see_training_rows_only(layered_store, tmp_path, recorded):
     path, y, splits = layered_store
-    X = np.arange(len(y), dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
-    store = tmp_path / "marked.h5"  # column 0 holds the row number (what the recorder logs)
+    X = np.arange(len(y), dtype=np.float32)[:, None] / MARK * np.ones((1, 2), np.float32)
+    store = tmp_path / "marked.h5"  # column 0 holds the row marker (what the recorder logs)
     FeatureStore.from_arrays(store, X, y, splits=splits).close()
     run_bench(store, out=tmp_path / "b", heads="centroid", shots="all", seeds=1, val=0.2, jobs=1)
     fits = [rows for _, kind, rows in recorded if kind == "fit"]
@@ -132,16 +133,14 @@ def test_joined_is_every_tap_joined_in_depth_order(layered_store, tmp_path):
     assert table.taps == ["early", "mid", "final", "early+mid+final"]
 
 
-def test_cli_taps_and_repeated_tap_agree(layered_store, tmp_path):
+def test_cli_taps_and_repeated_tap_agree(layered_store, tmp_path, capsys):
     path = layered_store[0]
     common = ["--heads", "centroid", "--shots", "all", "--seeds", "2", "--jobs", "1", "--quiet"]
-    a = run_cli("bench", str(path), "--taps", "early,final", "--out", str(tmp_path / "a"), *common)
-    b = run_cli("bench", str(path), "--tap", "early", "--tap", "final", "--out",
-                str(tmp_path / "b"), *common)  # fmt: skip
-    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    assert (
-        "recommended: tap final + head centroid" in a.stdout and "baselines: majority" in a.stdout
-    )
+    a = cli(capsys, "bench", path, "--taps", "early,final", "--out", tmp_path / "a", *common)
+    b = cli(capsys, "bench", path, "--tap", "early", "--tap", "final", "--out", tmp_path / "b",
+            *common)  # fmt: skip
+    assert a[0] == 0 and b[0] == 0, a[2] + b[2]
+    assert "recommended: tap final + head centroid" in a[1] and "baselines: majority" in a[1]
     assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == sorted(
         p.name for p in (tmp_path / "b" / "runs").iterdir()
     )

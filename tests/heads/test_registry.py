@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sklearn.model_selection import ParameterGrid
 
-from embedkit.bench.runner import DEFAULT_HEADS
+from embedkit.bench.runner import BenchSpec
 from embedkit.bench.sweep import sweep_candidates
 from embedkit.cli import build_parser
 from embedkit.heads import HEADS, head_class, make_head
-from embedkit.heads.registry import BENCH_DEFAULT_HEADS, RECORDS
+from embedkit.heads.registry import RECORDS
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
@@ -24,15 +24,16 @@ def test_each_record_matches_its_class(record):
     assert len(sweep_candidates(record.name, head)) == expected
 
 
-def test_cli_and_bench_take_their_head_lists_from_the_registry():
+def test_cli_and_bench_take_their_head_lists_from_the_registry(capsys):
     parser = build_parser()
-    train = parser._subparsers._group_actions[0].choices["train"]
-    head_choices = next(a.choices for a in train._actions if a.dest == "head")
-    assert tuple(head_choices) == HEADS
-    bench = parser._subparsers._group_actions[0].choices["bench"]
-    assert next(a.default for a in bench._actions if a.dest == "heads") == ",".join(DEFAULT_HEADS)
-    assert DEFAULT_HEADS == BENCH_DEFAULT_HEADS
-    assert DEFAULT_HEADS == ("sgd", "logreg", "linear", "mlp", "knn", "centroid")
+    for name in HEADS:  # --head accepts every registered head, and nothing else
+        assert parser.parse_args(["train", "s.h5", "--head", name, "--out", "o"]).head == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "s.h5", "--head", "resnet", "--out", "o"])
+    assert f"choose from {', '.join(map(repr, HEADS))}" in capsys.readouterr().err
+    default = ("sgd", "logreg", "linear", "mlp", "knn", "centroid")  # the bench_default records
+    assert parser.parse_args(["bench", "s.h5", "--out", "o"]).heads == ",".join(default)
+    assert BenchSpec().heads == default
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
