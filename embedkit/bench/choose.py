@@ -2,22 +2,37 @@
 
     embedkit bench feats.h5 --taps all --val 0.2 --out bench/
 
-Everything here is chosen on VALIDATION accuracy: at the largest shot level, each run
-also fits on its training rows minus a stratified ``--val`` part and scores that part
-(the same rows for every tap set and head of a seed). The test split only reports how the
-chosen pair does. The interval of a pair is the 95% t-interval over seeds.
+Everything here is chosen on CROSS-VALIDATION accuracy of the training rows: at the
+largest shot level, seed ``s`` of each (tap set, head) pair also fits on the training
+rows minus fold ``s mod F`` of a stratified F-fold split (``F = 1/--val``, 5 by default;
+:func:`embedkit.bench.data.cv_holdout`) and scores that fold, so 5 seeds are one full
+5-fold cross-validation, and every pair is scored on the same folds. The test split only
+reports how the chosen pair does. The rule (docs/bench.md, "How the pair is picked"):
+
+1. the best pair has the highest mean cross-validation accuracy;
+2. a pair is *within noise* of it when the mean of their paired per-fold differences is
+   at most one standard error of those differences (the one-standard-error rule,
+   Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*, 7.10);
+3. of the pairs within noise, the simplest is recommended: fewest taps in the set, then
+   the cheapest head (``HeadRecord.cost``; a deterministic head before a seeded one),
+   then the higher cross-validation mean.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from embedkit.bench.data import shot_rank
+from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
 
 
 def recommend(table) -> dict | None:
-    """The row (tap, head) with the highest mean validation accuracy at the largest shot
-    level; ties go to the earlier tap set and head. None without validation scores.
+    """The recommended (tap, head) row at the largest shot level, by the rule above; None
+    without cross-validation scores.
 
     Examples
     --------
@@ -25,13 +40,41 @@ def recommend(table) -> dict | None:
     >>> row["tap"], row["head"], row["val_accuracy_mean"], row["accuracy_mean"]  # doctest: +SKIP
     ('layer.4', 'logreg', 0.861, 0.853)
     """
+    near = within_noise(table)
+    return min(near, key=_simplicity) if near else None
+
+
+def within_noise(table) -> list[dict]:
+    """The rows at the largest shot level within one paired standard error of the row with
+    the best mean cross-validation accuracy (that row first)."""
     top = _top(table)
     cells = [r for r in table.rows if r["shots"] == top and r.get("val_accuracy_mean") is not None]
-    return max(cells, key=lambda r: r["val_accuracy_mean"], default=None)
+    if not cells:
+        return []
+    best = max(cells, key=lambda r: r["val_accuracy_mean"])
+    return [best] + [r for r in cells if r is not best and _near(best, r)]
+
+
+def _near(best: dict, row: dict) -> bool:
+    """One-SE rule on paired differences: mean(best - row) <= sd / sqrt(n) over seeds."""
+    a, b = best.get("val_seeds") or {}, row.get("val_seeds") or {}
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return False
+    diff = np.array([a[s] - b[s] for s in seeds])
+    return float(diff.mean()) <= float(diff.std(ddof=1)) / math.sqrt(len(seeds)) + 1e-12
+
+
+def _simplicity(row: dict) -> tuple:
+    """Fewest taps, then the cheapest head, a deterministic one first, then the CV mean."""
+    head = row["head"]
+    record = head_record(head) if head in HEADS else None
+    cost = (record.cost, not record.deterministic) if record else (99, True)
+    return (len(row["tap"].split("+")), *cost, -row["val_accuracy_mean"])
 
 
 def best_tap_per_head(table) -> list[dict]:
-    """Per head, its row at the largest shot level with the best validation accuracy."""
+    """Per head, its row at the largest shot level with the best cross-validation accuracy."""
     top, out = _top(table), []
     for head in dict.fromkeys(r["head"] for r in table.rows):
         cells = [r for r in table.rows if r["head"] == head and r["shots"] == top
@@ -56,27 +99,29 @@ def pick_markdown(table) -> str:
     from embedkit.bench.report import BELOW, _shot_label
 
     top, best = _top(table), recommend(table)
-    val = table.info.get("val")
     lines = []
     if best is None:
         lines.append(
-            "No recommended pair: no validation scores (`--val 0`, or under 2 rows per class "
-            "at the largest shot level); run with `--val 0.2` and a larger shot level (e.g. "
-            "`all`) to pick a (tap, head) pair without looking at the test split."
+            "No recommended pair: no cross-validation scores (`--val 0`, or under 2 rows per "
+            "class at the largest shot level); run with `--val 0.2` and a larger shot level "
+            "(e.g. `all`) to pick a (tap, head) pair without looking at the test split."
         )
     else:
+        near = within_noise(table)
         lines.append(
-            f"**Recommended: tap `{best['tap']}`, head `{best['head']}`**: validation accuracy "
-            f"{_pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} (shots = "
-            f"{_shot_label(top)}; picked on a stratified {val:.0%} validation part of each "
-            "run's training rows, never the test split; the test score is of the fit on all "
-            "its training rows; ± is the 95% t-interval over seeds)."
+            f"**Recommended: tap `{best['tap']}`, head `{best['head']}`**: cross-validation "
+            f"accuracy {_pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} "
+            f"(shots = {_shot_label(top)}; {_cv_words(table)}; {len(near)} pair(s) within "
+            "one paired standard error of the best cross-validation mean, and this is the "
+            "simplest of them: fewest taps, then the cheapest head; ± is the 95% t-interval "
+            "over seeds; the test score is of the fit on all its training rows)."
         )
+        lines += ["", _gap_line(table, best)]
         ref = reference(table)
         if ref is not None and ref is not best:
             lines[-1] += (
-                f" For reference, {ref['head']} on the default tap `{ref['tap']}`: validation "
-                f"{_pm(ref, 'val_accuracy')}, test {table.cell_text(ref)}."
+                f" For reference, {ref['head']} on the default tap `{ref['tap']}`: "
+                f"cross-validation {_pm(ref, 'val_accuracy')}, test {table.cell_text(ref)}."
             )
     base = table.info.get("baselines", {})
     if base:
@@ -96,9 +141,9 @@ def _best_taps_markdown(table) -> list[str]:
     default = table.info.get("source", {}).get("default_tap")
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == _top(table)}
     lines = [
-        "Best tap per head (by validation accuracy):",
+        "Best tap per head (by cross-validation accuracy):",
         "",
-        f"| head | best tap | validation | test | test on `{default}` |",
+        f"| head | best tap | cross-validation | test | test on `{default}` |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -129,13 +174,15 @@ def _by_tap_markdown(table, top) -> list[str]:
 
 
 def pick_summary(table) -> list[str]:
-    """Terminal lines: the recommended pair, baselines, heads under the majority baseline."""
+    """Terminal lines: the recommended pair, the best cell, baselines, cells under majority."""
     out, best = [], recommend(table)
     if best is not None:
         out.append(
-            f"recommended: tap {best['tap']} + head {best['head']}: validation "
-            f"{_pm(best, 'val_accuracy')}, test {table.cell_text(best)}"
+            f"recommended: tap {best['tap']} + head {best['head']}: cross-validation "
+            f"{_pm(best, 'val_accuracy')} ({len(within_noise(table))} pair(s) within noise; "
+            f"the simplest), test {table.cell_text(best)}"
         )
+        out.append(_gap_line(table, best, markdown=False))
     base = table.info.get("baselines", {})
     if base:
         out.append(
@@ -145,6 +192,30 @@ def pick_summary(table) -> list[str]:
         if under:
             out.append(f"{len(under)} (tap, head, shots) cells are under the majority baseline")
     return out
+
+
+def _gap_line(table, pick: dict, *, markdown: bool = True) -> str:
+    """The best cell of the sweep by TEST accuracy (a description, never the pick)."""
+    cell = table.best(_top(table))
+    if cell is None or pick.get("accuracy_mean") is None:
+        return ""
+    gap = cell["accuracy_mean"] - pick["accuracy_mean"]
+    q = "`" if markdown else ""
+    return (
+        f"best cell of this sweep by test accuracy (shown, not picked on): tap {q}{cell['tap']}"
+        f"{q} + head {q}{cell['head']}{q} {table.cell_text(cell)}; the recommended pair is "
+        f"{gap:.3f} below it."
+    )
+
+
+def _cv_words(table) -> str:
+    val = table.info.get("val") or 0.2
+    folds = max(2, round(1 / val))
+    seeds = table.info.get("seeds", "?")
+    return (
+        f"picked on a repeated stratified {folds}-fold cross-validation of the training "
+        f"rows ({seeds} seeds, one fold each), never the test split"
+    )
 
 
 def _top(table):

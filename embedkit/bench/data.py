@@ -11,7 +11,10 @@ only ever see the training pool, so no protocol can train or tune on a test row:
   nested across ``k`` (the 2-shot set contains the 1-shot set of the same seed);
 - :func:`cv_folds`: stratified k-fold over the training pool;
 - :func:`carve_validation`: a stratified validation part of one run's training rows,
-  used by the hyper-parameter sweep and by ``--val`` (which picks the recommended pair).
+  used by the hyper-parameter sweep;
+- :func:`cv_holdout`: seed ``s``'s fold of a repeated stratified cross-validation of the
+  training rows, which scores every (tap set, head) pair at the largest shot level (the
+  recommended pair is picked on it, see :mod:`embedkit.bench.choose`).
 """
 
 from __future__ import annotations
@@ -191,6 +194,37 @@ def carve_validation(
         return None
     n_val = max(len(classes), round(fraction * len(rows)))
     return stratified_split(rows, y[rows], n_val, seed=seed)
+
+
+def cv_holdout(
+    y: np.ndarray, rows: np.ndarray, seed: int, fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Seed ``seed``'s part of a repeated stratified cross-validation of ``rows``.
+
+    With ``F = round(1 / fraction)`` folds, seed ``s`` holds out fold ``s mod F`` of the
+    stratified ``F``-fold split number ``s // F`` (shuffled with that number): seeds
+    0..F-1 together are one full F-fold cross-validation (every row held out once), the
+    next F seeds a second, reshuffled one, and so on. This is how ``bench`` scores each
+    (tap set, head) pair at the largest shot level, for the same cost as one validation
+    split per seed. A class with fewer than ``F`` rows falls back to
+    :func:`carve_validation`; under two rows, None.
+
+    Examples
+    --------
+    >>> y = np.array([0] * 10 + [1] * 10)
+    >>> held = [cv_holdout(y, np.arange(20), s, 0.2)[1] for s in range(5)]
+    >>> sorted(np.concatenate(held).tolist()) == list(range(20))  # one full 5-fold CV
+    True
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = max(2, round(1 / fraction))
+    counts = np.unique(y[rows], return_counts=True)[1]
+    if counts.min() < folds:
+        return carve_validation(y, rows, seed, fraction)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed) // folds)
+    fit, held = list(splitter.split(rows, y[rows]))[int(seed) % folds]
+    return np.sort(rows[fit]), np.sort(rows[held])
 
 
 def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):

@@ -151,13 +151,14 @@ class BenchTable:
         from embedkit.bench.choose import pick_summary
 
         out = pick_summary(self)
-        tap = (self.recommended or {}).get("tap") or self.taps[-1]
-        for shots in _shot_levels(self.rows):
-            row = self.best(shots, tap)
-            if row:
+        pick = self.recommended
+        if pick is not None and len(_shot_levels(self.rows)) > 1:  # the pair's curve, no pick
+            cell = {(r["tap"], r["head"], r["shots"]): r for r in self.rows}
+            for shots in _shot_levels(self.rows):
+                row = cell.get((pick["tap"], pick["head"], shots))
                 out.append(
-                    f"shots={_shot_label(shots):>4}: best {row['head']:<9} on {tap} "
-                    f"accuracy {self.cell_text(row)}"
+                    f"shots={_shot_label(shots):>4}: {pick['head']} on {pick['tap']} "
+                    f"(the recommended pair) test accuracy {self.cell_text(row)}"
                 )
         info = self.info
         if "runs_planned" in info:
@@ -224,6 +225,11 @@ def aggregate(records: list[dict]) -> BenchTable:
             row.update(
                 {f"{key}_{s}": _none(v) for s, v in zip(("mean", "lo", "hi"), (mean, lo, hi))}
             )
+        row["val_seeds"] = {  # seed -> validation accuracy: the paired comparisons of choose
+            int(r["seed"]): float(r["val"]["accuracy"])
+            for r in ok
+            if (r.get("val") or {}).get("accuracy") is not None
+        }
         rows.append(row)
     rank = {tap: i for i, tap in enumerate(order)}
     rows.sort(key=lambda r: (rank.get(r["tap"], len(rank)), _head_rank(r["head"]),

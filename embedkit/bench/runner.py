@@ -9,8 +9,10 @@ The features of every tap set are read once into memory. Runs go to worker proce
 memory-mapped by the workers, and each worker limits BLAS and torch to ``cores // jobs``
 threads so that workers do not oversubscribe the cores. Every tap set sees the same
 k-shot rows, validation rows and test rows (paired comparisons). At the largest shot
-level, each run also fits on its training rows minus a ``--val`` part and scores that
-part: the validation accuracy that picks the recommended (tap, head) pair. Records are
+level, each run also fits on its training rows minus one fold of a repeated stratified
+cross-validation (seed s: fold s mod F, F = 1/--val; :func:`~embedkit.bench.data.cv_holdout`)
+and scores that fold: the cross-validation accuracy that picks the recommended (tap,
+head) pair (:mod:`embedkit.bench.choose`). Records are
 written by the parent as runs finish, so an interrupted bench resumes where it stopped.
 What a worker does with a run (and how the seeds of a deterministic head share one fit
 on all rows) is in :mod:`embedkit.bench.worker`.
@@ -30,9 +32,9 @@ from joblib import cpu_count
 from embedkit.bench.data import (
     ALL,
     BenchData,
-    carve_validation,
     check_shots,
     cv_folds,
+    cv_holdout,
     kshot_indices,
     load_bench_sets,
     parse_shots,
@@ -67,7 +69,7 @@ class BenchSpec:
     jobs: int | None = None  # worker processes; None = all cores, 1 = in this process
     head_params: dict | None = None  # {"knn": {"n_neighbors": 3}}: fixed head parameters
     taps: str | tuple | None = None  # tap sets: None = the store's default; "all", "a,b", "a+b"
-    val: float = 0.2  # largest shot level: validation fraction of each run's training rows
+    val: float = 0.2  # largest shot level: 1/folds of the repeated cross-validation (0: none)
 
     def __post_init__(self):
         if isinstance(self.heads, str):
@@ -232,7 +234,7 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
                 rows = kshot_indices(data.y, pool, shots, seed)
                 val = None
                 if shots == spec.top_shots and spec.val:
-                    val = carve_validation(data.y, rows, seed, fraction=float(spec.val))
+                    val = cv_holdout(data.y, rows, seed, fraction=float(spec.val))
                 for tap in (d.tap for d in datas):
                     for head in spec.heads:
                         rid = run_id(tap, head, shots, seed, fold)

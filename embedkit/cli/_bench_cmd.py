@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from embedkit.cli._args import fraction, fraction_or_zero, int_at_least, positive_int
 from embedkit.cli._outputs import BENCH_FOLDER, add_overwrite, guard_output
-from embedkit.heads.registry import BENCH_DEFAULT_HEADS
+from embedkit.heads.registry import BENCH_DEFAULT_HEADS, TAP_SWEEP_HEADS
 
 _DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
+_SWEEP_HEADS = ",".join(TAP_SWEEP_HEADS)
 _DEFAULT_SHOTS = "1,2,4,8,16,all"
 
 
@@ -24,11 +25,15 @@ def register(sub) -> None:
         help="compare heads on one store: k-shot curves or cross-validation, with intervals",
         description="Fit every head at every shot level and seed, one JSON record per run in "
         "OUT/runs/ (a re-run skips runs already done), then write OUT/results.csv, "
-        "OUT/results.md and PNG plots. Intervals are 95%% Student-t over seeds.",
+        "OUT/results.md and PNG plots. Intervals are 95% Student-t over seeds.",
     )
     p.add_argument("store", help="the labelled .h5 feature store")
     p.add_argument("--out", required=True, help="results directory (created; resumable)")
-    p.add_argument("--heads", default=_DEFAULT_HEADS, help=f"comma list (default {_DEFAULT_HEADS})")
+    p.add_argument(
+        "--heads",
+        default=None,
+        help=f"comma list (default {_DEFAULT_HEADS}; with --taps/--tap: {_SWEEP_HEADS})",
+    )
     p.add_argument(
         "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
     )
@@ -53,9 +58,10 @@ def register(sub) -> None:
         "--val",
         type=fraction_or_zero,
         default=0.2,
-        help="at the largest shot level, also fit each run on its training rows minus this "
-        "stratified fraction and score that part: picks the recommended (tap, head) pair "
-        "without the test split (default 0.2; 0: no recommendation)",
+        help="at the largest shot level, score every (tap, head) pair by a repeated "
+        "stratified cross-validation of the training rows with 1/VAL folds (seed s holds "
+        "out fold s mod 1/VAL): picks the recommended pair without the test split "
+        "(default 0.2: 5 folds; 0: no recommendation)",
     )
     p.add_argument(
         "--protocol",
@@ -120,7 +126,7 @@ def run_bench_cmd(args) -> int:
         args.out, BENCH_FOLDER, overwrite=args.overwrite, inputs=[args.store, args.exclude]
     )
     spec = BenchSpec(
-        heads=args.heads,
+        heads=args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS),
         shots=args.shots,
         seeds=args.seeds,
         protocol=args.protocol,

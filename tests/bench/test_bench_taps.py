@@ -58,7 +58,7 @@ def test_all_taps_one_command_records_keyed_by_tap_and_resumable(layered_store, 
         "accuracy_vs_depth.png", "accuracy_vs_fit_time.png", "accuracy_vs_shots.png"]  # fmt: skip
 
 
-def test_recommendation_is_the_best_validation_score_and_never_sees_test(layered_store, tmp_path):
+def test_recommendation_is_within_noise_of_the_best_cv_score_and_never_sees_test(layered_store, tmp_path):
     path, y, splits = layered_store
     out = tmp_path / "b"
     table = run_bench(path, out=out, heads=HEADS, shots="4,all", seeds=3, taps="all", val=0.25,
@@ -69,13 +69,19 @@ def test_recommendation_is_the_best_validation_score_and_never_sees_test(layered
         if r["shots"] == "all":
             assert r["val"]["n_fit"] + r["val"]["n_val"] == r["n_train"]
             assert abs(r["val"]["n_val"] - 0.25 * r["n_train"]) <= 2  # per class, rounded
-            val.setdefault((r["tap"], r["head"]), []).append(r["val"]["accuracy"])
+            val.setdefault((r["tap"], r["head"]), {})[r["seed"]] = r["val"]["accuracy"]
         else:
             assert r["val"] is None  # validation only at the largest shot level
-    best = max(val, key=lambda k: (np.mean(val[k]), -list(val).index(k)))
+    val = {k: [v[s] for s in sorted(v)] for k, v in val.items()}  # per seed, paired
+    best = max(val, key=lambda k: np.mean(val[k]))
     rec = table.recommended
-    assert (rec["tap"], rec["head"]) == best and rec["tap"] != "early"
-    assert rec["val_accuracy_mean"] == pytest.approx(np.mean(val[best]))
+    key = (rec["tap"], rec["head"])
+    assert rec["tap"] != "early" and rec["val_accuracy_mean"] == pytest.approx(np.mean(val[key]))
+    # the one-standard-error rule on paired differences: the pick is within noise of the
+    # best cross-validation mean, and no more taps than the best pair
+    diff = np.array(val[best]) - np.array(val[key])
+    assert diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)) + 1e-12 or key == best
+    assert len(rec["tap"].split("+")) <= len(best[0].split("+"))
     md = (out / "results.md").read_text()
     assert f"**Recommended: tap `{rec['tap']}`, head `{rec['head']}`**" in md
     assert "Best tap per head" in md and "| *majority* |" in md and "| *stratified* |" in md
