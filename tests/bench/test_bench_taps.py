@@ -58,7 +58,7 @@ def test_all_taps_one_command_records_keyed_by_tap_and_resumable(layered_store, 
         "accuracy_vs_depth.png", "accuracy_vs_fit_time.png", "accuracy_vs_shots.png"]  # fmt: skip
 
 
-def test_recommendation_is_within_noise_of_the_best_cv_score_and_never_sees_test(layered_store, tmp_path):
+def test_pick_is_within_noise_of_the_best_cv_score_and_never_sees_test(layered_store, tmp_path):
     path, y, splits = layered_store
     out = tmp_path / "b"
     table = run_bench(path, out=out, heads=HEADS, shots="4,all", seeds=3, taps="all", val=0.25,
