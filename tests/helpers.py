@@ -24,8 +24,8 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None):
     )
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``embedkit ARGS`` in this process: (exit code, stdout, stderr).
+def cli(capsys, *args) -> subprocess.CompletedProcess:
+    """Run ``embedkit ARGS`` in this process; return what :func:`run_cli` returns.
 
     The same ``main`` a real process runs, without a second interpreter importing
     sklearn, skops and torch (about 4 s of CPU each); keep :func:`run_cli` for the tests
@@ -39,4 +39,4 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     except SystemExit as exc:  # argparse's usage errors
         code = exc.code if isinstance(exc.code, int) else 2
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)

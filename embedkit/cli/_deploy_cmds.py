@@ -131,12 +131,12 @@ def _write_parquet(columns: dict, out: str) -> None:
 
 def _recorded_model(head: str) -> str | None:
     """The backbone path a head's train.json records (an input of deploy and predict)."""
-    from pathlib import Path
+    from embedkit.errors import EmbedkitError
+    from embedkit.heads.train_record import TrainRecord
 
     try:
-        info = json.loads((Path(head) / "train.json").read_text())
-        return str(info["features"]["model"]) or None
-    except (OSError, ValueError, KeyError, TypeError):
+        return (TrainRecord.read(head).features or {}).get("model") or None
+    except (OSError, EmbedkitError):
         return None  # not a head folder: predict/deploy name the problem themselves
 
 

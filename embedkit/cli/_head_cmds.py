@@ -84,7 +84,7 @@ def run_train(args) -> int:
     inputs = [args.store, args.exclude]
     guard_output(args.out, HEAD_FOLDER, overwrite=args.overwrite, inputs=inputs)
     exclude = read_ids_file(args.exclude) if args.exclude else None
-    info = train_on_store(
+    record = train_on_store(
         args.store,
         args.head,
         args.out,
@@ -96,15 +96,15 @@ def run_train(args) -> int:
         seed=args.seed,
         progress=True,
     )
-    rows = ", ".join(f"{k} {v}" for k, v in info["rows"].items())
+    rows = ", ".join(f"{k} {v}" for k, v in record.rows.items())
     print(
-        f"trained {args.head} on tap {info['tap']!r} ({rows} rows; "
-        f"{info['excluded']} excluded) -> {args.out}"
+        f"trained {args.head} on tap {record.tap!r} ({rows} rows; "
+        f"{record.excluded} excluded) -> {args.out}"
     )
-    if info.get("exclude_note"):
-        print(info["exclude_note"])
-    print(describe_fit(info["fit"]))
-    for part, acc in info["accuracy"].items():
+    if record.exclude_note:
+        print(record.exclude_note)
+    print(describe_fit(record.fit))
+    for part, acc in record.accuracy.items():
         print(f"{part} accuracy: {acc:.4f}")
     return 0
 

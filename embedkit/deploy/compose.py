@@ -22,9 +22,11 @@ import numpy as np
 from embedkit import __version__
 from embedkit import contract as C
 from embedkit.deploy.convert import FEATURES, LABEL, PROBABILITIES, head_to_onnx
-from embedkit.deploy.record import backbone, read_record
+from embedkit.deploy.record import backbone
 from embedkit.errors import ExportError
 from embedkit.files import atomic_file
+from embedkit.heads.tapsets import TapJoin
+from embedkit.heads.train_record import TrainRecord
 
 PREFIX = "head/"
 # Metadata a deployed model keeps from its backbone (docs/architecture.md, Contract 1).
@@ -76,7 +78,7 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
 
     from embedkit.heads import load_head
 
-    record = read_record(head_dir)
+    record = TrainRecord.read(head_dir)
     spec = backbone(record, model)
     head = load_head(head_dir)
     name = type(head).__name__
@@ -84,13 +86,13 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     taps = record.taps
     if not flat and len(taps) != 1:
         raise ExportError(f"{record.where}: an {name} reads one tap, got {len(taps)}")
-    shape = (record.features["width"],) if flat else tuple(taps[0]["shape"])
+    shape = (record.features["width"],) if flat else taps[0].shape
     base = onnx.load(str(spec.path))
     opset = next(o.version for o in base.opset_import if o.domain in ("", "ai.onnx"))
     head_model = head_to_onnx(head, shape, opset=opset)
     diff = _verify(head, head_model, shape)
     outputs = {t.name: t for t in spec.outputs}
-    tap_inputs = [(t["output"], outputs[t["output"]].dtype, t["shape"]) for t in taps]
+    tap_inputs = [(t.output, outputs[t.output].dtype, t.shape) for t in taps]
     merged = _join(base, head_model, tap_inputs, flat, record.features["dtype"], record.join)
     classes = record.class_names(head.classes_)
     _set_metadata(merged, spec, record, name, classes, diff)
@@ -108,7 +110,7 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     )
 
 
-def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: dict | None = None):
+def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: TapJoin | None = None):
     """backbone -> bridge (cast, flatten, standardise joined taps, concat) -> head."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -134,7 +136,7 @@ def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: dict | Non
                                            axis=1))  # fmt: skip
         if join:  # (x - mean) * scale per feature, as TapJoin.transform
             for key, op in (("mean", "Sub"), ("scale", "Mul")):
-                values = np.asarray(join[key][i], dtype=np.float32)
+                values = np.asarray(getattr(join, key)[i], dtype=np.float32)
                 graph.initializer.append(numpy_helper.from_array(values, f"{name}/{key}"))
                 bridge.append(helper.make_node(op, [bridge[-1].output[0], f"{name}/{key}"],
                                                [f"{name}/{op.lower()}"]))  # fmt: skip
@@ -226,7 +228,7 @@ def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff:
     meta[C.LABELS] = list(classes)
     meta[C.HEAD] = {
         "class": head_name,
-        "taps": [t["name"] for t in record.taps],
+        "taps": list(record.tap_names),
         "backbone_sha256": record.features["backbone_sha256"],
         "store_fingerprint": record.features["fingerprint"],
         "embedkit": __version__,

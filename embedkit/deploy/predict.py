@@ -14,85 +14,15 @@ record before the head reads it.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from embedkit import contract as C
 from embedkit.deploy.convert import PROBABILITIES
-from embedkit.deploy.record import backbone, check_store, read_record
+from embedkit.deploy.record import backbone, check_store
 from embedkit.errors import UserInputError
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Predictions for the items of one source, in source order (bad items left out)."""
-
-    ids: tuple[str, ...]
-    labels: tuple[str, ...]  # the predicted class name per item
-    probabilities: np.ndarray  # (N, K), columns in the order of ``classes``
-    classes: tuple[str, ...]  # class names
-    truth: tuple[str | None, ...]  # the source's own label per item, None where it has none
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most probable class names (N, k) and their probabilities (N, k)."""
-        if k < 1:
-            raise UserInputError(f"--top-k {k}: pass a positive number of classes")
-        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]  # (N, k)
-        names = np.asarray(self.classes, dtype=object)[order]
-        return names, np.take_along_axis(self.probabilities, order, axis=1)
-
-    def records(self, top_k: int | None = None) -> Iterator[dict[str, Any]]:
-        """One dict per item: id, pred, confidence, label (true), then the probabilities.
-
-        Without ``top_k``: ``proba`` maps every class to its probability; with it,
-        ``top`` lists the ``top_k`` most probable ``[class, probability]`` pairs.
-        """
-        best = self.probabilities.max(1) if len(self) else np.zeros(0)
-        top = self.top_k(top_k) if top_k else None
-        for i, item in enumerate(self.ids):
-            record = {
-                "id": item,
-                "pred": self.labels[i],
-                "confidence": float(best[i]),
-                "label": self.truth[i],
-            }
-            if top is None:
-                record["proba"] = dict(zip(self.classes, map(float, self.probabilities[i])))
-            else:
-                record["top"] = [[n, float(p)] for n, p in zip(top[0][i], top[1][i])]
-            yield record
-
-    def columns(self, top_k: int | None = None) -> dict[str, Any]:
-        """The predictions as columns (the CSV's, typed): id, pred, confidence, label, then
-        ``p_<class>`` per class, or ``top<r>``/``p_top<r>`` for ranks 1..``top_k``.
-
-        Examples
-        --------
-        >>> p = Predictions(("a",), ("cat",), np.array([[0.75, 0.25]]), ("cat", "dog"), (None,))
-        >>> list(p.columns()), p.columns(top_k=1)["top1"].tolist()
-        (['id', 'pred', 'confidence', 'label', 'p_cat', 'p_dog'], ['cat'])
-        """
-        probs = self.probabilities
-        cols: dict[str, Any] = {
-            "id": list(self.ids),
-            "pred": list(self.labels),
-            "confidence": probs.max(1) if len(self) else np.zeros(0),
-            "label": list(self.truth),
-        }
-        if top_k:
-            names, p = self.top_k(top_k)
-            for r in range(names.shape[1]):
-                cols[f"top{r + 1}"], cols[f"p_top{r + 1}"] = names[:, r], p[:, r]
-        else:
-            cols |= {f"p_{name}": probs[:, j] for j, name in enumerate(self.classes)}
-        return cols
+from embedkit.heads.from_store import Predictions, predict_store
+from embedkit.heads.train_record import TrainRecord
 
 
 def predict(
@@ -139,7 +69,7 @@ def predict(
         )
     if path.is_file():
         return _run_deployed(path, source, config, options)
-    record = read_record(path)
+    record = TrainRecord.read(path)
     if _is_store(source):
         from embedkit.store import FeatureStore
 
@@ -150,7 +80,7 @@ def predict(
 
     spec = backbone(record, model)
     feats = record.features
-    taps = tuple(t["name"] for t in record.taps)
+    taps = record.tap_names
     with tempfile.TemporaryDirectory(prefix="embedkit-predict-") as tmp:
         store = Path(tmp) / "features.h5"
         run = {**options, "taps": taps, "preprocess": feats["preprocess"], "dtype": feats["dtype"]}
@@ -169,21 +99,8 @@ def _is_store(source) -> bool:
     return path.is_file() and (path.suffix in (".h5", ".hdf5") or h5py.is_hdf5(str(path)))
 
 
-def _from_store(head_dir: Path, store, record) -> Predictions:
-    from embedkit.heads import predict_store
-
-    tap = record.taps[0]["name"] if len(record.taps) == 1 else None
-    rows = list(predict_store(head_dir, store, tap=tap))
-    classes = tuple(rows[0]["proba"]) if rows else tuple(record.label_names)
-    return Predictions(
-        ids=tuple(r["id"] for r in rows),
-        labels=tuple(r["pred"] for r in rows),
-        probabilities=np.array([list(r["proba"].values()) for r in rows]).reshape(
-            len(rows), len(classes)
-        ),
-        classes=classes,
-        truth=tuple(r["label"] for r in rows),
-    )
+def _from_store(head_dir: Path, store, record: TrainRecord) -> Predictions:
+    return predict_store(head_dir, store, tap=record.tap if len(record.taps) == 1 else None)
 
 
 def _run_deployed(path: Path, source, config, options: dict) -> Predictions:

@@ -1,6 +1,7 @@
-"""What a head was trained on, and the checks that predict and deploy run against it.
+"""The checks that predict and deploy run against a head's ``train.json``.
 
-``embedkit train`` writes ``train.json`` next to the head; its ``features`` entry names the
+``embedkit train`` writes ``train.json`` next to the head
+(:class:`~embedkit.heads.train_record.TrainRecord`); its ``features`` entry names the
 store's fingerprint, the ONNX model (path and sha256), the preprocessing, the taps and the
 feature width. A store, or a model run on raw inputs, must match it:
 
@@ -12,68 +13,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from embedkit.errors import UserInputError
-
-TRAIN_INFO = "train.json"  # written by embedkit train next to head.json
-
-
-@dataclass(frozen=True)
-class HeadRecord:
-    """A head directory's ``train.json``: label names, tap and feature provenance."""
-
-    directory: Path
-    label_names: tuple[str, ...]  # class names by label index, as in the training store
-    features: dict | None  # train.json["features"]; None for heads saved without it
-    join: dict | None = None  # train.json["join"]: statistics of joined taps (a+b), else None
-    store: str | None = None  # train.json["store"]: the training store (absolute since 0.1)
-
-    @property
-    def where(self) -> Path:
-        return self.directory / TRAIN_INFO
-
-    @property
-    def taps(self) -> list[dict]:
-        """Descriptions of the taps the head reads (name, output, shape, pooling, ...)."""
-        return list(self.features["taps"]) if self.features else []
-
-    def class_names(self, classes) -> list[str]:
-        """Names of ``head.classes_`` (label indices), by the training store's names."""
-        names = self.label_names
-        return [names[int(c)] if 0 <= int(c) < len(names) else str(c) for c in classes]
+from embedkit.heads.train_record import TrainRecord
 
 
-def read_record(head_dir: str | Path) -> HeadRecord:
-    """Read ``HEAD_DIR/train.json``; a head saved by ``save_head`` alone has no record.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> head = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (head / "head.json").write_text("{}")  # a head saved by save_head alone
-    >>> read_record(head).features is None
-    True
-    """
-    directory = Path(head_dir)
-    if not (directory / "head.json").is_file():
-        raise UserInputError(
-            f"{directory / 'head.json'} not found; pass a head directory written by "
-            "`embedkit train`, or a model written by `embedkit deploy`"
-        )
-    path = directory / TRAIN_INFO
-    if not path.is_file():
-        return HeadRecord(directory, (), None)
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{path}: not valid JSON ({exc}); retrain the head") from exc
-    names = tuple(info.get("label_names") or ())
-    return HeadRecord(directory, names, info.get("features"), info.get("join"), info.get("store"))
-
-
-def backbone(record: HeadRecord, model: str | Path | None = None):
+def backbone(record: TrainRecord, model: str | Path | None = None):
     """The ONNX model the head's features came from, checked by sha256.
 
     ``model`` replaces the recorded path (a moved file); its content must still match.
@@ -106,7 +52,7 @@ def backbone(record: HeadRecord, model: str | Path | None = None):
     return spec
 
 
-def _find_model(record: HeadRecord) -> Path:
+def _find_model(record: TrainRecord) -> Path:
     """The recorded model: its absolute path, else the path relative to the head folder
     (``model_from_head``: head and model moved together), else relative to the training
     store (``model_from_store``); the caller checks the sha256 of whichever exists."""
@@ -120,7 +66,7 @@ def _find_model(record: HeadRecord) -> Path:
     return next((p for p in candidates if p.is_file()), recorded)
 
 
-def check_store(record: HeadRecord, fs, *, force: bool = False) -> None:
+def check_store(record: TrainRecord, fs, *, force: bool = False) -> None:
     """Raise when store ``fs`` was made otherwise than the head's training store.
 
     The backbone sha256, the preprocessing and the description of each tap the head
@@ -136,9 +82,8 @@ def check_store(record: HeadRecord, fs, *, force: bool = False) -> None:
         ("preprocess", json.loads(fp.preprocess), feats["preprocess"]),
     ]
     for tap in record.taps:
-        stored = fs.tap_info(tap["name"]).to_dict() if tap["name"] in fs.taps else None
-        stored = stored and {k: v for k, v in stored.items() if k in tap}
-        pairs.append((f"tap {tap['name']!r}", stored, tap))
+        stored = fs.tap_info(tap.name).to_dict(dtype=False) if tap.name in fs.taps else None
+        pairs.append((f"tap {tap.name!r}", stored, tap.to_dict(dtype=False)))
     for field, stored, trained in pairs:
         if stored != trained:
             field, stored, trained = _first_difference(field, stored, trained)

@@ -20,27 +20,28 @@ Examples
 >>> X = rng.normal(size=(300, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
 >>> FeatureStore.from_arrays(os.path.join(d, "f.h5"), X, y).close()
 >>> m = train_on_store(os.path.join(d, "f.h5"), "logreg", os.path.join(d, "head"))
->>> m["accuracy"]["test"] > 0.9
+>>> m.accuracy["test"] > 0.9
 True
->>> sorted(next(predict_store(os.path.join(d, "head"), os.path.join(d, "f.h5"))))
-['confidence', 'id', 'label', 'pred', 'proba']
+>>> p = predict_store(os.path.join(d, "head"), os.path.join(d, "f.h5"))
+>>> p.probabilities.shape, p.classes
+((300, 2), ('0', '1'))
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
+from embedkit.heads.train_record import TrainRecord, feature_record
 
-TRAIN_INFO = "train.json"  # next to head.json: the store, tap and label names it was trained on
 _PREDICT_BLOCK = 8192
 
 
@@ -56,8 +57,8 @@ def train_on_store(
     exclude_val: bool = False,
     seed: int = 0,
     progress: bool = False,
-) -> dict:
-    """Fit ``head_name`` on the train rows of ``store``, save it to ``out``, return metrics.
+) -> TrainRecord:
+    """Fit ``head_name`` on the train rows of ``store``, save it to ``out``; its record.
 
     ``tap`` is one tap, a joined tap set (``"blocks.14+pool"``, or a list of taps, joined
     as :mod:`embedkit.heads.tapsets` describes), or None for the store's default tap.
@@ -69,7 +70,8 @@ def train_on_store(
     rows, and the validation rows only with ``exclude_val``. Torch heads early-stop on the
     val rows; accuracy is reported on train, val and test rows where they exist, and
     ``"fit"`` says how the fit went (epochs, best epoch).
-    ``progress`` prints a line to stderr every 10 s of a long torch fit.
+    ``progress`` prints a line to stderr every 10 s of a long torch fit. The returned
+    :class:`~embedkit.heads.train_record.TrainRecord` is saved as ``out/train.json``.
     """
     from embedkit.heads import save_head
     from embedkit.heads._progress import epoch_progress
@@ -93,7 +95,7 @@ def train_on_store(
             for name, rows_ in parts.items()
         }
         label_names = fs.label_names
-        features = feature_record(fs, taps, Path(store))
+        tap_infos, features = feature_record(fs, taps, Path(store))
     (X, y), (X_val, y_val) = data["train"], data["val"]
     with epoch_progress(enabled=progress):
         if head_record(head_name).torch and len(X_val):
@@ -103,24 +105,23 @@ def train_on_store(
     save_head(head, out)
     if features.get("model_from_store"):  # head, store and model may move together
         features["model_from_head"] = os.path.relpath(features["model"], os.path.abspath(out))
-    info = {
-        "store": os.path.abspath(store),
-        "tap": tap_set_name(taps),
-        "taps": list(taps),
-        "join": join.to_dict() if join else None,
-        "head": head_name,
-        "params": params or {},
-        "label_names": label_names,
-        "rows": {name: int(len(rows)) for name, rows in parts.items()},
-        "excluded": rows.excluded_train,
-        "excluded_val_kept": rows.excluded_val_kept,
-        "exclude_note": rows.exclude_note(),
-        "accuracy": {name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
-        "fit": fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
-        "features": features,
-    }
-    write_bytes_atomic(Path(out) / TRAIN_INFO, json.dumps(info, indent=1).encode())
-    return info
+    record = TrainRecord(
+        head=head_name,
+        taps=tap_infos,
+        label_names=tuple(label_names),
+        join=join,
+        features=features,
+        store=os.path.abspath(store),
+        params=params or {},
+        rows={name: int(len(part)) for name, part in parts.items()},
+        excluded=rows.excluded_train,
+        excluded_val_kept=rows.excluded_val_kept,
+        exclude_note=rows.exclude_note(),
+        accuracy={name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
+        fit=fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
+    )
+    record.write(out)
+    return record
 
 
 def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...]:
@@ -170,46 +171,117 @@ def fit_summary(head, *, given_val: bool) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """Predictions for the items of one source, in source order (bad items left out)."""
+
+    ids: tuple[str, ...]
+    labels: tuple[str, ...]  # the predicted class name per item
+    probabilities: np.ndarray  # (N, K), columns in the order of ``classes``
+    classes: tuple[str, ...]  # class names
+    truth: tuple[str | None, ...]  # the source's own label per item, None where it has none
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most probable class names (N, k) and their probabilities (N, k)."""
+        if k < 1:
+            raise UserInputError(f"--top-k {k}: pass a positive number of classes")
+        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]  # (N, k)
+        names = np.asarray(self.classes, dtype=object)[order]
+        return names, np.take_along_axis(self.probabilities, order, axis=1)
+
+    def records(self, top_k: int | None = None) -> Iterator[dict[str, Any]]:
+        """One dict per item: id, pred, confidence, label (true), then the probabilities.
+
+        Without ``top_k``: ``proba`` maps every class to its probability; with it,
+        ``top`` lists the ``top_k`` most probable ``[class, probability]`` pairs.
+        """
+        best = self.probabilities.max(1) if len(self) else np.zeros(0)
+        top = self.top_k(top_k) if top_k else None
+        for i, item in enumerate(self.ids):
+            record = {
+                "id": item,
+                "pred": self.labels[i],
+                "confidence": float(best[i]),
+                "label": self.truth[i],
+            }
+            if top is None:
+                record["proba"] = dict(zip(self.classes, map(float, self.probabilities[i])))
+            else:
+                record["top"] = [[n, float(p)] for n, p in zip(top[0][i], top[1][i])]
+            yield record
+
+    def columns(self, top_k: int | None = None) -> dict[str, Any]:
+        """The predictions as columns (the CSV's, typed): id, pred, confidence, label, then
+        ``p_<class>`` per class, or ``top<r>``/``p_top<r>`` for ranks 1..``top_k``.
+
+        Examples
+        --------
+        >>> p = Predictions(("a",), ("cat",), np.array([[0.75, 0.25]]), ("cat", "dog"), (None,))
+        >>> list(p.columns()), p.columns(top_k=1)["top1"].tolist()
+        (['id', 'pred', 'confidence', 'label', 'p_cat', 'p_dog'], ['cat'])
+        """
+        probs = self.probabilities
+        cols: dict[str, Any] = {
+            "id": list(self.ids),
+            "pred": list(self.labels),
+            "confidence": probs.max(1) if len(self) else np.zeros(0),
+            "label": list(self.truth),
+        }
+        if top_k:
+            names, p = self.top_k(top_k)
+            for r in range(names.shape[1]):
+                cols[f"top{r + 1}"], cols[f"p_top{r + 1}"] = names[:, r], p[:, r]
+        else:
+            cols |= {f"p_{name}": probs[:, j] for j, name in enumerate(self.classes)}
+        return cols
+
+
 def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = None):
-    """Yield one dict per item of ``store``: id, predicted label, probabilities, true label.
+    """:class:`Predictions` of the head in ``head_dir`` for every item of ``store``.
 
     The taps (and, for joined taps, their statistics) and label names default to those
-    the head was trained with (``train.json``). Ids and labels are read once; features
-    one block of rows at a time.
+    the head was trained with (``train.json``). Features are read one block of rows at
+    a time.
     """
     from embedkit.heads import load_head
     from embedkit.store import FeatureStore
 
     head = load_head(head_dir)
-    info_path = Path(head_dir) / TRAIN_INFO
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    join = TapJoin.from_dict(info["join"]) if info.get("join") else None
+    record = TrainRecord.read(head_dir)
+    join = record.join
     with FeatureStore(store) as fs:
-        taps = tap_set_of(fs, tap or info.get("taps") or info.get("tap"), head)
+        taps = tap_set_of(fs, tap or record.tap_names or None, head)
         if len(taps) > 1 and (join is None or join.taps != taps):
             raise UserInputError(
-                f"{head_dir} was trained on {info.get('tap')!r}; predict with its own taps "
+                f"{head_dir} was trained on {record.tap!r}; predict with its own taps "
                 "(leave out --tap)"
             )
         _check_width(head, fs, taps, head_dir)
-        names = info.get("label_names") or fs.label_names
-        classes = [_name(c, names) for c in head.classes_]
+        names = list(record.label_names) or fs.label_names
+        classes = tuple(_name(c, names) for c in head.classes_)
         truth_names = fs.label_names  # the store's own names: its classes may be a subset
-        ids = fs.ids()
+        ids = tuple(str(i) for i in fs.ids())
         truth = fs.labels() if fs.has_labels else np.full(len(ids), -1)
         flat = not head.spatial_input
-        for lo in range(0, len(ids), _PREDICT_BLOCK):
-            rows = slice(lo, min(lo + _PREDICT_BLOCK, len(ids)))
-            proba = head.predict_proba(read_taps(fs, taps, rows, join=join, flatten=flat))
-            for item, p, true in zip(ids[rows], proba, truth[rows]):
-                best = int(p.argmax())
-                yield {
-                    "id": str(item),
-                    "pred": classes[best],
-                    "confidence": float(p[best]),
-                    "label": None if true < 0 else _name(true, truth_names),
-                    "proba": dict(zip(classes, map(float, p))),
-                }
+        proba = np.concatenate(
+            [
+                head.predict_proba(
+                    read_taps(fs, taps, slice(lo, lo + _PREDICT_BLOCK), join=join, flatten=flat)
+                )  # fmt: skip
+                for lo in range(0, len(ids), _PREDICT_BLOCK)
+            ]
+            or [np.zeros((0, len(classes)))]
+        )  # (N, K)
+    return Predictions(
+        ids=ids,
+        labels=tuple(classes[i] for i in proba.argmax(1)),
+        probabilities=proba,
+        classes=classes,
+        truth=tuple(None if t < 0 else _name(t, truth_names) for t in truth),
+    )
 
 
 def _check_width(head, fs, taps: Sequence[str], head_dir) -> None:
@@ -222,45 +294,6 @@ def _check_width(head, fs, taps: Sequence[str], head_dir) -> None:
             f"head in {head_dir} was trained on {trained}; predict on a store of the same "
             "model and tap"
         )
-
-
-def feature_record(fs, taps: Sequence[str], store: Path) -> dict:
-    """What the head's features were made with: ``train.json["features"]``.
-
-    ``embedkit predict`` checks a store (or the model it runs on raw inputs) against it,
-    and ``embedkit deploy`` rebuilds the backbone side of the graph from it.
-    """
-    fp = fs.fingerprint
-    infos = [fs.tap_info(tap) for tap in taps]
-    return {
-        "fingerprint": fp.digest,  # of the whole store: backbone, taps, preprocess, dtype
-        "backbone_sha256": fp.backbone_sha256,  # "arrays" for a store of your own features
-        **_model_paths(fs.provenance.get("model"), store),
-        "preprocess": json.loads(fp.preprocess),
-        "taps": [{k: v for k, v in info.to_dict().items() if k != "dtype"} for info in infos],
-        "width": int(sum(np.prod(info.shape) for info in infos)),
-        "dtype": fp.dtype,
-    }
-
-
-def _model_paths(model: str | None, store: Path) -> dict:
-    """Where the store's ONNX file is: ``model`` (absolute when it can be found) and
-    ``model_from_store`` (relative to the store's folder), so a head finds it from any
-    working directory and after the store and model move together; ``backbone_sha256``
-    checks it is the same file (:func:`embedkit.deploy.record.backbone`)."""
-    if not model or model == "arrays":
-        return {"model": model, "model_from_store": None}
-    path = Path(model)
-    if not path.is_absolute():  # a store written before paths were recorded absolute
-        found = [base / path for base in (Path.cwd(), store.parent) if (base / path).is_file()]
-        path = found[0] if found else path
-    if not path.is_absolute():
-        return {"model": model, "model_from_store": None}
-    path = Path(os.path.abspath(path))
-    return {
-        "model": str(path),
-        "model_from_store": os.path.relpath(path, Path(os.path.abspath(store)).parent),
-    }
 
 
 def fit_store(

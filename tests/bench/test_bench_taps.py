@@ -145,8 +145,10 @@ def test_cli_taps_and_repeated_tap_agree(layered_store, tmp_path, capsys):
     a = cli(capsys, "bench", path, "--taps", "early,final", "--out", tmp_path / "a", *common)
     b = cli(capsys, "bench", path, "--tap", "early", "--tap", "final", "--out", tmp_path / "b",
             *common)  # fmt: skip
-    assert a[0] == 0 and b[0] == 0, a[2] + b[2]
-    assert "recommended: tap final + head centroid" in a[1] and "baselines: majority" in a[1]
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert (
+        "recommended: tap final + head centroid" in a.stdout and "baselines: majority" in a.stdout
+    )
     assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == sorted(
         p.name for p in (tmp_path / "b" / "runs").iterdir()
     )

@@ -1,5 +1,6 @@
-"""``embedkit predict`` and ``embedkit deploy`` as a user runs them: real subprocesses,
-real stores and ONNX files, one-line errors with exit code 2."""
+"""``embedkit predict`` and ``embedkit deploy`` as a user runs them: the CLI on real
+stores and ONNX files, one-line errors with exit code 2; one deploy + predict runs as real
+subprocesses, the rest through the same ``main`` in this process."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from embedkit.deploy import predict
 from embedkit.errors import UserInputError
 from embedkit.extract import extract
 from tests.extract.extract_graphs import make_image_model
-from tests.helpers import run_cli
+from tests.helpers import cli, run_cli
 
 pytest.importorskip("onnxruntime")
 
@@ -43,9 +44,9 @@ def test_train_records_what_the_features_were_made_with(data, head):
     assert feats["preprocess"]["kind"] == "image" and len(feats["backbone_sha256"]) == 64
 
 
-def test_predict_raw_images_with_top_k(data, head, tmp_path):
+def test_predict_raw_images_with_top_k(data, head, tmp_path, capsys):
     # The failure of issue 13: this used to be a multi-line HDF5 "Is a directory" error.
-    result = run_cli("predict", str(head), str(data["new_images"]), "--out",
+    result = cli(capsys, "predict", str(head), str(data["new_images"]), "--out",
                      str(tmp_path / "p.csv"), "--top-k", "2", "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
@@ -59,14 +60,16 @@ def test_predict_raw_images_with_top_k(data, head, tmp_path):
     assert np.allclose(p, np.sort(expected.probabilities, 1)[:, ::-1], atol=1e-5)
 
 
-def test_a_store_from_other_preprocessing_is_refused_naming_the_field(data, head, tmp_path):
+def test_a_store_from_other_preprocessing_is_refused_naming_the_field(data, head, tmp_path, capsys):
     store = tmp_path / "other.h5"
     spec = {"kind": "image", "size": [16, 16], "mean": [0, 0, 0], "std": [1, 1, 1]}
     extract(data["image_model"], data["new_images"], store, preprocess=spec, progress=False)
     before = store.read_bytes()
-    result = run_cli("predict", str(head), str(store))
+    result = cli(capsys, "predict", str(head), str(store))
     _one_line_error(result, "other.h5", "different preprocess mean", "--force")
-    forced = run_cli("predict", str(head), str(store), "--force", "--out", str(tmp_path / "p.csv"))
+    forced = cli(
+        capsys, "predict", str(head), str(store), "--force", "--out", str(tmp_path / "p.csv")
+    )
     assert forced.returncode == 0, forced.stderr
     assert "warning:" in forced.stderr and "predicting anyway" in forced.stderr
     assert store.read_bytes() == before
@@ -81,17 +84,17 @@ def test_a_store_from_another_model_is_refused(data, head, tmp_path):
         assert len(predict(head, tmp_path / "o.h5", force=True)) == 8
 
 
-def test_a_moved_or_changed_model_is_named(data, tmp_path):
+def test_a_moved_or_changed_model_is_named(data, tmp_path, capsys):
     model = shutil.copy(data["image_model"], tmp_path / "m.onnx")
     extract(model, data["images"], tmp_path / "f.h5", progress=False)
     assert main(["train", str(tmp_path / "f.h5"), "--head", "centroid",
                  "--out", str(tmp_path / "h")]) == 0  # fmt: skip
     moved = shutil.move(model, tmp_path / "moved.onnx")
-    _one_line_error(run_cli("predict", str(tmp_path / "h"), str(data["new_images"])),
+    _one_line_error(cli(capsys, "predict", str(tmp_path / "h"), str(data["new_images"])),
                     "m.onnx", "missing", "--model")  # fmt: skip
     assert len(predict(tmp_path / "h", data["new_images"], model=moved, progress=False)) == 8
     make_image_model(tmp_path / "m.onnx", seed=5)  # another model at the recorded path
-    _one_line_error(run_cli("deploy", str(tmp_path / "h"), "--out", str(tmp_path / "x.onnx")),
+    _one_line_error(cli(capsys, "deploy", str(tmp_path / "h"), "--out", str(tmp_path / "x.onnx")),
                     "m.onnx", "changed since the head was trained")  # fmt: skip
     assert not (tmp_path / "x.onnx").exists()
 
@@ -114,10 +117,10 @@ def test_deploy_then_predict_the_deployed_model(data, head, tmp_path):
                     "not a model written by `embedkit deploy`")  # fmt: skip
 
 
-def test_a_head_that_cannot_convert_says_so(data, tmp_path):
+def test_a_head_that_cannot_convert_says_so(data, tmp_path, capsys):
     assert main(["train", str(data["image_store"]), "--head", "knn", "--param",
                  "metric=euclidean", "--out", str(tmp_path / "h")]) == 0  # fmt: skip
-    result = run_cli("deploy", str(tmp_path / "h"), "--out", str(tmp_path / "m.onnx"))
+    result = cli(capsys, "deploy", str(tmp_path / "h"), "--out", str(tmp_path / "m.onnx"))
     _one_line_error(result, "cannot convert a KNNHead with metric='euclidean'")
 
 

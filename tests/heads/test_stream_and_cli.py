@@ -131,19 +131,15 @@ def test_cli_errors_are_one_line(labelled_store, tmp_path, capsys):
     assert code == 2 and "head.json not found" in capsys.readouterr().err
 
 
-def test_predict_store_reads_the_ids_once_not_per_block(tmp_path, monkeypatch):
+def test_predict_store_gives_every_row_across_blocks_in_store_order(tmp_path):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(20_000, 4)).astype(np.float32)  # three 8,192-row blocks
     y = (X[:, 0] > 0).astype(int)
     path = tmp_path / "f.h5"
     FeatureStore.from_arrays(path, X, y, ids=[f"r{i}" for i in range(len(X))]).close()
     train_on_store(path, "ridge", tmp_path / "head")
-    calls = []
-    real = FeatureStore.ids
-    monkeypatch.setattr(
-        FeatureStore, "ids", lambda fs, rows=None: calls.append(rows) or real(fs, rows)
-    )
-    records = list(predict_store(tmp_path / "head", path))
-    assert calls == [None]
-    assert [r["id"] for r in records[8190:8194]] == ["r8190", "r8191", "r8192", "r8193"]
-    assert np.mean([r["pred"] == r["label"] for r in records]) > 0.95
+    p = predict_store(tmp_path / "head", path)
+    assert p.ids[8190:8194] == ("r8190", "r8191", "r8192", "r8193") and len(p) == len(X)
+    assert p.probabilities.shape == (len(X), 2) and p.classes == ("0", "1")
+    np.testing.assert_allclose(p.probabilities, load_head(tmp_path / "head").predict_proba(X))
+    assert np.mean(np.array(p.labels) == np.array(p.truth)) > 0.95

@@ -62,13 +62,12 @@ def test_join_gives_each_tap_equal_weight_with_train_statistics():
 
 def test_repeated_tap_joins_and_predict_uses_the_recorded_taps(two_tap_store, tmp_path, capsys):
     path, wide, narrow, y, _ = two_tap_store
-    code, out, err = cli(capsys, "train", path, "--head", "logreg", "--tap", "final", "--tap",
-                         "early", "--out", tmp_path / "h")  # fmt: skip
-    assert code == 0, err
-    assert "on tap 'final+early'" in out and "fit: one call" in out
-    code, _, err = cli(capsys, "train", path, "--head", "logreg", "--tap", "final+early",
-                       "--out", tmp_path / "p")  # fmt: skip
-    assert code == 0, err
+    joined = cli(capsys, "train", path, "--head", "logreg", "--tap", "final", "--tap", "early",
+                 "--out", tmp_path / "h")  # fmt: skip
+    plus = cli(capsys, "train", path, "--head", "logreg", "--tap", "final+early",
+               "--out", tmp_path / "p")  # fmt: skip
+    assert joined.returncode == 0 and plus.returncode == 0, joined.stderr + plus.stderr
+    assert "on tap 'final+early'" in joined.stdout and "fit: one call" in joined.stdout
     h, p = (json.loads((tmp_path / d / "train.json").read_text()) for d in "hp")
     assert h == p  # "a+b" and a repeated --tap train the same head
     info = json.loads((tmp_path / "h" / "train.json").read_text())
@@ -80,13 +79,13 @@ def test_repeated_tap_joins_and_predict_uses_the_recorded_taps(two_tap_store, tm
     assert np.allclose(join.mean[0], stats.mean[0]) and np.allclose(join.scale[1], stats.scale[1])
     head = load_head(tmp_path / "h")
     expected = head.predict_proba(join.transform([wide, narrow]))
-    got = np.array([list(r["proba"].values()) for r in predict_store(tmp_path / "h", path)])
+    got = predict_store(tmp_path / "h", path).probabilities
     assert np.allclose(got, expected, atol=1e-6)
     assert info["accuracy"]["test"] > 0.9  # each tap alone is near 0.75
     alone = train_on_store(path, "logreg", tmp_path / "a", tap="early")
-    assert alone["accuracy"]["test"] < 0.85
-    code, _, err = cli(capsys, "predict", tmp_path / "p", path, "--out", tmp_path / "p.csv")
-    assert code == 0, err
+    assert alone.accuracy["test"] < 0.85
+    out = cli(capsys, "predict", tmp_path / "p", path, "--out", tmp_path / "p.csv")
+    assert out.returncode == 0, out.stderr
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + len(y)
 
 
@@ -97,27 +96,27 @@ def _rows(path, split):
 
 def test_comma_in_train_tap_and_joined_maps_are_one_line_errors(two_tap_store, tmp_path, capsys):
     path = two_tap_store[0]
-    code, _, err = cli(capsys, "train", path, "--head", "logreg", "--tap", "final,early",
-                       "--out", tmp_path / "h")  # fmt: skip
-    assert code == 2 and "join taps with +" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "h").exists()
+    result = cli(capsys, "train", path, "--head", "logreg", "--tap", "final,early",
+                 "--out", tmp_path / "h")  # fmt: skip
+    assert result.returncode == 2 and "join taps with +" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "h").exists()
 
 
 def test_val_is_a_fraction_of_train_and_the_test_rows_stay(two_tap_store, tmp_path):
     path = two_tap_store[0]
     info = train_on_store(path, "logreg", tmp_path / "h", tap="early", val=0.25)
-    assert info["rows"] == {"train": 600, "val": 200, "test": 200}  # 25% of 800 train rows
+    assert info.rows == {"train": 600, "val": 200, "test": 200}  # 25% of 800 train rows
 
 
 def test_train_reports_epochs_best_epoch_and_validation(two_tap_store, tmp_path, capsys):
     pytest.importorskip("torch")
     path = two_tap_store[0]
-    code, out, err = cli(capsys, "train", path, "--head", "linear", "--tap", "early", "--out",
-                         tmp_path / "h", "--param", "max_epochs=30")  # fmt: skip
-    assert code == 0, err
+    result = cli(capsys, "train", path, "--head", "linear", "--tap", "early", "--out",
+                 tmp_path / "h", "--param", "max_epochs=30")  # fmt: skip
+    assert result.returncode == 0, result.stderr
     info = json.loads((tmp_path / "h" / "train.json").read_text())["fit"]
     assert 1 <= info["best_epoch"] <= info["epochs"] <= 30 and info["validation"] == "the val split"
-    line = next(x for x in out.splitlines() if x.startswith("fit:"))
+    line = next(x for x in result.stdout.splitlines() if x.startswith("fit:"))
     assert line.startswith(
         f"fit: {info['epochs']} epochs, best epoch {info['best_epoch']} on the val split"
     )
