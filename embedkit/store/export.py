@@ -36,7 +36,7 @@ from embedkit.store.reader import FeatureStore
 FORMATS = ("parquet", "npy")
 RESERVED = ("id", "label", "split", "ids", "labels", "splits", "label_names")  # not tap names
 CHUNK_ROWS = 8_192  # rows read, converted and written at a time
-REOPEN_ROWS = 65_536  # the store is reopened after this many rows: mapped pages are let go
+REOPEN_ROWS = 32_768  # the store is reopened after this many rows: mapped pages are let go
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,7 @@ class _Rows:
         self.splits = fs.splits()
         self.infos = {t: fs.tap_info(t) for t in fs.taps}
         self.fingerprint = fs.fingerprint.to_attrs()
+        self.snapshot = _snapshot(fs)
         self._fs: FeatureStore | None = None
         self._since = 0
 
@@ -174,8 +175,7 @@ class _Rows:
             self.close()  # unmaps what was read so far: memory stays flat in the store size
             self._fs = FeatureStore(self.path)
             self._since = 0
-            if len(self._fs) != self.n or not np.array_equal(self._fs.ids(slice(lo, hi)),
-                                                             self.ids[lo:hi]):  # fmt: skip
+            if _snapshot(self._fs) != self.snapshot:
                 raise StoreError(
                     f"{self.path}: changed while it was exported (a commit or compaction); "
                     "run the export again"
@@ -187,6 +187,12 @@ class _Rows:
         if self._fs is not None:
             self._fs.close()
             self._fs = None
+
+
+def _snapshot(fs: FeatureStore) -> tuple:
+    """What changes with every commit (rows, shards, size, the update time): a reopened
+    store with the same values holds the same rows in the same order."""
+    return len(fs), fs.n_shards, fs.nbytes, fs.provenance.get("updated")
 
 
 def _metadata(rows: _Rows, taps) -> dict:
