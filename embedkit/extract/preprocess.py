@@ -161,6 +161,9 @@ class ImagePreprocessor:
         return {self.spec.input: x.astype(self.spec.dtype, copy=False)}
 
 
+TOKENIZE_BLOCK = 8192  # texts per encode_batch call (memory: a block's Encoding objects)
+
+
 @dataclass(frozen=True)
 class TokenTable:
     """Texts tokenised once, unpadded, in flat arrays: fed batch by batch, padded per batch."""
@@ -207,16 +210,26 @@ class TextPreprocessor:
         return raw
 
     def tokenize(self, texts: list[str]) -> TokenTable:
-        """Tokenise ``texts`` in one ``encode_batch`` call (Rust threads, no padding)."""
+        """Tokenise ``texts`` with ``encode_batch`` (Rust threads, no padding), a block of
+        :data:`TOKENIZE_BLOCK` texts at a time: the tokenizer's per-text ``Encoding`` objects
+        (a few KB each) live for one block, only the flat ids stay."""
         encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        encodings = encode(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        offsets = np.zeros(len(encodings) + 1, np.int64)
+        ids, types, lengths = [], [], []
+        for lo in range(0, len(texts), TOKENIZE_BLOCK):
+            encodings = encode(texts[lo : lo + TOKENIZE_BLOCK])
+            n = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+            total = int(n.sum())
+            ids.append(np.fromiter((i for e in encodings for i in e.ids), np.int32, total))
+            types.append(np.fromiter((t for e in encodings for t in e.type_ids), np.uint8, total))
+            lengths.append(n)
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        total = int(offsets[-1])
-        ids = np.fromiter((i for e in encodings for i in e.ids), np.int32, total)
-        types = np.fromiter((t for e in encodings for t in e.type_ids), np.uint8, total)
-        return TokenTable(ids, types, offsets)
+        return TokenTable(
+            np.concatenate(ids) if ids else np.zeros(0, np.int32),
+            np.concatenate(types) if types else np.zeros(0, np.uint8),
+            offsets,
+        )
 
     def feed(self, tokens: TokenTable, rows: list[int]) -> dict[str, np.ndarray]:
         """The ``{input: (n, longest) int64}`` feed of texts ``rows`` of ``tokens``."""

@@ -81,6 +81,20 @@ def test_plan_tokenises_once_and_feeds_match_per_item_tokenisation(slow_text):
     assert all(len(b) * w <= budget or len(b) == 1 for b, w in zip(plan.batches, widths))
 
 
+def test_tokenising_in_blocks_gives_the_one_call_table(slow_text, monkeypatch):
+    from embedkit.extract import preprocess
+
+    _, model, texts_path, _, _ = slow_text
+    texts = texts_path.read_text().splitlines()
+    pre = make_preprocessor(load_model(model), "text", "texts")
+    whole = pre.tokenize(texts)
+    monkeypatch.setattr(preprocess, "TOKENIZE_BLOCK", 7)  # blocks end mid-list
+    blocks = pre.tokenize(texts)
+    for name in ("ids", "type_ids", "offsets"):
+        np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name))
+    assert pre.tokenize([]).offsets.tolist() == [0]
+
+
 def test_bucketed_store_is_in_source_order_and_matches_items_run_alone(slow_text):
     _, model, texts_path, ids, features = slow_text
     assert ids.tolist() == [str(i) for i in range(N_TEXTS)]  # rows in source order
