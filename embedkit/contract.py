@@ -36,7 +36,7 @@ FORMAT_VERSION = "1"
 PRECISIONS = ("fp32", "fp16", "int8")  # the values of embedkit.precision
 
 SPATIAL_POOLINGS = ("none", "avg", "max", "avgmax", "gem")  # (N, C, H, W) maps
-TOKEN_POOLINGS = ("none", "mean", "cls")  # (N, L, D) token states
+TOKEN_POOLINGS = ("none", "mean", "cls", "lasttoken")  # (N, L, D) token states
 POOLINGS = (*SPATIAL_POOLINGS, *TOKEN_POOLINGS[1:])
 
 

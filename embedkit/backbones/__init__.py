@@ -8,7 +8,7 @@ Python:
 
 >>> from embedkit.backbones import list_backbones
 >>> list_backbones()
-['efficientnet_lite0', 'efficientnet_lite2', 'minilm']
+['efficientnet_lite0', 'efficientnet_lite2', 'minilm', 'mpnet']
 
 This package imports torch; nothing but the CLI imports it (docs/architecture.md).
 """

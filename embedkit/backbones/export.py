@@ -3,7 +3,8 @@
     embedkit export efficientnet_lite0 --out models/lite0.onnx
     embedkit export minilm --out models/minilm.onnx --precision int8
 
-Steps: trace with the TorchScript exporter (opset 17, dynamic batch/sequence axes),
+Steps: trace with the TorchScript exporter (opset 17, dynamic batch/sequence axes), or
+the dynamo exporter where TorchScript fails (weights then in ``FILE.onnx.data``),
 fuse transformer encoders with onnxruntime's optimizer, convert to fp16/int8 when
 asked, write the metadata contract of docs/architecture.md, then verify: onnx.checker,
 onnxruntime on fresh inputs vs torch, fail over tolerance.
@@ -23,7 +24,7 @@ from embedkit import contract as C
 from embedkit.backbones import convert
 from embedkit.backbones.hooked_backbone import HookedBackbone
 from embedkit.backbones.registry import get_backbone
-from embedkit.backbones.to_onnx import OPSET, Traceable, to_onnx
+from embedkit.backbones.to_onnx import Traceable, to_onnx
 from embedkit.backbones.verify import verify, verify_set
 from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
@@ -72,9 +73,10 @@ class ExportReport:
     def summary(self) -> str:
         """A few lines for the CLI: outputs, drift vs torch, fusions, time and size."""
         v = self.verify
+        sidecar = " + .onnx.data" * Path(self.path + ".data").is_file()
         lines = [
-            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB, {self.precision}, "
-            f"{self.seconds:.1f} s)"
+            f"wrote {self.path}{sidecar} ({self.size_bytes / 1e6:.1f} MB, {self.precision}, "
+            f"{self.seconds:.1f} s, {v.get('exporter', 'TorchScript')})"
         ]
         for t in self.taps:
             lines.append(
@@ -168,6 +170,7 @@ def export_backbone(
     precision: str = "fp32",
     max_length: int | None = None,
     normalize: bool | None = None,
+    prompt: str | None = None,
     **options,
 ) -> ExportReport:
     """Export a registered backbone (or ``hf:``/``timm:``/``torchvision:``) by name.
@@ -182,13 +185,17 @@ def export_backbone(
     taps : list of str, optional
         Tap names from ``embedkit taps NAME``; default the backbone's default tap.
     pooling : str, optional
-        Image maps: ``none, avg, max, avgmax, gem``; text: ``mean, cls, none``.
+        Image maps: ``none, avg, max, avgmax, gem``; text: ``mean, cls, lasttoken, none``.
     precision : str
         ``fp32``, ``fp16`` or ``int8``.
     max_length : int, optional
         Text: the tokenizer's truncation length recorded in the preprocessing spec.
     normalize : bool, optional
-        L2-normalise pooled outputs (default: on for minilm, off otherwise).
+        L2-normalise pooled outputs (default: what the model folder's sentence-transformers
+        config says: on for minilm and mpnet, off for a plain Hugging Face folder).
+    prompt : str, optional
+        Text: a prompt name from the folder's ``config_sentence_transformers.json``
+        (default its ``default_prompt_name``; ``"query: "`` for E5 folders).
     **options
         ``fold_normalize``, ``keep_io_types``, ``force``, ``optimize`` (fuse text encoders).
 
@@ -203,7 +210,8 @@ def export_backbone(
     options = ExportOptions(pooling=pooling, precision=precision, normalize=normalize, **options)
     _check_out(out, options)  # before loading weights, so bad arguments fail fast
     if isinstance(name, str):
-        backbone = get_backbone(name).loader(max_length=max_length, normalize=normalize)
+        extra = {} if prompt is None else {"prompt": prompt}
+        backbone = get_backbone(name).loader(max_length=max_length, normalize=normalize, **extra)
     else:  # already loaded with load_backbone(): export it again with other taps
         backbone = name
     return _export(backbone, out, taps, options)
@@ -253,13 +261,15 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
         dynamic = tr.dynamic_axes[tap.output]  # a dynamic axis (sequence) is recorded as None
         shape = [None if ax in dynamic else n for ax, n in enumerate(t.shape)][1:]
         taps.append(replace(tap, shape=shape))
-    model = to_onnx(tr, name)
-    exporter = f"torch.onnx TorchScript, opset {OPSET}"
+    if opts.precision == "fp16" and tr.peaks is not None:
+        _check_fp16_range(name, tr.peaks())
+    model, exporter = to_onnx(tr, name)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     verify_report = {"exporter": exporter, "inputs": tr.fresh_source}
-    if tr.transformer is not None and opts.optimize:
+    if tr.transformer is not None and opts.optimize and "dynamo" not in exporter:
         model, error = convert.optimize_transformer(model, *tr.transformer)
         if error:
-            verify_report["optimizer_error"] = error
+            verify_report["optimizer_error"] = error  # the graph stays as exported
     precision = opts.precision
     if precision == "fp16":
         model = convert.to_fp16(model, opts.keep_io_types)
@@ -279,7 +289,7 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
             "precision": precision,
             "keep_io_types": opts.keep_io_types,
             "torch": torch.__version__,
-            "opset": OPSET,
+            "opset": opset,
         },
     }
     if tr.tokenizer_json is not None:
@@ -294,19 +304,50 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     report["fusions"] = convert.count_ops(model)
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
+    sidecar = save(model, out, external="dynamo" in exporter)
+    verify_report["seconds"] = round(time.perf_counter() - start, 2)
+    size = out.stat().st_size + (sidecar.stat().st_size if sidecar else 0)
+    return ExportReport(
+        str(out), name, precision, tuple(taps), verify_report, verify_report["seconds"], size
+    )
+
+
+EXTERNAL_OVER = 1 << 30  # bytes of weights above which they go to a .onnx.data file
+
+
+def save(model: onnx.ModelProto, out: Path, *, external: bool = False) -> Path | None:
+    """Write ``out``; weights go to ``out.onnx.data`` when ``external`` or over 1 GiB.
+
+    Returns the ``.onnx.data`` path when one was written (it is removed otherwise, so no
+    stale one from an earlier export sits beside the new graph).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = out.with_name(out.name + ".data")
+    weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    if external or weights > EXTERNAL_OVER:
+        sidecar.unlink(missing_ok=True)  # onnx appends to an existing file
+        with atomic_file(out) as tmp:  # the graph names the sidecar, written first
+            onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=sidecar.name, size_threshold=1024)  # fmt: skip
+        return sidecar if sidecar.is_file() else None  # no tensor over the threshold
     with atomic_file(out) as tmp:
         onnx.save(model, str(tmp))
-    verify_report["seconds"] = round(time.perf_counter() - start, 2)
-    return ExportReport(
-        str(out),
-        name,
-        precision,
-        tuple(taps),
-        verify_report,
-        verify_report["seconds"],
-        out.stat().st_size,
-    )
+    sidecar.unlink(missing_ok=True)
+    return None
+
+
+FP16_MAX = 65504.0
+
+
+def _check_fp16_range(name: str, peaks: dict[str, float]) -> None:
+    """Refuse fp16 when a tap's activations (up to its layer) pass float16's range."""
+    over = {tap: peak for tap, peak in peaks.items() if not peak < FP16_MAX}
+    if over:
+        worst = ", ".join(f"{tap} reaches |x| = {peak:.3g}" for tap, peak in over.items())
+        raise UserInputError(
+            f"cannot export {name} in fp16: {worst} on the verification texts, over "
+            f"float16's {FP16_MAX:.0f}; use --precision fp32 or int8, or other --tap"
+        )
 
 
 def _verify_set(tr: Traceable, model_bytes: bytes, names, precision, opts) -> dict:

@@ -75,7 +75,7 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
     x : torch.Tensor
         A feature map (N, C, H, W), token states (N, L, D) or vectors (N, D).
     how : str
-        One of ``none, avg, max, avgmax, gem`` (maps) or ``none, mean, cls`` (tokens).
+        One of ``none, avg, max, avgmax, gem`` (maps) or ``none, mean, cls, lasttoken`` (tokens).
     mask : torch.Tensor, optional
         (N, L) attention mask for masked ``mean`` over tokens.
 
@@ -105,6 +105,10 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
     if x.dim() == 3:  # (N, L, D) -> (N, D)
         if how == "cls":
             return x[:, 0]
+        if how == "lasttoken":
+            if mask is None:
+                return x[:, -1]
+            return last_token(x, mask)
         if how in ("mean", "avg"):
             if mask is None:
                 return x.mean(dim=1)
@@ -115,6 +119,21 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
             f"{', '.join(TOKEN_POOLINGS)}"
         )
     raise UserInputError(f"cannot pool a tap of rank {x.dim()}; use --pool none")
+
+
+def last_token(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each item's last real token, with left or right padding: (N, L, D) → (N, D).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(6.0).view(1, 3, 2)
+    >>> last_token(x, torch.tensor([[1, 1, 0]]))
+    tensor([[2., 3.]])
+    """
+    positions = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, L)
+    index = (mask.to(positions.dtype) * positions).argmax(dim=1)  # (N,) last masked-in position
+    return x[torch.arange(x.shape[0], device=x.device), index]
 
 
 def check_pooling(how: str) -> str:

