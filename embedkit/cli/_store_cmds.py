@@ -76,6 +76,13 @@ def register(sub) -> None:
     q.set_defaults(func=run_store)
     q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
     q.add_argument("store", help="the .h5 feature store")
+    q.add_argument(
+        "--repair",
+        action="store_true",
+        help="restore a damaged or missing index from its copy, rewrite damaged column files "
+        "from the shards, mark damaged shards for the next extract to recompute, drop debris",
+    )
+    q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
     q.set_defaults(func=run_verify)
     q = ops.add_parser(
         "export",
@@ -222,6 +229,11 @@ def run_verify(args) -> int:
     from embedkit.errors import StoreError
     from embedkit.store import FeatureStore, verify_store
 
+    if args.repair:
+        from embedkit.store.repair import repair_store
+
+        for line in repair_store(args.store, timeout=args.wait):
+            print(line)
     problems = verify_store(args.store)
     if problems:
         for line in problems:

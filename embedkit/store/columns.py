@@ -27,6 +27,7 @@ import numpy as np
 from embedkit.errors import StoreError
 from embedkit.store import schema as S
 from embedkit.store.checks import RESTORE
+from embedkit.store.integrity import USERBLOCK, stamp
 from embedkit.store.shards import check_free, disk_errors, fsync_path
 
 COLUMN_FORMAT = "embedkit-columns"
@@ -127,10 +128,11 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
     try:
         with disk_errors(tmp, needed):
             check_free(folder, needed, tmp)
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
                 f.create_dataset(S.LABELS, data=labels)
                 f.create_dataset(S.SPLIT, data=split)
                 f.attrs["format"] = COLUMN_FORMAT
+            stamp(tmp)
             fsync_path(tmp)
             os.replace(tmp, path)
     finally:

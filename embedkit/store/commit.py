@@ -37,6 +37,13 @@ from embedkit.store.index import (
     store_nbytes,
     write_index,
 )
+from embedkit.store.integrity import (
+    RECOMPUTE,
+    checksum_problem,
+    copy_is_current,
+    keep_copy,
+    marked_shards,
+)
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.place import ShardMeta, place, place_all
 from embedkit.store.shards import (
@@ -66,6 +73,15 @@ def prepare(store, lock: WriterLock) -> State | None:
     assert lock._lock is not None, "prepare() needs the writer lock"
     store = Path(store)
     state = load_state(store)
+    if state is not None and not state.self_contained:
+        problem = checksum_problem(store)
+        if problem is not None:
+            raise StoreError(
+                f"{store}: the index file: {problem}; run `embedkit store verify {store} "
+                "--repair` before writing"
+            )
+        if not copy_is_current(store):  # a writer killed between the index and its copy
+            keep_copy(store)
     clean_debris(store, state)
     if state is not None and state.self_contained and state.n:
         state = _upgrade(store, state)
@@ -244,7 +260,8 @@ def commit_locked(
         segments = extend_segments(state.segments, new_shard, new_src)
     labels = np.concatenate([labels, np.asarray(new_cols[2], dtype=np.int64)])
     split = np.concatenate([split, np.asarray(new_cols[3], dtype="S8")])
-    merged_bad = {**state.bad, **bad}
+    committed = {i for _, meta in final for i in meta.ids if i not in skip}
+    merged_bad = {k: v for k, v in {**state.bad, **bad}.items() if k not in committed}
     runs = json.loads(state.attrs.get("runs", "[]"))
     runs.append(
         {
@@ -262,6 +279,7 @@ def commit_locked(
     for key, value in (provenance or {}).items():
         attrs[key] = value if isinstance(value, (int, float)) else str(value)
     attrs.update(runs=json.dumps(runs), updated=_now(), embedkit_version=__version__)
+    attrs.pop(RECOMPUTE, None)  # set again below for marked shards still in use
     new = prune(
         State(
             fingerprint=fingerprint,
@@ -274,6 +292,10 @@ def commit_locked(
             attrs=attrs,
         )
     )
+    placed = {name for name, _ in final}  # written anew by this commit: sound
+    still = [n for n in marked_shards(state.attrs) if n in new.shards and n not in placed]
+    if still:
+        new.attrs[RECOMPUTE] = json.dumps(still)
     write_index(store, new, shard_rows(store, new), base=state)
     crash_point("index-written")
     clean_debris(store, new)

@@ -36,6 +36,7 @@ from embedkit.store.index import (
     write_bad,
     write_index,
 )
+from embedkit.store.integrity import marked_shards
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import ShardBuilder, check_free, disk_errors, open_shard
 
@@ -55,6 +56,11 @@ def compact(store, *, timeout: float = LOCK_TIMEOUT) -> int:
         state = prepare(store, lock)
         if state is None:
             raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        if marked_shards(state.attrs):
+            raise StoreError(
+                f"{store}: shards marked for recompute ({', '.join(marked_shards(state.attrs))}); "
+                "re-run extract into the store first, then compact"
+            )
         before = len(state.shards)
         if before > 1 or len(state.segments) > 1:
             compact_locked(store, state, keep=1)

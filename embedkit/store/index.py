@@ -21,6 +21,7 @@ from embedkit.store import schema as S
 from embedkit.store.checks import check_index
 from embedkit.store.columns import Piece, column_dir, read_columns, write_columns
 from embedkit.store.idindex import IdIndex
+from embedkit.store.integrity import USERBLOCK, check_not_orphaned, keep_copy, stamp
 from embedkit.store.rowchecks import check_rows
 from embedkit.store.shards import disk_errors, fsync_path, open_shard
 
@@ -192,11 +193,13 @@ def write_index(path, state: State, shard_rows: dict[str, int], *, base: State |
     needed = 200 * len(state.segments) + 100 * len(state.pieces) + (1 << 20)
     try:
         with disk_errors(tmp, needed):
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
                 _write_index_body(f, path, state, shard_rows)
+            stamp(tmp)
             fsync_path(tmp)
             os.replace(tmp, path)
             fsync_path(path.parent)
+            keep_copy(path)  # what `store recover` restores
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -350,41 +353,6 @@ def open_existing(store, name: str):
         return open_shard(shard_path(store, name))
     except FileNotFoundError:
         raise StoreError(missing_shard(store, name)) from None
-
-
-def orphaned_files(path) -> list[Path]:
-    """The shards and column files of a store folder whose index ``path`` is missing.
-
-    Empty when the index exists, or when the folder holds only what an unfinished first
-    extract left (its journal is beside the shards: the re-run resumes from it).
-    """
-    path = Path(path)
-    folder = sidecar(path)
-    if path.exists() or path.is_symlink() or not folder.is_dir() or (folder / "journal").exists():
-        return []
-    files = []
-    for sub in (shard_dir(path), column_dir(path)):
-        if sub.is_dir():
-            files += [p for p in sub.iterdir() if p.is_file() and ".tmp-" not in p.name]
-    return files
-
-
-def check_not_orphaned(path) -> None:
-    """Refuse a missing index whose folder holds shards (see :func:`orphaned_files`)."""
-    files = orphaned_files(path)
-    if files:
-        n = sum(1 for p in files if p.parent.name == "shards")
-        raise StoreError(
-            f"{path}: the index file is missing but its folder {sidecar(path)}/ still holds "
-            f"{n} shard(s) and {len(files) - n} column file(s); run `embedkit store recover "
-            f"{path}` to rebuild the index from them (or move the folder away to start anew)"
-        )
-
-
-def no_store(path) -> str:
-    """The one-line error for a store path with nothing there (or an orphaned folder)."""
-    check_not_orphaned(path)
-    return f"{path}: no such store; create it with `embedkit extract`"
 
 
 def missing_shard(store, name: str) -> str:

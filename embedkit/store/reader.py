@@ -21,7 +21,8 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import schema as S
-from embedkit.store.index import missing_file, no_store, read_state, shard_path, store_nbytes
+from embedkit.store.index import missing_file, read_state, shard_path, store_nbytes
+from embedkit.store.integrity import no_store
 from embedkit.store.labels import array_label_names
 from embedkit.store.mapping import flat_rows, map_dataset
 from embedkit.store.rowchecks import check_rows

@@ -2,31 +2,42 @@
 
 When ``feats.h5`` is gone (deleted, or replaced and moved away) but ``feats.h5.d/`` holds
 the shards and column files, every writer refuses the store (an orphaned folder); this
-module gives the index back from the shards themselves (they hold ids, digests, labels
-and split): rows in the order their shards were written (a later shard's row of an id
-already seen replaces it in place, as commits do), labels and split from the column
-files when they cover every row, else as the shards recorded them.
+module gives the index back. It uses, in order:
+
+1. the copy of the index every commit leaves in the folder (``feats.h5.d/index.h5``),
+   when its checksum holds and every file it names is there: the store comes back as it
+   was, bit for bit;
+2. else the shards themselves (they hold ids, digests, labels and split): rows in the
+   order their shards were written (a later shard's row of an id already seen replaces
+   it in place, as commits do), labels and split from the column files when they cover
+   every row, else as the shards recorded them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.errors import StoreError
+from embedkit.files import atomic_file
 from embedkit.store import schema as S
 from embedkit.store.columns import column_dir, read_columns
 from embedkit.store.commit import clean_debris
 from embedkit.store.index import (
     State,
+    load_state,
     segments_of,
     shard_dir,
     shard_rows,
+    sidecar,
     write_index,
 )
+from embedkit.store.integrity import backup_path, checksum_problem
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock
 from embedkit.store.shards import open_shard
 
@@ -42,7 +53,7 @@ def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
     >>> FeatureStore.from_arrays(path, np.ones((4, 2), np.float32), [0, 1, 0, 1]).close()
     >>> os.remove(path)
     >>> recover(path)  # doctest: +ELLIPSIS
-    '...: index rebuilt from 1 shard(s) (4 rows); ...'
+    '...: index restored from its copy ... (4 rows)'
     >>> FeatureStore(path).labels().tolist()
     [0, 1, 0, 1]
     """
@@ -51,16 +62,38 @@ def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
         raise StoreError(
             f"{store}: the index exists, nothing to recover; check it with `embedkit store verify`"
         )
+    with WriterLock(store, timeout=timeout, what="recovering"):
+        return recover_locked(store)
+
+
+def recover_locked(store: Path) -> str:
+    """:func:`recover` for a caller that holds the writer lock (``store verify --repair``)."""
     if not shard_dir(store).is_dir() or not any(shard_dir(store).iterdir()):
         raise StoreError(f"{store}: no shards in {shard_dir(store)}; nothing to recover from")
-    with WriterLock(store, timeout=timeout, what="recovering"):
-        state = _from_shards(store)
-        write_index(store, state, shard_rows(store, state))
-        clean_debris(store, state)  # the old column files, now rewritten
+    done = _from_backup(store)
+    if done is not None:
+        return done
+    state = _from_shards(store)
+    write_index(store, state, shard_rows(store, state))
+    clean_debris(store, state)  # the old column files, now rewritten
     return (
         f"{store}: index rebuilt from {len(state.shards)} shard(s) ({state.n} rows); "
         "check labels and split with `embedkit info`"
     )
+
+
+def _from_backup(store: Path) -> str | None:
+    backup = backup_path(store)
+    if not backup.is_file() or checksum_problem(backup) is not None:
+        return None
+    with atomic_file(store, tmp=sidecar(store) / f"index.tmp-{os.getpid()}") as tmp:
+        shutil.copyfile(backup, tmp)
+    try:
+        state = load_state(store)  # every shard and column file it names is there
+    except StoreError:
+        store.unlink()
+        return None
+    return f"{store}: index restored from its copy {backup} ({state.n} rows)"
 
 
 def _from_shards(store: Path) -> State:

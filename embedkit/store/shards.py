@@ -30,6 +30,7 @@ import numpy as np
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.files import atomic_file, fsync_path
 from embedkit.store import schema as S
+from embedkit.store.integrity import USERBLOCK, stamp
 
 SHARD_FORMAT = "embedkit-shard"
 _WRITE_BYTES = 64 << 20  # bytes per pwrite call
@@ -109,7 +110,7 @@ class ShardBuilder:
 
     def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
-        with h5py.File(path, "w") as f:
+        with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
             f.attrs["format"] = SHARD_FORMAT
             for key, value in self.fingerprint.to_attrs().items():
                 f.attrs[key] = value
@@ -155,6 +156,7 @@ class ShardBuilder:
             self.close()
             if self.before_rename is not None:
                 self.before_rename(self.tmp)
+            stamp(self.tmp)  # the CRC-32 of every byte, checked by store verify
             fsync_path(self.tmp)
             os.replace(self.tmp, final)
             fsync_path(final.parent)

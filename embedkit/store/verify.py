@@ -24,12 +24,18 @@ from embedkit.store.checks import RESTORE, index_problems
 from embedkit.store.columns import column_dir, content_matches
 from embedkit.store.index import (
     SELF,
-    check_not_orphaned,
     missing_file,
     read_state,
     shard_dir,
     shard_path,
     sidecar,
+)
+from embedkit.store.integrity import (
+    backup_path,
+    check_not_orphaned,
+    copy_is_current,
+    file_problem,
+    marked_shards,
 )
 from embedkit.store.rowchecks import duplicate_ids, row_problems
 from embedkit.store.shards import content_name, open_shard
@@ -63,8 +69,8 @@ def verify_store(path) -> list[str]:
     >>> import h5py
     >>> with h5py.File(path, "r+") as f:
     ...     f.attrs["taps"] = "[{"
-    >>> verify_store(path)  # doctest: +ELLIPSIS
-    ["...f.h5: attribute 'taps' is not valid JSON (...); re-run extract or restore the store"]
+    >>> verify_store(path)[0]  # doctest: +ELLIPSIS
+    "...f.h5: attribute 'taps' is not valid JSON (...); re-run extract or restore the store"
     """
     path = Path(path)
     if not path.exists():
@@ -78,20 +84,66 @@ def verify_store(path) -> list[str]:
     except OSError as exc:
         reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
         return [f"{path}: not a readable HDF5 file ({reason})"]
-    with f:
-        problems = list(index_problems(f, path))
-        if problems:
-            return problems + _debris(path, None)
-        try:
-            state = read_state(f, path)
-        except FileNotFoundError as exc:
-            return [missing_file(path, Path(exc.filename))]
-        except (StoreError, OSError, ValueError, KeyError) as exc:
-            return [str(exc).splitlines()[0]]
-        problems = list(row_problems(path, state, [f] if state.self_contained else None))
-        if not problems:
-            problems += _unhashed_ids(path, state, f) + _deep(path, state, f)
-    return problems + _debris(path, state)
+    sums = _index_checksums(path)  # listed after the structural problems they explain
+    try:
+        with f:
+            problems, state = _structure(path, f)
+    except Exception as exc:  # noqa: BLE001 - HDF5 reads of damaged bytes fail in many ways
+        # the checksums name the damaged file; the failed read comes after them
+        files = _file_checksums(path, None)
+        return sums + files + [f"{path}: a read failed ({_first(exc)}); {RESTORE}"]
+    if state is None:
+        return problems + sums + _file_checksums(path, None) + _debris(path, None)
+    marked = [
+        f"{path}: shard {name} is damaged and marked for recompute; re-run `embedkit extract "
+        f"MODEL SOURCE --out {path}` to recompute its rows"
+        for name in marked_shards(state.attrs)
+    ]
+    return marked + problems + sums + _file_checksums(path, state) + _debris(path, state)
+
+
+def _structure(path: Path, f: h5py.File):
+    """``(problems, state)`` of everything but the checksums (state None: unreadable)."""
+    problems = list(index_problems(f, path))
+    if problems:
+        return problems, None
+    try:
+        state = read_state(f, path)
+    except FileNotFoundError as exc:
+        return [missing_file(path, Path(exc.filename))], None
+    except (StoreError, OSError, ValueError, KeyError) as exc:
+        return [str(exc).splitlines()[0]], None
+    problems = list(row_problems(path, state, [f] if state.self_contained else None))
+    if not problems:
+        problems += _unhashed_ids(path, state, f) + _deep(path, state, f)
+    return problems, state
+
+
+def _index_checksums(path: Path) -> list[str]:
+    """The index's CRC-32, and its copy in the folder (present, intact, current)."""
+    problems = [p for p in [file_problem(path, path, "the index file")] if p]
+    backup = backup_path(path)
+    if backup.is_file():
+        problem = file_problem(path, backup, "the index's copy")
+        if problem is None and not problems and not copy_is_current(path):
+            problem = (
+                f"{path}: the index's copy {backup} is older than the index; "
+                f"run `embedkit store verify {path} --repair`"
+            )
+        problems += [problem] if problem else []
+    return problems
+
+
+def _file_checksums(path: Path, state) -> list[str]:
+    """The CRC-32 of every shard and column file the index names (state None: every one
+    in the folder)."""
+    if state is None:
+        found = [(p, "shard") for p in _listing(shard_dir(path))]
+        found += [(p, "column file") for p in _listing(column_dir(path))]
+        return [p for p in (file_problem(path, f, what) for f, what in found) if p]
+    files = [(shard_path(path, n), "shard") for n in state.shards if n != SELF]
+    files += [(column_dir(path) / n, "column file") for n, _ in state.pieces or []]
+    return [p for p in (file_problem(path, f, what) for f, what in files if f.is_file()) if p]
 
 
 def _deep(path: Path, state, index: h5py.File) -> list[str]:
@@ -223,7 +275,7 @@ def _mapping(path: Path, state, index: h5py.File) -> list[str]:
             slo, _shi = m.src_space.get_select_bounds()
             if m.dset_name.lstrip("/") != name:
                 return [f"{path}: /{name} maps dataset {m.dset_name} of a shard; {RESTORE}"]
-            got.append((m.file_name, slo[0], lo[0], hi[0] - lo[0] + 1))
+            got.append((_in_folder(m.file_name, folder), slo[0], lo[0], hi[0] - lo[0] + 1))
         if sorted(got, key=lambda g: g[2]) != expected:
             what = "/_store/columns" if pieces is not None else "/_store/rowmap"
             return [f"{path}: /{name}'s virtual mapping disagrees with {what}; {RESTORE}"]
@@ -246,6 +298,20 @@ def _debris(path: Path, state) -> list[str]:
         "write removes it"
         for p in sorted(set(found))
     ]
+
+
+def _in_folder(name: str, folder: str) -> str:
+    """A virtual source's file name with the store folder's name as it is now: a store
+    moved or renamed together with its folder still names its old folder (docs allow the
+    move; plain h5py reads then see fill values until the next write rewrites the index)."""
+    head, sep, tail = name.partition("/")
+    return f"{folder}/{tail}" if sep and head.endswith(".d") else name
+
+
+def _listing(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and ".tmp-" not in p.name)
 
 
 def _first(exc: Exception) -> str:

@@ -47,6 +47,7 @@ from embedkit.store.index import (
     sidecar,
     write_index,
 )
+from embedkit.store.integrity import marked_shards
 from embedkit.store.journal import PendingRows
 from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.shards import (
@@ -139,10 +140,21 @@ class StoreWriter:
         known = np.zeros(len(ids), dtype=bool)
         found = rows >= 0
         known[found] = self._lookup.digests(rows[found]) == digests[found]
+        known &= ~self._in_marked_shards(rows)  # rows of damaged shards (store verify --repair)
         bad = {i: r["digest"] for i, r in self._state.bad.items()} if self._state else {}
         if bad:
             known |= [bad.get(i) == d for i, d in zip(ids, digests.astype(str).tolist())]
         return np.flatnonzero(~known).astype(np.int64)
+
+    def _in_marked_shards(self, rows: np.ndarray) -> np.ndarray:
+        """Which store ``rows`` (-1: not in the store) lie in shards marked for recompute."""
+        marked = set(marked_shards(self._state.attrs)) if self._state is not None else set()
+        out = np.zeros(len(rows), dtype=bool)
+        if marked:
+            ks = [k for k, name in enumerate(self._state.shards) if name in marked]
+            shard_of = self._state.rows_of()[0]
+            out[rows >= 0] = np.isin(shard_of[rows[rows >= 0]], ks)
+        return out
 
     def relabel(self, ids: Sequence[str], labels: Sequence[str | None]) -> int:
         """Give rows already in the store the labels their source gives now.

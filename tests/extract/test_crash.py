@@ -68,7 +68,8 @@ def _assert_equals_reference(out, ids, features) -> None:
     leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(out.name + ".")]
     assert leftovers == [out.name + ".d"]  # the shard folder: no temp files beside the store
     folder = out.parent / (out.name + ".d")
-    assert sorted(p.name for p in folder.iterdir()) == ["columns", "lock", "shards"]  # no journal
+    listing = sorted(p.name for p in folder.iterdir())
+    assert listing == ["columns", "index.h5", "lock", "shards"]  # no journal
     with FeatureStore(out) as fs:
         assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
 

@@ -13,6 +13,7 @@ from tests.reliability.cases_arrow import arrow_cases
 from tests.reliability.cases_data import array_cases, text_cases
 from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
+from tests.reliability.cases_integrity import integrity_cases
 from tests.reliability.cases_models import model_cases, spec_cases
 from tests.reliability.cases_outputs import output_cases
 from tests.reliability.cases_stores import store_cases
@@ -29,6 +30,7 @@ AREAS = {
     "arguments": arg_cases,
     "stores": store_cases,
     "outputs": output_cases,
+    "integrity": integrity_cases,
 }
 
 

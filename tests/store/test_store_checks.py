@@ -49,9 +49,9 @@ def test_open_never_reads_features_but_verify_does(tmp_path):
         f["features/pool"][3] = np.nan  # the content hash covers ids/digests, not features
     with FeatureStore(store) as fs:  # cheap checks: the value is not looked at
         assert np.isnan(fs.features(rows=[3])).all()
-    problems = verify_store(store)
-    assert len(problems) == 1 and "/features/pool row 3 holds NaN" in problems[0]
-    assert shard_name in problems[0]
+    problems = verify_store(store)  # the NaN, then the edit itself (the shard's checksum)
+    assert len(problems) == 2 and "/features/pool row 3 holds NaN" in problems[0]
+    assert shard_name in problems[0] and shard_name in problems[1] and "CRC-32" in problems[1]
 
 
 def test_verify_lists_every_problem_and_the_cli_names_the_first(tmp_path):
@@ -64,13 +64,14 @@ def test_verify_lists_every_problem_and_the_cli_names_the_first(tmp_path):
     assert [p.split(": ", 1)[1][:22] for p in problems] == [
         "attribute 'n_items' is",
         "/bad/reasons is missin",
+        "the index file s.h5: i",  # its checksum: edited after it was written
         "debris (a temporary fi",
     ]
     before = store.read_bytes()
     result = run_cli("store", "verify", str(store))
     assert result.returncode == 2 and result.stdout.splitlines() == problems
     (line,) = result.stderr.splitlines()
-    assert "'n_items'" in line and "(3 problems in all" in line and "Traceback" not in line
+    assert "'n_items'" in line and "(4 problems in all" in line and "Traceback" not in line
     assert store.read_bytes() == before
 
 

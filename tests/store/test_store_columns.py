@@ -11,6 +11,7 @@ from embedkit.errors import StoreError
 from embedkit.store import FeatureStore, StoreWriter, commit_shards, set_splits, verify_store
 from embedkit.store.columns import column_dir
 from embedkit.store.index import load_state
+from embedkit.store.integrity import stamp
 from tests.helpers import run_cli
 from tests.store.test_store_v2 import FP, rows, shard
 
@@ -82,6 +83,8 @@ def _old_v2(store):
     for p in column_dir(store).iterdir():
         p.unlink()
     column_dir(store).rmdir()
+    stamp(store)  # as written: its checksum holds; older writers kept no copy in the folder
+    (store.parent / f"{store.name}.d" / "index.h5").unlink()
 
 
 def test_older_schema2_index_opens_and_converts_on_the_next_write(tmp_path):

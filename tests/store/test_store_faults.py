@@ -44,7 +44,7 @@ def assert_clean(store, n: int, ordered: bool = True) -> None:
         assert fs.labels().tolist() == [int(i[1:]) % 3 for i in ids]
         n_shards = fs.n_shards
     folder = store.parent / (store.name + ".d")
-    assert sorted(p.name for p in folder.iterdir()) == ["columns", "lock", "shards"]
+    assert sorted(p.name for p in folder.iterdir()) == ["columns", "index.h5", "lock", "shards"]
     assert len(list((folder / "shards").iterdir())) == n_shards
     assert not list(store.parent.glob("*.tmp-*"))
 

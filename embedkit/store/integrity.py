@@ -1,0 +1,198 @@
+"""Whole-file checksums: every shard, column file and index carries the CRC-32 of its bytes.
+
+Each file is created with a 512-byte HDF5 user block (bytes HDF5 leaves to the
+application; h5py and every HDF5 tool read the file as usual). When the file is complete,
+before it is renamed into place, :func:`stamp` writes ``embedkit-crc32 XXXXXXXX`` there:
+the CRC-32 of every byte after the block. Files are immutable once named, so the stamp
+holds for life, and ``embedkit store verify`` (:func:`checksum_problem`) finds any flipped
+byte anywhere in the file (CRC-32 catches every error burst of up to 32 bits), features,
+ids and HDF5's own structures alike, and names the file. Files from before checksums
+(no user block) are read as they are.
+
+    with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
+        ...
+    stamp(tmp)                      # then fsync and rename
+    checksum_problem(path)          # None, or what is wrong, in a few words
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+import zlib
+from pathlib import Path
+
+from embedkit.errors import StoreError
+
+USERBLOCK = 512  # bytes before the HDF5 superblock (the smallest user block HDF5 allows)
+_MAGIC = b"embedkit-crc32 "
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_STEP = 16 << 20  # bytes read per step
+
+
+def _crc(fd: int, start: int) -> int:
+    crc, offset = 0, start
+    while True:
+        block = os.pread(fd, _STEP, offset)
+        if not block:
+            return crc
+        crc = zlib.crc32(block, crc)
+        offset += len(block)
+
+
+def _header(crc: int) -> bytes:
+    text = _MAGIC + b"%08x\n" % crc
+    return text + bytes(USERBLOCK - len(text))
+
+
+def stamp(path) -> bool:
+    """Write the CRC-32 of ``path``'s bytes into its user block; False when it has none."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if os.pread(fd, len(_HDF5), 0) == _HDF5:  # no user block (an older file): leave it
+            return False
+        os.pwrite(fd, _header(_crc(fd, USERBLOCK)), 0)
+        return True
+    finally:
+        os.close(fd)
+
+
+def checksum_problem(path) -> str | None:
+    """What is wrong with ``path``'s checksum (None: it holds, or the file has none).
+
+    Examples
+    --------
+    >>> import h5py, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
+    >>> with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
+    ...     _ = f.create_dataset("x", data=[1.0, 2.0])
+    >>> stamp(path), checksum_problem(path)
+    (True, None)
+    >>> with open(path, "r+b") as f:
+    ...     _ = f.seek(-3, 2)
+    ...     byte = f.read(1)
+    ...     _ = f.seek(-3, 2)
+    ...     _ = f.write(bytes([byte[0] ^ 1]))
+    >>> checksum_problem(path)  # doctest: +ELLIPSIS
+    'its bytes do not match the CRC-32 written with it (...); the file changed after it was written'
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    try:
+        head = os.pread(fd, USERBLOCK, 0)
+        if head[: len(_HDF5)] == _HDF5:
+            return None  # written before checksums
+        if not head.startswith(_MAGIC):
+            return "its first bytes are neither a checksum nor an HDF5 signature (damaged)"
+        try:
+            stored = int(head[len(_MAGIC) : len(_MAGIC) + 8], 16)
+        except ValueError:
+            return "its checksum header is damaged"
+        if head != _header(stored):
+            return "its checksum header is damaged"
+        found = _crc(fd, USERBLOCK)
+    finally:
+        os.close(fd)
+    if found != stored:
+        return (
+            f"its bytes do not match the CRC-32 written with it ({found:08x}, not "
+            f"{stored:08x}); the file changed after it was written"
+        )
+    return None
+
+
+def has_checksum(path) -> bool:
+    """Whether ``path`` was written with a checksum (a user block)."""
+    with open(path, "rb") as f:
+        return f.read(len(_MAGIC)) == _MAGIC
+
+
+def file_problem(store, path: Path, what: str) -> str | None:
+    """One verify line for a file whose checksum fails (None when it holds)."""
+    problem = checksum_problem(path)
+    if problem is None:
+        return None
+    return f"{store}: {what} {path.name}: {problem}; run `embedkit store verify {store} --repair`"
+
+
+# -- shards marked for recomputation -----------------------------------------------------
+RECOMPUTE = "recompute"  # root attribute: JSON list of damaged shards whose rows to recompute
+
+
+def marked_shards(attrs: dict) -> list[str]:
+    """The shards a repair marked for recomputation (root attribute ``recompute``)."""
+    try:
+        names = json.loads(attrs.get(RECOMPUTE, "[]"))
+    except (TypeError, ValueError):
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+# -- the copy of the index in the store's folder -------------------------------------------
+def backup_path(store) -> Path:
+    """``STORE.d/index.h5``: the copy of the index each commit leaves in the folder."""
+    return Path(f"{store}.d") / "index.h5"
+
+
+def keep_copy(store) -> None:
+    """Copy the index ``store`` to :func:`backup_path` (tmp, fsync, rename).
+
+    The copy is what ``embedkit store recover`` restores when the index is deleted,
+    replaced or damaged; it is refreshed by every commit and by any writer that finds it
+    missing or different from the index.
+    """
+    from embedkit.files import atomic_file
+
+    backup = backup_path(store)
+    with atomic_file(backup) as tmp:
+        shutil.copyfile(store, tmp)
+
+
+def copy_is_current(store) -> bool:
+    """Whether the copy in the folder holds the index's bytes."""
+    backup = backup_path(store)
+    return backup.is_file() and filecmp.cmp(store, backup, shallow=False)
+
+
+# -- a missing index -----------------------------------------------------------------------
+def orphaned_files(path) -> list[Path]:
+    """The shards and column files of a store folder whose index ``path`` is missing.
+
+    Empty when the index exists, or when the folder holds only what an unfinished first
+    extract left (a journal beside the shards and no copy of an index: the re-run resumes).
+    """
+    path = Path(path)
+    folder = Path(f"{path}.d")
+    if path.exists() or path.is_symlink() or not folder.is_dir():
+        return []
+    files = [backup_path(path)] if backup_path(path).is_file() else []
+    if not files and (folder / "journal").exists():
+        return []
+    for sub in (folder / "shards", folder / "columns"):
+        if sub.is_dir():
+            files += [p for p in sub.iterdir() if p.is_file() and ".tmp-" not in p.name]
+    return files
+
+
+def check_not_orphaned(path) -> None:
+    """Refuse a missing index whose folder holds shards (see :func:`orphaned_files`)."""
+    files = orphaned_files(path)
+    if files:
+        folder = Path(f"{path}.d")
+        n = sum(1 for p in files if p.parent.name == "shards")
+        m = sum(1 for p in files if p.parent.name == "columns")
+        raise StoreError(
+            f"{path}: the index file is missing but its folder {folder}/ still holds "
+            f"{n} shard(s) and {m} column file(s); run `embedkit store recover "
+            f"{path}` to rebuild the index from them (or move the folder away to start anew)"
+        )
+
+
+def no_store(path) -> str:
+    """The one-line error for a store path with nothing there (or an orphaned folder)."""
+    check_not_orphaned(path)
+    return f"{path}: no such store; create it with `embedkit extract`"

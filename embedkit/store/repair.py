@@ -1,0 +1,168 @@
+"""``embedkit store verify feats.h5 --repair``: put back what can be put back, mark the rest.
+
+Under the writer lock, in order:
+
+- **the index** missing, unreadable or failing its checksum: the damaged file is kept as
+  ``feats.h5.damaged`` and the index is restored from its copy in the folder, else rebuilt
+  from the shards (:mod:`embedkit.store.recover`);
+- **the index's copy** missing, damaged or older than the index: written again;
+- **a column file** damaged: the labels and split of its rows are taken from the shards
+  (as they were extracted; a later ``split`` or relabel of those rows is lost and named);
+- **a shard** damaged (checksum, unreadable, or content that no longer hashes to its
+  name): its rows cannot be recomputed without the source, so the shard is **marked**
+  (root attribute ``recompute``); the next ``embedkit extract`` into the store recomputes
+  every row of a marked shard in place, the shard then goes, and the store verifies;
+- **debris**: removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError
+from embedkit.store import schema as S
+from embedkit.store.columns import column_dir, content_matches
+from embedkit.store.commit import clean_debris
+from embedkit.store.index import State, load_state, shard_path, shard_rows, write_index
+from embedkit.store.integrity import (
+    RECOMPUTE,
+    checksum_problem,
+    copy_is_current,
+    keep_copy,
+    marked_shards,
+)
+from embedkit.store.lock import LOCK_TIMEOUT, WriterLock
+from embedkit.store.recover import recover_locked
+from embedkit.store.shards import open_shard
+from embedkit.store.verify import _CONTENT_NAME, _content_name
+
+
+def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
+    """Repair what ``store verify`` found; returns one line per thing done.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from embedkit.store import FeatureStore
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
+    >>> FeatureStore.from_arrays(path, np.ones((4, 2), np.float32)).close()
+    >>> os.remove(os.path.join(path + ".d", "index.h5"))
+    >>> repair_store(path)  # doctest: +ELLIPSIS
+    ['...f.h5: the copy of the index in the folder written again']
+    """
+    path = Path(path)
+    if not path.exists() and not Path(f"{path}.d").is_dir():
+        raise StoreError(f"{path}: no such store; give the .h5 index file of a store")
+    done: list[str] = []
+    with WriterLock(path, timeout=timeout, what="repairing"):
+        state = _index(path, done)
+        if state.self_contained:
+            return done
+        if not copy_is_current(path) or checksum_problem(Path(f"{path}.d") / "index.h5"):
+            keep_copy(path)
+            done.append(f"{path}: the copy of the index in the folder written again")
+        state = _moved(path, state, done)
+        state = _columns(path, state, done)
+        _shards(path, state, done)
+        removed = clean_debris(path, load_state(path))
+        if removed:
+            done.append(f"{path}: removed {len(removed)} debris file(s)")
+    return done
+
+
+def _index(path: Path, done: list[str]) -> State:
+    problem = checksum_problem(path) if path.exists() else "it is missing"
+    if problem is None:
+        try:
+            return load_state(path)
+        except StoreError as exc:
+            problem = str(exc).split(": ", 1)[-1]
+    if path.exists():
+        os.replace(path, f"{path}.damaged")
+        done.append(f"{path}: the index ({problem}) moved to {path}.damaged")
+    done.append(recover_locked(path))
+    return load_state(path)
+
+
+def _moved(path: Path, state: State, done: list[str]) -> State:
+    """An index whose virtual datasets name another folder (the store was moved) is
+    rewritten, so plain h5py reads the rows again."""
+    with h5py.File(path, "r") as f:
+        ds = f[S.IDS]
+        sources = ds.virtual_sources() if ds.is_virtual else []
+    folder = f"{path.name}.d/"
+    if all(m.file_name.startswith(folder) for m in sources):
+        return state
+    write_index(path, state, shard_rows(path, state), base=state)
+    done.append(f"{path}: the index named the folder it was moved from; rewritten")
+    return load_state(path)
+
+
+def _columns(path: Path, state: State, done: list[str]) -> State:
+    """Rows of damaged column files take their labels and split from the shards."""
+    lo, rows = 0, []
+    for name, n in state.pieces or []:
+        file = column_dir(path) / name
+        if checksum_problem(file) is not None or not content_matches(file):
+            rows.append((lo, lo + n, name))
+        lo += n
+    if not rows:
+        return state
+    labels, split = state.labels.copy(), state.split.copy()
+    shard_of, src_of = state.rows_of()
+    names = list(state.label_names)
+    for k, shard in enumerate(state.shards):
+        with open_shard(shard_path(path, shard)) as f:
+            own = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
+            codes, splits = f[S.LABELS][...], f[S.SPLIT][...].astype("S8")
+        for a, b, _ in rows:
+            sel = np.flatnonzero(shard_of[a:b] == k) + a
+            for row in sel.tolist():
+                code = int(codes[src_of[row]])
+                if code >= 0 and own[code] not in names:
+                    names.append(own[code])
+                labels[row] = names.index(own[code]) if code >= 0 else -1
+                split[row] = splits[src_of[row]]
+    new = replace(state, labels=labels, split=split, label_names=names, pieces=None)
+    write_index(path, new, shard_rows(path, new))
+    for a, b, name in rows:
+        done.append(
+            f"{path}: column file {name} damaged: labels and split of rows {a}-{b - 1} taken "
+            "from the shards (as extracted; re-run `embedkit split` if you had changed them)"
+        )
+    return load_state(path)
+
+
+def _shards(path: Path, state: State, done: list[str]) -> None:
+    marked = marked_shards(state.attrs)
+    for name in state.shards:
+        if name not in marked and _damaged(shard_path(path, name)):
+            marked.append(name)
+    marked = [n for n in marked if n in state.shards]
+    if marked == marked_shards(state.attrs):
+        return
+    new = replace(state, attrs={**state.attrs, RECOMPUTE: json.dumps(marked)})
+    write_index(path, new, shard_rows(path, new), base=state)
+    seg = state.segments
+    rows = {n: int(seg[seg[:, 0] == k, 3].sum()) for k, n in enumerate(state.shards)}
+    for name in marked:
+        done.append(
+            f"{path}: shard {name} damaged ({rows[name]} rows): marked; re-run `embedkit extract "
+            f"MODEL SOURCE --out {path}` to recompute its rows"
+        )
+
+
+def _damaged(file: Path) -> bool:
+    if checksum_problem(file) is not None:
+        return True
+    try:
+        with open_shard(file) as f:
+            return bool(_CONTENT_NAME.fullmatch(file.name)) and _content_name(f) != file.name
+    except (StoreError, OSError, KeyError, ValueError):
+        return True
