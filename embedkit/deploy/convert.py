@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads.registry import RECORDS, record_of
 
 OPSET = 17
 FEATURES, PROBABILITIES, LABEL = "features", "probabilities", "label"
-LINEAR = ("SGDHead", "LogRegHead", "RidgeHead", "SVMHead")
-TORCH = ("LinearHead", "MLPHead", "AttnPoolHead")
-CONVERTIBLE = LINEAR + ("CentroidHead", "KNNHead") + TORCH
 _EPS = 1e-12  # the centroid head's floor on feature norms
 
 
@@ -38,7 +36,8 @@ def head_to_onnx(head, feature_shape: tuple[int, ...], *, opset: int = OPSET):
     Parameters
     ----------
     head : a fitted embedkit head
-        One of: sgd, logreg, ridge, svm, centroid, knn (cosine), linear, mlp, attnpool.
+        One whose registry record names a ``graph`` (every registered head but kNN with
+        another metric than cosine).
     feature_shape : tuple of int
         Per-item shape of ``features``: ``(D,)``, or the tap's ``(C, H, W)`` for attnpool.
     opset : int
@@ -63,23 +62,17 @@ def head_to_onnx(head, feature_shape: tuple[int, ...], *, opset: int = OPSET):
     >>> label.tolist() == head.predict(X[:5]).tolist()  # classes_ are 0, 1, 2
     True
     """
-    name = type(head).__name__
-    if name not in CONVERTIBLE:
-        raise UserInputError(
-            f"cannot convert a {name} to ONNX; heads that convert: {', '.join(CONVERTIBLE)}"
-        )
+    name, record = type(head).__name__, record_of(head)
+    if record is None or record.graph is None:
+        convertible = ", ".join(r.name for r in RECORDS if r.graph)
+        raise UserInputError(f"cannot convert a {name} to ONNX; heads that convert: {convertible}")
     if not hasattr(head, "classes_"):
         raise UserInputError(f"{name} is not fitted; train it before converting it")
     if opset < 13:
         raise UserInputError(f"opset {opset} is too old for the head graph; use 13 or later")
-    if name in TORCH:
+    if record.graph == "torch":
         return _torch_model(head, tuple(feature_shape), opset)
-    if name == "CentroidHead":
-        nodes, weights = _centroid(head)
-    elif name == "KNNHead":
-        nodes, weights = _knn(head)
-    else:
-        nodes, weights = _linear(head)
+    nodes, weights = _GRAPHS[record.graph](head)
     return _model(nodes, weights, (int(np.prod(feature_shape)),), len(head.classes_), opset)
 
 
@@ -162,6 +155,9 @@ def _knn(head):
     if head.weights == "distance":
         weights |= {"one": np.array(1.0), "tiny": np.array(_EPS), "axis2": np.array([2], np.int64)}
     return nodes, weights
+
+
+_GRAPHS = {"linear": _linear, "centroid": _centroid, "knn": _knn}  # HeadRecord.graph -> nodes
 
 
 def _l2_normalise(x: str, out: str) -> list:

@@ -37,26 +37,29 @@ class HeadRecord:
     cost: int = 1  # relative fit cost: the bench starts the expensive runs first
     deterministic: bool = False  # its fit ignores random_state: same rows, same head
     sweep: dict = field(default_factory=dict)  # the grid `embedkit bench --sweep` tries
+    graph: str | None = None  # its ONNX graph in embedkit deploy: "linear" (Gemm + Softmax),
+    #   "centroid", "knn" or "torch" (torch.onnx); None: it does not deploy
 
 
 # In report order: linear models, torch heads, then the non-parametric ones.
 RECORDS = (
     HeadRecord("sgd", "SGDHead", streams=True, bench_default=True,
-               sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}),
+               sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}, graph="linear"),
     HeadRecord("logreg", "LogRegHead", bench_default=True, cost=2, deterministic=True,
-               sweep=_C_GRID),
+               sweep=_C_GRID, graph="linear"),
     HeadRecord("ridge", "RidgeHead", deterministic=True,
-               sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}),
-    HeadRecord("svm", "SVMHead", cost=2, sweep=_C_GRID),
+               sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}, graph="linear"),
+    HeadRecord("svm", "SVMHead", cost=2, sweep=_C_GRID, graph="linear"),
     HeadRecord("linear", "LinearHead", _TORCH, torch=True, streams=True, bench_default=True,
-               cost=2, sweep=_TORCH_GRID),
+               cost=2, sweep=_TORCH_GRID, graph="torch"),
     HeadRecord("mlp", "MLPHead", _TORCH, torch=True, streams=True, bench_default=True,
-               cost=3, sweep=_TORCH_GRID),
+               cost=3, sweep=_TORCH_GRID, graph="torch"),
     HeadRecord("attnpool", "AttnPoolHead", _TORCH, torch=True, streams=True, cost=3,
-               sweep=_TORCH_GRID),
+               sweep=_TORCH_GRID, graph="torch"),
     HeadRecord("knn", "KNNHead", bench_default=True, deterministic=True,
-               sweep={"n_neighbors": [1, 3, 5, 10, 20]}),
-    HeadRecord("centroid", "CentroidHead", bench_default=True, deterministic=True),
+               sweep={"n_neighbors": [1, 3, 5, 10, 20]}, graph="knn"),
+    HeadRecord("centroid", "CentroidHead", bench_default=True, deterministic=True,
+               graph="centroid"),
 )  # fmt: skip
 HEADS = tuple(r.name for r in RECORDS)
 TORCH_HEADS = tuple(r.name for r in RECORDS if r.torch)
@@ -79,6 +82,18 @@ def head_record(name: str, where: str = "") -> HeadRecord:
         if record.name == name:
             return record
     raise UserInputError(f"unknown head {name!r}{where}; known: {', '.join(HEADS)}")
+
+
+def record_of(head) -> HeadRecord | None:
+    """The record of a head object's class (``type(head).__name__``), None if unregistered.
+
+    Examples
+    --------
+    >>> record_of(make_head("ridge")).name, record_of("not a head")
+    ('ridge', None)
+    """
+    cls = type(head)
+    return next((r for r in RECORDS if r.cls == cls.__name__ and r.module == cls.__module__), None)
 
 
 def head_class(name: str) -> type:

@@ -8,23 +8,18 @@ import pytest
 from embedkit.deploy import head_to_onnx
 from embedkit.errors import UserInputError
 from embedkit.heads import TORCH_HEADS, make_head
+from embedkit.heads.registry import RECORDS
 
 ort = pytest.importorskip("onnxruntime")
 
-CASES = [
-    ("sgd", {}),
+SMALL = {"mlp": {"hidden": 16}, "attnpool": {"heads": 2, "dim": 8}}  # else the defaults
+# Every registered head, then the options that change its graph.
+CASES = [(r.name, SMALL.get(r.name, {})) for r in RECORDS]
+CASES += [
     ("sgd", {"loss": "hinge"}),
     ("sgd", {"loss": "modified_huber"}),
-    ("logreg", {}),
-    ("ridge", {}),
-    ("svm", {}),
-    ("knn", {}),
     ("knn", {"weights": "uniform"}),
-    ("centroid", {}),
     ("centroid", {"metric": "euclidean"}),
-    ("linear", {}),
-    ("mlp", {"hidden": 16}),
-    ("attnpool", {"heads": 2, "dim": 8}),
 ]
 
 
@@ -35,7 +30,7 @@ def _run(model, X):
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize(("name", "params"), CASES, ids=[f"{n}-{p}" for n, p in CASES])
-def test_graph_matches_predict_proba(name, params, n_classes):
+def test_every_registered_head_converts_to_its_probabilities(name, params, n_classes):
     if name in TORCH_HEADS:
         pytest.importorskip("torch")
     from sklearn.datasets import make_classification
