@@ -118,6 +118,7 @@ def out_of_fold_proba(
     head: str = "logreg",
     folds: int = 5,
     seed: int = 0,
+    on_fold=None,
 ) -> np.ndarray:
     """Out-of-fold class probabilities from a stratified k-fold of a cheap head.
 
@@ -131,6 +132,8 @@ def out_of_fold_proba(
         Width of the output; classes with no items get probability 0.
     head, folds, seed
         The head name (see :func:`make_audit_head`), the number of folds and the seed.
+    on_fold : callable, optional
+        Called with no argument after each fold (progress).
 
     Returns
     -------
@@ -143,8 +146,9 @@ def out_of_fold_proba(
     >>> out_of_fold_proba(X, y, folds=3).shape
     (60, 3)
     """
+    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(labels, dtype=np.int64)
     present, local = np.unique(labels, return_inverse=True)
@@ -164,13 +168,13 @@ def out_of_fold_proba(
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # the iteration caps are deliberate
         warnings.simplefilter("ignore", ConvergenceWarning)
-        local_proba = cross_val_predict(
-            make_audit_head(head, random_state=seed, n_train=len(x) * (folds - 1) // folds),
-            x,
-            local,
-            cv=cv,
-            method="predict_proba",
-        )  # (N, len(present))
+        model = make_audit_head(head, random_state=seed, n_train=len(x) * (folds - 1) // folds)
+        local_proba = np.zeros((len(x), len(present)))  # (N, len(present))
+        for fit_rows, held in cv.split(x, local):  # stratified: every class in each fit
+            fitted = clone(model).fit(x[fit_rows], local[fit_rows])
+            local_proba[np.ix_(held, fitted.classes_)] = fitted.predict_proba(x[held])
+            if on_fold is not None:
+                on_fold()
     proba = np.zeros((len(labels), n_classes), dtype=np.float32)
     proba[:, present] = local_proba
     return proba

@@ -72,6 +72,7 @@ def neighbor_scan(
     k: int = 10,
     block_size: int = 4096,
     max_pairs: int = 100_000,
+    on_tile=None,
 ) -> NeighborScan:
     """Find near-duplicate pairs and each item's k nearest neighbours by cosine similarity.
 
@@ -85,6 +86,8 @@ def neighbor_scan(
         Neighbours per item for the outlier score (fewer if there are fewer items).
     block_size : int
         Rows per tile; memory for similarities is about ``4 * block_size**2`` bytes.
+    on_tile : callable, optional
+        Called with no argument after each tile (progress).
     max_pairs : int
         Keep at most this many pairs, the most similar (``n_pairs_total`` counts all).
 
@@ -123,6 +126,8 @@ def neighbor_scan(
                 keep = rows < cols
                 rows, cols = rows[keep], cols[keep]
             pairs.add(rows + a, cols + b, sims[rows, cols])
+            if on_tile is not None:
+                on_tile()
             if k_eff:
                 _merge_topk(top_sim[a : a + block_size], top_idx[a : a + block_size], sims, b)
                 if b != a:

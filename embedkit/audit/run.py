@@ -23,6 +23,7 @@ from embedkit.audit.labels import find_label_issues, out_of_fold_proba
 from embedkit.audit.neighbors import neighbor_scan
 from embedkit.audit.report import AuditReport
 from embedkit.errors import UserInputError
+from embedkit.progress import Progress
 
 _NO_LABELS_HINT = (
     "the audit needs labels: re-extract from a folder with one subfolder per class, "
@@ -66,7 +67,12 @@ def _spec(spec: AuditSpec | None, overrides: dict[str, Any]) -> AuditSpec:
 
 
 def audit(
-    store, *, tap: str | None = None, spec: AuditSpec | None = None, **overrides
+    store,
+    *,
+    tap: str | None = None,
+    spec: AuditSpec | None = None,
+    progress: bool = False,
+    **overrides,
 ) -> AuditReport:
     """Audit a feature store: label issues, class balance, near-duplicates, outliers.
 
@@ -75,9 +81,11 @@ def audit(
     store : str, Path or FeatureStore
         The HDF5 feature store; it must hold labels.
     tap : str, optional
-        Which features to use (default: the store's first tap).
+        Which features to use (default: the store's default tap).
     spec : AuditSpec, optional
         Settings; keyword ``overrides`` (``folds=3``, ``head="sgd"``, ...) replace its fields.
+    progress : bool
+        Show n of N steps (folds, similarity tiles) with an ETA on stderr.
 
     Returns
     -------
@@ -101,11 +109,11 @@ def audit(
 
     if isinstance(store, (str, Path)):
         with FeatureStore(store) as fs:
-            return _audit_open_store(fs, str(store), tap, spec)
-    return _audit_open_store(store, str(store.path), tap, spec)
+            return _audit_open_store(fs, str(store), tap, spec, progress)
+    return _audit_open_store(store, str(store.path), tap, spec, progress)
 
 
-def _audit_open_store(fs, path: str, tap: str | None, spec: AuditSpec) -> AuditReport:
+def _audit_open_store(fs, path: str, tap, spec: AuditSpec, progress: bool) -> AuditReport:
     tap = fs.default_tap if tap is None else tap
     if tap not in fs.taps:
         raise UserInputError(f"store {path!r} has no tap {tap!r}; taps: {', '.join(fs.taps)}")
@@ -119,6 +127,7 @@ def _audit_open_store(fs, path: str, tap: str | None, spec: AuditSpec) -> AuditR
         label_names=list(fs.label_names),
         spec=spec,
         source={"store": path, "tap": tap},
+        progress=progress,
     )
 
 
@@ -131,6 +140,7 @@ def audit_arrays(
     label_names: list[str] | None = None,
     spec: AuditSpec | None = None,
     source: dict | None = None,
+    progress: bool = False,
     **overrides,
 ) -> AuditReport:
     """Audit features held in memory (the same as :func:`audit` without a store).
@@ -178,6 +188,14 @@ def audit_arrays(
             f"{len(bad)} items have NaN or infinite features (first: {', '.join(bad[:3])}); "
             "re-extract them or leave them out of the store"
         )
+    blocks = -(-n // spec.block_size)
+    tiles = blocks * (blocks + 1) // 2
+    # work: a fold fits on (folds-1)/folds of the labelled rows; a tile compares two blocks
+    fold_work = float(labelled.sum()) * x.shape[1] * 10
+    tile_work = float(min(n, spec.block_size)) ** 2 * x.shape[1] / 2
+    bar = Progress("audit", spec.folds + tiles, unit="steps", enabled=progress,
+                   work_total=spec.folds * fold_work + tiles * tile_work)  # fmt: skip
+    bar.__enter__()
     proba = out_of_fold_proba(
         x[labelled],
         labels[labelled],
@@ -185,6 +203,7 @@ def audit_arrays(
         head=spec.head,
         folds=spec.folds,
         seed=spec.seed,
+        on_fold=lambda: bar.update(1, work=fold_work),
     )  # (L, K)
     issues = find_label_issues(labels[labelled], proba)
     balance = class_balance(labels[labelled], issues.suggested, len(label_names))
@@ -197,7 +216,9 @@ def audit_arrays(
         k=spec.k,
         block_size=spec.block_size,
         max_pairs=spec.max_pairs,
+        on_tile=lambda: bar.update(1, work=tile_work),
     )
+    bar.close()
     timings["neighbors_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
     return AuditReport(

@@ -44,6 +44,7 @@ from embedkit.bench.records import done_runs, run_id, write_record
 from embedkit.bench.worker import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record
+from embedkit.progress import Progress
 
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
 PROTOCOLS = ("kshot", "cv")
@@ -118,7 +119,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         Passed to :func:`~embedkit.bench.data.load_bench_sets`; ``tap`` is one tap set, an
         alternative to ``taps=``.
     progress : bool
-        Print one line per finished run to stderr.
+        Show n of N runs with an ETA on stderr (:class:`~embedkit.progress.Progress`),
+        and a line per failed run.
     plots : bool
         Write the PNG plots (the CSV and Markdown are always written).
 
@@ -163,15 +165,18 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     todo = [t for t in plan(datas, spec) if t.run_id not in done]
     tasks = share_fits(todo, sweep=spec.sweep)  # deterministic heads: one fit per group
     started, failed = time.perf_counter(), []
-    for record in _execute(tasks, datas, spec, config):
-        write_record(out / "runs", record)
-        if record["status"] != "ok":
-            failed.append(record)
-        if progress:
-            status = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"
-            acc = record["metrics"].get("accuracy") if record["metrics"] else None
-            acc_text = f" acc={acc:.3f}" if acc is not None else ""
-            print(f"[bench] {record['run_id']}{acc_text} {status}", file=sys.stderr)
+    cost = {t.run_id: head_record(t.head).cost * max(1, len(t.train)) for t in todo}
+    bar = Progress("bench", len(todo), unit="runs", enabled=progress,
+                   work_total=sum(cost.values()))  # fmt: skip
+    with bar:
+        for record in _execute(tasks, datas, spec, config):
+            write_record(out / "runs", record)
+            bar.update(1, work=cost.get(record["run_id"], 1))
+            if record["status"] != "ok":
+                failed.append(record)
+                if progress:
+                    error = " ".join(str(record["error"]).split())
+                    print(f"[bench] {record['run_id']} FAILED: {error}", file=sys.stderr)
     if todo and len(failed) == len(todo) and not done:
         first = min(failed, key=lambda r: r["run_id"])
         raise UserInputError(

@@ -45,18 +45,20 @@ def register(subparsers) -> None:
         "issues, class balance, near-duplicate pairs (flagging train/test leakage) and k-NN "
         "outliers. Writes report.md, report.json, suspects.csv, duplicates.csv, outliers.csv "
         "and confusion.png into --out. Feed suspects.csv to `train/bench --exclude`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("store", help="the HDF5 feature store (must hold labels)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
-    p.add_argument("--tap", default=None, help="features to audit (default: the first tap)")
+    p.add_argument("--tap", default=None, help="tap to audit (default: the store's default tap)")
     for name, text in _HELP.items():
         default = getattr(_DEFAULTS, name)
         kind = _TYPES.get(name, int if default is None else type(default))
         choices = ("self_confidence", "margin") if name == "rank_by" else None
+        shown = "" if default is None else f" (default {default})"
         p.add_argument(
-            "--" + name.replace("_", "-"), type=kind, choices=choices, default=default, help=text
-        )
+            "--" + name.replace("_", "-"), type=kind, choices=choices, default=default,
+            help=text + shown,
+        )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress (n of N steps, ETA)")
     add_overwrite(p)
     p.set_defaults(func=_run)
 
@@ -65,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
     from embedkit.audit import audit
 
     guard_output(args.out, AUDIT_FOLDER, overwrite=args.overwrite, inputs=[args.store])
-    report = audit(args.store, tap=args.tap, **{name: getattr(args, name) for name in _HELP})
+    settings = {name: getattr(args, name) for name in _HELP}
+    report = audit(args.store, tap=args.tap, progress=not args.quiet, **settings)
     path = report.write(args.out)
     s = report.summary()
     dup = s["duplicates"]

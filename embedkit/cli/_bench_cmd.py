@@ -104,7 +104,7 @@ def register(sub) -> None:
         default=None,
         help="worker processes (default: all cores; 1 = none)",
     )
-    p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    p.add_argument("--quiet", action="store_true", help="no progress (n of N runs, ETA)")
     add_overwrite(p)
     p.set_defaults(func=run_bench_cmd)
 

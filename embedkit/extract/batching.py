@@ -39,6 +39,15 @@ class Plan:
         where = {int(i): p for p, i in enumerate(todo.tolist())}
         return [np.asarray([where[i] for i in rows.tolist()], np.int64) for rows in self.batches]
 
+    def work(self, b: int) -> float:
+        """The work of batch ``b`` for the progress ETA: its padded token cells (items x
+        longest) for text, which bucketing makes grow through a run; its items otherwise."""
+        rows = self.batches[b]
+        if self.tokens is None or self.slot is None or not len(rows):
+            return float(len(rows))
+        lengths = self.tokens.lengths[[self.slot[int(i)] for i in rows.tolist()]]
+        return float(len(rows) * int(lengths.max()))
+
     def feed(self, rows: list[int], pre: TextPreprocessor) -> dict[str, np.ndarray]:
         """The padded feed of text items ``rows`` (source indices) from the kept tokens."""
         assert self.tokens is not None and self.slot is not None

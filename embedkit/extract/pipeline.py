@@ -34,10 +34,10 @@ from embedkit.extract.preprocess import (
     TextPreprocessor,
     check_item_shape,
 )
-from embedkit.extract.progress import progress_bar
 from embedkit.extract.providers import Runner, select_providers
 from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
 from embedkit.extract.worker import BatchWorker, expected_shapes
+from embedkit.progress import Progress
 
 ENGINES = ("local", "ray")
 RAY_SHARDS = ("auto", "driver")
@@ -247,7 +247,9 @@ class _Extraction:
         done = writer.begin(*journal, **rows)
         batches = [(b, rows) for b, rows in enumerate(self.work.plan.batches) if b not in done]
         n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
-        bar = progress_bar(len(todo), n_resumed, enabled=self.cfg.progress)
+        plan = self.work.plan
+        bar = Progress("extract", len(todo), initial=n_resumed, enabled=self.cfg.progress,
+                       work_total=sum(plan.work(b) for b, _ in batches))  # fmt: skip
         try:
             with bar:
                 if self.cfg.engine == "ray":
@@ -332,7 +334,7 @@ class _Extraction:
                     if good:
                         sink.put(b, [listing.ids[i] for i in good], good, listing, features)
                         n_computed += len(good)
-                    bar.update(len(good) + len(bad))
+                    bar.update(len(good) + len(bad), work=self.work.plan.work(b))
             except BaseException:
                 for _, future in pending:
                     future.cancel()

@@ -167,7 +167,7 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
         if out["computed"]:
             with_shard.add(out["batch"])
             provider = out["provider"]
-        bar.update(out["computed"] + out["n_bad"])
+        bar.update(out["computed"] + out["n_bad"], work=work.plan.work(int(out["batch"])))
     journaled = writer.begin(*journal)  # finds every shard the actors wrote
     missing = sorted(with_shard - journaled)
     if missing:

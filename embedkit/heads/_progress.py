@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import sys
 import time
 
@@ -35,13 +36,26 @@ def epoch_progress(*, enabled: bool = True, every_s: float = 10.0, stream=None):
         _STATE.reset(token)
 
 
-def report_epoch(record: dict) -> None:
-    """Print ``record`` (one epoch of ``history_``) if progress is on and it is time."""
+def report_epoch(record: dict, of: int | None = None) -> None:
+    """Print ``record`` (one epoch of ``history_``) if progress is on and it is time.
+
+    ``of``: the most epochs the fit may run; the line then says ``epoch n/N`` and an ETA
+    at the mean epoch time so far (an upper bound: early stopping may end it sooner).
+    """
     state = _STATE.get()
-    if state is None or time.perf_counter() - state["last"] < state["every"]:
+    if state is None:
+        return
+    state.setdefault("epoch_s", []).append(float(record.get("seconds") or 0.0))
+    if time.perf_counter() - state["last"] < state["every"]:
         return
     state["last"] = time.perf_counter()
-    text = f"[train] epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+    epoch = record["epoch"]
+    text = f"[train] epoch {epoch}" + (f"/{of}" if of else "")
+    text += f": train loss {record['train_loss']:.4f}"
     if record.get("val_loss") is not None:
         text += f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
+    if of and of > epoch:
+        times = state["epoch_s"]
+        left = (of - epoch) * sum(times) / max(1, len(times))
+        text += f", ETA at most {datetime.timedelta(seconds=round(left))}"
     print(text, file=state["stream"] or sys.stderr, flush=True)

@@ -162,7 +162,8 @@ def run_epochs(
                   "val_accuracy": val_accuracy, "lr": rate,
                   "seconds": time.perf_counter() - start}  # fmt: skip
         history.append(record)
-        report_epoch(record)  # a line now and then under epoch_progress (embedkit train)
+        # a line now and then under epoch_progress (embedkit train): epoch n of N, ETA
+        report_epoch(record, of=first_epoch + epochs - 1)
         if any([callback.on_epoch_end(record) for callback in callbacks]):
             break
     for callback in callbacks:
