@@ -7,7 +7,7 @@ See docs/audit.md for the method and the audit → exclude → bench workflow.
 """
 
 from embedkit.audit.balance import ClassBalance, class_balance
-from embedkit.audit.labels import LabelIssues, find_label_issues, out_of_fold_proba
+from embedkit.audit.label_issues import LabelIssues, find_label_issues, out_of_fold_proba
 from embedkit.audit.neighbors import NeighborScan, brute_force_scan, l2_normalize, neighbor_scan
 from embedkit.audit.report import AuditReport
 from embedkit.audit.run import AuditSpec, audit, audit_arrays

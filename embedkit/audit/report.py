@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.audit.balance import ClassBalance
-from embedkit.audit.labels import LabelIssues
+from embedkit.audit.label_issues import LabelIssues
 from embedkit.audit.neighbors import NeighborScan
 
 

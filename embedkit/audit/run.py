@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.audit.balance import class_balance
-from embedkit.audit.labels import find_label_issues, out_of_fold_proba
+from embedkit.audit.label_issues import find_label_issues, out_of_fold_proba
 from embedkit.audit.neighbors import neighbor_scan
 from embedkit.audit.report import AuditReport
 from embedkit.errors import UserInputError

@@ -21,11 +21,11 @@ import onnx
 import torch
 
 from embedkit import contract as C
-from embedkit.backbones import convert
+from embedkit.backbones import variants
 from embedkit.backbones.hooked_backbone import HookedBackbone
+from embedkit.backbones.parity import verify, verify_set
 from embedkit.backbones.registry import get_backbone
 from embedkit.backbones.to_onnx import Traceable, to_onnx
-from embedkit.backbones.verify import verify, verify_set
 from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
 from embedkit.files import atomic_file
@@ -267,14 +267,14 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     verify_report = {"exporter": exporter, "inputs": tr.fresh_source}
     if tr.transformer is not None and opts.optimize and "dynamo" not in exporter:
-        model, error = convert.optimize_transformer(model, *tr.transformer)
+        model, error = variants.optimize_transformer(model, *tr.transformer)
         if error:
             verify_report["optimizer_error"] = error  # the graph stays as exported
     precision = opts.precision
     if precision == "fp16":
-        model = convert.to_fp16(model, opts.keep_io_types)
+        model = variants.to_fp16(model, opts.keep_io_types)
     elif precision == "int8":
-        model = convert.to_int8(model)
+        model = variants.to_int8(model)
     preprocess = tr.preprocess
     if precision == "fp16" and not opts.keep_io_types and not isinstance(preprocess, TextSpec):
         preprocess = replace(preprocess, dtype="float16")
@@ -301,7 +301,7 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     if tr.verify_set and precision != "fp32":  # text fp16/int8: drift over a realistic set
         report["verify_set"] = _verify_set(tr, model.SerializeToString(), names, precision, opts)
         report["passed"] = report["passed"] and report["verify_set"]["passed"] is not False
-    report["fusions"] = convert.count_ops(model)
+    report["fusions"] = variants.count_ops(model)
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
     sidecar = save(model, out, external="dynamo" in exporter)

@@ -53,7 +53,12 @@ class BackboneSpec:
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
-PREFIXES = ("hf:", "timm:", "torchvision:")
+_PREFIXES: dict[str, Callable[[str], BackboneSpec]] = {}  # "hf:" -> spec of "hf:<rest>"
+
+
+def register_prefix(prefix: str, make_spec: Callable[[str], BackboneSpec]) -> None:
+    """Let ``get_backbone(prefix + rest)`` return ``make_spec(rest)`` (text.py: ``hf:``)."""
+    _PREFIXES[prefix] = make_spec
 
 
 def register_backbone(
@@ -127,36 +132,13 @@ def get_backbone(name: str) -> BackboneSpec:
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
-    prefix = next((p for p in PREFIXES if name.startswith(p)), None)
+    prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
     if prefix is not None:
-        return _prefixed_spec(prefix, name[len(prefix) :])
+        if not name[len(prefix) :]:
+            raise UserInputError(f"backbone {prefix!r} needs a model name after the colon")
+        return _PREFIXES[prefix](name[len(prefix) :])
     known = ", ".join(list_backbones())
     raise UserInputError(
         f"Unknown backbone {name!r}; known: {known} "
         "(or hf:<name-or-path>, timm:<name>, torchvision:<name>)"
-    )
-
-
-def _prefixed_spec(prefix: str, rest: str) -> BackboneSpec:
-    if not rest:
-        raise UserInputError(f"backbone {prefix!r} needs a model name after the colon")
-    from embedkit.backbones import text, vision
-
-    if prefix == "hf:":
-        return BackboneSpec(
-            name=prefix + rest,
-            modality="text",
-            input_spec="text (the model's own tokenizer)",
-            default_tap="last",
-            description="Hugging Face AutoModel text encoder",
-            loader=lambda **options: text.load_hf(rest, name=prefix + rest, **options),
-        )
-    loader = vision.load_timm if prefix == "timm:" else vision.load_torchvision
-    return BackboneSpec(
-        name=prefix + rest,
-        modality="image",
-        input_spec="RGB, size and normalisation from the model's pretrained config",
-        default_tap="pool",
-        description=f"{prefix[:-1]} image model",
-        loader=lambda **options: loader(rest, **options),
     )

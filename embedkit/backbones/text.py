@@ -25,7 +25,7 @@ from torch import nn
 
 from embedkit.backbones.hooked_backbone import output_name
 from embedkit.backbones.install import installed_folder
-from embedkit.backbones.registry import register_backbone
+from embedkit.backbones.registry import BackboneSpec, register_backbone, register_prefix
 from embedkit.backbones.sentence import SentenceConfig, read_sentence_config
 from embedkit.backbones.taps import TappableLayer, check_pooling, pool
 from embedkit.backbones.to_onnx import Traceable
@@ -347,3 +347,17 @@ def load_hf(
     (True, 'mean', 256, ['input_ids', 'attention_mask', 'token_type_ids'])
     """
     return _load_transformer(path, name, max_length=max_length, normalize=normalize, prompt=prompt)
+
+
+def _hf_spec(rest: str) -> BackboneSpec:
+    return BackboneSpec(
+        name="hf:" + rest,
+        modality="text",
+        input_spec="text (the model's own tokenizer)",
+        default_tap="last",
+        description="Hugging Face AutoModel text encoder",
+        loader=lambda **options: load_hf(rest, name="hf:" + rest, **options),
+    )
+
+
+register_prefix("hf:", _hf_spec)

@@ -13,7 +13,7 @@ import io
 import torch
 
 from embedkit.backbones.hooked_backbone import HookedBackbone, per_channel
-from embedkit.backbones.registry import register_backbone
+from embedkit.backbones.registry import BackboneSpec, register_backbone, register_prefix
 from embedkit.backbones.taps import TapPoint
 from embedkit.contract import ImageSpec
 from embedkit.errors import UserInputError, require
@@ -174,3 +174,21 @@ def load_torchvision(model_name: str, **_options) -> HookedBackbone:
     )
     example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
     return _with_module_taps(model, example, f"torchvision:{model_name}", spec)
+
+
+def _image_spec(prefix: str, loader):
+    def make(rest: str) -> BackboneSpec:
+        return BackboneSpec(
+            name=prefix + rest,
+            modality="image",
+            input_spec="RGB, size and normalisation from the model's pretrained config",
+            default_tap="pool",
+            description=f"{prefix[:-1]} image model",
+            loader=lambda **options: loader(rest, **options),
+        )
+
+    return make
+
+
+register_prefix("timm:", _image_spec("timm:", load_timm))
+register_prefix("torchvision:", _image_spec("torchvision:", load_torchvision))

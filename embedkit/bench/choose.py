@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from embedkit.bench.data import shot_rank
+from embedkit.bench.table import BELOW, pm, shot_label
 from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
@@ -96,7 +97,6 @@ def reference(table) -> dict | None:
 
 def pick_markdown(table) -> str:
     """The recommended pair, the reference, the baselines, best tap per head, by-tap table."""
-    from embedkit.bench.report import BELOW, _shot_label
 
     top, best = _top(table), recommend(table)
     lines = []
@@ -110,8 +110,8 @@ def pick_markdown(table) -> str:
         near = within_noise(table)
         lines.append(
             f"**Recommended: tap `{best['tap']}`, head `{best['head']}`**: cross-validation "
-            f"accuracy {_pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} "
-            f"(shots = {_shot_label(top)}; {_cv_words(table)}; {len(near)} pair(s) within "
+            f"accuracy {pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} "
+            f"(shots = {shot_label(top)}; {_cv_words(table)}; {len(near)} pair(s) within "
             "one paired standard error of the best cross-validation mean, and this is the "
             "simplest of them: fewest taps, then the cheapest head; ± is the 95% t-interval "
             "over seeds; the test score is of the fit on all its training rows)."
@@ -121,7 +121,7 @@ def pick_markdown(table) -> str:
         if ref is not None and ref is not best:
             lines[-1] += (
                 f" For reference, {ref['head']} on the default tap `{ref['tap']}`: "
-                f"cross-validation {_pm(ref, 'val_accuracy')}, test {table.cell_text(ref)}."
+                f"cross-validation {pm(ref, 'val_accuracy')}, test {table.cell_text(ref)}."
             )
     base = table.info.get("baselines", {})
     if base:
@@ -148,18 +148,17 @@ def _best_taps_markdown(table) -> list[str]:
     ]
     for r in rows:
         on_default = table.cell_text(cell.get((default, r["head"])))
-        lines.append(f"| {r['head']} | `{r['tap']}` | {_pm(r, 'val_accuracy')} | "
+        lines.append(f"| {r['head']} | `{r['tap']}` | {pm(r, 'val_accuracy')} | "
                      f"{table.cell_text(r)} | {on_default} |")  # fmt: skip
     return lines
 
 
 def _by_tap_markdown(table, top) -> list[str]:
-    from embedkit.bench.report import _shot_label
 
     taps = table.taps
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     lines = [
-        f"Test accuracy by tap set at shots = {_shot_label(top)} (in bench order; for "
+        f"Test accuracy by tap set at shots = {shot_label(top)} (in bench order; for "
         "`--taps all`, shallow to deep):",
         "",
         "| head | " + " | ".join(f"`{t}`" for t in taps) + " |",
@@ -179,7 +178,7 @@ def pick_summary(table) -> list[str]:
     if best is not None:
         out.append(
             f"recommended: tap {best['tap']} + head {best['head']}: cross-validation "
-            f"{_pm(best, 'val_accuracy')} ({len(within_noise(table))} pair(s) within noise; "
+            f"{pm(best, 'val_accuracy')} ({len(within_noise(table))} pair(s) within noise; "
             f"the simplest), test {table.cell_text(best)}"
         )
         out.append(_gap_line(table, best, markdown=False))
@@ -221,9 +220,3 @@ def _cv_words(table) -> str:
 def _top(table):
     levels = sorted({r["shots"] for r in table.rows}, key=shot_rank)
     return levels[-1] if levels else None
-
-
-def _pm(row, key: str) -> str:
-    from embedkit.bench.report import _pm
-
-    return _pm(row, key)

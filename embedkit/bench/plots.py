@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.bench.table import heads_in_order, shot_label, shot_levels
 from embedkit.files import atomic_file
 
 
@@ -30,18 +31,17 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     --------
     >>> plot_accuracy_vs_shots(build_report("bench/"), "shots.png")  # doctest: +SKIP
     """
-    from embedkit.bench.report import _heads, _shot_label, _shot_levels
 
     plt = _pyplot()
     rows = _shown_rows(table)
-    levels = _shot_levels(rows)
+    levels = shot_levels(rows)
     x = np.arange(len(levels))
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for head in _heads(rows):
+    for head in heads_in_order(rows):
         cells = {r["shots"]: r for r in rows if r["head"] == head}
         _line(ax, table, x, [cells.get(s) for s in levels], head)
     _baselines(ax, table)
-    ax.set_xticks(x, [_shot_label(s) for s in levels])
+    ax.set_xticks(x, [shot_label(s) for s in levels])
     ax.set_xlabel("training rows per class (shots)")
     ax.set_ylabel("accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
@@ -57,15 +57,14 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     >>> plot_accuracy_vs_depth(build_report("bench/"), "depth.png")  # doctest: +SKIP
     """
     from embedkit.bench.choose import recommend
-    from embedkit.bench.report import _heads, _shot_label, _shot_levels
 
     plt = _pyplot()
-    top = _shot_levels(table.rows)[-1]
+    top = shot_levels(table.rows)[-1]
     taps = table.taps
     x = np.arange(len(taps))
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(taps)), 4.5), dpi=110)
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
-    for head in _heads(table.rows):
+    for head in heads_in_order(table.rows):
         _line(ax, table, x, [cell.get((t, head)) for t in taps], head)
     best = recommend(table)
     if best is not None:
@@ -76,19 +75,18 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     ax.set_xticks(x, taps, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("tap set (shallow to deep)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(_title(table, f"accuracy vs depth, shots = {_shot_label(top)}", tap=False),
+    ax.set_title(_title(table, f"accuracy vs depth, shots = {shot_label(top)}", tap=False),
                  fontsize=10)  # fmt: skip
     return _save(fig, plt, ax, path)
 
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     """Mean accuracy against mean fit seconds (log scale), one line per head over shots."""
-    from embedkit.bench.report import _heads, _shot_label
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     rows = _shown_rows(table)
-    for head in _heads(rows):
+    for head in heads_in_order(rows):
         cells = [r for r in rows if r["head"] == head and r["accuracy_mean"] is not None]
         if not cells:
             continue
@@ -96,7 +94,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
         acc = np.array([r["accuracy_mean"] for r in cells])
         (line,) = ax.plot(t, acc, marker="o", label=head)
         ax.annotate(
-            _shot_label(cells[-1]["shots"]),
+            shot_label(cells[-1]["shots"]),
             (t[-1], acc[-1]),
             fontsize=7,
             xytext=(3, 3),

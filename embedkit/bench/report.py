@@ -22,9 +22,9 @@ import numpy as np
 from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
+from embedkit.bench.table import BELOW, head_rank, heads_in_order, pm, shot_label, shot_levels
 from embedkit.errors import UserInputError
 from embedkit.files import write_bytes_atomic
-from embedkit.heads.registry import HEADS
 
 _LABELS = {
     "accuracy": "accuracy",
@@ -36,7 +36,6 @@ _LABELS = {
     "predict_s": "predict s",
 }
 BASELINES = ("majority", "stratified")  # rows of every table: see runner.baselines
-BELOW = "▼"  # marks a mean accuracy under the majority-class baseline
 
 
 @dataclass(frozen=True)
@@ -112,14 +111,14 @@ class BenchTable:
     def _tap_markdown(self, tap: str) -> str:
         """Accuracy by head and shots, baselines, then every metric at the largest level."""
         rows = [r for r in self.rows if r["tap"] == tap]
-        shots, heads = _shot_levels(rows), _heads(rows)
+        shots, heads = shot_levels(rows), heads_in_order(rows)
         cell = {(r["head"], r["shots"]): r for r in rows}
         lines = [
             f"Accuracy on {self.info.get('evaluated_on', 'the test split')}: mean ± 95% "
             f"t-interval half-width over {self.info.get('seeds', '?')} seeds (rows per class "
             f"in the header); {BELOW}: under the majority-class baseline.",
             "",
-            "| head | " + " | ".join(_shot_label(s) for s in shots) + " |",
+            "| head | " + " | ".join(shot_label(s) for s in shots) + " |",
             "| --- |" + " ---: |" * len(shots),
         ]
         for head in heads:
@@ -131,20 +130,20 @@ class BenchTable:
         keys = METRICS + TIMES
         lines += [
             "",
-            f"All metrics at shots = {_shot_label(top)}:",
+            f"All metrics at shots = {shot_label(top)}:",
             "",
             "| head | " + " | ".join(_LABELS[k] for k in keys) + " |",
             "| --- |" + " ---: |" * len(keys),
         ]
         for head in heads:
             row = cell.get((head, top))
-            lines.append(f"| {head} | " + " | ".join(_pm(row, k) for k in keys) + " |")
+            lines.append(f"| {head} | " + " | ".join(pm(row, k) for k in keys) + " |")
         return "\n".join(lines) + "\n"
 
     def cell_text(self, row: dict | None, key: str = "accuracy") -> str:
         """``mean ± half-width``, with ▼ when the mean is under the majority baseline."""
         mark = f" {BELOW}" if key == "accuracy" and self.below_majority(row) else ""
-        return _pm(row, key) + mark
+        return pm(row, key) + mark
 
     def summary(self) -> str:
         """A few lines for the terminal: the pick, the best head per shot level, failures."""
@@ -152,12 +151,12 @@ class BenchTable:
 
         out = pick_summary(self)
         pick = self.recommended
-        if pick is not None and len(_shot_levels(self.rows)) > 1:  # the pair's curve, no pick
+        if pick is not None and len(shot_levels(self.rows)) > 1:  # the pair's curve, no pick
             cell = {(r["tap"], r["head"], r["shots"]): r for r in self.rows}
-            for shots in _shot_levels(self.rows):
+            for shots in shot_levels(self.rows):
                 row = cell.get((pick["tap"], pick["head"], shots))
                 out.append(
-                    f"shots={_shot_label(shots):>4}: {pick['head']} on {pick['tap']} "
+                    f"shots={shot_label(shots):>4}: {pick['head']} on {pick['tap']} "
                     f"(the recommended pair) test accuracy {self.cell_text(row)}"
                 )
         info = self.info
@@ -232,7 +231,7 @@ def aggregate(records: list[dict]) -> BenchTable:
         }
         rows.append(row)
     rank = {tap: i for i, tap in enumerate(order)}
-    rows.sort(key=lambda r: (rank.get(r["tap"], len(rank)), _head_rank(r["head"]),
+    rows.sort(key=lambda r: (rank.get(r["tap"], len(rank)), head_rank(r["head"]),
                              shot_rank(r["shots"])))  # fmt: skip
     with_base = [r["baselines"] for r in records if r.get("baselines")]
     info = {
@@ -274,30 +273,3 @@ def _per_seed(records: list[dict], key: str) -> list[float]:
 
 def _none(value: float):
     return None if value is None or np.isnan(value) else float(value)
-
-
-def _pm(row: dict | None, key: str) -> str:
-    if row is None or row.get(f"{key}_mean") is None:
-        return "failed" if row and row["n_failed"] else "n/a"
-    mean, hi = row[f"{key}_mean"], row[f"{key}_hi"]
-    digits = 2 if key in TIMES else 3
-    text = f"{mean:.{digits}f}"
-    if hi is not None:
-        text += f" ± {hi - mean:.{digits}f}"
-    return text
-
-
-def _head_rank(head: str) -> tuple:
-    return (HEADS.index(head), "") if head in HEADS else (len(HEADS), head)
-
-
-def _shot_levels(rows: list[dict]) -> list:
-    return sorted({r["shots"] for r in rows}, key=shot_rank)
-
-
-def _shot_label(shots) -> str:
-    return "all" if shots == "all" else str(shots)
-
-
-def _heads(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(r["head"] for r in rows))

@@ -15,7 +15,7 @@ and scores that fold: the cross-validation accuracy that picks the recommended (
 head) pair (:mod:`embedkit.bench.choose`). Records are
 written by the parent as runs finish, so an interrupted bench resumes where it stopped.
 What a worker does with a run (and how the seeds of a deterministic head share one fit
-on all rows) is in :mod:`embedkit.bench.worker`.
+on all rows) is in :mod:`embedkit.bench.tasks`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from embedkit.bench.data import (
     shot_rank,
 )
 from embedkit.bench.records import done_runs, run_id, write_record
-from embedkit.bench.worker import Task, build_head, run_task, share_fits
+from embedkit.bench.tasks import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record
 from embedkit.progress import Progress

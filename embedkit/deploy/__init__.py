@@ -14,7 +14,7 @@ backbone over raw inputs) and ``heads`` (to apply and convert the trained head).
 """
 
 from embedkit.deploy.compose import Deployed, deploy
-from embedkit.deploy.convert import head_to_onnx
+from embedkit.deploy.head_graph import head_to_onnx
 from embedkit.deploy.predict import Predictions, predict
 
 __all__ = ["Deployed", "Predictions", "deploy", "head_to_onnx", "predict"]

@@ -4,7 +4,7 @@ The backbone the head's features came from (checked by sha256) is joined with
 ``onnx.compose`` to a bridge that does what extract and the store did to its outputs
 (cast to the storage dtype, flatten, for joined taps standardise and scale each one as
 :class:`~embedkit.heads.tapsets.TapJoin` did, concatenate) and to the head graph of
-:func:`~embedkit.deploy.convert.head_to_onnx`, whose names are prefixed ``head/``.
+:func:`~embedkit.deploy.head_graph.head_to_onnx`, whose names are prefixed ``head/``.
 The result runs in plain onnxruntime; its metadata carries the preprocessing, the
 tokenizer and the label names (docs/deploy.md shows a script that needs only those).
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from embedkit import __version__
 from embedkit import contract as C
-from embedkit.deploy.convert import FEATURES, LABEL, PROBABILITIES, head_to_onnx
+from embedkit.deploy.head_graph import FEATURES, LABEL, PROBABILITIES, head_to_onnx
 from embedkit.deploy.record import backbone
 from embedkit.errors import ExportError
 from embedkit.files import atomic_file

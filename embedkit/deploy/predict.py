@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkit import contract as C
-from embedkit.deploy.convert import PROBABILITIES
+from embedkit.deploy.head_graph import PROBABILITIES
 from embedkit.deploy.record import backbone, check_store
 from embedkit.errors import UserInputError
 from embedkit.heads.from_store import Predictions, predict_store

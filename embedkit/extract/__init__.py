@@ -11,10 +11,12 @@ file and its ``embedkit.*`` metadata are the contract (docs/architecture.md).
 """
 
 from embedkit.contract import ArraySpec, ImageSpec, Tap, TextSpec, parse_preprocess
+from embedkit.extract.config import ExtractConfig, ExtractSummary
 from embedkit.extract.model import ModelSpec, load_model
-from embedkit.extract.pipeline import ExtractConfig, ExtractSummary, extract
+from embedkit.extract.opening import open_source
+from embedkit.extract.pipeline import extract
 from embedkit.extract.providers import Runner, select_providers
-from embedkit.extract.sources import Listing, Source, open_source
+from embedkit.extract.sources import Listing, Source
 
 __all__ = [
     "ArraySpec",

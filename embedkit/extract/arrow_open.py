@@ -18,10 +18,10 @@ from embedkit.extract.arrow_sources import (
     HF_SPLITS,
     PARQUET_SUFFIXES,
     ArrowSource,
-    _arrow_part,
-    _pa,
-    _parquet_part,
-    _table_part,
+    arrow_part,
+    parquet_part,
+    pyarrow_module,
+    table_part,
 )
 
 _HF_HINT = (
@@ -64,13 +64,13 @@ def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_col
     >>> listing.ids, listing.labels, src.read(1)
     (('0', '1'), ('0', '1'), 'a dog')
     """
-    _pa()
+    pyarrow_module()
     if path.is_dir():
         parts = _folder_parts(path)
     elif path.suffix.lower() in PARQUET_SUFFIXES:
-        parts = [_parquet_part(path, "", path.parent)]
+        parts = [parquet_part(path, "", path.parent)]
     else:
-        parts = [_arrow_part(path, "", path.parent)]
+        parts = [arrow_part(path, "", path.parent)]
     return ArrowSource(path, parts, limit, column=column, label_column=label_column,
                        id_column=id_column, media=media)  # fmt: skip
 
@@ -95,7 +95,7 @@ def _folder_parts(path: Path) -> list:
         if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES
         and not any(x.startswith((".", "_")) for x in p.relative_to(path).parts)
     )  # fmt: skip
-    return [_parquet_part(p, f"{p.relative_to(path).as_posix()}:", path) for p in files]
+    return [parquet_part(p, f"{p.relative_to(path).as_posix()}:", path) for p in files]
 
 
 def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
@@ -106,7 +106,7 @@ def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
     if not files:
         raise UserInputError(f"{folder}/state.json: lists no data files; save the dataset again")
     names = _class_names(info.get("features") or {})
-    parts = [_arrow_part(folder / f, prefix, folder, split, names) for f in files]
+    parts = [arrow_part(folder / f, prefix, folder, split, names) for f in files]
     if len(parts) > 1:  # rows are numbered across the files of one dataset
         return [_renumbered(parts, prefix)]
     return parts
@@ -163,7 +163,7 @@ def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_col
     >>> src.scan().labels, src.path.name
     (('a', 'b'), 'pandas.DataFrame')
     """
-    pa = _pa()
+    pa = pyarrow_module()
     kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
     if kind == "datasets.DatasetDict":
         parts = []
@@ -183,9 +183,9 @@ def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_col
         )
     elif kind == "pandas.DataFrame":
         table = pa.Table.from_pandas(obj, preserve_index=False)
-        parts = [_table_part(table, kind)]
+        parts = [table_part(table, kind)]
     elif isinstance(obj, pa.Table):
-        parts = [_table_part(obj, "pyarrow.Table")]
+        parts = [table_part(obj, "pyarrow.Table")]
     else:
         raise UserInputError(
             f"cannot read a {kind} as a source; pass a path, a datasets.Dataset, a pandas "
@@ -200,4 +200,4 @@ def _dataset_part(ds, where: str, prefix: str, split: str | None):
     table = ds.data.table if getattr(ds, "_indices", None) is None else ds.with_format("arrow")[:]
     features = {k: v for k, v in (ds.features or {}).items()}
     names = [v.names for v in features.values() if type(v).__name__ == "ClassLabel"]
-    return _table_part(table, where, prefix, split, names[0] if len(names) == 1 else ())
+    return table_part(table, where, prefix, split, names[0] if len(names) == 1 else ())

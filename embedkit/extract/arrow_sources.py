@@ -35,7 +35,7 @@ from typing import Any
 
 from embedkit.errors import UserInputError, require
 from embedkit.extract.preprocess import BadItem
-from embedkit.extract.sources import Listing, Source, _sha
+from embedkit.extract.sources import Listing, Source, content_sha
 from embedkit.extract.tables import id_value, split_value, text_value
 from embedkit.store.labels import check_classes, label_value
 
@@ -61,11 +61,11 @@ class _Part:
     base: Path | None = None  # where relative image paths start
 
 
-def _pa():
+def pyarrow_module():
     return require("pyarrow", "arrow", "Parquet and Arrow sources")
 
 
-def _parquet_part(path: Path, name: str, base: Path) -> _Part:
+def parquet_part(path: Path, name: str, base: Path) -> _Part:
     pq = require("pyarrow.parquet", "arrow", "Parquet sources")
     try:
         with pq.ParquetFile(path) as file:
@@ -78,9 +78,9 @@ def _parquet_part(path: Path, name: str, base: Path) -> _Part:
     return _Part(name, str(path), counts, _ParquetReader(path), schema, base=base)
 
 
-def _arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) -> _Part:
+def arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) -> _Part:
     """An Arrow IPC file (random access to batches) or stream (read up to the batch)."""
-    pa = _pa()
+    pa = pyarrow_module()
     try:
         with pa.memory_map(str(path)) as source:
             try:
@@ -103,7 +103,7 @@ def _arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) -
     return _Part(name, str(path), counts, reader, schema, split, tuple(label_names), base)
 
 
-def _table_part(table, where: str, name="", split=None, label_names=()) -> _Part:
+def table_part(table, where: str, name="", split=None, label_names=()) -> _Part:
     counts = [min(TABLE_CHUNK, table.num_rows - lo) for lo in range(0, table.num_rows, TABLE_CHUNK)]
     return _Part(
         name,
@@ -142,7 +142,7 @@ class _ArrowReader:
         self.path, self.is_file = path, is_file
 
     def __call__(self, b: int, columns: list[str]):
-        pa = _pa()
+        pa = pyarrow_module()
         with pa.memory_map(str(self.path)) as source:
             if self.is_file:
                 batch = pa.ipc.open_file(source).get_batch(b)
@@ -245,7 +245,7 @@ class ArrowSource(Source):
             )
 
     def _encoding(self, media: str) -> str:
-        pa = _pa()
+        pa = pyarrow_module()
         t = self.schema.field(self.column).type
         if pa.types.is_dictionary(t):
             t = t.value_type
@@ -281,7 +281,7 @@ class ArrowSource(Source):
             self._keep(k, values)
             for r in range(n):
                 where = f"{part.where}: row {first + r}"
-                digests.append(_sha(self._content(part, values[r])))
+                digests.append(content_sha(self._content(part, values[r])))
                 if id_col:
                     ids.append(id_value(cols[id_col][r], where))
                 else:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,78 +28,20 @@ import numpy as np
 from embedkit.contract import BACKBONE, ImageSpec
 from embedkit.errors import UserInputError, require
 from embedkit.extract.batching import Plan, plan_batches
+from embedkit.extract.config import ExtractConfig, ExtractSummary
 from embedkit.extract.model import ModelSpec, load_model
+from embedkit.extract.opening import open_source
 from embedkit.extract.preprocess import (
     BadItem,
     TextPreprocessor,
     check_item_shape,
 )
 from embedkit.extract.providers import Runner, select_providers
-from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name, open_source
+from embedkit.extract.sources import ArraySource, Listing, Source, id_from_name
 from embedkit.extract.worker import BatchWorker, expected_shapes
 from embedkit.progress import Progress
 
-ENGINES = ("local", "ray")
-RAY_SHARDS = ("auto", "driver")
 PREP_NICE = 10  # preprocessing threads run this much nicer on Linux (see _yield_to_inference)
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """How to run an extraction; every field is also an ``embedkit extract`` option."""
-
-    batch_size: int = 32  # items per session.run (text: x mean tokens, padded)
-    device: str = "auto"  # auto (CUDA when available), cpu or cuda
-    workers: int | None = None  # local: preprocessing threads (None: half the cores, 1 to 8);
-    # ray: actors, each one ONNX Runtime session (None: one per GPU, else one per CPU)
-    dtype: str = "float32"  # storage dtype: float32 or float16
-    taps: tuple[str, ...] | None = None  # tap names to store (default: all)
-    preprocess: str | Path | dict | None = None  # overrides the model's preprocessing spec
-    labels: str | Path | None = None  # labels.npy for a .npy source
-    split: str | None = None  # tag every item with train, val or test
-    id_prefix: str | None = None  # prepended to ids (default "<split>/" with split)
-    text_column: str | None = None  # CSV/JSONL text column (default "text")
-    label_column: str | None = None  # table label column (default "label" if present)
-    column: str | None = None  # data column of a table: text, image bytes or image paths
-    # (default: the first of text, image, path; CSV/JSONL: as text_column)
-    id_column: str | None = None  # table id column (default "id" if present; else row ids)
-    skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
-    limit: int | None = None  # use only the first N items of the source
-    progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
-    engine: str = "local"  # local (this process) or ray (actors on a Ray cluster)
-    address: str | None = None  # ray: "auto" or HOST:PORT of a cluster; None starts a local one
-    ray_shards: str = "auto"  # ray: how shards reach the store: auto (written in place when
-    # the actor's node sees the store's folder, else sent to the driver) or driver (always sent)
-
-
-@dataclass(frozen=True)
-class ExtractSummary:
-    """What one extraction did."""
-
-    path: str  # the store
-    n_items: int  # items in the source (after --limit)
-    n_computed: int  # items run through the model by this run
-    n_cached: int  # items already in the store with the same content (skipped)
-    n_resumed: int  # items an interrupted run had journaled (not recomputed)
-    n_bad: int  # items skipped as bad (--skip-bad)
-    seconds: float  # wall time of the whole call
-    n_total: int  # rows in the store afterwards
-    nbytes: int  # store file size afterwards
-    provider: str  # the execution provider used ("none" when nothing was computed)
-    n_relabelled: int = 0  # cached rows whose label changed to follow the source
-
-    @property
-    def items_per_s(self) -> float:
-        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
-            f"{self.n_resumed} resumed, {self.n_bad} bad"
-            f"{f', {self.n_relabelled} relabelled' if self.n_relabelled else ''} "
-            f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
-            f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
-        )
 
 
 def extract(
@@ -140,28 +82,12 @@ def extract(
     >>> print(s)  # doctest: +SKIP
     feats.h5: computed 1000 items, 0 cached, 0 resumed, 0 bad in 31.2 s (32.1 items/s, ...
     """
-    valid = {f.name for f in fields(ExtractConfig)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise TypeError(f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
-    cfg = replace(config or ExtractConfig(), **options)
-    if cfg.engine not in ENGINES:
-        raise UserInputError(f"--engine {cfg.engine!r} is not one of: {', '.join(ENGINES)}")
-    if cfg.ray_shards not in RAY_SHARDS:
-        raise UserInputError(
-            f"--ray-shards {cfg.ray_shards!r} is not one of: {', '.join(RAY_SHARDS)}"
-        )
-    if cfg.address is not None and cfg.engine != "ray":
-        raise UserInputError(f"--address {cfg.address} applies to --engine ray only; add it")
-    if cfg.ray_shards != "auto" and cfg.engine != "ray":
-        raise UserInputError(f"--ray-shards {cfg.ray_shards} applies to --engine ray only; add it")
+    cfg = (config or ExtractConfig()).with_options(**options)
     if cfg.workers is None and cfg.engine == "local":
         # ORT takes every core for the model; decoding needs far fewer
         from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
 
         cfg = replace(cfg, workers=max(1, min(8, cpu_count() // 2)))
-    if cfg.taps is not None:
-        cfg = replace(cfg, taps=tuple(cfg.taps))
     return _Extraction(model, source, out, cfg).run()
 
 
@@ -169,8 +95,6 @@ class _Extraction:
     def __init__(self, model, source, out, cfg: ExtractConfig):
         self.start = time.perf_counter()
         self.cfg = cfg
-        if cfg.batch_size < 1 or (cfg.workers is not None and cfg.workers < 1):
-            raise UserInputError("--batch-size and --workers must be at least 1")
         if cfg.engine == "local":  # the Ray engine checks the device in its actors
             select_providers(cfg.device)  # fail early on --device cuda without CUDA
         else:  # before the store is touched

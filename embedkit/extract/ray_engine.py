@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import EmbedkitError, StoreError, UserInputError, require
-from embedkit.extract.pipeline import ExtractConfig
+from embedkit.extract.config import ExtractConfig
 from embedkit.extract.sources import Listing
 from embedkit.extract.worker import BatchWorker, expected_shapes
 

@@ -3,7 +3,7 @@
 Every source answers two questions behind one small interface, so a new one is a
 short class: ``scan()`` lists the items cheaply (ids, sha256 digests of the raw
 content, label names, splits) and ``read(i)`` returns item ``i`` raw (file bytes, a
-str, an array row). :func:`open_source` picks the class from the path.
+str, an array row). :func:`~embedkit.extract.opening.open_source` picks the class from the path.
 
     embedkit extract lite0.onnx photos/ --out feats.h5          # photos/<class>/<file>
     embedkit extract minilm.onnx reviews.csv --out feats.h5 --text-column body
@@ -27,7 +27,6 @@ from embedkit.extract.tables import csv_rows, id_value, jsonl_rows, split_value,
 from embedkit.store.labels import array_labels, check_classes, label_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-_KINDS = "an image folder, .txt, .csv, .jsonl, .npy, .parquet, .arrow or a saved dataset folder"
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class Source(ABC):
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-def _sha(data: bytes) -> str:
+def content_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -145,7 +144,7 @@ class ImageFolderSource(Source):
         self._files = files
         ids = tuple(id_from_name(f) for f in files)
         labels = tuple(i.split("/", 1)[0] if "/" in i else None for i in ids)
-        digests = tuple(_sha(self._bytes(i)) for i in range(len(files)))
+        digests = tuple(content_sha(self._bytes(i)) for i in range(len(files)))
         return Listing(ids, digests, labels, (None,) * len(files))
 
     def read(self, index: int) -> bytes:
@@ -181,7 +180,7 @@ class _TextSource(Source):
         self._ids = ids
         return Listing(
             ids,
-            tuple(_sha(t.encode("utf-8")) for t in texts),
+            tuple(content_sha(t.encode("utf-8")) for t in texts),
             tuple(labels[:n]) if labels is not None else (None,) * n,
             tuple(splits[:n]) if splits is not None else (None,) * n,
         )
@@ -324,7 +323,9 @@ class ArraySource(Source):
 
     def scan(self) -> Listing:
         n = len(self.array) if self.limit is None else min(self.limit, len(self.array))
-        digests = tuple(_sha(np.ascontiguousarray(self.array[i]).tobytes()) for i in range(n))
+        digests = tuple(
+            content_sha(np.ascontiguousarray(self.array[i]).tobytes()) for i in range(n)
+        )
         labels, order = self._labels(n)
         return Listing(tuple(str(i) for i in range(n)), digests, labels, (None,) * n, order)
 
@@ -346,76 +347,3 @@ class ArraySource(Source):
 
     def read(self, index: int) -> np.ndarray:
         return np.asarray(self.array[index])
-
-
-def open_source(
-    path: Any,
-    *,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    labels: str | Path | None = None,
-    limit: int | None = None,
-    column: str | None = None,
-    id_column: str | None = None,
-    media: str = "text",
-) -> Source:
-    """Open ``path`` as the source its type calls for.
-
-    Parameters
-    ----------
-    path : str, Path or table
-        An image folder, a ``.txt`` (one text per line), ``.csv``/``.tsv``/``.jsonl`` (with
-        a text column) or ``.npy`` array; a ``.parquet`` file or folder of parts, an
-        ``.arrow``/``.feather`` file or a ``save_to_disk`` folder; or an in-memory
-        ``datasets.Dataset``, pandas ``DataFrame`` or ``pyarrow.Table`` (arrow_sources.py).
-    text_column, label_column, column, id_column : str, optional
-        Columns of a table source (defaults: ``text``; ``label`` and ``id`` when present);
-        ``column`` is the data column of any table (``text_column`` of CSV/JSONL).
-    media : str
-        What a string column of an Arrow source holds: ``"text"``, or ``"image"`` paths.
-    labels : str or Path, optional
-        A ``.npy`` of labels, one per row of a ``.npy`` source.
-    limit : int, optional
-        Use only the first ``limit`` items.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
-    >>> np.save(path, np.zeros((3, 4), np.float32))
-    >>> src = open_source(path)
-    >>> src.scan().ids
-    ('0', '1', '2')
-    """
-    if limit is not None and limit < 1:
-        raise UserInputError(f"--limit {limit}: pass a positive number of items")
-    from embedkit.extract import arrow_open as arrow  # pyarrow only when asked for
-
-    columns = {"column": column or text_column, "label_column": label_column,
-               "id_column": id_column}  # fmt: skip
-    if not isinstance(path, (str, os.PathLike)):
-        return arrow.table_source(path, limit, **columns, media=media)
-    path = Path(path)
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or folder; pass {_KINDS}{arrow.hub_hint(path)}")
-    suffix = path.suffix.lower()
-    if arrow.is_arrow_path(path) and labels is None:
-        return arrow.open_arrow(path, limit, **columns, media=media)
-    is_table = suffix in (".csv", ".tsv", ".jsonl")
-    if (text_column or label_column or column or id_column) and not is_table:
-        raise UserInputError(
-            f"{path}: --column/--text-column/--label-column/--id-column apply to tables "
-            "(.csv, .jsonl, .parquet, .arrow, saved datasets)"
-        )
-    if labels is not None and suffix != ".npy":
-        raise UserInputError(f"{path}: --labels applies to .npy sources; folders name their labels")
-    if path.is_dir():
-        return ImageFolderSource(path, limit)
-    if suffix == ".txt":
-        return TextLinesSource(path, limit)
-    if is_table:
-        return TableSource(path, limit, text_column=column or text_column,
-                           label_column=label_column, id_column=id_column)  # fmt: skip
-    if suffix == ".npy":
-        return ArraySource(path, limit, labels=labels)
-    raise UserInputError(f"{path}: unknown source type {suffix or '(none)'!r}; pass {_KINDS}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.extract.batching import Plan
-from embedkit.extract.checks import nonfinite_rows
+from embedkit.extract.feature_checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec
 from embedkit.extract.preprocess import BadItem, make_preprocessor
 from embedkit.extract.providers import Runner

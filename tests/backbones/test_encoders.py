@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from embedkit.backbones import export, export_backbone, load_backbone
-from embedkit.backbones.verify import TOLERANCES
+from embedkit.backbones.parity import TOLERANCES
 from embedkit.contract import read_metadata
 from embedkit.errors import ExportError, UserInputError
 from tests.backbones.conftest import encode_texts, ort_session

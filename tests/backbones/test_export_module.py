@@ -170,7 +170,7 @@ def _graph_ort_cannot_run() -> bytes:
 
 
 def test_unrunnable_fp16_graph_is_reported_not_hidden():
-    from embedkit.backbones.verify import verify
+    from embedkit.backbones.parity import verify
 
     feeds, ref = {"x": np.ones((2, 4), np.float32)}, [np.ones((2, 4), np.float32)]
     report = verify(_graph_ort_cannot_run(), feeds, ref, ["y"], "fp16")
@@ -183,7 +183,7 @@ def test_unrunnable_fp16_graph_is_reported_not_hidden():
 def test_verification_set_reports_percentiles_and_gates_on_p1():
     from onnx import TensorProto, helper
 
-    from embedkit.backbones.verify import verify_set
+    from embedkit.backbones.parity import verify_set
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])], "g",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.bench import worker
+from embedkit.bench import tasks
 
 MARK = 1000  # column 0 holds row / MARK
 
@@ -75,11 +75,11 @@ class _Recorder:
 @pytest.fixture
 def recorded(monkeypatch):
     """Record every head the bench builds (run the bench with jobs=1 so it is in-process)."""
-    real = worker.build_head
+    real = tasks.build_head
     _Recorder.log = []
 
     def build(name, seed, params=None):
         return _Recorder(name, real(name, seed, params))
 
-    monkeypatch.setattr(worker, "build_head", build)
+    monkeypatch.setattr(tasks, "build_head", build)
     return _Recorder.log

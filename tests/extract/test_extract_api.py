@@ -203,7 +203,7 @@ def test_preprocessing_threads_yield_to_inference(models, image_dir, tmp_path):
 
 
 def test_unknown_option_and_providers():
-    with pytest.raises(TypeError, match="unknown extract option 'batchsize'"):
+    with pytest.raises(UserInputError, match="unknown extract option 'batchsize'"):
         extract("m.onnx", "x.npy", "o.h5", batchsize=3)
     assert select_providers("cpu") == ["CPUExecutionProvider"]
     with pytest.raises(UserInputError, match="--device 'tpu' is not one of: auto, cpu, cuda"):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from embedkit.errors import UserInputError
+from embedkit.extract.opening import open_source
 from embedkit.extract.sources import (
     ArraySource,
     ImageFolderSource,
     TableSource,
     TextLinesSource,
-    open_source,
 )
 
 

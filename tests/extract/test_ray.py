@@ -263,8 +263,8 @@ def test_actor_that_cannot_see_the_journal_sends_its_shard(models, tmp_path):
     """No shared filesystem: the actor sends the shard's bytes, written nowhere else."""
     import pyarrow as pa
 
+    from embedkit.extract.opening import open_source
     from embedkit.extract.ray_engine import ShardActor
-    from embedkit.extract.sources import open_source
     from embedkit.extract.worker import BatchWorker
     from embedkit.store import Fingerprint, TapInfo, write_shard
 

@@ -1,6 +1,6 @@
 """ONNX graph conversions after tracing: transformer fusion, fp16 and int8 variants.
 
-Each variant is then checked against the fp32 torch model (:mod:`.verify`).
+Each variant is then checked against the fp32 torch model (:mod:`.parity`).
 """
 
 from __future__ import annotations

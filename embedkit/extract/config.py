@@ -1,0 +1,112 @@
+"""What an extraction is asked to do, and what it did: :class:`ExtractConfig` (every field
+an ``embedkit extract`` option, checked when the config is made) and :class:`ExtractSummary`.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --batch-size 64 --engine ray
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from embedkit.errors import UserInputError
+
+ENGINES = ("local", "ray")
+RAY_SHARDS = ("auto", "driver")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How to run an extraction; every field is also an ``embedkit extract`` option."""
+
+    batch_size: int = 32  # items per session.run (text: x mean tokens, padded)
+    device: str = "auto"  # auto (CUDA when available), cpu or cuda
+    workers: int | None = None  # local: preprocessing threads (None: half the cores, 1 to 8);
+    # ray: actors, each one ONNX Runtime session (None: one per GPU, else one per CPU)
+    dtype: str = "float32"  # storage dtype: float32 or float16
+    taps: tuple[str, ...] | None = None  # tap names to store (default: all)
+    preprocess: str | Path | dict | None = None  # overrides the model's preprocessing spec
+    labels: str | Path | None = None  # labels.npy for a .npy source
+    split: str | None = None  # tag every item with train, val or test
+    id_prefix: str | None = None  # prepended to ids (default "<split>/" with split)
+    text_column: str | None = None  # CSV/JSONL text column (default "text")
+    label_column: str | None = None  # table label column (default "label" if present)
+    column: str | None = None  # data column of a table: text, image bytes or image paths
+    # (default: the first of text, image, path; CSV/JSONL: as text_column)
+    id_column: str | None = None  # table id column (default "id" if present; else row ids)
+    skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
+    limit: int | None = None  # use only the first N items of the source
+    progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
+    engine: str = "local"  # local (this process) or ray (actors on a Ray cluster)
+    address: str | None = None  # ray: "auto" or HOST:PORT of a cluster; None starts a local one
+    ray_shards: str = "auto"  # ray: how shards reach the store: auto (written in place when
+    # the actor's node sees the store's folder, else sent to the driver) or driver (always sent)
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise UserInputError(f"--engine {self.engine!r} is not one of: {', '.join(ENGINES)}")
+        if self.ray_shards not in RAY_SHARDS:
+            raise UserInputError(
+                f"--ray-shards {self.ray_shards!r} is not one of: {', '.join(RAY_SHARDS)}"
+            )
+        if self.address is not None and self.engine != "ray":
+            raise UserInputError(f"--address {self.address} applies to --engine ray only; add it")
+        if self.ray_shards != "auto" and self.engine != "ray":
+            raise UserInputError(
+                f"--ray-shards {self.ray_shards} applies to --engine ray only; add it"
+            )
+        if self.batch_size < 1 or (self.workers is not None and self.workers < 1):
+            raise UserInputError("--batch-size and --workers must be at least 1")
+        if self.taps is not None:
+            object.__setattr__(self, "taps", tuple(self.taps))
+
+    def with_options(self, **options: Any) -> ExtractConfig:
+        """A copy with ``options`` (field names) replaced; an unknown name is refused.
+
+        Examples
+        --------
+        >>> ExtractConfig().with_options(batch_size=64).batch_size
+        64
+        >>> ExtractConfig().with_options(batchsize=64)
+        Traceback (most recent call last):
+        ...
+        embedkit.errors.UserInputError: unknown extract option 'batchsize'; valid: ...
+        """
+        valid = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise UserInputError(
+                f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}"
+            )
+        return replace(self, **options)
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What one extraction did."""
+
+    path: str  # the store
+    n_items: int  # items in the source (after --limit)
+    n_computed: int  # items run through the model by this run
+    n_cached: int  # items already in the store with the same content (skipped)
+    n_resumed: int  # items an interrupted run had journaled (not recomputed)
+    n_bad: int  # items skipped as bad (--skip-bad)
+    seconds: float  # wall time of the whole call
+    n_total: int  # rows in the store afterwards
+    nbytes: int  # store file size afterwards
+    provider: str  # the execution provider used ("none" when nothing was computed)
+    n_relabelled: int = 0  # cached rows whose label changed to follow the source
+
+    @property
+    def items_per_s(self) -> float:
+        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: computed {self.n_computed} items, {self.n_cached} cached, "
+            f"{self.n_resumed} resumed, {self.n_bad} bad"
+            f"{f', {self.n_relabelled} relabelled' if self.n_relabelled else ''} "
+            f"in {self.seconds:.1f} s ({self.items_per_s:.1f} items/s, {self.provider}); "
+            f"store holds {self.n_total} items, {self.nbytes / 1e6:.1f} MB"
+        )
