@@ -1,4 +1,7 @@
-"""Predict on raw images against extract on the same images, side by side; writes results/deploy.md.
+"""Predict on raw images against extract on the same images, side by side.
+
+Writes one record per run to results/deploy.jsonl (benchmarks/_harness.py) and renders
+results/deploy.md from the records; a run already recorded is skipped (--force re-runs).
 
     .venv/bin/python benchmarks/bench_deploy.py                 # 1,000 JPEGs, 3 rounds
     .venv/bin/python benchmarks/bench_deploy.py --images 200 --rounds 1   # a quick look
@@ -19,15 +22,12 @@ head on these images.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records, measured_line, ratios, table, timed_rounds
 from bench_extract import get_model, write_jpegs
 
 from embedkit.cli import main as cli
@@ -38,13 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def timed(fn, *args, **kwargs) -> tuple[float, object]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - t0, out
-
-
-def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) -> list[str]:
+def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) -> dict:
     model, model_name = get_model(work)
     train = write_jpegs(work / "train", 200)
     images = write_jpegs(work / "images", n_images)  # the same generator: other crops
@@ -55,58 +49,70 @@ def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) 
                     str(work / head)]) == 0  # fmt: skip
         deployed[head] = work / f"{head}.onnx"
         deploy(work / head, deployed[head])
-    times: dict[str, list[float]] = {"extract": []}
+    out: dict[str, object] = {}
+    stores: list[Path] = []
+
+    def run_extract():  # a new store each round: extract skips items a store holds
+        stores.append(work / f"e{len(stores)}.h5")
+        extract(model, images, stores[-1], batch_size=batch, progress=False)
+
+    cases = {"extract": run_extract}
+    for head in heads:
+        cases[f"predict {head}"] = lambda h=head: out.update(
+            {h: predict(work / h, images, batch_size=batch, progress=False)})  # fmt: skip
+        cases[f"deployed {head}"] = lambda h=head: out.update(
+            {f"d{h}": predict(deployed[h], images, batch_size=batch, progress=False)})  # fmt: skip
+    seconds = timed_rounds(cases, rounds=rounds)  # interleaved: drifting load hits all alike
     parity = {}
-    for r in range(rounds):  # interleaved, so drifting load hits every pipeline alike
-        seconds, _ = timed(extract, model, images, work / f"e{r}.h5", batch_size=batch,
-                           progress=False)  # fmt: skip
-        times["extract"].append(seconds)
-        for head in heads:
-            seconds, by_head = timed(predict, work / head, images, batch_size=batch,
-                                     progress=False)  # fmt: skip
-            times.setdefault(f"predict {head}", []).append(seconds)
-            seconds, by_model = timed(predict, deployed[head], images, batch_size=batch,
-                                      progress=False)  # fmt: skip
-            times.setdefault(f"deployed {head}", []).append(seconds)
-            reference = predict(work / head, work / f"e{r}.h5")  # backbone -> store -> head
-            parity[head] = (
-                float(np.abs(by_model.probabilities - reference.probabilities).max()),
-                sum(a != b for a, b in zip(by_model.labels, reference.labels)),
-                by_head.ids == reference.ids == by_model.ids,
+    for head in heads:  # the last round's outputs against backbone -> store -> head
+        reference = predict(work / head, stores[-1])
+        by_model = out[f"d{head}"]
+        parity[head] = {
+            "max_abs_diff": float(np.abs(by_model.probabilities - reference.probabilities).max()),
+            "labels_differ": sum(a != b for a, b in zip(by_model.labels, reference.labels)),
+            "same_ids": out[head].ids == reference.ids == by_model.ids,
+        }
+    return {"model": model_name, "seconds": seconds, "parity": parity}
+
+
+def render(records: list[dict]) -> str:
+    """results/deploy.md from the records (run_all.py --build calls this)."""
+    lines = ["## Deploy: predict on raw inputs", ""]
+    for r in records:
+        key, n = r["key"], r["key"]["images"]
+        lines += [
+            f"Model: {r['model']}; {n} JPEGs (500x375 photos), batch {key['batch_size']}, CPU "
+            f"provider, {key['rounds']} interleaved rounds (median); heads trained on 200 other "
+            "JPEGs. Each call is timed end to end in one process (Python start-up excluded).",
+            "",
+        ]
+        rows = []
+        for name, s in ratios(r["seconds"], "extract").items():
+            kind, _, head = name.partition(" ")
+            label = {
+                "extract": "`extract` into a new store (the baseline)",
+                "predict": f"`predict` with the {head} head directory (recorded model + head)",
+                "deployed": f"`predict` with the deployed {head} model (one ONNX graph)",
+            }[kind]
+            spread = f"({s['ratio_min']:.2f}-{s['ratio_max']:.2f}x)"
+            rows.append([label, f"{n / s['median_s']:.1f}", f"**{s['ratio']:.2f}x** {spread}"])
+        lines += [
+            table(
+                ["pipeline", "images/s", "vs extract (same-round ratios: median, range)"], rows
+            ),  # fmt: skip
+            "",
+            "Deployed model vs backbone -> store -> head on these images (last round): "
+            + "; ".join(
+                f"{h}: max abs diff of probabilities {p['max_abs_diff']:.1e}, "
+                f"{p['labels_differ']} labels differ, same ids {p['same_ids']}"
+                for h, p in r["parity"].items()
             )
-        print(f"round {r}: " + ", ".join(f"{k} {n_images / v[-1]:.1f}" for k, v in times.items())
-              + " img/s", flush=True)  # fmt: skip
-    base = times["extract"]
-    lines = [
-        f"Model: {model_name}; {n_images} JPEGs (500x375 photos), batch {batch}, CPU provider, "
-        f"{rounds} interleaved rounds (median); heads trained on 200 other JPEGs. Each call "
-        "is timed end to end in one process (Python start-up excluded).",
-        "",
-        "| pipeline | images/s | vs extract (same-round ratios: median, range) |",
-        "| --- | --- | --- |",
-    ]
-    for name, values in times.items():
-        ratios = [b / v for b, v in zip(base, values)]
-        kind, _, head = name.partition(" ")
-        label = {
-            "extract": "`extract` into a new store (the baseline)",
-            "predict": f"`predict` with the {head} head directory (recorded model + head)",
-            "deployed": f"`predict` with the deployed {head} model (one ONNX graph)",
-        }[kind]
-        lines.append(
-            f"| {label} | {n_images / statistics.median(values):.1f} | "
-            f"**{statistics.median(ratios):.2f}x** ({min(ratios):.2f}-{max(ratios):.2f}x) |"
-        )
-    lines += [
-        "",
-        "Deployed model vs backbone -> store -> head on these images (last round): "
-        + "; ".join(
-            f"{h}: max abs diff of probabilities {d:.1e}, {n} labels differ, same ids {s}"
-            for h, (d, n, s) in parity.items()
-        )
-        + ".",
-    ]
-    return lines
+            + ".",
+            "",
+            measured_line(r),
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -115,30 +121,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--heads", default="logreg,mlp", help="comma-separated head names")
+    parser.add_argument("--force", action="store_true", help="run even if recorded")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_deploy_"))
-    try:
-        lines = bench(work, args.images, args.rounds, args.batch_size, args.heads.split(","))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()[0]
-    text = "\n".join(
-        [
-            "## Deploy: predict on raw inputs",
-            "",
-            f"Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; "
-            f"load average {load:.1f} at the end (other jobs share the cores: read the ratios). "
-            f"Reproduce: `.venv/bin/python benchmarks/bench_deploy.py --images {args.images} "
-            f"--rounds {args.rounds} --heads {args.heads}`.",
-            "",
-            *lines,
-            "",
-        ]
-    )
-    out = HERE / "results" / "deploy.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
-    print(text)
+    records = Records("deploy")
+    key = {"images": args.images, "rounds": args.rounds, "batch_size": args.batch_size,
+           "heads": args.heads}  # fmt: skip
+    if args.force or not records.done(key):
+        work = Path(tempfile.mkdtemp(prefix="bench_deploy_"))
+        try:
+            data = bench(work, args.images, args.rounds, args.batch_size, args.heads.split(","))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        records.add(key, data)
+    print(records.render(render).read_text())
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@
     .venv/bin/python benchmarks/run_all.py --build   # only re-gather results/*.md
 
 Each ``bench_<area>.py`` writes ``results/<area>.md``; this script runs them one after the
-other (never in parallel: they time things) and concatenates the sections.
+other (never in parallel: they time things) and concatenates the sections. A benchmark on
+the harness (``_harness.py``) writes records to ``results/<area>.jsonl`` and defines
+``render(records)``: the build step renders its section from those records. Every
+``bench_*.py`` here can be run with ``--only <area>``, listed in SCRIPTS or not.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 import re
 import subprocess
@@ -45,9 +49,32 @@ SECTIONS = (
 )  # fmt: skip
 
 
+def scripts() -> dict[str, str]:
+    """SCRIPTS, then every other ``bench_<area>.py`` of this folder under its area."""
+    found = {p.stem.removeprefix("bench_"): p.name for p in sorted(HERE.glob("bench_*.py"))}
+    return {**SCRIPTS, **{k: v for k, v in found.items() if v not in SCRIPTS.values()}}
+
+
+def render_from_records() -> list[str]:
+    """Re-render ``results/<area>.md`` of every benchmark that keeps records."""
+    sys.path.insert(0, str(HERE))
+    from _harness import Records
+
+    done = []
+    for area, name in scripts().items():
+        records = Records(area)
+        if not records.path.exists():
+            continue
+        module = importlib.import_module(Path(name).stem)
+        if hasattr(module, "render"):
+            records.render(module.render)
+            done.append(area)
+    return done
+
+
 def run(names: list[str]) -> None:
     for name in names:
-        script = HERE / SCRIPTS[name]
+        script = HERE / scripts()[name]
         if not script.exists():
             print(f"skip {name}: {script.name} not found", flush=True)
             continue
@@ -58,6 +85,9 @@ def run(names: list[str]) -> None:
 
 
 def build() -> Path:
+    rendered = render_from_records()
+    if rendered:
+        print(f"rendered from records: {', '.join(rendered)}")
     parts = [
         "# Benchmark results\n",
         "Measured on this project's CI machine type: 2 CPU cores, 24 GiB, no GPU "
@@ -65,7 +95,8 @@ def build() -> Path:
         "noisy; compare the ratios, which each script measures side by side in one run.\n",
         "Reproduce everything with `make bench`, or one section with the script named in it.\n",
     ]
-    for name in SECTIONS:
+    others = sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in SECTIONS)
+    for name in (*SECTIONS, *others):  # a new benchmark's section appears without a list edit
         path = HERE / "results" / f"{name}.md"
         if path.exists():
             # Plots sit beside the sections in results/; RESULTS.md is one folder up.
@@ -80,11 +111,11 @@ def build() -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="*", choices=list(SCRIPTS), help="run only these")
+    p.add_argument("--only", nargs="*", choices=list(scripts()), help="run only these")
     p.add_argument("--build", action="store_true", help="only gather results/*.md")
     args = p.parse_args()
     if not args.build:
-        run(args.only or list(ORDER))
+        run(args.only or list(ORDER))  # the others take arguments: run them with --only
     print(f"wrote {build()}")
 
 
