@@ -60,14 +60,12 @@ def build_fmnist(work: Path) -> Path:
     model = ROOT / "models" / "bench" / "lite0.onnx"
     if not model.exists():
         sh("export", "efficientnet_lite0", "--out", str(model))
-    from embedkit.datasets import full_frame_preprocess
-
-    pre = full_frame_preprocess(model, work / "fmnist-preprocess.json")  # no centre crop
     for split in ("train", "test"):
+        # full-frame: no centre crop of 28x28 items
         sh(
             "extract", str(model), str(work / f"fmnist-{split}.npy"),
             "--labels", str(work / f"fmnist-{split}-labels.npy"),
-            "--split", split, "--out", str(store), "--quiet", "--preprocess", str(pre),
+            "--split", split, "--out", str(store), "--quiet", "--preprocess", "full-frame",
         )  # fmt: skip
     return store
 

@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import gzip
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,28 +86,3 @@ def load_fortunes(
                 texts.append(entry)
                 labels.append(topic)
     return texts, labels
-
-
-def full_frame_preprocess(model: str | Path, out: str | Path) -> Path:
-    """Write a ``--preprocess`` file that resizes whole images to the model's input size.
-
-    Image backbones record the photo recipe (EfficientNet: shorter side to 256, centre crop
-    224), which cuts an eighth off each border. Fashion-MNIST items already fill their
-    28x28 frame, so for them the whole frame is resized instead. The file holds the model's
-    own spec with ``resize_shorter`` and ``crop`` cleared; pass it as
-    ``embedkit extract ... --preprocess FILE``.
-    """
-    import json
-
-    from embedkit import contract as C
-
-    meta = C.read_metadata(model)
-    if C.PREPROCESS not in meta:
-        raise UserInputError(f"{model}: has no {C.PREPROCESS} metadata to adapt")
-    spec = C.parse_preprocess(meta[C.PREPROCESS], f"{model} metadata")
-    if not isinstance(spec, C.ImageSpec):
-        raise UserInputError(f"{model}: is not an image model (preprocess kind {spec.kind!r})")
-    full = replace(spec, resize_shorter=None, crop=None)
-    out = Path(out)
-    out.write_text(json.dumps({"preprocess": full.to_dict()}, indent=2) + "\n")
-    return out

@@ -11,7 +11,6 @@ import pytest
 from embedkit.datasets import (
     FASHION_MNIST_CLASSES,
     FORTUNE_TOPICS,
-    full_frame_preprocess,
     load_fashion_mnist,
     load_fortunes,
 )
@@ -41,10 +40,16 @@ def test_missing_data_says_how_to_fetch_it(tmp_path):
         load_fashion_mnist(tmp_path, "dev")
 
 
-def test_full_frame_preprocess_clears_the_crop(tmp_path):
+def test_preprocess_full_frame_clears_the_resize_and_crop(tmp_path):
+    from embedkit.extract import load_model
+
     model = make_image_model(tmp_path / "m.onnx")
-    out = full_frame_preprocess(model, tmp_path / "pre.json")
-    spec = json.loads(out.read_text())["preprocess"]
-    assert spec["kind"] == "image" and spec["resize_shorter"] is None and spec["crop"] is None
-    with pytest.raises(UserInputError, match="not an image model|no embedkit.preprocess"):
-        full_frame_preprocess(make_array_model(tmp_path / "a.onnx"), tmp_path / "x.json")
+    recipe = {**load_model(model).preprocess.to_dict(), "resize_shorter": 36, "crop": "center"}
+    (tmp_path / "m.onnx.json").write_text(json.dumps(recipe))  # a photo recipe beside it
+    photo = load_model(model).preprocess
+    assert photo.resize_shorter == 36 and photo.crop == "center"
+    spec = load_model(model, preprocess="full-frame").preprocess
+    assert spec.kind == "image" and spec.resize_shorter is None and spec.crop is None
+    assert spec.size == photo.size and spec.mean == photo.mean  # the rest is the model's
+    with pytest.raises(UserInputError, match="full-frame needs an image model"):
+        load_model(make_array_model(tmp_path / "a.onnx"), preprocess="full-frame")

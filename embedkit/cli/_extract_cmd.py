@@ -32,8 +32,10 @@ def register(subparsers) -> None:
                    help="storage dtype (default float32)")  # fmt: skip
     p.add_argument("--tap", action="append", dest="taps", metavar="T",
                    help="store only this tap (repeatable; default all)")  # fmt: skip
-    p.add_argument("--preprocess", metavar="FILE.json",
-                   help="preprocessing spec overriding the model's metadata")  # fmt: skip
+    p.add_argument("--preprocess", metavar="FILE.json|full-frame",
+                   help="preprocessing spec overriding the model's metadata; full-frame: "
+                   "the model's image spec without its resize+centre crop, for items that "
+                   "fill their frame (e.g. 28x28 Fashion-MNIST; docs/extract.md)")  # fmt: skip
     p.add_argument("--split", choices=("train", "val", "test"),
                    help="tag every item with this split")  # fmt: skip
     p.add_argument("--id-prefix", metavar="P",

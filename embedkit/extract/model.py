@@ -251,7 +251,12 @@ def _select_taps(path: Path, taps: list[Tap], wanted) -> tuple[Tap, ...]:
     return tuple(by_name[w] for w in dict.fromkeys(wanted))
 
 
+FULL_FRAME = "full-frame"  # --preprocess full-frame: the model's image spec, no resize+crop
+
+
 def _read_preprocess(path: Path, meta: dict, override) -> PreprocessSpec | None:
+    if isinstance(override, str) and override == FULL_FRAME:
+        return full_frame(_read_preprocess(path, meta, None), path)
     if override is not None:
         if isinstance(override, dict):
             return parse_preprocess(override.get("preprocess", override), "--preprocess")
@@ -262,6 +267,31 @@ def _read_preprocess(path: Path, meta: dict, override) -> PreprocessSpec | None:
     if C.PREPROCESS in meta:
         return parse_preprocess(meta[C.PREPROCESS], f"{path} metadata")
     return None
+
+
+def full_frame(spec: PreprocessSpec | None, where) -> PreprocessSpec:
+    """The image ``spec`` with its shorter-side resize and centre crop cleared: the whole
+    frame is resized to the input size (``--preprocess full-frame``).
+
+    Photo recipes (EfficientNet: shorter side to 256, centre crop 224) cut an eighth off
+    each border; items that fill their frame (Fashion-MNIST's 28x28, icons, crops of
+    objects) lose part of the object. Use this for them.
+
+    Examples
+    --------
+    >>> from embedkit.contract import ImageSpec
+    >>> spec = ImageSpec(size=(224, 224), resize_shorter=256, crop="center")
+    >>> full = full_frame(spec, "lite0.onnx")
+    >>> full.size, full.resize_shorter, full.crop
+    ((224, 224), None, None)
+    """
+    if not isinstance(spec, C.ImageSpec):
+        kind = "no preprocessing spec" if spec is None else f"preprocess kind {spec.kind!r}"
+        raise UserInputError(
+            f"{where}: --preprocess {FULL_FRAME} needs an image model ({kind}); leave it out "
+            "or pass a JSON spec"
+        )
+    return replace(spec, resize_shorter=None, crop=None)
 
 
 def _preprocess_file(file: Path) -> PreprocessSpec:
