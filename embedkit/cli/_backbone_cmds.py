@@ -50,7 +50,11 @@ def register(subparsers) -> None:
                    help="a tap from `embedkit taps NAME`; repeat for several (one graph)")
     p.add_argument("--pool", dest="pooling", choices=POOLINGS,
                    help="pooling for feature maps / token states (default: avg / mean)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="fp32 (default); fp16: half the size, for GPUs; int8: weights quantised per "
+        "channel, smaller and faster on CPUs (docs/backbones.md gives the measured figures)",
+    )  # fmt: skip
     p.add_argument("--keep-io-types", action="store_true",
                    help="fp16: keep fp32 inputs and outputs")
     p.add_argument("--fold-normalize", action="store_true",
@@ -135,11 +139,17 @@ def _taps(args) -> int:
     _quiet_transformers()
     backbone = api.load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
+    names: dict[str, list[str]] = {}  # layer -> its tap names: "last" is "layer.5" of minilm
+    for row in rows:
+        names.setdefault(row.layer, []).append(row.name)
     print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
     for row in rows:
+        if names[row.layer][0] != row.name:
+            continue  # listed once, under its first name
         shape = "(" + ", ".join("seq" if n == 0 else str(n) for n in row.shape) + ")"
         stride = "-" if row.stride is None else str(row.stride)
-        print(f"{row.name:<24} {shape:<20} {stride:<7} {row.layer}")
+        name = " = ".join(names[row.layer])  # one layer, two names
+        print(f"{name:<24} {shape:<20} {stride:<7} {row.layer}")
     print(f"default tap: {backbone.default_tap} (pooling {backbone.default_pooling})")
     if len(backbone.default_taps) > 1:
         print(f"exported by default: {', '.join(backbone.default_taps)}")
