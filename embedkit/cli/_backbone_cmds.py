@@ -139,16 +139,17 @@ def _taps(args) -> int:
     _quiet_transformers()
     backbone = api.load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
-    names: dict[str, list[str]] = {}  # layer -> its tap names: "last" is "layer.5" of minilm
+    names: dict[tuple, list[str]] = {}  # one output, several names: minilm's layer.5 = last
     for row in rows:
-        names.setdefault(row.layer, []).append(row.name)
+        names.setdefault((row.layer, tuple(row.shape)), []).append(row.name)
     print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
     for row in rows:
-        if names[row.layer][0] != row.name:
+        same = names[(row.layer, tuple(row.shape))]
+        if same[0] != row.name:
             continue  # listed once, under its first name
         shape = "(" + ", ".join("seq" if n == 0 else str(n) for n in row.shape) + ")"
         stride = "-" if row.stride is None else str(row.stride)
-        name = " = ".join(names[row.layer])  # one layer, two names
+        name = " = ".join(same)
         print(f"{name:<24} {shape:<20} {stride:<7} {row.layer}")
     print(f"default tap: {backbone.default_tap} (pooling {backbone.default_pooling})")
     if len(backbone.default_taps) > 1:
