@@ -1,8 +1,9 @@
 """Flipped Fashion-MNIST labels are found through real EfficientNet-Lite0 features.
 
 The cheap path: 300 images through the real Lite0 ONNX graph (``models/lite0.onnx`` when
-`embedkit export efficientnet_lite0 --out models/lite0.onnx` has been run, else exported
-here once), extracted by ``embedkit.extract`` into a real store, then audited.
+`embedkit export efficientnet_lite0 --out models/lite0.onnx` has been run, else the
+session's export, tests/conftest.py), extracted by ``embedkit.extract`` into a real store,
+then audited.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 N_IMAGES = 300
 
 
-def _lite0_onnx(tmp_path_factory):
+def _lite0_onnx(exported):
     local = REPO / "models" / "lite0.onnx"
     if local.exists():
         from embedkit.extract import load_model
@@ -29,21 +30,17 @@ def _lite0_onnx(tmp_path_factory):
             return local
     pytest.importorskip("torch", reason="torch is needed to export EfficientNet-Lite0")
     pytest.importorskip("efficientnet_lite_pytorch", reason="pip install 'embedkit[vision]'")
-    from embedkit.backbones import export_backbone
-
-    path = tmp_path_factory.mktemp("lite0") / "lite0.onnx"
-    export_backbone("efficientnet_lite0", path)
-    return path
+    return exported("efficientnet_lite0")  # the session's export: taps pool (default), logits
 
 
 @pytest.fixture(scope="module")
-def lite0_store(tmp_path_factory):
+def lite0_store(tmp_path_factory, exported):
     """300 Fashion-MNIST training images (30 a class) with 5% of the labels flipped."""
     try:
         images, labels = load_fashion_mnist(REPO / "data" / "fashion-mnist", "train")
     except Exception as exc:  # the data comes from `bash scripts/fetch_data.sh`
         pytest.skip(f"Fashion-MNIST is not in data/: {exc}")
-    model = _lite0_onnx(tmp_path_factory)
+    model = _lite0_onnx(exported)
     rng = np.random.default_rng(0)
     rows = np.concatenate(
         [rng.choice(np.flatnonzero(labels == c), N_IMAGES // 10, replace=False) for c in range(10)]
