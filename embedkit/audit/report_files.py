@@ -59,7 +59,7 @@ def _plot_confusion(report, path: Path) -> None:
     rows = conf.sum(axis=1, keepdims=True)
     norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
     k = len(report.label_names)
-    size = min(4 + 0.5 * k, 16)
+    size = min(5 + 0.7 * k, 16)  # cells big enough for their counts
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of given label")
@@ -71,15 +71,14 @@ def _plot_confusion(report, path: Path) -> None:
             for p in range(k):
                 if conf[g, p]:
                     color = "white" if norm[g, p] > 0.5 else "black"
-                    ax.text(
-                        p, g, int(conf[g, p]), ha="center", va="center", fontsize=7, color=color
-                    )
+                    ax.text(p, g, int(conf[g, p]), ha="center", va="center",
+                            fontsize=11 if k <= 10 else 9, color=color)  # fmt: skip
     ax.set_xlabel("out-of-fold prediction")
     ax.set_ylabel("given label")
     ax.set_title(f"Out-of-fold confusion ({report.spec.head}, {report.spec.folds} folds)")
     fig.tight_layout()
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 

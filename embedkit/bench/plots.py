@@ -1,8 +1,12 @@
 """PNG plots of a bench: accuracy vs shots, vs fit time, and vs depth (one line per head).
 
-Each plot draws the majority-class and stratified-random baselines as dashed lines and
-marks with a red ▼ every mean under the majority baseline. The shots and fit-time plots
-show the recommended tap set (the only one, without ``--taps``).
+Each plot draws the majority-class and stratified-random baselines as dashed lines where
+they fall inside the y-range, which is fitted to the heads' results so that differences
+between heads show; a baseline below it is noted in the legend instead. A red ▼ marks every
+mean under the majority baseline (and the legend lists ▼ only when one is drawn). Legends
+sit outside the axes, right of the data; a tap set with a long name (joined taps) gets a
+short label (``J1``) and a key under the plot. The shots and fit-time plots show the
+recommended tap set (the only one, without ``--taps``).
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     top = shot_levels(table.rows)[-1]
     taps = table.taps
     x = np.arange(len(taps))
-    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(taps)), 4.5), dpi=110)
+    labels, key = short_tap_labels(taps)
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(taps) + 3), 4.8 + 0.15 * len(key)),
+                           dpi=110)  # fmt: skip
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     for head in heads_in_order(table.rows):
         _line(ax, table, x, [cell.get((t, head)) for t in taps], head)
@@ -72,8 +78,11 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
                 color="gold", markeredgecolor="black", linestyle="none",
                 label=f"recommended ({best['head']})", zorder=5)  # fmt: skip
     _baselines(ax, table)
-    ax.set_xticks(x, taps, rotation=30, ha="right", fontsize=8)
+    labels, key = short_tap_labels(taps)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("tap set (shallow to deep)")
+    if key:
+        fig.text(0.01, 0.01, "\n".join(key), fontsize=7, va="bottom", ha="left")
     ax.set_ylabel("test accuracy")
     ax.set_title(_title(table, f"accuracy vs depth, shots = {shot_label(top)}", tap=False),
                  fontsize=10)  # fmt: skip
@@ -109,6 +118,25 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     return _save(fig, plt, ax, path)
 
 
+def short_tap_labels(taps: list[str], limit: int = 14) -> tuple[list[str], list[str]]:
+    """Axis labels for tap sets, and the key of those shortened: a name longer than
+    ``limit`` (joined taps) becomes ``J1``, ``J2``, ...
+
+    Examples
+    --------
+    >>> short_tap_labels(["layer.4", "last", "layer.0+layer.1+layer.2+last"])
+    (['layer.4', 'last', 'J1'], ['J1 = layer.0+layer.1+layer.2+last'])
+    """
+    labels, key = [], []
+    for tap in taps:
+        if len(tap) <= limit:
+            labels.append(tap)
+            continue
+        labels.append(f"J{len(key) + 1}")
+        key.append(f"{labels[-1]} = {tap}")
+    return labels, key
+
+
 def _shown_rows(table) -> list[dict]:
     """The rows of the recommended tap set (else the last one): one tap set per plot."""
     tap = (table.recommended or {}).get("tap") or table.taps[-1]
@@ -125,16 +153,29 @@ def _line(ax, table, x, cells, label: str) -> None:
     under = np.array([table.below_majority(c) for c in cells], dtype=bool)
     if under.any():
         ax.plot(np.asarray(x)[under], mean[under], marker="v", color="red", markersize=9,
-                linestyle="none", zorder=4)  # fmt: skip
+                linestyle="none", zorder=4, label="_under")  # fmt: skip
 
 
 def _baselines(ax, table) -> None:
+    """Fit the y-range to the heads' lines; draw the baselines inside it, note the others."""
+    lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    values = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in lines] or [[]])
+    values = values[np.isfinite(values)]
+    if len(values):
+        low, high = float(values.min()), float(values.max())
+        pad = max(0.02, 0.08 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    bottom = ax.get_ylim()[0]
     styles = {"majority": ("dimgray", "--"), "stratified": ("darkgray", ":")}
     for name, value in table.info.get("baselines", {}).items():
         color, style = styles.get(name, ("gray", "--"))
-        ax.axhline(value, color=color, linestyle=style, linewidth=1.2,
-                   label=f"{name} baseline ({value:.3f})")  # fmt: skip
-    if table.info.get("baselines"):
+        if value >= bottom:
+            ax.axhline(value, color=color, linestyle=style, linewidth=1.2,
+                       label=f"{name} baseline ({value:.3f})")  # fmt: skip
+        else:  # noted, not drawn: it would squash the differences between heads
+            ax.plot([], [], color=color, linestyle=style,
+                    label=f"{name} baseline {value:.3f} (below the axis)")  # fmt: skip
+    if any(ln.get_label() == "_under" for ln in ax.get_lines()):
         ax.plot([], [], marker="v", color="red", linestyle="none", label="under majority")
 
 
@@ -157,10 +198,11 @@ def _title(table, text: str, tap: bool = True) -> str:
 
 def _save(fig, plt, ax, path) -> Path:
     ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # outside the axes: never over the data
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
     path = Path(path)
-    fig.tight_layout()
+    key_lines = sum(t.get_text().count("\n") + 1 for t in fig.texts)  # the key, if any
+    fig.tight_layout(rect=(0, 0.05 * key_lines, 1, 1))
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
