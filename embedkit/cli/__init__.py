@@ -7,6 +7,8 @@ code. ``--debug`` shows the traceback instead.
     embedkit export efficientnet_lite0 --out lite0.onnx
     embedkit extract lite0.onnx images/ --out feats.h5
     embedkit info feats.h5
+    embedkit select feats.h5 --budget 100 --out picks.csv
+    embedkit label feats.h5 picks.csv
     embedkit train feats.h5 --head mlp --out head/
     embedkit bench feats.h5 --heads sgd,logreg,mlp --shots 1,4,16,all --out bench/
     embedkit audit feats.h5 --out audit/
@@ -33,6 +35,7 @@ _COMMAND_MODULES = (
     "embedkit.cli._extract_cmd",  # extract
     "embedkit.cli._store_cmds",  # info, split, store compact/pack/upgrade
     "embedkit.cli._head_cmds",  # train
+    "embedkit.cli._label_cmds",  # select, label
     "embedkit.cli._deploy_cmds",  # predict, deploy
     "embedkit.cli._bench_cmd",  # bench
     "embedkit.cli._audit_cmd",  # audit

@@ -128,7 +128,9 @@ def run_info(args) -> int:
         print(f"    {t['name']:<20} shape {tuple(t['shape'])}  pooling {t['pooling']}{stride}")
     if info["labels"]:
         counts = ", ".join(f"{k}={v}" for k, v in info["labels"].items())
-        print(f"  labels ({len(info['labels'])} classes): {counts}")
+        labelled = sum(info["labels"].values())
+        share = labelled / info["items"] if info["items"] else 0.0
+        print(f"  labels ({len(info['labels'])} classes, {share:.1%} of rows labelled): {counts}")
     else:
         print("  labels: none")
     s = info["splits"]

@@ -37,7 +37,8 @@ def head_to_onnx(head, feature_shape: tuple[int, ...], *, opset: int = OPSET):
     ----------
     head : a fitted embedkit head
         One whose registry record names a ``graph`` (every registered head but kNN with
-        another metric than cosine).
+        another metric than cosine);
+        a semi-supervised head (spread, selftrain) converts the head it fitted last.
     feature_shape : tuple of int
         Per-item shape of ``features``: ``(D,)``, or the tap's ``(C, H, W)`` for attnpool.
     opset : int
@@ -63,7 +64,10 @@ def head_to_onnx(head, feature_shape: tuple[int, ...], *, opset: int = OPSET):
     True
     """
     name, record = type(head).__name__, record_of(head)
-    if record is None or record.graph is None:
+    if record is not None and record.graph == "final" and hasattr(head, "head_"):
+        head = head.head_  # a semi-supervised head predicts with the head it fitted last
+        name, record = type(head).__name__, record_of(head)
+    if record is None or record.graph in (None, "final"):
         convertible = ", ".join(r.name for r in RECORDS if r.graph)
         raise UserInputError(f"cannot convert a {name} to ONNX; heads that convert: {convertible}")
     if not hasattr(head, "classes_"):

@@ -86,6 +86,8 @@ def train_on_store(
                            exclude_val=exclude_val)  # fmt: skip
         require_training_rows(rows, store)
         parts = {"train": rows.train, "val": rows.val, "test": rows.test}
+        if head_record(head_name).semi:  # the unlabelled training rows (-1) join its fit
+            parts["train"] = np.union1d(rows.train, rows.unlabelled)
         join = None
         if len(taps) > 1:  # statistics of the train rows only
             join = TapJoin.fit(taps, [fs.features(t, rows=parts["train"]) for t in taps])
@@ -96,6 +98,7 @@ def train_on_store(
         }
         label_names = fs.label_names
         tap_infos, features = feature_record(fs, taps, Path(store))
+        labels_sha256 = labels_digest(fs.ids(rows.train), labels[rows.train], label_names)
     (X, y), (X_val, y_val) = data["train"], data["val"]
     with epoch_progress(enabled=progress):
         if head_record(head_name).torch and len(X_val):
@@ -117,11 +120,32 @@ def train_on_store(
         excluded=rows.excluded_train,
         excluded_val_kept=rows.excluded_val_kept,
         exclude_note=rows.exclude_note(),
-        accuracy={name: float(head.score(*xy)) for name, xy in data.items() if len(xy[0])},
+        accuracy={
+            name: float(head.score(X_[y_ >= 0], y_[y_ >= 0]))
+            for name, (X_, y_) in data.items()
+            if (y_ >= 0).any()
+        },
         fit=fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
+        labels_sha256=labels_sha256,
     )
     record.write(out)
     return record
+
+
+def labels_digest(ids: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> str:
+    """sha256 of the labelled rows' ``id<TAB>class`` lines in id order: which labels a head saw.
+
+    Examples
+    --------
+    >>> labels_digest(np.array(["b", "a", "c"]), np.array([1, 0, -1]), ["cat", "dog"])[:12]
+    '29f0f32ed757'
+    """
+    import hashlib
+
+    known = labels >= 0
+    pairs = sorted(zip(np.asarray(ids)[known].tolist(), np.asarray(labels)[known].tolist()))
+    text = "".join(f"{item}\t{names[int(c)] if int(c) < len(names) else c}\n" for item, c in pairs)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from embedkit.errors import UserInputError
 
 _SKLEARN, _TORCH = "embedkit.heads._sklearn", "embedkit.heads._torch_heads"
+_SEMI = "embedkit.heads._semi"
 _C_GRID = {"C": [0.01, 0.1, 1.0, 10.0, 100.0]}
 _TORCH_GRID = {"weight_decay": [0.0, 1e-4, 1e-2], "lr": [1e-3, 1e-2]}
 
@@ -38,10 +39,12 @@ class HeadRecord:
     deterministic: bool = False  # its fit ignores random_state: same rows, same head
     sweep: dict = field(default_factory=dict)  # the grid `embedkit bench --sweep` tries
     graph: str | None = None  # its ONNX graph in embedkit deploy: "linear" (Gemm + Softmax),
-    #   "centroid", "knn" or "torch" (torch.onnx); None: it does not deploy
+    #   "centroid", "knn" or "torch" (torch.onnx); None: it does not deploy;
+    #   "final": the graph of the supervised head it fitted last (``head_``)
+    semi: bool = False  # learns from unlabelled rows too: train and bench pass them as -1
 
 
-# In report order: linear models, torch heads, then the non-parametric ones.
+# In report order: linear models, torch heads, the non-parametric ones, semi-supervised.
 RECORDS = (
     HeadRecord("sgd", "SGDHead", streams=True, bench_default=True,
                sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}, graph="linear"),
@@ -60,6 +63,10 @@ RECORDS = (
                sweep={"n_neighbors": [1, 3, 5, 10, 20]}, graph="knn"),
     HeadRecord("centroid", "CentroidHead", bench_default=True, deterministic=True,
                graph="centroid"),
+    HeadRecord("spread", "LabelSpreadingHead", _SEMI, cost=3, semi=True, graph="final",
+               sweep={"n_neighbors": [5, 10, 20], "alpha": [0.9, 0.99]}),
+    HeadRecord("selftrain", "SelfTrainingHead", _SEMI, cost=3, semi=True, graph="final",
+               sweep={"threshold": [0.7, 0.9, 0.97]}),
 )  # fmt: skip
 HEADS = tuple(r.name for r in RECORDS)
 TORCH_HEADS = tuple(r.name for r in RECORDS if r.torch)
@@ -68,6 +75,7 @@ BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
 # `embedkit bench --taps ...` without --heads: the heads that win tap sweeps (issue 21:
 # svm and ridge were the best single-tap heads on held-out text), cheap ones included
 TAP_SWEEP_HEADS = ("sgd", "logreg", "ridge", "svm", "mlp", "knn")
+SEMI_HEADS = tuple(r.name for r in RECORDS if r.semi)
 
 
 def head_record(name: str, where: str = "") -> HeadRecord:
@@ -118,7 +126,8 @@ def make_head(name: str, **params):
     Parameters
     ----------
     name : str
-        One of :data:`HEADS`: sgd, logreg, ridge, svm, linear, mlp, attnpool, knn, centroid.
+        One of :data:`HEADS`: sgd, logreg, ridge, svm, linear, mlp, attnpool, knn, centroid,
+        and the semi-supervised spread and selftrain.
     **params
         Constructor parameters of that head; every head accepts ``random_state``.
 

@@ -27,7 +27,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class RowSelection:
     excluded_train: int = 0  # excluded ids that left the training rows
     excluded_val_kept: int = 0  # excluded ids that stayed in the validation rows
     excluded_val_dropped: int = 0  # ... or left them (exclude_val=True)
+    unlabelled: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training
+    #   rows without a label (minus the excluded ids): what a semi-supervised head also reads
 
     @property
     def pool(self) -> np.ndarray:
@@ -120,6 +122,7 @@ def select_rows(
         excluded_train=int((excluded[train] & labelled[train]).sum()),
         excluded_val_kept=0 if exclude_val else ex_val,
         excluded_val_dropped=ex_val if exclude_val else 0,
+        unlabelled=train[~labelled[train] & ~excluded[train]],
     )
 
 

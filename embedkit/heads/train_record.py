@@ -52,6 +52,7 @@ class TrainRecord:
     exclude_note: str | None = None  # what train prints about them
     accuracy: dict = field(default_factory=dict)  # per part
     fit: dict = field(default_factory=dict)  # epochs, best epoch, validation (fit_summary)
+    labels_sha256: str | None = None  # of the (id, class) pairs it trained on (labels_digest)
     directory: Path | None = field(default=None, compare=False)  # where it was read from
 
     @property
@@ -90,6 +91,7 @@ class TrainRecord:
             "exclude_note": self.exclude_note,
             "accuracy": self.accuracy,
             "fit": self.fit,
+            "labels_sha256": self.labels_sha256,
             "features": features,
         }
 
@@ -117,6 +119,7 @@ class TrainRecord:
             exclude_note=info.get("exclude_note"),
             accuracy=info.get("accuracy") or {},
             fit=info.get("fit") or {},
+            labels_sha256=info.get("labels_sha256"),
             directory=directory,
         )
 

@@ -1,0 +1,82 @@
+"""Semi-supervised heads: they use the unlabelled rows, and deploy without the graph."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from embedkit.errors import UserInputError
+from embedkit.heads import load_head, make_head, save_head
+from tests.helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def few_labels():
+    X, y = make_blobs(600, 12, centers=4, cluster_std=6.0, random_state=3)
+    X = X.astype(np.float32)
+    rng = np.random.default_rng(0)
+    given = np.concatenate([rng.choice(np.flatnonzero(y == c), 2, replace=False) for c in range(4)])
+    y_few = np.full(len(y), -1)
+    y_few[given] = y[given]
+    return X, y, y_few, given
+
+
+@pytest.mark.parametrize("name", ["spread", "selftrain"])
+def test_unlabelled_rows_help(few_labels, name):
+    X, y, y_few, given = few_labels
+    alone = make_head("logreg").fit(X[given], y[given]).score(X, y)
+    semi = make_head(name, random_state=0).fit(X, y_few)
+    assert semi.score(X, y) >= alone
+    assert list(semi.classes_) == [0, 1, 2, 3] == list(semi.head_.classes_)
+
+
+def test_spreading_beats_the_labelled_rows_alone(few_labels):
+    X, y, y_few, given = few_labels
+    alone = make_head("logreg").fit(X[given], y[given]).score(X, y)
+    assert make_head("spread", random_state=0).fit(X, y_few).score(X, y) > alone + 0.1
+
+
+def test_string_labels_and_a_bad_base(few_labels):
+    X, y, _, _ = few_labels
+    names = np.array(["a", "b", "c", "d"])[y]
+    assert set(make_head("spread").fit(X, names).predict(X[:5])) <= set("abcd")
+    with pytest.raises(UserInputError, match="base='mlp' is invalid"):
+        make_head("spread", base="mlp").fit(X, y)
+    with pytest.raises(UserInputError, match="fewer than two classes|2 classes|one class"):
+        make_head("selftrain").fit(X, np.where(np.arange(len(y)) < 5, 0, -1))
+
+
+def test_saved_head_deploys_as_onnx_without_the_graph(few_labels, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from embedkit.deploy import head_to_onnx
+
+    X, _, y_few, _ = few_labels
+    head = load_head(save_head(make_head("spread", random_state=0).fit(X, y_few), tmp_path / "h"))
+    model = head_to_onnx(head, (X.shape[1],))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    proba, label = session.run(["probabilities", "label"], {"features": X})
+    assert np.abs(proba - head.predict_proba(X)).max() < 1e-5
+    assert (head.classes_[label] == head.predict(X)).all()
+
+
+def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path):
+    from embedkit.store import FeatureStore
+
+    X, y, y_few, _ = few_labels
+    splits = np.where(np.arange(len(y)) % 5 == 0, "test", "train")
+    labels = np.where(splits == "test", y, y_few)  # test fully labelled, train 8 labels
+    store = tmp_path / "s.h5"
+    FeatureStore.from_arrays(store, X, labels, splits=splits).close()
+    for name in ("logreg", "spread"):
+        done = run_cli(
+            "train", str(store), "--head", name, "--val", "0", "--out", str(tmp_path / name)
+        )
+        assert done.returncode == 0, done.stderr
+    info = {n: json.loads((tmp_path / n / "train.json").read_text()) for n in ("logreg", "spread")}
+    assert info["spread"]["rows"]["train"] == int((splits == "train").sum())  # unlabelled too
+    assert info["logreg"]["rows"]["train"] == int(((splits == "train") & (y_few >= 0)).sum())
+    assert info["spread"]["accuracy"]["test"] > info["logreg"]["accuracy"]["test"]
+    assert info["spread"]["labels_sha256"] == info["logreg"]["labels_sha256"]
