@@ -5,6 +5,7 @@ embedkit bench feats.h5 --heads sgd,logreg,linear,mlp,knn,centroid \\
 embedkit bench feats.h5 --protocol cv --folds 5 --shots all --out bench-cv/
 embedkit bench feats.h5 --taps all --out bench-taps/     # every tap: which layer, which head
 embedkit bench feats.h5 --taps blocks.14,pool,blocks.14+pool --out bench-join/
+embedkit bench feats.h5 --labelling --out bench-labelling/   # which strategy + head to label with
 embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown and plots
 """
 
@@ -104,6 +105,20 @@ def register(sub) -> None:
         default=None,
         help="worker processes (default: all cores; 1 = none)",
     )
+    p.add_argument(
+        "--labelling",
+        action="store_true",
+        help="simulate the labelling loop instead: hide the train labels, select -> reveal "
+        "-> fit -> test per strategy x budget x seed (heads default logreg,spread)",
+    )
+    p.add_argument(
+        "--strategies", default="random,typical,coverage,hybrid",
+        help="--labelling: selection strategies (default random,typical,coverage,hybrid)",
+    )  # fmt: skip
+    p.add_argument(
+        "--budgets", default="1,2,5,10,20",
+        help="--labelling: labels per class after each round (default 1,2,5,10,20)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress (n of N runs, ETA)")
     add_overwrite(p)
     p.set_defaults(func=run_bench_cmd)
@@ -125,6 +140,8 @@ def run_bench_cmd(args) -> int:
     guard_output(
         args.out, BENCH_FOLDER, overwrite=args.overwrite, inputs=[args.store, args.exclude]
     )
+    if args.labelling:
+        return run_labelling_cmd(args)
     spec = BenchSpec(
         heads=args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS),
         shots=args.shots,
@@ -148,6 +165,29 @@ def run_bench_cmd(args) -> int:
     print(table.summary())
     out = Path(args.out)
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'} and plots; runs in {out / 'runs'}")
+    return 0
+
+
+def run_labelling_cmd(args) -> int:
+    from pathlib import Path
+
+    from embedkit.bench.labelling import LabellingSpec, labelling_markdown, run_labelling
+
+    spec = LabellingSpec(
+        strategies=args.strategies,
+        budgets=args.budgets,
+        seeds=args.seeds,
+        heads=args.heads or "logreg,spread",
+    )
+    taps = args.taps or [None]
+    if len(taps) > 1:
+        from embedkit.errors import UserInputError
+
+        raise UserInputError("--labelling runs on one tap; give at most one --tap")
+    summary = run_labelling(args.store, args.out, spec, tap=taps[0], progress=not args.quiet)
+    print(labelling_markdown(summary), end="")
+    out = Path(args.out)
+    print(f"wrote {out / 'labelling.md'}, .csv, .json and .png; runs in {out / 'runs'}")
     return 0
 
 

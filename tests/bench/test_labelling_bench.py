@@ -1,0 +1,58 @@
+"""``embedkit bench --labelling`` on a real labelled store: curves, resume, recommendation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from embedkit.store import FeatureStore
+from tests.helpers import run_cli
+
+
+@pytest.fixture
+def store(tmp_path):
+    X, y = make_blobs(300, 8, centers=3, cluster_std=4.0, random_state=0)
+    splits = np.where(np.arange(300) % 3 == 0, "test", "train")
+    FeatureStore.from_arrays(tmp_path / "s.h5", X.astype(np.float32), y, splits=splits).close()
+    return tmp_path / "s.h5"
+
+
+def test_labelling_bench_writes_curves_and_resumes(store, tmp_path):
+    out = tmp_path / "b"
+    args = ("bench", str(store), "--labelling", "--strategies", "random,typical,margin",
+            "--budgets", "1,3", "--seeds", "2", "--out", str(out))  # fmt: skip
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "labelling.json").read_text())
+    assert {(r["strategy"], r["head"], r["budget"]) for r in summary["table"]} == {
+        (s, h, b)
+        for s in ("random", "typical", "margin")
+        for h in ("logreg", "spread")
+        for b in (1, 3)
+    }
+    assert all(r["seeds"] == 2 and 0 <= r["mean"] <= 1 for r in summary["table"])
+    assert set(summary["best"]) == {"1", "3"}
+    assert (out / "labelling.png").stat().st_size > 0 and "typical + spread" in done.stdout
+    stamp = (out / "runs" / "labelling__typical__s0.json").stat().st_mtime_ns
+    again = run_cli(*args)  # everything done: nothing re-run
+    assert again.returncode == 0 and "seed" not in again.stderr
+    assert (out / "runs" / "labelling__typical__s0.json").stat().st_mtime_ns == stamp
+
+    record = str(out / "labelling.json")
+    picks = run_cli("select", str(store), "--budget", "3", "--record", record,
+                    "--out", str(tmp_path / "p.csv"))  # fmt: skip
+    assert picks.returncode == 2 and "--budget 3" in picks.stderr  # every train row is labelled
+
+
+def test_bad_budgets_are_one_line(store, tmp_path):
+    done = run_cli(
+        "bench", str(store), "--labelling", "--budgets", "1,x", "--out", str(tmp_path / "b")
+    )
+    assert done.returncode == 2 and "--budgets '1,x'" in done.stderr
+    done = run_cli(
+        "bench", str(store), "--labelling", "--budgets", "500", "--out", str(tmp_path / "c")
+    )
+    assert done.returncode == 2 and "the pool has 200" in done.stderr
