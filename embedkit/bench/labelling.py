@@ -36,7 +36,13 @@ BASELINE = ("random", "logreg")  # what every other (strategy, head) is measured
 
 @dataclass(frozen=True)
 class LabellingSpec:
-    """What the simulation compares."""
+    """What the simulation compares.
+
+    Examples
+    --------
+    >>> LabellingSpec(budgets="5,1", strategies="random,typical").budgets
+    (1, 5)
+    """
 
     strategies: tuple[str, ...] = ("random", "typical", "coverage", "hybrid")
     budgets: tuple[int, ...] = (1, 2, 5, 10, 20)  # labels per class, cumulative rounds
@@ -73,7 +79,7 @@ def run_labelling(store, out, spec: LabellingSpec = LabellingSpec(), *, tap=None
     Examples
     --------
     >>> summary = run_labelling("feats.h5", "bench-labelling/")  # doctest: +SKIP
-    >>> summary["best"]  # labels per class -> strategy measured best
+    >>> summary["best"]  # labels per class -> strategy measured best  # doctest: +SKIP
     {'1': 'typical', ...}
     """
     from embedkit.heads.rows import select_rows
