@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.labelling.sources import ItemSource, item_sources
+from embedkit.labelling.items import ItemSource, item_sources
 from embedkit.labelling.strategies import Selection, select
 
 _THUMB = 96  # contact-sheet thumbnail size in pixels

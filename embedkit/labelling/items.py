@@ -31,7 +31,7 @@ def item_sources(provenance: dict, ids: list[str]) -> list[ItemSource]:
     """The source of each of ``ids``, looked up in the sources the store was extracted from."""
     import json
 
-    from embedkit.extract.sources import open_source
+    from embedkit.extract.opening import open_source
 
     runs = provenance.get("runs", [])
     runs = json.loads(runs) if isinstance(runs, str) else runs
