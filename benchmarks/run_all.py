@@ -46,6 +46,8 @@ SECTIONS = (
     "extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy",
     "io",
     "store",  # written by hand from bench_store.py's JSON records (it takes a section argument)
+    "recommend",  # bench_recommend.py --run / --label (needs the before/after bench folders)
+    "eta",  # bench_eta.py --texts --model (a JSONL of texts and the MiniLM export)
 )  # fmt: skip
 
 
