@@ -43,7 +43,7 @@ from embedkit.bench.data import (
 from embedkit.bench.records import done_runs, run_id, write_record
 from embedkit.bench.tasks import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError
-from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_record
+from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_class, head_record
 from embedkit.progress import Progress
 
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, ALL)
@@ -102,6 +102,20 @@ class BenchSpec:
         return max(self.shots, key=shot_rank)
 
 
+def _check_joined(taps, heads) -> None:
+    """Refuse joined tap sets for heads that read one tap's feature maps (as train does)."""
+    sets = [t.strip() for text in (taps or ()) for t in str(text).split(",")]
+    joined = next((t for t in sets if "+" in t or t == "joined"), None)
+    if joined is None:
+        return
+    for name in heads:
+        if head_record(name).torch and getattr(head_class(name), "spatial_input", False):
+            raise UserInputError(
+                f"--heads {name}: {head_class(name).__name__} reads one tap's feature maps; "
+                f"--taps {joined!r} joins taps; bench it on single taps (e.g. --taps a,b)"
+            )
+
+
 def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None,
               exclude=None, make_test_split: float | None = None, progress: bool = False,
               plots: bool = True, **spec_fields):  # fmt: skip
@@ -151,6 +165,7 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
         head_record(name, " in --heads")  # raises for a name the registry does not know
     if tap is not None and spec.taps is not None:
         raise UserInputError("give --tap or --taps, not both")
+    _check_joined(spec.taps if tap is None else (tap,), spec.heads)
     if isinstance(store, BenchData):
         datas = [store]
     else:

@@ -56,21 +56,41 @@ def similarity(text: str) -> float:
     return value
 
 
-def int_at_least(low: int):
-    """An integer type that refuses values below ``low`` (``--folds``: 2, ``--jobs``: 1)."""
+def int_at_least(low: int, high: int | None = None):
+    """An integer type that refuses values below ``low`` (``--folds``: 2, ``--jobs``: 1)
+    and, when given, above the documented cap ``high`` (a typo must not run for hours)."""
 
     def parse(text: str) -> int:
         value = _number(text, int, "an integer")
         if value < low:
             raise argparse.ArgumentTypeError(f"{text} is below the minimum {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is above the maximum {high}")
         return value
 
-    parse.__name__ = f"int >= {low}"
+    parse.__name__ = f"int >= {low}" if high is None else f"int in [{low}, {high}]"
     return parse
 
 
-positive_int = int_at_least(1)
-count = int_at_least(0)  # seeds
+def seconds(text: str) -> float:
+    """A wait in seconds: finite, 0 to 86400 (``--wait``)."""
+    value = _number(text, float, "a number of seconds")
+    if not 0 <= value <= MAX_WAIT:
+        raise argparse.ArgumentTypeError(f"{text} is not a wait in [0, {MAX_WAIT}] seconds")
+    return value
+
+
+# The documented caps (docs/reliability.md, "Arguments").
+MAX_WAIT = 86400  # --wait: a day
+positive_int = int_at_least(1)  # --limit, audit --top-k: bounded by the data
+count = int_at_least(0, 2**32 - 1)  # --seed: numpy's seed range
+seeds = int_at_least(1, 1000)  # bench --seeds
+folds = int_at_least(2, 100)  # bench/audit --folds
+jobs = int_at_least(1, 1024)  # bench --jobs
+batch_size = int_at_least(1, 65536)  # --batch-size, audit --block-size
+workers = int_at_least(1, 256)  # --workers
+top_k = int_at_least(1, 100_000)  # predict --top-k, audit --k
+max_length = int_at_least(1, 65536)  # export --max-length
 
 
 def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
@@ -92,10 +112,10 @@ def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
         "skip_bad": "leave out undecodable items",
         "limit": "use only the first N items",
     } | helps
-    p.add_argument("--batch-size", type=positive_int, default=32, help=default["batch_size"])
+    p.add_argument("--batch-size", type=batch_size, default=32, help=default["batch_size"])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help=default["device"])  # fmt: skip
-    p.add_argument("--workers", type=positive_int, default=None, help=default["workers"])
+    p.add_argument("--workers", type=workers, default=None, help=default["workers"])
     p.add_argument("--text-column", metavar="C", help=default["text_column"])
     p.add_argument("--label-column", metavar="C", help=default["label_column"])
     p.add_argument("--column", metavar="C", help=default["column"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from embedkit.audit.run import AuditSpec  # light: numpy and the errors only
-from embedkit.cli._args import count, int_at_least, positive_int, similarity
+from embedkit.cli._args import batch_size, count, folds, positive_int, similarity, top_k
 from embedkit.cli._outputs import AUDIT_FOLDER, add_overwrite, guard_output
 
 _DEFAULTS = AuditSpec()
@@ -27,11 +27,11 @@ _HELP = {
 }
 # Range-checked at parse time; the other fields take their default's type.
 _TYPES = {
-    "folds": int_at_least(2),
+    "folds": folds,
     "dup_threshold": similarity,
-    "k": positive_int,
+    "k": top_k,
     "top_k": positive_int,
-    "block_size": positive_int,
+    "block_size": batch_size,
     "seed": count,
 }
 

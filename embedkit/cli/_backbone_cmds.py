@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embedkit.cli._args import positive_int
+from embedkit.cli._args import max_length
 from embedkit.cli._outputs import EXPORTED, add_overwrite, guard_output
 from embedkit.contract import POOLINGS, PRECISIONS
 from embedkit.errors import UserInputError
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                    help="fp16: keep fp32 inputs and outputs")
     p.add_argument("--fold-normalize", action="store_true",
                    help="images: fold (x-mean)/std into the graph; it takes raw 0..255 pixels")
-    p.add_argument("--max-length", type=positive_int,
+    p.add_argument("--max-length", type=max_length,
                    help="text: tokenizer truncation length (default: the model folder's)")
     p.add_argument("--prompt", metavar="NAME",
                    help="text: a prompt name from the folder's sentence-transformers config, "

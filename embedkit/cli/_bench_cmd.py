@@ -11,7 +11,7 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 
 from __future__ import annotations
 
-from embedkit.cli._args import fraction, fraction_or_zero, int_at_least, positive_int
+from embedkit.cli._args import folds, fraction, fraction_or_zero, jobs, seeds
 from embedkit.cli._outputs import BENCH_FOLDER, add_overwrite, guard_output
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, TAP_SWEEP_HEADS
 
@@ -38,7 +38,9 @@ def register(sub) -> None:
     p.add_argument(
         "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
     )
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per setting (default 5)")
+    p.add_argument(
+        "--seeds", type=seeds, default=5, help="seeds per setting (default 5, at most 1000)"
+    )
     p.add_argument(
         "--taps",
         action="append",
@@ -71,7 +73,7 @@ def register(sub) -> None:
         help="kshot: score on the fixed test split; cv: stratified k-fold (default kshot)",
     )
     p.add_argument(
-        "--folds", type=int_at_least(2), default=5, help="folds for --protocol cv (default 5)"
+        "--folds", type=folds, default=5, help="folds for --protocol cv (default 5, 2 to 100)"
     )
     p.add_argument(
         "--sweep",
@@ -101,9 +103,9 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--jobs",
-        type=positive_int,
+        type=jobs,
         default=None,
-        help="worker processes (default: all cores; 1 = none)",
+        help="worker processes (default: all cores; 1 = none; at most 1024)",
     )
     p.add_argument(
         "--labelling",

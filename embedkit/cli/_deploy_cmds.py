@@ -12,7 +12,7 @@ import json
 import sys
 import warnings
 
-from embedkit.cli._args import add_input_options, positive_int
+from embedkit.cli._args import add_input_options, top_k
 from embedkit.cli._outputs import DEPLOYED, PREDICTIONS, add_overwrite, guard_output
 from embedkit.files import atomic_file
 
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("head", help="a directory written by embedkit train, or a deployed .onnx")
     p.add_argument("source", help="a .h5 store, an image folder, .txt, .csv, .jsonl or .npy")
     p.add_argument("--out", help="preds.csv, preds.jsonl or preds.parquet (default: CSV to stdout)")
-    p.add_argument("--top-k", type=positive_int, metavar="K",
+    p.add_argument("--top-k", type=top_k, metavar="K",
                    help="write the K most probable classes, not every probability")  # fmt: skip
     p.add_argument("--model", metavar="FILE.onnx",
                    help="the head's backbone, when it has moved since training")  # fmt: skip

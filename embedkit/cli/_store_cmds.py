@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from embedkit.cli._args import count, fraction_or_zero
+from embedkit.cli._args import count, fraction_or_zero, seconds
 from embedkit.cli._outputs import PACKED, Output, add_overwrite, guard_output
 
 
@@ -51,7 +51,9 @@ def register(sub) -> None:
         action="store_true",
         help="also redraw the test split (moves stored test items into train/val)",
     )
-    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for another writer")
+    p.add_argument(
+        "--wait", type=seconds, default=10.0, help="seconds to wait for another writer (0 to 86400)"
+    )
     p.set_defaults(func=run_split)
 
     p = sub.add_parser("store", help="maintain a store: compact, pack, upgrade, verify")
@@ -66,13 +68,13 @@ def register(sub) -> None:
         if name == "pack":
             q.add_argument("out", help="the one-file copy to write")
             add_overwrite(q)
-        q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
+        q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
         q.set_defaults(func=run_store)
     q = ops.add_parser(
         "recover", help="rebuild a store's missing index from the shards in its folder"
     )
     q.add_argument("store", help="the .h5 index file that is missing (its folder STORE.d remains)")
-    q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
+    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
     q.set_defaults(func=run_store)
     q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
     q.add_argument("store", help="the .h5 feature store")
@@ -82,7 +84,7 @@ def register(sub) -> None:
         help="restore a damaged or missing index from its copy, rewrite damaged column files "
         "from the shards, mark damaged shards for the next extract to recompute, drop debris",
     )
-    q.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a writer")
+    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
     q.set_defaults(func=run_verify)
     q = ops.add_parser(
         "export",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.reliability.cases_args import arg_cases
 from tests.reliability.cases_arrow import arrow_cases
+from tests.reliability.cases_caps import caps_cases
 from tests.reliability.cases_data import array_cases, text_cases
 from tests.reliability.cases_heads import head_cases
 from tests.reliability.cases_images import image_cases
@@ -31,6 +32,7 @@ AREAS = {
     "stores": store_cases,
     "outputs": output_cases,
     "integrity": integrity_cases,
+    "caps": caps_cases,
 }
 
 
