@@ -42,7 +42,11 @@ def backbone(record: TrainRecord, model: str | Path | None = None):
     if not path.is_file():
         what = "no such model file" if model else "the model the head was trained with is missing"
         raise UserInputError(f"{path}: {what}; pass the model's path with --model FILE.onnx")
-    spec = load_model(path, preprocess=feats["preprocess"])
+    from embedkit.contract import parse_preprocess
+
+    raw = feats["preprocess"]  # checked here so that a bad one names train.json
+    preprocess = parse_preprocess(raw, f"{record.where} features.preprocess") if raw else raw
+    spec = load_model(path, preprocess=preprocess)
     if spec.sha256 != feats["backbone_sha256"]:
         raise UserInputError(
             f"{path}: changed since the head was trained (sha256 {spec.sha256[:12]}, trained "

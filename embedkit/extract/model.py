@@ -258,6 +258,8 @@ def _read_preprocess(path: Path, meta: dict, override) -> PreprocessSpec | None:
     if isinstance(override, str) and override == FULL_FRAME:
         return full_frame(_read_preprocess(path, meta, None), path)
     if override is not None:
+        if isinstance(override, PreprocessSpec):  # parsed by the caller (deploy: train.json)
+            return override
         if isinstance(override, dict):
             return parse_preprocess(override.get("preprocess", override), "--preprocess")
         return _preprocess_file(Path(override))

@@ -154,7 +154,7 @@ class _Extraction:
             },
             label_names=listing.label_names,
         )
-        todo = writer.plan(listing.ids, listing.digests)
+        todo = writer.plan(listing.ids, listing.digests, where=str(self.source.path))
         if local and len(todo):  # loads while we tokenise and plan
             self.work.start_session()
         if any(label is not None for label in listing.labels):  # cached rows follow the source

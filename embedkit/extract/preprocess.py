@@ -60,6 +60,14 @@ def make_preprocessor(model: ModelSpec, source_kind: str, source_name: str) -> P
             f"{source_name}: a {source_kind} source cannot feed {model.path.name}, whose "
             f"preprocessing is {spec.kind!r} (it takes: {', '.join(accepts)} sources)"
         )
+    fed = getattr(spec, "dtype", None)  # image and array specs name the dtype they feed
+    if fed is not None and not isinstance(spec, TextSpec):
+        graph = next((t.dtype for t in model.inputs if t.name == spec.input), None)
+        if graph is not None and np.dtype(fed) != np.dtype(graph):
+            raise UserInputError(
+                f"{model.path}: the preprocessing feeds input {spec.input!r} as {fed}, but the "
+                f'graph takes {graph}; set "dtype": "{graph}" in the spec'
+            )
     if isinstance(spec, ImageSpec):
         return ImagePreprocessor(spec, model)
     if isinstance(spec, TextSpec):

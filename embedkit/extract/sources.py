@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.extract.tables import csv_rows, id_value, jsonl_rows, split_value, text_value
+from embedkit.extract.tables import (
+    csv_rows,
+    id_value,
+    jsonl_rows,
+    load_npy,
+    split_value,
+    text_value,
+)
 from embedkit.store.labels import array_labels, check_classes, label_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -298,10 +305,7 @@ class ArraySource(Source):
     def __init__(self, path: Path, limit=None, *, labels: str | Path | None = None):
         super().__init__(path, limit)
         self.labels_path = None if labels is None else Path(labels)
-        try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserInputError(f"{path}: not a .npy array ({exc}); save it with np.save") from exc
+        self.array = load_npy(path, mmap_mode="r")
         if self.array.ndim < 1 or len(self.array) == 0:
             raise UserInputError(f"{path}: empty array; pass an (N, ...) array with N > 0")
         if self.array.dtype.kind not in "biuf":
@@ -315,7 +319,7 @@ class ArraySource(Source):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.array = load_npy(self.path, mmap_mode="r")
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -333,10 +337,7 @@ class ArraySource(Source):
         """Label names per row and their index order (numeric for integer labels)."""
         if self.labels_path is None:
             return (None,) * n, ()
-        try:
-            values = np.load(self.labels_path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserInputError(f"{self.labels_path}: not a .npy array of labels ({exc})") from exc
+        values = load_npy(self.labels_path, "a .npy array of labels")
         if values.shape[:1] != self.array.shape[:1] or values.ndim != 1:
             raise UserInputError(
                 f"{self.labels_path}: labels have shape {values.shape} but {self.path} has "

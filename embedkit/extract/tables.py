@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedkit.errors import UserInputError
 from embedkit.store.labels import check_text, label_value
 from embedkit.store.schema import SPLITS
@@ -114,3 +116,20 @@ def split_value(value: object, where: str) -> str | None:
             f"{where}: split {split!r} is not one of: {', '.join(SPLITS)} (or empty)"
         )
     return split
+
+
+def load_npy(path, what: str = "a .npy array", mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` of one array, refusing in one line what is not one (``.npz`` or zip
+    archives named ``.npy``, empty or truncated files, pickled objects)."""
+    try:
+        value = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except EOFError:
+        raise UserInputError(f"{path}: an empty file, not {what}; save it with np.save") from None
+    except (ValueError, OSError) as exc:
+        raise UserInputError(f"{path}: not {what} ({exc}); save it with np.save") from None
+    if not isinstance(value, np.ndarray):  # np.load opens any zip as an .npz archive
+        value.close()
+        raise UserInputError(
+            f"{path}: a .npz or zip archive, not {what}; save one array with np.save"
+        )
+    return value

@@ -128,6 +128,11 @@ class BatchWorker:
         nonfinite = nonfinite_rows(features, self.dtype)
         if not nonfinite:
             return good, features, []
+        if len(nonfinite) == len(good) > 1:  # every item: the model is at fault, not an item
+            raise UserInputError(
+                f"{self.model.path}: {next(iter(nonfinite.values()))} for every item of a "
+                f"batch ({len(good)} items); check the model and its preprocessing"
+            )
         keep = [r for r in range(len(good)) if r not in nonfinite]
         rejected = [(good[r], why) for r, why in nonfinite.items()]
         return [good[r] for r in keep], {t: x[keep] for t, x in features.items()}, rejected

@@ -114,6 +114,11 @@ def load_head(directory: str | Path):
         loader = _load_torch if record.torch else _load_skops
         head = loader(directory, record, config)
         _check_finite(head, directory / (WEIGHTS if record.torch else SKOPS))
+        if record.torch:
+            try:
+                head._device()  # a device this machine lacks: named with head.json
+            except UserInputError as exc:
+                raise UserInputError(f"{directory / CONFIG}: {exc}") from None
         return head
     raise UserInputError(
         f"{config_path} names unknown head class {config.get('class')!r} (kind {kind!r}); "

@@ -155,7 +155,14 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def _device(self) -> torch.device:
         auto = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(auto if self.device == "auto" else self.device)
+        device = torch.device(auto if self.device == "auto" else self.device)
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.type == "cuda" and (device.index or 0) >= n:
+            raise UserInputError(
+                f"device {self.device!r} is not on this machine ({n} CUDA device(s)); use "
+                "device 'cpu' or 'auto' (--param device=cpu, or params.device in head.json)"
+            )
+        return device
 
     def _autocast(self):
         device = self._device()

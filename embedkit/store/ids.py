@@ -34,7 +34,13 @@ def read_ids_file(path: str | Path) -> set[str]:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"exclude file {str(path)!r} does not exist; pass a file of ids")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(
+            f"exclude file {str(path)!r} is not UTF-8 text (byte {exc.start}); pass a text file "
+            "of ids, one a line, or a CSV with an id column"
+        ) from None
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return set()

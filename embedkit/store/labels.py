@@ -59,6 +59,11 @@ def label_value(value: object, where: str, field: str = "label") -> str | None:
             f"{where}: {field} {_short(value)} is {kind or type(value).__name__}; "
             + _RULE.format(field)
         )
+    if "\x00" in str(value):  # HDF5 strings end at NUL
+        raise UserInputError(
+            f"{where}: {field} {_short(value)} holds a NUL character, which a store cannot "
+            "hold; fix the file"
+        )
     return check_text(str(value), where, field)
 
 

@@ -120,19 +120,24 @@ class StoreWriter:
         self.close()
 
     # -- planning --------------------------------------------------------------------
-    def plan(self, ids: Sequence[str], digests: Sequence[str]) -> np.ndarray:
+    def plan(
+        self, ids: Sequence[str], digests: Sequence[str], *, where: str | None = None
+    ) -> np.ndarray:
         """Positions into ``ids`` that need computing, in source order.
 
         An item needs computing when its id is not in the store, or its digest changed.
-        Items recorded as bad with the same digest are not retried.
+        Items recorded as bad with the same digest are not retried. ``where`` (the source)
+        is named when an id occurs twice.
         """
         if len(ids) != len(digests):
             raise ValueError("ids and digests must have the same length")
         seen: set[str] = set()
         for item_id in ids:
             if item_id in seen:
+                source = f"{where}: " if where else ""
                 raise UserInputError(
-                    f"item id {item_id!r} occurs twice in the source; ids must be unique"
+                    f"{source}item id {item_id!r} occurs twice in the source (ids are compared "
+                    "as text once parsed: 1 and 1.0 are both '1'); ids must be unique"
                 )
             seen.add(item_id)
         rows = self._lookup.rows(id_hashes(ids))
