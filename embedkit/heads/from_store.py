@@ -152,6 +152,8 @@ def labels_digest(ids: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> 
 def _check_finite(fs, taps, data: dict, parts: dict) -> None:
     """Refuse NaN or infinite stored features before any head sees them (one line)."""
     for name, (X, _) in data.items():
+        if not len(X):
+            continue
         bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)  # (n,)
         if bad.any():
             row = int(parts[name][np.flatnonzero(bad)[0]])

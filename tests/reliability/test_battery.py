@@ -18,6 +18,7 @@ from tests.reliability.cases_integrity import integrity_cases
 from tests.reliability.cases_models import model_cases, spec_cases
 from tests.reliability.cases_outputs import output_cases
 from tests.reliability.cases_stores import store_cases
+from tests.reliability.cases_unclear import unclear_cases
 from tests.reliability.harness import report, run_cases
 
 AREAS = {
@@ -33,6 +34,7 @@ AREAS = {
     "outputs": output_cases,
     "integrity": integrity_cases,
     "caps": caps_cases,
+    "unclear": unclear_cases,
 }
 
 
