@@ -70,3 +70,19 @@ def encode_labels(
             f"pass all classes ({len(classes)} known) on the first partial_fit call"
         )
     return np.asarray(classes), index.astype(np.int64)
+
+
+def check_finite_parts(fs, tap: str, data: dict, parts: dict) -> None:
+    """Refuse NaN or infinite stored features before any head sees them (one line)."""
+    for name, (X, _) in data.items():
+        if not len(X):
+            continue
+        bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)  # (n,)
+        if bad.any():
+            row = int(parts[name][np.flatnonzero(bad)[0]])
+            item = str(fs.ids()[row])
+            raise UserInputError(
+                f"{fs.path}: row {row} (id {item!r}, tap {tap!r}) holds NaN or "
+                f"infinite features; run `embedkit store verify {fs.path}` and re-extract it, "
+                "or leave it out with --exclude"
+            )

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
 from embedkit.heads.train_record import TrainRecord, feature_record
@@ -96,7 +97,7 @@ def train_on_store(
             name: (read_taps(fs, taps, rows_, join=join, flatten=flat), labels[rows_])
             for name, rows_ in parts.items()
         }
-        _check_finite(fs, taps, data, parts)
+        check_finite_parts(fs, tap_set_name(taps), data, parts)
         label_names = fs.label_names
         tap_infos, features = feature_record(fs, taps, Path(store))
         labels_sha256 = labels_digest(fs.ids(rows.train), labels[rows.train], label_names)
@@ -147,22 +148,6 @@ def labels_digest(ids: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> 
     pairs = sorted(zip(np.asarray(ids)[known].tolist(), np.asarray(labels)[known].tolist()))
     text = "".join(f"{item}\t{names[int(c)] if int(c) < len(names) else c}\n" for item, c in pairs)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _check_finite(fs, taps, data: dict, parts: dict) -> None:
-    """Refuse NaN or infinite stored features before any head sees them (one line)."""
-    for name, (X, _) in data.items():
-        if not len(X):
-            continue
-        bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)  # (n,)
-        if bad.any():
-            row = int(parts[name][np.flatnonzero(bad)[0]])
-            item = str(fs.ids()[row])
-            raise UserInputError(
-                f"{fs.path}: row {row} (id {item!r}, tap {tap_set_name(taps)!r}) holds NaN or "
-                f"infinite features; run `embedkit store verify {fs.path}` and re-extract it, "
-                "or leave it out with --exclude"
-            )
 
 
 def tap_set_of(fs, tap: str | Sequence[str] | None, head=None) -> tuple[str, ...]:
