@@ -89,9 +89,10 @@ def assert_same_store(ray_store: Path, local_store: Path) -> None:
     assert beside == [ray_store.name, folder.name]  # no temporary files
     assert sorted(p.name for p in folder.iterdir()) == [
         "columns",
+        "index.h5",
         "lock",
         "shards",
-    ]  # no journal left
+    ]  # no journal left (index.h5: the index's copy that store recover restores)
     with FeatureStore(ray_store) as fs:
         assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
 
