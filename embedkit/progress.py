@@ -4,7 +4,8 @@
     embedkit bench feats.h5 --taps all --out bench/           # bench: 42/210 runs ...
 
 One :class:`Progress` serves every command. Its ETA divides the work left by the rate of
-work done, where *work* is what the caller says an item costs: padded token cells for a
+work done since the first step (whose time holds the start-up, e.g. loading an ONNX
+Runtime session), where *work* is what the caller says an item costs: padded token cells for a
 text batch (bucketed batches run shortest first, so items per second would promise too
 early an end), one unit per item for images, a head's relative cost for bench runs.
 Where it is drawn:
@@ -79,6 +80,7 @@ class Progress:
         self.work_total = float(work_total) if work_total is not None else None
         self.work = 0.0
         self._start = self._last = time.perf_counter()
+        self._first: tuple[float, float] | None = None  # (time, work) at the first update
         self._columns = _columns(self.file) if self.enabled else 0
         self._drawn = False
 
@@ -91,6 +93,8 @@ class Progress:
         """``n`` more items done, costing ``work`` (default: ``n`` units)."""
         self.n += n
         self.work += n if work is None else float(work)
+        if self._first is None:  # the rate counts from here: start-up (a model's session
+            self._first = (time.perf_counter(), self.work)  # load) is not work
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -105,7 +109,10 @@ class Progress:
             left = self.total - self.n
         else:
             left = self.work_total - self.work
-        rate = self.work / max(now - self._start, 1e-9)
+        since, done = self._start, self.work
+        if self._first is not None and now - self._first[0] > 0 and self.work > self._first[1]:
+            since, done = self._first[0], self.work - self._first[1]  # after the first step
+        rate = done / max(now - since, 1e-9)
         return max(0.0, left / rate) if rate > 0 else None
 
     def line(self, now: float | None = None) -> str:

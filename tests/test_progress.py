@@ -21,6 +21,15 @@ def test_eta_comes_from_work_done_not_items():
     assert "ETA 0:01:30" in bar.line(now) and "50/100 items (50.0%)" in bar.line(now)
 
 
+def test_the_rate_counts_from_the_first_step_not_the_start_up():
+    bar = Progress("extract", 100, work_total=100.0, file=io.StringIO(), every=1e9)
+    bar._start -= 30.0  # 30 s of start-up (a session load) before the first batch
+    bar.update(10, work=10.0)
+    bar._first = (bar._first[0] - 10.0, bar._first[1])  # the first batch ended 10 s ago
+    bar.update(10, work=10.0)
+    assert abs(bar.eta_seconds(bar._first[0] + 10.0) - 80.0) < 1e-6  # 10 work in 10 s
+
+
 def test_resumed_items_do_not_count_towards_the_rate():
     bar = Progress("extract", 100, initial=60, file=io.StringIO(), every=1e9)
     bar.update(10)

@@ -193,7 +193,9 @@ def _title(table, text: str, tap: bool = True) -> str:
     name = Path(str(source.get("store", ""))).name
     shown = _shown_rows(table)[0]["tap"] if tap and table.rows else ""
     where = f"{name} [{shown}]" if shown else name
-    return f"{where}\n{text}" if name else text  # two lines: long tap sets fit
+    if len(where) > 48:  # a long joined tap set gets a line of its own
+        where = f"{name}\n[{shown}]"
+    return f"{where}\n{text}" if name else text
 
 
 def _save(fig, plt, ax, path) -> Path:
