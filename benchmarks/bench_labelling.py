@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -206,7 +207,11 @@ def report() -> None:
         md = (RUNS / name / "labelling.md").read_text()
         cell = {(r["strategy"], r["head"], r["budget"]): r for r in summary["table"]}
         budgets = sorted({r["budget"] for r in summary["table"]})
-        lines += [f"### {name}", "", md]
+        png = RESULTS.parent / f"labelling_{name}.png"
+        shutil.copyfile(RUNS / name / "labelling.png", png)
+        lines += [f"### {name}", "", f"`embedkit bench {STORES[name].name} --labelling "
+                  f"--seeds 5`; seeds per cell: {max(r['seeds'] for r in summary['table'])}.", "",
+                  md, f"![{name}: accuracy vs labels per class]({png.name})", ""]  # fmt: skip
         below = [b for b in budgets
                  if cell[(*DEFAULT, b)]["mean"] < cell[(*BASELINE, b)]["mean"]]  # fmt: skip
         target = cell[(*BASELINE, budgets[-1])]["mean"]
@@ -249,7 +254,7 @@ def report() -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=("quality", "speed", "peers", "report"), required=True)
+    p.add_argument("--part", choices=("quality", "speed", "peers", "report"), default="report")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sets", default="fmnist,fortunes,digits")
     args = p.parse_args()

@@ -153,9 +153,14 @@ def kmeans_labels(
     if len(X) <= _KMEANS_EXACT:  # float64: k-means++ on float32 takes a slow upcasting path
         X = np.asarray(X, np.float64)
         km = KMeans(k, n_init=1, random_state=seed, max_iter=100)
-    else:
-        km = MiniBatchKMeans(k, n_init=1, random_state=seed, batch_size=4096, max_iter=20,
-                             max_no_improvement=5)  # fmt: skip
+    else:  # k-means++ seeds from a float64 sample (its float32 path upcasts slowly)
+        from sklearn.cluster import kmeans_plusplus
+
+        rng = np.random.default_rng(seed)
+        sample = X[np.sort(rng.choice(len(X), min(len(X), max(3 * 4096, 10 * k)), replace=False))]
+        init, _ = kmeans_plusplus(np.asarray(sample, np.float64), k, random_state=seed)
+        km = MiniBatchKMeans(k, init=init.astype(X.dtype), n_init=1, random_state=seed,
+                             batch_size=4096, max_iter=10, max_no_improvement=3)  # fmt: skip
     km.fit(X, sample_weight=weights)
     return km.labels_.astype(np.int64), km.cluster_centers_
 

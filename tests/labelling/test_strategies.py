@@ -77,3 +77,9 @@ def test_bad_requests_are_one_line(blobs, budget, strategy, labels, message):
     with pytest.raises(UserInputError, match=message) as info:
         select(X, np.full(len(y), -1) if labels is None else labels, budget, strategy=strategy)
     assert "\n" not in str(info.value)
+
+
+def test_large_pools_use_minibatch_kmeans_and_still_cover_the_clusters():
+    X, y = make_blobs(25_000, 8, centers=5, random_state=1)  # above the exact k-means limit
+    pick = select(X.astype(np.float32), np.full(len(y), -1), 5, strategy="typical", seed=0)
+    assert sorted(set(y[pick.rows].tolist())) == list(range(5))
