@@ -155,7 +155,13 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def _device(self) -> torch.device:
         auto = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(auto if self.device == "auto" else self.device)
+        try:
+            device = torch.device(auto if self.device == "auto" else self.device)
+        except (RuntimeError, TypeError):
+            raise UserInputError(
+                f"device {self.device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
+                "'cuda:N'"
+            ) from None
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if device.type == "cuda" and (device.index or 0) >= n:
             raise UserInputError(
