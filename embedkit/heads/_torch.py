@@ -135,6 +135,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         any of them is allocated (it is sized on the ``meta`` device).
         """
         check_params(self)
+        return self._initialize()
+
+    def _initialize(self):
         with torch.device("meta"):
             size = sum(p.numel() for p in self._build_module(len(self.classes_)).parameters())
         if size > MAX_PARAMETERS:
@@ -222,6 +225,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         stopping, training stops after ``patience`` epochs without a lower validation
         loss and the best weights are restored. ``history_`` holds one dict per epoch.
         """
+        check_params(self)  # once: before the device, threads and split they choose
         X, y = self._validate(X, y, reset=True)
         self.classes_, y_index = encode_labels(y)
         seed = self._seed()
@@ -229,7 +233,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         try:
             torch.set_num_threads(self._threads(min(len(X), self.batch_size), threads))
             with _seeded(seed, self._device()):
-                self.initialize()  # checks the parameters, once
+                self._initialize()
                 X, y_index, val = self._validation(self._to_input(X), y_index, X_val, y_val)
                 X_t, y_t = self._tensors(X, y_index, standardize=True)
                 solver, epochs = self._solver(len(X))
@@ -325,13 +329,12 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         """
         shape = self.feature_shape_ if hasattr(self, "module_") else None
         first = check_partial_fit(self, X, classes, shape)
+        check_params(self)  # every call: set_params may have changed them since
         X, y = self._validate(X, y, reset=first)
         if first:
             self.classes_ = np.unique(np.asarray(classes))
             with _seeded(self._seed(), self._device()):
-                self.initialize()  # checks the parameters
-        else:
-            check_params(self)  # set_params may have changed them since
+                self._initialize()
         _, y_index = encode_labels(y, self.classes_)
         X_t, y_t = self._tensors(self._to_input(X), y_index, standardize=first)
         for group in self.optimizer_.param_groups:
