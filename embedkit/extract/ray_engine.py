@@ -28,7 +28,10 @@ resume after a killed driver are the same either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,18 +82,40 @@ def _connect(ray, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        with _stderr_kept_back():  # Ray's C++ core logs to fd 2 while it retries
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
     except ConnectionError as exc:
         raise UserInputError(
             f"--address {address}: no Ray cluster found ({exc}); start one with "
             "`ray start --head`, or leave out --address to start Ray on this machine"
         ) from None
     return True
+
+
+@contextlib.contextmanager
+def _stderr_kept_back():
+    """Hold what is written to file descriptor 2 (C-level too) and show it only when the
+    block succeeds: on an error the user sees one line, not Ray's connection retries."""
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                held.seek(0)
+                os.write(2, held.read())
 
 
 def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int | None]:

@@ -4,12 +4,13 @@ Wrong file types behind a known suffix, a model that returns NaN for every item,
 stored features reaching ``train``, a binary ``--exclude`` file, a NUL in a label or id,
 ids that collide once parsed, a broken preprocess in ``train.json``, a tap the backbone
 lacks, a spec dtype the graph does not take, and a ``head.json`` device this machine
-lacks.
+lacks; an unreachable Ray ``--address``.
 """
 
 # ruff: noqa: E501 - the tables read best one case per line
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import zipfile
@@ -221,8 +222,32 @@ CASES = [
 ]
 
 
+RAY = [  # an unreachable cluster: one line within Ray's 30 s, none of Ray's own log lines
+    (
+        "ray_address_unreachable",
+        (
+            "extract",
+            "{array}",
+            "{d}/x.npy",
+            "--out",
+            "{d}/n.h5",
+            "--engine",
+            "ray",
+            "--address",
+            "10.255.255.1:6379",
+            "--quiet",
+        ),
+        ("--address", "10.255.255.1:6379"),
+        {"x.npy": npy(GOOD_X)},
+        {},
+        None,
+    ),
+]
+
+
 def unclear_cases() -> list[Case]:
+    ray = RAY if importlib.util.find_spec("ray") is not None else []
     return [
         Case(f"unclear_{name}", argv, 2, names, files=files, seeds=seeds, setup=setup)
-        for name, argv, names, files, seeds, setup in CASES
+        for name, argv, names, files, seeds, setup in CASES + ray
     ]
