@@ -77,10 +77,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--models", default=str(REPO / "models" / "bench"))
+    parser.add_argument("--data", default=str(DATA), help="fortunes JSONL (id, text, label)")
     parser.add_argument("--out", default=str(HERE / "results" / "encoders.md"))
     parser.add_argument("--export-only", action="store_true", help="export, do not time")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][: args.texts]
+    rows = [json.loads(line) for line in Path(args.data).open(encoding="utf-8")][: args.texts]
     texts = [r["text"] for r in rows]
     models = Path(args.models)
     models.mkdir(parents=True, exist_ok=True)
