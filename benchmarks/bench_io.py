@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RECORDS = HERE / "results" / "io.json"
-MINILM = Path("/work/main/models/bench/minilm.onnx")  # override with --minilm
+MINILM = REPO / "models" / "bench" / "minilm.onnx"  # override with --minilm
 
 
 # -- the child side: one extraction or export, its time and peak memory ------------------
