@@ -8,7 +8,7 @@ embedkit label feats.h5 export.json --new-class              # a Label Studio ex
 
 from __future__ import annotations
 
-from embedkit.cli._args import count, positive_int
+from embedkit.cli._args import count, positive_int, seconds
 
 _STRATEGIES = ("auto", "random", "typical", "coverage", "margin", "entropy", "hybrid")
 
@@ -46,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("store", help="the .h5 feature store (changed in place, atomically)")
     p.add_argument("labels", help="a CSV with id and label columns, or a Label Studio export")
     p.add_argument("--new-class", action="store_true", help="accept class names the store lacks")
-    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for another writer")
+    p.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for another writer")
     p.set_defaults(func=run_label)
 
 
