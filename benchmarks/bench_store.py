@@ -8,7 +8,7 @@ fault battery (concurrent writers, readers during commits, SIGKILLs).
 Each section prints one JSON record per measurement; ratios are measured side by side in
 one run, from a warm page cache. Everything is written under --tmp and removed afterwards.
 Run from the repository root with ``PYTHONPATH=$PWD`` (or the package installed); the
-store client run in subprocesses is ``benchmarks/store_worker.py``.
+store client run in subprocesses is the fault tests' ``tests/store/_worker.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import store_worker as W
 
 from embedkit.store import (
     FeatureStore,
@@ -40,6 +39,9 @@ from embedkit.store import (
 )
 
 HERE = Path(__file__).resolve().parent
+WORKER = HERE.parent / "tests" / "store" / "_worker.py"  # the store client of the fault tests
+sys.path.insert(0, str(HERE.parent))
+from tests.store import _worker as W  # noqa: E402
 
 
 def _fp(dim: int) -> Fingerprint:
@@ -284,7 +286,7 @@ def _build_part(store: Path, X: np.ndarray, lo: int, labelled: bool = False) -> 
 
 def _worker(*args, env=None) -> subprocess.Popen:
     environ = {**os.environ, **(env or {})}
-    return subprocess.Popen([sys.executable, str(HERE / "store_worker.py"), *map(str, args)],
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)],
                             env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
 

@@ -122,3 +122,22 @@ def test_no_private_names_imported_across_modules():
                 if private and not source.startswith("_") and source not in ("heads",):
                     found.add((path.stem, source))
     assert found <= STORE_PRIVATE, found - STORE_PRIVATE
+
+
+def test_tests_do_not_import_benchmarks():
+    """Benchmarks measure; tests check behaviour. A helper both need lives in tests/."""
+    import ast
+
+    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py")} | {"benchmarks"}
+    found = set()
+    for path in (REPO / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            if {n.split(".")[0] for n in names} & scripts:
+                found.add(str(path.relative_to(REPO)))
+    assert not found, found

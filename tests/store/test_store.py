@@ -355,7 +355,7 @@ def test_torch_dataset_adapter(tiny_store, tiny_data):
 
 @pytest.mark.parametrize("n_asked", [40, 2500])  # digests read row by row, or whole columns
 def test_plan_finds_changed_items_across_shards(tmp_path, n_asked):
-    from benchmarks import store_worker as W
+    from tests.store import _worker as W
 
     store = tmp_path / "s.h5"
     for start in range(0, 3000, 1000):

@@ -14,16 +14,16 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import store_worker as W
 from embedkit.errors import StoreError
 from embedkit.store import FeatureStore
+from tests.store import _worker as W
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def worker(*args, env=None, **kw) -> subprocess.Popen:
     environ = {**os.environ, "PYTHONPATH": REPO, **(env or {})}
-    command = [sys.executable, "-m", "benchmarks.store_worker", *map(str, args)]
+    command = [sys.executable, "-m", "tests.store._worker", *map(str, args)]
     return subprocess.Popen(
         command, cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
     )
@@ -75,7 +75,7 @@ def test_a_second_writer_waits_then_is_refused_naming_the_pid(tmp_path):
     holder.kill()  # a writer killed while holding nothing leaves nothing behind
     holder.wait()
     code = (
-        "import sys, time; from benchmarks import store_worker as W; "
+        "import sys, time; from tests.store import _worker as W; "
         "from embedkit.store import StoreWriter; w = StoreWriter(sys.argv[1], W.FP); "
         "print('locked', flush=True); time.sleep(60)"
     )

@@ -49,8 +49,8 @@ def test_split_fractions_must_leave_train_rows(tmp_path, test, val):
 
 def test_relabel_and_new_rows_land_in_one_commit(tmp_path):
     """Cached rows take their source's labels (None: unlabelled) in the commit of new rows."""
-    from benchmarks import store_worker as W
     from embedkit.store import StoreWriter
+    from tests.store import _worker as W
 
     store = tmp_path / "s.h5"
     W.extract(store, 0, 6, 4)  # labels a, b, c, a, b, c

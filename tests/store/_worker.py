@@ -1,9 +1,9 @@
-"""A store client run as a real subprocess by benchmarks/bench_store.py and the fault tests.
+"""A store client run as a real subprocess by the store fault tests and bench_store.py.
 
-    python -m benchmarks.store_worker add STORE START N [VERSION]   # commit_shards
-    python -m benchmarks.store_worker extract STORE START N BATCH    # StoreWriter + journal
-    python -m benchmarks.store_worker compact STORE
-    python -m benchmarks.store_worker poll STORE SECONDS             # a reader; prints JSON
+    python -m tests.store._worker add STORE START N [VERSION]   # commit_shards
+    python -m tests.store._worker extract STORE START N BATCH    # StoreWriter + journal
+    python -m tests.store._worker compact STORE
+    python -m tests.store._worker poll STORE SECONDS             # a reader; prints JSON
 
 Row ``k`` holds id ``i{k:07d}`` and features ``k + version / 100`` (every column; versions
 below 100), so a wrong row is visible from the data alone.
