@@ -1,23 +1,28 @@
 """The one harness of benchmarks/: machine info, interleaved timed rounds, one JSON record
 per run (``results/<area>.jsonl``) and the Markdown section rendered from those records.
 
-Adopting it in ``benchmarks/bench_<area>.py`` (``bench_deploy.py`` is an example)::
+A benchmark ``bench_<area>.py`` on the harness (``bench_deploy.py`` is an example)::
 
-    from _harness import Records, machine, timed_rounds
+    from _harness import Records, timed_rounds
 
-    records = Records("deploy")                   # results/deploy.jsonl -> results/deploy.md
+    records = Records("deploy")                   # results/deploy.jsonl
     key = {"images": 1000, "heads": "logreg,mlp"} # what makes two runs the same run
     if not records.done(key):                     # a re-run skips what is recorded
         times = timed_rounds({"extract": f, "predict": g}, rounds=3)   # interleaved rounds
-        records.add(key, {"seconds": times})      # + command, machine, load, time stamp
-    records.render(render)                        # results/deploy.md from the records only
+        records.add(key, {"seconds": times})      # + command, machine, load, date, commit
+    print(records.section(render))                # its part of RESULTS.md, from the records
 
-    def render(records: list[dict]) -> str:       # module level: run_all.py --build calls it
-        ...                                       # a "## Section" of Markdown
+    def render(records: list[dict]) -> str:       # module level: run_all.py --render calls it
+        ...                                       # Markdown from the records' numbers
 
-Then ``python benchmarks/run_all.py --only deploy`` runs it, and ``run_all.py --build``
-rebuilds RESULTS.md from the records without running anything. Run scripts from the
-repository root with ``PYTHONPATH=$PWD``; they import ``_harness`` from their own folder.
+A script whose report is Markdown lines records them with ``records.add_markdown(key,
+text)``: the text is kept as blocks (tables as header + rows) and rendered back as is.
+Results measured before the harness were imported the same way, each record marked
+``imported_from`` with the command it was measured by.
+
+``python benchmarks/run_all.py --only deploy`` runs one benchmark and re-renders
+RESULTS.md; ``run_all.py --render`` rebuilds RESULTS.md from the records, measuring nothing.
+Run scripts from the repository root with ``PYTHONPATH=$PWD``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -35,6 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+Render = Callable[[list[dict]], str]
 
 
 def machine() -> dict:
@@ -93,7 +100,7 @@ def ratios(times: dict[str, list[float]], base: str) -> dict[str, dict]:
 
 
 class Records:
-    """The JSONL records of one benchmark area, and its rendered section."""
+    """The JSONL records of one benchmark area, and its section of RESULTS.md."""
 
     def __init__(self, area: str, folder: Path = RESULTS):
         self.area, self.folder = area, Path(folder)
@@ -129,14 +136,70 @@ class Records:
             f.write(json.dumps(record) + "\n")
         return record
 
-    def render(self, render: Callable[[list[dict]], str]) -> Path:
-        """Write ``results/<area>.md`` from the latest records (nothing typed by hand)."""
-        out = self.folder / f"{self.area}.md"
-        out.write_text(render(self.latest()).rstrip() + "\n")
-        return out
+    def add_markdown(self, key: dict, text: str, **data) -> dict:
+        """Record a report written as Markdown lines: its tables kept as header + rows."""
+        return self.add(key, {**data, "blocks": blocks(text)})
+
+    def section(self, render: Render | None = None) -> str:
+        """This area's part of RESULTS.md: every latest record, in order, rendered.
+
+        Records holding ``blocks`` render as the Markdown they were made from; the others
+        go, a run of them at a time, to the benchmark's ``render``.
+        """
+        parts: list[str] = []
+        pending: list[dict] = []
+        for record in [*self.latest(), None]:
+            if pending and (record is None or "blocks" in record):
+                if render is None:
+                    raise ValueError(f"{self.path}: records without blocks need a render()")
+                parts.append(render(pending).strip())
+                pending = []
+            if record is not None and "blocks" in record:
+                parts.append(markdown(record["blocks"]).strip() + "\n\n" + provenance(record))
+            elif record is not None:
+                pending.append(record)
+        return "\n\n".join(parts) + "\n"
 
 
-def table(header: list[str], rows: list[list]) -> str:
+def blocks(text: str) -> list:
+    """Markdown as a list of blocks: text verbatim (a string), each pipe table as
+    ``{"header": [...], "align": [...], "rows": [[...], ...]}``.
+
+    Examples
+    --------
+    >>> blocks("Intro\\n\\n| a | b |\\n| --- | ---: |\\n| 1 | x |\\n\\nEnd")
+    ['Intro\\n', {'header': ['a', 'b'], 'align': ['---', '---:'], 'rows': [['1', 'x']]}, '\\nEnd']
+    """
+    out: list = []
+    lines = text.strip("\n").split("\n")
+    i = 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and _is_row(lines[j]):
+            j += 1
+        table = _table(lines[i:j]) if j - i >= 2 else None
+        if table is not None:
+            out.append(table)
+            i = j
+            continue
+        j = max(j, i + 1)
+        while j < len(lines) and not _is_row(lines[j]):
+            j += 1
+        if out and isinstance(out[-1], str):
+            out[-1] += "\n" + "\n".join(lines[i:j])
+        else:
+            out.append("\n".join(lines[i:j]))
+        i = j
+    return out
+
+
+def markdown(parts: list) -> str:
+    """The Markdown of :func:`blocks`' output (tables in one layout)."""
+    return "\n".join(p if isinstance(p, str) else table(p["header"], p["rows"], p["align"])
+                     for p in parts)  # fmt: skip
+
+
+def table(header: list[str], rows: list[list], align: list[str] | None = None) -> str:
     """A Markdown table.
 
     Examples
@@ -146,7 +209,8 @@ def table(header: list[str], rows: list[list]) -> str:
     | --- | --- |
     | 1 | x |
     """
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    align = align or ["---"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -159,6 +223,32 @@ def measured_line(record: dict) -> str:
         f"{m['cores']} cores ({m.get('cpu')}), {m.get('memory_gib')} GiB, Python {m['python']}; "
         f"load average {m['load'][0]:.1f} (shared machine: read the same-round ratios)."
     )
+
+
+def provenance(record: dict) -> str:
+    """The line under a record's Markdown: where it came from."""
+    m, source = record["machine"], record.get("imported_from")
+    load = f", load {m['load'][0]:g}" if m.get("load") else ""
+    where = f"imported from {source}" if source else "recorded"
+    return (f"<sub>Record {record['area']}.jsonl: `{record['command']}`; {where} "
+            f"(commit {m.get('commit')}, {record['created'][:10]}{load}).</sub>")  # fmt: skip
+
+
+def _is_row(line: str) -> bool:
+    return line.startswith("|") and line.rstrip().endswith("|")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+
+def _table(lines: list[str]) -> dict | None:
+    header, align, *rows = [_cells(x) for x in lines]
+    if not all(re.fullmatch(r":?-{3,}:?", a) for a in align) or len(align) != len(header):
+        return None
+    if any(len(r) != len(header) for r in rows):
+        return None
+    return {"header": header, "align": align, "rows": rows}
 
 
 def _script_args() -> list[str]:

@@ -1,7 +1,7 @@
 """Predict on raw images against extract on the same images, side by side.
 
-Writes one record per run to results/deploy.jsonl (benchmarks/_harness.py) and renders
-results/deploy.md from the records; a run already recorded is skipped (--force re-runs).
+Writes one record per run to results/deploy.jsonl (benchmarks/_harness.py) and prints
+its section of RESULTS.md; a run already recorded is skipped (--force re-runs).
 
     .venv/bin/python benchmarks/bench_deploy.py                 # 1,000 JPEGs, 3 rounds
     .venv/bin/python benchmarks/bench_deploy.py --images 200 --rounds 1   # a quick look
@@ -76,7 +76,7 @@ def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) 
 
 
 def render(records: list[dict]) -> str:
-    """results/deploy.md from the records (run_all.py --build calls this)."""
+    """results/deploy.md from the records (run_all.py --render calls this)."""
     lines = ["## Deploy: predict on raw inputs", ""]
     for r in records:
         key, n = r["key"], r["key"]["images"]
@@ -133,7 +133,7 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         records.add(key, data)
-    print(records.render(render).read_text())
+    print(records.section(render))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,22 @@
-"""Run every benchmark and gather their sections into benchmarks/RESULTS.md.
+"""Run the benchmarks and build benchmarks/RESULTS.md from their records.
 
-    make bench                                   # all of them
-    .venv/bin/python benchmarks/run_all.py --only extract heads
-    .venv/bin/python benchmarks/run_all.py --build   # only re-gather results/*.md
+    make bench                                        # every benchmark, then RESULTS.md
+    python benchmarks/run_all.py --only extract heads # these, then RESULTS.md
+    python benchmarks/run_all.py --render             # RESULTS.md from the records only
+    python benchmarks/run_all.py --list               # the areas and their scripts
 
-Each ``bench_<area>.py`` writes ``results/<area>.md``; this script runs them one after the
-other (never in parallel: they time things) and concatenates the sections. A benchmark on
-the harness (``_harness.py``) writes records to ``results/<area>.jsonl`` and defines
-``render(records)``: the build step renders its section from those records. Every
-``bench_*.py`` here can be run with ``--only <area>``, listed in SCRIPTS or not.
+Each benchmark appends JSON records to ``results/<area>.jsonl`` (``_harness.py``): the
+numbers, the command, machine, load average, date and commit. RESULTS.md is this file's
+intro followed by one section per area, rendered from the latest records of each key;
+nothing in it is typed by hand. The scripts run one after the other, never in parallel
+(they time things); ``--only`` runs a script with its defaults; the command in a record
+gives the arguments a section was measured with (``python benchmarks/<script> ...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import platform
 import re
 import subprocess
 import sys
@@ -23,103 +24,94 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = (
-    "extract", "ray", "text", "tuning", "gpu", "backbones", "encoders", "heads", "protocol",
-    "reference", "layers", "audit", "deploy", "io",
-)  # fmt: skip
-SCRIPTS = {
+sys.path.insert(0, str(HERE))
+from _harness import RESULTS, Records  # noqa: E402
+
+# Area -> script, in the order of RESULTS.md. Notes say what a plain run needs.
+AREAS = {
     "extract": "bench_extract.py",
-    "ray": "bench_ray.py",
-    "text": "bench_text.py",  # + sentence-transformers' ONNX backend from .venv-peers
+    "ray": "bench_ray.py",  # ray[data] installed ('embedkit[ray]')
+    "text": "bench_text.py",  # sentence-transformers from .venv-peers
     "tuning": "bench_tuning.py",
     "gpu": "bench_gpu.py",  # says there is no GPU and exits 0 on the CPU
     "backbones": "bench_export.py",
-    "encoders": "bench_encoders.py",  # mpnet vs MiniLM; skips where mpnet is not installed
+    "encoders": "bench_encoders.py",  # skips where mpnet is not installed
     "heads": "bench_heads.py",
     "protocol": "bench_protocol.py",
     "reference": "build_reference_stores.py",
     "layers": "bench_layers.py",
+    "ceiling": "fortunes_ceiling.py",
     "audit": "bench_audit.py",
     "deploy": "bench_deploy.py",
-    "io": "bench_io.py",  # Parquet/Arrow sources, store export, CachedEncoder
+    "io": "bench_io.py",  # takes a section: texts, images, export, encoder
+    "store": "bench_store.py",  # takes a section: reads, commit, faults
+    "store_open": "bench_store_open.py",
+    "recommend": "bench_recommend.py",  # --run, or --label of earlier bench folders
+    "eta": "bench_eta.py",
+    "labelling": "bench_labelling.py",
 }
-SECTIONS = (
-    "extract", "ray", "speed", "backbones", "encoders", "heads", "bench", "layers", "audit",
-    "deploy", "io",
-    "store",  # written by hand from bench_store.py's JSON records (it takes a section argument)
-    "recommend",  # bench_recommend.py --run / --label (needs the before/after bench folders)
-    "eta",  # bench_eta.py --texts --model (a JSONL of texts and the MiniLM export)
-)  # fmt: skip
+# What a full run (no --only) runs: the rest take hours or arguments naming their inputs.
+DEFAULT_RUN = ("extract", "tuning", "gpu", "backbones", "heads", "protocol", "deploy", "eta")
+INTRO = """\
+# Benchmark results
+
+Rendered by `python benchmarks/run_all.py --render` from the records in
+`benchmarks/results/<area>.jsonl`; do not edit by hand. Each record holds its numbers, the
+command that measured them, the machine (cores, memory, CPU), the load average, the date
+and the commit. Records marked `imported_from` hold results measured before the records
+existed, taken over from that results file as they were written then.
+
+Measured on this project's CI machine type: 2 CPU cores, 24 GiB, no GPU, shared with other
+jobs. Absolute times on these shared machines are noisy; compare the ratios, which each
+script measures side by side in one run. Re-run one section with
+`python benchmarks/run_all.py --only AREA` (its defaults), or with the command its records
+name, then `--render`.
+"""
 
 
-def scripts() -> dict[str, str]:
-    """SCRIPTS, then every other ``bench_<area>.py`` of this folder under its area."""
-    found = {p.stem.removeprefix("bench_"): p.name for p in sorted(HERE.glob("bench_*.py"))}
-    return {**SCRIPTS, **{k: v for k, v in found.items() if v not in SCRIPTS.values()}}
+def render(results: Path = RESULTS) -> str:
+    """RESULTS.md from the records under ``results``."""
+    areas = [a for a in AREAS if (results / f"{a}.jsonl").exists()]
+    areas += sorted(p.stem for p in results.glob("*.jsonl") if p.stem not in AREAS)
+    parts = [INTRO]
+    for area in areas:
+        records = Records(area, results)
+        needs_render = any("blocks" not in r for r in records.latest())
+        text = records.section(_module(area).render if needs_render else None)
+        # Plots sit beside the records in results/; RESULTS.md is one folder up.
+        parts.append(re.sub(r"\]\((?!https?:|/|results/)([^)]+\.png)\)", r"](results/\1)", text))
+    return "\n".join(parts)
 
 
-def render_from_records() -> list[str]:
-    """Re-render ``results/<area>.md`` of every benchmark that keeps records."""
-    sys.path.insert(0, str(HERE))
-    from _harness import Records
-
-    done = []
-    for area, name in scripts().items():
-        records = Records(area)
-        if not records.path.exists():
-            continue
-        module = importlib.import_module(Path(name).stem)
-        if hasattr(module, "render"):
-            records.render(module.render)
-            done.append(area)
-    return done
+def _module(area: str):
+    return importlib.import_module(Path(AREAS.get(area, f"bench_{area}.py")).stem)
 
 
 def run(names: list[str]) -> None:
     for name in names:
-        script = HERE / scripts()[name]
-        if not script.exists():
-            print(f"skip {name}: {script.name} not found", flush=True)
-            continue
-        print(f"== {script.name}", flush=True)
+        print(f"== {AREAS[name]}", flush=True)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(script)], check=True, cwd=HERE.parent)
+        subprocess.run([sys.executable, str(HERE / AREAS[name])], check=True, cwd=HERE.parent)
         print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def build() -> Path:
-    rendered = render_from_records()
-    if rendered:
-        print(f"rendered from records: {', '.join(rendered)}")
-    parts = [
-        "# Benchmark results\n",
-        "Measured on this project's CI machine type: 2 CPU cores, 24 GiB, no GPU "
-        f"(Python {platform.python_version()}). Absolute times on these shared machines are "
-        "noisy; compare the ratios, which each script measures side by side in one run.\n",
-        "Reproduce everything with `make bench`, or one section with the script named in it.\n",
-    ]
-    others = sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in SECTIONS)
-    for name in (*SECTIONS, *others):  # a new benchmark's section appears without a list edit
-        path = HERE / "results" / f"{name}.md"
-        if path.exists():
-            # Plots sit beside the sections in results/; RESULTS.md is one folder up.
-            text = re.sub(
-                r"\]\((?!https?:|/|results/)([^)]+\.png)\)", r"](results/\1)", path.read_text()
-            )
-            parts.append(text.strip() + "\n")
-    out = HERE / "RESULTS.md"
-    out.write_text("\n".join(parts))
-    return out
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="*", choices=list(scripts()), help="run only these")
-    p.add_argument("--build", action="store_true", help="only gather results/*.md")
-    args = p.parse_args()
-    if not args.build:
-        run(args.only or list(ORDER))  # the others take arguments: run them with --only
-    print(f"wrote {build()}")
+    p.add_argument("--only", nargs="+", choices=list(AREAS), metavar="AREA",
+                   help=f"run only these: {', '.join(AREAS)}")  # fmt: skip
+    p.add_argument("--render", action="store_true", help="only build RESULTS.md from records")
+    p.add_argument("--list", action="store_true", help="list the areas and their scripts")
+    p.add_argument("--results", type=Path, default=RESULTS, help="the records' folder")
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = p.parse_args(argv)
+    if args.list:
+        for area, script in AREAS.items():
+            print(f"{area:12} {script}{'' if area in DEFAULT_RUN else '  (--only)'}")
+        return
+    if not args.render:
+        run(args.only or list(DEFAULT_RUN))
+    args.out.write_text(render(args.results))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

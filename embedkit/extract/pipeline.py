@@ -281,7 +281,7 @@ def _yield_to_inference() -> None:
     ORT runs one intra-op thread per core, and each parallel operator waits for its slowest
     thread: a decoding thread that preempts one of them stalls all. Ten steps nicer, it
     decodes in the gaps between operators and while the session waits for the next batch
-    (benchmarks/results/speed.md, "Images").
+    (benchmarks/RESULTS.md, "Images").
     """
     if sys.platform == "linux":  # elsewhere the call would renice the whole process
         tid = threading.get_native_id()
