@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from _harness import Records, measured_line, ratios, table, timed_rounds
-from bench_extract import get_model, write_jpegs
+from _inputs import get_model, write_jpegs
 
 from embedkit.cli import main as cli
 from embedkit.deploy import deploy, predict

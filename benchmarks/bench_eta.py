@@ -1,6 +1,6 @@
-"""How true is extract's ETA? Writes results/eta.md and results/eta.json (issue 21).
+"""How true is extract's ETA? One record per run in results/eta.jsonl (issue 21).
 
-    .venv/bin/python benchmarks/bench_eta.py --texts runs/bench-ref/data/fortunes.jsonl \\
+    python benchmarks/bench_eta.py --texts runs/bench-ref/data/fortunes.jsonl \\
         --model models/bench/minilm.onnx --n 1000
 
 Extracts the first N texts of a JSONL file (the fortunes that
@@ -14,15 +14,14 @@ done at a constant item rate). The goal of issue 21: within 25% of the real time
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _harness import Records, table
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def measure(texts: Path, model: Path, n: int, batch_size: int) -> dict:
@@ -61,42 +60,55 @@ def measure(texts: Path, model: Path, n: int, batch_size: int) -> dict:
         "at_items": items, "actual_left_s": actual, "eta_work_s": eta_work,
         "eta_items_s": eta_items, "error_work": eta_work / actual - 1,
         "error_items": eta_items / actual - 1, "first_batch_s": first - start,
-        "load_start": load, "load_end": os.getloadavg()[0], "cores": os.cpu_count(),
-        "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": " ".join(["benchmarks/bench_eta.py", *sys.argv[1:]]),
+        "load_start": load, "load_end": os.getloadavg()[0],
     }  # fmt: skip
 
 
-def markdown(r: dict) -> str:
-    return f"""## ETA of a text extraction (issue 21)
-
-`{r["command"]}`: {r["n"]:,} fortunes through MiniLM (fp32, batch size {r["batch_size"]},
-length-bucketed batches, shortest first), {r["seconds"]:.1f} s on {r["cores"]} cores; load
-average {r["load_start"]:.1f} at the start, {r["load_end"]:.1f} at the end.
-
-| at {r["at_items"]:,} of {r["n"]:,} items | seconds left | error |
-| --- | ---: | ---: |
-| real time left | {r["actual_left_s"]:.1f} | |
-| ETA from work done (padded token cells; printed by `extract`) | {r["eta_work_s"]:.1f} \
-| {r["error_work"]:+.0%} |
-| ETA from items done (before issue 21) | {r["eta_items_s"]:.1f} | {r["error_items"]:+.0%} |
-
-Goal: the printed ETA at 10% within 25% of the real time left.
-"""
+def render(records: list[dict]) -> str:
+    """One table per run (run_all.py --render calls this)."""
+    lines = []
+    for r in records:
+        m = r["machine"]
+        rows = [
+            ["real time left", f"{r['actual_left_s']:.1f}", ""],
+            ["ETA from work done (padded token cells; printed by `extract`)",
+             f"{r['eta_work_s']:.1f}", f"{r['error_work']:+.0%}"],
+            ["ETA from items done (before issue 21)", f"{r['eta_items_s']:.1f}",
+             f"{r['error_items']:+.0%}"],
+        ]  # fmt: skip
+        lines += [
+            f"`{r['command']}` ({r['created']}, commit {m.get('commit')}): {r['n']:,} fortunes "
+            f"through MiniLM (fp32, batch size {r['batch_size']}, length-bucketed batches, "
+            f"shortest first), {r['seconds']:.1f} s on {m['cores']} cores; load average "
+            f"{r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end.",
+            "",
+            table(
+                [f"at {r['at_items']:,} of {r['n']:,} items", "seconds left", "error"],
+                rows,
+                ["---", "---:", "---:"],
+            ),  # fmt: skip
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--texts", type=Path, required=True, help="a JSONL of texts")
-    parser.add_argument("--model", type=Path, required=True, help="the MiniLM ONNX export")
+    parser.add_argument(
+        "--texts",
+        type=Path,
+        help="a JSONL of texts",
+        default=REPO / "runs" / "bench-ref" / "data" / "fortunes.jsonl",
+    )
+    parser.add_argument("--model", type=Path, help="the MiniLM ONNX export",
+                        default=REPO / "models" / "bench" / "minilm.onnx")  # fmt: skip
     parser.add_argument("--n", type=int, default=1000, help="texts to extract (default 1000)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    record = measure(args.texts, args.model, args.n, args.batch_size)
-    out = HERE / "results"
-    (out / "eta.json").write_text(json.dumps(record, indent=1) + "\n")
-    (out / "eta.md").write_text(markdown(record))
-    print(markdown(record))
+    records = Records("eta")
+    data = measure(args.texts, args.model, args.n, args.batch_size)
+    records.add({"n": args.n, "batch_size": args.batch_size, "run": len(records.all())}, data)
+    print(records.section(render))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _inputs import get_model, record_spinning, spinning_line, write_jpegs
 from joblib import cpu_count
 
 from embedkit.datasets import load_fashion_mnist
@@ -35,14 +34,6 @@ from embedkit.store import FeatureStore
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-
-
-def get_model(work: Path) -> tuple[Path, str]:
-    """The EfficientNet-Lite0 export, through the CLI."""
-    out = work / "lite0.onnx"
-    export = [sys.executable, "-m", "embedkit", "export", "efficientnet_lite0", "--out", str(out)]
-    subprocess.run(export, cwd=REPO, check=True, capture_output=True)
-    return out, "EfficientNet-Lite0 (embedkit export, fp32)"
 
 
 def tiny_models(work: Path) -> tuple[Path, Path]:
@@ -58,30 +49,6 @@ def tiny_models(work: Path) -> tuple[Path, Path]:
     spec = ImageSpec(size=(16, 16), mean=(127.0,) * 3, std=(128.0,) * 3)
     export(conv, torch.randn(2, 3, 16, 16), out=image, preprocess=spec)
     return rows, image
-
-
-SPUN: list[bool] = []  # per extract session: did its idle threads spin
-
-
-def record_spinning() -> None:
-    """Note each session's spinning choice (no other process running as it started)."""
-    import embedkit.extract.providers as providers
-
-    look = providers.others_running
-
-    def recorded(*args, **kwargs):
-        others = look(*args, **kwargs)
-        SPUN.append(others == 0)
-        return others
-
-    providers.others_running = recorded
-
-
-def spinning_line() -> str:
-    return (
-        f"Sessions whose threads spun (no other process running as they started): "
-        f"{sum(SPUN)} of {len(SPUN)}."
-    )
 
 
 def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
@@ -102,23 +69,6 @@ def bare_loop(model: Path, batches: list[dict], spinning: bool) -> float:
     for feed in batches:
         session.run(None, feed)
     return time.perf_counter() - t0
-
-
-def write_jpegs(root: Path, n: int) -> Path:
-    """``n`` JPEG photos of 500x375, random crops of scikit-image's samples, 2 classes."""
-    from PIL import Image
-    from skimage import data as samples
-
-    rng = np.random.default_rng(0)
-    photos = [samples.astronaut(), samples.coffee(), samples.chelsea(), samples.rocket()]
-    for i in range(n):
-        photo = photos[i % len(photos)]
-        big = Image.fromarray(photo).resize((700, 525))
-        left, top = int(rng.integers(0, 200)), int(rng.integers(0, 150))
-        folder = root / ("even" if i % 2 == 0 else "odd")
-        folder.mkdir(parents=True, exist_ok=True)
-        big.crop((left, top, left + 500, top + 375)).save(folder / f"{i:05d}.jpg", quality=90)
-    return root
 
 
 def write_pngs(root: Path, images: np.ndarray) -> Path:

@@ -201,7 +201,7 @@ def image_contenders(work: Path, n: int, batch: int) -> dict:
 
 
 def text_contenders(work: Path, n: int, batch: int) -> dict:
-    from bench_text import sample_fortunes
+    from _inputs import sample_fortunes
 
     from embedkit.extract import load_model
     from embedkit.extract.batching import plan_batches

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_extract import get_model
+from _inputs import get_model
 
 from embedkit.datasets import load_fashion_mnist
 from embedkit.extract import extract, load_model, open_source

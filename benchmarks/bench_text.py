@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_extract import record_spinning, spinning_line
+from _inputs import record_spinning, sample_fortunes, spinning_line
 
-from embedkit.datasets import load_fortunes
 from embedkit.extract import extract, load_model
 from embedkit.extract.preprocess import make_preprocessor
 from embedkit.extract.providers import Runner
@@ -39,12 +38,6 @@ from embedkit.store import FeatureStore
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-
-
-def sample_fortunes(n: int) -> list[str]:
-    texts, _ = load_fortunes(REPO / "data" / "fortunes")
-    order = np.random.default_rng(0).permutation(len(texts))[:n]
-    return [texts[i] for i in order]
 
 
 def export(work: Path, precision: str, python: str, *extra: str) -> Path:

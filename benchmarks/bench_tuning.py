@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_text import sample_fortunes
+from _inputs import sample_fortunes
 
 from embedkit.extract import load_model
 from embedkit.extract.batching import plan_batches

@@ -27,28 +27,38 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _harness import RESULTS, Records  # noqa: E402
 
-# Area -> script, in the order of RESULTS.md. Notes say what a plain run needs.
+# Area -> (script, section title), in the order of RESULTS.md; no title: the section goes
+# on under the one before. Notes say what a plain run needs.
 AREAS = {
-    "extract": "bench_extract.py",
-    "ray": "bench_ray.py",  # ray[data] installed ('embedkit[ray]')
-    "text": "bench_text.py",  # sentence-transformers from .venv-peers
-    "tuning": "bench_tuning.py",
-    "gpu": "bench_gpu.py",  # says there is no GPU and exits 0 on the CPU
-    "backbones": "bench_export.py",
-    "encoders": "bench_encoders.py",  # skips where mpnet is not installed
-    "heads": "bench_heads.py",
-    "protocol": "bench_protocol.py",
-    "reference": "build_reference_stores.py",
-    "layers": "bench_layers.py",
-    "ceiling": "fortunes_ceiling.py",
-    "audit": "bench_audit.py",
-    "deploy": "bench_deploy.py",
-    "io": "bench_io.py",  # takes a section: texts, images, export, encoder
-    "store": "bench_store.py",  # takes a section: reads, commit, faults
-    "store_open": "bench_store_open.py",
-    "recommend": "bench_recommend.py",  # --run, or --label of earlier bench folders
-    "eta": "bench_eta.py",
-    "labelling": "bench_labelling.py",
+    "extract": ("bench_extract.py", "Extract"),
+    "ray": ("bench_ray.py", "Ray engine"),  # ray[data] installed ('embedkit[ray]')
+    "text": ("bench_text.py", "Text and image extraction speed"),  # + .venv-peers
+    "tuning": ("bench_tuning.py", None),
+    "gpu": ("bench_gpu.py", "GPU"),  # says there is no GPU and exits 0 on the CPU
+    "backbones": ("bench_export.py", "Backbones: export and runtime speed"),
+    "encoders": (
+        "bench_encoders.py",
+        "Text encoders: mpnet vs MiniLM, fp32 and int8, on real texts",
+    ),
+    "heads": ("bench_heads.py", "Heads on cached features"),
+    "protocol": ("bench_protocol.py", "Bench"),
+    "reference": ("build_reference_stores.py", None),
+    "layers": ("bench_layers.py", "Layers: which tap, which head"),
+    "ceiling": ("fortunes_ceiling.py", None),
+    "audit": ("bench_audit.py", "Audit"),
+    "deploy": ("bench_deploy.py", "Deploy: predict on raw inputs"),
+    "io": (
+        "bench_io.py",
+        "Data in and out: Parquet/Arrow sources, exports, CachedEncoder (issue 25)",
+    ),
+    "store": ("bench_store.py", "Store v2: shards + atomic index (issue 9)"),  # takes a section
+    "store_open": ("bench_store_open.py", None),
+    "recommend": (
+        "bench_recommend.py",
+        "Recommended pair vs the best cell of the same sweep (issue 21)",
+    ),
+    "eta": ("bench_eta.py", "ETA of a text extraction (issue 21)"),
+    "labelling": ("bench_labelling.py", "Labelling"),
 }
 # What a full run (no --only) runs: the rest take hours or arguments naming their inputs.
 DEFAULT_RUN = ("extract", "tuning", "gpu", "backbones", "heads", "protocol", "deploy", "eta")
@@ -78,20 +88,23 @@ def render(results: Path = RESULTS) -> str:
         records = Records(area, results)
         needs_render = any("blocks" not in r for r in records.latest())
         text = records.section(_module(area).render if needs_render else None)
+        title = AREAS.get(area, (None, area))[1]
+        text = f"## {title}\n\n{text}" if title else text
         # Plots sit beside the records in results/; RESULTS.md is one folder up.
         parts.append(re.sub(r"\]\((?!https?:|/|results/)([^)]+\.png)\)", r"](results/\1)", text))
     return "\n".join(parts)
 
 
 def _module(area: str):
-    return importlib.import_module(Path(AREAS.get(area, f"bench_{area}.py")).stem)
+    return importlib.import_module(Path(AREAS.get(area, (f"bench_{area}.py",))[0]).stem)
 
 
 def run(names: list[str]) -> None:
     for name in names:
-        print(f"== {AREAS[name]}", flush=True)
+        script = AREAS[name][0]
+        print(f"== {script}", flush=True)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(HERE / AREAS[name])], check=True, cwd=HERE.parent)
+        subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
         print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
 
 
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args(argv)
     if args.list:
-        for area, script in AREAS.items():
+        for area, (script, _) in AREAS.items():
             print(f"{area:12} {script}{'' if area in DEFAULT_RUN else '  (--only)'}")
         return
     if not args.render:
