@@ -138,24 +138,24 @@ class Records:
 
     def add_markdown(self, key: dict, text: str, **data) -> dict:
         """Record a report written as Markdown lines: its tables kept as header + rows."""
-        return self.add(key, {**data, "blocks": blocks(text)})
+        return self.add(key, {**data, "markdown": blocks(text)})
 
     def section(self, render: Render | None = None) -> str:
         """This area's part of RESULTS.md: every latest record, in order, rendered.
 
-        Records holding ``blocks`` render as the Markdown they were made from; the others
+        Records holding ``markdown`` (blocks) render as the Markdown they were made from; the others
         go, a run of them at a time, to the benchmark's ``render``.
         """
         parts: list[str] = []
         pending: list[dict] = []
         for record in [*self.latest(), None]:
-            if pending and (record is None or "blocks" in record):
+            if pending and (record is None or "markdown" in record):
                 if render is None:
-                    raise ValueError(f"{self.path}: records without blocks need a render()")
+                    raise ValueError(f"{self.path}: records without markdown need a render()")
                 parts.append(render(pending).strip())
                 pending = []
-            if record is not None and "blocks" in record:
-                parts.append(markdown(record["blocks"]).strip() + "\n\n" + provenance(record))
+            if record is not None and "markdown" in record:
+                parts.append(markdown(record["markdown"]).strip() + "\n\n" + provenance(record))
             elif record is not None:
                 pending.append(record)
         return "\n\n".join(parts) + "\n"

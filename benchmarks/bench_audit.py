@@ -1,8 +1,7 @@
-"""Audit speed at scale and label-error detection quality; writes results/audit.md.
+"""Audit speed at scale and label-error detection quality; records in results/audit.jsonl.
 
     .venv/bin/python benchmarks/bench_audit.py                      # everything
     .venv/bin/python benchmarks/bench_audit.py --n 20000 --fmnist 1000   # quicker
-    .venv/bin/python benchmarks/bench_audit.py --build                # only rewrite audit.md
 
 1. Scale (synthetic Gaussian blobs, ``--n`` x ``--dim`` float32, 10 classes, 1% planted
    near-copies): the blocked duplicate/k-NN pass, and the same pass with one N x N
@@ -15,9 +14,8 @@
    With cleanlab installed, ``cleanlab.filter.find_label_issues`` on the same
    out-of-fold probabilities is compared too.
 
-Each measurement is one JSON record under ``runs/bench_audit/`` (written by
-``embedkit.bench.records``, as the bench's runs are); a record already there is reused
-(``--force`` re-measures). The Markdown is built from the records.
+Each measurement is one record in ``results/audit.jsonl`` (``_harness.py``); a record
+already there is reused (``--force`` re-measures). RESULTS.md renders them.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,15 +31,15 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 from embedkit.audit import brute_force_scan, find_label_issues, neighbor_scan, out_of_fold_proba
-from embedkit.bench.records import SCHEMA, read_records, write_record
 from embedkit.datasets import load_fashion_mnist
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-RUNS = REPO / "runs" / "bench_audit"
-RESULTS = HERE / "results" / "audit.md"
+RUNS = REPO / "runs" / "bench_audit"  # the Lite0 features, reused between runs
+RECORDS = Records("audit")
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,16 +66,14 @@ def measure(fn, *args, **kwargs) -> tuple[object, float, float]:
     return result, seconds, peak
 
 
-def record(name: str, done: dict[str, dict], force: bool, fn) -> dict:
-    """The record ``name`` from ``done``, or measure it with ``fn()`` and write it."""
-    if name in done and not force:
-        print(f"reuse {name}.json", flush=True)
-        return done[name]
+def record(name: str, force: bool, fn) -> None:
+    """Measure ``name`` with ``fn()`` and record it, unless it is recorded."""
+    if RECORDS.done({"name": name}) and not force:
+        print(f"reuse {name}", flush=True)
+        return
     print(f"measure {name} ...", flush=True)
-    rec = {"schema": SCHEMA, "run_id": name, "status": "ok", "name": name, **fn()}
-    rec["load_after"] = round(os.getloadavg()[0], 1)
-    write_record(RUNS, rec)
-    return rec
+    rec = {"name": name, **fn(), "load_after": round(os.getloadavg()[0], 1)}
+    RECORDS.add({"name": name}, rec)
 
 
 def bench_neighbors(n: int, dim: int, block: int, brute: bool) -> dict:
@@ -220,17 +215,16 @@ def bench_cleaning(n: int, n_test: int = 1000) -> dict:
     return rec
 
 
-def build(records: list[dict], argv: list[str]) -> str:
-    """The Markdown section for benchmarks/RESULTS.md."""
+def render(records: list[dict]) -> str:
+    """The tables of the records (run_all.py --render calls this)."""
     loads = sorted({r["load_after"] for r in records})
-    cmd = " ".join([".venv/bin/python benchmarks/bench_audit.py", *argv])
+    commands = sorted({f"`{r['command']}`" for r in records})
+    machine = records[0]["machine"]
     lines = [
-        "## Audit",
-        "",
-        f"Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; "
+        f"Machine: {machine['cores']} CPU cores, no GPU, Python {machine['python']}; "
         f"load average after each run {loads[0]}-{loads[-1]} (other jobs share the cores: "
-        f"read the ratios). Reproduce: `{cmd}` (one JSON record per measurement in "
-        "runs/bench_audit/, reused unless `--force`).",
+        f"read the ratios). Measured by {', '.join(commands)} (one record per measurement, "
+        "reused unless `--force`).",
         "",
     ]
     nb = [r for r in records if r["name"].startswith("neighbors")]
@@ -325,7 +319,6 @@ def main() -> None:
     parser.add_argument("--fmnist", type=int, default=3000, help="Fashion-MNIST images")
     parser.add_argument("--parts", default="neighbors,oof,validate,clean")
     parser.add_argument("--force", action="store_true", help="re-measure existing records")
-    parser.add_argument("--build", action="store_true", help="only rebuild audit.md")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     jobs = []
@@ -361,15 +354,9 @@ def main() -> None:
                 )
     if "clean" in parts:
         jobs.append((f"clean-lite0-{args.fmnist}", lambda: bench_cleaning(args.fmnist)))
-    done = {r["run_id"]: r for r in read_records(RUNS)} if RUNS.is_dir() else {}
-    if args.build:
-        records = [done[name] for name, _ in jobs if name in done]
-    else:
-        records = [record(name, done, args.force, fn) for name, fn in jobs]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    shown = [a for a in sys.argv[1:] if a not in ("--build", "--force")]
-    RESULTS.write_text(build(records, shown) + "\n")
-    print(RESULTS.read_text())
+    for name, fn in jobs:
+        record(name, args.force, fn)
+    print(RECORDS.section(render))
 
 
 if __name__ == "__main__":

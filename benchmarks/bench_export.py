@@ -1,4 +1,4 @@
-"""Backbone export speed, side by side in one run; writes results/backbones.md.
+"""Backbone export speed, side by side in one run; records in results/backbones.jsonl.
 
     .venv/bin/python benchmarks/bench_export.py                 # MiniLM + EfficientNet-Lite0
     .venv/bin/python benchmarks/bench_export.py --texts 128 --images 128 --rounds 3
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _harness import Records
 
 from embedkit.backbones import export_backbone, load_backbone
 from embedkit.backbones.hooked_backbone import sample_images
@@ -196,19 +197,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
-    parser.add_argument("--out", default=str(HERE / "results" / "backbones.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        minilm_lines, _ = bench_minilm(Path(tmp), args)
-        lite0_lines, _ = bench_lite0(Path(tmp), args)
+        minilm_lines, minilm = bench_minilm(Path(tmp), args)
+        lite0_lines, lite0 = bench_lite0(Path(tmp), args)
     load = os.getloadavg()[0]
     cmd = (
         f".venv/bin/python benchmarks/bench_export.py --texts {args.texts} --images "
         f"{args.images} --batch {args.batch} --rounds {args.rounds} --threads {args.threads}"
     )
     text = "\n".join([
-        "## Backbones: export and runtime speed", "",
         f"Machine: 2 CPU cores, no GPU, Python {platform.python_version()}, torch "
         f"{torch.__version__}, {args.threads} intra-op threads for torch and ORT; load average "
         f"{load:.1f} at the end (other jobs share the cores: read the ratios). Reproduce: "
@@ -226,8 +225,8 @@ def main() -> None:
         *NOTES,
         "",
     ])  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    key = {k: getattr(args, k) for k in ("texts", "images", "batch", "rounds", "threads")}
+    Records("backbones").add_markdown(key, text, rates={"minilm": minilm, "lite0": lite0})
     print(text)
 
 

@@ -1,4 +1,4 @@
-"""Extraction and store-read speed, side by side in one run; writes results/extract.md.
+"""Extraction and store-read speed, side by side in one run; records in results/extract.jsonl.
 
     .venv/bin/python benchmarks/bench_extract.py            # EfficientNet-Lite0, 320 images
     .venv/bin/python benchmarks/bench_extract.py --images 640 --rows 200000
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 from _inputs import get_model, record_spinning, spinning_line, write_jpegs
 from joblib import cpu_count
 
@@ -322,7 +323,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument(
-        "--extract-only", action="store_true", help="print the throughput table, write nothing"
+        "--extract-only", action="store_true", help="print the throughput table, record nothing"
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
@@ -338,8 +339,6 @@ def main() -> None:
     load = os.getloadavg()[0]
     text = "\n".join(
         [
-            "## Extract",
-            "",
             f"Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; "
             f"load average {load:.1f} at the end (other jobs share the cores: read the ratios). "
             f"Reproduce: `.venv/bin/python benchmarks/bench_extract.py --images {args.images} "
@@ -359,9 +358,9 @@ def main() -> None:
             "",
         ]
     )
-    out = HERE / "results" / "extract.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
+    key = {"images": args.images, "batch_size": args.batch_size, "rounds": args.rounds,
+           "rows": args.rows}  # fmt: skip
+    Records("extract").add_markdown(key, text)
     print(text)
 
 

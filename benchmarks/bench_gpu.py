@@ -1,6 +1,6 @@
 """GPU extraction variants against a hand-written torch fp16 loop, in one call, one table.
 
-    .venv/bin/python benchmarks/bench_gpu.py                     # writes results/gpu.md
+    .venv/bin/python benchmarks/bench_gpu.py                     # results/gpu.jsonl
     .venv/bin/python benchmarks/bench_gpu.py --images 2048 --texts 4000 --rounds 3
 
 Needs onnxruntime-gpu (``pip install 'embedkit[gpu]'``) and a CUDA torch; anywhere else it
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -281,7 +282,9 @@ def main() -> int:
         *measure(groups, args.rounds),
         "",
     ]
-    (HERE / "results" / "gpu.md").write_text("\n".join(lines))
+    key = {"images": args.images, "texts": args.texts, "batch_size": args.batch_size,
+           "rounds": args.rounds, "gpu": torch.cuda.get_device_name(0)}  # fmt: skip
+    Records("gpu").add_markdown(key, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -4,7 +4,7 @@ Reproduces a by-hand measurement of heads on cached features: 50,000 x 768 float
 features (10 classes, 2 clusters per class, 32 informative dims), 10,000 held-out rows;
 references are scikit-learn ``LogisticRegression(lbfgs)`` and the naive torch linear
 loop (Adam, 20 epochs, batch 256, no DataLoader). Then the 16-shot-per-class setting
-(median over seeds). Writes benchmarks/results/heads.md.
+(median over seeds). One record per run in results/heads.jsonl (``_harness.py``).
 
     .venv/bin/python benchmarks/bench_heads.py            # ~10 min on 2 cores
     .venv/bin/python benchmarks/bench_heads.py --quick    # 20,000 rows, 3 seeds
@@ -13,14 +13,11 @@ loop (Adam, 20 epochs, batch 256, no DataLoader). Then the 16-shot-per-class set
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-
-OUT = Path(__file__).parent / "results" / "heads.md"
+from _harness import Records, measured_line
 
 
 def make_features(n_train: int, n_test: int, seed: int = 0):
@@ -97,7 +94,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 rows and 3 seeds")
     parser.add_argument("--svm", action="store_true", help="also LinearSVC (~1 min)")
     parser.add_argument("--repeat", type=int, default=3, help="fits per head, median time")
-    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     import torch
 
@@ -131,23 +127,29 @@ def main(argv=None) -> int:
             accs.append(fit_one(name, factory, X[rows], y[rows], Xte, yte, seed)[1])
         shots[name] = statistics.median(accs)
         print(f"{name:42s} 16-shot median accuracy {shots[name]:.4f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(full, shots, n_train, len(seeds), args.repeat))
-    print(f"wrote {args.out}")
+    records = Records("heads")
+    key = {"n_train": n_train, "seeds": len(seeds), "repeat": args.repeat, "svm": args.svm}
+    records.add(key, {"full": full, "shots": shots})
+    print(records.section(render))
     return 0
 
 
-def report(full, shots, n_train, n_seeds, repeat) -> str:
+def render(records: list[dict]) -> str:
+    """Every run's tables (run_all.py --render calls this)."""
+    return "\n".join(report(r) for r in records)
+
+
+def report(record: dict) -> str:
+    full, shots = record["full"], record["shots"]
+    n_train, n_seeds, repeat = (record["key"][k] for k in ("n_train", "seeds", "repeat"))
     ref_s, ref_acc, _ = full["sklearn LogisticRegression (reference)"]
     naive_s = full["naive torch linear (reference)"][0]
     lines = [
-        "## Heads on cached features",
+        f"### Run of {record['created'][:10]}",
         "",
         f"{n_train:,} x 768 float32 Gaussian-blob features (`make_classification`, 10 classes, "
         "2 clusters/class, 32 informative dims), 10,000 held-out rows. One run: every head "
-        f"fitted {repeat} times round-robin on the same arrays, median fit time; machine: "
-        f"{platform.machine()} CPU, 2 cores, shared with other jobs (so compare the ratios, "
-        "not the seconds). Command: `.venv/bin/python benchmarks/bench_heads.py`.",
+        f"fitted {repeat} times round-robin on the same arrays, median fit time.",
         "",
         "| head | fit s | speed-up vs LogisticRegression | vs naive torch | accuracy | "
         "Δ accuracy vs LogisticRegression (points) | epochs/iters |",
@@ -171,7 +173,8 @@ def report(full, shots, n_train, n_seeds, repeat) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {acc:.3f} |" for name, acc in shots.items()]
-    return "\n".join(lines) + "\n"
+    lines += ["", measured_line(record), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

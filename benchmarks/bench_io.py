@@ -5,14 +5,14 @@ of a 1,000,000 x 384 store, and CachedEncoder's second fit.
     python benchmarks/bench_io.py images --n 10000 2500 --rounds 2  # Parquet bytes vs folder
     python benchmarks/bench_io.py export --rows 1000000 --dim 384
     python benchmarks/bench_io.py encoder --n 1000               # MiniLM, fit twice
-    python benchmarks/bench_io.py build                          # results/io.md from io.json
 
 Every extraction and export runs in its own subprocess, so its peak memory is its own
 (``VmHWM``: peak resident pages, file-backed ones such as the mapped store included). Contenders
 alternate within each round; ratios compare the best time of each. Each section appends
-JSON records (command, load average, machine) to ``results/io.json``; ``build`` renders
-``results/io.md`` from them. Run from the repository root with ``PYTHONPATH=$PWD``, under
-the shared bench lock: ``flock /tmp/embedkit-bench.lock python benchmarks/bench_io.py ...``.
+records (command, load average, machine) to ``results/io.jsonl`` (``_harness.py``); a
+section's latest records replace its earlier ones in RESULTS.md. Run from the repository
+root with ``PYTHONPATH=$PWD``, under the shared bench lock:
+``flock /tmp/embedkit-bench.lock python benchmarks/bench_io.py ...``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,10 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-RECORDS = HERE / "results" / "io.json"
 MINILM = REPO / "models" / "bench" / "minilm.onnx"  # override with --minilm
 
 
@@ -329,24 +328,20 @@ def bench_encoder(args, work: Path) -> list[dict]:
 
 
 # -- records and the report -------------------------------------------------------------
-def save(records: list[dict], command: str, load_start: str) -> None:
-    old = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
-    meta = {"command": command, "load_start": load_start, "load_end": _load(),
-            "cpus": os.cpu_count(), "machine": platform.machine(),
+def save(records: list[dict], load_start: str) -> None:
+    meta = {"load_start": load_start, "load_end": _load(), "cpus": os.cpu_count(),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
-    keys = {(r["section"], r.get("n", r.get("rows"))) for r in records}
-    kept = [r for r in old if (r["section"], r.get("n", r.get("rows"))) not in keys]
-    RECORDS.write_text(json.dumps(kept + [{**r, **meta} for r in records], indent=1) + "\n")
+    for r in records:
+        Records("io").add({"section": r["section"], "n": r.get("n", r.get("rows"))}, {**r, **meta})
 
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def build() -> Path:
-    records = json.loads(RECORDS.read_text()) if RECORDS.exists() else []
-    lines = ["## Data in and out: Parquet/Arrow sources, exports, CachedEncoder (issue 25)", "",
-             "Rendered by `python benchmarks/bench_io.py build` from `results/io.json`; each "
+def render(records: list[dict]) -> str:
+    """The section from the records (run_all.py --render calls this)."""
+    lines = ["Each "
              "row names its command, time and load average (1/5/15 min, start -> end) on "
              f"a {records[0]['cpus'] if records else '?'}-core machine shared with other jobs. "
              "Peak memory is the child process's `VmHWM` (peak resident pages, the mapped "
@@ -400,16 +395,14 @@ def build() -> Path:
         "splits of all rows are held (tens of MB at 1M rows).",
         "",
     ]  # fmt: skip
-    out = HERE / "results" / "io.md"
-    out.write_text("\n".join(lines))
-    return out
+    return "\n".join(lines)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ("all", "texts", "images", "export", "encoder", "build")
+    sections = ("all", "texts", "images", "export", "encoder")
     parser.add_argument("section", nargs="?", default="all", choices=sections)
     parser.add_argument("--n", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=2)
@@ -418,9 +411,6 @@ def main() -> None:
     parser.add_argument("--minilm", type=Path, default=MINILM, help="the MiniLM ONNX export")
     parser.add_argument("--tmp", type=Path, default=None, help="work folder (default: a temp)")
     args = parser.parse_args()
-    if args.section == "build":
-        print(build())
-        return
     if args.section == "all":  # what run_all.py (make bench) runs: every section, defaults
         for section in ("texts", "images", "export", "encoder"):
             subprocess.run([sys.executable, __file__, section], check=True)
@@ -430,15 +420,14 @@ def main() -> None:
     if args.section == "encoder":
         args.n = args.n[0]
     load_start = _load()
-    command = "python benchmarks/bench_io.py " + " ".join(sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="bench-io-", dir=args.tmp))
     try:
         fn = {"texts": bench_texts, "images": bench_images, "export": bench_export,
               "encoder": bench_encoder}[args.section]  # fmt: skip
-        save(fn(args, work), command, load_start)
+        save(fn(args, work), load_start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(build())
+    print(Records("io").section(render))
 
 
 if __name__ == "__main__":

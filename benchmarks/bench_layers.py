@@ -14,7 +14,7 @@
 3. **Speed**: a 6-tap bench (Lite0's tap widths) of a synthetic 10,000-item store with the
    default heads, shots and seeds, against the same bench on the final tap alone.
 
-Writes ``results/layers.md`` (``run_all.py`` gathers it into RESULTS.md).
+One record per part in ``results/layers.jsonl`` (``_harness.py``; RESULTS.md renders them).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from build_reference_stores import write_section
+from _harness import Records
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -249,9 +249,7 @@ def main() -> None:
                f"{os.getloadavg()[0]:.1f} at the end.")  # fmt: skip
     for name, lines in sections.items():
         text = "\n".join([machine, "", *lines])
-        if not (RESULTS / "layers.md").exists():
-            (RESULTS / "layers.md").write_text("## Layers: which tap, which head\n")
-        write_section(RESULTS / "layers.md", text, name, tag="layers")
+        Records("layers").add_markdown({"part": name}, text)
         print(text, flush=True)
 
 

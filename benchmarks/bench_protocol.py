@@ -1,6 +1,6 @@
 """How long the default bench takes on a 10,000 x 1,280 store, and where the time goes.
 
-    .venv/bin/python benchmarks/bench_protocol.py            # writes results/bench.md
+    .venv/bin/python benchmarks/bench_protocol.py            # a record in results/protocol.jsonl
     .venv/bin/python benchmarks/bench_protocol.py --quick    # no 1-worker comparison
 
 Side by side in one run, on one synthetic store (Gaussian blobs, 10 classes, 8,000 train /
@@ -10,8 +10,6 @@ Side by side in one run, on one synthetic store (Gaussian blobs, 10 classes, 8,0
    5 seeds = 180 runs) with one worker process per core;
 2. the same bench again into the same directory (every run is already done: resume cost);
 3. the same bench with ``jobs=1`` (one process; BLAS/torch may use both cores).
-
-The script replaces only its own section of ``results/bench.md`` (between the markers).
 """
 
 from __future__ import annotations
@@ -26,13 +24,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from _harness import Records, blocks, markdown, measured_line
 
 from embedkit.bench import run_bench
 from embedkit.store import FeatureStore
-
-HERE = Path(__file__).resolve().parent
-
-MARK = ("<!-- bench_protocol:start -->", "<!-- bench_protocol:end -->")
 
 
 def make_store(path: Path, n: int = 10_000, dim: int = 1_280, classes: int = 10) -> Path:
@@ -65,7 +60,6 @@ def per_head_seconds(out: Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the jobs=1 comparison")
-    parser.add_argument("--results", default=str(HERE / "results" / "bench.md"))
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     load_start = os.getloadavg()[0]
@@ -78,24 +72,33 @@ def main() -> None:
         t_ser = None
         if not args.quick:
             t_ser, _ = timed_bench(store, work / "ser", 1)
-        heads = per_head_seconds(work / "par")
-        text = render(table, heads, cores, load_start, os.getloadavg()[0], t_par, t_resume, t_ser)
+        data = {
+            "cores": cores, "load_start": load_start, "load_end": os.getloadavg()[0],
+            "t_par": t_par, "t_resume": t_resume, "t_ser": t_ser, "failed": len(table.failures),
+            "heads": per_head_seconds(work / "par"), "accuracy": blocks(table.markdown()),
+        }  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_section(Path(args.results), text)
-    print(text)
+    records = Records("protocol")
+    records.add({"store": "synthetic 10,000 x 1,280", "quick": args.quick}, data)
+    print(records.section(render))
 
 
-def render(table, heads, cores, load_start, load_end, t_par, t_resume, t_ser) -> str:
-    failed = len(table.failures)
+def render(records: list[dict]) -> str:
+    """Every run's tables (run_all.py --render calls this)."""
+    return "\n".join(report(r) for r in records)
+
+
+def report(r: dict) -> str:
+    failed, heads, cores, t_par, t_resume, t_ser = (
+        r[k] for k in ("failed", "heads", "cores", "t_par", "t_resume", "t_ser")
+    )
     cpu = sum(v for t in heads.values() for k, v in t.items() if k.startswith("cpu"))
     lines = [
-        MARK[0],
-        "### Speed of the default bench (synthetic 10,000 x 1,280 store)",
+        f"### Speed of the default bench (synthetic 10,000 x 1,280 store), {r['created'][:10]}",
         "",
-        f"Machine: {cores} CPU cores, no GPU; load average {load_start:.1f} at the start and "
-        f"{load_end:.1f} at the end (other jobs share these cores, so read the ratios). "
-        "Reproduce: `.venv/bin/python benchmarks/bench_protocol.py`.",
+        f"Load average {r['load_start']:.1f} at the start and {r['load_end']:.1f} at the end "
+        "(other jobs share these cores, so read the ratios).",
         "",
         "Default bench: 6 heads (sgd, logreg, linear, mlp, knn, centroid) x shots "
         "1,2,4,8,16,all x 5 seeds = 180 runs; 8,000 train / 2,000 test rows of Gaussian blobs "
@@ -129,21 +132,9 @@ def render(table, heads, cores, load_start, load_end, t_par, t_resume, t_ser) ->
         lines.append(
             f"| {head} | {t['cpu few-shot (1-16)']:.1f} | {t['cpu all']:.1f} | {t['fit']:.1f} |"
         )
-    lines += ["", "Accuracy of that bench (the blobs are hard on purpose):", "", table.markdown()]
-    lines.append(MARK[1])
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this script's section of ``path`` (between the markers), keep the rest."""
-    old = path.read_text() if path.exists() else "## Bench\n"
-    if MARK[0] in old and MARK[1] in old:
-        head, rest = old.split(MARK[0], 1)
-        new = head + text.rstrip("\n") + rest.split(MARK[1], 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
+    lines += ["", "Accuracy of that bench (the blobs are hard on purpose):", ""]
+    lines += [markdown(r["accuracy"]), "", measured_line(r), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The Ray engine against a local extract, side by side; writes results/ray.md and ray.json.
+"""The Ray engine against a local extract, side by side; records in results/ray.jsonl.
 
     .venv/bin/python benchmarks/bench_ray.py                       # 10,000 images, Lite0
     .venv/bin/python benchmarks/bench_ray.py --images 300 --overhead-items 400   # short run
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 from _inputs import get_model
 
 from embedkit.datasets import load_fashion_mnist
@@ -98,20 +97,22 @@ def same_store(a: Path, b: Path) -> bool:
         return np.array_equal(x.ids(), y.ids()) and np.array_equal(x.features(), y.features())
 
 
-class Records:
-    """One JSON record per measurement (results/ray.json); a measurement already there is
-    not run again, so an interrupted benchmark resumes and ``--build`` only re-renders."""
+class Measurements:
+    """One record per measurement (results/ray.jsonl); a measurement already recorded is
+    not run again (unless ``fresh``), so an interrupted benchmark resumes."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.data: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+    def __init__(self, records: list[dict], fresh: bool = False):
+        self.data = {r["key"]["measure"]: r for r in records if "measure" in r["key"]}
+        self.fresh, self.done = fresh, set()
 
     def get(self, key: str, measure) -> dict:
-        if key not in self.data:
-            self.data[key] = measure()
-            self.path.parent.mkdir(exist_ok=True)
-            self.path.write_text(json.dumps(self.data, indent=1))
+        if key not in self.data or (self.fresh and key not in self.done):
+            self.data[key] = RECORDS.add({"measure": key}, measure())
+            self.done.add(key)
         return self.data[key]
+
+
+RECORDS = Records("ray")
 
 
 RUNS = {  # name -> extract options
@@ -261,7 +262,7 @@ def scaling(costs: dict, block: float, driver: dict, commit: float, batch: int, 
     return 1 / (serial + max(actor / nodes, block / batch))
 
 
-def rounds_table(args, rec: Records) -> list[str]:
+def rounds_table(args, rec: Measurements) -> list[str]:
     """Same-round ratios of interleaved shorter runs (the load drifts between long runs)."""
     per = [
         {
@@ -304,7 +305,7 @@ def rounds_table(args, rec: Records) -> list[str]:
     ]
 
 
-def report(args, rec: Records) -> list[str]:
+def report(args, rec: Measurements) -> list[str]:
     key = f"{args.images}x{args.batch_size}"
     runs = {name: rec.data[f"run {key} {name}"] for name in RUNS}
     local, two, one = (runs[k]["items_per_s"] for k in RUNS)
@@ -410,12 +411,9 @@ def main() -> None:
     parser.add_argument("--overhead-items", type=int, default=2000, help="tiny-model items")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of 3 runs")
     parser.add_argument("--round-images", type=int, default=2000, help="images per round run")
-    parser.add_argument("--fresh", action="store_true", help="forget earlier records")
+    parser.add_argument("--fresh", action="store_true", help="measure recorded ones again")
     args = parser.parse_args()
-    path = HERE / "results" / "ray.json"
-    if args.fresh:
-        path.unlink(missing_ok=True)
-    rec = Records(path)
+    rec = Measurements(RECORDS.latest(), args.fresh)
     work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     n, bs, key = args.images, args.batch_size, f"{args.images}x{args.batch_size}"
     try:
@@ -441,23 +439,27 @@ def main() -> None:
         rec.get(f"commit {n} b{BIG_BATCH}", lambda: commit_cost(work, n, BIG_BATCH))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()[0]
-    text = "\n".join(
-        [
-            "## Ray engine",
+    settings = ("images", "batch_size", "overhead_items", "rounds", "round_images")
+    RECORDS.add({"report": f"{n}x{bs}"}, {"args": {k: getattr(args, k) for k in settings}})
+    print(RECORDS.section(render))
+
+
+def render(records: list[dict]) -> str:
+    """The report of each ``report`` record from the measurements (run_all.py calls this)."""
+    rec = Measurements(records)
+    lines = []
+    for r in (r for r in records if "report" in r["key"]):
+        m = r["machine"]
+        lines += [
+            f"Machine: {m['cores']} CPU cores, no GPU, Python {m['python']}; load average "
+            f"{m['load'][0]:.1f} at the end (other jobs share the cores: read the ratios). "
+            f"Reproduce: `{r['command']}` (one record per measurement in `results/ray.jsonl`; "
+            "a measurement already recorded is reused unless `--fresh`).",
             "",
-            f"Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; "
-            f"load average {load:.1f} at the end (other jobs share the cores: read the ratios). "
-            f"Reproduce: `.venv/bin/python benchmarks/bench_ray.py --images {n} --fresh` "
-            "(records in `results/ray.json`; without `--fresh` only missing ones are measured).",
-            "",
-            *report(args, rec),
+            *report(argparse.Namespace(**r["args"]), rec),
             "",
         ]
-    )
-    out = HERE / "results" / "ray.md"
-    out.write_text(text)
-    print(text)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

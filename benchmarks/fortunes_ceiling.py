@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _harness import Records, measured_line
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "fortunes-ceiling"
@@ -375,15 +376,23 @@ def table(records: dict) -> str:
 
 
 def write_results(records: dict, folds: int) -> None:
-    """The section ``layers:ceiling`` of results/layers.md: the table and the CV pick."""
-    from build_reference_stores import write_section
+    """One record in results/ceiling.jsonl: every candidate's scores."""
+    Records("ceiling").add({"folds": folds}, {"candidates": list(records.values())})
+    print(Records("ceiling").section(render))
 
+
+def render(runs: list[dict]) -> str:
+    """The table and the CV pick of each run (run_all.py --render calls this)."""
+    return "\n".join(report(r) for r in runs)
+
+
+def report(run: dict) -> str:
+    records = {f"{r['feature']} | {r['head']}": r for r in run["candidates"]}
+    folds = run["key"]["folds"]
     done = [r for r in records.values() if "test" in r]
     pick = max(done, key=lambda r: r["cv_mean"])
     best_test = max(r["test"] for r in done)
-    text = f"""Machine: 2 CPU cores, no GPU; load average {os.getloadavg()[0]:.1f} at the end.
-
-### Session 3: the ceiling of these features
+    return f"""### The ceiling of these features ({run["created"][:10]})
 
 All-MiniLM-L6-v2 run once in torch over the 3,584 fortunes of `stores/fortunes-minilm.h5`
 (same ids, texts and 70/30 split; the L2-normed mean of `last` matches the store's tap to
@@ -405,8 +414,9 @@ Reproduce (MiniLM once, about 30 s, then the candidates; `--budget S` stops star
 ones after S seconds and a re-run resumes from `runs/fortunes-ceiling/results-5fold.json`):
 `.venv/bin/python benchmarks/fortunes_ceiling.py --cache`, then
 `.venv/bin/python benchmarks/fortunes_ceiling.py --test --write`.
+
+{measured_line(run)}
 """
-    write_section(ROOT / "benchmarks" / "results" / "layers.md", text, "ceiling", "layers")
 
 
 def main() -> None:
@@ -416,7 +426,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=300, help="start no candidate after S s")
     parser.add_argument("--only", help="comma-separated candidate numbers (list order)")
-    parser.add_argument("--write", action="store_true", help="write results/layers.md")
+    parser.add_argument("--write", action="store_true", help="record the results")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # SVC(probability), workers
     warnings.filterwarnings("ignore", category=FutureWarning)  # and in this process

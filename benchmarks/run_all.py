@@ -86,7 +86,7 @@ def render(results: Path = RESULTS) -> str:
     parts = [INTRO]
     for area in areas:
         records = Records(area, results)
-        needs_render = any("blocks" not in r for r in records.latest())
+        needs_render = any("markdown" not in r for r in records.latest())
         text = records.section(_module(area).render if needs_render else None)
         title = AREAS.get(area, (None, area))[1]
         text = f"## {title}\n\n{text}" if title else text

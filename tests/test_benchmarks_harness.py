@@ -45,13 +45,13 @@ def test_a_section_renders_the_latest_record_of_each_key(tmp_path):
         machine = {"cores": 2, "load": [1.5], "commit": "abc1234"}
         return {"area": "tiny", "key": {"part": key}, "command": command,
                 "created": "2026-12-06T00:00:00Z", "machine": machine,
-                "blocks": [body]}  # fmt: skip
+                "markdown": [body]}  # fmt: skip
 
     lines = [record("one", "stale", "python benchmarks/old.py"),
              record("two", "Second part.", "python benchmarks/two.py")]  # fmt: skip
     first = record("one", "", "python benchmarks/tiny.py --n 2")
     table = {"header": ["a", "b"], "align": ["---", "--:"], "rows": [["1", "`x|y`"], ["2", "z"]]}
-    first["blocks"] = ["## Tiny\n\nTwo rows:\n", table, "\nEnd."]
+    first["markdown"] = ["## Tiny\n\nTwo rows:\n", table, "\nEnd."]
     lines.append(first)  # the same key again: it replaces the stale record, in its place
     (folder / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     page = render(tmp_path, folder)
