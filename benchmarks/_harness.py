@@ -18,7 +18,8 @@ A benchmark ``bench_<area>.py`` on the harness (``bench_deploy.py`` is an exampl
 A script whose report is Markdown lines records them with ``records.add_markdown(key,
 text)``: the text is kept as blocks (tables as header + rows) and rendered back as is.
 Results measured before the harness were imported the same way, each record marked
-``imported_from`` with the command it was measured by.
+``imported_from`` with the command it was measured by; a new record with
+``supersedes="results/x.md"`` replaces those imported from that file.
 
 ``python benchmarks/run_all.py --only deploy`` runs one benchmark and re-renders
 RESULTS.md; ``run_all.py --render`` rebuilds RESULTS.md from the records, measuring nothing.
@@ -112,10 +113,14 @@ class Records:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def latest(self) -> list[dict]:
-        """The last record of every key, in the order the keys were first recorded."""
+        """The last record of every key, in the order the keys were first recorded; records
+        imported from a file that a later record ``supersedes`` are left out."""
+        records = self.all()
+        gone = {r["supersedes"] for r in records if r.get("supersedes")}
         by_key: dict[str, dict] = {}
-        for record in self.all():
-            by_key[json.dumps(record["key"], sort_keys=True)] = record
+        for record in records:
+            if record.get("imported_from") not in gone:
+                by_key[json.dumps(record["key"], sort_keys=True)] = record
         return list(by_key.values())
 
     def done(self, key: dict) -> bool:
@@ -215,6 +220,26 @@ def table(header: list[str], rows: list[list], align: list[str] | None = None) -
     return "\n".join(lines)
 
 
+def data_table(records: list[dict]) -> str:
+    """The records' own fields (not key, command or machine) as one table, a row each,
+    for benchmarks whose numbers need no prose: nested fields dotted, numbers to 4 digits.
+
+    Examples
+    --------
+    >>> r = {"key": {}, "command": "c", "created": "2026-12-06T00:00:00Z", "machine": {}}
+    >>> print(data_table([{**r, "rows": 10, "s": {"a": 0.123456}}]))
+    | rows | s.a | date |
+    | --- | --- | --- |
+    | 10 | 0.1235 | 2026-12-06 |
+    """
+    flat = [_flat({k: v for k, v in r.items() if k not in _META}) for r in records]
+    header = list(dict.fromkeys(k for row in flat for k in row))
+    rows = [
+        [_cell(row.get(k)) for k in header] + [r["created"][:10]] for row, r in zip(flat, records)
+    ]
+    return table([*header, "date"], rows)
+
+
 def measured_line(record: dict) -> str:
     """One line under a table: the command, machine and load the record was measured with."""
     m = record["machine"]
@@ -232,6 +257,27 @@ def provenance(record: dict) -> str:
     where = f"imported from {source}" if source else "recorded"
     return (f"<sub>Record {record['area']}.jsonl: `{record['command']}`; {where} "
             f"(commit {m.get('commit')}, {record['created'][:10]}{load}).</sub>")  # fmt: skip
+
+
+_META = ("area", "key", "command", "created", "machine", "imported_from", "markdown")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return json.dumps(v)[:60]
+    return "" if v is None else str(v)
 
 
 def _is_row(line: str) -> bool:

@@ -76,7 +76,7 @@ def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) 
 
 
 def render(records: list[dict]) -> str:
-    """results/deploy.md from the records (run_all.py --render calls this)."""
+    """The section from the records (run_all.py --render calls this)."""
     lines = ["## Deploy: predict on raw inputs", ""]
     for r in records:
         key, n = r["key"], r["key"]["images"]
@@ -132,7 +132,7 @@ def main() -> None:
             data = bench(work, args.images, args.rounds, args.batch_size, args.heads.split(","))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        records.add(key, data)
+        records.add(key, {**data, "supersedes": "results/deploy.md"})
     print(records.section(render))
 
 

@@ -1,6 +1,6 @@
 """mpnet vs MiniLM on 1,000 real texts: texts/s of fp32 and int8, and int8's drift.
 
-    .venv/bin/python benchmarks/bench_encoders.py                  # writes results/encoders.md
+    .venv/bin/python benchmarks/bench_encoders.py                  # results/encoders.jsonl
     .venv/bin/python benchmarks/bench_encoders.py --texts 1000 --rounds 3 --threads 2
     .venv/bin/python benchmarks/bench_encoders.py --export-only   # the four graphs, untimed
 
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 from embedkit.backbones import export_backbone
 from embedkit.contract import read_metadata
@@ -121,11 +122,12 @@ def accuracy_lines(args) -> list[str]:
 
 def write(args, lines: list[str], record: dict | None = None) -> None:
     if args.no_speed:
-        lines = ["## Text encoders: mpnet vs MiniLM on fortunes", *lines]
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
-    if record is not None:
-        Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        lines = ["### Accuracy: mpnet vs MiniLM on fortunes", *lines]
+    text = "\n".join(lines)
+    key = {"texts": args.texts, "rounds": args.rounds, "threads": args.threads,
+           "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
+    old = None if args.no_speed else "results/encoders.md"
+    Records("encoders").add_markdown(key, text, **(record or {}), supersedes=old)
     print(text)
 
 
@@ -137,7 +139,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--models", default=str(REPO / "models" / "bench"))
     parser.add_argument("--data", default=str(DATA), help="fortunes JSONL (id, text, label)")
-    parser.add_argument("--out", default=str(HERE / "results" / "encoders.md"))
     parser.add_argument("--export-only", action="store_true", help="export, do not time")
     parser.add_argument("--stores", default=str(REPO / "stores"),
                         help="folder with fortunes-minilm.h5 and fortunes-mpnet.h5")  # fmt: skip
@@ -183,8 +184,6 @@ def main() -> None:
             outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     load = os.getloadavg()
     lines = [
-        "## Text encoders: mpnet vs MiniLM, fp32 and int8, on real texts",
-        "",
         f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
         f"{platform.python_version()}, {args.threads} intra-op threads; load average "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other jobs share the "

@@ -226,7 +226,8 @@ def main() -> None:
         "",
     ])  # fmt: skip
     key = {k: getattr(args, k) for k in ("texts", "images", "batch", "rounds", "threads")}
-    Records("backbones").add_markdown(key, text, rates={"minilm": minilm, "lite0": lite0})
+    rates = {"minilm": minilm, "lite0": lite0}
+    Records("backbones").add_markdown(key, text, rates=rates, supersedes="results/backbones.md")
     print(text)
 
 

@@ -360,7 +360,7 @@ def main() -> None:
     )
     key = {"images": args.images, "batch_size": args.batch_size, "rounds": args.rounds,
            "rows": args.rows}  # fmt: skip
-    Records("extract").add_markdown(key, text)
+    Records("extract").add_markdown(key, text, supersedes="results/extract.md")
     print(text)
 
 

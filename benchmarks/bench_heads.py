@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         print(f"{name:42s} 16-shot median accuracy {shots[name]:.4f}", flush=True)
     records = Records("heads")
     key = {"n_train": n_train, "seeds": len(seeds), "repeat": args.repeat, "svm": args.svm}
-    records.add(key, {"full": full, "shots": shots})
+    records.add(key, {"full": full, "shots": shots, "supersedes": "results/heads.md"})
     print(records.section(render))
     return 0
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_labelling.py --part quality    # 3 stores x 5 seeds
     flock /tmp/embedkit-bench.lock .venv/bin/python benchmarks/bench_labelling.py --part speed
     .venv/bin/python benchmarks/bench_labelling.py --part peers      # needs .venv-peers
-    .venv/bin/python benchmarks/bench_labelling.py --part report     # results/labelling.md
+    .venv/bin/python benchmarks/bench_labelling.py --part report     # results/labelling.jsonl
 
 1. **quality**: ``embedkit bench STORE --labelling`` (random, typical, coverage, hybrid x
    logreg, spread x 1, 2, 5, 10, 20 labels per class x 5 seeds) on the reference stores
@@ -17,8 +17,8 @@
 3. **peers**: scikit-activeml's strategies (from ``.venv-peers``, never a dependency) on
    the same features, budgets, head (logreg) and seeds.
 
-Run records go to ``runs/labelling/`` (git-ignored); ``results/labelling.md`` is built
-from them.
+Run records go to ``runs/labelling/`` (git-ignored); ``report`` records the tables built
+from them in ``results/labelling.jsonl``.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "labelling"
-RESULTS = ROOT / "benchmarks" / "results" / "labelling.md"
+RESULTS = ROOT / "benchmarks" / "results"
 STORES = {
     "fmnist": ROOT / "stores" / "fmnist-lite0.h5",
     "fortunes": ROOT / "stores" / "fortunes-minilm.h5",
@@ -197,7 +198,7 @@ def _t(values) -> tuple[float, float]:
 
 
 def report() -> None:
-    lines = ["## Labelling", ""]
+    lines = []
     goals = []
     for name in STORES:
         path = RUNS / name / "labelling.json"
@@ -208,7 +209,7 @@ def report() -> None:
         md = (RUNS / name / "labelling.md").read_text()
         cell = {(r["strategy"], r["head"], r["budget"]): r for r in summary["table"]}
         budgets = sorted({r["budget"] for r in summary["table"]})
-        png = RESULTS.parent / f"labelling_{name}.png"
+        png = RESULTS / f"labelling_{name}.png"
         shutil.copyfile(RUNS / name / "labelling.png", png)
         lines += [f"### {name}", "", f"`embedkit bench {STORES[name].name} --labelling "
                   f"--seeds 5`; seeds per cell: {max(r['seeds'] for r in summary['table'])}.", "",
@@ -255,8 +256,10 @@ def report() -> None:
                   f"{s['spread_fit_100000x384']['seconds']:.1f} | < 30 |",
                   f"| bench --labelling, 10,000 rows, 4 x 5 x 5 (x 2 heads) | "
                   f"{s['bench_labelling_10000']['seconds']:.1f} | < 180 |"]  # fmt: skip
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(RESULTS.read_text())
+    text = "\n".join(lines)
+    Records("labelling").add_markdown({"report": "runs/labelling"}, text,
+                                      supersedes="results/labelling.md")  # fmt: skip
+    print(text)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Is the recommended (tap, head) pair worth trusting? Writes results/recommend.md (issue 21).
+"""Is the recommended (tap, head) pair worth trusting? Records in results/recommend.jsonl.
 
     .venv/bin/python benchmarks/bench_recommend.py --run --out runs/recommend
     .venv/bin/python benchmarks/bench_recommend.py --label before=DIR --label after=DIR
@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from _harness import Records, table
+
+ROOT = Path(__file__).resolve().parent.parent
 STORES = {"fortunes": "stores/fortunes-minilm.h5", "fmnist": "stores/fmnist-lite0.h5"}
 COMMAND = ["--taps", "all,joined", "--shots", "all", "--seeds", "5", "--quiet"]
 
@@ -70,27 +71,24 @@ def run(out: Path) -> list[tuple[str, Path, dict]]:
     return done
 
 
-def markdown(items: list[tuple[str, Path, dict]]) -> str:
-    lines = [
-        "## Recommended pair vs the best cell of the same sweep (issue 21)",
-        "",
-        f"`embedkit bench STORE {' '.join(COMMAND[:-1])}` on the reference stores; the pick "
-        "as each version makes it; the best cell by test accuracy (shown, never picked on). "
-        "Goal: the gap at most 0.01.",
-        "",
-        "| bench | heads | recommended pair | its CV (or val) accuracy | its test | best cell "
-        "| best test | gap | wall s (load) |",
-        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
-    ]
-    for label, folder, extra in items:
-        s = summarise(folder)
+def render(records: list[dict]) -> str:
+    """One row per summarised bench folder (run_all.py --render calls this)."""
+    rows = []
+    for r in records:
+        s, extra = r["summary"], r["extra"]
         wall = (f"{extra['wall_s']:.0f} ({extra['load'][0]:.1f} to {extra['load'][1]:.1f})"
                 if extra.get("wall_s") else extra.get("note", "-"))  # fmt: skip
-        lines.append(
-            f"| {label} | {s['heads']} | {s['pick']} | {s['pick_cv']} | {s['pick_test']:.3f} "
-            f"| {s['best']} | {s['best_test']:.3f} | {s['gap']:.3f} | {wall} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([f"{r['key']['bench']} ({r['created'][:10]})", s["heads"], s["pick"],
+                     s["pick_cv"], f"{s['pick_test']:.3f}", s["best"], f"{s['best_test']:.3f}",
+                     f"{s['gap']:.3f}", wall])  # fmt: skip
+    header = ["bench", "heads", "recommended pair", "its CV (or val) accuracy", "its test",
+              "best cell", "best test", "gap", "wall s (load)"]  # fmt: skip
+    return "\n".join([
+        f"`embedkit bench STORE {' '.join(COMMAND[:-1])}` on the reference stores; the pick "
+        "as each version makes it; the best cell by test accuracy (shown, never picked on). "
+        "Goal: the gap at most 0.01.", "",
+        table(header, rows, ["---"] * 3 + ["---:"] * 2 + ["---", "---:", "---:", "---"]), "",
+    ])  # fmt: skip
 
 
 def main() -> None:
@@ -106,9 +104,10 @@ def main() -> None:
         items.append((name, Path(folder), {"note": note[0] if note else "-"}))
     if args.run:
         items += run(args.out)
-    text = markdown(items)
-    (HERE / "results" / "recommend.md").write_text(text)
-    print(text)
+    records = Records("recommend")
+    for label, folder, extra in items:
+        records.add({"bench": label}, {"summary": summarise(folder), "extra": extra})
+    print(records.section(render))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ fault battery (concurrent writers, readers during commits, SIGKILLs).
     python benchmarks/bench_store.py commit --rows 100000 400000 1600000 --dim 1280 [--labelled]
     python benchmarks/bench_store.py faults --writer-trials 50 --split-trials 20 --kills 20
 
-Each section prints one JSON record per measurement; ratios are measured side by side in
-one run, from a warm page cache. Everything is written under --tmp and removed afterwards.
-Run from the repository root with ``PYTHONPATH=$PWD`` (or the package installed); the
-store client run in subprocesses is the fault tests' ``tests/store/_worker.py``.
+Each section prints and records (results/store.jsonl) one record per measurement; ratios
+are measured side by side in one run, from a warm page cache. Everything is written under
+--tmp and removed afterwards. Run from the repository root with ``PYTHONPATH=$PWD`` (or the
+package installed); the store client run in subprocesses is the fault tests'
+``tests/store/_worker.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records, data_table, measured_line
 
 from embedkit.store import (
     FeatureStore,
@@ -42,6 +44,22 @@ HERE = Path(__file__).resolve().parent
 WORKER = HERE.parent / "tests" / "store" / "_worker.py"  # the store client of the fault tests
 sys.path.insert(0, str(HERE.parent))
 from tests.store import _worker as W  # noqa: E402
+
+KEY = ("section", "mb", "shards", "rows", "dim", "labelled", "direct", "base_rows", "trials")
+
+
+def emit(rec: dict) -> None:
+    """Print one measurement and record it (results/store.jsonl)."""
+    print(json.dumps(rec), flush=True)
+    Records("store").add({k: rec[k] for k in KEY if k in rec}, rec)
+
+
+def render(records: list[dict]) -> str:
+    """One table per section of the measurements (run_all.py --render calls this)."""
+    sections = dict.fromkeys(r["section"] for r in records)
+    parts = [f"### {s}: measurements\n\n" + data_table([r for r in records if r["section"] == s])
+             for s in sections]  # fmt: skip
+    return "\n\n".join([*parts, measured_line(records[-1])])
 
 
 def _fp(dim: int) -> Fingerprint:
@@ -118,7 +136,7 @@ def bench_reads(args) -> None:
                 }  # fmt: skip
             rec["features_ratio"] = rec["npy_features_s"] / rec["store_features_s"]
             rec["epoch_ratio"] = rec["npy_epoch_s"] / rec["store_epoch_s"]
-            print(json.dumps(rec), flush=True)
+            emit(rec)
             shutil.rmtree(root)
 
 
@@ -238,7 +256,7 @@ def bench_commit(args) -> None:
             rec.update(new_store_s=fresh, ratio=rec["add_to_store_s"] / fresh, reps=args.reps)
             rec["peak_extra_mb"] = max(r["peak_extra_mb"] for r in recs)
             rec["peak_over_new_rows"] = max(r["peak_over_new_rows"] for r in recs)
-            print(json.dumps(rec), flush=True)
+            emit(rec)
         shutil.rmtree(root)
 
 
@@ -321,16 +339,16 @@ def bench_faults(args) -> None:
         assert wrong == 0
         shutil.rmtree(f"{store}.d")
         store.unlink()
-    print(json.dumps({"section": "writers", "base_rows": args.base_rows,
-                      "writer_trials": args.writer_trials, "split_trials": args.split_trials,
-                      "rows_lost": lost, "runs_refused_cleanly": refused}), flush=True)  # fmt: skip
+    emit({"section": "writers", "base_rows": args.base_rows,
+          "writer_trials": args.writer_trials, "split_trials": args.split_trials,
+          "rows_lost": lost, "runs_refused_cleanly": refused})  # fmt: skip
     store = root / "r.h5"
     W.add(store, 0, 20_000)
     readers = [_worker("poll", store, 20) for _ in range(4)]
     for k in range(20):
         W.add(store, 20_000 + 500 * k, 500) if k % 2 else W.add(store, 100 * k, 100, k + 1)
     stats = [json.loads(p.communicate()[0]) for p in readers]
-    print(json.dumps({"section": "readers", "readers": 4, "commits": 20, "stats": stats}))
+    emit({"section": "readers", "readers": 4, "commits": 20, "stats": stats})
     kills = {"random": 0, "named": 0, "identical": 0, "leftovers": 0}
     ref = root / "ref.h5"
     W.add(ref, 0, 2000)
@@ -363,8 +381,7 @@ def bench_faults(args) -> None:
         kills["leftovers"] += len(extra)
         shutil.rmtree(folder)
         store.unlink()
-    print(json.dumps({"section": "kills", "trials": args.kills + len(steps), "run_s": run_s,
-                      **kills}))  # fmt: skip
+    emit({"section": "kills", "trials": args.kills + len(steps), "run_s": run_s, **kills})
     shutil.rmtree(root)
 
 

@@ -5,11 +5,12 @@
 ``--dir D --build-only`` builds the stores into ``D`` (kept); a later run with ``--dir D``
 only measures.
 
-For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening
-and closing it is timed with the checks (``embedkit.store.checks``) and with them
-replaced by no-ops, alternately, best of ``--reps`` each; one JSON record per store. The
-checks read the index metadata, labels and splits (read anyway), each shard's metadata
-and the 16-byte id hashes (ids for schema 1), never a feature array.
+For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening and
+closing it is timed with the checks (``embedkit.store.checks``) and with them replaced by
+no-ops, alternately, best of ``--reps`` each; one record per store
+(results/store_open.jsonl). The checks read the index metadata, labels and splits (read
+anyway), each shard's metadata and the 16-byte id hashes (ids for schema 1), never a
+feature array.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from _harness import Records, data_table, measured_line
 
 from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, index, pack, reader
 from embedkit.store import rowchecks as checks
@@ -112,6 +114,17 @@ def _measure(name: str, path: Path, args) -> None:
         "check_rows_s": rows_s,
     }  # fmt: skip
     print(json.dumps(rec), flush=True)
+    Records("store_open").add({"store": name, "rows": n, "dim": args.dim}, rec)
+
+
+def render(records: list[dict]) -> str:
+    """The measurements as one table (run_all.py --render calls this)."""
+    return (
+        "### Store open: measurements\n\n"
+        + data_table(records)
+        + "\n\n"
+        + measured_line(records[-1])
+    )
 
 
 if __name__ == "__main__":

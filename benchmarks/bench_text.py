@@ -1,6 +1,6 @@
 """Text extraction speed vs sentence-transformers, side by side in one process, round-robin.
 
-    .venv/bin/python benchmarks/bench_text.py --texts 2000 --rounds 3     # writes results/text.md
+    .venv/bin/python benchmarks/bench_text.py --texts 2000 --rounds 3     # results/text.jsonl
     .venv-peers/bin/python benchmarks/bench_text.py --python .venv/bin/python  # + ST ONNX backend
 
 The same fortunes (a seeded sample of data/fortunes, varied lengths), batch 32, every
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records
 from _inputs import record_spinning, sample_fortunes, spinning_line
 
 from embedkit.extract import extract, load_model
@@ -216,6 +217,8 @@ def main() -> None:
     goals = same_round_ratios(speeds, args.rounds)
     text = "\n".join(
         [
+            f"### Text: embedkit extract vs sentence-transformers ({n} fortunes)",
+            "",
             f"{n} fortunes (seeded sample of data/fortunes), batch size {bs}, {args.rounds} "
             f"round-robin rounds in one process; {os.cpu_count()} CPU cores, Python "
             f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end. "
@@ -236,8 +239,8 @@ def main() -> None:
             "",
         ]
     )
-    out = HERE / "results" / "text.md"
-    out.write_text(text)
+    key = {"texts": n, "rounds": args.rounds, "no_bare": args.no_bare, "unfused": args.unfused}
+    Records("text").add_markdown(key, text, medians=med)
     print(text)
 
 

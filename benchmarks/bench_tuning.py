@@ -1,7 +1,7 @@
 """CPU session tuning for text, measured: threads, spinning, ORT's transformer fusion.
 
-    .venv/bin/python benchmarks/bench_tuning.py --texts 400 --rounds 2   # writes results/tuning.md
-    .venv/bin/python benchmarks/bench_tuning.py --texts 2000 --int8      # prints the int8 table
+    .venv/bin/python benchmarks/bench_tuning.py --texts 400 --rounds 2   # results/tuning.jsonl
+    .venv/bin/python benchmarks/bench_tuning.py --texts 2000 --int8      # the int8 export
 
 The same length-bucketed batches of fortunes (extract's own plan) through MiniLM exported
 fused (default) and with ``--no-optimize``; every variant round-robin in one process.
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import Records, measured_line, table
 from _inputs import sample_fortunes
 
 from embedkit.extract import load_model
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--int8", action="store_true", help="tune the int8 export (prints only)")
+    parser.add_argument("--int8", action="store_true", help="tune the int8 export")
     args = parser.parse_args()
     if args.int8:
         return tune_int8(args)
@@ -71,21 +72,39 @@ def main() -> None:
         for s in (False, True)
     }
     sessions = {k: (session(*v), feeds) for k, v in variants.items()}
-    med = round_robin(sessions, args.rounds, len(texts))
-    base = med[next(iter(med))]
-    lines = [
-        f"{args.texts} fortunes, length-bucketed batches (batch size {args.batch_size}), "
-        f"{args.rounds} round-robin rounds; load average {os.getloadavg()[0]:.1f} at the end. "
-        f"Reproduce: `.venv/bin/python benchmarks/bench_tuning.py --texts {args.texts} "
-        f"--rounds {args.rounds}`.",
-        "",
-        "| MiniLM fp32 session | texts/s (median) | vs extract's setting (first row) |",
-        "| --- | --- | --- |",
-        *(f"| {k} | {v:.1f} | {v / base:.2f}x |" for k, v in med.items()),
-        "",
-    ]
-    (HERE / "results" / "tuning.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    record(args, round_robin(sessions, args.rounds, len(texts)))
+
+
+def record(args, medians: dict[str, float]) -> None:
+    records = Records("tuning")
+    key = {"texts": args.texts, "batch_size": args.batch_size, "rounds": args.rounds,
+           "int8": args.int8}  # fmt: skip
+    data = {"medians": medians, "cores": len(os.sched_getaffinity(0))}
+    records.add(key, {**data, "supersedes": None if args.int8 else "results/tuning.md"})
+    print(records.section(render))
+
+
+def render(records: list[dict]) -> str:
+    """One table per run (run_all.py --render calls this)."""
+    lines = []
+    for r in records:
+        k, med = r["key"], r["medians"]
+        base, kind = med[next(iter(med))], "int8" if k["int8"] else "fp32"
+        lines += [
+            f"### MiniLM {kind} session tuning, {k['texts']} fortunes ({r['created'][:10]})",
+            "",
+            f"Length-bucketed batches (batch size {k['batch_size']}), {r['cores']} cores, "
+            f"{k['rounds']} round-robin rounds.",
+            "",
+            table(
+                [f"MiniLM {kind} session", "texts/s (median)", "vs extract's setting (first row)"],
+                [[name, f"{v:.1f}", f"{v / base:.2f}x"] for name, v in med.items()],
+            ),  # fmt: skip
+            "",
+            measured_line(r),
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def round_robin(variants: dict, rounds: int, n: int) -> dict[str, float]:
@@ -129,18 +148,7 @@ def tune_int8(args) -> None:
             for b in (bs // 2, 2 * bs, 4 * bs)
         },
     }
-    med = round_robin(variants, args.rounds, len(texts))
-    first = med[next(iter(med))]
-    print(
-        f"{args.texts} fortunes, int8 MiniLM, {cores} threads, {args.rounds} round-robin rounds; "
-        f"load average {os.getloadavg()[0]:.1f} at the end. Reproduce: `.venv/bin/python "
-        f"benchmarks/bench_tuning.py --int8 --texts {args.texts} --rounds {args.rounds}`.",
-        "",
-        "| MiniLM int8 session | texts/s (median) | vs extract's setting (first row) |",
-        "| --- | --- | --- |",
-        *(f"| {k} | {v:.1f} | {v / first:.2f}x |" for k, v in med.items()),
-        sep="\n",
-    )
+    record(args, round_robin(variants, args.rounds, len(texts)))
 
 
 if __name__ == "__main__":

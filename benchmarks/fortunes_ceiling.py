@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fortunes_ceiling.py --cache       # run MiniLM once (torch)
     .venv/bin/python benchmarks/fortunes_ceiling.py               # every candidate, CV only
-    .venv/bin/python benchmarks/fortunes_ceiling.py --test --write  # + test; results/layers.md
+    .venv/bin/python benchmarks/fortunes_ceiling.py --test --write  # + test; results/ceiling.jsonl
     .venv/bin/python benchmarks/fortunes_ceiling.py --only 0,4 --folds 3  # a short run
 
 1. ``--cache``: the same items, ids and 70/30 split as ``stores/fortunes-minilm.h5``
@@ -19,7 +19,7 @@
    scored on the 1,076 test rows; the pick is the best CV mean, never the best test score.
 
 Keeps ``runs/fortunes-ceiling/results-<folds>fold.json`` (one record per candidate, resumed
-on a re-run), prints a Markdown table, and with ``--write`` puts it in results/layers.md.
+on a re-run), prints a Markdown table, and with ``--write`` records it (results/ceiling.jsonl).
 """
 
 from __future__ import annotations

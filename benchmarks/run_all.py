@@ -1,6 +1,6 @@
 """Run the benchmarks and build benchmarks/RESULTS.md from their records.
 
-    make bench                                        # every benchmark, then RESULTS.md
+    make bench                                        # every benchmark (hours), then RESULTS.md
     python benchmarks/run_all.py --only extract heads # these, then RESULTS.md
     python benchmarks/run_all.py --render             # RESULTS.md from the records only
     python benchmarks/run_all.py --list               # the areas and their scripts
@@ -9,7 +9,7 @@ Each benchmark appends JSON records to ``results/<area>.jsonl`` (``_harness.py``
 numbers, the command, machine, load average, date and commit. RESULTS.md is this file's
 intro followed by one section per area, rendered from the latest records of each key;
 nothing in it is typed by hand. The scripts run one after the other, never in parallel
-(they time things); ``--only`` runs a script with its defaults; the command in a record
+(they time things), with their defaults (``--list`` shows them); the command in a record
 gives the arguments a section was measured with (``python benchmarks/<script> ...``).
 """
 
@@ -60,8 +60,13 @@ AREAS = {
     "eta": ("bench_eta.py", "ETA of a text extraction (issue 21)"),
     "labelling": ("bench_labelling.py", "Labelling"),
 }
-# What a full run (no --only) runs: the rest take hours or arguments naming their inputs.
-DEFAULT_RUN = ("extract", "tuning", "gpu", "backbones", "heads", "protocol", "deploy", "eta")
+# The arguments of a plain run where a script needs some: one run per list.
+RUNS = {
+    "store": [["reads"], ["commit"], ["faults"]],
+    "ceiling": [["--cache"], ["--test", "--write"]],
+    "recommend": [["--run"]],
+    "labelling": [["--part", part] for part in ("quality", "speed", "peers", "report")],
+}
 INTRO = """\
 # Benchmark results
 
@@ -101,11 +106,12 @@ def _module(area: str):
 
 def run(names: list[str]) -> None:
     for name in names:
-        script = AREAS[name][0]
-        print(f"== {script}", flush=True)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
-        print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
+        for args in RUNS.get(name, [[]]):
+            command = [sys.executable, str(HERE / AREAS[name][0]), *args]
+            print(f"== {' '.join(command[1:])}", flush=True)
+            t0 = time.perf_counter()
+            subprocess.run(command, check=True, cwd=HERE.parent)
+            print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,10 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.list:
         for area, (script, _) in AREAS.items():
-            print(f"{area:12} {script}{'' if area in DEFAULT_RUN else '  (--only)'}")
+            runs = RUNS.get(area, [[]])
+            print(f"{area:11} " + "; ".join(" ".join([script, *args]) for args in runs))
         return
     if not args.render:
-        run(args.only or list(DEFAULT_RUN))
+        run(args.only or list(AREAS))  # every benchmark: hours on 2 cores
     args.out.write_text(render(args.results))
     print(f"wrote {args.out}")
 

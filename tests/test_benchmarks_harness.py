@@ -59,3 +59,21 @@ def test_a_section_renders_the_latest_record_of_each_key(tmp_path):
     assert "stale" not in page and section.index("End.") < section.index("Second part.")
     assert "| a | b |\n| --- | --: |\n| 1 | `x|y` |\n| 2 | z |\n\nEnd." in section
     assert "`python benchmarks/tiny.py --n 2`" in section and "load 1.5" in section
+
+
+def test_a_benchmark_renders_its_own_records(tmp_path):
+    """Records of numbers go through the script's render(): bench_eta's table here."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    run = {"n": 1000, "batch_size": 32, "seconds": 9.5, "at_items": 144, "actual_left_s": 8.0,
+           "eta_work_s": 9.6, "eta_items_s": 8.9, "error_work": 0.2, "error_items": 0.11,
+           "first_batch_s": 1.5, "load_start": 2.0, "load_end": 2.0}  # fmt: skip
+    record = {"area": "eta", "key": {"n": 1000, "batch_size": 32, "run": 0},
+              "command": "python benchmarks/bench_eta.py --n 1000",
+              "created": "2026-12-06T00:00:00Z", "machine": {"cores": 2, "commit": "abc1234"},
+              **run}  # fmt: skip
+    (folder / "eta.jsonl").write_text(json.dumps(record) + "\n")
+    page = render(tmp_path, folder)
+    assert "## ETA of a text extraction (issue 21)" in page
+    assert "| ETA from work done (padded token cells; printed by `extract`) | 9.6 | +20% |" in page
+    assert "`python benchmarks/bench_eta.py --n 1000`" in page
