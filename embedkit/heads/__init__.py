@@ -20,19 +20,33 @@ True
 
 from __future__ import annotations
 
-from embedkit.heads._persist import load_head, save_head
-from embedkit.heads.from_store import fit_store, predict_store, train_on_store
-from embedkit.heads.registry import HEADS, TORCH_HEADS, head_class, head_record, make_head
+import importlib
 
-__all__ = [
-    "HEADS",
-    "TORCH_HEADS",
-    "fit_store",
-    "head_class",
-    "head_record",
-    "load_head",
-    "make_head",
-    "predict_store",
-    "save_head",
-    "train_on_store",
-]
+# Imported on first use (PEP 562): `embedkit.heads.registry`, which the CLI reads to build
+# its parser, must not pull in sklearn (about 1.5 s) for commands that train nothing.
+_EXPORTS = {
+    "load_head": "embedkit.heads._persist",
+    "save_head": "embedkit.heads._persist",
+    "fit_store": "embedkit.heads.from_store",
+    "predict_store": "embedkit.heads.from_store",
+    "train_on_store": "embedkit.heads.from_store",
+    "HEADS": "embedkit.heads.registry",
+    "TORCH_HEADS": "embedkit.heads.registry",
+    "head_class": "embedkit.heads.registry",
+    "head_record": "embedkit.heads.registry",
+    "make_head": "embedkit.heads.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'embedkit.heads' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next lookup skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
