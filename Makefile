@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS ?= cpu,text,vision,dev,ray,arrow,hf
+# pytest-xdist workers for `make test` (CI and this machine have 2 cores); 0 runs in one process.
+TEST_JOBS ?= 2
 # The stamp changes when the dependency files change, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
@@ -25,7 +27,7 @@ demo: install data
 	$(PY) scripts/demo.py
 
 test: install data
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS)
 
 lint: install
 	$(VENV)/bin/ruff check embedkit tests scripts benchmarks

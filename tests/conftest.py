@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -46,21 +47,27 @@ def tiny_store(tmp_path, tiny_data):
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """``exported(name)``: a real backbone exported once per session by ``embedkit export``
+    """``exported(name)``: a real backbone exported once per run by ``embedkit export``
     in a real process (minilm: the default export; efficientnet_lite0: taps pool and
-    logits). Tests only read the file; exporting costs tens of seconds of CPU."""
+    logits). Tests only read the file; exporting costs tens of seconds of CPU, so the
+    pytest-xdist workers of one run share each export (made under a file lock)."""
+    from filelock import FileLock
+
     from tests.helpers import run_cli
 
     taps = {"minilm": [], "efficientnet_lite0": ["--tap", "pool", "--tap", "logits"]}
-    done = {}
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp in one run's
+        root = root.parent
+    (root / "exported").mkdir(exist_ok=True)
 
     def export(name: str):
-        if name not in done:
-            out = tmp_path_factory.mktemp(name) / f"{name}.onnx"
-            result = run_cli("export", name, *taps[name], "--out", str(out),
-                             env={"OMP_NUM_THREADS": "1"})  # fmt: skip
-            assert result.returncode == 0, result.stderr
-            done[name] = out
-        return done[name]
+        out = root / "exported" / f"{name}.onnx"
+        with FileLock(f"{out}.lock"):
+            if not out.exists():  # export writes atomically: a file here is a whole one
+                result = run_cli("export", name, *taps[name], "--out", str(out),
+                                 env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+                assert result.returncode == 0, result.stderr
+        return out
 
     return export

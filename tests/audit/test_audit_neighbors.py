@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
 from embedkit.audit import audit_arrays, brute_force_scan, neighbor_scan
-from embedkit.audit import neighbors as neighbors_module
 from embedkit.errors import UserInputError
 
 
@@ -24,22 +25,11 @@ def planted():
     return X, splits, exact + near
 
 
-def test_blocked_equals_brute_force_with_tiny_tiles(planted, monkeypatch):
+@pytest.mark.parametrize("block_size", [7, 64, 255, 1000])  # tiny, uneven, n - 1, one tile
+def test_blocked_equals_brute_force_for_any_tile_size(planted, block_size):
     X, _, pairs = planted
-    largest = []
-    real_merge = neighbors_module._merge_topk
-    monkeypatch.setattr(
-        neighbors_module,
-        "_merge_topk",
-        lambda cur_sim, cur_idx, sims, offset: (
-            largest.append(sims.shape),
-            real_merge(cur_sim, cur_idx, sims, offset),
-        ),
-    )
-    blocked = neighbor_scan(X, threshold=0.9, k=5, block_size=7)
+    blocked = neighbor_scan(X, threshold=0.9, k=5, block_size=block_size)
     brute = brute_force_scan(X, threshold=0.9, k=5)
-    assert max(max(s) for s in largest) <= 7  # no tile wider than the block
-    assert len(largest) > 2 * (len(X) // 7)  # many tiles, both halves of each
     np.testing.assert_array_equal(blocked.pairs, brute.pairs)
     np.testing.assert_allclose(blocked.similarity, brute.similarity, atol=1e-5)
     np.testing.assert_allclose(blocked.knn_similarity, brute.knn_similarity, atol=1e-5)
@@ -47,6 +37,17 @@ def test_blocked_equals_brute_force_with_tiny_tiles(planted, monkeypatch):
     assert {tuple(p) for p in blocked.pairs} == set(pairs)  # exactly the planted pairs
     exact_sim = blocked.similarity[:3]
     assert exact_sim.min() > 0.9999
+
+
+def test_a_scan_holds_one_tile_of_similarities_not_the_whole_matrix():
+    X = np.random.default_rng(1).normal(size=(1500, 8)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        neighbor_scan(X, threshold=0.99, k=5, block_size=100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1500 * 1500 * 4 / 4, peak  # the full matrix is 9 MB; 100-row tiles, 40 KB
 
 
 def test_nearest_neighbours_match_brute_force_on_random_data():
