@@ -31,6 +31,7 @@ from joblib import cpu_count
 from embedkit.datasets import load_fashion_mnist
 from embedkit.extract import extract, load_model, open_source
 from embedkit.extract.preprocess import make_preprocessor
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
 
 HERE = Path(__file__).resolve().parent
@@ -244,7 +245,7 @@ def bench_reads(work: Path, rows: int, dim: int = 768, batch: int = 256) -> list
     mb = X.nbytes / 1e6
     npy, h5 = work / "x.npy", work / "x.h5"
     np.save(npy, X)
-    FeatureStore.from_arrays(h5, X, y).close()
+    from_arrays(h5, X, y).close()
     del X
     perm = np.random.default_rng(0).permutation(rows)
     mm = np.load(npy, mmap_mode="r")

@@ -46,7 +46,7 @@ def child(argv: list[str]) -> None:
         s = extract(model, source, out, progress=False, column=column or None)
         print(json.dumps({"seconds": s.seconds, "n": s.n_computed, "peak_mb": _hwm_mb()}))
     else:
-        from embedkit.store.export import export_store
+        from embedkit.store.read.export import export_store
 
         store, out = args
         t0 = time.perf_counter()

@@ -115,13 +115,13 @@ def speed() -> None:
                                     "accuracy": float(head.score(X[:5000], y[:5000]))}  # fmt: skip
     print(out["spread_fit_100000x384"], flush=True)
     from embedkit.bench.labelling import LabellingSpec, run_labelling
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     X, y = blobs(10_000, 384, seed=1)
     store = RUNS / "speed-10k.h5"
     if not store.exists():
         splits = np.where(np.arange(len(y)) % 5 == 0, "test", "train")
-        FeatureStore.from_arrays(store, X, y, splits=splits).close()
+        from_arrays(store, X, y, splits=splits).close()
     work = RUNS / f"speed-bench-{os.getpid()}"
     start = time.perf_counter()
     run_labelling(store, work, LabellingSpec(), progress=False)

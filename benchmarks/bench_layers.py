@@ -165,7 +165,7 @@ def reference(name: str, shots: str, seeds: int, heads: str | None) -> tuple[lis
 # -- 3. speed -------------------------------------------------------------------------
 def speed(seeds: int) -> list[str]:
     from embedkit.bench import run_bench
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     work = Path(tempfile.mkdtemp(prefix="bench_layers_speed_"))
     try:
@@ -178,7 +178,7 @@ def speed(seeds: int) -> list[str]:
             taps[tap] = centres[y] + rng.normal(size=(n, width)).astype(np.float32)
         splits = np.where(np.arange(n) < 8000, "train", "test")
         path = work / "taps.h5"
-        FeatureStore.from_arrays(path, taps, y, splits=splits).close()
+        from_arrays(path, taps, y, splits=splits).close()
         times, cpu = {}, {}
         for name, spec in (("final tap only", None), ("6 taps (--taps all)", "all")):
             out = work / name.split()[0]

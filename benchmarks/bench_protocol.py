@@ -27,7 +27,7 @@ import numpy as np
 from _harness import Records, blocks, markdown, measured_line
 
 from embedkit.bench import run_bench
-from embedkit.store import FeatureStore
+from embedkit.rows import from_arrays
 
 
 def make_store(path: Path, n: int = 10_000, dim: int = 1_280, classes: int = 10) -> Path:
@@ -37,7 +37,7 @@ def make_store(path: Path, n: int = 10_000, dim: int = 1_280, classes: int = 10)
     y = rng.integers(0, classes, n)
     X = centres[y] + rng.normal(size=(n, dim)).astype(np.float32)  # (N, D)
     splits = np.where(np.arange(n) < int(0.8 * n), "train", "test")
-    FeatureStore.from_arrays(path, X, y, splits=splits).close()
+    from_arrays(path, X, y, splits=splits).close()
     return path
 
 

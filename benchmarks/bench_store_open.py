@@ -6,7 +6,7 @@
 only measures.
 
 For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening and
-closing it is timed with the checks (``embedkit.store.checks``) and with them replaced by
+closing it is timed with the checks (``embedkit.store.read.checks``) and with them replaced by
 no-ops, alternately, best of ``--reps`` each; one record per store
 (results/store_open.jsonl). The checks read the index metadata, labels and splits (read
 anyway), each shard's metadata and the 16-byte id hashes (ids for schema 1), never a
@@ -28,7 +28,7 @@ from _harness import Records, data_table, measured_line
 
 from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, index, pack, reader
 from embedkit.store import rowchecks as checks
-from embedkit.store.shards import write_shard
+from embedkit.store.files.shards import write_shard
 
 
 def _build(store: Path, n: int, dim: int, n_shards: int) -> None:

@@ -79,7 +79,7 @@ def build_fmnist(work: Path) -> Path:
 def fortunes_jsonl(work: Path) -> Path:
     """The 10-topic fortunes with a 70/30 stratified split (seed 0), as JSONL."""
     from embedkit.datasets import load_fortunes
-    from embedkit.store.splits import stratified_split
+    from embedkit.rows.splits import stratified_split
 
     texts, topics = load_fortunes(ROOT / "data" / "fortunes")
     train, _ = stratified_split(np.arange(len(texts)), topics, 0.3, seed=0)

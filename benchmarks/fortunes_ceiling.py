@@ -43,7 +43,7 @@ LAYERS = ("embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "layer.4", "
 def fortunes_items():
     """``(ids, texts, labels, is_train)`` exactly as build_reference_stores.py writes them."""
     from embedkit.datasets import load_fortunes
-    from embedkit.store.splits import stratified_split
+    from embedkit.rows.splits import stratified_split
 
     texts, topics = load_fortunes(ROOT / "data" / "fortunes")
     train, _ = stratified_split(np.arange(len(texts)), topics, 0.3, seed=0)

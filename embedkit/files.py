@@ -17,11 +17,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+TEMP = ".tmp-"  # what every temporary name holds: NAME.tmp-PID
+
 
 def temp_name(path) -> Path:
     """The temporary name :func:`atomic_file` writes ``path`` under (``NAME.tmp-PID``)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f"{path.name}{TEMP}{os.getpid()}")
 
 
 @contextlib.contextmanager
@@ -59,12 +61,22 @@ def atomic_file(path, *, tmp: Path | None = None) -> Iterator[Path]:
     tmp = Path(tmp) if tmp is not None else temp_name(path)
     try:
         yield tmp
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        publish(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def publish(tmp, path) -> Path:
+    """The end of :func:`atomic_file`: fsync ``tmp``, rename it to ``path``, fsync the folder.
+
+    For a file written over a longer life than one ``with`` block (a shard filled batch
+    by batch, then named); everything else uses :func:`atomic_file`.
+    """
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(Path(path).parent)
+    return Path(path)
 
 
 def write_bytes_atomic(path, data: bytes) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 
 from embedkit.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from embedkit.heads import make_head
+from embedkit.rows import split_rows
 from embedkit.store import FeatureStore
 
 OUT = Path("demo-out")
@@ -95,7 +96,7 @@ def main() -> None:
 
     print("\n== 5. Heads on cached features vs raw pixels")
     with FeatureStore(store) as fs:
-        parts = fs.split(val=0, test=0)
+        parts = split_rows(fs, val=0, test=0)
         X, y = fs.features(), fs.labels()
     X_tr, y_tr, X_te, y_te = (
         X[parts["train"]],

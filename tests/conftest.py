@@ -35,13 +35,11 @@ def tiny_data():
 @pytest.fixture
 def tiny_store(tmp_path, tiny_data):
     """A real HDF5 store of ``tiny_data`` with a 70/30 train/test split."""
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     X, y = tiny_data
     splits = np.where(np.arange(len(y)) % 10 < 7, "train", "test")
-    FeatureStore.from_arrays(
-        tmp_path / "tiny.h5", X, y, label_names=["a", "b", "c"], splits=splits
-    ).close()
+    from_arrays(tmp_path / "tiny.h5", X, y, label_names=["a", "b", "c"], splits=splits).close()
     return tmp_path / "tiny.h5"
 
 

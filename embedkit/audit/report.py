@@ -64,7 +64,7 @@ class AuditReport:
     def cross_split(self) -> np.ndarray:
         """Bool per duplicate pair: the two items play different parts (leakage), by the
         split rule of docs/splits.md (an unset row is a training row)."""
-        from embedkit.store.splits import split_roles
+        from embedkit.rows.splits import split_roles
 
         roles = split_roles(self.splits)
         return roles[self.scan.pairs[:, 0]] != roles[self.scan.pairs[:, 1]]

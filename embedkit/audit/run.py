@@ -28,7 +28,7 @@ from embedkit.progress import Progress
 _NO_LABELS_HINT = (
     "the audit needs labels: re-extract from a folder with one subfolder per class, "
     "a CSV/JSONL with --label-column, or a .npy with --labels labels.npy "
-    "(Python: FeatureStore.from_arrays(path, X, y=labels))"
+    "(Python: from_arrays(path, X, y=labels))"
 )
 
 
@@ -97,9 +97,10 @@ def audit(
     >>> import tempfile
     >>> from sklearn.datasets import make_blobs
     >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> X, y = make_blobs(120, centers=3, n_features=8, random_state=0)
     >>> path = tempfile.mkdtemp() + "/feats.h5"
-    >>> FeatureStore.from_arrays(path, X.astype("float32"), y).close()
+    >>> from_arrays(path, X.astype("float32"), y).close()
     >>> report = audit(path, folds=3, dup_threshold=0.98)
     >>> report.write(tempfile.mkdtemp()).name
     'report.md'

@@ -27,8 +27,8 @@ import numpy as np
 from embedkit.errors import UserInputError
 from embedkit.heads.rows import select_rows
 from embedkit.heads.tapsets import TapJoin, parse_tap_sets, tap_set_name
-from embedkit.store import read_ids_file
-from embedkit.store.splits import stratified_split
+from embedkit.rows import read_ids_file
+from embedkit.rows.splits import stratified_split
 
 ALL = "all"  # the shot level that trains on every row of the training pool
 

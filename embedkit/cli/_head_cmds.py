@@ -79,7 +79,7 @@ def parse_params(pairs: list[str]) -> dict:
 
 def run_train(args) -> int:
     from embedkit.heads.from_store import train_on_store
-    from embedkit.store import read_ids_file
+    from embedkit.rows import read_ids_file
 
     inputs = [args.store, args.exclude]
     guard_output(args.out, HEAD_FOLDER, overwrite=args.overwrite, inputs=inputs)

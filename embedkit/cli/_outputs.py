@@ -121,15 +121,17 @@ def guard_output(
 
 def describe(path: Path) -> str:
     """What an existing path is, in a few words (for the refusal)."""
+    from embedkit.store import format as F
+
     if path.is_dir():
-        if path.name.endswith(".d") and any((path / p).exists() for p in ("shards", "lock")):
+        if path.name.endswith(".d") and any((path / p).exists() for p in (F.SHARDS, F.LOCK)):
             return "a feature store's folder"
         if (path / "head.json").is_file():
             return "a head folder"
         return f"a folder with {sum(1 for _ in path.iterdir())} entries"
     head = _head(path, 8)
     if head == _HDF5:
-        if Path(f"{path}.d").is_dir():
+        if F.sidecar(path).is_dir():
             return "a feature store (its index file)"
         return "an HDF5 file (a feature store?)"
     if path.suffix == ".onnx":
@@ -200,16 +202,19 @@ def _is_audit_folder(path: Path) -> bool:
 
 
 def _is_packed_store(path: Path) -> bool:
-    if _head(path, 8) != _HDF5 or Path(f"{path}.d").exists():
+    from embedkit.store import format as F
+
+    if _head(path, 8) != _HDF5 or F.sidecar(path).exists():
         return False
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            shards = f["_store/shards"].asstr()[...].tolist() if "_store/shards" in f else None
+            key = f"{F.META}/shards"
+            shards = f[key].asstr()[...].tolist() if key in f else None
     except (OSError, KeyError, TypeError, ValueError):
         return False
-    return shards == [""]
+    return shards == [F.SELF]
 
 
 PREDICTIONS = Output("a predictions file", False, _is_predictions)
@@ -223,13 +228,15 @@ PACKED = Output("a packed store", False, _is_packed_store)
 
 # -- helpers -----------------------------------------------------------------------------
 def _expand(inputs: Iterable) -> list[Path]:
+    from embedkit.store import format as F
+
     out = []
     for item in inputs:
         if item is None or str(item) == "":
             continue
         out.append(Path(item))
         if str(item).endswith(".h5"):
-            out.append(Path(f"{item}.d"))  # a store's shards, journal and lock
+            out.append(F.sidecar(item))  # a store's shards, journal and lock
     return out
 
 

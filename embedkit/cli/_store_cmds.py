@@ -149,6 +149,7 @@ def run_split(args) -> int:
     import numpy as np
 
     from embedkit.errors import UserInputError
+    from embedkit.rows import split_rows
     from embedkit.store import FeatureStore, WriterLock, set_splits
 
     FeatureStore(args.store).close()  # not a store: the one-line error, before any lock file
@@ -172,8 +173,12 @@ def run_split(args) -> int:
             n = len(fs)
             test = 0.2 if args.test is None else args.test
             keep_test = bool(n_test) and not args.retest
-            parts = fs.split(
-                val=args.val, test=test, seed=args.seed, use_stored="test" if keep_test else False
+            parts = split_rows(
+                fs,
+                val=args.val,
+                test=test,
+                seed=args.seed,
+                use_stored="test" if keep_test else False,
             )
         values = np.full(n, "", dtype=object)
         for name, rows in parts.items():
@@ -234,7 +239,7 @@ def run_verify(args) -> int:
     from embedkit.store import FeatureStore, verify_store
 
     if args.repair:
-        from embedkit.store.repair import repair_store
+        from embedkit.store.maintain.repair import repair_store
 
         for line in repair_store(args.store, timeout=args.wait):
             print(line)
@@ -251,7 +256,7 @@ def run_verify(args) -> int:
 
 
 def run_export(args) -> int:
-    from embedkit.store.export import export_store, is_export
+    from embedkit.store.read.export import export_store, is_export
 
     kind = Output(f"an export written by embedkit store export ({args.format})",
                   args.format == "npy", is_export)  # fmt: skip

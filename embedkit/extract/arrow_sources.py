@@ -37,7 +37,7 @@ from embedkit.errors import UserInputError, require
 from embedkit.extract.preprocess import BadItem
 from embedkit.extract.sources import Listing, Source, content_sha
 from embedkit.extract.tables import id_value, split_value, text_value
-from embedkit.store.labels import check_classes, label_value
+from embedkit.rows.labels import check_classes, label_value
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc", ".arrows")

@@ -142,7 +142,7 @@ def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int 
 def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
     import ray.data
 
-    from embedkit.store.shards import write_atomic
+    from embedkit.store.files.shards import write_atomic
 
     n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
     context = ray.data.DataContext.get_current()
@@ -279,7 +279,7 @@ class ShardActor:
     def _write(self, folder: Path, row: dict, good, bad, features) -> dict[str, Path | None]:
         """Journal the batch's bad items, then its shard, into ``folder``; their paths."""
         from embedkit.store import write_shard
-        from embedkit.store.writer import journal_bad
+        from embedkit.store.txn.writer import journal_bad
 
         b, at = row["batch"], {index: k for k, index in enumerate(row["rows"])}
         written: dict[str, Path | None] = {"bad": None, "shard": None}

@@ -31,7 +31,7 @@ from embedkit.extract.tables import (
     split_value,
     text_value,
 )
-from embedkit.store.labels import array_labels, check_classes, label_value
+from embedkit.rows.labels import array_labels, check_classes, label_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.store.labels import check_text, label_value
-from embedkit.store.schema import SPLITS
+from embedkit.rows.labels import check_text, label_value
+from embedkit.store.format import SPLITS
 
 Rows = list[tuple[str, dict[str, Any]]]  # (where, record) in file order
 

@@ -256,7 +256,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         auto = self.early_stopping == "auto" and len(X) >= 1000
         if not (self.early_stopping is True or auto) or not self.validation_fraction:
             return X, y_index, None
-        from embedkit.store.splits import stratified_split
+        from embedkit.rows.splits import stratified_split
 
         n_val = max(1, int(round(self.validation_fraction * len(X))))
         tr, va = stratified_split(np.arange(len(X)), y_index, n_val, seed=self._seed())

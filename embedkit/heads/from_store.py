@@ -15,10 +15,10 @@ their statistics, and ``predict`` reads the same taps the same way.
 Examples
 --------
 >>> import numpy as np, tempfile, os
->>> from embedkit.store import FeatureStore
+>>> from embedkit.rows import from_arrays
 >>> d = tempfile.mkdtemp(); rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(300, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
->>> FeatureStore.from_arrays(os.path.join(d, "f.h5"), X, y).close()
+>>> from_arrays(os.path.join(d, "f.h5"), X, y).close()
 >>> m = train_on_store(os.path.join(d, "f.h5"), "logreg", os.path.join(d, "head"))
 >>> m.accuracy["test"] > 0.9
 True
@@ -345,7 +345,7 @@ def fit_store(
     tap : str or None
         The tap to read; None is the store's default tap.
     rows : None, slice or int array
-        The rows to train on (e.g. ``fs.split()["train"]``); None is every labelled row.
+        The rows to train on (e.g. ``split_rows(fs)["train"]``); None is every labelled row.
     block_rows : int
         Rows per ``partial_fit`` call; memory holds about one block of features.
     epochs : int
@@ -365,12 +365,12 @@ def fit_store(
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> from embedkit.heads import make_head
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(500, 8)).astype("float32"); y = (X[:, 0] > 0).astype(int)
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, X, y).close()
+    >>> from_arrays(path, X, y).close()
     >>> fit_store(make_head("sgd", random_state=0), path, block_rows=128).score(X, y) > 0.9
     True
     """

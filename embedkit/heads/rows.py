@@ -15,9 +15,10 @@ Examples
 --------
 >>> import numpy as np, tempfile, os
 >>> from embedkit.store import FeatureStore
+>>> from embedkit.rows import from_arrays
 >>> X = np.eye(6, dtype="float32"); y = [0, 1, 0, 1, 0, 1]
 >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
->>> FeatureStore.from_arrays(path, X, y, splits=["", "", "", "", "test", "test"]).close()
+>>> from_arrays(path, X, y, splits=["", "", "", "", "test", "test"]).close()
 >>> with FeatureStore(path) as fs:
 ...     rows = select_rows(fs, val=0.0)
 >>> rows.train.tolist(), rows.test.tolist()
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.rows import split_rows
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,9 @@ def select_rows(
     -------
     RowSelection
     """
-    from embedkit.store.ids import check_known_ids
+    from embedkit.rows.ids import check_known_ids
 
-    parts = fs.split(val=val, test=test, seed=seed)
+    parts = split_rows(fs, val=val, test=test, seed=seed)
     labels = fs.labels() if fs.has_labels else np.full(len(fs), -1)
     labelled = labels >= 0
     excluded = np.zeros(len(labels), dtype=bool)

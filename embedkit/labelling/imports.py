@@ -12,10 +12,10 @@ its provenance (``runs``: time, rows changed) with the file's name and sha256.
 Examples
 --------
 >>> import numpy as np, tempfile, os
->>> from embedkit.store import FeatureStore
+>>> from embedkit.rows import from_arrays
 >>> d = tempfile.mkdtemp(); path = os.path.join(d, "f.h5")
 >>> X = np.eye(4, dtype="float32"); y = np.array([0, 1, -1, -1])
->>> FeatureStore.from_arrays(path, X, y, label_names=["cat", "dog"]).close()
+>>> from_arrays(path, X, y, label_names=["cat", "dog"]).close()
 >>> _ = open(os.path.join(d, "l.csv"), "w").write("id,label\\n2,dog\\n3,cat\\n")
 >>> import_labels(path, os.path.join(d, "l.csv")).changed
 2

@@ -66,9 +66,10 @@ def select_store(
     >>> import tempfile, os
     >>> from sklearn.datasets import make_blobs
     >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> X, _ = make_blobs(300, 8, centers=3, random_state=0)
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, X.astype("float32")).close()
+    >>> from_arrays(path, X.astype("float32")).close()
     >>> picks, how = select_store(path, 3, strategy="typical")
     >>> len(picks), how.strategy
     (3, 'typical')

@@ -1,16 +1,23 @@
-"""The HDF5 feature store: schema, shards, commits, reader (see docs/store-format.md)."""
+"""The HDF5 feature store, in rooms (see docs/store-format.md):
 
-from embedkit.store.commit import CommitSummary, commit_shards, upgrade
-from embedkit.store.compact import compact, pack
-from embedkit.store.ids import read_ids_file
-from embedkit.store.lock import WriterLock
-from embedkit.store.reader import FeatureStore
-from embedkit.store.recover import recover
-from embedkit.store.schema import SCHEMA_VERSION, Fingerprint, TapInfo
-from embedkit.store.shards import write_shard
-from embedkit.store.summary import store_summary
-from embedkit.store.verify import verify_store
-from embedkit.store.writer import StoreWriter, set_splits, sha256_bytes
+- ``format``: every name, version and path rule of a store, and the fingerprint;
+- ``files/``: immutable files: shards, column files, their checksums and placement;
+- ``read/``: the reader (``FeatureStore``), the checks on open, summary and export;
+- ``txn/``: changing a store: the writer lock, journal, commit, compaction, index writing;
+- ``maintain/``: verify, repair, recover, upgrade.
+"""
+
+from embedkit.store.files.shards import write_shard
+from embedkit.store.format import SCHEMA_VERSION, Fingerprint, TapInfo
+from embedkit.store.maintain.recover import recover
+from embedkit.store.maintain.upgrade import upgrade
+from embedkit.store.maintain.verify import verify_store
+from embedkit.store.read.reader import FeatureStore
+from embedkit.store.read.summary import store_summary
+from embedkit.store.txn.commit import CommitSummary, commit_shards
+from embedkit.store.txn.compact import compact, pack
+from embedkit.store.txn.lock import WriterLock
+from embedkit.store.txn.writer import StoreWriter, set_splits, sha256_bytes
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -23,7 +30,6 @@ __all__ = [
     "commit_shards",
     "compact",
     "pack",
-    "read_ids_file",
     "recover",
     "set_splits",
     "sha256_bytes",

@@ -11,7 +11,8 @@ from sklearn.datasets import make_blobs
 
 from embedkit.audit import audit, audit_arrays, class_balance
 from embedkit.errors import UserInputError
-from embedkit.store import FeatureStore, read_ids_file
+from embedkit.rows import from_arrays, read_ids_file
+from embedkit.store import FeatureStore
 from tests.helpers import run_cli
 
 from .conftest import flip_labels
@@ -33,7 +34,7 @@ def labelled_store(tmp_path_factory):
     splits = np.where(np.arange(len(y)) < 180, "train", "test")
     path = tmp_path_factory.mktemp("audit") / "blobs.h5"
     ids = [f"item{i:03d}" for i in range(len(y))]
-    FeatureStore.from_arrays(
+    from_arrays(
         path, X.astype(np.float32), noisy, ids=ids, label_names=["a", "b", "c"], splits=splits
     ).close()
     return path, flipped, noisy
@@ -135,7 +136,7 @@ def test_cli_writes_the_report(labelled_store, tmp_path):
 
 def test_cli_store_without_labels_says_how_to_add_them(tmp_path):
     path = tmp_path / "unlabelled.h5"
-    FeatureStore.from_arrays(path, np.random.default_rng(0).normal(size=(20, 4))).close()
+    from_arrays(path, np.random.default_rng(0).normal(size=(20, 4))).close()
     result = run_cli("audit", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     message = result.stderr.strip()

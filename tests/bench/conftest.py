@@ -36,13 +36,11 @@ def bench_arrays():
 @pytest.fixture
 def bench_store(tmp_path, bench_arrays):
     """A real HDF5 store of ``bench_arrays`` with a 75/25 train/test split."""
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     X, y, splits = bench_arrays
     path = tmp_path / "bench.h5"
-    FeatureStore.from_arrays(
-        path, X, y, label_names=["ant", "bee", "cat", "dog"], splits=splits
-    ).close()
+    from_arrays(path, X, y, label_names=["ant", "bee", "cat", "dog"], splits=splits).close()
     return path
 
 

@@ -12,9 +12,9 @@ ARGS = ["--heads", "centroid", "--seeds", "2", "--jobs", "1", "--quiet"]
 
 
 def _store(path, X, y=None, splits=None, names=None):
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
-    FeatureStore.from_arrays(path, X, y, splits=splits, label_names=names).close()
+    from_arrays(path, X, y, splits=splits, label_names=names).close()
     return str(path)
 
 

@@ -11,6 +11,7 @@ import pytest
 from embedkit.bench import build_report, run_bench
 from embedkit.bench.data import load_bench_sets
 from embedkit.heads.tapsets import TapJoin
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
 from tests.bench.conftest import MARK
 from tests.helpers import cli
@@ -32,7 +33,7 @@ def layered_store(tmp_path):
     early = rng.normal(size=(n, 5)).astype(np.float32)
     splits = np.where(np.arange(n) % 4 == 0, "test", "train")
     path = tmp_path / "layers.h5"
-    FeatureStore.from_arrays(path, {"final": final, "early": early, "mid": mid}, y,
+    from_arrays(path, {"final": final, "early": early, "mid": mid}, y,
                              splits=splits).close()  # fmt: skip
     return path, y, splits
 
@@ -91,7 +92,7 @@ def test_validation_fits_see_training_rows_only(layered_store, tmp_path, recorde
     path, y, splits = layered_store
     X = np.arange(len(y), dtype=np.float32)[:, None] / MARK * np.ones((1, 2), np.float32)
     store = tmp_path / "marked.h5"  # column 0 holds the row marker (what the recorder logs)
-    FeatureStore.from_arrays(store, X, y, splits=splits).close()
+    from_arrays(store, X, y, splits=splits).close()
     run_bench(store, out=tmp_path / "b", heads="centroid", shots="all", seeds=1, val=0.2, jobs=1)
     fits = [rows for _, kind, rows in recorded if kind == "fit"]
     train = set(np.flatnonzero(splits != "test"))

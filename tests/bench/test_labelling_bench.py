@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from embedkit.store import FeatureStore
+from embedkit.rows import from_arrays
 from tests.helpers import run_cli
 
 
@@ -16,7 +16,7 @@ from tests.helpers import run_cli
 def store(tmp_path):
     X, y = make_blobs(300, 8, centers=3, cluster_std=4.0, random_state=0)
     splits = np.where(np.arange(300) % 3 == 0, "test", "train")
-    FeatureStore.from_arrays(tmp_path / "s.h5", X.astype(np.float32), y, splits=splits).close()
+    from_arrays(tmp_path / "s.h5", X.astype(np.float32), y, splits=splits).close()
     return tmp_path / "s.h5"
 
 

@@ -63,13 +63,13 @@ def test_saved_head_deploys_as_onnx_without_the_graph(few_labels, tmp_path):
 
 
 def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path):
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     X, y, y_few, _ = few_labels
     splits = np.where(np.arange(len(y)) % 5 == 0, "test", "train")
     labels = np.where(splits == "test", y, y_few)  # test fully labelled, train 8 labels
     store = tmp_path / "s.h5"
-    FeatureStore.from_arrays(store, X, labels, splits=splits).close()
+    from_arrays(store, X, labels, splits=splits).close()
     for name in ("logreg", "spread"):
         done = run_cli(
             "train", str(store), "--head", name, "--val", "0", "--out", str(tmp_path / name)

@@ -11,7 +11,7 @@ import pytest
 
 from embedkit.cli import main
 from embedkit.heads import fit_store, load_head, make_head, predict_store, train_on_store
-from embedkit.store import FeatureStore
+from embedkit.rows import from_arrays
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def big_store(tmp_path_factory):
     y = rng.integers(0, 4, 40_000)
     X = (centers[y] + rng.normal(size=(40_000, 128))).astype(np.float32)
     path = tmp_path_factory.mktemp("stream") / "big.h5"
-    FeatureStore.from_arrays(path, X, y).close()
+    from_arrays(path, X, y).close()
     return path, X, y
 
 
@@ -52,7 +52,7 @@ def labelled_store(tmp_path_factory):
     splits = np.where(np.arange(300) % 5 == 0, "test", "train")
     path = tmp_path_factory.mktemp("cli") / "f.h5"
     names = ["ant", "bee", "cow"]
-    FeatureStore.from_arrays(
+    from_arrays(
         path, X, y, label_names=names, splits=splits, ids=[f"item{i}" for i in range(300)]
     ).close()
     return path
@@ -136,7 +136,7 @@ def test_predict_store_gives_every_row_across_blocks_in_store_order(tmp_path):
     X = rng.normal(size=(20_000, 4)).astype(np.float32)  # three 8,192-row blocks
     y = (X[:, 0] > 0).astype(int)
     path = tmp_path / "f.h5"
-    FeatureStore.from_arrays(path, X, y, ids=[f"r{i}" for i in range(len(X))]).close()
+    from_arrays(path, X, y, ids=[f"r{i}" for i in range(len(X))]).close()
     train_on_store(path, "ridge", tmp_path / "head")
     p = predict_store(tmp_path / "head", path)
     assert p.ids[8190:8194] == ("r8190", "r8191", "r8192", "r8193") and len(p) == len(X)

@@ -10,6 +10,7 @@ import pytest
 from embedkit.errors import UserInputError
 from embedkit.heads import load_head, predict_store, train_on_store
 from embedkit.heads.tapsets import TapJoin, parse_tap_sets
+from embedkit.rows import from_arrays, split_rows
 from embedkit.store import FeatureStore
 from tests.helpers import cli
 
@@ -23,7 +24,7 @@ def two_tap_store(tmp_path):
     y = ((wide[:, 0] / 50 + narrow[:, 0]) > 0).astype(int)
     splits = np.where(np.arange(1000) < 800, "train", "test")
     path = tmp_path / "two.h5"
-    FeatureStore.from_arrays(path, {"final": wide, "early": narrow}, y, splits=splits).close()
+    from_arrays(path, {"final": wide, "early": narrow}, y, splits=splits).close()
     return path, wide, narrow, y, splits
 
 
@@ -91,7 +92,7 @@ def test_repeated_tap_joins_and_predict_uses_the_recorded_taps(two_tap_store, tm
 
 def _rows(path, split):
     with FeatureStore(path) as fs:
-        return fs.split(val=0.1, seed=0)[split]
+        return split_rows(fs, val=0.1, seed=0)[split]
 
 
 def test_comma_in_train_tap_and_joined_maps_are_one_line_errors(two_tap_store, tmp_path, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
 from tests.helpers import run_cli
 
@@ -21,7 +22,7 @@ def store(tmp_path):
     splits = np.where(np.arange(240) % 4 == 0, "test", "train")
     labels = np.where(splits == "test", y, -1)  # train rows unlabelled
     path = tmp_path / "s.h5"
-    FeatureStore.from_arrays(path, X.astype(np.float32), labels, label_names=NAMES,
+    from_arrays(path, X.astype(np.float32), labels, label_names=NAMES,
                              splits=splits).close()  # fmt: skip
     return path
 

@@ -40,7 +40,7 @@ def _zip() -> bytes:
 
 
 def _nan_row(folder: Path, assets) -> None:
-    from embedkit.store.integrity import stamp
+    from embedkit.store.files.integrity import stamp
 
     (shard,) = (folder / "lab.h5.d" / "shards").iterdir()
     with h5py.File(shard, "r+") as f:

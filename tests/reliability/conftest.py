@@ -55,7 +55,7 @@ def seeds(assets, tmp_path_factory) -> dict[str, Path]:
 def head_seeds(root: Path) -> dict[str, Path]:
     """A labelled store (60 x 3, split), its 5-wide twin, and heads trained on the first."""
     from embedkit.heads import train_on_store
-    from embedkit.store import FeatureStore
+    from embedkit.rows import from_arrays
 
     rng = np.random.default_rng(0)
     y = np.arange(60) % 3
@@ -63,11 +63,11 @@ def head_seeds(root: Path) -> dict[str, Path]:
     seeds = {"lab": root / "lab.h5", "wide": root / "wide.h5"}
     for name, width in (("lab", 3), ("wide", 5)):
         X = (rng.normal(size=(60, width)) + y[:, None]).astype(np.float32)
-        FeatureStore.from_arrays(seeds[name], X, y, splits=splits).close()
+        from_arrays(seeds[name], X, y, splits=splits).close()
     twin = rng.normal(size=(60, 3)).astype(np.float32)  # same fingerprint, other rows
     for name, X in (("twin", twin), ("short", twin[:40])):
         seeds[name] = root / f"{name}.h5"
-        FeatureStore.from_arrays(seeds[name], X, y[: len(X)], splits=splits[: len(X)]).close()
+        from_arrays(seeds[name], X, y[: len(X)], splits=splits[: len(X)]).close()
     for head, params in (("logreg", {}), ("mlp", {"hidden": 8, "max_epochs": 2})):
         seeds[f"head_{head}"] = root / f"head_{head}"
         train_on_store(seeds["lab"], head, seeds[f"head_{head}"], params=params)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedkit.errors import UserInputError
-from embedkit.store.splits import stratified_split
+from embedkit.rows.splits import stratified_split
 
 
 def test_takes_exactly_size_rows_keeping_class_shares():

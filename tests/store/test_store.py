@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
+from embedkit.rows import from_arrays, split_rows
 from embedkit.store import FeatureStore, Fingerprint, StoreWriter, TapInfo, sha256_bytes
-from embedkit.store.writer import journal_bad
+from embedkit.store.txn.writer import journal_bad
 
 TAPS = [TapInfo("pool", (4,), pooling="avg", stride=32, layer="head"), TapInfo("map", (2, 3, 3))]
 
@@ -275,7 +276,7 @@ def test_bad_items_journaled_by_workers_commit_in_batch_order(tmp_path):
 
 def test_float16_storage_halves_bytes(tmp_path):
     X = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float16)
-    with FeatureStore.from_arrays(tmp_path / "h.h5", X) as fs:
+    with from_arrays(tmp_path / "h.h5", X) as fs:
         assert fs.tap_info().dtype == "float16"
         out = fs.features()
         assert out.dtype == np.float32 and np.array_equal(out, X.astype(np.float32))
@@ -303,20 +304,20 @@ def test_iter_batches_covers_every_row_once(tiny_store, tiny_data, memory_limit)
 def test_split_respects_stored_column_and_is_stratified(tiny_store, tiny_data):
     _, y = tiny_data
     with FeatureStore(tiny_store) as fs:
-        parts = fs.split(val=0.1, seed=1)
+        parts = split_rows(fs, val=0.1, seed=1)
         assert fs.splits()[parts["test"]].tolist() == ["test"] * len(parts["test"])
         assert len(parts["val"]) == 21  # 10% of the 210 train rows (never of the test rows)
         assert set(parts["val"]).isdisjoint(parts["train"])
         assert set(parts["train"]) | set(parts["val"]) == set(
             np.flatnonzero(fs.splits() == "train")
         )
-        fresh = fs.split(val=0.2, test=0.2, seed=0, use_stored=False)
+        fresh = split_rows(fs, val=0.2, test=0.2, seed=0, use_stored=False)
         assert sum(len(v) for v in fresh.values()) == len(y)
         for part in fresh.values():  # stratified: class shares within 5 points of the whole
             share = np.bincount(y[part], minlength=3) / len(part)
             assert np.abs(share - np.bincount(y) / len(y)).max() < 0.05
         assert all(
-            np.array_equal(fresh[k], fs.split(val=0.2, test=0.2, use_stored=False)[k])
+            np.array_equal(fresh[k], split_rows(fs, val=0.2, test=0.2, use_stored=False)[k])
             for k in fresh
         )
 
@@ -338,7 +339,7 @@ def test_reader_errors_name_the_file_or_tap(tmp_path, tiny_store):
         fs.features("nope")
     X = np.zeros((3, 2), np.float32)
     with (
-        FeatureStore.from_arrays(tmp_path / "nolab.h5", X) as fs,
+        from_arrays(tmp_path / "nolab.h5", X) as fs,
         pytest.raises(StoreError, match="no labels"),
     ):
         fs.labels()

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
 from tests.helpers import run_cli
 
@@ -31,7 +32,7 @@ def test_info_prints_schema_counts_taps_and_provenance(tiny_store, tiny_data):
 def test_split_writes_a_stratified_split_and_refuses_to_overwrite(tmp_path, tiny_data):
     X, y = tiny_data
     path = tmp_path / "s.h5"
-    FeatureStore.from_arrays(path, X, y).close()
+    from_arrays(path, X, y).close()
     result = run_cli("split", str(path), "--test", "0.2", "--val", "0.1")
     assert result.returncode == 0, result.stderr
     with FeatureStore(path) as fs:
@@ -58,7 +59,7 @@ def test_split_force_redraws_val_from_train_and_keeps_the_stored_test_rows(tmp_p
     X, y = tiny_data
     path = tmp_path / "s.h5"
     stored = np.where(np.arange(len(y)) % 10 < 7, "train", "test")  # 210 train / 90 test
-    FeatureStore.from_arrays(path, X, y, splits=stored).close()
+    from_arrays(path, X, y, splits=stored).close()
     result = run_cli("split", str(path), "--val", "0.1", "--force")
     assert result.returncode == 0, result.stderr
     assert "test=90" in result.stdout and "90 test rows kept" in result.stdout

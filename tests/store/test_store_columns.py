@@ -9,9 +9,9 @@ import pytest
 
 from embedkit.errors import StoreError
 from embedkit.store import FeatureStore, StoreWriter, commit_shards, set_splits, verify_store
-from embedkit.store.columns import column_dir
-from embedkit.store.index import load_state
-from embedkit.store.integrity import stamp
+from embedkit.store.files.integrity import stamp
+from embedkit.store.format import column_dir
+from embedkit.store.read.state import load_state
 from tests.helpers import run_cli
 from tests.store.test_store_v2 import FP, rows, shard
 

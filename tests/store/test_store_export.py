@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from embedkit.errors import UserInputError
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
-from embedkit.store.export import export_store
+from embedkit.store.read.export import export_store
 from tests.helpers import run_cli
 
 pa = pytest.importorskip("pyarrow")
@@ -25,7 +26,7 @@ def store(tmp_path):
     y = ["cat", "dog", None, "cat", "dog", "cat", "dog", "cat", None, "dog", "cat"]
     splits = ["train"] * 6 + ["test"] * 3 + [""] * 2
     path = tmp_path / "f.h5"
-    FeatureStore.from_arrays(path, X, y=y, ids=[f"item{i}" for i in range(11)], splits=splits)
+    from_arrays(path, X, y=y, ids=[f"item{i}" for i in range(11)], splits=splits)
     return path
 
 
@@ -109,7 +110,7 @@ def test_an_earlier_export_is_replaced_and_overwrite_replaces_others(store, tmp_
 def test_a_commit_during_the_export_stops_it(store, tmp_path):
     from embedkit.errors import StoreError
     from embedkit.store import commit_shards, write_shard
-    from embedkit.store.export import _Rows
+    from embedkit.store.read.export import _Rows
 
     with FeatureStore(store) as fs:
         rows, fp = _Rows(fs, store), fs.fingerprint

@@ -10,6 +10,7 @@ import pytest
 
 from embedkit.cli import main
 from embedkit.extract import extract
+from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore, compact, verify_store
 from tests.extract.extract_graphs import make_array_model
 
@@ -118,7 +119,7 @@ def _flip(path, offset):
 def test_verify_finds_any_flipped_byte_in_any_file_of_the_store(tmp_path):
     rng = np.random.default_rng(1)
     store = tmp_path / "s.h5"
-    FeatureStore.from_arrays(store, rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 2)
+    from_arrays(store, rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 2)
     assert main(["split", str(store), "--test", "0.25"]) == 0
     assert verify_store(store) == []
     folder = tmp_path / "s.h5.d"
@@ -170,7 +171,7 @@ def _fresh_path(arrays, path):
 def test_repair_restores_a_damaged_index_and_column_file(tmp_path, capsys):
     rng = np.random.default_rng(2)
     store = tmp_path / "s.h5"
-    FeatureStore.from_arrays(store, rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 2)
+    from_arrays(store, rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 2)
     before = _rows(store)
     _flip(store, store.stat().st_size // 2)
     (column,) = (tmp_path / "s.h5.d" / "columns").iterdir()

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from embedkit.errors import UserInputError
+from embedkit.rows import from_arrays, split_rows
 from embedkit.store import FeatureStore
 
 
 def test_from_arrays_names_classes_by_distinct_values_not_a_range(tmp_path):
     y = np.array([0, 2_000_000_000, -1, 2_000_000_000])
-    with FeatureStore.from_arrays(tmp_path / "a.h5", np.zeros((4, 2), np.float32), y) as fs:
+    with from_arrays(tmp_path / "a.h5", np.zeros((4, 2), np.float32), y) as fs:
         assert fs.label_names == ["0", "2000000000"]
         assert fs.labels().tolist() == [0, 1, -1, 1]
 
@@ -28,13 +29,13 @@ def test_from_arrays_names_classes_by_distinct_values_not_a_range(tmp_path):
 def test_from_arrays_refuses_labels_that_are_not_classes(tmp_path, y, words):
     X = np.zeros((len(y), 2), np.float32)
     with pytest.raises(UserInputError, match=words):
-        FeatureStore.from_arrays(tmp_path / "a.h5", X, y)
+        from_arrays(tmp_path / "a.h5", X, y)
     assert not (tmp_path / "a.h5").exists()
 
 
 def test_from_arrays_checks_indexes_against_label_names(tmp_path):
     with pytest.raises(UserInputError, match="row 1: label 2 has no name"):
-        FeatureStore.from_arrays(
+        from_arrays(
             tmp_path / "a.h5", np.zeros((2, 2), np.float32), np.array([0, 2]), label_names=["a"]
         )
 
@@ -42,9 +43,9 @@ def test_from_arrays_checks_indexes_against_label_names(tmp_path):
 @pytest.mark.parametrize("test, val", [(0.5, 0.6), (0.5, 0.5), (1.0, 0.0), (0.2, -0.1)])
 def test_split_fractions_must_leave_train_rows(tmp_path, test, val):
     path = tmp_path / "s.h5"
-    FeatureStore.from_arrays(path, np.zeros((10, 2), np.float32), np.arange(10) % 2).close()
+    from_arrays(path, np.zeros((10, 2), np.float32), np.arange(10) % 2).close()
     with FeatureStore(path) as fs, pytest.raises(UserInputError, match="--(test|val)"):
-        fs.split(test=test, val=val)
+        split_rows(fs, test=test, val=val)
 
 
 def test_relabel_and_new_rows_land_in_one_commit(tmp_path):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.store import Fingerprint, TapInfo, commit_shards, write_shard
-from embedkit.store.idindex import IdIndex
-from embedkit.store.index import RowLookup, extend_segments, load_state, segments_of
-from embedkit.store.shards import id_hashes
+from embedkit.store.files.shards import id_hashes
+from embedkit.store.read.idindex import IdIndex
+from embedkit.store.read.state import extend_segments, load_state, segments_of
+from embedkit.store.txn.lookup import RowLookup
 
 FP = Fingerprint.create("arrays", [TapInfo("pool", (2,))], {"kind": "features"})
 

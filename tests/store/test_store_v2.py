@@ -21,7 +21,7 @@ from embedkit.store import (
     upgrade,
     write_shard,
 )
-from embedkit.store import commit as commit_mod
+from embedkit.store.txn import commit as commit_mod
 from tests.helpers import run_cli
 
 D = 6

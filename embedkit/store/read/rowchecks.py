@@ -1,11 +1,11 @@
 """Checks on open, second half: the snapshot's values, its shards and its ids.
 
-:func:`check_rows` runs after :func:`~embedkit.store.checks.check_index` once the index's
+:func:`check_rows` runs after :func:`~embedkit.store.read.checks.check_index` once the index's
 values are read (``index.read_state``): label indexes within ``label_names``, split values,
 the row map contiguous and within its shards, each shard of the store's fingerprint with
 consistent row counts and its feature bytes inside the file, and ids unique. The id check
 reads each shard's 16-byte id hashes once and sorts them once
-(:class:`~embedkit.store.idindex.IdIndex`); the index is kept on the snapshot, so a writer
+(:class:`~embedkit.store.read.idindex.IdIndex`); the index is kept on the snapshot, so a writer
 looks ids up in it instead of reading and sorting them again.
 """
 
@@ -20,17 +20,12 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-from embedkit.store.checks import (
-    META,
-    RESTORE,
-    _attr,
-    _dataset,
-    _fast,
-    _short,
-    fingerprint_problems,
-)
-from embedkit.store.idindex import IdIndex
+from embedkit.store import format as S
+from embedkit.store.files.shards import open_existing
+from embedkit.store.format import META, RESTORE
+from embedkit.store.read._h5 import _attr, _dataset, _fast, _short
+from embedkit.store.read.checks import fingerprint_problems
+from embedkit.store.read.idindex import IdIndex
 
 
 def check_rows(
@@ -77,8 +72,6 @@ def row_problems(path, state, handles: Sequence[h5py.File] | None = None) -> Ite
         return
     opened = handles is None
     if opened:
-        from embedkit.store.index import open_existing
-
         handles = []
         try:
             for name in state.shards:

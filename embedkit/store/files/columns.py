@@ -18,26 +18,19 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-from embedkit.store.checks import RESTORE
-from embedkit.store.integrity import USERBLOCK, stamp
-from embedkit.store.shards import check_free, disk_errors, fsync_path
-
-COLUMN_FORMAT = "embedkit-columns"
+from embedkit.files import atomic_file
+from embedkit.store import format as S
+from embedkit.store.files.integrity import stamp
+from embedkit.store.files.shards import check_free, disk_errors
+from embedkit.store.format import RESTORE, column_dir
 
 Piece = tuple[str, int]  # a column file's name and row count
-
-
-def column_dir(store) -> Path:
-    """``STORE.d/columns``: the column files of the store at ``store``."""
-    return Path(f"{store}.d") / "columns"
 
 
 def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[Piece]]:
@@ -99,8 +92,6 @@ def write_columns(store, labels: np.ndarray, split: np.ndarray, base=None) -> li
     pieces = []
     for lo, hi, name in spans:
         pieces.append((name or _write(store, labels[lo:hi], split[lo:hi]), hi - lo))
-    if any(name is None for _, _, name in spans):
-        fsync_path(column_dir(store))
     return pieces
 
 
@@ -115,7 +106,7 @@ def _unchanged(base, labels: np.ndarray, split: np.ndarray) -> bool:
 
 
 def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
-    """One column file, named by its content: tmp, fsync, rename (kept if it exists)."""
+    """One column file, named by its content, written through ``atomic_file``."""
     labels = np.ascontiguousarray(labels, dtype="<i8")
     split = np.ascontiguousarray(split, dtype="S8")
     digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
@@ -123,21 +114,14 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
     folder = column_dir(store)
     path = folder / name  # an existing file of this name is replaced: it may be damaged
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{name}.tmp-{os.getpid()}"
     needed = 16 * len(labels) + (64 << 10)
-    try:
-        with disk_errors(tmp, needed):
-            check_free(folder, needed, tmp)
-            with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
-                f.create_dataset(S.LABELS, data=labels)
-                f.create_dataset(S.SPLIT, data=split)
-                f.attrs["format"] = COLUMN_FORMAT
-            stamp(tmp)
-            fsync_path(tmp)
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with disk_errors(path, needed), atomic_file(path) as tmp:
+        check_free(folder, needed, tmp)
+        with h5py.File(tmp, "w", userblock_size=S.USERBLOCK) as f:
+            f.create_dataset(S.LABELS, data=labels)
+            f.create_dataset(S.SPLIT, data=split)
+            f.attrs["format"] = S.COLUMN_FORMAT
+        stamp(tmp)
     return name
 
 

@@ -28,11 +28,10 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
-from embedkit.files import atomic_file, fsync_path
-from embedkit.store import schema as S
-from embedkit.store.integrity import USERBLOCK, stamp
+from embedkit.files import atomic_file, publish, temp_name
+from embedkit.store import format as S
+from embedkit.store.files.integrity import stamp
 
-SHARD_FORMAT = "embedkit-shard"
 _WRITE_BYTES = 64 << 20  # bytes per pwrite call
 
 
@@ -79,7 +78,7 @@ class ShardBuilder:
         self.n = len(ids)
         label_list = ["" if v is None else S.as_text(v) for v in labels]
         self.name = name or content_name(fingerprint, ids, digests, label_list, splits)
-        own = self.directory / f"{self.name}.tmp-{os.getpid()}"
+        own = temp_name(self.directory / self.name)
         self.tmp = Path(pending) if pending is not None else own
         names = list(label_names)
         index = {name: i for i, name in enumerate(names)}
@@ -94,9 +93,7 @@ class ShardBuilder:
                 check_free(self.directory, self.nbytes, self.tmp)
                 self.offsets = self._create(make, ids, digests, codes, names, splits)
                 if make != self.tmp:  # a pending file exists only once complete
-                    fsync_path(make)
-                    os.replace(make, self.tmp)
-                    fsync_path(self.tmp.parent)
+                    publish(make, self.tmp)
         self._fd = os.open(self.tmp, os.O_WRONLY)
         self.before_rename = None  # optional callable(tmp_path), run before the rename
 
@@ -110,8 +107,8 @@ class ShardBuilder:
 
     def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
-        with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
-            f.attrs["format"] = SHARD_FORMAT
+        with h5py.File(path, "w", userblock_size=S.USERBLOCK) as f:
+            f.attrs["format"] = S.SHARD_FORMAT
             for key, value in self.fingerprint.to_attrs().items():
                 f.attrs[key] = value
             f.attrs["n_items"] = self.n
@@ -157,9 +154,7 @@ class ShardBuilder:
             if self.before_rename is not None:
                 self.before_rename(self.tmp)
             stamp(self.tmp)  # the CRC-32 of every byte, checked by store verify
-            fsync_path(self.tmp)
-            os.replace(self.tmp, final)
-            fsync_path(final.parent)
+            publish(self.tmp, final)
         return final
 
     def abort(self) -> None:
@@ -279,7 +274,7 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
         raise StoreError(
             f"{path}: not a readable shard ({reason}); re-run extract or restore the store"
         ) from None
-    if f.attrs.get("format") not in (SHARD_FORMAT, S.FORMAT_NAME):
+    if f.attrs.get("format") not in (S.SHARD_FORMAT, S.FORMAT_NAME):
         f.close()
         raise StoreError(f"{path}: is not an embedkit shard")
     if fingerprint is not None:
@@ -291,6 +286,40 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
                 str(path), field, getattr(stored, field), getattr(fingerprint, field)
             )
     return f
+
+
+def open_existing(store, name: str) -> h5py.File:
+    """Open a shard the index names; a missing one is a one-line StoreError."""
+    try:
+        return open_shard(S.shard_path(store, name))
+    except FileNotFoundError:
+        raise StoreError(missing_file(store, S.shard_path(store, name))) from None
+
+
+def missing_file(store, path: Path) -> str:
+    """The one-line error for a shard or column file that the index names but is gone."""
+    what = "column file" if path.parent.name == S.COLUMNS else "shard"
+    return (
+        f"{store}: {what} {path} is missing; a store is the index file plus "
+        f"its folder {S.sidecar(store).name}/: copy both, or share one file made with "
+        "`embedkit store pack`"
+    )
+
+
+def shard_content_name(f: h5py.File) -> str:
+    """The name :func:`content_name` gives the rows of the open shard ``f`` ("" if unreadable)."""
+    try:
+        names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
+        labels = ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
+        return content_name(
+            S.Fingerprint.from_attrs(f.attrs),
+            f[S.IDS].asstr()[...].tolist(),
+            f[S.DIGESTS][...].tolist(),
+            labels,
+            f[S.SPLIT][...].tolist(),
+        )
+    except (KeyError, ValueError, TypeError, OSError):  # attributes the hash needs
+        return ""
 
 
 def check_split(value: str | None) -> str:

@@ -21,7 +21,7 @@ class IdIndex:
 
     Examples
     --------
-    >>> from embedkit.store.shards import id_hashes
+    >>> from embedkit.store.files.shards import id_hashes
     >>> index = IdIndex(id_hashes(["a", "b", "c"]))
     >>> index.rows(id_hashes(["c", "z", "a"])).tolist()
     [2, -1, 0]

@@ -20,13 +20,12 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
-from embedkit.store import schema as S
-from embedkit.store.index import missing_file, read_state, shard_path, store_nbytes
-from embedkit.store.integrity import no_store
-from embedkit.store.labels import array_label_names
-from embedkit.store.mapping import flat_rows, map_dataset
-from embedkit.store.rowchecks import check_rows
-from embedkit.store.shards import open_shard
+from embedkit.store import format as S
+from embedkit.store.files.integrity import no_store
+from embedkit.store.files.shards import open_shard
+from embedkit.store.read.mapping import flat_rows, map_dataset
+from embedkit.store.read.rowchecks import check_rows
+from embedkit.store.read.state import missing_file, read_state, shard_path, store_nbytes
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
 
@@ -37,14 +36,15 @@ class FeatureStore:
     Parameters
     ----------
     path : str or Path
-        The ``.h5`` store written by ``embedkit extract`` or :meth:`from_arrays`.
+        The ``.h5`` store written by ``embedkit extract`` or :func:`embedkit.rows.from_arrays`.
 
     Examples
     --------
     >>> import numpy as np, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
     >>> X = np.arange(12, dtype=np.float32).reshape(6, 2)
-    >>> _ = FeatureStore.from_arrays(path, X, y=["a", "b", "a", "b", "a", "b"])
+    >>> from embedkit.rows import from_arrays
+    >>> _ = from_arrays(path, X, y=["a", "b", "a", "b", "a", "b"])
     >>> with FeatureStore(path) as fs:
     ...     print(len(fs), fs.taps, fs.label_names, fs.features(rows=[5, 0]).tolist())
     6 ['features'] ['a', 'b'] [[10.0, 11.0], [0.0, 1.0]]
@@ -270,46 +270,6 @@ class FeatureStore:
                 yield x[take], (y_all[r[take]] if labels else None)
             carry = r[order[n_full:]]
 
-    def split(
-        self,
-        *,
-        val: float = 0.1,
-        test: float = 0.2,
-        seed: int = 0,
-        stratify: bool = True,
-        use_stored: bool | str = True,
-    ) -> dict[str, np.ndarray]:
-        """Row indices of a train/val/test split, by the one split rule (docs/splits.md).
-
-        Rows marked test are test; rows marked val are val; rows marked train AND unset
-        rows are train (unless ``use_stored=False``, which treats every row as unset). A
-        missing test part is ``test`` of all rows; a missing val part is ``val`` of the
-        TRAIN rows (never of the test rows, which it leaves alone). Both are carved from
-        the train rows, stratified by label when there are labels, with a fixed ``seed``:
-        the same call gives the same split. ``use_stored="test"`` keeps only the stored test
-        rows and redraws train and val from all the others (``embedkit split --force``).
-        """
-        from embedkit.store.splits import check_fractions, stratified_split
-
-        check_fractions(test=test, val=val)
-        stored = self.splits() if use_stored else np.full(len(self), "", dtype=str)
-        if use_stored == "test":
-            stored = np.where(stored == "test", "test", "train")
-        parts = {name: np.flatnonzero(stored == name) for name in S.SPLITS}
-        parts["train"] = np.flatnonzero((stored == "train") | (stored == ""))  # unset: train
-        y = self._state.labels
-        for name, frac in (("test", test), ("val", val)):
-            if len(parts[name]) or frac <= 0:
-                continue
-            pool = parts["train"]
-            total = len(stored) if name == "test" else len(pool)  # val: a fraction of train
-            n_take = int(round(frac * total))
-            if n_take <= 0 or n_take >= len(pool):
-                continue
-            labels = y[pool] if stratify and self.has_labels else None
-            parts["train"], parts[name] = stratified_split(pool, labels, n_take, seed=seed)
-        return parts
-
     def torch_dataset(self, tap: str | None = None, rows=None):
         """A ``torch.utils.data.Dataset`` of ``(x, y)`` float32/int64 tensors (needs torch)."""
         from embedkit.errors import require
@@ -343,7 +303,7 @@ class FeatureStore:
 
     def _gather(self, tap: str):
         """A function of row indices (any order) -> their rows: a fancy index of the one
-        mapped shard, or of :func:`~embedkit.store.mapping.flat_rows` over several (so 50
+        mapped shard, or of :func:`~embedkit.store.read.mapping.flat_rows` over several (so 50
         shards cost what one does)."""
         views = self._tap_views(tap)
         if len(views) == 1:
@@ -354,41 +314,6 @@ class FeatureStore:
         rows, offsets, _ = self._flat[tap]
         dtype, shape = views[0].dtype, views[0].shape[1:]
         return lambda idx: rows[offsets[idx]].view(dtype).reshape(len(idx), *shape)
-
-    @classmethod
-    def from_arrays(
-        cls, path, X, y=None, *, ids=None, label_names=None, splits=None, tap="features"
-    ):
-        """Write in-memory features into a new store (bring your own features).
-
-        ``X`` is an array ``(N, ...)`` or a dict of them keyed by tap name; ``y`` holds
-        integer labels (named by ``label_names``) or class names; ``splits`` holds
-        ``"train"``/``"val"``/``"test"``/``""`` per row. Returns the opened store.
-        """
-        from embedkit.store.writer import StoreWriter, sha256_bytes
-
-        path = Path(path)
-        if path.exists():
-            raise UserInputError(f"{path}: already exists; choose a new path or delete it first")
-        arrays = X if isinstance(X, dict) else {tap: X}
-        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        n = len(next(iter(arrays.values())))
-        dtype = "float16" if all(a.dtype == np.float16 for a in arrays.values()) else "float32"
-        taps = [S.TapInfo(k, v.shape[1:], dtype=dtype) for k, v in arrays.items()]
-        fp = S.Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
-        ids = [str(i) for i in (range(n) if ids is None else ids)]
-        names, declared = array_label_names(y, label_names, n)
-        first = next(iter(arrays.values()))
-        digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
-        with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
-            writer.plan(ids, digests)
-            writer.begin(ids, max(1, n))
-            writer.write_batch(
-                0, ids, digests, names,
-                None if splits is None else [str(s) or None for s in splits], arrays,
-            )  # fmt: skip
-            writer.commit()
-        return cls(path)
 
 
 def _as_index(rows):

@@ -1,7 +1,7 @@
-"""Changing a store: the writer lock, commits of shard files, compaction, upgrade, debris.
+"""The one commit path: shard files in, one atomic index replacement out.
 
 Every change goes through :class:`WriterLock` (taken before the state is read) and ends
-with one atomic index replacement (:func:`~embedkit.store.index.write_index`), so a kill at
+with one atomic index replacement (:func:`~embedkit.store.txn.index.write_index`), so a kill at
 any point leaves either the old store or the new one; what the killed writer left beside
 it (temporary files, shards no index refers to) is removed by the next writer.
 
@@ -11,44 +11,37 @@ it (temporary files, shards no index refers to) is removed by the next writer.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
-import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embedkit import __version__
-from embedkit.errors import StoreError, StoreMismatchError
-from embedkit.store import schema as S
-from embedkit.store.columns import column_dir
-from embedkit.store.index import (
-    RowLookup,
+from embedkit.store import format as S
+from embedkit.store.files.integrity import RECOMPUTE, marked_shards
+from embedkit.store.files.place import ShardMeta, place_all
+from embedkit.store.files.shards import id_hashes
+from embedkit.store.read.state import (
     State,
     extend_segments,
-    load_state,
     segments_of,
-    shard_dir,
     shard_rows,
-    sidecar,
     store_nbytes,
-    write_index,
 )
-from embedkit.store.integrity import (
-    RECOMPUTE,
-    checksum_problem,
-    copy_is_current,
-    keep_copy,
-    marked_shards,
+from embedkit.store.txn.begin import (
+    check_fingerprint,
+    clean_debris,
+    empty_state,
+    now,
+    prepare,
+    prune,
 )
-from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.place import ShardMeta, place, place_all
-from embedkit.store.shards import (
-    id_hashes,
-)
+from embedkit.store.txn.compact import compact_locked
+from embedkit.store.txn.index import write_index
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.txn.lookup import RowLookup
 
 MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
 MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)
@@ -65,69 +58,6 @@ class CommitSummary:
     n_bad: int  # items recorded as bad by this run
     nbytes: int  # index + shard bytes after the commit
     n_relabelled: int = 0  # rows already there whose label now follows their source
-
-
-# -- state under the lock ----------------------------------------------------------------
-def prepare(store, lock: WriterLock) -> State | None:
-    """Under ``lock``: clean debris, upgrade a one-file store, and return the state."""
-    assert lock._lock is not None, "prepare() needs the writer lock"
-    store = Path(store)
-    state = load_state(store)
-    if state is not None and not state.self_contained:
-        problem = checksum_problem(store)
-        if problem is not None:
-            raise StoreError(
-                f"{store}: the index file: {problem}; run `embedkit store verify {store} "
-                "--repair` before writing"
-            )
-        if not copy_is_current(store):  # a writer killed between the index and its copy
-            keep_copy(store)
-    clean_debris(store, state)
-    if state is not None and state.self_contained and state.n:
-        state = _upgrade(store, state)
-    return state
-
-
-def clean_debris(store, state: State | None) -> list[Path]:
-    """Remove what killed writers left: temporary files, shards and column files no index
-    refers to."""
-    store = Path(store)
-    removed = list(store.parent.glob(f"{store.name}.tmp-*"))  # schema-1 commits
-    folder = sidecar(store)
-    if folder.is_dir():
-        removed += [p for p in folder.rglob("*.tmp-*") if p.is_file()]
-        live = set(state.shards) if state is not None else set()
-        if shard_dir(store).is_dir():
-            removed += [p for p in shard_dir(store).iterdir() if p.name not in live]
-        pieces = {name for name, _ in state.pieces or []} if state is not None else set()
-        if column_dir(store).is_dir():
-            removed += [p for p in column_dir(store).iterdir() if p.name not in pieces]
-    for path in removed:
-        with contextlib.suppress(OSError):
-            path.unlink()
-    return removed
-
-
-def _upgrade(store: Path, state: State) -> State:
-    """Turn a one-file store into index + one shard (a hard link to the same bytes)."""
-    name = f"{state.fingerprint.digest[:16]}-{os.stat(store).st_ino:x}.h5"
-    shard_dir(store).mkdir(parents=True, exist_ok=True)
-    place(store, shard_dir(store) / name)
-    crash_point("upgrade-linked")
-    new = replace(state, shards=[name])
-    write_index(store, new, {name: state.n})
-    return new
-
-
-def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
-    """Convert a schema-1 (or packed) store into schema 2 in place; False if nothing to do."""
-    with WriterLock(store, timeout=timeout, what="upgrading") as lock:
-        state = load_state(store)
-        if state is None:
-            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
-        was = state.self_contained
-        prepare(store, lock)
-        return was
 
 
 # -- commit ------------------------------------------------------------------------------
@@ -164,7 +94,7 @@ def commit_shards(
     with WriterLock(store, timeout=timeout, what="committing") as lock:
         state = prepare(store, lock)
         if state is not None:
-            _check(state.fingerprint, fingerprint, store)
+            check_fingerprint(state.fingerprint, fingerprint, store)
         known = RowLookup(store, state)
         return commit_locked(
             store, state, known, [Path(p) for p in shards], fingerprint,
@@ -198,7 +128,7 @@ def commit_locked(
         n = state.n if state is not None else 0
         return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
     metas = [ShardMeta.read(p, fingerprint) for p in shards]
-    state = state or _empty_state(fingerprint, started)
+    state = state or empty_state(fingerprint, started)
     names = list(state.label_names)
     names += [n for n in (label_names or []) if n not in names]
     index_bytes = 16 * sum(len(m.ids) for m in metas) + 200 * len(state.segments) + (64 << 10)
@@ -265,8 +195,8 @@ def commit_locked(
     runs = json.loads(state.attrs.get("runs", "[]"))
     runs.append(
         {
-            "started": started or _now(),
-            "finished": _now(),
+            "started": started or now(),
+            "finished": now(),
             "added": added,
             "replaced": replaced,
             "bad": len(bad),
@@ -278,7 +208,7 @@ def commit_locked(
     attrs = dict(state.attrs)
     for key, value in (provenance or {}).items():
         attrs[key] = value if isinstance(value, (int, float)) else str(value)
-    attrs.update(runs=json.dumps(runs), updated=_now(), embedkit_version=__version__)
+    attrs.update(runs=json.dumps(runs), updated=now(), embedkit_version=__version__)
     attrs.pop(RECOMPUTE, None)  # set again below for marked shards still in use
     new = prune(
         State(
@@ -300,42 +230,6 @@ def commit_locked(
     crash_point("index-written")
     clean_debris(store, new)
     if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:
-        from embedkit.store.compact import compact_locked
-
         new = compact_locked(store, new, keep=MAX_SHARDS // 2)
     nbytes = store_nbytes(store, new)
     return CommitSummary(str(store), added, replaced, new.n, len(bad), nbytes, len(relabel))
-
-
-def prune(state: State) -> State:
-    """Drop shards no row refers to any more, renumbering the rowmap."""
-    used = np.unique(state.segments[:, 0]) if len(state.segments) else np.zeros(0, np.int64)
-    if len(used) == len(state.shards):
-        return state
-    remap = np.full(len(state.shards), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    seg = state.segments.copy()
-    seg[:, 0] = remap[seg[:, 0]]
-    return replace(state, shards=[state.shards[i] for i in used.tolist()], segments=seg)
-
-
-def _empty_state(fingerprint: S.Fingerprint, started: str | None) -> State:
-    return State(
-        fingerprint=fingerprint,
-        shards=[],
-        segments=np.zeros((0, 4), np.int64),
-        labels=np.zeros(0, np.int64),
-        split=np.zeros(0, "S8"),
-        label_names=[],
-        attrs={"created": started or _now()},
-    )
-
-
-def _check(stored: S.Fingerprint, given: S.Fingerprint, where) -> None:
-    field = stored.first_difference(given)
-    if field is not None:
-        raise StoreMismatchError(str(where), field, getattr(stored, field), getattr(given, field))
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

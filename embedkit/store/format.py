@@ -1,7 +1,10 @@
-"""The HDF5 feature store's schema: names, versions, tap descriptions and fingerprints.
+"""The store's format: every name, version, path rule, tap description and fingerprint.
 
-Everything a store file holds is named here, so that the writer, the reader and
-``docs/store-format.md`` agree. A store is readable by plain h5py:
+Everything a store holds on disk is named here once, so that the writers, the reader,
+the checks and ``docs/store-format.md`` agree: dataset names, format tags, schema number,
+and where each file lives beside the store ``STORE`` (``STORE.d/shards/``,
+``STORE.d/columns/``, ``STORE.d/journal/``, the lock, the index copy). A store is readable
+by plain h5py:
 
     >>> import h5py                                          # doctest: +SKIP
     >>> f = h5py.File("feats.h5")                            # doctest: +SKIP
@@ -12,13 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from embedkit.contract import Tap as TapInfo  # one feature set: the ONNX contract's tap type
+from embedkit.contract import Tap as TapInfo
+from embedkit.files import temp_name  # one feature set: the ONNX contract's tap type
 
 SCHEMA_VERSION = 2
-FORMAT_NAME = "embedkit-feature-store"
+FORMAT_NAME = "embedkit-feature-store"  # root attribute 'format' of a store's index file
+SHARD_FORMAT = "embedkit-shard"  # ... of a shard
+COLUMN_FORMAT = "embedkit-columns"  # ... of a column file (labels and split)
+USERBLOCK = 512  # bytes before the HDF5 superblock: the file's CRC-32 (files/integrity.py)
+META = "_store"  # index group: shards and columns (file names) and rowmap (segments)
+SELF = ""  # shard name of a self-contained store: the index file itself
+FILE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*\.h5")  # a shard or column file's name
+CONTENT_NAME = re.compile(r"[0-9a-f]{32}\.h5")  # ... named by the hash of its content
+RESTORE = "re-run extract or restore the store"  # the advice of a structural problem
 
 # Dataset names (see docs/store-format.md).
 IDS = "ids"  # (N,) variable-length UTF-8: unique item ids
@@ -32,6 +46,69 @@ BAD = "bad"  # group: ids, digests and reasons of items skipped with --skip-bad
 
 SPLITS = ("train", "val", "test")
 STORAGE_DTYPES = ("float32", "float16")
+
+
+# -- where a store's files live -------------------------------------------------------------
+SHARDS, COLUMNS, JOURNAL = "shards", "columns", "journal"  # sub-folders of STORE.d/
+VERSIONS = "versions"  # STORE.d/versions/00000012.h5: one immutable file per commit
+_VERSION = re.compile(r"(\d{8})\.h5")
+LOCK, LOCK_INFO = "lock", "lock.json"  # the writer lock and its holder's pid
+
+
+def sidecar(store) -> Path:
+    """``STORE.d``: the folder beside a store that holds its files, journal and lock."""
+    return Path(f"{store}.d")
+
+
+def shard_dir(store) -> Path:
+    """``STORE.d/shards``: the store's immutable shard files."""
+    return sidecar(store) / SHARDS
+
+
+def shard_path(store, name: str) -> Path:
+    """The file of shard ``name`` (the store file itself for a self-contained store)."""
+    return Path(store) if name == SELF else shard_dir(store) / name
+
+
+def column_dir(store) -> Path:
+    """``STORE.d/columns``: the column files (labels and split) of the store."""
+    return sidecar(store) / COLUMNS
+
+
+def journal_dir(store) -> Path:
+    """``STORE.d/journal``: an unfinished extract's rows."""
+    return sidecar(store) / JOURNAL
+
+
+def index_temp(store) -> Path:
+    """Where a new index is written before it is renamed over ``STORE`` (inside the folder,
+    so nothing but the store itself sits beside it)."""
+    return temp_name(sidecar(store) / "index")
+
+
+def backup_path(store) -> Path:
+    """``STORE.d/index.h5``: the copy of the index each commit leaves in the folder."""
+    return sidecar(store) / "index.h5"
+
+
+def version_dir(store) -> Path:
+    """``STORE.d/versions``: one immutable index per commit, numbered from 1."""
+    return sidecar(store) / VERSIONS
+
+
+def version_path(store, number: int) -> Path:
+    """The file of version ``number`` (``STORE.d/versions/00000012.h5``)."""
+    return version_dir(store) / f"{int(number):08d}.h5"
+
+
+def versions(store) -> list[int]:
+    """The version numbers the store's folder holds, oldest first."""
+    folder = version_dir(store)
+    if not folder.is_dir():
+        return []
+    found = (_VERSION.fullmatch(p.name) for p in folder.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
 
 # Fields of the fingerprint, in the order a mismatch is reported.
 FINGERPRINT_FIELDS = ("schema_version", "backbone_sha256", "taps", "preprocess", "dtype")

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import StoreError, UserInputError, require
-from embedkit.files import atomic_file, fsync_path, temp_name
-from embedkit.store.reader import FeatureStore
+from embedkit.files import atomic_file, fsync_path, publish, temp_name
+from embedkit.store.read.reader import FeatureStore
 
 FORMATS = ("parquet", "npy")
 RESERVED = ("id", "label", "split", "ids", "labels", "splits", "label_names")  # not tap names
@@ -90,7 +90,8 @@ def export_store(
     >>> import tempfile, os, pandas as pd
     >>> d = tempfile.mkdtemp()
     >>> X = np.arange(6, dtype=np.float32).reshape(3, 2)
-    >>> _ = FeatureStore.from_arrays(f"{d}/f.h5", X, y=["a", "b", "a"])
+    >>> from embedkit.rows import from_arrays
+    >>> _ = from_arrays(f"{d}/f.h5", X, y=["a", "b", "a"])
     >>> print(export_store(f"{d}/f.h5", f"{d}/f.parquet"))  # doctest: +ELLIPSIS
     /.../f.parquet: 3 rows, taps features (parquet, ... MB)
     >>> df = pd.read_parquet(f"{d}/f.parquet")
@@ -126,10 +127,9 @@ def export_store(
             for path in tmp.iterdir():
                 fsync_path(path)
             old = temp_name(out).with_suffix(".old")
-            if out.exists():  # an empty folder, or the one --overwrite replaces
+            if out.exists():  # an empty folder, or the one --overwrite replaces: set aside
                 os.replace(out, old)
-            os.replace(tmp, out)
-            fsync_path(out.parent)
+            publish(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -25,21 +24,15 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.files import atomic_file
-from embedkit.store import schema as S
-from embedkit.store.columns import column_dir, read_columns
-from embedkit.store.commit import clean_debris
-from embedkit.store.index import (
-    State,
-    load_state,
-    segments_of,
-    shard_dir,
-    shard_rows,
-    sidecar,
-    write_index,
-)
-from embedkit.store.integrity import backup_path, checksum_problem
-from embedkit.store.lock import LOCK_TIMEOUT, WriterLock
-from embedkit.store.shards import open_shard
+from embedkit.store import format as S
+from embedkit.store.files.columns import read_columns
+from embedkit.store.files.integrity import checksum_problem
+from embedkit.store.files.shards import open_shard
+from embedkit.store.format import backup_path, column_dir, index_temp, shard_dir
+from embedkit.store.read.state import State, load_state, segments_of, shard_rows
+from embedkit.store.txn.begin import clean_debris
+from embedkit.store.txn.index import write_index
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
 
 
 def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
@@ -49,8 +42,9 @@ def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
     --------
     >>> import numpy as np, tempfile, os
     >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, np.ones((4, 2), np.float32), [0, 1, 0, 1]).close()
+    >>> from_arrays(path, np.ones((4, 2), np.float32), [0, 1, 0, 1]).close()
     >>> os.remove(path)
     >>> recover(path)  # doctest: +ELLIPSIS
     '...: index restored from its copy ... (4 rows)'
@@ -86,7 +80,7 @@ def _from_backup(store: Path) -> str | None:
     backup = backup_path(store)
     if not backup.is_file() or checksum_problem(backup) is not None:
         return None
-    with atomic_file(store, tmp=sidecar(store) / f"index.tmp-{os.getpid()}") as tmp:
+    with atomic_file(store, tmp=index_temp(store)) as tmp:
         shutil.copyfile(backup, tmp)
     try:
         state = load_state(store)  # every shard and column file it names is there

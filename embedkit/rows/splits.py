@@ -96,3 +96,70 @@ def split_roles(stored) -> np.ndarray:
     """
     stored = np.asarray(stored).astype(str)
     return np.where(stored == "", "train", stored)
+
+
+def split_rows(
+    fs,
+    *,
+    val: float = 0.1,
+    test: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    use_stored: bool | str = True,
+) -> dict[str, np.ndarray]:
+    """Row indices of a train/val/test split of the store ``fs``, by the one split rule.
+
+    Rows marked test are test; rows marked val are val; rows marked train AND unset
+    rows are train (unless ``use_stored=False``, which treats every row as unset). A
+    missing test part is ``test`` of all rows; a missing val part is ``val`` of the
+    TRAIN rows (never of the test rows, which it leaves alone). Both are carved from
+    the train rows, stratified by label when there are labels, with a fixed ``seed``:
+    the same call gives the same split. ``use_stored="test"`` keeps only the stored test
+    rows and redraws train and val from all the others (``embedkit split --force``).
+
+    Parameters
+    ----------
+    fs : FeatureStore
+        The open store.
+    val, test : float
+        Fractions carved when the store has no rows marked so.
+    seed : int
+        Seeds the carving.
+    stratify : bool
+        Keep class proportions when the store has labels.
+    use_stored : bool or "test"
+        Follow the stored split column (see above).
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``{"train", "val", "test"}`` to sorted row indices.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from embedkit.rows import from_arrays
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
+    >>> with from_arrays(path, np.zeros((10, 2), np.float32), y=[0, 1] * 5) as fs:
+    ...     parts = split_rows(fs, val=0.2, test=0.2)
+    >>> {k: len(v) for k, v in parts.items()}
+    {'train': 6, 'val': 2, 'test': 2}
+    """
+    check_fractions(test=test, val=val)
+    stored = fs.splits() if use_stored else np.full(len(fs), "", dtype=str)
+    if use_stored == "test":
+        stored = np.where(stored == "test", "test", "train")
+    parts = {name: np.flatnonzero(stored == name) for name in ("train", "val", "test")}
+    parts["train"] = np.flatnonzero((stored == "train") | (stored == ""))  # unset: train
+    y = fs.labels() if fs.has_labels else None
+    for name, frac in (("test", test), ("val", val)):
+        if len(parts[name]) or frac <= 0:
+            continue
+        pool = parts["train"]
+        total = len(stored) if name == "test" else len(pool)  # val: a fraction of train
+        n_take = int(round(frac * total))
+        if n_take <= 0 or n_take >= len(pool):
+            continue
+        labels = y[pool] if stratify and y is not None else None
+        parts["train"], parts[name] = stratified_split(pool, labels, n_take, seed=seed)
+    return parts

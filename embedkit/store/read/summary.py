@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedkit.store.reader import FeatureStore
+from embedkit.store.read.reader import FeatureStore
 
 
 def store_summary(path) -> dict:

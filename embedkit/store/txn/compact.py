@@ -19,26 +19,21 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
-from embedkit.store import schema as S
-from embedkit.store.commit import clean_debris, prepare, prune
-from embedkit.store.index import (
-    META,
-    SELF,
+from embedkit.store import format as S
+from embedkit.store.files.integrity import marked_shards
+from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
+from embedkit.store.format import META, SELF, shard_dir, shard_path, sidecar
+from embedkit.store.read.state import (
     State,
     load_state,
     segments_of,
-    shard_dir,
-    shard_path,
     shard_rows,
     store_digests,
     store_ids,
-    write_attrs,
-    write_bad,
-    write_index,
 )
-from embedkit.store.integrity import marked_shards
-from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.shards import ShardBuilder, check_free, disk_errors, open_shard
+from embedkit.store.txn.begin import clean_debris, prepare, prune
+from embedkit.store.txn.index import write_attrs, write_bad, write_index
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 
 _COPY_BYTES = 64 << 20  # bytes per read when copying rows
 
@@ -144,7 +139,7 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
     PosixPath('feats-packed.h5')
     """
     store, out = Path(store), Path(out)
-    if Path(f"{out}.d").exists() or (out.exists() and out.samefile(store)):
+    if sidecar(out).exists() or (out.exists() and out.samefile(store)):
         raise UserInputError(
             f"{out}: is a store with its folder {out}.d; choose a new path (pack never "
             "replaces a store)"

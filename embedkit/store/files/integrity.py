@@ -25,8 +25,16 @@ import zlib
 from pathlib import Path
 
 from embedkit.errors import StoreError
+from embedkit.files import TEMP, atomic_file
+from embedkit.store.format import (
+    USERBLOCK,
+    backup_path,
+    column_dir,
+    journal_dir,
+    shard_dir,
+    sidecar,
+)
 
-USERBLOCK = 512  # bytes before the HDF5 superblock (the smallest user block HDF5 allows)
 _MAGIC = b"embedkit-crc32 "
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 _STEP = 16 << 20  # bytes read per step
@@ -133,11 +141,6 @@ def marked_shards(attrs: dict) -> list[str]:
 
 
 # -- the copy of the index in the store's folder -------------------------------------------
-def backup_path(store) -> Path:
-    """``STORE.d/index.h5``: the copy of the index each commit leaves in the folder."""
-    return Path(f"{store}.d") / "index.h5"
-
-
 def keep_copy(store) -> None:
     """Copy the index ``store`` to :func:`backup_path` (tmp, fsync, rename).
 
@@ -145,8 +148,6 @@ def keep_copy(store) -> None:
     replaced or damaged; it is refreshed by every commit and by any writer that finds it
     missing or different from the index.
     """
-    from embedkit.files import atomic_file
-
     backup = backup_path(store)
     with atomic_file(backup) as tmp:
         shutil.copyfile(store, tmp)
@@ -166,15 +167,14 @@ def orphaned_files(path) -> list[Path]:
     extract left (a journal beside the shards and no copy of an index: the re-run resumes).
     """
     path = Path(path)
-    folder = Path(f"{path}.d")
-    if path.exists() or path.is_symlink() or not folder.is_dir():
+    if path.exists() or path.is_symlink() or not sidecar(path).is_dir():
         return []
     files = [backup_path(path)] if backup_path(path).is_file() else []
-    if not files and (folder / "journal").exists():
+    if not files and journal_dir(path).exists():
         return []
-    for sub in (folder / "shards", folder / "columns"):
+    for sub in (shard_dir(path), column_dir(path)):
         if sub.is_dir():
-            files += [p for p in sub.iterdir() if p.is_file() and ".tmp-" not in p.name]
+            files += [p for p in sub.iterdir() if p.is_file() and TEMP not in p.name]
     return files
 
 
@@ -182,9 +182,9 @@ def check_not_orphaned(path) -> None:
     """Refuse a missing index whose folder holds shards (see :func:`orphaned_files`)."""
     files = orphaned_files(path)
     if files:
-        folder = Path(f"{path}.d")
-        n = sum(1 for p in files if p.parent.name == "shards")
-        m = sum(1 for p in files if p.parent.name == "columns")
+        folder = sidecar(path)
+        n = sum(1 for p in files if p.parent == shard_dir(path))
+        m = sum(1 for p in files if p.parent == column_dir(path))
         raise StoreError(
             f"{path}: the index file is missing but its folder {folder}/ still holds "
             f"{n} shard(s) and {m} column file(s); run `embedkit store recover "

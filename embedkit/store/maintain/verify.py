@@ -3,7 +3,7 @@
     embedkit store verify feats.h5
 
 :func:`verify_store` lists every problem it finds (one line each): the structural checks
-of :mod:`embedkit.store.checks`, unique ids in schema-1 files (which have no id hashes),
+of :mod:`embedkit.store.read.checks`, unique ids in schema-1 files (which have no id hashes),
 then, shard by shard, every dataset read in full with its recorded shape and dtype, all
 feature values finite, the shard's content hash equal to its content-derived file name,
 the index's virtual datasets mapping the row map's segments, and no debris (temporary
@@ -12,35 +12,36 @@ files, shards no index names). It reads the store only; nothing is written.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-from embedkit.store.checks import RESTORE, index_problems
-from embedkit.store.columns import column_dir, content_matches
-from embedkit.store.index import (
-    SELF,
-    missing_file,
-    read_state,
-    shard_dir,
-    shard_path,
-    sidecar,
-)
-from embedkit.store.integrity import (
-    backup_path,
+from embedkit.files import TEMP
+from embedkit.store import format as S
+from embedkit.store.files.columns import content_matches
+from embedkit.store.files.integrity import (
     check_not_orphaned,
     copy_is_current,
     file_problem,
     marked_shards,
 )
-from embedkit.store.rowchecks import duplicate_ids, row_problems
-from embedkit.store.shards import content_name, open_shard
+from embedkit.store.files.shards import missing_file, open_shard, shard_content_name
+from embedkit.store.format import (
+    CONTENT_NAME,
+    RESTORE,
+    SELF,
+    backup_path,
+    column_dir,
+    shard_dir,
+    shard_path,
+    sidecar,
+)
+from embedkit.store.read.checks import index_problems
+from embedkit.store.read.rowchecks import duplicate_ids, row_problems
+from embedkit.store.read.state import read_state
 
-_CONTENT_NAME = re.compile(r"[0-9a-f]{32}\.h5")  # shards named by content_name()
 _BLOCK_BYTES = 64 << 20  # feature bytes read per step
 
 
@@ -61,9 +62,9 @@ def verify_store(path) -> list[str]:
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, np.ones((4, 2), np.float32)).close()
+    >>> from_arrays(path, np.ones((4, 2), np.float32)).close()
     >>> verify_store(path)
     []
     >>> import h5py
@@ -154,8 +155,8 @@ def _deep(path: Path, state, index: h5py.File) -> list[str]:
         where = str(path) if name == SELF else f"{path}: shard {name}"
         try:
             problems += _read_all(where, f, state)
-            if _CONTENT_NAME.fullmatch(name) and not problems:
-                if _content_name(f) != name:
+            if CONTENT_NAME.fullmatch(name) and not problems:
+                if shard_content_name(f) != name:
                     problems.append(
                         f"{where}: its content does not hash to its name (changed or swapped "
                         f"in from elsewhere); {RESTORE}"
@@ -232,22 +233,6 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
     return problems
 
 
-def _content_name(f: h5py.File) -> str:
-    """The name :func:`content_name` gives the rows of shard ``f`` ("" if unreadable)."""
-    try:
-        names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
-        labels = ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
-        return content_name(
-            S.Fingerprint.from_attrs(f.attrs),
-            f[S.IDS].asstr()[...].tolist(),
-            f[S.DIGESTS][...].tolist(),
-            labels,
-            f[S.SPLIT][...].tolist(),
-        )
-    except (KeyError, ValueError, TypeError, OSError):  # attributes the hash needs
-        return ""
-
-
 def _mapping(path: Path, state, index: h5py.File) -> list[str]:
     """Each virtual dataset of the index maps exactly the row map's segments."""
     folder = sidecar(path).name
@@ -284,9 +269,9 @@ def _mapping(path: Path, state, index: h5py.File) -> list[str]:
 
 def _debris(path: Path, state) -> list[str]:
     """Files a killed writer left: temporary files, shards that no index names."""
-    found = list(path.parent.glob(f"{path.name}.tmp-*"))
+    found = list(path.parent.glob(f"{path.name}{TEMP}*"))
     if sidecar(path).is_dir():
-        found += [p for p in sidecar(path).rglob("*.tmp-*") if p.is_file()]
+        found += [p for p in sidecar(path).rglob(f"*{TEMP}*") if p.is_file()]
         if state is not None and shard_dir(path).is_dir():
             live = set(state.shards)
             found += [p for p in shard_dir(path).iterdir() if p.name not in live]
@@ -311,7 +296,7 @@ def _in_folder(name: str, folder: str) -> str:
 def _listing(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and ".tmp-" not in p.name)
+    return sorted(p for p in folder.iterdir() if p.is_file() and TEMP not in p.name)
 
 
 def _first(exc: Exception) -> str:

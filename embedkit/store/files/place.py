@@ -1,6 +1,6 @@
 """Putting shard files into a store's folder: hard links, checked copies, merged runs.
 
-Used by the commit path (:func:`~embedkit.store.commit.commit_locked`) and by upgrades of
+Used by the commit path (:func:`~embedkit.store.txn.commit.commit_locked`) and by upgrades of
 one-file stores. A shard in the store's folder is linked, never copied; runs of small
 shards (the scale-out journal's batches) are merged into one new shard.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-from embedkit.store.index import shard_dir
-from embedkit.store.shards import ShardBuilder, check_free, disk_errors, fsync_path, open_shard
+from embedkit.files import atomic_file
+from embedkit.store import format as S
+from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
+from embedkit.store.format import shard_dir
 
 _ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
 
@@ -32,19 +33,15 @@ def place(src: Path, dst: Path) -> None:
     """
     if same_content(src, dst):
         return
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        size = src.stat().st_size
-        with disk_errors(tmp, size):
+    size = src.stat().st_size
+    with disk_errors(dst, size), atomic_file(dst) as tmp:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a killed writer's leftover under the same pid
+        try:
+            os.link(src, tmp)
+        except OSError:
             check_free(dst.parent, size, dst)
             shutil.copyfile(src, tmp)
-            fsync_path(tmp)
-    os.replace(tmp, dst)
-    fsync_path(dst.parent)
 
 
 def same_content(src: Path, dst: Path) -> bool:

@@ -4,7 +4,7 @@ Under the writer lock, in order:
 
 - **the index** missing, unreadable or failing its checksum: the damaged file is kept as
   ``feats.h5.damaged`` and the index is restored from its copy in the folder, else rebuilt
-  from the shards (:mod:`embedkit.store.recover`);
+  from the shards (:mod:`embedkit.store.maintain.recover`);
 - **the index's copy** missing, damaged or older than the index: written again;
 - **a column file** damaged: the labels and split of its rows are taken from the shards
   (as they were extracted; a later ``split`` or relabel of those rows is lost and named);
@@ -26,21 +26,22 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-from embedkit.store.columns import column_dir, content_matches
-from embedkit.store.commit import clean_debris
-from embedkit.store.index import State, load_state, shard_path, shard_rows, write_index
-from embedkit.store.integrity import (
+from embedkit.store import format as S
+from embedkit.store.files.columns import content_matches
+from embedkit.store.files.integrity import (
     RECOMPUTE,
     checksum_problem,
     copy_is_current,
     keep_copy,
     marked_shards,
 )
-from embedkit.store.lock import LOCK_TIMEOUT, WriterLock
-from embedkit.store.recover import recover_locked
-from embedkit.store.shards import open_shard
-from embedkit.store.verify import _CONTENT_NAME, _content_name
+from embedkit.store.files.shards import open_shard, shard_content_name
+from embedkit.store.format import CONTENT_NAME, backup_path, column_dir, shard_path, sidecar
+from embedkit.store.maintain.recover import recover_locked
+from embedkit.store.read.state import State, load_state, shard_rows
+from embedkit.store.txn.begin import clean_debris
+from embedkit.store.txn.index import write_index
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
 
 
 def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
@@ -49,22 +50,22 @@ def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from embedkit.store import FeatureStore
+    >>> from embedkit.rows import from_arrays
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> FeatureStore.from_arrays(path, np.ones((4, 2), np.float32)).close()
+    >>> from_arrays(path, np.ones((4, 2), np.float32)).close()
     >>> os.remove(os.path.join(path + ".d", "index.h5"))
     >>> repair_store(path)  # doctest: +ELLIPSIS
     ['...f.h5: the copy of the index in the folder written again']
     """
     path = Path(path)
-    if not path.exists() and not Path(f"{path}.d").is_dir():
+    if not path.exists() and not sidecar(path).is_dir():
         raise StoreError(f"{path}: no such store; give the .h5 index file of a store")
     done: list[str] = []
     with WriterLock(path, timeout=timeout, what="repairing"):
         state = _index(path, done)
         if state.self_contained:
             return done
-        if not copy_is_current(path) or checksum_problem(Path(f"{path}.d") / "index.h5"):
+        if not copy_is_current(path) or checksum_problem(backup_path(path)):
             keep_copy(path)
             done.append(f"{path}: the copy of the index in the folder written again")
         state = _moved(path, state, done)
@@ -96,7 +97,7 @@ def _moved(path: Path, state: State, done: list[str]) -> State:
     with h5py.File(path, "r") as f:
         ds = f[S.IDS]
         sources = ds.virtual_sources() if ds.is_virtual else []
-    folder = f"{path.name}.d/"
+    folder = f"{sidecar(path).name}/"
     if all(m.file_name.startswith(folder) for m in sources):
         return state
     write_index(path, state, shard_rows(path, state), base=state)
@@ -163,6 +164,6 @@ def _damaged(file: Path) -> bool:
         return True
     try:
         with open_shard(file) as f:
-            return bool(_CONTENT_NAME.fullmatch(file.name)) and _content_name(f) != file.name
+            return bool(CONTENT_NAME.fullmatch(file.name)) and shard_content_name(f) != file.name
     except (StoreError, OSError, KeyError, ValueError):
         return True

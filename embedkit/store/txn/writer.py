@@ -2,10 +2,10 @@
 
 A :class:`StoreWriter` takes the store's writer lock first, then reads the store. New
 rows go to a journal (``STORE.d/journal/``): each batch is one shard file written with
-:func:`~embedkit.store.shards.write_shard` (tmp + fsync + rename), so a SIGKILL loses at
+:func:`~embedkit.store.files.shards.write_shard` (tmp + fsync + rename), so a SIGKILL loses at
 most the batches in flight and the next run resumes from the rest. ``commit`` hands the
 journal shards, in batch order, to the one commit path
-(:func:`~embedkit.store.commit.commit_locked`), which writes only the new rows and
+(:func:`~embedkit.store.txn.commit.commit_locked`), which writes only the new rows and
 replaces the index atomically.
 
     with StoreWriter("feats.h5", fingerprint, provenance={"provider": "CPU"}) as w:
@@ -31,26 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
-from embedkit.store import schema as S
-from embedkit.store.commit import (
-    CommitSummary,
-    _check,
-    _now,
-    clean_debris,
-    commit_locked,
-    prepare,
-)
-from embedkit.store.index import (
-    RowLookup,
-    load_state,
-    shard_rows,
-    sidecar,
-    write_index,
-)
-from embedkit.store.integrity import marked_shards
-from embedkit.store.journal import PendingRows
-from embedkit.store.lock import LOCK_TIMEOUT, WriterLock, crash_point
-from embedkit.store.shards import (
+from embedkit.store import format as S
+from embedkit.store.files.integrity import marked_shards
+from embedkit.store.files.shards import (
     check_split,
     disk_errors,
     id_hashes,
@@ -58,6 +41,14 @@ from embedkit.store.shards import (
     write_atomic,
     write_shard,
 )
+from embedkit.store.format import journal_dir
+from embedkit.store.read.state import load_state, shard_rows
+from embedkit.store.txn.begin import check_fingerprint, clean_debris, now, prepare
+from embedkit.store.txn.commit import CommitSummary, commit_locked
+from embedkit.store.txn.index import write_index
+from embedkit.store.txn.journal import PendingRows
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.txn.lookup import RowLookup
 
 
 class StoreWriter:
@@ -97,17 +88,17 @@ class StoreWriter:
         self.label_names = [str(n) for n in (label_names or [])]
         self.fingerprint = fingerprint
         self.provenance = dict(provenance or {})
-        self.journal = sidecar(self.path) / "journal"
+        self.journal = journal_dir(self.path)
         self._todo: list[str] = []
         self._batch_ids: list[list[str]] = []
         self._rows: PendingRows | None = None  # the journal as one pending shard
         self._relabel: dict[int, str | None] = {}  # store row -> its source's label now
-        self._started = _now()
+        self._started = now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
         try:
             self._state = prepare(self.path, self._lock)
             if self._state is not None:
-                _check(self._state.fingerprint, fingerprint, self.path)
+                check_fingerprint(self._state.fingerprint, fingerprint, self.path)
             self._lookup = RowLookup(self.path, self._state)
         except BaseException:
             self.close()
@@ -203,7 +194,7 @@ class StoreWriter:
 
         With ``digests`` (and the rows' ``labels`` and ``splits``, class names and split
         names or None) known up front, the journal is one pending shard of all the to-do
-        rows (:mod:`embedkit.store.journal`) that the commit links into the store as it
+        rows (:mod:`embedkit.store.txn.journal`) that the commit links into the store as it
         is: a commit then needs about the new rows' size on disk, not twice it. Without
         them (the scale-out path, whose workers write their own batch shards), each
         batch is a shard and the commit merges small ones into one.
@@ -219,7 +210,9 @@ class StoreWriter:
         manifest = self.journal / "manifest.json"
         if manifest.exists():
             old = json.loads(manifest.read_text())
-            _check(S.Fingerprint.from_attrs(old["fingerprint"]), self.fingerprint, self.journal)
+            check_fingerprint(
+                S.Fingerprint.from_attrs(old["fingerprint"]), self.fingerprint, self.journal
+            )
         text = json.dumps({"fingerprint": self.fingerprint.to_attrs(), "created": self._started})
         write_atomic(manifest, text.encode("utf-8"))  # a torn manifest would block resumes
         if digests is not None and self._todo:
@@ -370,6 +363,6 @@ def set_splits(
         state = prepare(path, held)
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
-        new = replace(state, split=values, attrs={**state.attrs, "updated": _now()})
+        new = replace(state, split=values, attrs={**state.attrs, "updated": now()})
         write_index(path, new, shard_rows(path, new), base=state)
         clean_debris(path, new)  # the superseded column files

@@ -8,7 +8,7 @@ extract into an existing store, ``embedkit store compact/pack/upgrade``) runs tw
   kind, rank and dtype; every ``(N, ...)`` dataset ``N`` rows long; each tap's dataset as
   wide as the tap the ``taps`` attribute records; the row map's shape, shard and column
   file names.
-- :func:`~embedkit.store.rowchecks.check_rows`, on the values read into the snapshot and
+- :func:`~embedkit.store.read.rowchecks.check_rows`, on the values read into the snapshot and
   on the open shards: label indexes within ``label_names``, split values, the row map
   contiguous and within its shards, each shard of the store's fingerprint with consistent
   row counts and its feature bytes inside the file, and ids unique (from the shards'
@@ -25,21 +25,25 @@ to the end and adds the full reads.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 
 import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.store import schema as S
-
-RESTORE = "re-run extract or restore the store"
-SHARD_FORMAT = "embedkit-shard"
-META = "_store"
-_SHARD_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*\.h5")
-_MISSING = object()
+from embedkit.store import format as S
+from embedkit.store.format import FILE_NAME, META, RESTORE, SHARD_FORMAT
+from embedkit.store.read._h5 import (
+    _MISSING,
+    _attr,
+    _dataset,
+    _exists,
+    _fast,
+    _is_int,
+    _json_attr,
+    _short,
+    _text_problem,
+)
 
 
 def check_index(f: h5py.File, path) -> None:
@@ -186,7 +190,7 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
     if names == [""]:
         return  # a packed store: the file is its own shard
     for name in names:
-        if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
+        if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
             yield f"{p}: /{META}/shards names {_short(name)}, not a shard file name; {RESTORE}"
             return
     if len(set(names)) != len(names):
@@ -195,83 +199,10 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
         got = yield from _dataset(f, p, f"{META}/columns", "SO", 1)
         names = [] if got is None else [S.as_text(v) for v in f[f"{META}/columns"][...]]
         for name in names:  # column files (a name may repeat: equal content)
-            if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
+            if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
                 what = f"{_short(name)}, not a column file name"
                 yield f"{p}: /{META}/columns names {what}; {RESTORE}"
                 return
 
 
 # -- small helpers --------------------------------------------------------------------------
-def _fast(f: h5py.File, name: str) -> tuple | None:
-    """``(shape, dtype, offset, stored bytes)`` of a dataset through h5py's low-level API
-    (a tenth of the cost of ``f[name]``); None when it cannot be opened as a dataset."""
-    try:
-        dsid = h5py.h5d.open(f.id, name.encode())
-        return dsid.shape, dsid.dtype, dsid.get_offset(), dsid.get_storage_size()
-    except Exception:  # noqa: BLE001 - missing, a group, damaged: _dataset says which
-        return None
-
-
-def _attr(f, key):
-    try:
-        value = f.attrs.get(key, _MISSING)
-    except Exception:  # noqa: BLE001 - an attribute h5py cannot decode
-        return "<unreadable>"
-    if isinstance(value, np.generic):
-        value = value.item()
-    return S.as_text(value) if isinstance(value, bytes) else value
-
-
-def _json_attr(p: str, key: str, value, kind: type) -> Iterator[str]:
-    """Parse a JSON attribute, yielding its problem; returns the value or None."""
-    if value is _MISSING or not isinstance(value, str):
-        yield f"{p}: attribute {key!r} is {_text_problem(value)}; {RESTORE}"
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        yield f"{p}: attribute {key!r} is not valid JSON ({exc}); {RESTORE}"
-        return None
-    if not isinstance(parsed, kind):
-        name = "a list" if kind is list else "an object"
-        yield f"{p}: attribute {key!r} is JSON {_short(parsed)}, not {name}; {RESTORE}"
-        return None
-    return parsed
-
-
-def _dataset(f, p: str, name: str, kinds: str, ndim: int) -> Iterator[str]:
-    """The shape of dataset ``name`` if its dtype kind is in ``kinds`` and its rank ``ndim``."""
-    fast = _fast(f, name)
-    if fast is not None:
-        kind = "O" if h5py.check_string_dtype(fast[1]) else fast[1].kind
-        if kind in kinds and len(fast[0]) == ndim:
-            return fast[0]
-    try:  # what is wrong with it
-        ds = f.get(name)
-        what = "missing" if ds is None else "a group, not a dataset"
-        if isinstance(ds, h5py.Dataset):
-            what = f"{ds.ndim}-d {ds.dtype}, not the expected type"
-    except Exception as exc:  # noqa: BLE001 - a damaged object header
-        what = f"unreadable ({str(exc).splitlines()[0][:100]})"
-    yield f"{p}: /{name} is {what}; {RESTORE}"
-    return None
-
-
-def _exists(f, name: str) -> bool:
-    try:
-        return name in f
-    except Exception:  # noqa: BLE001 - a damaged object header
-        return False
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _text_problem(value) -> str:
-    return "missing" if value is _MISSING else f"{_short(value)}, not a string"
-
-
-def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

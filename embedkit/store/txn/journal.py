@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.store import schema as S
-from embedkit.store.shards import (
+from embedkit.store import format as S
+from embedkit.store.files.shards import (
     ShardBuilder,
     check_split,
     content_name,

@@ -1,0 +1,1 @@
+"""Reading a store: the reader, the checks on open, the summary and the export."""

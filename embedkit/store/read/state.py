@@ -1,0 +1,205 @@
+"""Reading a store's index file: which shard rows make up the store, plus the per-row columns.
+
+``feats.h5`` (the index, replaced atomically by every commit) and ``feats.h5.d/shards/``
+(immutable shards) together are a schema-2 store; see docs/store-format.md. A v1 store or
+a packed store is one self-contained file: its only shard is the file itself (name ``""``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedkit.errors import StoreError
+from embedkit.store import format as S
+from embedkit.store.files.columns import Piece, read_columns
+from embedkit.store.files.integrity import check_not_orphaned
+from embedkit.store.files.shards import missing_file, open_existing
+from embedkit.store.format import META, SELF, column_dir, shard_path
+from embedkit.store.read.checks import check_index
+from embedkit.store.read.idindex import IdIndex
+from embedkit.store.read.rowchecks import check_rows
+
+
+@dataclass
+class State:
+    """One snapshot of a store, as its index file describes it."""
+
+    fingerprint: S.Fingerprint
+    shards: list[str]  # shard file names ("" = the index file itself)
+    segments: np.ndarray  # (M, 4) int64: shard, src row, dst row, length; sorted by dst
+    labels: np.ndarray  # (N,) int64 index into label_names, -1 unlabelled
+    split: np.ndarray  # (N,) S8
+    label_names: list[str]
+    bad: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "digest", "reason"}
+    attrs: dict = field(default_factory=dict)  # root attributes, text values decoded
+    # column files holding labels and split ((name, rows) in row order); None when the
+    # index holds them itself (schema 1, packed, older schema-2 indexes)
+    pieces: list[Piece] | None = None
+    id_index: IdIndex | None = field(default=None, repr=False, compare=False)  # set on open
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def self_contained(self) -> bool:
+        return self.shards == [SELF]
+
+    def rows_of(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row ``(shard, src_row)`` arrays, each (N,)."""
+        seg = self.segments
+        shard = np.repeat(seg[:, 0], seg[:, 3])
+        starts = np.repeat(seg[:, 1] - seg[:, 2], seg[:, 3])
+        return shard, starts + np.arange(self.n, dtype=np.int64)
+
+
+def segments_of(shard: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Run-length encode per-row ``(shard, src)`` into (M, 4) segments."""
+    n = len(shard)
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    brk = np.flatnonzero((np.diff(shard) != 0) | (np.diff(src) != 1)) + 1
+    starts = np.concatenate([[0], brk])
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    return np.stack([shard[starts], src[starts], starts, lengths], axis=1).astype(np.int64)
+
+
+def extend_segments(seg: np.ndarray, shard: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``segments_of`` of the rows in ``seg`` followed by rows ``(shard, src)``, in O(new rows)."""
+    tail = segments_of(shard, src)
+    if not len(seg):
+        return tail
+    tail[:, 2] += seg[-1, 2] + seg[-1, 3]
+    if len(tail) and tail[0, 0] == seg[-1, 0] and tail[0, 1] == seg[-1, 1] + seg[-1, 3]:
+        seg = seg.copy()
+        seg[-1, 3] += tail[0, 3]  # the first new rows continue the last run
+        tail = tail[1:]
+    return np.concatenate([seg, tail]).astype(np.int64)
+
+
+def read_state(f: h5py.File, path) -> State:
+    """The snapshot described by the open store file ``f`` (v1, packed or v2 index)."""
+    check_index(f, path)  # attributes, datasets and lengths, before anything is read
+    # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
+    fp = replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION)
+    n = int(f[S.LABELS].shape[0])
+    if META in f:
+        shards = [S.as_text(v) for v in f[f"{META}/shards"][:]]
+        segments = f[f"{META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
+    else:  # schema 1: the file holds its rows
+        shards = [SELF]
+        segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
+    labels, split, pieces = _read_columns(f, path, n)
+    bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
+    bad_digests = [S.as_text(v) for v in f[f"{S.BAD}/digests"][:]]
+    reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
+    return State(
+        fingerprint=fp,
+        shards=shards,
+        segments=segments,
+        labels=labels,
+        split=split,
+        label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
+        bad={
+            i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(bad_ids, bad_digests, reasons)
+        },
+        attrs={k: S.as_text(v) for k, v in f.attrs.items()},
+        pieces=pieces,
+    )
+
+
+def _read_columns(f: h5py.File, path, n: int):
+    """``(labels, split, pieces)``: from the column files where the index maps them
+    (read directly, not through the virtual datasets, so a missing file is an error and
+    not fill values), else from the index's own datasets."""
+    virtual = {name: f[name].is_virtual for name in (S.LABELS, S.SPLIT)}
+    if f"{META}/columns" not in f or not any(virtual.values()):
+        return f[S.LABELS][:].astype(np.int64), f[S.SPLIT][:].astype("S8"), None
+    names = [S.as_text(v) for v in f[f"{META}/columns"][:]]
+    labels, split, pieces = read_columns(path, names)
+    if len(labels) != n:
+        raise StoreError(
+            f"{path}: /{META}/columns hold {len(labels)} rows but /labels has {n}; "
+            "re-run extract or restore the store"
+        )
+    if not virtual[S.LABELS]:  # the index's own dataset wins where it has one
+        labels = f[S.LABELS][:].astype(np.int64)
+    if not virtual[S.SPLIT]:
+        split = f[S.SPLIT][:].astype("S8")
+    return labels, split, pieces if all(virtual.values()) else None
+
+
+def load_state(path) -> State | None:
+    """Read the state of the store at ``path``; None when there is no store yet.
+
+    A missing index whose folder still holds rows (an orphaned folder) is a StoreError
+    naming the folder and ``embedkit store recover``: no writer starts a new store over it.
+    """
+    path = Path(path)
+    if not path.exists():
+        check_not_orphaned(path)
+        return None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
+        raise StoreError(
+            f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
+        ) from None
+    with f:
+        try:
+            state = read_state(f, path)
+        except FileNotFoundError as exc:  # under the writer lock: really missing
+            raise StoreError(missing_file(path, Path(exc.filename))) from None
+        check_rows(path, state, [f] if state.self_contained else None, keep_ids=True)
+        return state
+
+
+def store_ids(store, state: State) -> list[str]:
+    """Ids of every row, in row order, read from the shards."""
+    return _column(store, state, lambda f: f[S.IDS].asstr()[...].tolist())
+
+
+def store_digests(store, state: State) -> list[str]:
+    """Content digests of every row, in row order."""
+    return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
+
+
+def _column(store, state: State, read) -> list:
+    return list(read_array(store, state, lambda f: np.asarray(read(f), dtype=object)))
+
+
+def read_array(store, state: State, read) -> np.ndarray:
+    parts, cache = [], {}
+    for k, src, _dst, length in state.segments.tolist():
+        if k not in cache:
+            with open_existing(store, state.shards[k]) as f:
+                cache[k] = read(f)
+        parts.append(cache[k][src : src + length])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+
+
+def shard_rows(store: Path, state: State) -> dict[str, int]:
+    rows = {}
+    for name in state.shards:
+        with open_existing(store, name) as f:
+            rows[name] = int(f[S.LABELS].shape[0])
+    return rows
+
+
+def store_nbytes(store: Path, state: State | None) -> int:
+    """Bytes of the index plus the shards the state refers to."""
+    if state is None or not store.exists():
+        return 0
+    total = store.stat().st_size
+    files = [shard_path(store, name) for name in state.shards if name != SELF]
+    files += [column_dir(store) / name for name, _ in dict(state.pieces or []).items()]
+    for path in files:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total

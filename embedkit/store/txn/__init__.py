@@ -1,0 +1,1 @@
+"""Changing a store: the writer lock, the extract journal, commits, compaction."""
