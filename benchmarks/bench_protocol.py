@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_protocol.py --quick    # no 1-worker comparison
 
 Side by side in one run, on one synthetic store (Gaussian blobs, 10 classes, 8,000 train /
-2,000 test rows, written with ``FeatureStore.from_arrays``):
+2,000 test rows, written with ``embedkit.rows.from_arrays``):
 
 1. the default bench (sgd, logreg, linear, mlp, knn, centroid x 1,2,4,8,16,all shots x
    5 seeds = 180 runs) with one worker process per core;

@@ -1,6 +1,6 @@
 """Checks on the features that enter a store: a batch's rows are checked before they are
 journaled, so a row holding NaN or infinity is never committed. (Label checks live in
-``embedkit.rows.labels``, shared with ``FeatureStore.from_arrays``.)
+``embedkit.rows.labels``, shared with ``embedkit.rows.from_arrays``.)
 
     embedkit extract model.onnx X.npy --labels y.npy --out feats.h5
 """
