@@ -8,6 +8,8 @@ import random
 import numpy as np
 import pytest
 
+import embedkit  # noqa: F401  first: ORT_DISABLE_TELEMETRY before a test imports onnxruntime
+
 
 @pytest.fixture(autouse=True)
 def _seed():

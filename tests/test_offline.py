@@ -88,9 +88,9 @@ def nonet(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(LD_PRELOAD=str(lib), NONET_LOG=str(log))
 
-    def run(*argv: str) -> subprocess.CompletedProcess:
+    def run(*argv: str, **extra_env: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
-                              cwd=REPO, env=env, timeout=600)  # fmt: skip
+                              cwd=REPO, env={**env, **extra_env}, timeout=600)  # fmt: skip
 
     return run, log
 
@@ -104,16 +104,20 @@ def test_the_shim_sees_a_lookup(nonet):
     log.unlink()
 
 
-def test_export_to_deploy_make_no_network_attempt(nonet, tmp_path):
-    run, log = nonet
-    folder = make_encoder("bert", tmp_path / "bert")
+def _texts(path):
     rows = [
         {"text": f"item {i} about {topic}", "label": topic, "split": "train" if i % 4 else "test"}
         for i in range(16)
         for topic in ("cats", "code")
     ]
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_export_to_deploy_make_no_network_attempt(nonet, tmp_path):
+    run, log = nonet
+    folder = make_encoder("bert", tmp_path / "bert")
+    data = _texts(tmp_path / "data.jsonl")
     m, s, head = (str(tmp_path / n) for n in ("m.onnx", "s.h5", "head"))
     steps = [
         ("export", f"hf:{folder}", "--out", m),
@@ -127,3 +131,42 @@ def test_export_to_deploy_make_no_network_attempt(nonet, tmp_path):
         assert done.returncode == 0, f"{step[0]}: {done.stderr[-2000:]}"
         calls = log.read_text() if log.exists() else ""
         assert calls == "", f"embedkit {step[0]} tried the network:\n{calls}"
+
+
+# a script that imports onnxruntime, then embedkit, then runs the commands in-process
+ORT_FIRST = """
+import sys
+import onnxruntime
+import embedkit
+from embedkit.cli import main
+for step in sys.argv[1:]:
+    code = main(step.split("|"))
+    assert code == 0, (step, code)
+"""
+
+
+def test_onnxruntime_imported_before_embedkit_with_the_variable(nonet, tmp_path):
+    run, log = nonet
+    log.unlink(missing_ok=True)
+    folder = make_encoder("bert", tmp_path / "bert")
+    data = _texts(tmp_path / "data.jsonl")
+    m, s = str(tmp_path / "m.onnx"), str(tmp_path / "s.h5")
+    steps = [f"export|hf:{folder}|--out|{m}", f"extract|{m}|{data}|--out|{s}|--quiet",
+             f"train|{s}|--head|logreg|--out|{tmp_path / 'head'}"]  # fmt: skip
+    done = run("-c", ORT_FIRST, *steps, ORT_DISABLE_TELEMETRY="1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RuntimeWarning" not in done.stderr
+    calls = log.read_text() if log.exists() else ""
+    assert calls == "", f"tried the network:\n{calls}"
+
+
+def test_onnxruntime_imported_before_embedkit_without_the_variable_warns(nonet):
+    """onnxruntime read its environment at import: embedkit cannot stop its client then,
+    so it says how to (whether a lookup follows is up to onnxruntime's thread)."""
+    run, _ = nonet
+    done = run("-c", "import onnxruntime\nimport embedkit")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "onnxruntime was imported before embedkit without ORT_DISABLE_TELEMETRY=1" in (
+        done.stderr
+    )
+    assert "export ORT_DISABLE_TELEMETRY=1" in done.stderr
