@@ -126,7 +126,7 @@ def write(args, lines: list[str], record: dict | None = None) -> None:
     text = "\n".join(lines)
     key = {"texts": args.texts, "rounds": args.rounds, "threads": args.threads,
            "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
-    old = None if args.no_speed else "results/encoders.md"
+    old = "results/encoders.md" if args.full_run else None  # what a default run replaces
     Records("encoders").add_markdown(key, text, **(record or {}), supersedes=old)
     print(text)
 
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--no-bench", action="store_true", help="speed only")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only")
     args = parser.parse_args()
+    args.full_run = vars(args) == vars(parser.parse_args([]))
     from embedkit.backbones.install import find_parts
     from embedkit.errors import UserInputError
 

@@ -227,7 +227,8 @@ def main() -> None:
     ])  # fmt: skip
     key = {k: getattr(args, k) for k in ("texts", "images", "batch", "rounds", "threads")}
     rates = {"minilm": minilm, "lite0": lite0}
-    Records("backbones").add_markdown(key, text, rates=rates, supersedes="results/backbones.md")
+    old = "results/backbones.md" if vars(args) == vars(parser.parse_args([])) else None
+    Records("backbones").add_markdown(key, text, rates=rates, supersedes=old)
     print(text)
 
 

@@ -361,7 +361,8 @@ def main() -> None:
     )
     key = {"images": args.images, "batch_size": args.batch_size, "rounds": args.rounds,
            "rows": args.rows}  # fmt: skip
-    Records("extract").add_markdown(key, text, supersedes="results/extract.md")
+    old = "results/extract.md" if vars(args) == vars(parser.parse_args([])) else None
+    Records("extract").add_markdown(key, text, supersedes=old)
     print(text)
 
 

@@ -129,7 +129,8 @@ def main(argv=None) -> int:
         print(f"{name:42s} 16-shot median accuracy {shots[name]:.4f}", flush=True)
     records = Records("heads")
     key = {"n_train": n_train, "seeds": len(seeds), "repeat": args.repeat, "svm": args.svm}
-    records.add(key, {"full": full, "shots": shots, "supersedes": "results/heads.md"})
+    old = "results/heads.md" if vars(args) == vars(parser.parse_args([])) else None
+    records.add(key, {"full": full, "shots": shots, "supersedes": old})
     print(records.section(render))
     return 0
 

@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--int8", action="store_true", help="tune the int8 export")
     args = parser.parse_args()
+    args.full_run = vars(args) == vars(parser.parse_args([]))
     if args.int8:
         return tune_int8(args)
     work = Path(tempfile.mkdtemp(prefix="bench_tuning_"))
@@ -80,7 +81,8 @@ def record(args, medians: dict[str, float]) -> None:
     key = {"texts": args.texts, "batch_size": args.batch_size, "rounds": args.rounds,
            "int8": args.int8}  # fmt: skip
     data = {"medians": medians, "cores": len(os.sched_getaffinity(0))}
-    records.add(key, {**data, "supersedes": None if args.int8 else "results/tuning.md"})
+    old = "results/tuning.md" if args.full_run else None  # what a default run replaces
+    records.add(key, {**data, "supersedes": old})
     print(records.section(render))
 
 
