@@ -60,9 +60,11 @@ def machine() -> dict:
         info["cpu"] = cpu[0].split(":", 1)[1].strip() if cpu else platform.processor()
     except (OSError, ValueError, IndexError):
         info["cpu"] = platform.processor()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE)  # fmt: skip
-    info["commit"] = commit.stdout.strip() or None
+    git = ["git", "-C", str(HERE.parent)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "embedkit", "benchmarks/*.py"],
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    info["commit"] = (commit.stdout.strip() + ("+changes" if changed else "")) or None
     return info
 
 

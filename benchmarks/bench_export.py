@@ -21,12 +21,11 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _harness import Records
+from _harness import Records, timed_rounds
 
 from embedkit.backbones import export_backbone, load_backbone
 from embedkit.backbones.hooked_backbone import sample_images
@@ -91,18 +90,13 @@ def one_thread(fn):
     return run
 
 
-def timed_rounds(variants: dict, batches: list, rounds: int, unit_count: int) -> dict:
+def per_round(variants: dict, batches: list, rounds: int, unit_count: int) -> dict:
     """Run every variant over all batches, ``rounds`` times interleaved; items/s per round."""
-    rates = {name: [] for name in variants}
     for fn in variants.values():  # warm-up: one batch each
         fn(batches[0])
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            for batch in batches:
-                fn(batch)
-            rates[name].append(unit_count / (time.perf_counter() - start))
-    return rates
+    cases = {name: lambda fn=fn: [fn(b) for b in batches] for name, fn in variants.items()}
+    seconds = timed_rounds(cases, rounds)
+    return {name: [unit_count / s for s in values] for name, values in seconds.items()}
 
 
 def bench_minilm(work: Path, args) -> tuple[list[str], dict]:
@@ -132,7 +126,7 @@ def bench_minilm(work: Path, args) -> tuple[list[str], dict]:
     for label, report in exports.items():
         session = ort_session(Path(report.path), args.threads)
         variants[label] = lambda batch, s=session: s.run(None, batch)
-    rates = timed_rounds(variants, batches, args.rounds, args.texts)
+    rates = per_round(variants, batches, args.rounds, args.texts)
     return _table(rates, exports, "sequences/s", "torch eager", BY_HAND_MINILM), rates
 
 
@@ -159,7 +153,7 @@ def bench_lite0(work: Path, args) -> tuple[list[str], dict]:
         "torch eager, channels_last": torch_cl,
         "ORT fp32": lambda batch: session.run(None, {"pixel_values": batch}),
     }
-    rates = timed_rounds(variants, batches, args.rounds, args.images)
+    rates = per_round(variants, batches, args.rounds, args.images)
     return _table(rates, {"ORT fp32": report}, "images/s", "torch eager", {}), rates
 
 
