@@ -26,9 +26,10 @@ import h5py
 import numpy as np
 from _harness import Records, data_table, measured_line
 
-from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, index, pack, reader
-from embedkit.store import rowchecks as checks
+from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, pack
 from embedkit.store.files.shards import write_shard
+from embedkit.store.read import reader, state
+from embedkit.store.read.rowchecks import check_rows
 
 
 def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
@@ -62,12 +63,12 @@ def _open(path: Path) -> float:
 
 
 def _unchecked(path: Path) -> float:
-    saved = reader.check_rows, index.check_index
-    reader.check_rows = index.check_index = lambda *a, **k: None
+    saved = reader.check_rows, state.check_rows, state.check_index
+    reader.check_rows = state.check_rows = state.check_index = lambda *a, **k: None
     try:
         return _open(path)
     finally:
-        reader.check_rows, index.check_index = saved
+        reader.check_rows, state.check_rows, state.check_index = saved
 
 
 def main() -> None:
@@ -105,7 +106,7 @@ def _measure(name: str, path: Path, args) -> None:
         checked.append(_open(path))
     with FeatureStore(path) as fs:
         t = time.perf_counter()
-        checks.check_rows(path, fs._state, fs._handles)
+        check_rows(path, fs._state, fs._handles)
         rows_s = time.perf_counter() - t
         n = len(fs)
     rec = {
