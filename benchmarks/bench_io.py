@@ -332,7 +332,8 @@ def save(records: list[dict], load_start: str) -> None:
     meta = {"load_start": load_start, "load_end": _load(), "cpus": os.cpu_count(),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     for r in records:
-        Records("io").add({"section": r["section"], "n": r.get("n", r.get("rows"))}, {**r, **meta})
+        key = {"section": r["section"], "n": r.get("n", r.get("rows")), "when": meta["when"]}
+        Records("io").add(key, {**r, **meta})  # every run is kept: a row or paragraph each
 
 
 def _load() -> str:
@@ -365,8 +366,9 @@ def render(records: list[dict]) -> str:
                 f"{r['load_start']} -> {r['load_end']} |"
             )
         lines.append("")
-    for r in (r for r in records if r["section"] == "export"):
-        lines += ["### Export to Parquet", "",
+    for k, r in enumerate(r for r in records if r["section"] == "export"):
+        lines += ["### Export to Parquet", ""] if k == 0 else []  # one heading, a paragraph a run
+        lines += [
                   f"`{r['command']}` ({r['when']}; load {r['load_start']} -> {r['load_end']}): "
                   f"{r['rows']:,} x {r['dim']} float32 store ({r['store_bytes'] / 1e9:.2f} GB) "
                   f"-> {r['parquet_bytes'] / 1e9:.2f} GB Parquet in "
@@ -374,8 +376,11 @@ def render(records: list[dict]) -> str:
                   f"**peak memory {r['export']['peak_mb']:.0f} MB**; read back by "
                   f"`pandas.read_parquet`: {r['identical']['pandas']}; by DuckDB "
                   f"(`read_parquet`, record batches): {r['identical']['duckdb']}.", ""]  # fmt: skip
-    for r in (r for r in records if r["section"] == "encoder"):
-        lines += ["### CachedEncoder: the second fit", "",
+    for k, r in enumerate(r for r in records if r["section"] == "encoder"):
+        lines += (
+            ["### CachedEncoder: the second fit", ""] if k == 0 else []
+        )  # one heading, a paragraph a run
+        lines += [
                   f"`{r['command']}` ({r['when']}; load {r['load_start']} -> {r['load_end']}): "
                   f"`make_pipeline(CachedEncoder({r['model']}, store=...), "
                   f"LogisticRegression())` fitted twice on the same {r['n']:,} texts. Time in "
