@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         "of the cluster)",
         skip_bad="record undecodable items in the store and go on",
     )
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+    p.add_argument("--dtype", default="float32", metavar="float32|float16",
                    help="storage dtype (default float32)")  # fmt: skip
     p.add_argument("--tap", action="append", dest="taps", metavar="T",
                    help="store only this tap (repeatable; default all)")  # fmt: skip
@@ -36,11 +36,10 @@ def register(subparsers) -> None:
                    help="preprocessing spec overriding the model's metadata; full-frame: "
                    "the model's image spec without its resize+centre crop, for items that "
                    "fill their frame (e.g. 28x28 Fashion-MNIST; docs/extract.md)")  # fmt: skip
-    p.add_argument("--split", choices=("train", "val", "test"),
-                   help="tag every item with this split")  # fmt: skip
+    p.add_argument("--split", metavar="train|val|test", help="tag every item with this split")
     p.add_argument("--id-prefix", metavar="P",
                    help='prefix for item ids (default "<split>/" with --split)')  # fmt: skip
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--engine", default="local", metavar="local|ray",
                    help="local: this process (default); ray: an actor pool on a Ray cluster "
                    "(pip install 'embedkit[ray]'; see docs/scale-out.md)")  # fmt: skip
     p.add_argument(
@@ -48,7 +47,7 @@ def register(subparsers) -> None:
         metavar="auto|HOST:PORT",
         help="with --engine ray: the cluster to join (default: start Ray here)",
     )
-    p.add_argument("--ray-shards", choices=("auto", "driver"), default="auto",
+    p.add_argument("--ray-shards", default="auto", metavar="auto|driver",
                    help="with --engine ray: auto writes shards into the store's folder from "
                    "nodes that see it and sends them to the driver from the others; driver "
                    "always sends them (no shared filesystem for the store)")  # fmt: skip
@@ -57,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Extract and print a one-line summary."""
+    """Extract and print a one-line summary; ExtractConfig checks the options."""
     from embedkit.cli import options
     from embedkit.extract import ExtractConfig, extract
 

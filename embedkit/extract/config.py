@@ -6,13 +6,18 @@ an ``embedkit extract`` option, checked when the config is made) and :class:`Ext
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from embedkit.errors import UserInputError
+import numpy as np
 
-ENGINES = ("local", "ray")
+from embedkit.errors import UserInputError
+from embedkit.extract.providers import DEVICES
+from embedkit.store.format import SPLITS, STORAGE_DTYPES
+
+ENGINES = ("local", "ray")  # extract/pipeline.py maps each name to its engine
 RAY_SHARDS = ("auto", "driver")
 
 
@@ -44,22 +49,19 @@ class ExtractConfig:
     # the actor's node sees the store's folder, else sent to the driver) or driver (always sent)
 
     def __post_init__(self):
-        if self.engine not in ENGINES:
-            raise UserInputError(f"--engine {self.engine!r} is not one of: {', '.join(ENGINES)}")
-        if self.ray_shards not in RAY_SHARDS:
-            raise UserInputError(
-                f"--ray-shards {self.ray_shards!r} is not one of: {', '.join(RAY_SHARDS)}"
-            )
-        if self.address is not None and self.engine != "ray":
-            raise UserInputError(f"--address {self.address} applies to --engine ray only; add it")
-        if self.ray_shards != "auto" and self.engine != "ray":
-            raise UserInputError(
-                f"--ray-shards {self.ray_shards} applies to --engine ray only; add it"
-            )
-        if self.batch_size < 1 or (self.workers is not None and self.workers < 1):
-            raise UserInputError("--batch-size and --workers must be at least 1")
+        for name, ok, what in _CHECKS:
+            value = getattr(self, name)
+            if not ok(value):
+                raise UserInputError(f"{_flag(name)} {value!r}: pass {what}")
         if self.taps is not None:
+            if isinstance(self.taps, str) or not all(isinstance(t, str) for t in self.taps):
+                raise UserInputError(f"--tap {self.taps!r}: pass a sequence of tap names")
             object.__setattr__(self, "taps", tuple(self.taps))
+        for name, default in (("address", None), ("ray_shards", "auto")):
+            if getattr(self, name) != default and self.engine != "ray":
+                raise UserInputError(
+                    f"{_flag(name)} {getattr(self, name)} applies to --engine ray only; add it"
+                )
 
     def with_options(self, **options: Any) -> ExtractConfig:
         """A copy with ``options`` (field names) replaced; an unknown name is refused.
@@ -80,6 +82,44 @@ class ExtractConfig:
                 f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}"
             )
         return replace(self, **options)
+
+
+def _flag(name: str) -> str:
+    """The option as ``embedkit extract`` spells it."""
+    return {"taps": "--tap", "progress": "progress"}.get(name, "--" + name.replace("_", "-"))
+
+
+def _count(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
+
+def _one_of(name: str, choices: tuple, optional: bool = False) -> tuple:
+    ok = (lambda v: v is None or v in choices) if optional else (lambda v: v in choices)
+    return name, ok, "one of: " + ", ".join(choices)
+
+
+_TEXTS = ("id_prefix", "text_column", "label_column", "column", "id_column", "address")
+# (field, accepts, what to pass instead): the one check of each option but --tap
+_CHECKS = (
+    ("batch_size", _count, "an integer of at least 1"),
+    *(
+        (n, lambda v: v is None or _count(v), "an integer of at least 1")
+        for n in ("workers", "limit")
+    ),
+    _one_of("device", DEVICES),
+    _one_of("dtype", STORAGE_DTYPES),
+    _one_of("engine", ENGINES),
+    _one_of("ray_shards", RAY_SHARDS),
+    _one_of("split", SPLITS, optional=True),
+    *((n, lambda v: v is None or isinstance(v, str), "a string") for n in _TEXTS),
+    ("labels", lambda v: v is None or isinstance(v, str | os.PathLike), "a .npy path"),
+    (
+        "preprocess",
+        lambda v: v is None or isinstance(v, str | os.PathLike | dict),
+        "a JSON file, full-frame or a spec dict",
+    ),
+    *((n, lambda v: isinstance(v, bool), "True or False") for n in ("skip_bad", "progress")),
+)
 
 
 @dataclass(frozen=True)

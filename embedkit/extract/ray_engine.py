@@ -39,42 +39,46 @@ import numpy as np
 
 from embedkit.errors import EmbedkitError, StoreError, UserInputError, require
 from embedkit.extract.config import ExtractConfig
-from embedkit.extract.sources import Listing
+from embedkit.extract.engine import Job, Outcome
 from embedkit.extract.worker import BatchWorker, expected_shapes
+from embedkit.progress import Progress
 
 _QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
 
 
-def run_on_ray(
-    work: BatchWorker,
-    batches: list[tuple[int, np.ndarray]],
-    listing: Listing,
-    writer,
-    cfg: ExtractConfig,
-    bar,
-    journal: tuple,
-) -> tuple[int, int, str | None]:
-    """Run ``batches`` (batch number, source positions) on Ray into ``writer``'s journal.
+class RayEngine:
+    """Batches run by an actor pool on a Ray cluster, each journaled as its own shard."""
 
-    ``journal`` holds the arguments the driver passed to ``writer.begin``; calling it again
-    afterwards makes the writer find every shard the actors journaled. Returns (items
-    computed, bad items, execution provider or None), ready for ``writer.commit()``.
-    """
-    ray = require("ray", "ray", "--engine ray")
-    require("ray.data", "ray", "--engine ray")  # configures its loggers on import: first
-    if not batches:
-        return 0, 0, None
-    started = _connect(ray, cfg.address)
-    levels = {name: logging.getLogger(name).level for name in _QUIET}
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        return _run(ray, work, batches, listing, writer, cfg, bar, journal)
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-        if started:
-            ray.shutdown()
+    def configure(self, cfg: ExtractConfig) -> ExtractConfig:
+        for module in ("ray", "ray.data"):  # before the store is touched
+            require(module, "ray", "--engine ray")
+        return cfg  # the device and the pool are checked against the cluster in run()
+
+    def start(self, work: BatchWorker) -> None:
+        """Nothing: each actor loads its own session."""
+
+    def begin(self, job: Job) -> set[int]:
+        """A journal of batch shards, each written by the actor that computed it."""
+        return job.writer.begin(job.todo_ids, job.batch_positions)
+
+    def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
+        """Run ``batches`` on Ray into the writer's journal, ready for ``writer.commit()``."""
+        import ray
+        import ray.data  # noqa: F401  configures its loggers on import: before ours
+
+        if not batches:
+            return Outcome(0, 0, None)
+        started = _connect(ray, job.cfg.address)
+        levels = {name: logging.getLogger(name).level for name in _QUIET}
+        for name in _QUIET:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            return _run(ray, job, batches, bar)
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+            if started:
+                ray.shutdown()
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -139,11 +143,10 @@ def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int 
     return min(cfg.workers or slots, n_batches), per_actor, device, threads
 
 
-def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
-    import ray.data
-
+def _run(ray, job: Job, batches, bar) -> Outcome:
     from embedkit.store.files.shards import write_atomic
 
+    work, listing, writer, cfg = job.work, job.listing, job.writer, job.cfg
     n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the tqdm bar
@@ -193,7 +196,7 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
             with_shard.add(out["batch"])
             provider = out["provider"]
         bar.update(out["computed"] + out["n_bad"], work=work.plan.work(int(out["batch"])))
-    journaled = writer.begin(*journal)  # finds every shard the actors wrote
+    journaled = RayEngine().begin(job)  # finds every shard the actors wrote
     missing = sorted(with_shard - journaled)
     if missing:
         raise StoreError(
@@ -201,7 +204,7 @@ def _run(ray, work, batches, listing: Listing, writer, cfg, bar, journal):
             "are not there; put the store on a filesystem every Ray node mounts at the "
             "same path, or pass --ray-shards driver, and re-run"
         )
-    return n_computed, n_bad, provider
+    return Outcome(n_computed, n_bad, provider)
 
 
 def batches_per_task(n_batches: int, n_actors: int) -> int:

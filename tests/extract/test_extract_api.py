@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import ExtractConfig, extract, load_model, open_source, select_providers
-from embedkit.extract.pipeline import PREP_NICE
+from embedkit.extract.local import PREP_NICE
 from embedkit.extract.preprocess import make_preprocessor
 from embedkit.extract.providers import Runner, others_running
 from embedkit.extract.sources import ImageFolderSource
@@ -200,6 +201,34 @@ def test_preprocessing_threads_yield_to_inference(models, image_dir, tmp_path):
     pool, _ = _reference(models["image"], image_dir, ["pool", "fmap"])
     with FeatureStore(out) as fs:
         np.testing.assert_allclose(fs.features("pool"), pool, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch_size": 0}, "--batch-size 0: pass an integer of at least 1"),
+        ({"batch_size": True}, "--batch-size True"),
+        ({"workers": "4"}, "--workers '4'"),
+        ({"limit": -3}, "--limit -3"),
+        ({"engine": "spark"}, "--engine 'spark': pass one of: local, ray"),
+        ({"dtype": "float8"}, "--dtype 'float8': pass one of: float32, float16"),
+        ({"device": "tpu"}, "--device 'tpu': pass one of: auto, cpu, cuda"),
+        ({"split": "dev"}, "--split 'dev': pass one of: train, val, test"),
+        ({"taps": "pool"}, "--tap 'pool': pass a sequence of tap names"),
+        ({"text_column": 3}, "--text-column 3: pass a string"),
+        ({"skip_bad": "yes"}, "--skip-bad 'yes': pass True or False"),
+        ({"ray_shards": "driver"}, "--ray-shards driver applies to --engine ray only"),
+        ({"address": "auto"}, "--address auto applies to --engine ray only"),
+    ],
+)
+def test_config_refuses_a_bad_option_naming_it(models, array_file, tmp_path, options, message):
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        ExtractConfig(**options)
+    out = tmp_path / "o.h5"
+    with pytest.raises(UserInputError, match=re.escape(message)):  # before anything is read
+        extract(models["array"], array_file, out, **options)
+    assert not out.exists() and not (tmp_path / "o.h5.d").exists()
+    assert ExtractConfig(taps=["pool"], engine="ray", address="auto").taps == ("pool",)
 
 
 def test_unknown_option_and_providers():

@@ -1,0 +1,79 @@
+"""The engine interface: how the planned batches of one extraction are run.
+
+``extract`` (``pipeline.py``) lists the source, takes the store's writer lock and plans
+the batches; then an engine, picked by ``--engine`` in one place, opens the store's
+journal in the form it writes and runs the batches not yet journaled:
+
+- ``local`` (:class:`~embedkit.extract.local.LocalEngine`): one ONNX Runtime session in
+  this process, batches decoded ahead by a thread pool, journaled into one pending shard;
+- ``ray`` (:class:`~embedkit.extract.ray_engine.RayEngine`): an actor pool on a Ray
+  cluster, each batch journaled as its own shard by the actor that computed it.
+
+Either way the store's commit is the same, so the two give bit-identical stores.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --engine local
+    embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from embedkit.extract.config import ExtractConfig
+from embedkit.extract.sources import Listing
+from embedkit.extract.worker import BatchWorker
+from embedkit.progress import Progress
+from embedkit.store import StoreWriter
+
+
+@dataclass(frozen=True)
+class Job:
+    """One extraction, listed and planned: what ``extract`` hands its engine."""
+
+    cfg: ExtractConfig  # as the engine's configure() returned it
+    work: BatchWorker  # reads, preprocesses and runs batches; its plan is set
+    listing: Listing  # the source's items (ids, digests, labels, splits), tagged
+    writer: StoreWriter  # holds the store's lock; the engine opens its journal
+    todo: np.ndarray  # positions into ``listing`` of the items to compute, in source order
+
+    @property
+    def todo_ids(self) -> list[str]:
+        return [self.listing.ids[i] for i in self.todo.tolist()]
+
+    @property
+    def batch_positions(self) -> list[np.ndarray]:
+        """Per batch of the plan, its items' positions into ``todo``."""
+        return self.work.plan.positions(self.todo)
+
+    def todo_rows(self) -> dict[str, list]:
+        """The to-do items' digests, labels and splits, in ``todo`` order."""
+        return {key: [getattr(self.listing, key)[i] for i in self.todo.tolist()]
+                for key in ("digests", "labels", "splits")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an engine's run did, for the summary."""
+
+    n_computed: int  # items run through the model and journaled
+    n_bad: int  # items recorded as bad (--skip-bad)
+    provider: str | None  # the execution provider that computed them; None: none ran
+
+
+class Engine(Protocol):
+    """How the batches of one extraction run; ``extract`` calls these in this order."""
+
+    def configure(self, cfg: ExtractConfig) -> ExtractConfig:
+        """Fill the engine's defaults; refuse what it cannot run, before the store is touched."""
+
+    def start(self, work: BatchWorker) -> None:
+        """A session will be needed: start loading it now, or leave it to the workers."""
+
+    def begin(self, job: Job) -> set[int]:
+        """Open the store's journal in this engine's form; the batches already journaled."""
+
+    def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
+        """Compute ``batches`` (batch number, source positions) into the journal."""

@@ -1,0 +1,154 @@
+"""The local engine: one ONNX Runtime session in this process.
+
+A thread pool reads and preprocesses the next batches while ONNX Runtime runs the
+current one (PIL and tokenizers release the GIL), and a writer thread journals the
+results, so decoding, inference and writing overlap. The journal is one pending shard
+of every to-do row, which the commit links into the store without copying a row.
+
+    embedkit extract lite0.onnx images/ --out feats.h5 --workers 4
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from embedkit.extract.config import ExtractConfig
+from embedkit.extract.engine import Job, Outcome
+from embedkit.extract.providers import select_providers
+from embedkit.extract.worker import BatchWorker, expected_shapes
+from embedkit.progress import Progress
+
+PREP_NICE = 10  # preprocessing threads run this much nicer on Linux (see _yield_to_inference)
+
+
+class LocalEngine:
+    """Batches decoded ahead by ``cfg.workers`` threads, run by one session, journaled."""
+
+    def configure(self, cfg: ExtractConfig) -> ExtractConfig:
+        select_providers(cfg.device)  # fail early on --device cuda without CUDA
+        if cfg.workers is not None:
+            return cfg
+        # ORT takes every core for the model; decoding needs far fewer
+        from joblib import cpu_count  # the cores this process may use (cgroups, affinity)
+
+        return replace(cfg, workers=max(1, min(8, cpu_count() // 2)))
+
+    def start(self, work: BatchWorker) -> None:
+        work.start_session()  # loads while the caller scans, tokenises and plans
+
+    def begin(self, job: Job) -> set[int]:
+        """One pending shard of every to-do row (``embedkit.store.txn.journal``)."""
+        return job.writer.begin(job.todo_ids, job.batch_positions, **job.todo_rows())
+
+    def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
+        work, listing, n_workers = job.work, job.listing, job.cfg.workers
+        expected = expected_shapes(job.writer.fingerprint)
+        sink = _WriterThread(job.writer)
+        n_computed = n_bad = 0
+        with ThreadPoolExecutor(
+            n_workers, thread_name_prefix="embedkit-prep", initializer=_yield_to_inference
+        ) as pool:
+            pending: deque = deque()
+            todo = iter(batches)
+            try:
+                for _ in range(n_workers + 2):  # prefetch window
+                    _submit(pool, pending, todo, work.prepare)
+                if pending:
+                    _ = work.runner  # load the session while the first batches decode
+                while pending:
+                    b, future = pending.popleft()
+                    good, bad, feed = future.result()
+                    _submit(pool, pending, todo, work.prepare)
+                    _reject(job, bad)
+                    n_bad += len(bad)
+                    if feed is not None:
+                        features = work.infer(feed, expected, len(good))
+                        good, features, nonfinite = work.screen(good, features)
+                        _reject(job, nonfinite)  # never journaled
+                        n_bad += len(nonfinite)
+                    if good:
+                        sink.put(b, good, listing, features)
+                        n_computed += len(good)
+                    bar.update(len(good) + len(bad), work=work.plan.work(b))
+            except BaseException:
+                for _, future in pending:
+                    future.cancel()
+                sink.close(reraise=False)
+                raise
+            sink.close()
+        return Outcome(n_computed, n_bad, work.provider)
+
+
+def _reject(job: Job, bad: list[tuple[int, str]]) -> None:
+    """Stop at the first bad item, or record each one with ``--skip-bad``."""
+    for index, reason in bad:
+        if not job.cfg.skip_bad:
+            raise job.work.bad_item_error(index, reason)
+        job.writer.record_bad(job.listing.ids[index], job.listing.digests[index], reason)
+
+
+def _yield_to_inference() -> None:
+    """Lower this preprocessing thread's priority below the ONNX Runtime threads' (Linux).
+
+    ORT runs one intra-op thread per core, and each parallel operator waits for its slowest
+    thread: a decoding thread that preempts one of them stalls all. Ten steps nicer, it
+    decodes in the gaps between operators and while the session waits for the next batch
+    (benchmarks/RESULTS.md, "Images").
+    """
+    if sys.platform == "linux":  # elsewhere the call would renice the whole process
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(
+                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + PREP_NICE)
+            )
+        except OSError:  # a sandbox may forbid it; decoding then simply competes
+            pass
+
+
+def _submit(pool, pending: deque, todo, fn) -> None:
+    nxt = next(todo, None)
+    if nxt is not None:
+        b, rows = nxt
+        pending.append((b, pool.submit(fn, rows)))
+
+
+class _WriterThread:
+    """Journal batches in a background thread; errors resurface in the caller."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="embedkit-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, b: int, rows: list[int], listing, features) -> None:
+        if self.error is not None:
+            raise self.error
+        ids, digests, labels, splits = (
+            [getattr(listing, key)[i] for i in rows]
+            for key in ("ids", "digests", "labels", "splits")
+        )
+        self.queue.put((b, ids, digests, labels, splits, features))
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write_batch(*item)
+                except BaseException as exc:  # handed to the main thread
+                    self.error = exc
+
+    def close(self, reraise: bool = True) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if reraise and self.error is not None:
+            raise self.error
