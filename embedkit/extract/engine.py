@@ -1,17 +1,11 @@
 """The engine interface: how the planned batches of one extraction are run.
 
 ``extract`` (``pipeline.py``) lists the source, takes the store's writer lock and plans
-the batches; then an engine, picked by ``--engine`` in one place, opens the store's
-journal in the form it writes and runs the batches not yet journaled:
+the batches; the engine ``--engine`` names opens the journal in the form it writes and
+runs the batches not yet journaled: ``local`` (``local.py``, one ONNX Runtime session in
+this process) or ``ray`` (``ray_engine.py``, an actor pool on a Ray cluster). The commit
+is the same for both, so they give bit-identical stores.
 
-- ``local`` (:class:`~embedkit.extract.local.LocalEngine`): one ONNX Runtime session in
-  this process, batches decoded ahead by a thread pool, journaled into one pending shard;
-- ``ray`` (:class:`~embedkit.extract.ray_engine.RayEngine`): an actor pool on a Ray
-  cluster, each batch journaled as its own shard by the actor that computed it.
-
-Either way the store's commit is the same, so the two give bit-identical stores.
-
-    embedkit extract lite0.onnx images/ --out feats.h5 --engine local
     embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
 """
 
@@ -47,11 +41,6 @@ class Job:
     def batch_positions(self) -> list[np.ndarray]:
         """Per batch of the plan, its items' positions into ``todo``."""
         return self.work.plan.positions(self.todo)
-
-    def todo_rows(self) -> dict[str, list]:
-        """The to-do items' digests, labels and splits, in ``todo`` order."""
-        return {key: [getattr(self.listing, key)[i] for i in self.todo.tolist()]
-                for key in ("digests", "labels", "splits")}  # fmt: skip
 
 
 @dataclass(frozen=True)

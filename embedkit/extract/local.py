@@ -46,7 +46,8 @@ class LocalEngine:
 
     def begin(self, job: Job) -> set[int]:
         """One pending shard of every to-do row (``embedkit.store.txn.journal``)."""
-        return job.writer.begin(job.todo_ids, job.batch_positions, **job.todo_rows())
+        rows = job.listing.rows(job.todo.tolist())
+        return job.writer.begin(rows.pop("ids"), job.batch_positions, **rows)
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         work, listing, n_workers = job.work, job.listing, job.cfg.workers
@@ -133,11 +134,7 @@ class _WriterThread:
     def put(self, b: int, rows: list[int], listing, features) -> None:
         if self.error is not None:
             raise self.error
-        ids, digests, labels, splits = (
-            [getattr(listing, key)[i] for i in rows]
-            for key in ("ids", "digests", "labels", "splits")
-        )
-        self.queue.put((b, ids, digests, labels, splits, features))
+        self.queue.put((b, *listing.rows(rows).values(), features))  # ids, digests, labels, splits
 
     def _loop(self) -> None:
         while (item := self.queue.get()) is not None:

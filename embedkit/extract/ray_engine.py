@@ -152,14 +152,7 @@ def _run(ray, job: Job, batches, bar) -> Outcome:
     context.enable_progress_bars = False  # ours is the tqdm bar
     context.print_on_execution_start = False
     rows = [
-        {
-            "batch": b,
-            "rows": positions.tolist(),
-            "ids": [listing.ids[i] for i in positions],
-            "digests": [listing.digests[i] for i in positions],
-            "labels": [listing.labels[i] for i in positions],
-            "splits": [listing.splits[i] for i in positions],
-        }
+        {"batch": b, "rows": positions.tolist(), **listing.rows(positions.tolist())}
         for b, positions in batches
     ]
     per_task = batches_per_task(len(rows), n_actors)

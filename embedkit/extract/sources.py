@@ -57,6 +57,11 @@ class Listing:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def rows(self, positions) -> dict[str, list]:
+        """The ids, digests, labels and splits of the items at ``positions``."""
+        return {key: [getattr(self, key)[i] for i in positions]
+                for key in ("ids", "digests", "labels", "splits")}  # fmt: skip
+
     def tagged(self, split: str | None, id_prefix: str | None) -> Listing:
         """Tag every item with ``split`` and prefix its id (default ``"<split>/"``)."""
         prefix = id_prefix if id_prefix is not None else (f"{split}/" if split else "")

@@ -17,7 +17,6 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.extract.batching import Plan
-from embedkit.extract.feature_checks import nonfinite_rows
 from embedkit.extract.model import ModelSpec
 from embedkit.extract.preprocess import BadItem, make_preprocessor
 from embedkit.extract.providers import Runner
@@ -124,7 +123,10 @@ class BatchWorker:
         return features
 
     def screen(self, good: list[int], features: dict[str, np.ndarray]):
-        """Drop rows with NaN or infinite features: (good, features, [(row, reason)])."""
+        """Drop rows with NaN or infinite features: (good, features, [(row, reason)]).
+
+        A batch is screened before it is journaled, so such a row is never committed.
+        """
         nonfinite = nonfinite_rows(features, self.dtype)
         if not nonfinite:
             return good, features, []
@@ -141,3 +143,25 @@ class BatchWorker:
 def expected_shapes(fingerprint) -> dict[str, tuple]:
     """Per-item shape of each tap the store expects."""
     return {t.name: tuple(t.shape) for t in fingerprint.tap_infos}
+
+
+def nonfinite_rows(features: dict[str, np.ndarray], dtype: str) -> dict[int, str]:
+    """Rows of a batch (positions) whose features hold NaN or infinity, with the reason.
+
+    ``features`` are the ``{tap: (n, ...)}`` arrays as they will be stored (``dtype``).
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 1.0], [np.nan, 2.0]], np.float32)
+    >>> nonfinite_rows({"pool": x}, "float32")
+    {1: "the model's output for tap 'pool' holds NaN or infinite values"}
+    """
+    bad: dict[int, str] = {}
+    for tap, x in features.items():
+        flat = x.reshape(len(x), -1)  # (n, features)
+        for row in np.flatnonzero(~np.isfinite(flat).all(axis=1)).tolist():
+            reason = f"the model's output for tap {tap!r} holds NaN or infinite values"
+            if dtype == "float16":
+                reason += " (float16 storage overflows beyond 65504: try --dtype float32)"
+            bad.setdefault(row, reason)
+    return dict(sorted(bad.items()))
