@@ -77,7 +77,7 @@ def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) 
 
 def render(records: list[dict]) -> str:
     """The section from the records (run_all.py --render calls this)."""
-    lines = ["## Deploy: predict on raw inputs", ""]
+    lines = []
     for r in records:
         key, n = r["key"], r["key"]["images"]
         lines += [
