@@ -35,7 +35,6 @@ from embedkit.deploy import deploy, predict
 from embedkit.extract import extract
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 def bench(work: Path, n_images: int, rounds: int, batch: int, heads: list[str]) -> dict:

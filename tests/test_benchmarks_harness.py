@@ -53,12 +53,17 @@ def test_a_section_renders_the_latest_record_of_each_key(tmp_path):
     table = {"header": ["a", "b"], "align": ["---", "--:"], "rows": [["1", "`x|y`"], ["2", "z"]]}
     first["markdown"] = ["## Tiny\n\nTwo rows:\n", table, "\nEnd."]
     lines.append(first)  # the same key again: it replaces the stale record, in its place
+    imported = {**record("old", "Imported figure 0.5.", "python benchmarks/x.py"),
+                "imported_from": "results/x.md"}  # fmt: skip
+    lines += [imported, {**record("new", "Re-run.", "python benchmarks/x.py"),
+                         "supersedes": "results/x.md"}]  # fmt: skip
     (folder / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     page = render(tmp_path, folder)
     section = page[page.index("## Tiny") :]
     assert "stale" not in page and section.index("End.") < section.index("Second part.")
     assert "| a | b |\n| --- | --: |\n| 1 | `x|y` |\n| 2 | z |\n\nEnd." in section
     assert "`python benchmarks/tiny.py --n 2`" in section and "load 1.5" in section
+    assert "Imported figure" not in page and "Re-run." in page  # superseded by a re-run
 
 
 def test_a_benchmark_renders_its_own_records(tmp_path):
