@@ -32,8 +32,10 @@ import numpy as np
 from _harness import Records, data_table, measured_line
 
 from embedkit.store import (
+    BatchShards,
     FeatureStore,
     Fingerprint,
+    PendingRows,
     StoreWriter,
     TapInfo,
     commit_shards,
@@ -171,10 +173,12 @@ def _extract_rows(
     t = time.perf_counter()
     with StoreWriter(store, fp) as w:
         todo = w.plan(ids, digests)
-        rows = {"digests": [digests[i] for i in todo]} if direct else {}
-        if direct:
-            rows.update(labels=[labels[i] for i in todo], splits=[splits[i] for i in todo])
-        w.begin([ids[i] for i in todo], batch, **rows)
+        todo_ids = [ids[i] for i in todo]
+        w.begin(
+            PendingRows(todo_ids, batch, digests=[digests[i] for i in todo],
+                        labels=[labels[i] for i in todo], splits=[splits[i] for i in todo])
+            if direct else BatchShards(todo_ids, batch)
+        )  # fmt: skip
         for b, lo in enumerate(range(0, len(todo), batch)):
             pos = todo[lo : lo + batch]
             w.write_batch(b, [ids[i] for i in pos], [digests[i] for i in pos],

@@ -1,7 +1,7 @@
 """The engine interface: how the planned batches of one extraction are run.
 
 ``extract`` (``pipeline.py``) lists the source, takes the store's writer lock and plans
-the batches; the engine ``--engine`` names opens the journal in the form it writes and
+the batches; the engine ``--engine`` names picks the form of the store's journal and
 runs the batches not yet journaled: ``local`` (``local.py``, one ONNX Runtime session in
 this process) or ``ray`` (``ray_engine.py``, an actor pool on a Ray cluster). The commit
 is the same for both, so they give bit-identical stores.
@@ -21,6 +21,7 @@ from embedkit.extract.sources import Listing
 from embedkit.extract.worker import BatchWorker
 from embedkit.progress import Progress
 from embedkit.store import StoreWriter
+from embedkit.store.txn.journal import Journal
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Job:
     cfg: ExtractConfig  # as the engine's configure() returned it
     work: BatchWorker  # reads, preprocesses and runs batches; its plan is set
     listing: Listing  # the source's items (ids, digests, labels, splits), tagged
-    writer: StoreWriter  # holds the store's lock; the engine opens its journal
+    writer: StoreWriter  # holds the store's lock; extract opens the engine's journal
     todo: np.ndarray  # positions into ``listing`` of the items to compute, in source order
 
     @property
@@ -61,8 +62,8 @@ class Engine(Protocol):
     def start(self, work: BatchWorker) -> None:
         """A session will be needed: start loading it now, or leave it to the workers."""
 
-    def begin(self, job: Job) -> set[int]:
-        """Open the store's journal in this engine's form; the batches already journaled."""
+    def journal(self, job: Job) -> Journal:
+        """The store journal this engine writes (``embedkit.store.txn.journal``)."""
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         """Compute ``batches`` (batch number, source positions) into the journal."""

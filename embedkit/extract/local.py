@@ -25,6 +25,7 @@ from embedkit.extract.engine import Job, Outcome
 from embedkit.extract.providers import select_providers
 from embedkit.extract.worker import BatchWorker, expected_shapes
 from embedkit.progress import Progress
+from embedkit.store import PendingRows
 
 PREP_NICE = 10  # preprocessing threads run this much nicer on Linux (see _yield_to_inference)
 
@@ -44,10 +45,10 @@ class LocalEngine:
     def start(self, work: BatchWorker) -> None:
         work.start_session()  # loads while the caller scans, tokenises and plans
 
-    def begin(self, job: Job) -> set[int]:
-        """One pending shard of every to-do row (``embedkit.store.txn.journal``)."""
+    def journal(self, job: Job) -> PendingRows:
+        """One pending shard of every to-do row: the commit copies no row."""
         rows = job.listing.rows(job.todo.tolist())
-        return job.writer.begin(rows.pop("ids"), job.batch_positions, **rows)
+        return PendingRows(rows.pop("ids"), job.batch_positions, **rows)
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         work, listing, n_workers = job.work, job.listing, job.cfg.workers

@@ -140,7 +140,7 @@ class _Extraction:
             writer.relabel([listing.ids[i] for i in cached], [listing.labels[i] for i in cached])
         self.work.plan = plan = self._plan(todo)
         job = Job(self.cfg, self.work, listing, writer, todo)
-        done = self.engine.begin(job)
+        done = writer.begin(self.engine.journal(job))
         batches = [(b, rows) for b, rows in enumerate(plan.batches) if b not in done]
         n_resumed = len(todo) - sum(len(rows) for _, rows in batches)
         bar = Progress("extract", len(todo), initial=n_resumed, enabled=self.cfg.progress,

@@ -42,6 +42,7 @@ from embedkit.extract.config import ExtractConfig
 from embedkit.extract.engine import Job, Outcome
 from embedkit.extract.worker import BatchWorker, expected_shapes
 from embedkit.progress import Progress
+from embedkit.store import BatchShards
 
 _QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
 
@@ -57,9 +58,9 @@ class RayEngine:
     def start(self, work: BatchWorker) -> None:
         """Nothing: each actor loads its own session."""
 
-    def begin(self, job: Job) -> set[int]:
-        """A journal of batch shards, each written by the actor that computed it."""
-        return job.writer.begin(job.todo_ids, job.batch_positions)
+    def journal(self, job: Job) -> BatchShards:
+        """One shard per batch, each written by the actor that computed it."""
+        return BatchShards(job.todo_ids, job.batch_positions)
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         """Run ``batches`` on Ray into the writer's journal, ready for ``writer.commit()``."""
@@ -189,7 +190,7 @@ def _run(ray, job: Job, batches, bar) -> Outcome:
             with_shard.add(out["batch"])
             provider = out["provider"]
         bar.update(out["computed"] + out["n_bad"], work=work.plan.work(int(out["batch"])))
-    journaled = RayEngine().begin(job)  # finds every shard the actors wrote
+    journaled = writer.begin(RayEngine().journal(job))  # finds every shard the actors wrote
     missing = sorted(with_shard - journaled)
     if missing:
         raise StoreError(

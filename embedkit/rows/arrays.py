@@ -11,7 +11,14 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.rows.labels import array_label_names
-from embedkit.store import FeatureStore, Fingerprint, StoreWriter, TapInfo, sha256_bytes
+from embedkit.store import (
+    BatchShards,
+    FeatureStore,
+    Fingerprint,
+    StoreWriter,
+    TapInfo,
+    sha256_bytes,
+)
 
 
 def from_arrays(
@@ -62,7 +69,7 @@ def from_arrays(
     split_values = None if splits is None else [str(s) or None for s in splits]
     with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
         writer.plan(ids, digests)
-        writer.begin(ids, max(1, n))
+        writer.begin(BatchShards(ids, max(1, n)))
         writer.write_batch(0, ids, digests, names, split_values, arrays)
         writer.commit()
     return FeatureStore(path)

@@ -16,14 +16,17 @@ from embedkit.store.read.reader import FeatureStore
 from embedkit.store.read.summary import store_summary
 from embedkit.store.txn.commit import CommitSummary, commit_shards
 from embedkit.store.txn.compact import compact, pack
+from embedkit.store.txn.journal import BatchShards, PendingRows
 from embedkit.store.txn.lock import WriterLock
 from embedkit.store.txn.writer import StoreWriter, set_splits, sha256_bytes
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BatchShards",
     "CommitSummary",
     "FeatureStore",
     "Fingerprint",
+    "PendingRows",
     "StoreWriter",
     "TapInfo",
     "WriterLock",

@@ -22,6 +22,7 @@ import numpy as np
 from embedkit.store import (
     FeatureStore,
     Fingerprint,
+    PendingRows,
     StoreWriter,
     TapInfo,
     commit_shards,
@@ -57,7 +58,7 @@ def extract(store: Path, start: int, n: int, batch: int, hook=None) -> None:
     with StoreWriter(store, FP, timeout=60) as w:
         todo = w.plan(ids, digests)
         pick = [ids[i] for i in todo], [digests[i] for i in todo], [labels[i] for i in todo]
-        done = w.begin(pick[0], batch, digests=pick[1], labels=pick[2])
+        done = w.begin(PendingRows(pick[0], batch, digests=pick[1], labels=pick[2]))
         for b, lo in enumerate(range(0, len(todo), batch)):
             if b not in done:
                 hook(b)

@@ -14,7 +14,14 @@ import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.rows import from_arrays, split_rows
-from embedkit.store import FeatureStore, Fingerprint, StoreWriter, TapInfo, sha256_bytes
+from embedkit.store import (
+    BatchShards,
+    FeatureStore,
+    Fingerprint,
+    StoreWriter,
+    TapInfo,
+    sha256_bytes,
+)
 from embedkit.store.txn.writer import journal_bad
 
 TAPS = [TapInfo("pool", (4,), pooling="avg", stride=32, layer="head"), TapInfo("map", (2, 3, 3))]
@@ -40,7 +47,7 @@ def _write(path, ids, digests, labels, feats, *, batch_size=4, fp=None, stop_aft
     w = StoreWriter(path, fp or _fp(), provenance={"provider": "CPUExecutionProvider"})
     todo = w.plan(ids, digests)
     todo_ids = [ids[i] for i in todo]
-    done = w.begin(todo_ids, batch_size)
+    done = w.begin(BatchShards(todo_ids, batch_size))
     written = 0
     for b, lo in enumerate(range(0, len(todo), batch_size)):
         if b in done:
@@ -122,7 +129,7 @@ def test_rerun_computes_nothing_and_leaves_file_untouched(tmp_path):
     before = _sha(tmp_path / "s.h5")
     with StoreWriter(tmp_path / "s.h5", _fp()) as w:
         assert len(w.plan(ids, digests)) == 0
-        w.begin([], 4)
+        w.begin(BatchShards([], 4))
         assert w.commit().n_added == 0
     assert _sha(tmp_path / "s.h5") == before
 
@@ -182,7 +189,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
     assert not (tmp_path / "r.h5").exists()
     assert len(list((tmp_path / "r.h5.d" / "journal").glob("*.h5"))) == 3
     with StoreWriter(tmp_path / "r.h5", _fp()) as w:
-        assert w.begin([ids[i] for i in w.plan(ids, digests)], 4) == {0, 1, 2}
+        assert w.begin(BatchShards([ids[i] for i in w.plan(ids, digests)], 4)) == {0, 1, 2}
     _write(tmp_path / "r.h5", ids, digests, labels, feats)
     with FeatureStore(tmp_path / "full.h5") as a, FeatureStore(tmp_path / "r.h5") as b:
         assert a.ids().tolist() == b.ids().tolist()
@@ -199,7 +206,7 @@ def test_journal_with_other_fingerprint_is_refused(tmp_path):
     _write(tmp_path / "r.h5", ids, digests, labels, feats, stop_after=1)
     with StoreWriter(tmp_path / "r.h5", _fp(sha="c" * 64)) as w:
         with pytest.raises(StoreMismatchError, match="backbone_sha256"):
-            w.begin(ids, 4)
+            w.begin(BatchShards(ids, 4))
 
 
 def test_second_writer_is_locked_out(tmp_path):
@@ -207,7 +214,7 @@ def test_second_writer_is_locked_out(tmp_path):
 
     ids, digests, labels, feats = _items(4)
     w1 = StoreWriter(tmp_path / "s.h5", _fp())
-    w1.begin(ids, 2)
+    w1.begin(BatchShards(ids, 2))
     # The lock is taken before the store is read: the second writer never gets that far.
     with pytest.raises(StoreError, match=f"another embedkit process \\(pid {os.getpid()}"):
         StoreWriter(tmp_path / "s.h5", _fp(), timeout=0.2)
@@ -219,7 +226,7 @@ def test_duplicate_ids_and_bad_shapes_are_user_errors(tmp_path):
     w = StoreWriter(tmp_path / "s.h5", _fp())
     with pytest.raises(UserInputError, match="'x' occurs twice"):
         w.plan(["x", "y", "x"], ["0" * 64] * 3)
-    w.begin(["a"], 1)
+    w.begin(BatchShards(["a"], 1))
     with pytest.raises(UserInputError, match="tap 'pool' gave shape"):
         w.write_batch(
             0,
@@ -236,7 +243,7 @@ def test_bad_items_are_recorded_and_not_retried(tmp_path):
     ids, digests, labels, feats = _items(4)
     w = StoreWriter(tmp_path / "s.h5", _fp())
     w.plan(ids, digests)
-    w.begin(ids, 4)
+    w.begin(BatchShards(ids, 4))
     keep = [0, 1, 3]
     w.write_batch(
         0,
@@ -260,7 +267,7 @@ def test_bad_items_journaled_by_workers_commit_in_batch_order(tmp_path):
     ids, digests, _, feats = _items(6)
     w = StoreWriter(tmp_path / "s.h5", _fp())
     w.plan(ids, digests)
-    w.begin(ids, 2)
+    w.begin(BatchShards(ids, 2))
     for b in (10, 2):  # written out of order, numbered past 9: committed by batch number
         journal_bad(w.journal, b, [(ids[b % 6], digests[b % 6], f"bad in batch {b}")])
     w.record_bad(ids[0], digests[0], "recorded by the driver")

@@ -7,7 +7,7 @@ import pytest
 
 from embedkit.errors import UserInputError
 from embedkit.rows import from_arrays, split_rows
-from embedkit.store import FeatureStore
+from embedkit.store import FeatureStore, PendingRows
 
 
 def test_from_arrays_names_classes_by_distinct_values_not_a_range(tmp_path):
@@ -61,8 +61,8 @@ def test_relabel_and_new_rows_land_in_one_commit(tmp_path):
         todo = w.plan(ids, digests)
         assert todo.tolist() == [6, 7]
         assert w.relabel(ids[:6] + ["nope"], labels[:6] + ["a"]) == 2  # rows 1 and 2
-        w.begin([ids[i] for i in todo], 4, digests=[digests[i] for i in todo],
-                labels=[labels[i] for i in todo])  # fmt: skip
+        w.begin(PendingRows([ids[i] for i in todo], 4, digests=[digests[i] for i in todo],
+                            labels=[labels[i] for i in todo]))  # fmt: skip
         w.write_batch(0, ids[6:], digests[6:], labels[6:], None, {"pool": x[6:]})
         summary = w.commit()
     assert (summary.n_added, summary.n_relabelled) == (2, 2)

@@ -10,6 +10,7 @@ import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.store import (
+    BatchShards,
     FeatureStore,
     Fingerprint,
     StoreWriter,
@@ -175,7 +176,7 @@ def test_v1_store_reads_upgrades_explicitly_and_on_first_write(tmp_path):
     ids, digests, x2, labels = rows(7, 3)
     with StoreWriter(tmp_path / "w.h5", FP) as w:  # first write upgrades, then adds
         w.plan(ids, digests)
-        w.begin(ids, 3)
+        w.begin(BatchShards(ids, 3))
         w.write_batch(0, ids, digests, labels, None, {"pool": x2})
         assert w.commit().n_total == 10
     with FeatureStore(tmp_path / "w.h5") as fs:

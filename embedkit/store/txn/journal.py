@@ -1,18 +1,25 @@
-"""The extract journal's rows: one pending shard that becomes the commit's shard as it is.
+"""The two forms of a store's journal (``STORE.d/journal/``): the writer of the rows picks one.
 
-``StoreWriter.begin(todo, batches, digests=..., labels=..., splits=...)`` creates
-``STORE.d/journal/<name>.part``: a shard of every to-do row, its row metadata written
-and its feature space allocated but not filled (a sparse file), named after its content
-like any shard. Each finished batch writes its rows at their to-do positions with
-``pwrite``, ``fdatasync``s, then appends one line to ``<name>.done``; a SIGKILL loses
-only the batches in flight. The commit renames the part to ``<name>.h5`` (still in the
-journal, so a kill before the index is replaced keeps it for the re-run) and links it
-into ``shards/``: no row is copied, so a commit needs the new rows' shard and the new
-index on disk, not twice the rows.
+:meth:`StoreWriter.begin <embedkit.store.txn.writer.StoreWriter.begin>` opens the journal
+it is given; both resume what an interrupted run journaled for the same to-do list, and
+both hand the commit its shards in to-do order:
 
-    rows = PendingRows(journal, fingerprint, ids, digests, labels, splits, batches)
-    rows.write(b, batch_ids, {"pool": X})     # per batch; rows.done: batches journaled
-    shard, unwritten = rows.finish()          # for commit_locked(..., skip=unwritten)
+- :class:`PendingRows` (``embedkit extract``): one pending shard of every to-do row,
+  ``<name>.part``, its row metadata written and its feature space allocated but not
+  filled (a sparse file), named after its content like any shard. Each finished batch
+  writes its rows at their to-do positions with ``pwrite``, ``fdatasync``s, then appends
+  one line to ``<name>.done``; a SIGKILL loses only the batches in flight. The commit
+  renames the part to ``<name>.h5`` (still in the journal, so a kill before the index is
+  replaced keeps it for the re-run) and links it into ``shards/``: no row is copied, so
+  a commit needs the new rows' shard and the new index on disk, not twice the rows.
+  It needs every to-do row's digest, label and split up front.
+- :class:`BatchShards` (``extract --engine ray``): each batch is one shard file, written
+  by whoever computed it (a worker with :func:`~embedkit.store.files.shards.write_shard`,
+  or :meth:`StoreWriter.write_batch`); the commit merges small ones into one.
+
+    with StoreWriter("feats.h5", fingerprint) as w:
+        done = w.begin(PendingRows(todo_ids, batches, digests=d, labels=y, splits=s))
+        ...                                   # w.write_batch(b, ...) for b not in done
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.errors import UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.shards import (
     ShardBuilder,
@@ -32,25 +40,98 @@ from embedkit.store.files.shards import (
     content_name,
     disk_errors,
     open_shard,
+    write_shard,
 )
 
 PART, DONE = ".part", ".done"
 
 
-class PendingRows:
-    """The pending shard of one to-do list cut into ``batches`` (positions per batch)."""
+def _positions(batches: int | Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
+    """Per batch, its positions into the to-do list: ``batches`` as given, or a batch size."""
+    if isinstance(batches, int):
+        if batches < 1:
+            raise UserInputError(f"--batch-size must be at least 1, got {batches}")
+        batches = [range(lo, min(n, lo + batches)) for lo in range(0, n, batches)]
+    return [np.asarray(list(b), dtype=np.int64) for b in batches]
 
-    def __init__(self, journal: Path, fingerprint, ids, digests, labels, splits, batches):
-        self.journal = Path(journal)
-        self.fingerprint = fingerprint
-        self.ids = list(ids)
+
+class BatchShards:
+    """A journal of one shard per batch, found again by the ids each holds.
+
+    ``batches`` is a batch size (consecutive slices of ``todo_ids``) or, per batch, the
+    positions into ``todo_ids`` it holds; it must be the same for the same ``todo_ids``
+    in every run. A journaled shard that matches no batch is discarded.
+    """
+
+    def __init__(self, todo_ids: Sequence[str], batches: int | Sequence[Sequence[int]]):
+        self.todo_ids = list(todo_ids)
+        self.batches = _positions(batches, len(self.todo_ids))
+        self.shards: dict[int, Path] = {}
+
+    def open(self, folder: Path, fingerprint: S.Fingerprint) -> set[int]:
+        """Find the batches already journaled in ``folder``; (re)called after workers wrote."""
+        self.folder, self.fingerprint = Path(folder), fingerprint
+        batch_ids = [{self.todo_ids[p] for p in b.tolist()} for b in self.batches]
+        batch_of = {item: b for b, ids in enumerate(batch_ids) for item in ids}
+        self.shards = {}
+        for shard in sorted(self.folder.glob("*.h5")):
+            try:
+                with open_shard(shard, fingerprint) as f:
+                    got = f[S.IDS].asstr()[...].tolist()
+            except Exception:  # a shard is renamed only once complete; be safe anyway
+                got = []
+            b = batch_of.get(got[0]) if got else None
+            if b is None or b in self.shards or not set(got) <= batch_ids[b]:
+                shard.unlink()
+            else:
+                self.shards[b] = shard
+        return set(self.shards)
+
+    def write(self, batch: int, ids, digests, labels, splits, features) -> None:
+        self.shards[batch] = write_shard(
+            self.folder, self.fingerprint, list(ids), list(digests), features,
+            labels=None if labels is None else [None if v is None else str(v) for v in labels],
+            splits=splits,
+        )  # fmt: skip
+
+    def finish(self) -> tuple[list[Path], set[str]]:
+        """The shards in batch order, and no ids left unwritten (a missing batch is absent)."""
+        return [self.shards[b] for b in sorted(self.shards)], set()
+
+    def close(self) -> None:
+        pass
+
+
+class PendingRows:
+    """The pending shard of one to-do list cut into ``batches`` (as :class:`BatchShards`).
+
+    ``digests``, ``labels`` and ``splits`` are the to-do rows' (class names and split
+    names; None: unlabelled, unset).
+    """
+
+    def __init__(self, todo_ids: Sequence[str], batches: int | Sequence[Sequence[int]], *,
+                 digests: Sequence[str], labels: Sequence[str | None] | None = None,
+                 splits: Sequence[str | None] | None = None):  # fmt: skip
+        self.todo_ids = self.ids = list(todo_ids)
+        self.batches = _positions(batches, len(self.ids))
+        n = len(self.ids)
+        self._rows = (digests, [None] * n if labels is None else labels,
+                      [None] * n if splits is None else splits)  # fmt: skip
+        self.builder: ShardBuilder | None = None
+        self.written = np.zeros(n, dtype=bool)
+        self.done: set[int] = set()
+
+    def open(self, folder: Path, fingerprint: S.Fingerprint) -> set[int]:
+        """Create or resume the pending shard in ``folder``; the batches already journaled."""
+        if not self.ids:
+            return set()
+        self.journal, self.fingerprint = Path(folder), fingerprint
+        digests, labels, splits = self._rows
         self.digests = np.asarray(digests, dtype="S64")
-        self.batches = [np.asarray(list(b), dtype=np.int64) for b in batches]
         self.position = {item: p for p, item in enumerate(self.ids)}
         labels = ["" if v is None else S.as_text(v) for v in labels]
         splits = [check_split(v) for v in splits]
         names = list(dict.fromkeys(v for v in labels if v))
-        self.builder: ShardBuilder | None = None
         args = (fingerprint, self.ids, self.digests, labels, names, splits)
         name = content_name(fingerprint, self.ids, self.digests, labels, splits)
         stem = name.removesuffix(".h5")
@@ -59,8 +140,6 @@ class PendingRows:
         self.log = self.journal / (stem + DONE)
         layout = hashlib.sha256(b"".join(b.tobytes() + b"|" for b in self.batches))
         self.layout = layout.hexdigest()[:16]
-        self.written = np.zeros(len(self.ids), dtype=bool)
-        self.done: set[int] = set()
         self._read_log()
         if self.final.exists():  # a commit was killed after finishing the shard
             self.done = set(range(len(self.batches)))
@@ -68,6 +147,7 @@ class PendingRows:
             self.builder = ShardBuilder(self.journal, *args, pending=self.part, name=name)
             self._salvage()
         self._drop_others()
+        return set(self.done)
 
     # -- resume ----------------------------------------------------------------------
     def _read_log(self) -> None:
@@ -124,8 +204,9 @@ class PendingRows:
     def _taps(self):
         return self.fingerprint.tap_infos
 
-    def write(self, batch: int, ids: Sequence[str], features: dict[str, np.ndarray]) -> None:
-        """Write batch ``batch``'s rows (``ids``, in any order) and mark the batch done."""
+    def write(self, batch: int, ids: Sequence[str], digests, labels, splits, features) -> None:
+        """Write batch ``batch``'s rows (``ids``, in any order; their digests, labels and
+        splits are known) and mark the batch done."""
         rows = np.asarray([self.position[i] for i in ids], dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         self._write_rows(batch, rows[order], {k: v[order] for k, v in features.items()})
@@ -144,15 +225,15 @@ class PendingRows:
         self.done.add(batch)
 
     # -- commit ----------------------------------------------------------------------
-    def finish(self) -> tuple[Path | None, set[str]]:
-        """The finished shard (None when no row was written) and the ids never written."""
+    def finish(self) -> tuple[list[Path], set[str]]:
+        """The finished shard (none when no row was written) and the ids never written."""
         unwritten = {self.ids[p] for p in np.flatnonzero(~self.written).tolist()}
         if not self.written.any():
-            return None, unwritten
+            return [], unwritten
         if not self.final.exists():
             self.builder.finish(self.final)
             self.builder = None
-        return self.final, unwritten
+        return [self.final], unwritten
 
     def close(self) -> None:
         if self.builder is not None:
@@ -169,3 +250,6 @@ def _log_records(path: Path) -> list[dict]:
             rec["rows"] = [int(r) for r in rec["rows"]]
             records.append(rec)
     return records
+
+
+Journal = BatchShards | PendingRows

@@ -1,16 +1,16 @@
 """Crash-safe, incremental writes into the feature store (what ``embedkit extract`` uses).
 
 A :class:`StoreWriter` takes the store's writer lock first, then reads the store. New
-rows go to a journal (``STORE.d/journal/``): each batch is one shard file written with
-:func:`~embedkit.store.files.shards.write_shard` (tmp + fsync + rename), so a SIGKILL loses at
-most the batches in flight and the next run resumes from the rest. ``commit`` hands the
-journal shards, in batch order, to the one commit path
+rows go to a journal (``STORE.d/journal/``) in the form its caller picks
+(:mod:`embedkit.store.txn.journal`: one pending shard, or one shard per batch), so a
+SIGKILL loses at most the batches in flight and the next run resumes from the rest.
+``commit`` hands the journal's shards to the one commit path
 (:func:`~embedkit.store.txn.commit.commit_locked`), which writes only the new rows and
 replaces the index atomically.
 
     with StoreWriter("feats.h5", fingerprint, provenance={"provider": "CPU"}) as w:
         todo = w.plan(ids, digests)            # positions that need computing
-        done = w.begin([ids[i] for i in todo], batch_size=64)   # batches already journaled
+        done = w.begin(BatchShards([ids[i] for i in todo], 64))  # batches already journaled
         for b, batch in enumerate(batches):
             if b not in done:
                 w.write_batch(b, batch_ids, batch_digests, labels, splits, {"pool": feats})
@@ -37,16 +37,14 @@ from embedkit.store.files.shards import (
     check_split,
     disk_errors,
     id_hashes,
-    open_shard,
     write_atomic,
-    write_shard,
 )
 from embedkit.store.format import journal_dir
 from embedkit.store.read.state import load_state, shard_rows
 from embedkit.store.txn.begin import check_fingerprint, clean_debris, now, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
 from embedkit.store.txn.index import write_index
-from embedkit.store.txn.journal import PendingRows
+from embedkit.store.txn.journal import Journal
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.txn.lookup import RowLookup
 
@@ -89,9 +87,7 @@ class StoreWriter:
         self.fingerprint = fingerprint
         self.provenance = dict(provenance or {})
         self.journal = journal_dir(self.path)
-        self._todo: list[str] = []
-        self._batch_ids: list[list[str]] = []
-        self._rows: PendingRows | None = None  # the journal as one pending shard
+        self._pending: Journal | None = None  # the journal begin() opened
         self._relabel: dict[int, str | None] = {}  # store row -> its source's label now
         self._started = now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
@@ -174,38 +170,17 @@ class StoreWriter:
         return len(self._relabel)
 
     # -- the journal -----------------------------------------------------------------
-    def begin(
-        self,
-        todo_ids: Sequence[str],
-        batches: int | Sequence[Sequence[int]],
-        *,
-        digests: Sequence[str] | None = None,
-        labels: Sequence[str | None] | None = None,
-        splits: Sequence[str | None] | None = None,
-    ) -> set[int]:
-        """Open the journal for ``todo_ids``, cut into ``batches``.
+    def begin(self, journal: Journal) -> set[int]:
+        """Open ``journal`` (:mod:`embedkit.store.txn.journal`) for the rows to add.
 
-        ``batches`` is a batch size (consecutive slices of ``todo_ids``) or, per batch, the
-        positions into ``todo_ids`` it holds (e.g. text bucketed by length); it must be the
-        same for the same ``todo_ids`` in every run. Returns the batch numbers that an
-        interrupted run already journaled with exactly those ids; the caller skips them.
-        Journaled batches that no longer match are discarded. Rows are committed in the
-        order of ``todo_ids`` whatever the batches.
-
-        With ``digests`` (and the rows' ``labels`` and ``splits``, class names and split
-        names or None) known up front, the journal is one pending shard of all the to-do
-        rows (:mod:`embedkit.store.txn.journal`) that the commit links into the store as it
-        is: a commit then needs about the new rows' size on disk, not twice it. Without
-        them (the scale-out path, whose workers write their own batch shards), each
-        batch is a shard and the commit merges small ones into one.
+        ``journal`` holds the to-do ids cut into batches: a
+        :class:`~embedkit.store.txn.journal.PendingRows` (one pending shard that the
+        commit links into the store as it is: a commit then needs about the new rows'
+        size on disk, not twice it) or a :class:`~embedkit.store.txn.journal.BatchShards`
+        (each batch a shard, which workers may write themselves). Returns the batch
+        numbers an interrupted run already journaled for the same ids and batches; the
+        caller skips them. Rows are committed in to-do order whatever the batches.
         """
-        self._todo = list(todo_ids)
-        if isinstance(batches, int):
-            if batches < 1:
-                raise UserInputError(f"--batch-size must be at least 1, got {batches}")
-            n = len(self._todo)
-            batches = [range(lo, min(n, lo + batches)) for lo in range(0, n, batches)]
-        self._batch_ids = [[self._todo[p] for p in positions] for positions in batches]
         self.journal.mkdir(parents=True, exist_ok=True)
         manifest = self.journal / "manifest.json"
         if manifest.exists():
@@ -215,34 +190,8 @@ class StoreWriter:
             )
         text = json.dumps({"fingerprint": self.fingerprint.to_attrs(), "created": self._started})
         write_atomic(manifest, text.encode("utf-8"))  # a torn manifest would block resumes
-        if digests is not None and self._todo:
-            n = len(self._todo)
-            self._rows = PendingRows(
-                self.journal, self.fingerprint, self._todo, digests,
-                labels if labels is not None else [None] * n,
-                splits if splits is not None else [None] * n, batches,
-            )  # fmt: skip
-            return set(self._rows.done)
-        batch_of = {item: b for b, ids in enumerate(self._batch_ids) for item in ids}
-        self._batches: dict[int, Path] = {}
-        for shard in self.journal.glob("*.h5"):
-            b = self._batch_of(shard, batch_of)
-            if b is None or b in self._batches:
-                shard.unlink()
-            else:
-                self._batches[b] = shard
-        return set(self._batches)
-
-    def _batch_of(self, shard: Path, batch_of: dict[str, int]) -> int | None:
-        try:
-            with open_shard(shard, self.fingerprint) as f:
-                got = f[S.IDS].asstr()[...].tolist()
-        except Exception:  # a shard is renamed only once complete; be safe anyway
-            return None
-        if not got or got[0] not in batch_of:
-            return None
-        b = batch_of[got[0]]
-        return b if set(got) <= set(self._batch_ids[b]) else None
+        self._pending = journal
+        return journal.open(self.journal, self.fingerprint)
 
     def write_batch(
         self,
@@ -256,19 +205,13 @@ class StoreWriter:
         """Journal one batch atomically. ``labels`` are class names; None means unlabelled."""
         if len(ids) == 0:
             return
+        if self._pending is None:
+            raise StoreError(f"{self.path}: write_batch before begin; open a journal first")
         for tap in self.fingerprint.tap_infos:
             if tap.name not in features:
                 raise StoreError(f"batch {batch} has no features for tap {tap.name!r}")
         feats = {t.name: features[t.name] for t in self.fingerprint.tap_infos}
-        if self._rows is not None:
-            self._rows.write(batch, list(ids), feats)
-            crash_point(f"batch-{batch}")
-            return
-        self._batches[batch] = write_shard(
-            self.journal, self.fingerprint, list(ids), list(digests), feats,
-            labels=None if labels is None else [None if v is None else str(v) for v in labels],
-            splits=splits,
-        )  # fmt: skip
+        self._pending.write(batch, ids, digests, labels, splits, feats)
         crash_point(f"batch-{batch}")
 
     def record_bad(self, item_id: str, digest: str, reason: str) -> None:
@@ -285,18 +228,15 @@ class StoreWriter:
         """Add the journaled rows to the store (one atomic index change), then drop the journal."""
         if self._lock is None:
             raise StoreError(f"{self.path}: this writer is closed; open a new StoreWriter")
-        batches = getattr(self, "_batches", {})
-        shards = [batches[b] for b in sorted(batches)]
         bad = _read_bad(self.journal)
-        skip: set[str] = set()
+        pending = self._pending
+        order = pending.todo_ids if pending is not None else []
         try:
-            if self._rows is not None:
-                shard, skip = self._rows.finish()
-                shards = [shard] if shard is not None else []
+            shards, skip = pending.finish() if pending is not None else ([], set())
             summary = commit_locked(
                 self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
-                started=self._started, order=self._todo, skip=skip, relabel=self._relabel,
+                started=self._started, order=order, skip=skip, relabel=self._relabel,
             )  # fmt: skip
             crash_point("before-journal-removed")
             shutil.rmtree(self.journal, ignore_errors=True)
@@ -306,8 +246,8 @@ class StoreWriter:
 
     def close(self) -> None:
         """Release the writer lock without committing (the journal stays for a resume)."""
-        if getattr(self, "_rows", None) is not None:
-            self._rows.close()
+        if getattr(self, "_pending", None) is not None:
+            self._pending.close()
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
             self._lock = None
