@@ -3,13 +3,15 @@
     embedkit train feats.h5 --head logreg --exclude audit/suspects.csv --out head/
     embedkit bench feats.h5 --exclude audit/suspects.csv --out bench/
 
-``train``, ``bench`` and ``audit`` all select rows here, by the split rule of
+``train`` and ``bench`` (``--labelling`` too) select rows here, by the split rule of
 docs/splits.md: rows marked test are test (kept whole: ``--exclude`` never touches
 them); rows marked val are val; rows marked train and unset rows are training rows;
 validation is carved from the training rows when asked. Unlabelled rows (label -1)
 leave every part. ``--exclude`` ids leave the training rows; by default they stay in
 the validation rows, so a validation score is measured on the same rows with and
-without ``--exclude`` (``exclude_val=True`` drops them there too).
+without ``--exclude`` (``exclude_val=True`` drops them there too). ``audit`` checks
+every labelled row, test rows included, and names the part each row plays by the same
+rule (:func:`embedkit.rows.splits.split_roles`).
 
 Examples
 --------
