@@ -7,7 +7,7 @@ an ``embedkit extract`` option, checked when the config is made) and :class:`Ext
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +63,23 @@ class ExtractConfig:
                     f"{_flag(name)} {getattr(self, name)} applies to --engine ray only; add it"
                 )
 
-    def with_options(self, **options: Any) -> ExtractConfig:
-        """A copy with ``options`` (field names) replaced; an unknown name is refused.
+    def __new__(cls, *args: Any, **options: Any) -> ExtractConfig:
+        """Refuse an unknown option name (``replace`` comes here too) before ``__init__``.
 
         Examples
         --------
-        >>> ExtractConfig().with_options(batch_size=64).batch_size
-        64
-        >>> ExtractConfig().with_options(batchsize=64)
+        >>> ExtractConfig(batchsize=64)
         Traceback (most recent call last):
         ...
         embedkit.errors.UserInputError: unknown extract option 'batchsize'; valid: ...
         """
-        valid = {f.name for f in fields(self)}
+        valid = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - valid)
         if unknown:
             raise UserInputError(
                 f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}"
             )
-        return replace(self, **options)
+        return super().__new__(cls)
 
 
 def _flag(name: str) -> str:

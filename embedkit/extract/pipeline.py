@@ -76,7 +76,7 @@ def extract(
     >>> print(s)  # doctest: +SKIP
     feats.h5: computed 1000 items, 0 cached, 0 resumed, 0 bad in 31.2 s (32.1 items/s, ...
     """
-    cfg = (config or ExtractConfig()).with_options(**options)
+    cfg = replace(config or ExtractConfig(), **options)  # a wrong name or value: one line
     engine = ENGINES[cfg.engine]()
     return _Extraction(model, source, out, engine.configure(cfg), engine).run()
 

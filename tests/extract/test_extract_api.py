@@ -234,6 +234,8 @@ def test_config_refuses_a_bad_option_naming_it(models, array_file, tmp_path, opt
 def test_unknown_option_and_providers():
     with pytest.raises(UserInputError, match="unknown extract option 'batchsize'"):
         extract("m.onnx", "x.npy", "o.h5", batchsize=3)
+    with pytest.raises(UserInputError, match="unknown extract option 'batchsize'"):
+        ExtractConfig(batchsize=3)  # the same one line for a config made directly
     assert select_providers("cpu") == ["CPUExecutionProvider"]
     with pytest.raises(UserInputError, match="--device 'tpu' is not one of: auto, cpu, cuda"):
         select_providers("tpu")
