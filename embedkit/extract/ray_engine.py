@@ -1,29 +1,20 @@
-"""Extraction on a Ray cluster: the same batches as one process, run by an actor pool.
+"""The Ray engine: the same batches as a local run, computed by an actor pool on a cluster.
 
     embedkit extract lite0.onnx images/ --out feats.h5 --engine ray              # local Ray
     embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
 
-The driver (the ``extract`` process) lists the source and hashes it once, takes the
-store's writer lock and plans the to-do list exactly as a local run does, including the
-batches (``batching.py``: consecutive ``batch_size`` slices, or text bucketed by length,
-tokenised once in the driver; the tokens travel to the actors). Each batch becomes
-one row of a Ray Dataset (item positions, ids, digests, labels, splits), a few rows per
-block (:func:`batches_per_task`). ``map_batches`` hands each block to an actor of a
-fixed pool; an actor holds one ONNX Runtime session (one intra-op thread and one CPU
-each, or ``num_gpus=1`` on GPU nodes), and for each batch of the block reads and
-preprocesses it and writes the batch's shard into the store's journal
-(``STORE.d/journal/``) with :func:`~embedkit.store.write_shard`: atomically, under a name
-derived from the content, so a retried task rewrites the same file. Ray Data restarts a
-dead actor and retries its task (``max_restarts=-1``, ``max_task_retries=-1``). The driver
-then commits the journal in batch order through the one commit path
-(:meth:`~embedkit.store.StoreWriter.commit`), so the store is bit-identical to a local
-``extract`` of the same source; a killed driver's re-run resumes from the journal.
-Actors read the model and the source by path: every node must see them at the same path
-(a shared filesystem, or a copy on each node). An actor whose node cannot see the store's
-journal (checked when it starts), or every actor with ``ray_shards="driver"``, writes
-its files into a temporary folder instead and sends their bytes back with its result;
-the driver writes them into the journal as they arrive, so the files, the store and the
-resume after a killed driver are the same either way.
+The driver lists, plans and batches exactly as a local run (text tokenised once, the
+tokens sent along). Each batch is one row of a Ray Dataset, a few per block
+(:func:`batches_per_task`); ``map_batches`` hands blocks to a fixed pool of
+:class:`ShardActor` (one ONNX Runtime session each: one thread and one CPU, or one GPU),
+which journals each batch as its own shard (:class:`~embedkit.store.BatchShards`),
+atomically and named by content, so a retried task rewrites the same file. Ray Data
+restarts dead actors and retries their tasks. An actor whose node cannot see the
+store's journal (or every actor with ``ray_shards="driver"``) sends the shard's bytes to
+the driver instead. The driver then commits through the one commit path, so the store
+is bit-identical to a local ``extract``; a killed driver's re-run resumes from the
+journal. Every node must see the model and the source at the same path
+(docs/scale-out.md).
 """
 
 from __future__ import annotations
