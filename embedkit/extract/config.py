@@ -116,7 +116,10 @@ _CHECKS = (
         lambda v: v is None or isinstance(v, str | os.PathLike | dict),
         "a JSON file, full-frame or a spec dict",
     ),
-    *((n, lambda v: isinstance(v, bool), "True or False") for n in ("skip_bad", "progress")),
+    *(
+        (n, lambda v: isinstance(v, bool | np.bool_), "True or False")
+        for n in ("skip_bad", "progress")
+    ),
 )
 
 
