@@ -27,7 +27,7 @@ def temp_name(path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_file(path, *, tmp: Path | None = None) -> Iterator[Path]:
+def atomic_file(path, *, tmp: Path | None = None, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success fsync it and rename it over ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was. The
@@ -39,6 +39,9 @@ def atomic_file(path, *, tmp: Path | None = None) -> Iterator[Path]:
         The file to create or replace.
     tmp : Path, optional
         Where to write instead of ``NAME.tmp-PID`` beside ``path`` (same file system).
+    exclusive : bool
+        Create ``path`` only if it does not exist (a hard link, then the temporary name
+        goes): an existing file is never overwritten, and ``FileExistsError`` is raised.
 
     Examples
     --------
@@ -61,20 +64,25 @@ def atomic_file(path, *, tmp: Path | None = None) -> Iterator[Path]:
     tmp = Path(tmp) if tmp is not None else temp_name(path)
     try:
         yield tmp
-        publish(tmp, path)
+        publish(tmp, path, exclusive=exclusive)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
-def publish(tmp, path) -> Path:
+def publish(tmp, path, *, exclusive: bool = False) -> Path:
     """The end of :func:`atomic_file`: fsync ``tmp``, rename it to ``path``, fsync the folder.
 
     For a file written over a longer life than one ``with`` block (a shard filled batch
-    by batch, then named); everything else uses :func:`atomic_file`.
+    by batch, then named); everything else uses :func:`atomic_file`. ``exclusive``: link
+    ``tmp`` to ``path`` (``FileExistsError`` if it exists), then unlink ``tmp``.
     """
     fsync_path(tmp)
-    os.replace(tmp, path)
+    if exclusive:
+        os.link(tmp, path)
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
     fsync_path(Path(path).parent)
     return Path(path)
 

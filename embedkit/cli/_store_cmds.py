@@ -7,6 +7,8 @@ embedkit store pack feats.h5 feats-shared.h5
 embedkit store verify feats.h5
 embedkit store export feats.h5 --format parquet --out feats.parquet
 embedkit store recover feats.h5      # feats.h5 gone, feats.h5.d/ intact: rebuild the index
+embedkit store log feats.h5          # one line per version: time, operation, rows, labels changed
+embedkit store vacuum feats.h5 --keep 3 --yes   # remove older versions and their files
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ def register(sub) -> None:
     )
     p.set_defaults(func=run_split)
 
-    p = sub.add_parser("store", help="maintain a store: compact, pack, upgrade, verify")
+    p = sub.add_parser(
+        "store", help="maintain a store: compact, pack, upgrade, verify, log, vacuum, export"
+    )
     ops = p.add_subparsers(dest="store_command", metavar="OP", required=True)
     for name, help_ in (
         ("compact", "merge a store's shards into one (crash-safe)"),
-        ("upgrade", "convert a schema-1 (one-file) store to schema 2 in place"),
-        ("pack", "write a store as one self-contained file to share"),
+        ("upgrade", "convert an older layout (schema 1, packed, before column files)"),
+        ("pack", "write a store as one file to share (plain h5py reads it; upgrade unpacks)"),
     ):
         q = ops.add_parser(name, help=help_)
         q.add_argument("store", help="the .h5 feature store")
@@ -76,12 +80,28 @@ def register(sub) -> None:
     q.add_argument("store", help="the .h5 index file that is missing (its folder STORE.d remains)")
     q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
     q.set_defaults(func=run_store)
+    q = ops.add_parser("log", help="list a store's versions: time, operation, rows, changes")
+    q.add_argument("store", help="the .h5 feature store")
+    q.add_argument("--json", action="store_true", help="print one JSON object per version")
+    q.set_defaults(func=run_log)
+    q = ops.add_parser(
+        "vacuum",
+        help="remove old versions and the files only they name (lists them; --yes removes)",
+        description="Commits never delete a file a version names; vacuum removes versions "
+        "older than the newest --keep and every shard or column file no kept version names. "
+        "Without --yes it only lists them.",
+    )
+    q.add_argument("store", help="the .h5 feature store")
+    q.add_argument("--keep", type=count, default=1, help="newest versions to keep (default 1)")
+    q.add_argument("--yes", action="store_true", help="remove the listed files")
+    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
+    q.set_defaults(func=run_vacuum)
     q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
     q.add_argument("store", help="the .h5 feature store")
     q.add_argument(
         "--repair",
         action="store_true",
-        help="restore a damaged or missing index from its copy, rewrite damaged column files "
+        help="restore a damaged or missing index from its versions, rewrite damaged column files "
         "from the shards, mark damaged shards for the next extract to recompute, drop debris",
     )
     q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
@@ -226,11 +246,40 @@ def run_store(args) -> int:
         print(store.recover(args.store, timeout=args.wait))
     elif args.store_command == "upgrade":
         done = store.upgrade(args.store, timeout=args.wait)
-        print(f"{args.store}: " + ("upgraded to schema 2" if done else "already schema 2"))
+        what = "converted to the current layout (version 1)" if done else "already current"
+        print(f"{args.store}: {what}")
     else:
         guard_output(args.out, PACKED, overwrite=args.overwrite, inputs=[args.store], option="OUT")
         out = store.pack(args.store, args.out, timeout=args.wait, overwrite=args.overwrite)
         print(f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def run_log(args) -> int:
+    from embedkit.store.maintain.versions import store_log
+
+    entries = store_log(args.store)
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry))
+        return 0
+    print(f"{'version':>7}  {'committed (UTC)':25}  {'operation':9}  {'rows':>9}  "
+          f"{'added':>8}  {'replaced':>8}  {'labels':>8}  {'split':>8}")  # fmt: skip
+    for e in entries:
+        print(f"{e['version']:>7}  {e['committed']:25}  {e['operation']:9}  {e['rows']:>9}  "
+              f"{e['added']:>8}  {e['replaced']:>8}  {e['labels_changed']:>8}  "
+              f"{e['split_changed']:>8}")  # fmt: skip
+    return 0
+
+
+def run_vacuum(args) -> int:
+    from embedkit.store.maintain.versions import vacuum
+
+    plan = vacuum(args.store, keep=args.keep, yes=args.yes, timeout=args.wait)
+    if not args.yes:
+        for path in plan.paths:
+            print(path)
+    print(plan)
     return 0
 
 

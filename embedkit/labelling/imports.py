@@ -166,7 +166,7 @@ def import_labels(
         seen[item] = (where, label)
     record = {"command": "label", "labels_file": str(labels_file), "labels_sha256": digest}
     with StoreWriter(store, fingerprint, provenance=record, label_names=names + fresh,
-                     timeout=timeout) as writer:  # fmt: skip
+                     timeout=timeout, operation="label") as writer:  # fmt: skip
         writer.relabel(list(seen), [label for _, label in seen.values()])
         summary = writer.commit()
     return LabelImport(str(store), str(labels_file), digest, len(entries),

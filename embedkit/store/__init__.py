@@ -4,7 +4,7 @@
 - ``files/``: immutable files: shards, column files, their checksums and placement;
 - ``read/``: the reader (``FeatureStore``), the checks on open, summary and export;
 - ``txn/``: changing a store: the writer lock, journal, commit, compaction, index writing;
-- ``maintain/``: verify, repair, recover, upgrade.
+- ``maintain/``: verify, repair, recover, upgrade, the version log and vacuum.
 """
 
 from embedkit.store.files.shards import write_shard
@@ -12,6 +12,7 @@ from embedkit.store.format import SCHEMA_VERSION, Fingerprint, TapInfo
 from embedkit.store.maintain.recover import recover
 from embedkit.store.maintain.upgrade import upgrade
 from embedkit.store.maintain.verify import verify_store
+from embedkit.store.maintain.versions import store_log, vacuum
 from embedkit.store.read.reader import FeatureStore
 from embedkit.store.read.summary import store_summary
 from embedkit.store.txn.commit import CommitSummary, commit_shards
@@ -36,8 +37,10 @@ __all__ = [
     "recover",
     "set_splits",
     "sha256_bytes",
+    "store_log",
     "store_summary",
     "upgrade",
+    "vacuum",
     "verify_store",
     "write_shard",
 ]

@@ -86,11 +86,6 @@ def index_temp(store) -> Path:
     return temp_name(sidecar(store) / "index")
 
 
-def backup_path(store) -> Path:
-    """``STORE.d/index.h5``: the copy of the index each commit leaves in the folder."""
-    return sidecar(store) / "index.h5"
-
-
 def version_dir(store) -> Path:
     """``STORE.d/versions``: one immutable index per commit, numbered from 1."""
     return sidecar(store) / VERSIONS

@@ -18,6 +18,7 @@ import pytest
 
 from embedkit.extract import extract
 from embedkit.store import FeatureStore
+from embedkit.store.maintain.versions import unnamed_files
 from tests.extract.extract_graphs import REPO, journaled_batches, make_slow_model, run_cli
 
 N_ITEMS, BATCH, DIM = 480, 8, 768
@@ -69,9 +70,8 @@ def _assert_equals_reference(out, ids, features) -> None:
     assert leftovers == [out.name + ".d"]  # the shard folder: no temp files beside the store
     folder = out.parent / (out.name + ".d")
     listing = sorted(p.name for p in folder.iterdir())
-    assert listing == ["columns", "index.h5", "lock", "shards"]  # no journal
-    with FeatureStore(out) as fs:
-        assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
+    assert listing == ["columns", "lock", "shards", "versions"]  # no journal
+    assert not unnamed_files(out)  # no shard or column file that no version names
 
 
 @pytest.mark.parametrize("kill_after", [1, N_BATCHES // 3, N_BATCHES - 6])

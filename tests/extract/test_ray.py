@@ -25,13 +25,14 @@ import pytest
 from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import extract, load_model
 from embedkit.store import FeatureStore
+from embedkit.store.maintain.versions import unnamed_files
 from tests.extract.extract_graphs import REPO, make_slow_model, run_cli, write_images
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 N_SLOW, BATCH, DIM = 320, 8, 512
-_TIMES = {"created", "updated", "runs"}  # the run record: times and what each run did
+_TIMES = {"created", "updated", "runs", "committed"}  # the run record: times, what each did
 # which shard files hold the rows: a local run links its journal's one pending shard (bad
 # items' rows left unwritten), Ray merges its batch shards; the rows they give are the same
 _LAYOUT = {"_store/shards", "_store/rowmap"}
@@ -87,14 +88,8 @@ def assert_same_store(ray_store: Path, local_store: Path) -> None:
     folder = ray_store.parent / (ray_store.name + ".d")
     beside = sorted(p.name for p in ray_store.parent.iterdir() if p.name.startswith(ray_store.name))
     assert beside == [ray_store.name, folder.name]  # no temporary files
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "columns",
-        "index.h5",
-        "lock",
-        "shards",
-    ]  # no journal left (index.h5: the index's copy that store recover restores)
-    with FeatureStore(ray_store) as fs:
-        assert fs.n_shards == len(list((folder / "shards").iterdir()))  # no orphan shards
+    assert sorted(p.name for p in folder.iterdir()) == ["columns", "lock", "shards", "versions"]
+    assert not unnamed_files(ray_store)  # no journal left, no shard that no version names
 
 
 def _first_tap(store: Path) -> str:

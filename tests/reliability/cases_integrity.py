@@ -26,11 +26,15 @@ def _one(folder: Path, sub: str) -> Path:
     return path
 
 
+def _newest_version(folder: Path) -> Path:
+    return sorted((folder / "lab.h5.d" / "versions").iterdir())[-1]
+
+
 TARGETS = {
     "shard": lambda d: _one(d, "shards"),
     "column": lambda d: _one(d, "columns"),
     "index": lambda d: d / "lab.h5",
-    "index_copy": lambda d: d / "lab.h5.d" / "index.h5",
+    "version": _newest_version,
 }
 
 
@@ -50,7 +54,7 @@ def _names(target: str, fraction: float):
         "shard": (".h5",),
         "column": (".h5",),
         "index": ("lab.h5",),
-        "index_copy": ("index.h5",),
+        "version": ("version",),
     }[target]
 
 
@@ -114,7 +118,7 @@ def integrity_cases() -> list[Case]:
                     setup=_flip(target, fraction),
                 )
             )
-    for target in ("index", "index_copy"):
+    for target in ("index", "version"):
         for fraction in (0.3, 0.9):
             cases.append(
                 Case(

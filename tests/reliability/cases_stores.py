@@ -2,7 +2,8 @@
 
 Each case copies a seed store (conftest.py: ``lab``, a labelled 60 x 3 v2 store; ``lab_v1``,
 the same rows as a schema-1 file; ``array``, a store extracted with the tiny array model),
-damages the copy in one way (a setup function), and runs one command on it. Every
+damages the copy in one way (a setup function), and runs one command on it (an intact
+schema-1 store is refused by every command but ``store upgrade``). Every
 command that opens a store must refuse it with one line naming the file and the field,
 exit 2, and leave every byte as it was; ``store verify`` also finds what the cheap checks
 on open leave to it (NaN features, a shard swapped for one of the same shape).
@@ -159,6 +160,10 @@ def _nan_row(f) -> None:
     ds[7] = row
 
 
+def _as_written(folder: Path, assets) -> None:
+    """No damage: the seed as it is."""
+
+
 def _stray_tmp(folder: Path, assets) -> None:
     (folder / "lab.h5.d" / "shards" / "x.h5.tmp-123").write_bytes(b"half")
 
@@ -227,8 +232,9 @@ FAULTS = [
     ("v1_fewer_feature_rows", _dataset("features/features", lambda v: v[:-1]), ("/features/features", "59 rows"), ("info", "train", "predict", "bench", "verify", "upgrade"), V1),
     ("v1_fewer_ids", _dataset("ids", lambda v: v[:-2]), ("/ids", "rows"), ("info", "train", "verify", "extract"), V1),
     ("v1_width_disagrees_with_taps", _taps_width(2), ("/features/features", "'taps'"), ("info", "train", "verify"), V1),
-    ("v1_label_beyond_names", _set_row("labels", 0, 3), ("/labels row 0",), ("info", "bench", "verify", "extract"), V1),
-    ("v1_duplicate_id", _set_row("ids", 4, "0"), ("/ids", "'0' twice"), ("verify",), V1),  # no id hashes: verify reads the ids
+    ("v1_intact", _as_written, ("schema-1", "embedkit store upgrade"), ("info", "train", "bench", "predict", "audit", "split", "verify", "compact", "pack", "extract"), V1),  # only upgrade reads it
+    ("v1_label_beyond_names", _set_row("labels", 0, 3), ("/labels row 0",), ("upgrade",), V1),
+    ("v1_duplicate_id", _set_row("ids", 4, "0"), ("/ids", "'0' twice"), ("upgrade",), V1),  # found in the copied shard, before the commit
     ("v1_split_missing", _dataset("split", lambda v: None), ("/split", "missing"), ("info", "verify"), V1),
     ("v1_label_names_missing", _dataset("label_names", lambda v: None), ("/label_names", "missing"), ("info", "train", "verify"), V1),
     ("v1_is_a_shard", _attr("format", "embedkit-shard"), ("a shard of a store",), ("info", "verify", "extract"), V1),

@@ -198,7 +198,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
         assert a.labels().tolist() == b.labels().tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5", "full.h5.d", "r.h5", "r.h5.d"]
     listing = sorted(p.name for p in (tmp_path / "r.h5.d").iterdir())
-    assert listing == ["columns", "index.h5", "lock", "shards"]
+    assert listing == ["columns", "lock", "shards", "versions"]
 
 
 def test_journal_with_other_fingerprint_is_refused(tmp_path):

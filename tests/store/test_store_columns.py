@@ -1,16 +1,27 @@
-"""Labels and split in column files: appends write only the new rows' values, older
-schema-2 indexes (labels and split inside the index) still open and convert on write."""
+"""Labels and split in column files: appends write only the new rows' values; older
+schema-2 indexes (labels and split inside the index) are refused until `store upgrade`."""
 
 from __future__ import annotations
+
+import shutil
 
 import h5py
 import numpy as np
 import pytest
 
 from embedkit.errors import StoreError
-from embedkit.store import FeatureStore, StoreWriter, commit_shards, set_splits, verify_store
+from embedkit.store import (
+    FeatureStore,
+    StoreWriter,
+    commit_shards,
+    set_splits,
+    upgrade,
+    vacuum,
+    verify_store,
+)
 from embedkit.store.files.integrity import stamp
-from embedkit.store.format import column_dir
+from embedkit.store.format import column_dir, version_dir
+from embedkit.store.maintain.versions import unnamed_files
 from embedkit.store.read.state import load_state
 from tests.helpers import run_cli
 from tests.store.test_store_v2 import FP, rows, shard
@@ -47,7 +58,8 @@ def test_many_appends_keep_few_column_files_with_the_right_values(tmp_path):
     for k in range(40):
         commit_shards(store, [shard(tmp_path / "w", 5 * k, 5)], FP)
         assert len(_pieces(store)) <= 2 * np.log2(k + 2)  # merged like a binary counter
-    assert sorted(_files(store)) == sorted({name for name, _ in _pieces(store)})  # no debris
+    vacuum(store, yes=True)  # superseded column files stay until a vacuum
+    assert sorted(_files(store)) == sorted({name for name, _ in _pieces(store)})
     with FeatureStore(store) as fs:
         assert fs.labels().tolist() == [k % 3 for k in range(200)]
         assert fs.ids().tolist() == [f"i{k:05d}" for k in range(200)]
@@ -77,46 +89,51 @@ def _old_v2(store):
     with h5py.File(store, "r+") as f:
         labels, split = f["labels"][...], f["split"][...]
         del f["labels"], f["split"], f["_store/columns"]
+        for key in ("version", "operation", "committed", "change"):
+            del f.attrs[key]
         packed = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
         f.create_dataset("labels", data=labels, **packed)
         f.create_dataset("split", data=split.astype("S8"), **packed)
     for p in column_dir(store).iterdir():
         p.unlink()
     column_dir(store).rmdir()
-    stamp(store)  # as written: its checksum holds; older writers kept no copy in the folder
-    (store.parent / f"{store.name}.d" / "index.h5").unlink()
+    stamp(store)  # as written: its checksum holds; older writers kept no versions
+    shutil.rmtree(version_dir(store))
 
 
-def test_older_schema2_index_opens_and_converts_on_the_next_write(tmp_path):
+def test_older_schema2_index_is_refused_until_upgraded(tmp_path):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 20)], FP)
     set_splits(store, ["val"] * 20)
     _old_v2(store)
-    assert load_state(store).pieces is None
-    with FeatureStore(store) as fs:
-        assert fs.labels().tolist() == [k % 3 for k in range(20)]
-        assert fs.splits().tolist() == ["val"] * 20
-    assert verify_store(store) == []
-    assert run_cli("info", str(store)).returncode == 0
-    commit_shards(store, [shard(tmp_path / "w", 20, 4)], FP)  # the first write converts
-    assert sum(n for _, n in _pieces(store)) == 24
+    with pytest.raises(StoreError, match="before column files.*store upgrade"):
+        FeatureStore(store)
+    result = run_cli("info", str(store))
+    assert result.returncode == 2 and "embedkit store upgrade" in result.stderr
+    with pytest.raises(StoreError, match="store upgrade"):
+        commit_shards(store, [shard(tmp_path / "w", 20, 4)], FP)
+    assert upgrade(store)  # the one reader of the old layout: it writes the column files
+    assert sum(n for _, n in _pieces(store)) == 20
     with h5py.File(store, "r") as f:
         assert f["labels"].is_virtual
+    commit_shards(store, [shard(tmp_path / "w", 20, 4)], FP)
     with FeatureStore(store) as fs:
         assert fs.labels().tolist() == [k % 3 for k in range(24)]
         assert fs.splits().tolist() == ["val"] * 20 + [""] * 4
     assert verify_store(store) == []
 
 
-def test_stray_column_file_is_debris_and_a_missing_one_an_error(tmp_path):
+def test_stray_column_file_waits_for_vacuum_and_a_missing_one_is_an_error(tmp_path):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 10)], FP)
     ((name, _),) = _pieces(store)
     stray = column_dir(store) / ("0" * 32 + ".h5")  # as a writer killed before its rename
     stray.write_bytes((column_dir(store) / name).read_bytes())
-    (problem,) = verify_store(store)
-    assert str(stray) in problem and "debris" in problem
-    commit_shards(store, [shard(tmp_path / "w", 10, 2)], FP)  # the next writer removes it
+    assert verify_store(store) == []  # a file no version names is no damage
+    assert unnamed_files(store) == [stray]
+    commit_shards(store, [shard(tmp_path / "w", 10, 2)], FP)  # commits never delete a file
+    assert stray.exists()
+    vacuum(store, yes=True)  # vacuum does
     assert not stray.exists() and verify_store(store) == []
     for piece, _ in _pieces(store):
         (column_dir(store) / piece).unlink()

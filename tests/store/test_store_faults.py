@@ -16,6 +16,7 @@ import pytest
 
 from embedkit.errors import StoreError
 from embedkit.store import FeatureStore
+from embedkit.store.maintain.versions import unnamed_files, vacuum
 from tests.store import _worker as W
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,7 +45,9 @@ def assert_clean(store, n: int, ordered: bool = True) -> None:
         assert fs.labels().tolist() == [int(i[1:]) % 3 for i in ids]
         n_shards = fs.n_shards
     folder = store.parent / (store.name + ".d")
-    assert sorted(p.name for p in folder.iterdir()) == ["columns", "index.h5", "lock", "shards"]
+    assert sorted(p.name for p in folder.iterdir()) == ["columns", "lock", "shards", "versions"]
+    vacuum(store, yes=True)  # what killed writers left (no version names it), older versions
+    assert not unnamed_files(store)
     assert len(list((folder / "shards").iterdir())) == n_shards
     assert not list(store.parent.glob("*.tmp-*"))
 
@@ -121,17 +124,22 @@ def test_kill_during_upgrade_and_compaction(tmp_path):
     v1 = tmp_path / "v1.h5"
     x = write_v1(v1)
     code = "import sys; from embedkit.store import upgrade; upgrade(sys.argv[1])"
-    env = {**os.environ, "PYTHONPATH": REPO, "EMBEDKIT_TEST_CRASH_AT": "upgrade-linked"}
-    proc = subprocess.run([sys.executable, "-c", code, str(v1)], cwd=REPO, env=env)
-    assert proc.returncode == -signal.SIGKILL
+    before = v1.read_bytes()
+    for step in ("upgrade-copied", "version-written"):  # before and after version 1 exists
+        env = {**os.environ, "PYTHONPATH": REPO, "EMBEDKIT_TEST_CRASH_AT": step}
+        proc = subprocess.run([sys.executable, "-c", code, str(v1)], cwd=REPO, env=env)
+        assert proc.returncode == -signal.SIGKILL
+        assert v1.read_bytes() == before  # the old file stays until the last rename
+    proc = subprocess.run([sys.executable, "-c", code, str(v1)], cwd=REPO)
+    assert proc.returncode == 0
     with FeatureStore(v1) as fs:
-        assert fs.provenance["schema_version"] == 1 and np.array_equal(fs.features(), x)
+        assert fs.provenance["schema_version"] == 2 and np.array_equal(fs.features(), x)
     store = tmp_path / "s.h5"
     for start in range(0, 40, 10):
         W.add(store, start, 10)
     rc, _, err = finish(worker("compact", store, env={"EMBEDKIT_TEST_CRASH_AT": "compacted-shard"}))
     assert rc == -signal.SIGKILL, err
-    W.add(store, 40, 5)  # the next writer removes the orphan compacted shard
+    W.add(store, 40, 5)  # the orphan compacted shard stays: assert_clean vacuums it
     assert_clean(store, 45)
 
 

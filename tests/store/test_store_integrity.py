@@ -12,6 +12,7 @@ from embedkit.cli import main
 from embedkit.extract import extract
 from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore, compact, verify_store
+from embedkit.store.read.state import load_state
 from tests.extract.extract_graphs import make_array_model
 
 
@@ -123,11 +124,12 @@ def test_verify_finds_any_flipped_byte_in_any_file_of_the_store(tmp_path):
     assert main(["split", str(store), "--test", "0.25"]) == 0
     assert verify_store(store) == []
     folder = tmp_path / "s.h5.d"
+    state = load_state(store)  # the files of the newest version (older ones are history)
     files = [
         store,
-        folder / "index.h5",
-        *(folder / "shards").iterdir(),
-        *(folder / "columns").iterdir(),
+        *(folder / "versions").iterdir(),
+        *(folder / "shards" / name for name in state.shards),
+        *(folder / "columns" / name for name, _ in state.pieces),
     ]
     missed = []
     for path in files:

@@ -20,6 +20,8 @@ from embedkit.store import (
     set_splits,
     store_summary,
     upgrade,
+    vacuum,
+    verify_store,
     write_shard,
 )
 from embedkit.store.txn import commit as commit_mod
@@ -82,7 +84,8 @@ def test_open_reader_keeps_its_snapshot_through_commits_and_compaction(tmp_path)
     x_old = old.features()
     commit_shards(store, [shard(tmp_path / "w", 2, 3, version=1)], FP)
     commit_shards(store, [shard(tmp_path / "w", 8, 4)], FP)
-    compact(store)  # unlinks every shard the old reader maps
+    compact(store)  # the old reader's shards stay: a version names them
+    vacuum(store, yes=True)  # even a vacuum: the open reader's mapped files stay valid
     assert len(list((tmp_path / "s.h5.d" / "shards").iterdir())) == 1
     assert len(old) == 8 and np.array_equal(old.features(), x_old)
     assert np.array_equal(old.features(rows=[7, 2]), x_old[[7, 2]])
@@ -125,9 +128,10 @@ def test_automatic_compaction_past_the_shard_threshold(tmp_path, monkeypatch):
     with FeatureStore(store) as fs:
         assert fs.n_shards <= 4
         assert fs.features()[:, 0].astype(int).tolist() == list(range(30))
+    vacuum(store, yes=True)  # merged shards stay for older versions until a vacuum
     files = sorted(p.name for p in (tmp_path / "s.h5.d" / "shards").iterdir())
     with FeatureStore(store) as fs:
-        assert len(files) == fs.n_shards  # merged shards are gone
+        assert len(files) == fs.n_shards
 
 
 def test_split_rewrites_only_the_index(tmp_path):
@@ -162,43 +166,57 @@ def write_v1(path, n=7):
     return x
 
 
-def test_v1_store_reads_upgrades_explicitly_and_on_first_write(tmp_path):
+def test_v1_store_is_refused_until_upgraded_then_reads_and_takes_writes(tmp_path):
     x = write_v1(tmp_path / "v1.h5")
-    with FeatureStore(tmp_path / "v1.h5") as fs:
-        assert fs.provenance["schema_version"] == 1 and np.array_equal(fs.features(), x)
-        assert fs.bad_items() == [{"id": "gone", "reason": "broken"}]
+    before = (tmp_path / "v1.h5").read_bytes()
+    for command in (("info",), ("split", "--force"), ("store", "verify"), ("store", "compact")):
+        result = run_cli(*command[:2], str(tmp_path / "v1.h5"), *command[2:])
+        assert result.returncode == 2, command
+        assert "schema-1" in result.stderr and "embedkit store upgrade" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(StoreError, match="store upgrade"):
+        StoreWriter(tmp_path / "v1.h5", FP)
+    assert (tmp_path / "v1.h5").read_bytes() == before  # refused, untouched
     result = run_cli("store", "upgrade", str(tmp_path / "v1.h5"))
-    assert result.returncode == 0 and "upgraded to schema 2" in result.stdout
+    assert result.returncode == 0 and "converted to the current layout" in result.stdout
     info = store_summary(tmp_path / "v1.h5")
     assert (info["schema_version"], info["shards"], info["items"], info["runs"]) == (2, 1, 7, 1)
+    with FeatureStore(tmp_path / "v1.h5") as fs:
+        assert np.array_equal(fs.features(), x) and fs.version == 1
+        assert fs.bad_items() == [{"id": "gone", "reason": "broken"}]
+        assert fs.labels().tolist() == [k % 3 for k in range(7)]
     assert upgrade(tmp_path / "v1.h5") is False
-    write_v1(tmp_path / "w.h5")
+    assert verify_store(tmp_path / "v1.h5") == []
     ids, digests, x2, labels = rows(7, 3)
-    with StoreWriter(tmp_path / "w.h5", FP) as w:  # first write upgrades, then adds
+    with StoreWriter(tmp_path / "v1.h5", FP) as w:
         w.plan(ids, digests)
         w.begin(BatchShards(ids, 3))
         w.write_batch(0, ids, digests, labels, None, {"pool": x2})
         assert w.commit().n_total == 10
-    with FeatureStore(tmp_path / "w.h5") as fs:
-        assert fs.provenance["schema_version"] == 2
+    with FeatureStore(tmp_path / "v1.h5") as fs:
         assert np.array_equal(fs.features(), np.concatenate([x, x2]))
-        assert fs.bad_items() == [{"id": "gone", "reason": "broken"}]
 
 
-def test_pack_is_one_self_contained_file_that_takes_writes(tmp_path):
+def test_pack_is_one_file_for_h5py_that_upgrade_turns_back_into_a_store(tmp_path):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 5), shard(tmp_path / "w", 5, 5)], FP)
     commit_shards(store, [shard(tmp_path / "w", 1, 2, version=1)], FP)
     result = run_cli("store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["one.h5"]
-    with FeatureStore(store) as a, FeatureStore(tmp_path / "p" / "one.h5") as b:
-        assert b.n_shards == 1 and np.array_equal(a.features(), b.features())
-        assert a.ids().tolist() == b.ids().tolist() and a.labels().tolist() == b.labels().tolist()
-    info = run_cli("info", str(tmp_path / "p" / "one.h5"))
-    assert "10 items" in info.stdout and "schema v2, 1 shard" in info.stdout
+    with FeatureStore(store) as a, h5py.File(tmp_path / "p" / "one.h5", "r") as b:
+        assert np.array_equal(a.features(), b["features/pool"][...])  # real datasets
+        assert a.ids().tolist() == b["ids"].asstr()[...].tolist()
+        assert a.labels().tolist() == b["labels"][...].tolist()
     again = run_cli("store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
     assert again.returncode == 2 and "already exists" in again.stderr
+    info = run_cli("info", str(tmp_path / "p" / "one.h5"))
+    assert info.returncode == 2 and "packed" in info.stderr and "store upgrade" in info.stderr
+    assert run_cli("store", "upgrade", str(tmp_path / "p" / "one.h5")).returncode == 0
+    info = run_cli("info", str(tmp_path / "p" / "one.h5"))
+    assert "10 items" in info.stdout and "schema v2, 1 shard" in info.stdout
+    with FeatureStore(store) as a, FeatureStore(tmp_path / "p" / "one.h5") as b:
+        assert np.array_equal(a.features(), b.features()) and a.ids().tolist() == b.ids().tolist()
     commit_shards(tmp_path / "p" / "one.h5", [shard(tmp_path / "w", 10, 2)], FP)
     with FeatureStore(tmp_path / "p" / "one.h5") as b:
         assert len(b) == 12 and b.n_shards == 2
@@ -216,7 +234,7 @@ def test_compact_cli_and_missing_shard_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_debris_of_killed_writers_is_removed_by_the_next_writer(tmp_path):
+def test_temporary_files_go_with_the_next_writer_unnamed_shards_with_vacuum(tmp_path):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 4)], FP)
     folder = tmp_path / "s.h5.d"
@@ -232,7 +250,9 @@ def test_debris_of_killed_writers_is_removed_by_the_next_writer(tmp_path):
         path.write_bytes(b"partial")
     with StoreWriter(store, FP):
         pass
-    assert not orphan.exists() and not any(p.exists() for p in debris)
+    assert orphan.exists() and not any(p.exists() for p in debris)  # commits never delete
+    assert [p.name for p in vacuum(store, yes=True).paths] == [orphan.name]
+    assert not orphan.exists()
     with FeatureStore(store) as fs:
         assert len(fs) == 4
 

@@ -16,7 +16,6 @@ times over its life.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from embedkit.errors import StoreError
 from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.integrity import stamp
-from embedkit.store.files.shards import check_free, disk_errors
+from embedkit.store.files.shards import check_free, disk_errors, missing_file
 from embedkit.store.format import RESTORE, column_dir
 
 Piece = tuple[str, int]  # a column file's name and row count
@@ -36,8 +35,8 @@ Piece = tuple[str, int]  # a column file's name and row count
 def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[Piece]]:
     """``(labels, split, pieces)`` read from the column files ``names``, in order.
 
-    A missing file raises :class:`FileNotFoundError` (a reader retries: a commit may have
-    merged it away between the index and this read); a damaged one a one-line StoreError.
+    A missing or damaged file is a one-line StoreError (commits never delete a file a
+    version names, so a missing one is a store copied without its folder, or a vacuum).
     """
     labels, split, pieces = [], [], []
     for name in names:
@@ -46,7 +45,7 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
             f = h5py.File(path, "r")
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or not path.exists():
-                raise FileNotFoundError(errno.ENOENT, "no such column file", str(path)) from None
+                raise StoreError(missing_file(store, path)) from None
             reason = str(exc).splitlines()[0][:120]
             raise StoreError(
                 f"{store}: column file {path} is not readable ({reason}); {RESTORE}"

@@ -20,19 +20,19 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import shutil
 import zlib
 from pathlib import Path
 
 from embedkit.errors import StoreError
-from embedkit.files import TEMP, atomic_file
+from embedkit.files import TEMP
 from embedkit.store.format import (
     USERBLOCK,
-    backup_path,
     column_dir,
     journal_dir,
     shard_dir,
     sidecar,
+    version_path,
+    versions,
 )
 
 _MAGIC = b"embedkit-crc32 "
@@ -140,23 +140,12 @@ def marked_shards(attrs: dict) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
-# -- the copy of the index in the store's folder -------------------------------------------
-def keep_copy(store) -> None:
-    """Copy the index ``store`` to :func:`backup_path` (tmp, fsync, rename).
-
-    The copy is what ``embedkit store recover`` restores when the index is deleted,
-    replaced or damaged; it is refreshed by every commit and by any writer that finds it
-    missing or different from the index.
-    """
-    backup = backup_path(store)
-    with atomic_file(backup) as tmp:
-        shutil.copyfile(store, tmp)
-
-
-def copy_is_current(store) -> bool:
-    """Whether the copy in the folder holds the index's bytes."""
-    backup = backup_path(store)
-    return backup.is_file() and filecmp.cmp(store, backup, shallow=False)
+# -- the view and its versions --------------------------------------------------------------
+def view_is_current(store) -> bool:
+    """Whether the store file holds the bytes of its newest version."""
+    numbers = versions(store)
+    newest = version_path(store, numbers[-1]) if numbers else None
+    return newest is not None and filecmp.cmp(store, newest, shallow=False)
 
 
 # -- a missing index -----------------------------------------------------------------------
@@ -169,7 +158,7 @@ def orphaned_files(path) -> list[Path]:
     path = Path(path)
     if path.exists() or path.is_symlink() or not sidecar(path).is_dir():
         return []
-    files = [backup_path(path)] if backup_path(path).is_file() else []
+    files = [version_path(path, n) for n in versions(path)]
     if not files and journal_dir(path).exists():
         return []
     for sub in (shard_dir(path), column_dir(path)):
@@ -185,10 +174,12 @@ def check_not_orphaned(path) -> None:
         folder = sidecar(path)
         n = sum(1 for p in files if p.parent == shard_dir(path))
         m = sum(1 for p in files if p.parent == column_dir(path))
+        v = len(files) - n - m
         raise StoreError(
             f"{path}: the index file is missing but its folder {folder}/ still holds "
-            f"{n} shard(s) and {m} column file(s); run `embedkit store recover "
-            f"{path}` to rebuild the index from them (or move the folder away to start anew)"
+            f"{v} version(s), {n} shard(s) and {m} column file(s); run `embedkit store "
+            f"recover {path}` to restore the index from them (or move the folder away to "
+            "start anew)"
         )
 
 

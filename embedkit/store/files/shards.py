@@ -268,7 +268,7 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
     except OSError as exc:
-        if not path.exists():  # unlinked while HDF5 opened it (a compaction): callers retry
+        if not path.exists():  # removed while HDF5 opened it (a vacuum)
             raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
         reason = str(exc).splitlines()[0][:160]
         raise StoreError(

@@ -4,9 +4,9 @@ When ``feats.h5`` is gone (deleted, or replaced and moved away) but ``feats.h5.d
 the shards and column files, every writer refuses the store (an orphaned folder); this
 module gives the index back. It uses, in order:
 
-1. the copy of the index every commit leaves in the folder (``feats.h5.d/index.h5``),
-   when its checksum holds and every file it names is there: the store comes back as it
-   was, bit for bit;
+1. the newest version in the folder (``feats.h5.d/versions/NNNNNNNN.h5``) whose
+   checksum holds and whose files are all there: the store comes back as that commit
+   left it, bit for bit;
 2. else the shards themselves (they hold ids, digests, labels and split): rows in the
    order their shards were written (a later shard's row of an id already seen replaces
    it in place, as commits do), labels and split from the column files when they cover
@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.errors import StoreError
-from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.columns import read_columns
 from embedkit.store.files.integrity import checksum_problem
 from embedkit.store.files.shards import open_shard
-from embedkit.store.format import backup_path, column_dir, index_temp, shard_dir
+from embedkit.store.format import column_dir, shard_dir, version_path, versions
 from embedkit.store.read.state import State, load_state, segments_of, shard_rows
-from embedkit.store.txn.begin import clean_debris
-from embedkit.store.txn.index import write_index
+from embedkit.store.txn.index import write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
 
 
@@ -47,7 +44,7 @@ def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
     >>> from_arrays(path, np.ones((4, 2), np.float32), [0, 1, 0, 1]).close()
     >>> os.remove(path)
     >>> recover(path)  # doctest: +ELLIPSIS
-    '...: index restored from its copy ... (4 rows)'
+    '...: index restored from version 1 (4 rows)'
     >>> FeatureStore(path).labels().tolist()
     [0, 1, 0, 1]
     """
@@ -64,30 +61,30 @@ def recover_locked(store: Path) -> str:
     """:func:`recover` for a caller that holds the writer lock (``store verify --repair``)."""
     if not shard_dir(store).is_dir() or not any(shard_dir(store).iterdir()):
         raise StoreError(f"{store}: no shards in {shard_dir(store)}; nothing to recover from")
-    done = _from_backup(store)
+    done = _from_versions(store)
     if done is not None:
         return done
     state = _from_shards(store)
-    write_index(store, state, shard_rows(store, state))
-    clean_debris(store, state)  # the old column files, now rewritten
+    write_index(store, state, shard_rows(store, state), operation="recover")
     return (
         f"{store}: index rebuilt from {len(state.shards)} shard(s) ({state.n} rows); "
         "check labels and split with `embedkit info`"
     )
 
 
-def _from_backup(store: Path) -> str | None:
-    backup = backup_path(store)
-    if not backup.is_file() or checksum_problem(backup) is not None:
-        return None
-    with atomic_file(store, tmp=index_temp(store)) as tmp:
-        shutil.copyfile(backup, tmp)
-    try:
-        state = load_state(store)  # every shard and column file it names is there
-    except StoreError:
-        store.unlink()
-        return None
-    return f"{store}: index restored from its copy {backup} ({state.n} rows)"
+def _from_versions(store: Path) -> str | None:
+    """The newest intact version whose files are all there, copied back as the view."""
+    for number in reversed(versions(store)):
+        if checksum_problem(version_path(store, number)) is not None:
+            continue
+        write_view(store, number)
+        try:
+            state = load_state(store)  # every shard and column file it names is there
+        except StoreError:
+            store.unlink()
+            continue
+        return f"{store}: index restored from version {number} ({state.n} rows)"
+    return None
 
 
 def _from_shards(store: Path) -> State:
@@ -133,7 +130,7 @@ def _columns(store: Path, labels: np.ndarray, split: np.ndarray):
     files.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))  # row order: oldest first
     try:
         col_labels, col_split, _ = read_columns(store, [p.name for p in files])
-    except (StoreError, FileNotFoundError):
+    except StoreError:
         return labels, split
     if len(col_labels) != len(labels) or (col_labels >= max(1, labels.max(initial=0) + 1)).any():
         return labels, split

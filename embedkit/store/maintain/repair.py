@@ -3,22 +3,28 @@
 Under the writer lock, in order:
 
 - **the index** missing, unreadable or failing its checksum: the damaged file is kept as
-  ``feats.h5.damaged`` and the index is restored from its copy in the folder, else rebuilt
-  from the shards (:mod:`embedkit.store.maintain.recover`);
-- **the index's copy** missing, damaged or older than the index: written again;
+  ``feats.h5.damaged`` and the index is restored from its newest intact version, else
+  rebuilt from the shards (:mod:`embedkit.store.maintain.recover`);
+- **the index a version behind** (a writer killed between its version and the index):
+  replaced by the newest version; **the index's own version file** missing or damaged:
+  written again from the index;
 - **a column file** damaged: the labels and split of its rows are taken from the shards
   (as they were extracted; a later ``split`` or relabel of those rows is lost and named);
 - **a shard** damaged (checksum, unreadable, or content that no longer hashes to its
   name): its rows cannot be recomputed without the source, so the shard is **marked**
   (root attribute ``recompute``); the next ``embedkit extract`` into the store recomputes
   every row of a marked shard in place, the shard then goes, and the store verifies;
-- **debris**: removed.
+- **debris** (temporary files): removed.
+
+Each change is a new version (operation ``repair`` in ``embedkit store log``).
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,21 +32,23 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError
+from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
-from embedkit.store.files.integrity import (
-    RECOMPUTE,
-    checksum_problem,
-    copy_is_current,
-    keep_copy,
-    marked_shards,
-)
+from embedkit.store.files.integrity import RECOMPUTE, checksum_problem, marked_shards
 from embedkit.store.files.shards import open_shard, shard_content_name
-from embedkit.store.format import CONTENT_NAME, backup_path, column_dir, shard_path, sidecar
+from embedkit.store.format import (
+    CONTENT_NAME,
+    column_dir,
+    shard_path,
+    sidecar,
+    version_path,
+    versions,
+)
 from embedkit.store.maintain.recover import recover_locked
 from embedkit.store.read.state import State, load_state, shard_rows
 from embedkit.store.txn.begin import clean_debris
-from embedkit.store.txn.index import write_index
+from embedkit.store.txn.index import write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
 
 
@@ -53,9 +61,9 @@ def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
     >>> from embedkit.rows import from_arrays
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
     >>> from_arrays(path, np.ones((4, 2), np.float32)).close()
-    >>> os.remove(os.path.join(path + ".d", "index.h5"))
+    >>> os.remove(os.path.join(path + ".d", "versions", "00000001.h5"))
     >>> repair_store(path)  # doctest: +ELLIPSIS
-    ['...f.h5: the copy of the index in the folder written again']
+    ['...f.h5: version 1 written again from the index']
     """
     path = Path(path)
     if not path.exists() and not sidecar(path).is_dir():
@@ -63,15 +71,11 @@ def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
     done: list[str] = []
     with WriterLock(path, timeout=timeout, what="repairing"):
         state = _index(path, done)
-        if state.self_contained:
-            return done
-        if not copy_is_current(path) or checksum_problem(backup_path(path)):
-            keep_copy(path)
-            done.append(f"{path}: the copy of the index in the folder written again")
+        state = _version(path, state, done)
         state = _moved(path, state, done)
         state = _columns(path, state, done)
         _shards(path, state, done)
-        removed = clean_debris(path, load_state(path))
+        removed = clean_debris(path)
         if removed:
             done.append(f"{path}: removed {len(removed)} debris file(s)")
     return done
@@ -91,6 +95,29 @@ def _index(path: Path, done: list[str]) -> State:
     return load_state(path)
 
 
+def _version(path: Path, state: State, done: list[str]) -> State:
+    """The index and its newest version agree: an index left a version behind is brought
+    forward; a missing or damaged file of the index's own version is written again."""
+    numbers = versions(path)
+    number = int(state.attrs.get("version", 0))
+    newest = numbers[-1] if numbers else 0
+    if newest > number and checksum_problem(version_path(path, newest)) is None:
+        write_view(path, newest)
+        done.append(f"{path}: the index was version {number}, behind {newest}; replaced by it")
+        return load_state(path)
+    own = version_path(path, number)
+    if number and (
+        not own.is_file()
+        or checksum_problem(own) is not None
+        or not filecmp.cmp(path, own, shallow=False)
+    ):
+        own.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(own) as tmp:
+            shutil.copyfile(path, tmp)
+        done.append(f"{path}: version {number} written again from the index")
+    return state
+
+
 def _moved(path: Path, state: State, done: list[str]) -> State:
     """An index whose virtual datasets name another folder (the store was moved) is
     rewritten, so plain h5py reads the rows again."""
@@ -100,7 +127,7 @@ def _moved(path: Path, state: State, done: list[str]) -> State:
     folder = f"{sidecar(path).name}/"
     if all(m.file_name.startswith(folder) for m in sources):
         return state
-    write_index(path, state, shard_rows(path, state), base=state)
+    write_index(path, state, shard_rows(path, state), base=state, operation="repair")
     done.append(f"{path}: the index named the folder it was moved from; rewritten")
     return load_state(path)
 
@@ -131,7 +158,7 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
                 labels[row] = names.index(own[code]) if code >= 0 else -1
                 split[row] = splits[src_of[row]]
     new = replace(state, labels=labels, split=split, label_names=names, pieces=None)
-    write_index(path, new, shard_rows(path, new))
+    write_index(path, new, shard_rows(path, new), base=state, operation="repair", new_columns=True)
     for a, b, name in rows:
         done.append(
             f"{path}: column file {name} damaged: labels and split of rows {a}-{b - 1} taken "
@@ -149,7 +176,7 @@ def _shards(path: Path, state: State, done: list[str]) -> None:
     if marked == marked_shards(state.attrs):
         return
     new = replace(state, attrs={**state.attrs, RECOMPUTE: json.dumps(marked)})
-    write_index(path, new, shard_rows(path, new), base=state)
+    write_index(path, new, shard_rows(path, new), base=state, operation="repair")
     seg = state.segments
     rows = {n: int(seg[seg[:, 0] == k, 3].sum()) for k, n in enumerate(state.shards)}
     for name in marked:

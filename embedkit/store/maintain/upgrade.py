@@ -1,19 +1,121 @@
-"""Converting old layouts: ``embedkit store upgrade STORE``."""
+"""Converting an older layout into the current one: ``embedkit store upgrade STORE``.
+
+The only code that reads the older layouts; every other command refuses them in one line
+naming this command. The older layouts are schema 1 (one file, embedkit 0.1), packed
+(one file from an older ``store pack``: ``/_store/shards`` is ``[""]``) and schema 2 from
+before column files (``labels`` and ``split`` inside the index). Their rows are valid
+current rows; the upgrade copies a one-file store's rows into a shard (as do shards
+without id hashes, schema-1 files linked in by older upgrades), writes the column files,
+and commits version 1 over the old file. The old file stays as it was until that last
+rename: a kill leaves it readable by the next upgrade.
+
+    embedkit store upgrade old.h5
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
 from embedkit.errors import StoreError
-from embedkit.store.read.state import load_state
+from embedkit.store import format as S
+from embedkit.store.files.shards import open_existing
+from embedkit.store.format import META, SELF, shard_dir
+from embedkit.store.read.checks import check_index, old_layout
+from embedkit.store.read.rowchecks import check_rows, value_problems
+from embedkit.store.read.state import State, index_parts, load_state, read_state, shard_rows
 from embedkit.store.txn.begin import prepare
-from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
+from embedkit.store.txn.compact import fill_rows, row_builder
+from embedkit.store.txn.index import write_index
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 
 
 def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
-    """Convert a schema-1 (or packed) store into schema 2 in place; False if nothing to do."""
+    """Convert the store at ``store`` to the current layout; False when it already is.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from embedkit.rows import from_arrays
+    >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
+    >>> from_arrays(path, np.ones((4, 2), np.float32)).close()
+    >>> upgrade(path)
+    False
+    """
+    store = Path(store)
     with WriterLock(store, timeout=timeout, what="upgrading") as lock:
-        state = load_state(store)
-        if state is None:
+        if not store.is_file():
+            load_state(store)  # an orphaned folder: the one-line refusal naming recover
             raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
-        was = state.self_contained
-        prepare(store, lock)
-        return was
+        try:
+            f = h5py.File(store, "r")
+        except OSError as exc:
+            reason = str(exc).splitlines()[0][:120]
+            raise StoreError(f"{store}: not a readable HDF5 file ({reason})") from None
+        with f:
+            check_index(f, store)
+            layout = old_layout(f)
+            state = _old_state(f, store) if layout is not None else None
+        if state is None:
+            if not _unhashed_shards(store):
+                prepare(store, lock)
+                return False
+            with h5py.File(store, "r") as f:  # a current index over an older upgrade's shard
+                state = read_state(f, store)
+        for problem in value_problems(store, state):  # labels and splits the rows keep
+            raise StoreError(problem)
+        if state.shards == [SELF] or _unhashed_shards(store, state):
+            copied = _copy_rows(store, state)
+            crash_point("upgrade-copied")
+            try:
+                check_rows(store, copied)  # ids unique: refused before the commit
+            except StoreError:
+                for name in copied.shards:
+                    (shard_dir(store) / name).unlink(missing_ok=True)
+                raise
+            state = copied
+        else:
+            check_rows(store, state)
+        write_index(store, state, shard_rows(store, state), operation="upgrade")
+    return True
+
+
+def _old_state(f: h5py.File, store: Path) -> State:
+    """The state an older layout's index describes (labels and split in the index)."""
+    n = int(f[S.LABELS].shape[0])
+    shards = [S.as_text(v) for v in f[f"{META}/shards"][...]] if META in f else [SELF]
+    if shards == [SELF]:
+        segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
+    else:
+        segments = f[f"{META}/rowmap"][...].astype(np.int64).reshape(-1, 4)
+    return State(shards=shards, segments=segments, labels=f[S.LABELS][...].astype(np.int64),
+                 split=f[S.SPLIT][...].astype("S8"), **index_parts(f))  # fmt: skip
+
+
+def _unhashed_shards(store: Path, state: State | None = None) -> list[str]:
+    """Shards without id hashes (schema-1 files an older upgrade linked in as they were)."""
+    if state is None:
+        with h5py.File(store, "r") as f:
+            if old_layout(f) is not None or META not in f:
+                return []
+            names = [S.as_text(v) for v in f[f"{META}/shards"][...]]
+    else:
+        names = [n for n in state.shards if n != SELF]
+    found = []
+    for name in names:
+        with open_existing(store, name) as shard:
+            if S.ID_HASH not in shard:
+                found.append(name)
+    return found
+
+
+def _copy_rows(store: Path, state: State) -> State:
+    """Every row copied, in order, into one new shard (with id hashes and a checksum)."""
+    if not state.n:
+        return replace(state, shards=[], segments=np.zeros((0, 4), np.int64))
+    rows = np.arange(state.n)
+    path = fill_rows(store, state, rows, row_builder(store, state, rows, shard_dir(store)))
+    return replace(state, shards=[path.name], segments=np.asarray([[0, 0, 0, state.n]]))

@@ -32,7 +32,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import format as S
-from embedkit.store.format import FILE_NAME, META, RESTORE, SHARD_FORMAT
+from embedkit.store.format import FILE_NAME, META, RESTORE, SELF, SHARD_FORMAT
 from embedkit.store.read._h5 import (
     _MISSING,
     _attr,
@@ -44,6 +44,21 @@ from embedkit.store.read._h5 import (
     _short,
     _text_problem,
 )
+
+
+def old_layout(f: h5py.File) -> str | None:
+    """What older layout the index ``f`` has (None: the current one).
+
+    Schema 1 (one file, no ``/_store``), packed (``/_store/shards`` is ``[""]``: the file
+    is its own shard) and schema 2 before column files (no ``/_store/columns``).
+    """
+    if not _exists(f, META):
+        return "a schema-1 store (one file)"
+    if _exists(f, f"{META}/shards") and [S.as_text(v) for v in f[f"{META}/shards"][...]] == [SELF]:
+        return "a packed one-file store"
+    if not _exists(f, f"{META}/columns"):
+        return "a schema-2 store from before column files"
+    return None
 
 
 def check_index(f: h5py.File, path) -> None:

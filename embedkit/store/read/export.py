@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import StoreError, UserInputError, require
+from embedkit.errors import UserInputError, require
 from embedkit.files import atomic_file, fsync_path, publish, temp_name
 from embedkit.store.read.reader import FeatureStore
 
@@ -155,7 +155,7 @@ def _empty(path: Path) -> bool:
 
 
 class _Rows:
-    """The store's columns, read once, and its features in chunks from one snapshot."""
+    """The store's columns, read once, and its features in chunks from one version."""
 
     def __init__(self, fs: FeatureStore, path):
         self.path, self.n = Path(path), len(fs)
@@ -165,7 +165,7 @@ class _Rows:
         self.splits = fs.splits()
         self.infos = {t: fs.tap_info(t) for t in fs.taps}
         self.fingerprint = fs.fingerprint.to_attrs()
-        self.snapshot = _snapshot(fs)
+        self.version = fs.version or None  # reopened at this version: commits do not move it
         self._fs: FeatureStore | None = None
         self._since = 0
 
@@ -173,13 +173,8 @@ class _Rows:
         """Rows ``lo:hi`` of ``tap`` in the storage dtype ``(hi - lo, *shape)``."""
         if self._fs is None or self._since >= REOPEN_ROWS:
             self.close()  # unmaps what was read so far: memory stays flat in the store size
-            self._fs = FeatureStore(self.path)
+            self._fs = FeatureStore(self.path, version=self.version)
             self._since = 0
-            if _snapshot(self._fs) != self.snapshot:
-                raise StoreError(
-                    f"{self.path}: changed while it was exported (a commit or compaction); "
-                    "run the export again"
-                )
         self._since += hi - lo
         return self._fs.features(tap, rows=slice(lo, hi), dtype=None)
 
@@ -187,12 +182,6 @@ class _Rows:
         if self._fs is not None:
             self._fs.close()
             self._fs = None
-
-
-def _snapshot(fs: FeatureStore) -> tuple:
-    """What changes with every commit (rows, shards, size, the update time): a reopened
-    store with the same values holds the same rows in the same order."""
-    return len(fs), fs.n_shards, fs.nbytes, fs.provenance.get("updated")
 
 
 def _metadata(rows: _Rows, taps) -> dict:

@@ -22,10 +22,11 @@ import numpy as np
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import no_store
-from embedkit.store.files.shards import open_shard
+from embedkit.store.files.shards import open_existing
+from embedkit.store.format import version_path, versions
 from embedkit.store.read.mapping import flat_rows, map_dataset
 from embedkit.store.read.rowchecks import check_rows
-from embedkit.store.read.state import missing_file, read_state, shard_path, store_nbytes
+from embedkit.store.read.state import read_state, store_nbytes
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
 
@@ -37,6 +38,10 @@ class FeatureStore:
     ----------
     path : str or Path
         The ``.h5`` store written by ``embedkit extract`` or :func:`embedkit.rows.from_arrays`.
+    version : int, optional
+        Open this version (``embedkit store log`` lists them) instead of the newest. A
+        reader holds its version for its whole life: commits never delete its files,
+        only ``embedkit store vacuum`` does.
 
     Examples
     --------
@@ -50,23 +55,24 @@ class FeatureStore:
     6 ['features'] ['a', 'b'] [[10.0, 11.0], [0.0, 1.0]]
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, version: int | None = None):
         self.path = Path(path)
         self._handles: list[h5py.File] = []
-        for attempt in range(5):  # a commit may remove a shard between index and shard open
-            try:
-                self._open()
-                break
-            except FileNotFoundError as exc:
-                self.close()
-                if attempt == 4:
-                    raise StoreError(missing_file(self.path, Path(exc.filename))) from None
+        try:
+            self._open(version)
+        except BaseException:
+            self.close()
+            raise
 
-    def _open(self) -> None:
+    def _open(self, version: int | None) -> None:
         if not self.path.exists():
             raise StoreError(no_store(self.path))
+        source = self.path if version is None else version_path(self.path, version)
+        if version is not None and not source.is_file():
+            have = ", ".join(map(str, versions(self.path))) or "none"
+            raise UserInputError(f"{self.path}: has no version {version} (versions: {have})")
         try:
-            index = h5py.File(self.path, "r")
+            index = h5py.File(source, "r")
         except OSError as exc:
             reason = "a folder" if self.path.is_dir() else str(exc).splitlines()[0][:120]
             raise StoreError(f"{self.path}: not a readable HDF5 file ({reason})") from None
@@ -75,11 +81,9 @@ class FeatureStore:
         except BaseException:
             index.close()
             raise
-        if state.self_contained:  # v1 or packed: the open index handle is the only shard
-            self._handles = [index]
-        else:
-            index.close()
-            self._handles = [open_shard(shard_path(self.path, s)) for s in state.shards]
+        index.close()
+        for name in state.shards:  # commits never delete them: no retry
+            self._handles.append(open_existing(self.path, name))
         check_rows(self.path, state, self._handles)  # values, shards, unique ids
         self._state = state
         self.fingerprint = state.fingerprint
@@ -90,8 +94,13 @@ class FeatureStore:
         self._flat: dict[str, tuple] = {}
         self._ids: np.ndarray | None = None
 
+    @property
+    def version(self) -> int:
+        """The version (commit number) this reader holds; 0 for a store before versions."""
+        return int(self._state.attrs.get("version", 0))
+
     def refresh(self) -> FeatureStore:
-        """Move to the newest committed snapshot (arrays handed out stay valid)."""
+        """Move to the newest committed version (arrays handed out stay valid)."""
         self.close()
         self.__init__(self.path)
         return self

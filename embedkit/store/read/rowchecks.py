@@ -45,6 +45,13 @@ def check_rows(
 
 def row_problems(path, state, handles: Sequence[h5py.File] | None = None) -> Iterator[str]:
     """Problems of the snapshot ``state`` (labels, splits, row map), its shards and ids."""
+    yield from value_problems(path, state)
+    if _rowmap_problem(state.segments, state.n, len(state.shards)) is None:
+        yield from _shard_and_id_problems(path, state, handles)  # not over a broken row map
+
+
+def value_problems(path, state) -> Iterator[str]:
+    """Problems of the snapshot's values: class names, labels, splits and the row map."""
     p, n = str(path), state.n
     names = state.label_names
     if len(set(names)) != len(names):
@@ -65,11 +72,13 @@ def row_problems(path, state, handles: Sequence[h5py.File] | None = None) -> Ite
         i = int(np.flatnonzero(~known)[0])
         what = f"{_short(S.as_text(split[i]))}, not train/val/test/''"
         yield f"{p}: /split row {i} is {what}; {RESTORE}"
-    seg = state.segments
-    problem = _rowmap_problem(seg, n, len(state.shards))
+    problem = _rowmap_problem(state.segments, n, len(state.shards))
     if problem:
         yield f"{p}: /{META}/rowmap {problem}; {RESTORE}"
-        return
+
+
+def _shard_and_id_problems(path, state, handles) -> Iterator[str]:
+    p, seg = str(path), state.segments
     opened = handles is None
     if opened:
         handles = []
@@ -119,9 +128,9 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
     row count, ``/ids``, ``/id_hash`` and each tap's dataset, which must lie inside the
     file (it is memory-mapped).
     """
-    where = p if state.shards == [""] else f"{p}: shard {Path(f.filename).name}"
-    if state.shards != [""] and _attr(f, "fingerprint") != state.fingerprint.digest:
-        stored = yield from fingerprint_problems(f, where)  # an upgraded schema-1 file, or
+    where = f"{p}: shard {Path(f.filename).name}"
+    if _attr(f, "fingerprint") != state.fingerprint.digest:
+        stored = yield from fingerprint_problems(f, where)
         if stored is None:  # a shard of another store
             return
         theirs = replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION)
@@ -142,7 +151,13 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
     columns = [(S.IDS, ())] + [
         (f"{S.FEATURES}/{t.name}", t.shape) for t in state.fingerprint.tap_infos
     ]
-    columns += [(S.ID_HASH, ())] if info[S.ID_HASH] is not None else []
+    if info[S.ID_HASH] is None:
+        yield (
+            f"{where}: has no /{S.ID_HASH} (a schema-1 file linked in by an older upgrade); "
+            f"run `embedkit store upgrade {p}`"
+        )
+        return
+    columns += [(S.ID_HASH, ())]
     size = os.fstat(f.id.get_vfd_handle()).st_size
     for name, shape in columns:
         got = info.get(name) or _fast(f, name)
@@ -156,26 +171,14 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
 
 
 def _duplicate_ids(p: str, state, handles: Sequence[h5py.File]) -> Iterator[str]:
-    """Ids twice in the store, from the shards' id hashes (kept as ``state.id_index``).
-
-    A schema-1 file (or one upgraded in place) has no id hashes; reading its ids would
-    cost a second per 1.6M rows on every open, so ``verify_store`` checks those.
-    """
+    """Ids twice in the store, from the shards' id hashes (kept as ``state.id_index``)."""
     used = np.unique(state.segments[:, 0]).tolist()
-    if not state.n or any(_fast(handles[k], S.ID_HASH) is None for k in used):
+    if not state.n:
         return
     per = {k: _read(handles[k], S.ID_HASH) for k in used}  # (R,) S16 each
     hashes = np.concatenate([per[k][src : src + n] for k, src, _, n in state.segments.tolist()])
     state.id_index = IdIndex(hashes)
     yield from _first_repeat(p, state, handles, state.id_index.repeats())
-
-
-def duplicate_ids(p: str, state, handles: Sequence[h5py.File], keys: np.ndarray) -> Iterator[str]:
-    """Name the first id that is twice in the store, given one sortable key per row."""
-    order = np.argsort(keys, kind="stable")
-    same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
-    pairs = [tuple(sorted(order[j : j + 2].tolist())) for j in same.tolist()]
-    yield from _first_repeat(p, state, handles, pairs)
 
 
 def _first_repeat(p: str, state, handles, pairs: list[tuple[int, int]]) -> Iterator[str]:

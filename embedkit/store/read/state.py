@@ -18,9 +18,9 @@ from embedkit.errors import StoreError
 from embedkit.store import format as S
 from embedkit.store.files.columns import Piece, read_columns
 from embedkit.store.files.integrity import check_not_orphaned
-from embedkit.store.files.shards import missing_file, open_existing
+from embedkit.store.files.shards import open_existing
 from embedkit.store.format import META, SELF, column_dir, shard_path
-from embedkit.store.read.checks import check_index
+from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.idindex import IdIndex
 from embedkit.store.read.rowchecks import check_rows
 
@@ -83,42 +83,48 @@ def extend_segments(seg: np.ndarray, shard: np.ndarray, src: np.ndarray) -> np.n
 
 
 def read_state(f: h5py.File, path) -> State:
-    """The snapshot described by the open store file ``f`` (v1, packed or v2 index)."""
+    """The snapshot described by the open index ``f``; an older layout is refused.
+
+    Only ``embedkit store upgrade`` (:mod:`embedkit.store.maintain.upgrade`) reads the
+    older layouts (schema 1, packed, schema 2 before column files).
+    """
     check_index(f, path)  # attributes, datasets and lengths, before anything is read
-    # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
-    fp = replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION)
-    n = int(f[S.LABELS].shape[0])
-    if META in f:
-        shards = [S.as_text(v) for v in f[f"{META}/shards"][:]]
-        segments = f[f"{META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
-    else:  # schema 1: the file holds its rows
-        shards = [SELF]
-        segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
-    labels, split, pieces = _read_columns(f, path, n)
+    layout = old_layout(f)
+    if layout is not None:
+        raise StoreError(
+            f"{path}: {layout}, an older layout that this embedkit reads only to convert it; "
+            f"run `embedkit store upgrade {path}`"
+        )
+    shards = [S.as_text(v) for v in f[f"{META}/shards"][:]]
+    segments = f[f"{META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
+    labels, split, pieces = _read_columns(f, path, int(f[S.LABELS].shape[0]))
+    return State(shards=shards, segments=segments, labels=labels, split=split, pieces=pieces,
+                 **index_parts(f))  # fmt: skip
+
+
+def index_parts(f: h5py.File) -> dict:
+    """What every layout's index holds alike: fingerprint, class names, bad items, attributes."""
     bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
     bad_digests = [S.as_text(v) for v in f[f"{S.BAD}/digests"][:]]
     reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
-    return State(
-        fingerprint=fp,
-        shards=shards,
-        segments=segments,
-        labels=labels,
-        split=split,
-        label_names=[S.as_text(v) for v in f[S.LABEL_NAMES][:]],
-        bad={
+    # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
+    return {
+        "fingerprint": replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION),
+        "label_names": [S.as_text(v) for v in f[S.LABEL_NAMES][:]],
+        "bad": {
             i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(bad_ids, bad_digests, reasons)
         },
-        attrs={k: S.as_text(v) for k, v in f.attrs.items()},
-        pieces=pieces,
-    )
+        "attrs": {k: S.as_text(v) for k, v in f.attrs.items()},
+    }
 
 
 def _read_columns(f: h5py.File, path, n: int):
-    """``(labels, split, pieces)``: from the column files where the index maps them
-    (read directly, not through the virtual datasets, so a missing file is an error and
-    not fill values), else from the index's own datasets."""
+    """``(labels, split, pieces)`` from the column files the index maps (read directly, not
+    through the virtual datasets, so a missing file is an error and not fill values). A
+    real ``labels`` or ``split`` dataset in the index (a changed index) is what is read,
+    so its values are checked and refused like the rest of the index."""
     virtual = {name: f[name].is_virtual for name in (S.LABELS, S.SPLIT)}
-    if f"{META}/columns" not in f or not any(virtual.values()):
+    if not any(virtual.values()):
         return f[S.LABELS][:].astype(np.int64), f[S.SPLIT][:].astype("S8"), None
     names = [S.as_text(v) for v in f[f"{META}/columns"][:]]
     labels, split, pieces = read_columns(path, names)
@@ -152,11 +158,8 @@ def load_state(path) -> State | None:
             f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
         ) from None
     with f:
-        try:
-            state = read_state(f, path)
-        except FileNotFoundError as exc:  # under the writer lock: really missing
-            raise StoreError(missing_file(path, Path(exc.filename))) from None
-        check_rows(path, state, [f] if state.self_contained else None, keep_ids=True)
+        state = read_state(f, path)
+        check_rows(path, state, keep_ids=True)
         return state
 
 

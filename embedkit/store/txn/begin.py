@@ -7,8 +7,6 @@ with WriterLock(store) as lock:
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,63 +15,48 @@ import numpy as np
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.files import TEMP
 from embedkit.store import format as S
-from embedkit.store.files.integrity import checksum_problem, copy_is_current, keep_copy
-from embedkit.store.files.place import place
-from embedkit.store.format import column_dir, shard_dir, sidecar
+from embedkit.store.files.integrity import checksum_problem
+from embedkit.store.format import sidecar, versions
 from embedkit.store.read.state import State, load_state
-from embedkit.store.txn.index import write_index
-from embedkit.store.txn.lock import WriterLock, crash_point
+from embedkit.store.txn.index import now, write_view
+from embedkit.store.txn.lock import WriterLock
 
 
 def prepare(store, lock: WriterLock) -> State | None:
-    """Under ``lock``: clean debris, upgrade a one-file store, and return the state."""
+    """Under ``lock``: the state (None: no store yet), the index brought up to its newest
+    version, temporary files removed. An older layout is refused (``store upgrade``)."""
     assert lock._lock is not None, "prepare() needs the writer lock"
     store = Path(store)
     state = load_state(store)
-    if state is not None and not state.self_contained:
+    if state is not None:
         problem = checksum_problem(store)
         if problem is not None:
             raise StoreError(
                 f"{store}: the index file: {problem}; run `embedkit store verify {store} "
                 "--repair` before writing"
             )
-        if not copy_is_current(store):  # a writer killed between the index and its copy
-            keep_copy(store)
-    clean_debris(store, state)
-    if state is not None and state.self_contained and state.n:
-        state = _upgrade(store, state)
+        latest = max(versions(store), default=0)
+        if latest > int(state.attrs.get("version", 0)):  # killed between version and view
+            write_view(store, latest)
+            state = load_state(store)
+    clean_debris(store)
     return state
 
 
-def clean_debris(store, state: State | None) -> list[Path]:
-    """Remove what killed writers left: temporary files, shards and column files no index
-    refers to."""
+def clean_debris(store) -> list[Path]:
+    """Remove the temporary files killed writers left (``NAME.tmp-PID``).
+
+    Shards and column files stay, named by a version or not: only ``store vacuum``
+    removes them, so no reader of any version ever finds one gone.
+    """
     store = Path(store)
-    removed = list(store.parent.glob(f"{store.name}{TEMP}*"))  # schema-1 commits
-    folder = sidecar(store)
-    if folder.is_dir():
-        removed += [p for p in folder.rglob(f"*{TEMP}*") if p.is_file()]
-        live = set(state.shards) if state is not None else set()
-        if shard_dir(store).is_dir():
-            removed += [p for p in shard_dir(store).iterdir() if p.name not in live]
-        pieces = {name for name, _ in state.pieces or []} if state is not None else set()
-        if column_dir(store).is_dir():
-            removed += [p for p in column_dir(store).iterdir() if p.name not in pieces]
+    removed = list(store.parent.glob(f"{store.name}{TEMP}*"))
+    if sidecar(store).is_dir():
+        removed += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
     for path in removed:
         with contextlib.suppress(OSError):
             path.unlink()
     return removed
-
-
-def _upgrade(store: Path, state: State) -> State:
-    """Turn a one-file store into index + one shard (a hard link to the same bytes)."""
-    name = f"{state.fingerprint.digest[:16]}-{os.stat(store).st_ino:x}.h5"
-    shard_dir(store).mkdir(parents=True, exist_ok=True)
-    place(store, shard_dir(store) / name)
-    crash_point("upgrade-linked")
-    new = replace(state, shards=[name])
-    write_index(store, new, {name: state.n})
-    return new
 
 
 def prune(state: State) -> State:
@@ -104,7 +87,3 @@ def check_fingerprint(stored: S.Fingerprint, given: S.Fingerprint, where) -> Non
     field = stored.first_difference(given)
     if field is not None:
         raise StoreMismatchError(str(where), field, getattr(stored, field), getattr(given, field))
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -32,7 +32,6 @@ from embedkit.store.read.state import (
 )
 from embedkit.store.txn.begin import (
     check_fingerprint,
-    clean_debris,
     empty_state,
     now,
     prepare,
@@ -116,11 +115,13 @@ def commit_locked(
     order: Sequence[str] | None = None,
     skip: Collection[str] = (),
     relabel: dict[int, str | None] | None = None,
+    operation: str = "commit",
 ) -> CommitSummary:
     """The one commit path; the caller holds the lock and read ``state`` under it.
 
     New ids are appended in shard order, or in the order of ``order`` (ids) when given.
     Shard rows whose id is in ``skip`` (never written: bad items) are left out.
+    ``operation`` names the change in ``store log`` (``extract``, ``label``, ``commit``).
     ``relabel`` maps store rows to their new class name (None: unlabelled).
     """
     bad, relabel = dict(bad or {}), dict(relabel or {})
@@ -226,9 +227,10 @@ def commit_locked(
     still = [n for n in marked_shards(state.attrs) if n in new.shards and n not in placed]
     if still:
         new.attrs[RECOMPUTE] = json.dumps(still)
-    write_index(store, new, shard_rows(store, new), base=state)
+    write_index(
+        store, new, shard_rows(store, new), base=state, operation=operation, replaced=replaced
+    )
     crash_point("index-written")
-    clean_debris(store, new)
     if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:
         new = compact_locked(store, new, keep=MAX_SHARDS // 2)
     nbytes = store_nbytes(store, new)

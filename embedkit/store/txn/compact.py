@@ -31,7 +31,7 @@ from embedkit.store.read.state import (
     store_digests,
     store_ids,
 )
-from embedkit.store.txn.begin import clean_debris, prepare, prune
+from embedkit.store.txn.begin import prepare, prune
 from embedkit.store.txn.index import write_attrs, write_bad, write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 
@@ -69,8 +69,8 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     n_merge = len(state.shards) - max(1, keep) + 1
     merged = np.argsort(live, kind="stable")[: max(2, n_merge)] if keep > 1 else None
     rows = np.arange(state.n) if merged is None else np.flatnonzero(np.isin(shard_of, merged))
-    builder = _builder(store, state, rows, shard_dir(store))
-    path = _fill(store, state, rows, builder)
+    builder = row_builder(store, state, rows, shard_dir(store))
+    path = fill_rows(store, state, rows, builder)
     crash_point("compacted-shard")
     name = path.name
     names = list(state.shards) + [name]
@@ -79,12 +79,11 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     shard_of[rows] = len(names) - 1
     src_of[rows] = np.arange(len(rows))
     new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
-    write_index(store, new, shard_rows(store, new), base=state)
-    clean_debris(store, new)
+    write_index(store, new, shard_rows(store, new), base=state, operation="compact")
     return new
 
 
-def _builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:
+def row_builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:
     ids = np.asarray(store_ids(store, state), dtype=object)[rows].tolist()
     digests = np.asarray(store_digests(store, state), dtype="S64")[rows]
     labels = [state.label_names[c] if c >= 0 else None for c in state.labels[rows].tolist()]
@@ -94,7 +93,7 @@ def _builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> Shard
     )
 
 
-def _fill(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, final=None):
+def fill_rows(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, final=None):
     """Copy the features of ``rows`` (sorted) into ``builder`` and finish it."""
     try:
         seg = state.segments
@@ -152,9 +151,9 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
     rows = np.arange(state.n)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_free(out.parent, _size(store, state), out)
-    builder = _builder(store, state, rows, out.parent)
+    builder = row_builder(store, state, rows, out.parent)
     builder.before_rename = lambda tmp: _add_index_parts(tmp, state)
-    return _fill(store, state, rows, builder, final=out)
+    return fill_rows(store, state, rows, builder, final=out)
 
 
 def _add_index_parts(tmp: Path, state: State) -> None:

@@ -1,13 +1,20 @@
-"""Writing a store's index file: the virtual datasets plain h5py reads, and its copy.
+"""Committing a store's state: a new numbered version, then the view plain h5py reads.
 
-The index (``STORE``) is replaced atomically by every commit (tmp, fsync, rename through
-:func:`embedkit.files.atomic_file`); see docs/store-format.md.
+Every commit writes ``STORE.d/versions/NNNNNNNN.h5`` (the next number), created
+exclusively through :func:`embedkit.files.atomic_file` and never overwritten: the index
+of that state (root attributes, ``label_names``, ``bad``, ``/_store`` naming its shards,
+row map and column files, and the virtual datasets). Creating it is the commit. The
+store file ``STORE`` is then replaced by a copy of it (the view: what readers and plain
+h5py open); a kill in between leaves the view one version behind, which the next writer
+(or ``store verify --repair``) copies forward. Nothing a version names is deleted here:
+old versions and their files go only through ``embedkit store vacuum``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import datetime as _dt
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -16,36 +23,83 @@ import numpy as np
 from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.columns import write_columns
-from embedkit.store.files.integrity import keep_copy, stamp
+from embedkit.store.files.integrity import stamp
 from embedkit.store.files.shards import disk_errors
-from embedkit.store.format import META, column_dir, index_temp, sidecar
+from embedkit.store.format import META, index_temp, sidecar, version_path, versions
 from embedkit.store.read.state import State
+from embedkit.store.txn.lock import crash_point
 
 
-def write_index(path, state: State, shard_rows: dict[str, int], *, base: State | None = None):
-    """Write ``state`` as the new index of the store at ``path``: tmp, fsync, rename.
+def write_index(
+    path,
+    state: State,
+    shard_rows: dict[str, int],
+    *,
+    base: State | None = None,
+    operation: str = "commit",
+    replaced: int = 0,
+    new_columns: bool = False,
+) -> int:
+    """Commit ``state`` as the next version of the store at ``path``; returns its number.
 
     ``shard_rows`` gives each shard's row count (for the virtual datasets' sources).
     Labels and split go to column files first (``state.pieces`` is set to them): those of
     ``base``, the snapshot ``state`` was derived from, are kept where its rows are
-    unchanged, so an append writes only its new rows' values. Column files of ``base``
-    that the new index no longer names are removed once it is in place (a reader that
-    still holds ``base`` retries on the newer snapshot).
+    unchanged, so an append writes only its new rows' values. ``operation`` (``extract``,
+    ``split``, ...) and what changed against ``base`` are recorded for ``store log``.
+    ``new_columns`` writes every column file anew (a repair of a damaged one).
     """
     path = Path(path)
-    state.pieces = write_columns(path, state.labels, state.split, base) if state.n else []
+    keep = None if new_columns else base
+    state.pieces = write_columns(path, state.labels, state.split, keep) if state.n else []
+    number = max(versions(path), default=0) + 1
+    change = {**_change(state, base), "replaced": int(replaced)}
+    state.attrs = {
+        **state.attrs,
+        "version": number,
+        "operation": operation,
+        "committed": now(),
+        "change": json.dumps(change),
+    }
+    final = version_path(path, number)
+    final.parent.mkdir(parents=True, exist_ok=True)
     needed = 200 * len(state.segments) + 100 * len(state.pieces) + (1 << 20)
-    with disk_errors(index_temp(path), needed):
+    with disk_errors(final, 2 * needed), atomic_file(final, exclusive=True) as tmp:
+        with h5py.File(tmp, "w", userblock_size=S.USERBLOCK) as f:
+            _write_index_body(f, path, state, shard_rows)
+        stamp(tmp)
+    crash_point("version-written")
+    write_view(path, number)
+    return number
+
+
+def write_view(path, number: int) -> None:
+    """Replace the store file ``path`` by a copy of version ``number`` (atomically)."""
+    source = version_path(path, number)
+    with disk_errors(path, source.stat().st_size):
         with atomic_file(path, tmp=index_temp(path)) as tmp:
-            with h5py.File(tmp, "w", userblock_size=S.USERBLOCK) as f:
-                _write_index_body(f, path, state, shard_rows)
-            stamp(tmp)
-        keep_copy(path)  # what `store recover` restores
-    kept = {name for name, _ in state.pieces}
-    for name, _ in (base.pieces or []) if base is not None else []:
-        if name not in kept:
-            with contextlib.suppress(OSError):
-                (column_dir(path) / name).unlink()
+            shutil.copyfile(source, tmp)
+
+
+def _change(state: State, base: State | None) -> dict:
+    """Rows added, and rows whose class or split changed, against ``base``."""
+    if base is None:
+        return {
+            "added": state.n,
+            "labels_changed": int((state.labels >= 0).sum()),
+            "split_changed": int((state.split != b"").sum()),
+        }
+    m = min(base.n, state.n)
+    return {
+        "added": max(0, state.n - base.n),
+        "labels_changed": int((state.labels[:m] != base.labels[:m]).sum()),
+        "split_changed": int((state.split[:m] != base.split[:m]).sum()),
+    }
+
+
+def now() -> str:
+    """The time now in UTC, to the second (ISO 8601)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.store import format as S
-from embedkit.store.files.shards import id_hashes, open_existing
+from embedkit.store.files.shards import open_existing
 from embedkit.store.read.idindex import IdIndex
 from embedkit.store.read.state import State, read_array
 
@@ -30,7 +30,7 @@ class RowLookup:
         elif state.id_index is not None and len(state.id_index.hashes) == state.n:
             index = state.id_index
         else:
-            index = IdIndex(read_array(store, state, _read_hashes))
+            index = IdIndex(read_array(store, state, lambda f: f[S.ID_HASH][...]))
         self._index = index
         self.hashes = index.hashes  # (N,) S16
 
@@ -55,9 +55,3 @@ class RowLookup:
     def rows(self, hashes: np.ndarray) -> np.ndarray:
         """Store row of each id hash, -1 where the id is not in the store."""
         return self._index.rows(hashes)
-
-
-def _read_hashes(f) -> np.ndarray:
-    if S.ID_HASH in f:
-        return f[S.ID_HASH][...]
-    return id_hashes(f[S.IDS].asstr()[...])

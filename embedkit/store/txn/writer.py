@@ -41,9 +41,9 @@ from embedkit.store.files.shards import (
 )
 from embedkit.store.format import journal_dir
 from embedkit.store.read.state import load_state, shard_rows
-from embedkit.store.txn.begin import check_fingerprint, clean_debris, now, prepare
+from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
-from embedkit.store.txn.index import write_index
+from embedkit.store.txn.index import now, write_index
 from embedkit.store.txn.journal import Journal
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 from embedkit.store.txn.lookup import RowLookup
@@ -68,6 +68,8 @@ class StoreWriter:
         first appearance.
     timeout : float
         Seconds to wait for another writer of the same store before refusing.
+    operation : str
+        What the commit is called in ``embedkit store log`` (``extract``, ``label``).
 
     The writer holds the store's lock from construction until :meth:`commit` or
     :meth:`close` (or the end of a ``with`` block).
@@ -81,8 +83,10 @@ class StoreWriter:
         provenance: dict | None = None,
         label_names: Sequence[str] | None = None,
         timeout: float = LOCK_TIMEOUT,
+        operation: str = "extract",
     ):
         self.path = Path(path)
+        self.operation = operation
         self.label_names = [str(n) for n in (label_names or [])]
         self.fingerprint = fingerprint
         self.provenance = dict(provenance or {})
@@ -237,6 +241,7 @@ class StoreWriter:
                 self.path, self._state, self._lookup, shards, self.fingerprint,
                 provenance=self.provenance, label_names=self.label_names, bad=bad,
                 started=self._started, order=order, skip=skip, relabel=self._relabel,
+                operation=self.operation,
             )  # fmt: skip
             crash_point("before-journal-removed")
             shutil.rmtree(self.journal, ignore_errors=True)
@@ -304,5 +309,4 @@ def set_splits(
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         new = replace(state, split=values, attrs={**state.attrs, "updated": now()})
-        write_index(path, new, shard_rows(path, new), base=state)
-        clean_debris(path, new)  # the superseded column files
+        write_index(path, new, shard_rows(path, new), base=state, operation="split")
