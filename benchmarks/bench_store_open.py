@@ -5,12 +5,12 @@
 ``--dir D --build-only`` builds the stores into ``D`` (kept); a later run with ``--dir D``
 only measures.
 
-For each store (v2 with 1 and 16 shards, and the same rows as a schema-1 file), opening and
-closing it is timed with the checks (``embedkit.store.read.checks``) and with them replaced by
-no-ops, alternately, best of ``--reps`` each; one record per store
-(results/store_open.jsonl). The checks read the index metadata, labels and splits (read
-anyway), each shard's metadata and the 16-byte id hashes (ids for schema 1), never a
-feature array.
+For each store (1 and 16 shards; older layouts such as schema 1 are no longer read on
+open, only by ``embedkit store upgrade``), opening and closing it is timed with the checks
+(``embedkit.store.read.checks``) and with them replaced by no-ops, alternately, best of
+``--reps`` each; one record per store (results/store_open.jsonl). The checks read the
+index metadata, labels and splits (read anyway), each shard's metadata and the 16-byte id
+hashes, never a feature array.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 from _harness import Records, data_table, measured_line
 
-from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards, pack
+from embedkit.store import FeatureStore, Fingerprint, TapInfo, commit_shards
 from embedkit.store.files.shards import write_shard
 from embedkit.store.read import reader, state
 from embedkit.store.read.rowchecks import check_rows
@@ -44,16 +43,6 @@ def _build(store: Path, n: int, dim: int, n_shards: int) -> None:
                            labels=labels[lo:hi])  # fmt: skip
         commit_shards(store, [path], fp)
         path.unlink()
-
-
-def _as_v1(store: Path, out: Path) -> Path:
-    """A schema-1 (embedkit 0.1, one-file) store with the rows of ``store``: a packed copy
-    without the ``/_store`` group and the id hashes, which schema 1 did not have."""
-    pack(store, out)
-    with h5py.File(out, "r+") as f:
-        del f["_store"], f["id_hash"]
-        f.attrs["schema_version"] = 1
-    return out
 
 
 def _open(path: Path) -> float:
@@ -83,13 +72,10 @@ def main() -> None:
     root = Path(args.dir or tempfile.mkdtemp())
     root.mkdir(parents=True, exist_ok=True)
     stores = [(f"v2, {k} shard(s)", root / f"s{args.rows}-{k}.h5") for k in args.shards]
-    stores.append(("v1 (one file)", root / f"v1-{args.rows}.h5"))
     try:
         for (_, path), k in zip(stores, args.shards):
             if not path.exists():
                 _build(path, args.rows, args.dim, k)
-        if not stores[-1][1].exists():
-            _as_v1(stores[0][1], stores[-1][1])
         if not args.build_only:
             for name, path in stores:
                 _measure(name, path, args)

@@ -259,6 +259,9 @@ def run_log(args) -> int:
     from embedkit.store.maintain.versions import store_log
 
     entries = store_log(args.store)
+    if not entries:
+        print(f"{args.store}: no versions yet (written before versions); its next commit is 1")
+        return 0
     if args.json:
         for entry in entries:
             print(json.dumps(entry))

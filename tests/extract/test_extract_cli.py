@@ -95,6 +95,7 @@ def test_corrupt_image(models, image_dir, store, tmp_path):
     copy = run_cli("store", "pack", store, tmp_path / "copy.h5")  # a store is not one file
     assert copy.returncode == 0, copy.stderr
     copy = tmp_path / "copy.h5"
+    assert run_cli("store", "upgrade", copy).returncode == 0  # a packed copy: a store again
     result = run_cli("extract", models["image"], images, "--out", copy, "--skip-bad")
     assert (
         result.returncode == 0 and "computed 0 items, 6 cached, 0 resumed, 1 bad" in result.stdout

@@ -82,7 +82,7 @@ class FeatureStore:
             index.close()
             raise
         index.close()
-        for name in state.shards:  # commits never delete them: no retry
+        for name in state.shards:  # no commit deletes a file a version names
             self._handles.append(open_existing(self.path, name))
         check_rows(self.path, state, self._handles)  # values, shards, unique ids
         self._state = state
