@@ -69,8 +69,6 @@ def run_predict(args) -> int:
         raise UserInputError(f"--out {args.out!r} must end in .csv, .jsonl or .parquet")
     if args.out and args.out.endswith(".parquet"):
         require("pyarrow", "arrow", "predict --out PREDS.parquet")  # before any work
-    if args.top_k is not None and args.top_k < 1:
-        raise UserInputError(f"--top-k {args.top_k}: pass a positive number of classes")
     if args.out:
         inputs = [args.head, args.source, args.model, args.labels, _recorded_model(args.head)]
         guard_output(args.out, PREDICTIONS, overwrite=args.overwrite, inputs=inputs)
