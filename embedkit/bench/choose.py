@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from embedkit.bench.data import shot_rank
-from embedkit.bench.table import BELOW, pm, shot_label
+from embedkit.bench.table import BELOW, grid, pm, shot_label
 from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
@@ -161,15 +161,10 @@ def _by_tap_markdown(table, top) -> list[str]:
         f"Test accuracy by tap set at shots = {shot_label(top)} (in bench order; for "
         "`--taps all`, shallow to deep):",
         "",
-        "| head | " + " | ".join(f"`{t}`" for t in taps) + " |",
-        "| --- |" + " ---: |" * len(taps),
     ]
-    for head in dict.fromkeys(r["head"] for r in table.rows):
-        values = [table.cell_text(cell.get((t, head))) for t in taps]
-        lines.append(f"| {head} | " + " | ".join(values) + " |")
-    for name, value in table.info.get("baselines", {}).items():
-        lines.append(f"| *{name}* | " + " | ".join([f"{value:.3f}"] * len(taps)) + " |")
-    return lines
+    heads = dict.fromkeys(r["head"] for r in table.rows)
+    values = {h: [table.cell_text(cell.get((t, h))) for t in taps] for h in heads}
+    return lines + grid([f"`{t}`" for t in taps], values, table.info.get("baselines"))
 
 
 def pick_summary(table) -> list[str]:

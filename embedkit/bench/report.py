@@ -22,7 +22,7 @@ import numpy as np
 from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
-from embedkit.bench.table import BELOW, head_rank, heads_in_order, pm, shot_label, shot_levels
+from embedkit.bench.table import BELOW, grid, head_rank, heads_in_order, pm, shot_label, shot_levels
 from embedkit.errors import UserInputError
 from embedkit.files import write_bytes_atomic
 
@@ -118,26 +118,19 @@ class BenchTable:
             f"t-interval half-width over {self.info.get('seeds', '?')} seeds (rows per class "
             f"in the header); {BELOW}: under the majority-class baseline.",
             "",
-            "| head | " + " | ".join(shot_label(s) for s in shots) + " |",
-            "| --- |" + " ---: |" * len(shots),
+            *grid(
+                [shot_label(s) for s in shots],
+                {h: [self.cell_text(cell.get((h, s))) for s in shots] for h in heads},
+                self.info.get("baselines"),
+            ),
         ]
-        for head in heads:
-            values = [self.cell_text(cell.get((head, s))) for s in shots]
-            lines.append(f"| {head} | " + " | ".join(values) + " |")
-        for name, value in self.info.get("baselines", {}).items():
-            lines.append(f"| *{name}* | " + " | ".join([f"{value:.3f}"] * len(shots)) + " |")
         top = shots[-1] if shots else None
         keys = METRICS + TIMES
-        lines += [
-            "",
-            f"All metrics at shots = {shot_label(top)}:",
-            "",
-            "| head | " + " | ".join(_LABELS[k] for k in keys) + " |",
-            "| --- |" + " ---: |" * len(keys),
-        ]
-        for head in heads:
-            row = cell.get((head, top))
-            lines.append(f"| {head} | " + " | ".join(pm(row, k) for k in keys) + " |")
+        lines += ["", f"All metrics at shots = {shot_label(top)}:", ""]
+        lines += grid(
+            [_LABELS[k] for k in keys],
+            {h: [pm(cell.get((h, top)), k) for k in keys] for h in heads},
+        )
         return "\n".join(lines) + "\n"
 
     def cell_text(self, row: dict | None, key: str = "accuracy") -> str:

@@ -30,6 +30,22 @@ def pm(row: dict | None, key: str) -> str:
     return text
 
 
+def grid(columns: list[str], rows: dict[str, list[str]], baselines: dict | None = None) -> list:
+    """Markdown lines of a table with one row per head and right-aligned ``columns``;
+    each baseline is an italic row that repeats its value in every column.
+
+    Examples
+    --------
+    >>> grid(["1", "all"], {"ridge": ["0.5", "0.9"]}, {"majority": 0.1})[-1]
+    '| *majority* | 0.100 | 0.100 |'
+    """
+    lines = ["| head | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    lines += [f"| {head} | " + " | ".join(values) + " |" for head, values in rows.items()]
+    for name, value in (baselines or {}).items():
+        lines.append(f"| *{name}* | " + " | ".join([f"{value:.3f}"] * len(columns)) + " |")
+    return lines
+
+
 def head_rank(head: str) -> tuple:
     return (HEADS.index(head), "") if head in HEADS else (len(HEADS), head)
 
