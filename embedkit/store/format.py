@@ -215,8 +215,3 @@ def _taps_json(taps) -> str:
 def as_text(value):
     """Decode the ``bytes`` that h5py returns for some strings; other values pass through."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def rows_per_chunk(row_nbytes: int, target_bytes: int = 1 << 20) -> int:
-    """Rows per HDF5 chunk so that a chunk holds about ``target_bytes`` (whole rows)."""
-    return max(1, target_bytes // max(1, row_nbytes))

@@ -113,12 +113,6 @@ def checksum_problem(path) -> str | None:
     return None
 
 
-def has_checksum(path) -> bool:
-    """Whether ``path`` was written with a checksum (a user block)."""
-    with open(path, "rb") as f:
-        return f.read(len(_MAGIC)) == _MAGIC
-
-
 def file_problem(store, path: Path, what: str) -> str | None:
     """One verify line for a file whose checksum fails (None when it holds)."""
     problem = checksum_problem(path)

@@ -19,7 +19,7 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import Piece, read_columns
 from embedkit.store.files.integrity import check_not_orphaned
 from embedkit.store.files.shards import open_existing
-from embedkit.store.format import META, SELF, column_dir, shard_path
+from embedkit.store.format import META, column_dir, shard_path
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.idindex import IdIndex
 from embedkit.store.read.rowchecks import check_rows
@@ -30,7 +30,7 @@ class State:
     """One snapshot of a store, as its index file describes it."""
 
     fingerprint: S.Fingerprint
-    shards: list[str]  # shard file names ("" = the index file itself)
+    shards: list[str]  # shard file names ("" = the file itself: an older one-file layout)
     segments: np.ndarray  # (M, 4) int64: shard, src row, dst row, length; sorted by dst
     labels: np.ndarray  # (N,) int64 index into label_names, -1 unlabelled
     split: np.ndarray  # (N,) S8
@@ -38,17 +38,13 @@ class State:
     bad: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "digest", "reason"}
     attrs: dict = field(default_factory=dict)  # root attributes, text values decoded
     # column files holding labels and split ((name, rows) in row order); None when the
-    # index holds them itself (schema 1, packed, older schema-2 indexes)
+    # index holds them itself (an older layout, read by store upgrade only)
     pieces: list[Piece] | None = None
     id_index: IdIndex | None = field(default=None, repr=False, compare=False)  # set on open
 
     @property
     def n(self) -> int:
         return len(self.labels)
-
-    @property
-    def self_contained(self) -> bool:
-        return self.shards == [SELF]
 
     def rows_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-row ``(shard, src_row)`` arrays, each (N,)."""
@@ -200,7 +196,7 @@ def store_nbytes(store: Path, state: State | None) -> int:
     if state is None or not store.exists():
         return 0
     total = store.stat().st_size
-    files = [shard_path(store, name) for name in state.shards if name != SELF]
+    files = [shard_path(store, name) for name in state.shards]
     files += [column_dir(store) / name for name, _ in dict(state.pieces or []).items()]
     for path in files:
         with contextlib.suppress(OSError):
