@@ -97,13 +97,15 @@ def run_predict(args) -> int:
         _write_parquet(predictions.columns(top_k=args.top_k), args.out)
         print(f"wrote {len(predictions)} predictions to {args.out}")
         return 0
-    records = predictions.records(top_k=args.top_k)
-    write = _write_jsonl if args.out and args.out.endswith(".jsonl") else _write_csv
+    if args.out and args.out.endswith(".jsonl"):
+        rows, write = predictions.records(top_k=args.top_k), _write_jsonl
+    else:
+        rows, write = predictions.columns(top_k=args.top_k), _write_csv
     if not args.out:
-        write(records, sys.stdout)
+        write(rows, sys.stdout)
         return 0
     with atomic_file(args.out) as tmp, open(tmp, "w", newline="") as stream:
-        count = write(records, stream)
+        count = write(rows, stream)
     print(f"wrote {count} predictions to {args.out}")
     return 0
 
@@ -146,23 +148,17 @@ def _write_jsonl(records, stream) -> int:
     return count
 
 
-def _write_csv(records, stream) -> int:
+def _write_csv(columns: dict, stream) -> int:
+    """Write ``Predictions.columns()`` as CSV, probabilities to 6 significant digits."""
     import csv
 
-    writer, count = None, 0
-    for record in records:
-        count += 1
-        if "top" in record:
-            ranked = record.pop("top")
-            extra = {
-                f"{key}{rank}": value
-                for rank, (name, p) in enumerate(ranked, 1)
-                for key, value in (("top", name), ("p_top", f"{p:.6g}"))
-            }
-        else:
-            extra = {f"p_{name}": f"{p:.6g}" for name, p in record.pop("proba").items()}
-        if writer is None:
-            writer = csv.writer(stream)
-            writer.writerow(list(record) + list(extra))
-        writer.writerow(list(record.values()) + list(extra.values()))
-    return count
+    rows = list(zip(*columns.values()))
+    if rows:  # no items: an empty file, no header
+        writer = csv.writer(stream)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                f"{v:.6g}" if k.startswith("p_") else float(v) if k == "confidence" else v
+                for k, v in zip(columns, row)
+            )
+    return len(rows)
