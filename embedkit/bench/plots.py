@@ -78,7 +78,6 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
                 color="gold", markeredgecolor="black", linestyle="none",
                 label=f"recommended ({best['head']})", zorder=5)  # fmt: skip
     _baselines(ax, table)
-    labels, key = short_tap_labels(taps)
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("tap set (shallow to deep)")
     if key:
