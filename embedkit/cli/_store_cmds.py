@@ -251,7 +251,10 @@ def run_store(args) -> int:
     else:
         guard_output(args.out, PACKED, overwrite=args.overwrite, inputs=[args.store], option="OUT")
         out = store.pack(args.store, args.out, timeout=args.wait, overwrite=args.overwrite)
-        print(f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        print(
+            f"{args.store}: packed into {out} ({out.stat().st_size / 1e6:.1f} MB); "
+            f"plain h5py reads it; `embedkit store upgrade {out}` makes it a store again"
+        )
     return 0
 
 

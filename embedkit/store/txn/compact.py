@@ -127,8 +127,9 @@ def fill_rows(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder
 def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) -> Path:
     """Write ``store`` as one self-contained file ``out`` (to share or archive).
 
-    The packed file is a complete store: ``FeatureStore(out)``, ``embedkit info`` and
-    plain h5py read it; the first write into it turns it back into index + shards.
+    The packed file holds every row, label, split and attribute in one file that plain
+    h5py reads as a store; embedkit itself reads only the current layout, so the receiver
+    runs ``embedkit store upgrade OUT`` once to turn it back into index + shards.
     An existing ``out`` is refused unless ``overwrite`` (then it is replaced atomically);
     ``out`` with a store folder ``out.d`` beside it, or the store itself, always is.
 
