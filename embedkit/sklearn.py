@@ -15,7 +15,6 @@ refused, naming the field), so a second fit on the same data costs a hash and a 
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from embedkit.errors import StoreMismatchError, UserInputError
 from embedkit.extract import ImageSpec, Listing, Source, extract, load_model
 from embedkit.extract.preprocess import make_preprocessor
+from embedkit.extract.sources import content_sha
 from embedkit.store import FeatureStore, Fingerprint
 
 __all__ = ["CachedEncoder"]
@@ -109,7 +109,7 @@ class CachedEncoder(TransformerMixin, BaseEstimator):
         """Features of ``X`` ``(n, features)`` float32, computing only what the store lacks."""
         check_is_fitted(self, "kind_")
         items = self._items(X)
-        digests = [_digest(item) for item in items]
+        digests = [content_sha(item) for item in items]
         if self.store is None:
             with tempfile.TemporaryDirectory(prefix="embedkit-encoder-") as tmp:
                 return self._encode(items, digests, Path(tmp) / "features.h5")
@@ -202,14 +202,6 @@ def _is_strings(X) -> bool:
     if hasattr(X, "dtype") and hasattr(X, "tolist") and getattr(X, "ndim", 2) == 1:
         return all(isinstance(x, str) for x in X.tolist())  # a pandas Series
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, str) for x in X)
-
-
-def _digest(item) -> str:
-    """The content digest extract records: sha256 of the text, the file bytes or the row."""
-    data = item.encode("utf-8") if isinstance(item, str) else item
-    if isinstance(data, np.ndarray):
-        data = np.ascontiguousarray(data).tobytes()
-    return hashlib.sha256(data).hexdigest()
 
 
 def _read(path: str) -> bytes:

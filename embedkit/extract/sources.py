@@ -97,7 +97,19 @@ class Source(ABC):
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-def content_sha(data: bytes) -> str:
+def content_sha(data: bytes | str | np.ndarray) -> str:
+    """The content digest extract records for an item (and ``CachedEncoder`` looks up):
+    the sha256 of its bytes, of a text's UTF-8, or of an array row's contiguous bytes.
+
+    Examples
+    --------
+    >>> content_sha("a") == content_sha(b"a") == content_sha(np.frombuffer(b"a", np.uint8))
+    True
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    elif isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
     return hashlib.sha256(data).hexdigest()
 
 
@@ -192,7 +204,7 @@ class _TextSource(Source):
         self._ids = ids
         return Listing(
             ids,
-            tuple(content_sha(t.encode("utf-8")) for t in texts),
+            tuple(content_sha(t) for t in texts),
             tuple(labels[:n]) if labels is not None else (None,) * n,
             tuple(splits[:n]) if splits is not None else (None,) * n,
         )
@@ -332,9 +344,7 @@ class ArraySource(Source):
 
     def scan(self) -> Listing:
         n = len(self.array) if self.limit is None else min(self.limit, len(self.array))
-        digests = tuple(
-            content_sha(np.ascontiguousarray(self.array[i]).tobytes()) for i in range(n)
-        )
+        digests = tuple(content_sha(self.array[i]) for i in range(n))
         labels, order = self._labels(n)
         return Listing(tuple(str(i) for i in range(n)), digests, labels, (None,) * n, order)
 
