@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads.graph import unit_rows as l2_normalize  # one L2 normalisation; name kept
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,6 @@ class NeighborScan:
     def truncated(self) -> bool:
         """True when more pairs crossed the threshold than were kept."""
         return self.n_pairs_total > len(self.pairs)
-
-
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    """Return float32 rows of unit length; items are flattened and zero rows stay zero.
-
-    Examples
-    --------
-    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
-    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
-    """
-    z = np.array(features, dtype=np.float32, copy=True).reshape(len(features), -1)  # (N, D)
-    norms = np.linalg.norm(z, axis=1, keepdims=True)  # (N, 1)
-    np.divide(z, norms, out=z, where=norms > 0)
-    return z
 
 
 def neighbor_scan(

@@ -30,11 +30,11 @@ def unit_rows(X: np.ndarray, *, center: bool = False) -> np.ndarray:
     ``center`` first subtracts the mean row: features after a ReLU (e.g. a CNN's pooled
     features) are all positive, and their cosines only separate classes once centred.
     """
-    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    X = np.array(X, dtype=np.float32).reshape(len(X), -1)  # a copy, normalised in place
     if center:
-        X = X - X.mean(0, dtype=np.float64).astype(np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
+        X -= X.mean(0, dtype=np.float64).astype(np.float32)
+    X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return X
 
 
 def knn(
