@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from embedkit.bench.data import shot_rank
-from embedkit.bench.table import BELOW, grid, pm, shot_label
+from embedkit.bench.table import BELOW, grid, heads_in_order, pm, shot_label
 from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
@@ -77,7 +77,7 @@ def _simplicity(row: dict) -> tuple:
 def best_tap_per_head(table) -> list[dict]:
     """Per head, its row at the largest shot level with the best cross-validation accuracy."""
     top, out = _top(table), []
-    for head in dict.fromkeys(r["head"] for r in table.rows):
+    for head in heads_in_order(table.rows):
         cells = [r for r in table.rows if r["head"] == head and r["shots"] == top
                  and r.get("val_accuracy_mean") is not None]  # fmt: skip
         if cells:
@@ -162,7 +162,7 @@ def _by_tap_markdown(table, top) -> list[str]:
         "`--taps all`, shallow to deep):",
         "",
     ]
-    heads = dict.fromkeys(r["head"] for r in table.rows)
+    heads = heads_in_order(table.rows)
     values = {h: [table.cell_text(cell.get((t, h))) for t in taps] for h in heads}
     return lines + grid([f"`{t}`" for t in taps], values, table.info.get("baselines"))
 
