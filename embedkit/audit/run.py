@@ -192,7 +192,7 @@ def audit_arrays(
     blocks = -(-n // spec.block_size)
     tiles = blocks * (blocks + 1) // 2
     # work: a fold fits on (folds-1)/folds of the labelled rows; a tile compares two blocks
-    fold_work = float(labelled.sum()) * x.shape[1] * 10
+    fold_work = len(labelled) * (spec.folds - 1) / spec.folds * x.shape[1] * 10
     tile_work = float(min(n, spec.block_size)) ** 2 * x.shape[1] / 2
     bar = Progress("audit", spec.folds + tiles, unit="steps", enabled=progress,
                    work_total=spec.folds * fold_work + tiles * tile_work)  # fmt: skip
