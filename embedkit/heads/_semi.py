@@ -9,7 +9,10 @@ deploy`` converts ``head_``.
 - ``spread`` (:class:`LabelSpreadingHead`): label spreading (Zhou et al. 2004) on a
   sparse kNN graph of the rows, weighted ``cos ** 3`` (Iscen et al., CVPR 2019), solved
   by conjugate gradients; at most ``max_unlabelled`` unlabelled rows (a random sample)
-  join the graph, which keeps a fit on 100,000 rows to seconds.
+  join the graph, which keeps a fit on 100,000 rows to seconds. ``graph="auto"``
+  measures before it trusts the graph: a 5-fold cross-validation on the labelled rows
+  scores spreading over the centred features, over PCA-whitened ones, and no spreading
+  (``base`` on the labelled rows alone), and the best of the three wins (``graph_``).
 - ``selftrain`` (:class:`SelfTrainingHead`): self-training: fit, add the unlabelled
   rows predicted with probability >= ``threshold``, refit, until none is added.
 
@@ -38,7 +41,10 @@ from embedkit.heads._validation import check_fitted, encode_labels
 from embedkit.heads.graph import knn_graph, unit_rows
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
+GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
 UNLABELLED = -1
+_FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
+_WHITE_DIMS = 128  # graph="whiten": PCA components kept
 _DTYPES = [np.float64, np.float32]
 
 
@@ -87,6 +93,11 @@ class LabelSpreadingHead(_SemiHead):
     ----------
     base : str
         The supervised head fitted last (one of :data:`BASES`); deploy converts it.
+    graph : str
+        The features of the kNN graph: ``centre`` (centred, unit rows), ``whiten``
+        (PCA-whitened to at most 128 dimensions, then unit rows), ``none`` (no spreading:
+        ``base`` on the labelled rows alone) or ``auto`` (the best of the three in a
+        5-fold cross-validation on the labelled rows; ties go to the earlier).
     n_neighbors : int
         Neighbours per row in the graph.
     alpha : float
@@ -101,6 +112,7 @@ class LabelSpreadingHead(_SemiHead):
 
     _constraints = {
         "base": [Options(BASES)],
+        "graph": [Options(GRAPHS)],
         "n_neighbors": [Interval(int, 1, 1000)],
         "alpha": [OPEN_FRACTION],
         "max_unlabelled": [Interval(int, 0, 10**8)],
@@ -112,6 +124,7 @@ class LabelSpreadingHead(_SemiHead):
         self,
         base: str = "logreg",
         *,
+        graph: str = "auto",
         n_neighbors: int = 10,
         alpha: float = 0.9,
         max_unlabelled: int = 20_000,
@@ -119,6 +132,7 @@ class LabelSpreadingHead(_SemiHead):
         random_state: int | None = None,
     ):
         self.base = base
+        self.graph = graph
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.max_unlabelled = max_unlabelled
@@ -133,37 +147,100 @@ class LabelSpreadingHead(_SemiHead):
         if len(unl) > self.max_unlabelled:
             unl = np.sort(rng.choice(unl, self.max_unlabelled, replace=False))
         rows = np.concatenate([np.flatnonzero(labelled), unl])
-        proba = self.spread(unit_rows(X[rows], center=True), y_index, len(self.classes_))  # (M, K)
-        spread = proba.argmax(1)
-        spread[: len(y_index)] = y_index  # the given labels stay
-        self.n_spread_ = int(len(unl))
+        k, n_lab = len(self.classes_), len(y_index)
+        choices = ("centre", "whiten", "none") if self.graph == "auto" else (self.graph,)
+        folds = rng.permutation(n_lab) % _FOLDS  # (L,) fold of each labelled row
+        self.graph_scores_, solved = {}, {}
+        for graph in choices:
+            if graph == "none":
+                solve = None
+                if len(choices) > 1:
+                    self.graph_scores_[graph] = self._cv_alone(X[rows[:n_lab]], y_index, folds)
+            else:
+                solve = self._operator(self._graph_rows(X[rows], graph))
+                if len(choices) > 1:
+                    self.graph_scores_[graph] = self._cv_spread(solve, y_index, k, folds, len(rows))
+            solved[graph] = solve
+        self.graph_ = max(choices, key=lambda g: self.graph_scores_.get(g, 0.0))
+        if self.graph_ == "none":
+            rows, spread = rows[:n_lab], y_index
+        else:
+            spread = solved[self.graph_](_one_hot(y_index, k, len(rows))).argmax(1)
+            spread[:n_lab] = y_index  # the given labels stay
+        self.n_spread_ = int(len(rows) - n_lab)
         self.head_ = self._base().fit(X[rows], self.classes_[spread])
         return self
 
     def spread(self, X: np.ndarray, y_index: np.ndarray, k: int) -> np.ndarray:
         """Row-normalised label scores (M, K) of unit rows ``X``; the first rows are labelled."""
-        m, n_lab = len(X), len(y_index)
-        Y = np.zeros((m, k))
-        Y[np.arange(n_lab), y_index] = 1.0
+        return self._operator(X)(_one_hot(y_index, k, len(X)))
+
+    @staticmethod
+    def _graph_rows(X: np.ndarray, graph: str) -> np.ndarray:
+        """The unit rows (M, D') the graph is built on: centred, or PCA-whitened."""
+        if graph == "whiten":
+            from sklearn.decomposition import PCA
+
+            dims = min(_WHITE_DIMS, X.shape[1], len(X) - 1)
+            if dims >= 2:
+                X = PCA(dims, whiten=True, random_state=0).fit_transform(X)
+        return unit_rows(X, center=True)
+
+    def _operator(self, X: np.ndarray):
+        """``solve(Y)``: label spreading of seed scores ``Y`` (M, K) over unit rows ``X``."""
+        m = len(X)
         self.n_iter_ = 1  # conjugate-gradient iterations of the slowest class
-        if m == n_lab or m < 3:
-            return Y
+        if m < 3:
+            return lambda Y: Y
         W = knn_graph(X, self.n_neighbors)
         d = np.asarray(W.sum(1)).ravel()
         inv = diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
         A = identity(m, format="csr") - self.alpha * (inv @ W @ inv)  # (M, M), s.p.d.
-        steps = [0]
 
-        def count(_):
-            steps[0] += 1
+        def solve(Y: np.ndarray) -> np.ndarray:
+            steps = [0]
 
-        F = np.column_stack(
-            [cg(A, Y[:, c], maxiter=self.max_iter, callback=count)[0] for c in range(k)]
-        )
-        self.n_iter_ = max(1, -(-steps[0] // k))
-        F = np.maximum(F, 0)
-        total = F.sum(1, keepdims=True)
-        return np.where(total > 0, F / np.maximum(total, 1e-12), 1.0 / k)
+            def count(_):
+                steps[0] += 1
+
+            F = np.column_stack(
+                [cg(A, Y[:, c], maxiter=self.max_iter, callback=count)[0] if Y[:, c].any()
+                 else np.zeros(m) for c in range(Y.shape[1])]
+            )  # fmt: skip
+            self.n_iter_ = max(1, -(-steps[0] // Y.shape[1]))
+            F = np.maximum(F, 0)
+            total = F.sum(1, keepdims=True)
+            return np.where(total > 0, F / np.maximum(total, 1e-12), 1.0 / Y.shape[1])
+
+        return solve
+
+    @staticmethod
+    def _cv_spread(solve, y_index: np.ndarray, k: int, folds: np.ndarray, m: int) -> float:
+        """Accuracy on each fold of labelled rows when only the other folds' labels spread."""
+        right = 0
+        for f in range(_FOLDS):
+            held = np.flatnonzero(folds == f)
+            Y = _one_hot(y_index, k, m)  # (M, K)
+            Y[held] = 0.0
+            right += int((solve(Y)[held].argmax(1) == y_index[held]).sum())
+        return right / len(y_index)
+
+    def _cv_alone(self, X: np.ndarray, y_index: np.ndarray, folds: np.ndarray) -> float:
+        """Accuracy on each fold of labelled rows of ``base`` fitted on the other folds."""
+        right = 0
+        for f in range(_FOLDS):
+            held, kept = folds == f, folds != f
+            if held.any() and len(np.unique(y_index[kept])) > 1:
+                head = self._base().fit(X[kept], y_index[kept])
+                right += int((head.predict(X[held]) == y_index[held]).sum())
+        return right / len(y_index)
+
+
+def _one_hot(y_index: np.ndarray, k: int, m: int) -> np.ndarray:
+    """Seed scores (M, K): one-hot rows for the first ``len(y_index)`` rows, zeros after."""
+    Y = np.zeros((m, k))
+    Y[np.arange(len(y_index)), y_index] = 1.0
+    return Y
 
 
 class SelfTrainingHead(_SemiHead):

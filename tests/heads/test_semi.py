@@ -80,3 +80,19 @@ def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path):
     assert info["logreg"]["rows"]["train"] == int(((splits == "train") & (y_few >= 0)).sum())
     assert info["spread"]["accuracy"]["test"] > info["logreg"]["accuracy"]["test"]
     assert info["spread"]["labels_sha256"] == info["logreg"]["labels_sha256"]
+
+
+def test_graph_auto_measures_and_can_refuse_to_spread():
+    """graph='auto' keeps the choice its cross-validation scored best; 'none' is logreg alone."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)  # noise: spreading buys nothing
+    y = (X[:, 0] > 0).astype(int)  # a linear rule the labelled rows alone learn
+    y_few = np.full(300, -1)
+    y_few[:40] = y[:40]
+    head = make_head("spread", random_state=0).fit(X, y_few)
+    assert set(head.graph_scores_) == {"centre", "whiten", "none"}
+    assert head.graph_scores_[head.graph_] == max(head.graph_scores_.values())
+    alone = make_head("spread", graph="none", random_state=0).fit(X, y_few)
+    assert alone.n_spread_ == 0 and alone.graph_ == "none"
+    direct = make_head("logreg", random_state=0).fit(X[:40], y[:40])
+    assert np.allclose(alone.predict_proba(X), direct.predict_proba(X))
