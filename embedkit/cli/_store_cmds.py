@@ -162,6 +162,14 @@ def run_info(args) -> int:
     )
     if info["bad_items"]:
         print(f"  bad items skipped: {info['bad_items']}")
+    from embedkit.store.maintain.versions import reclaimable
+
+    count, old = reclaimable(args.store)
+    if count:
+        print(
+            f"  versions: {count} (`embedkit store log`); {old / 1e6:.1f} MB held only by "
+            "older versions" + (" (`embedkit store vacuum` frees it)" if old else "")
+        )
     return 0
 
 

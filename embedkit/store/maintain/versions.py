@@ -148,6 +148,19 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
     return VacuumPlan(str(store), tuple(kept), tuple(paths), nbytes, bool(yes))
 
 
+def reclaimable(store) -> tuple[int, int]:
+    """How many versions ``store`` has, and the bytes only older versions hold.
+
+    Read-only and unlocked (a concurrent commit may change the answer); ``info`` prints it
+    so that a store growing with old versions says how much ``store vacuum`` would free.
+    """
+    numbers = versions(Path(store))
+    if not numbers:
+        return 0, 0
+    paths = [version_path(store, n) for n in numbers[:-1]] + unnamed_files(store, numbers[-1:])
+    return len(numbers), sum(p.stat().st_size for p in paths if p.exists())
+
+
 def unnamed_files(store, numbers: list[int] | None = None) -> list[Path]:
     """Shard and column files that none of the versions ``numbers`` (default: all) names.
 
