@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS ?= cpu,text,vision,dev,ray,arrow,hf
 # pytest-xdist workers for `make test` (CI and this machine have 2 cores); 0 runs in one process.
+# worksteal hands each worker a contiguous half of the tests, so module fixtures are built once.
 TEST_JOBS ?= 2
 # The stamp changes when the dependency files change, so `make` reinstalls only then.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
@@ -27,7 +28,7 @@ demo: install data
 	$(PY) scripts/demo.py
 
 test: install data
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist worksteal
 
 lint: install
 	$(VENV)/bin/ruff check embedkit tests scripts benchmarks

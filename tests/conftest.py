@@ -48,14 +48,15 @@ def tiny_store(tmp_path, tiny_data):
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """``exported(name)``: a real backbone exported once per run by ``embedkit export``
-    in a real process (minilm: the default export; efficientnet_lite0: taps pool and
-    logits). Tests only read the file; exporting costs tens of seconds of CPU, so the
+    in a real process (minilm: the default export; efficientnet_lite0: taps pool,
+    logits and blocks.10). Tests only read the file; exporting costs tens of seconds of CPU, so the
     pytest-xdist workers of one run share each export (made under a file lock)."""
     from filelock import FileLock
 
     from tests.helpers import run_cli
 
-    taps = {"minilm": [], "efficientnet_lite0": ["--tap", "pool", "--tap", "logits"]}
+    lite0 = ["--tap", "pool", "--tap", "logits", "--tap", "blocks.10"]
+    taps = {"minilm": [], "efficientnet_lite0": lite0}
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp in one run's
         root = root.parent

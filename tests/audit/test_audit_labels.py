@@ -114,18 +114,6 @@ def test_string_labels_and_unlabelled_rows():
     assert report.scan.outlier_score.shape == (150,)
 
 
-def test_cleanlab_agrees_on_the_same_probabilities(digits_flipped):
-    cleanlab_filter = pytest.importorskip(
-        "cleanlab.filter", reason="cleanlab is not installed (optional comparison)"
-    )
-    X, noisy, _ = digits_flipped
-    proba = out_of_fold_proba(X, noisy, folds=3)
-    ours = find_label_issues(noisy, proba).is_issue
-    theirs = cleanlab_filter.find_label_issues(noisy, proba, filter_by="confident_learning")
-    overlap = (ours & theirs).sum() / max((ours | theirs).sum(), 1)
-    assert overlap >= 0.8
-
-
 def test_non_finite_features_are_named():
     X, y = make_blobs(30, centers=2, random_state=0)
     X[7, 1] = np.nan

@@ -1,7 +1,7 @@
 """Backbone fixtures: each real model is loaded once and exported once per session.
 
 Loading EfficientNet-Lite0 takes about a second and exporting MiniLM several, so the
-tests share these and use tiny inputs.
+tests share these and use tiny inputs; the exports are the session's ``exported`` files.
 """
 
 from __future__ import annotations
@@ -44,22 +44,15 @@ def lite2():
 
 
 @pytest.fixture(scope="session")
-def lite0_onnx(lite0, tmp_path_factory):
-    """One graph with three taps: ImageNet logits, the pooled 1280-d vector, a block map."""
-    from embedkit.backbones import export_backbone
-
-    path = tmp_path_factory.mktemp("lite0") / "lite0.onnx"
-    report = export_backbone(lite0, path, ["logits", "pool", "blocks.10"])
-    return path, report
+def lite0_onnx(exported):
+    """The session's Lite0 export (taps pool, logits, blocks.10), made by `embedkit export`."""
+    return exported("efficientnet_lite0")
 
 
 @pytest.fixture(scope="session")
-def minilm_onnx(minilm, tmp_path_factory):
+def minilm_onnx(exported):
     """MiniLM as `embedkit export minilm` writes it: fused, mean pooled, L2-normed."""
-    from embedkit.backbones import export_backbone
-
-    path = tmp_path_factory.mktemp("minilm") / "minilm.onnx"
-    return path, export_backbone(minilm, path)
+    return exported("minilm")
 
 
 def ort_session(path):
