@@ -15,6 +15,15 @@ from tests.extract.extract_graphs import (
 )
 from tests.reliability.cases_images import GOOD_IMAGES, GOOD_X
 from tests.reliability.cases_stores import write_v1
+from tests.reliability.harness import Runner
+
+
+@pytest.fixture(scope="session")
+def runner(tmp_path_factory):
+    """One process that runs every area's cases in turn (imports paid once a session)."""
+    served = Runner(tmp_path_factory.mktemp("runner") / "stderr.log")
+    yield served
+    served.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 A :class:`Case` is a row of a table: the files to write, the ``embedkit`` arguments, the
 exit code expected and the words the one stderr line must hold. :func:`run_cases` writes
 every case into its own folder (with a copy of a seed store where the case names one),
-runs them all in ONE fresh ``python`` process (``embedkit.cli.main`` per case, with file
+runs them all in a separate ``python`` process (``embedkit.cli.main`` per case, with file
 descriptors 1 and 2 redirected, so C-level and Python-level output, warnings and thread
-tracebacks are all caught), then returns one :class:`Outcome` per case. :func:`problems`
+tracebacks are all caught), then returns one :class:`Outcome` per case. One
+:class:`Runner` process serves every area of a test session in turn, so sklearn, skops
+and torch are imported once, not once per area. :func:`problems`
 lists what went wrong. A case passes when:
 
 - the exit code is the expected one;
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -60,10 +63,52 @@ class Outcome:
     after: dict[str, str]
 
 
+class Runner:
+    """A ``python -m tests.reliability.harness --serve`` process: it runs one plan file per
+    request (a line on its stdin) and answers with a line when the plan's results are
+    written."""
+
+    def __init__(self, log: Path):
+        self.log = log  # the server's own stderr (cases' output goes to their results)
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.reliability.harness", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+
+    def run(self, plan_file: Path, timeout: float = 600) -> None:
+        self.proc.stdin.write(f"{plan_file}\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        answer = self.proc.stdout.readline() if ready else ""
+        if answer.strip() != "done":
+            self.close()
+            raise RuntimeError(f"the battery runner failed:\n{self.log.read_text()[-4000:]}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def run_cases(
-    cases: list[Case], root: Path, assets: dict[str, Path], seeds: dict[str, Path]
+    cases: list[Case],
+    root: Path,
+    assets: dict[str, Path],
+    seeds: dict[str, Path],
+    runner: Runner | None = None,
 ) -> list[Outcome]:
-    """Write, run (in one subprocess) and snapshot every case; return their outcomes."""
+    """Write, run (in ``runner``, or a fresh subprocess) and snapshot every case; return
+    their outcomes."""
     plan, befores = [], []
     for case in cases:
         folder = root / case.name
@@ -85,6 +130,18 @@ def run_cases(
         befores.append(snapshot(folder))
     plan_file = root / "plan.json"
     plan_file.write_text(json.dumps(plan))
+    if runner is not None:
+        runner.run(plan_file)
+    else:
+        _run_fresh(plan_file)
+    results = json.loads((root / "plan.json.out").read_text())
+    return [
+        Outcome(case, root / case.name, r["code"], r["stderr"], before, snapshot(root / case.name))
+        for case, r, before in zip(cases, results, befores)
+    ]
+
+
+def _run_fresh(plan_file: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.reliability.harness", str(plan_file)],
         capture_output=True,
@@ -95,11 +152,6 @@ def run_cases(
     )
     if result.returncode != 0:
         raise RuntimeError(f"the battery runner failed:\n{result.stderr[-4000:]}")
-    results = json.loads((root / "plan.json.out").read_text())
-    return [
-        Outcome(case, root / case.name, r["code"], r["stderr"], before, snapshot(root / case.name))
-        for case, r, before in zip(cases, results, befores)
-    ]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -189,5 +241,19 @@ def _run_plan(plan_file: str) -> None:
     Path(plan_file + ".out").write_text(json.dumps(results))
 
 
+def _serve() -> None:
+    """Subprocess side of :class:`Runner`: one plan file per stdin line, "done" when run."""
+    requests, answer = os.fdopen(os.dup(0)), os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # a case that reads stdin reads nothing
+    sys.stdin = open(os.devnull)
+    for line in requests:
+        _run_plan(line.strip())
+        answer.write("done\n")
+        answer.flush()
+
+
 if __name__ == "__main__":
-    _run_plan(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        _serve()
+    else:
+        _run_plan(sys.argv[1])

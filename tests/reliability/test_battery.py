@@ -1,7 +1,7 @@
 """Bad images, text, arrays, ONNX models, specs, heads, arguments and stores through the real CLI.
 
-Each area's table runs in one subprocess (see harness.py); a failure lists every case that
-went wrong with its arguments and stderr.
+Each area's table runs in the session's runner subprocess (see harness.py); a failure lists
+every case that went wrong with its arguments and stderr.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_case_names_are_unique():
 
 
 @pytest.mark.parametrize("area", list(AREAS))
-def test_battery(area, assets, seeds, tmp_path):
-    outcomes = run_cases(AREAS[area](), tmp_path, assets, seeds)
+def test_battery(area, assets, seeds, runner, tmp_path):
+    outcomes = run_cases(AREAS[area](), tmp_path, assets, seeds, runner)
     failures = report(outcomes)
     assert not failures, f"{failures.count(chr(10) + '  argv') + 1} case(s) failed:\n{failures}"
