@@ -234,6 +234,65 @@ class LogRegHead(_PenalisedLinearHead):
     _native_proba = True
 
 
+class LogRegCVHead(_PenalisedLinearHead):
+    """Logistic regression whose ``C`` is chosen by cross-validation of its training rows.
+
+    No one ``C`` suits every feature scale: L2-normed sentence embeddings want a weak
+    penalty, raw convnet features a stronger one. ``fit`` scores ``Cs`` (accuracy) on
+    ``cv`` stratified folds of the rows it is given, nested inside any outer
+    cross-validation the bench runs, then refits on all of them; ``C_`` is the one
+    chosen. With fewer than two rows in some class there are no folds: ``C`` is used.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(200, 8, random_state=0)
+    >>> LogRegCVHead().fit(X, y).C_ in LogRegCVHead().Cs
+    True
+    """
+
+    _model = "sklearn.linear_model.LogisticRegressionCV"
+    _native_proba = True
+    _unused = ("C", "cv")
+    _constraints = {**_PenalisedLinearHead._constraints, "cv": [Interval(int, 2, 100)]}
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        *,
+        Cs: tuple = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+        cv: int = 5,
+        max_iter: int = 2000,
+        tol: float = 1e-4,
+        class_weight: str | dict | None = None,
+        random_state: int | None = None,
+    ):
+        super().__init__(C, max_iter=max_iter, tol=tol, class_weight=class_weight,
+                         random_state=random_state)  # fmt: skip
+        self.Cs = Cs
+        self.cv = cv
+
+    def fit(self, X, y):
+        """Choose ``C`` on folds of ``X``, ``y``, then fit on all of them."""
+        counts = np.unique(np.asarray(y), return_counts=True)[1]
+        self.n_folds_ = int(min(self.cv, counts.min()))
+        super().fit(X, y)
+        self.C_ = float(np.ravel(getattr(self.estimator_, "C_", self.C))[0])
+        return self
+
+    def _make_estimator(self, **settings):
+        if self.n_folds_ < 2:  # a class with one row: nothing to cross-validate on
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol,
+                                      class_weight=self.class_weight,
+                                      random_state=self.random_state)  # fmt: skip
+        return super()._make_estimator(
+            Cs=list(self.Cs), cv=self.n_folds_, scoring="accuracy", l1_ratios=(0.0,),
+            use_legacy_attributes=False, **settings,
+        )  # fmt: skip
+
+
 class SVMHead(_PenalisedLinearHead):
     """Linear SVM (liblinear); probabilities by a calibrated softmax.
 

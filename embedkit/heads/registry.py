@@ -50,6 +50,7 @@ RECORDS = (
                sweep={"alpha": [1e-5, 1e-4, 1e-3, 1e-2]}, graph="linear"),
     HeadRecord("logreg", "LogRegHead", bench_default=True, cost=2, deterministic=True,
                sweep=_C_GRID, graph="linear"),
+    HeadRecord("logregcv", "LogRegCVHead", cost=3, deterministic=True, graph="linear"),
     HeadRecord("ridge", "RidgeHead", deterministic=True,
                sweep={"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]}, graph="linear"),
     HeadRecord("svm", "SVMHead", cost=2, sweep=_C_GRID, graph="linear"),
@@ -74,7 +75,7 @@ STREAMING_HEADS = tuple(r.name for r in RECORDS if r.streams)
 BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
 # `embedkit bench --taps ...` without --heads: the heads that win tap sweeps (issue 21:
 # svm and ridge were the best single-tap heads on held-out text), cheap ones included
-TAP_SWEEP_HEADS = ("sgd", "logreg", "ridge", "svm", "mlp", "knn")
+TAP_SWEEP_HEADS = ("sgd", "logreg", "logregcv", "ridge", "svm", "mlp", "knn")
 SEMI_HEADS = tuple(r.name for r in RECORDS if r.semi)
 
 

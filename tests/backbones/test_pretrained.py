@@ -193,7 +193,7 @@ def test_int8_minilm_is_quantised_and_reports_drift(minilm, tmp_path):
     vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.993, min 0.984, median 0.9957
     assert vs["texts"] >= 256 and vs["passed"] and vs["p1_cosine"] >= 0.99
     assert vs["min_cosine"] <= vs["p1_cosine"] <= vs["median_cosine"] < 1
-    assert v["fusions"].get("MatMulInteger", 0) >= 6
+    assert v["fusions"].get("MatMulNBits", 0) == 18 and v["fusions"].get("QAttention", 0) == 6
     assert report.size_bytes < 40e6  # about a quarter of the 90 MB fp32 graph
 
 
