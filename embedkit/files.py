@@ -101,3 +101,31 @@ def fsync_path(path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+ONNX_EXTERNAL_OVER = 1 << 30  # bytes of weights above which they go to a .onnx.data file
+
+
+def save_onnx(model, out, *, external: bool = False) -> Path | None:
+    """Write the ONNX ``model`` to ``out``; weights go to ``out.onnx.data`` when ``external``
+    or over 1 GiB (protobuf stops at 2 GB), the graph naming that file.
+
+    Returns the ``.onnx.data`` path when one was written (it is removed otherwise, so no
+    stale one from an earlier model sits beside the new graph).
+    """
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = out.with_name(out.name + ".data")
+    weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    if external or weights > ONNX_EXTERNAL_OVER:
+        sidecar.unlink(missing_ok=True)  # onnx appends to an existing file
+        with atomic_file(out) as tmp:  # the graph names the sidecar, written first
+            onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=sidecar.name, size_threshold=0)  # fmt: skip
+        return sidecar if sidecar.is_file() else None  # a graph without initializers
+    with atomic_file(out) as tmp:
+        onnx.save(model, str(tmp))
+    sidecar.unlink(missing_ok=True)
+    return None

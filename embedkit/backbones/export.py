@@ -28,7 +28,7 @@ from embedkit.backbones.registry import get_backbone
 from embedkit.backbones.to_onnx import Traceable, to_onnx
 from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
 from embedkit.errors import UserInputError
-from embedkit.files import atomic_file
+from embedkit.files import save_onnx
 
 
 @dataclass(frozen=True)
@@ -304,36 +304,12 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     report["fusions"] = variants.count_ops(model)
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
-    sidecar = save(model, out, external="dynamo" in exporter)
+    sidecar = save_onnx(model, out, external="dynamo" in exporter)
     verify_report["seconds"] = round(time.perf_counter() - start, 2)
     size = out.stat().st_size + (sidecar.stat().st_size if sidecar else 0)
     return ExportReport(
         str(out), name, precision, tuple(taps), verify_report, verify_report["seconds"], size
     )
-
-
-EXTERNAL_OVER = 1 << 30  # bytes of weights above which they go to a .onnx.data file
-
-
-def save(model: onnx.ModelProto, out: Path, *, external: bool = False) -> Path | None:
-    """Write ``out``; weights go to ``out.onnx.data`` when ``external`` or over 1 GiB.
-
-    Returns the ``.onnx.data`` path when one was written (it is removed otherwise, so no
-    stale one from an earlier export sits beside the new graph).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = out.with_name(out.name + ".data")
-    weights = sum(len(t.raw_data) for t in model.graph.initializer)
-    if external or weights > EXTERNAL_OVER:
-        sidecar.unlink(missing_ok=True)  # onnx appends to an existing file
-        with atomic_file(out) as tmp:  # the graph names the sidecar, written first
-            onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=sidecar.name, size_threshold=1024)  # fmt: skip
-        return sidecar if sidecar.is_file() else None  # no tensor over the threshold
-    with atomic_file(out) as tmp:
-        onnx.save(model, str(tmp))
-    sidecar.unlink(missing_ok=True)
-    return None
 
 
 FP16_MAX = 65504.0

@@ -24,7 +24,7 @@ from embedkit import contract as C
 from embedkit.deploy.head_graph import FEATURES, LABEL, PROBABILITIES, head_to_onnx
 from embedkit.deploy.record import backbone
 from embedkit.errors import ExportError
-from embedkit.files import atomic_file
+from embedkit.files import save_onnx
 from embedkit.heads.tapsets import TapJoin
 from embedkit.heads.train_record import TrainRecord
 
@@ -104,15 +104,16 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     _set_metadata(merged, spec, record, name, classes, diff)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out) as tmp:  # a failed or killed deploy leaves the old file
-        onnx.save(merged, str(tmp))
+    # a failed or killed deploy leaves the old file; a backbone with a .onnx.data file
+    # (dynamo exports, weights over 1 GiB) gives a deployed model with one too
+    save_onnx(merged, out, external=Path(f"{spec.path}.data").is_file())
     return Deployed(
         path=str(out),
         head=name,
         backbone=str(spec.metadata.get(C.BACKBONE, spec.path.stem)),
         classes=tuple(classes),
         max_abs_diff=diff,
-        nbytes=out.stat().st_size,
+        nbytes=out.stat().st_size + _size(Path(f"{out}.data")),
     )
 
 
@@ -243,3 +244,7 @@ def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff:
     for key, value in C.encode_metadata(meta).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0

@@ -153,3 +153,34 @@ def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path):
     assert pa.types.is_floating(got.schema.field("p_cat").type)
     probs = np.stack([got.column("p_cat").to_numpy(), got.column("p_dog").to_numpy()], 1)
     np.testing.assert_allclose(probs, expected.probabilities, atol=1e-6)
+
+
+def test_a_backbone_with_a_data_file_deploys_to_a_model_with_one(data, tmp_path):
+    """Weights in ``.onnx.data`` (dynamo exports, models over 2 GB): extract, train, deploy
+    and predict all follow the file, and the deployed model keeps its weights beside it."""
+    import onnx
+
+    from embedkit.extract import load_model
+
+    model = tmp_path / "split.onnx"
+    onnx.save(onnx.load(str(data["image_model"])), str(model), save_as_external_data=True,
+              location="split.onnx.data", size_threshold=0)  # fmt: skip
+    store, head, deployed = tmp_path / "s.h5", tmp_path / "head", tmp_path / "d.onnx"
+    extract(model, data["images"], store, progress=False)
+    assert main(["train", str(store), "--head", "logreg", "--out", str(head)]) == 0
+    result = run_cli("deploy", str(head), "--out", str(deployed))
+    assert result.returncode == 0, result.stderr
+    graph = onnx.load(str(deployed), load_external_data=False).graph
+    assert {t.data_location for t in graph.initializer} == {onnx.TensorProto.EXTERNAL}
+    result = run_cli("predict", str(deployed), str(data["new_images"]), "--out",
+                     str(tmp_path / "p.jsonl"), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    new_store = tmp_path / "new.h5"
+    extract(model, data["new_images"], new_store, progress=False)
+    assert [r["pred"] for r in rows] == list(predict(head, new_store).labels)
+    before = load_model(deployed).sha256  # the fingerprint covers the data file
+    with (tmp_path / "d.onnx.data").open("r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\1")
+    assert load_model(deployed).sha256 != before
