@@ -80,6 +80,14 @@ def _allows(rule, value) -> bool:
         return isinstance(value, bool)
     if rule is dict:
         return isinstance(value, dict)
+    if rule is tuple:  # a non-empty tuple of positive numbers (LogRegCVHead's Cs)
+        return (
+            isinstance(value, tuple)
+            and bool(value)
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
+            )
+        )
     if isinstance(rule, re.Pattern):
         return isinstance(value, str) and rule.fullmatch(value) is not None
     return value in rule
@@ -90,6 +98,8 @@ def _describe(rule) -> str:
         return "None"
     if rule in (bool, dict):
         return f"a {rule.__name__}"
+    if rule is tuple:
+        return "a tuple of positive numbers"
     if isinstance(rule, re.Pattern):
         return "a device (auto, cpu, cuda, cuda:N)"
     return str(rule)

@@ -254,7 +254,8 @@ class LogRegCVHead(_PenalisedLinearHead):
     _model = "sklearn.linear_model.LogisticRegressionCV"
     _native_proba = True
     _unused = ("C", "cv")
-    _constraints = {**_PenalisedLinearHead._constraints, "cv": [Interval(int, 2, 100)]}
+    _constraints = {**_PenalisedLinearHead._constraints, "Cs": [tuple],
+                    "cv": [Interval(int, 2, 100)]}  # fmt: skip
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ its ``--sweep`` grids, its run costs and the row order of its report.
 Examples
 --------
 >>> head_record("mlp").torch, head_record("mlp").streams, HEADS[:3]
-(True, True, ('sgd', 'logreg', 'ridge'))
+(True, True, ('sgd', 'logreg', 'logregcv'))
 """
 
 from __future__ import annotations
