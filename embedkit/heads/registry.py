@@ -127,8 +127,8 @@ def make_head(name: str, **params):
     Parameters
     ----------
     name : str
-        One of :data:`HEADS`: sgd, logreg, logregcv, ridge, svm, linear, mlp, attnpool, knn, centroid,
-        and the semi-supervised spread and selftrain.
+        One of :data:`HEADS`: sgd, logreg, logregcv, ridge, svm, linear, mlp, attnpool, knn,
+        centroid, and the semi-supervised spread and selftrain.
     **params
         Constructor parameters of that head; every head accepts ``random_state``.
 
