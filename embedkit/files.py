@@ -123,8 +123,8 @@ def save_onnx(model, out, *, external: bool = False) -> Path | None:
         sidecar.unlink(missing_ok=True)  # onnx appends to an existing file
         with atomic_file(out) as tmp:  # the graph names the sidecar, written first
             onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=sidecar.name, size_threshold=0)  # fmt: skip
-        return sidecar if sidecar.is_file() else None  # a graph without initializers
+                      location=sidecar.name, size_threshold=1024)  # fmt: skip
+        return sidecar if sidecar.is_file() else None  # no tensor over the threshold
     with atomic_file(out) as tmp:
         onnx.save(model, str(tmp))
     sidecar.unlink(missing_ok=True)

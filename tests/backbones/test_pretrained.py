@@ -190,11 +190,11 @@ def test_int8_minilm_is_quantised_and_reports_drift(minilm, tmp_path):
     v = report.verify
     assert v["ran"] and v["passed"], v
     assert 0 < v["max_abs_diff"] < 0.1 and 0.98 < v["min_cosine"] < 1  # 0.995 measured
-    vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.993, min 0.984, median 0.9957
+    vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.9975, min 0.9959
     assert vs["texts"] >= 256 and vs["passed"] and vs["p1_cosine"] >= 0.99
     assert vs["min_cosine"] <= vs["p1_cosine"] <= vs["median_cosine"] < 1
     assert v["fusions"].get("MatMulNBits", 0) == 18 and v["fusions"].get("QAttention", 0) == 6
-    assert report.size_bytes < 40e6  # about a quarter of the 90 MB fp32 graph
+    assert report.size_bytes < 65e6  # 60 MB of 90: the 47 MB word embeddings stay float32
 
 
 def test_int8_convnet_drift_is_refused_with_the_numbers(lite0, tmp_path):
