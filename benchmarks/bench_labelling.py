@@ -78,21 +78,30 @@ def build_digits() -> Path:
 
 
 def quality(seeds: int, sets: list[str]) -> None:
-    """The baseline and the default loop, one bench folder each, then one merged report."""
-    from embedkit.bench.labelling import build_labelling_report
-
+    """The baseline and the default loop, one bench folder each (``report`` merges them)."""
     if "digits" in sets:
         build_digits()
     for name in sets:
-        merged = RUNS / name / "runs"
         for part, (strategy, head) in (("baseline", BASELINE), ("default", DEFAULT)):
             cli("bench", str(STORES[name]), "--labelling", "--seeds", str(seeds),
                 "--strategies", strategy, "--heads", head, "--out", str(RUNS / name / part),
                 "--quiet")  # fmt: skip
-            merged.mkdir(parents=True, exist_ok=True)
-            for record in (RUNS / name / part / "runs").glob("*.json"):
-                shutil.copyfile(record, merged / record.name)
-        build_labelling_report(RUNS / name)
+
+
+def merge_parts(name: str) -> bool:
+    """Copy the chains of every part of one set into ``RUNS/name/runs``; report them."""
+    from embedkit.bench.labelling import build_labelling_report
+
+    merged = RUNS / name / "runs"
+    found = sorted((RUNS / name).glob("*/runs/labelling__*.json"))
+    if not found and not any(merged.glob("labelling__*.json")):
+        return False
+    merged.mkdir(parents=True, exist_ok=True)
+    for record in found:
+        if record.parent != merged:
+            shutil.copyfile(record, merged / record.name)
+    build_labelling_report(RUNS / name)
+    return True
 
 
 # -- speed ---------------------------------------------------------------------------
@@ -201,6 +210,18 @@ def peers(seeds: int, sets: list[str]) -> None:
 
 
 # -- report --------------------------------------------------------------------------
+def carried(title: str) -> list[str]:
+    """A section imported from the earlier results file, when its part was not re-run."""
+    from _harness import markdown
+
+    for record in Records("labelling").all():
+        if record.get("imported_from") and record["key"].get("title", "").startswith(title):
+            return ["", markdown(record["markdown"]).strip(), "",
+                    f"(Not re-run: carried over from the earlier run, `{record['command']}`, "
+                    f"recorded {record['created']}.)"]  # fmt: skip
+    return []
+
+
 def _t(values) -> tuple[float, float]:
     from embedkit.bench.metrics import t_interval
 
@@ -213,7 +234,7 @@ def report() -> None:
     goals = []
     for name in STORES:
         path = RUNS / name / "labelling.json"
-        if not path.exists():
+        if not merge_parts(name):
             lines += [f"### {name}: not run", ""]
             continue
         summary = json.loads(path.read_text())
@@ -225,12 +246,14 @@ def report() -> None:
         lines += [f"### {name}", "", f"`embedkit bench {STORES[name].name} --labelling "
                   f"--seeds 5`; seeds per cell: {max(r['seeds'] for r in summary['table'])}.", "",
                   md, f"![{name}: accuracy vs labels per class]({png.name})", ""]  # fmt: skip
+        if not all((*pair, b) in cell for pair in (DEFAULT, BASELINE) for b in budgets):
+            continue
         below = [b for b in budgets
                  if cell[(*DEFAULT, b)]["mean"] < cell[(*BASELINE, b)]["mean"]]  # fmt: skip
         target = cell[(*BASELINE, budgets[-1])]["mean"]
         match = next((b for b in budgets if cell[(*DEFAULT, b)]["mean"] >= target), None)
         goals.append((name, cell, below, match, target))
-    lines += ["### Goals (default loop = typical picks + spread head)", "",
+    lines += ["### Goals (default loop = auto picks (typical) + spread head (graph=auto))", "",
               "| set | default loop at 10/class | random + logreg at 10/class | budgets where "
               "the default loop is below random + logreg | labels/class for random's 20/class "
               "accuracy |", "|---|---:|---:|---|---:|"]  # fmt: skip
@@ -251,8 +274,12 @@ def report() -> None:
             cells = [f"{m:.3f} ± {h:.3f}" for m, h in (_t(accs[str(b)] if str(b) in accs
                                                        else accs[b]) for b in (5, 10))]  # fmt: skip
             lines.append(f"| {key} | {' | '.join(cells)} |")
+    else:
+        lines += carried("scikit-activeml")
     speed_path = RUNS / "speed.json"
-    if speed_path.exists():
+    if not speed_path.exists():
+        lines += carried("Speed")
+    else:
         s = json.loads(speed_path.read_text())
         lines += ["", "### Speed (2 shared cores; load average before/after: "
                   f"{' '.join(s['loadavg_before'])} / {' '.join(s['loadavg_after'])}; "
