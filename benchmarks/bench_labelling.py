@@ -229,6 +229,11 @@ def _t(values) -> tuple[float, float]:
     return mean, high - mean
 
 
+def _seeds(summary: dict) -> str:
+    pairs = {f"{r['strategy']} + {r['head']} {r['seeds']}" for r in summary["table"]}
+    return ", ".join(sorted(pairs))
+
+
 def report() -> None:
     lines = []
     goals = []
@@ -244,7 +249,7 @@ def report() -> None:
         png = RESULTS / f"labelling_{name}.png"
         shutil.copyfile(RUNS / name / "labelling.png", png)
         lines += [f"### {name}", "", f"`embedkit bench {STORES[name].name} --labelling "
-                  f"--seeds 5`; seeds per cell: {max(r['seeds'] for r in summary['table'])}.", "",
+                  f"--seeds 5`; seeds finished: {_seeds(summary)} (one seed: no interval).", "",
                   md, f"![{name}: accuracy vs labels per class]({png.name})", ""]  # fmt: skip
         if not all((*pair, b) in cell for pair in (DEFAULT, BASELINE) for b in budgets):
             continue
