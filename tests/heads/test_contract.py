@@ -56,8 +56,10 @@ def test_not_fitted_error_is_embedkits_and_sklearns(name, tiny):
 
 
 def test_make_head_names_valid_options():
-    with pytest.raises(UserInputError, match="known: sgd, logreg, ridge"):
+    with pytest.raises(UserInputError, match="unknown head 'resnet'; known: ") as info:
         make_head("resnet")
+    known = str(info.value).split("known: ")[1].split(", ")
+    assert set(known) == set(HEADS)  # every registered head is offered, nothing else
     with pytest.raises(UserInputError, match="valid: .*alpha"):
         make_head("ridge", C=1.0)
 
