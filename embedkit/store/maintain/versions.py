@@ -133,9 +133,7 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
     with WriterLock(store, timeout=timeout, what="vacuuming") as lock:
         if prepare(store, lock) is None:
             raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
-        numbers = versions(store)
-        kept, dropped = numbers[-int(keep) :], numbers[: -int(keep)]
-        paths = [version_path(store, n) for n in dropped] + unnamed_files(store, kept)
+        kept, paths = _beyond(store, int(keep))
         paths += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
         nbytes = sum(p.stat().st_size for p in paths)
         if yes:
@@ -157,8 +155,15 @@ def reclaimable(store) -> tuple[int, int]:
     numbers = versions(Path(store))
     if not numbers:
         return 0, 0
-    paths = [version_path(store, n) for n in numbers[:-1]] + unnamed_files(store, numbers[-1:])
+    _, paths = _beyond(Path(store), 1)
     return len(numbers), sum(p.stat().st_size for p in paths if p.exists())
+
+
+def _beyond(store: Path, keep: int) -> tuple[list[int], list[Path]]:
+    """The newest ``keep`` version numbers, and the files only older versions need."""
+    numbers = versions(store)
+    kept, dropped = numbers[-keep:], numbers[:-keep]
+    return kept, [version_path(store, n) for n in dropped] + unnamed_files(store, kept)
 
 
 def unnamed_files(store, numbers: list[int] | None = None) -> list[Path]:
