@@ -26,7 +26,14 @@ from embedkit.store.files.shards import open_existing
 from embedkit.store.format import META, SELF, shard_dir
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.rowchecks import check_rows, value_problems
-from embedkit.store.read.state import State, index_parts, load_state, read_state, shard_rows
+from embedkit.store.read.state import (
+    State,
+    index_parts,
+    load_state,
+    open_index,
+    read_state,
+    shard_rows,
+)
 from embedkit.store.txn.begin import prepare
 from embedkit.store.txn.compact import fill_rows, row_builder
 from embedkit.store.txn.index import write_index
@@ -50,12 +57,7 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
         if not store.is_file():
             load_state(store)  # an orphaned folder: the one-line refusal naming recover
             raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
-        try:
-            f = h5py.File(store, "r")
-        except OSError as exc:
-            reason = str(exc).splitlines()[0][:120]
-            raise StoreError(f"{store}: not a readable HDF5 file ({reason})") from None
-        with f:
+        with open_index(store) as f:
             check_index(f, store)
             layout = old_layout(f)
             state = _old_state(f, store) if layout is not None else None

@@ -39,7 +39,7 @@ from embedkit.store.format import (
 )
 from embedkit.store.read.checks import index_problems
 from embedkit.store.read.rowchecks import row_problems
-from embedkit.store.read.state import read_state
+from embedkit.store.read.state import open_index, read_state
 
 _BLOCK_BYTES = 64 << 20  # feature bytes read per step
 
@@ -80,10 +80,9 @@ def verify_store(path) -> list[str]:
             return [str(exc)]
         return [f"{path}: no such store; give the .h5 index file written by embedkit extract"]
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
-        return [f"{path}: not a readable HDF5 file ({reason})"]
+        f = open_index(path)
+    except StoreError as exc:
+        return [str(exc)]
     sums = _index_checksums(path)  # listed after the structural problems they explain
     try:
         with f:

@@ -131,8 +131,7 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
         raise UserInputError(f"--keep {keep}: keep at least the newest version (1 or more)")
     store = Path(store)
     with WriterLock(store, timeout=timeout, what="vacuuming") as lock:
-        if prepare(store, lock) is None:
-            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        prepare(store, lock, required=True)
         kept, paths = _beyond(store, int(keep))
         paths += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
         nbytes = sum(p.stat().st_size for p in paths)

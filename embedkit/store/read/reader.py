@@ -26,7 +26,7 @@ from embedkit.store.files.shards import open_existing
 from embedkit.store.format import version_path, versions
 from embedkit.store.read.mapping import flat_rows, map_dataset
 from embedkit.store.read.rowchecks import check_rows
-from embedkit.store.read.state import read_state, store_nbytes
+from embedkit.store.read.state import open_index, read_state, store_nbytes
 
 _IN_MEMORY_BYTES = 2 << 30  # iter_batches loads the selection when it is at most this big
 
@@ -71,17 +71,8 @@ class FeatureStore:
         if version is not None and not source.is_file():
             have = ", ".join(map(str, versions(self.path))) or "none"
             raise UserInputError(f"{self.path}: has no version {version} (versions: {have})")
-        try:
-            index = h5py.File(source, "r")
-        except OSError as exc:
-            reason = "a folder" if self.path.is_dir() else str(exc).splitlines()[0][:120]
-            raise StoreError(f"{self.path}: not a readable HDF5 file ({reason})") from None
-        try:
+        with open_index(self.path, source) as index:
             state = read_state(index, self.path)
-        except BaseException:
-            index.close()
-            raise
-        index.close()
         for name in state.shards:  # no commit deletes a file a version names
             self._handles.append(open_existing(self.path, name))
         check_rows(self.path, state, self._handles)  # values, shards, unique ids

@@ -146,34 +146,24 @@ def load_state(path) -> State | None:
     if not path.exists():
         check_not_orphaned(path)
         return None
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        reason = "a folder" if path.is_dir() else str(exc).splitlines()[0][:120]
-        raise StoreError(
-            f"{path}: exists but is not an HDF5 file ({reason}); choose another --out or remove it"
-        ) from None
-    with f:
+    with open_index(path, hint="; choose another --out or remove it") as f:
         state = read_state(f, path)
         check_rows(path, state, keep_ids=True)
         return state
 
 
-def store_ids(store, state: State) -> list[str]:
-    """Ids of every row, in row order, read from the shards."""
-    return _column(store, state, lambda f: f[S.IDS].asstr()[...].tolist())
-
-
-def store_digests(store, state: State) -> list[str]:
-    """Content digests of every row, in row order."""
-    return _column(store, state, lambda f: f[S.DIGESTS][:].astype(str).tolist())
-
-
-def _column(store, state: State, read) -> list:
-    return list(read_array(store, state, lambda f: np.asarray(read(f), dtype=object)))
+def open_index(path, source=None, *, hint: str = "") -> h5py.File:
+    """Open the index file ``path`` (or ``source``, one of its versions) read-only; a file
+    that h5py cannot open is a one-line :class:`StoreError` ending in ``hint``."""
+    try:
+        return h5py.File(path if source is None else source, "r")
+    except OSError as exc:
+        reason = "a folder" if Path(path).is_dir() else str(exc).splitlines()[0][:120]
+        raise StoreError(f"{path}: not a readable HDF5 file ({reason}){hint}") from None
 
 
 def read_array(store, state: State, read) -> np.ndarray:
+    """``read(shard)`` of each shard, cut and joined in row order: one value per row."""
     parts, cache = [], {}
     for k, src, _dst, length in state.segments.tolist():
         if k not in cache:

@@ -15,20 +15,27 @@ import numpy as np
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.files import TEMP
 from embedkit.store import format as S
-from embedkit.store.files.integrity import checksum_problem
+from embedkit.store.files.integrity import checksum_problem, no_store
 from embedkit.store.format import sidecar, versions
 from embedkit.store.read.state import State, load_state
 from embedkit.store.txn.index import now, write_view
 from embedkit.store.txn.lock import WriterLock
 
 
-def prepare(store, lock: WriterLock) -> State | None:
-    """Under ``lock``: the state (None: no store yet), the index brought up to its newest
-    version, temporary files removed. An older layout is refused (``store upgrade``)."""
+def prepare(
+    store, lock: WriterLock, *, fingerprint: S.Fingerprint | None = None, required=False
+) -> State | None:
+    """Under ``lock``: the state (None: no store yet, refused when ``required``), checked
+    against ``fingerprint`` when given, the index brought up to its newest version,
+    temporary files removed. An older layout is refused (``store upgrade``)."""
     assert lock._lock is not None, "prepare() needs the writer lock"
     store = Path(store)
     state = load_state(store)
+    if state is None and required:
+        raise StoreError(no_store(store))
     if state is not None:
+        if fingerprint is not None:
+            check_fingerprint(state.fingerprint, fingerprint, store)
         problem = checksum_problem(store)
         if problem is not None:
             raise StoreError(

@@ -30,13 +30,7 @@ from embedkit.store.read.state import (
     shard_rows,
     store_nbytes,
 )
-from embedkit.store.txn.begin import (
-    check_fingerprint,
-    empty_state,
-    now,
-    prepare,
-    prune,
-)
+from embedkit.store.txn.begin import empty_state, now, prepare, prune
 from embedkit.store.txn.compact import compact_locked
 from embedkit.store.txn.index import write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
@@ -91,9 +85,7 @@ def commit_shards(
     """
     store = Path(store)
     with WriterLock(store, timeout=timeout, what="committing") as lock:
-        state = prepare(store, lock)
-        if state is not None:
-            check_fingerprint(state.fingerprint, fingerprint, store)
+        state = prepare(store, lock, fingerprint=fingerprint)
         known = RowLookup(store, state)
         return commit_locked(
             store, state, known, [Path(p) for p in shards], fingerprint,

@@ -20,17 +20,10 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
-from embedkit.store.files.integrity import marked_shards
+from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
 from embedkit.store.format import META, SELF, shard_dir, shard_path, sidecar
-from embedkit.store.read.state import (
-    State,
-    load_state,
-    segments_of,
-    shard_rows,
-    store_digests,
-    store_ids,
-)
+from embedkit.store.read.state import State, load_state, read_array, segments_of, shard_rows
 from embedkit.store.txn.begin import prepare, prune
 from embedkit.store.txn.index import write_attrs, write_bad, write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
@@ -48,9 +41,7 @@ def compact(store, *, timeout: float = LOCK_TIMEOUT) -> int:
     """
     store = Path(store)
     with WriterLock(store, timeout=timeout, what="compacting") as lock:
-        state = prepare(store, lock)
-        if state is None:
-            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        state = prepare(store, lock, required=True)
         if marked_shards(state.attrs):
             raise StoreError(
                 f"{store}: shards marked for recompute ({', '.join(marked_shards(state.attrs))}); "
@@ -84,8 +75,8 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
 
 
 def row_builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:
-    ids = np.asarray(store_ids(store, state), dtype=object)[rows].tolist()
-    digests = np.asarray(store_digests(store, state), dtype="S64")[rows]
+    ids = read_array(store, state, lambda f: f[S.IDS].asstr()[...])[rows].tolist()
+    digests = read_array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")[rows]
     labels = [state.label_names[c] if c >= 0 else None for c in state.labels[rows].tolist()]
     folder.mkdir(parents=True, exist_ok=True)
     return ShardBuilder(
@@ -148,7 +139,7 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
         raise UserInputError(f"{out}: already exists; choose a new path or pass --overwrite")
     state = load_state(store)  # a snapshot: shards are immutable, no lock needed to read
     if state is None:
-        raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        raise StoreError(no_store(store))
     rows = np.arange(state.n)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_free(out.parent, _size(store, state), out)

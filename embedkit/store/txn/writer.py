@@ -32,7 +32,7 @@ import numpy as np
 
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
-from embedkit.store.files.integrity import marked_shards
+from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import (
     check_split,
     disk_errors,
@@ -96,9 +96,7 @@ class StoreWriter:
         self._started = now()
         self._lock = WriterLock(self.path, timeout=timeout, what="extracting").acquire()
         try:
-            self._state = prepare(self.path, self._lock)
-            if self._state is not None:
-                check_fingerprint(self._state.fingerprint, fingerprint, self.path)
+            self._state = prepare(self.path, self._lock, fingerprint=fingerprint)
             self._lookup = RowLookup(self.path, self._state)
         except BaseException:
             self.close()
@@ -301,7 +299,7 @@ def set_splits(
     """
     path = Path(path)
     if load_state(path) is None:
-        raise StoreError(f"{path}: no such store; create it with `embedkit extract`")
+        raise StoreError(no_store(path))
     values = np.asarray([check_split(s) for s in splits], dtype="S8")
     held = lock if lock is not None else WriterLock(path, timeout=timeout, what="splitting")
     with contextlib.nullcontext(held) if lock is not None else held:
