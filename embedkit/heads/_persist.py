@@ -13,7 +13,6 @@ that are NaN or infinite, parameters out of range) raises
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from embedkit import __version__
 from embedkit.errors import UserInputError
-from embedkit.files import atomic_file, write_bytes_atomic
+from embedkit.files import atomic_file, sha256_file, write_bytes_atomic
 from embedkit.heads.registry import RECORDS, head_class
 
 FORMAT = "embedkit.head"
@@ -72,7 +71,7 @@ def save_head(head, directory: str | Path) -> Path:
         with atomic_file(directory / SKOPS) as tmp:
             skops.io.dump(head, tmp)
     weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
-    config["sha256"] = {weights.name: _sha256(weights)}
+    config["sha256"] = {weights.name: sha256_file(weights)}
     write_bytes_atomic(directory / CONFIG, json.dumps(config, indent=1).encode())  # last
     return directory
 
@@ -126,14 +125,6 @@ def load_head(directory: str | Path):
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify_digests(directory: Path, config: dict) -> None:
     """Compare each file's sha256 with head.json's (older heads have none: not checked)."""
     digests = config.get("sha256", {})
@@ -145,7 +136,7 @@ def _verify_digests(directory: Path, config: dict) -> None:
             raise UserInputError(f"{directory / CONFIG}: 'sha256' names unknown file {name!r}")
         if not path.is_file():
             raise UserInputError(f"{path} not found; the head directory is incomplete")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise UserInputError(
                 f"{path} does not match the sha256 in head.json (corrupted or modified); "
                 "re-save or re-train the head"

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, short
 
 MAX_CLASSES = 100_000  # more distinct labels than this is a regression target, not classes
 _RULE = "{}s must be strings or integers (empty, null or NaN = missing)"
@@ -56,12 +56,12 @@ def label_value(value: object, where: str, field: str = "label") -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         kind = {bool: "a boolean", list: "a list", dict: "an object"}.get(type(value))
         raise UserInputError(
-            f"{where}: {field} {_short(value)} is {kind or type(value).__name__}; "
+            f"{where}: {field} {short(value)} is {kind or type(value).__name__}; "
             + _RULE.format(field)
         )
     if "\x00" in str(value):  # HDF5 strings end at NUL
         raise UserInputError(
-            f"{where}: {field} {_short(value)} holds a NUL character, which a store cannot "
+            f"{where}: {field} {short(value)} holds a NUL character, which a store cannot "
             "hold; fix the file"
         )
     return check_text(str(value), where, field)
@@ -73,7 +73,7 @@ def check_text(value: str, where: str, field: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise UserInputError(
-            f"{where}: {field} {_short(value)} holds an unpaired surrogate (a broken \\u escape); "
+            f"{where}: {field} {short(value)} holds an unpaired surrogate (a broken \\u escape); "
             "fix the text"
         ) from None
     return value
@@ -126,11 +126,6 @@ def check_classes(n: int, where: str) -> None:
             f"{where}: {n:,} distinct labels, more than {MAX_CLASSES:,} classes; labels name "
             "classes (not continuous values): pass class ids or names"
         )
-
-
-def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def array_label_names(y, label_names, n) -> tuple[list[str | None], list[str]]:

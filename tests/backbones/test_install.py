@@ -14,6 +14,7 @@ import pytest
 
 from embedkit.backbones import install as inst
 from embedkit.errors import UserInputError
+from embedkit.files import sha256_file
 from tests.helpers import run_cli
 
 
@@ -37,7 +38,7 @@ def _pieces(tmp_path, n=5):
         name="tiny",
         folder="tiny-model",
         sizes=tuple(p.stat().st_size for p in paths),
-        weights_sha256=inst.sha256(_write(tmp_path / "w", b"w" * 5000)),
+        weights_sha256=sha256_file(_write(tmp_path / "w", b"w" * 5000)),
     )
     return paths, spec
 
@@ -104,7 +105,7 @@ def _mpnet_or_skip():
 
 def test_mpnet_folder_is_verified_and_complete():
     folder = _mpnet_or_skip()
-    assert inst.sha256(folder / "model.safetensors") == inst.MPNET.weights_sha256
+    assert sha256_file(folder / "model.safetensors") == inst.MPNET.weights_sha256
     assert not list(folder.rglob("desktop.ini"))
     assert (folder / "tokenizer.json").is_file() and (folder / "1_Pooling").is_dir()
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
+from embedkit.errors import short
 from embedkit.store import format as S
 from embedkit.store.format import RESTORE
 
@@ -50,7 +51,7 @@ def _json_attr(p: str, key: str, value, kind: type) -> Iterator[str]:
         return None
     if not isinstance(parsed, kind):
         name = "a list" if kind is list else "an object"
-        yield f"{p}: attribute {key!r} is JSON {_short(parsed)}, not {name}; {RESTORE}"
+        yield f"{p}: attribute {key!r} is JSON {short(parsed)}, not {name}; {RESTORE}"
         return None
     return parsed
 
@@ -85,9 +86,4 @@ def _is_int(value) -> bool:
 
 
 def _text_problem(value) -> str:
-    return "missing" if value is _MISSING else f"{_short(value)}, not a string"
-
-
-def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return "missing" if value is _MISSING else f"{short(value)}, not a string"

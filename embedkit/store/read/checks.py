@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError
+from embedkit.errors import StoreError, short
 from embedkit.store import format as S
 from embedkit.store.format import FILE_NAME, META, RESTORE, SELF, SHARD_FORMAT
 from embedkit.store.read._h5 import (
@@ -41,7 +41,6 @@ from embedkit.store.read._h5 import (
     _fast,
     _is_int,
     _json_attr,
-    _short,
     _text_problem,
 )
 
@@ -82,7 +81,7 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
         )
         return
     if fmt != S.FORMAT_NAME:
-        what = "missing" if fmt is _MISSING else _short(fmt)
+        what = "missing" if fmt is _MISSING else short(fmt)
         yield f"{p}: is not an embedkit feature store (attribute 'format' is {what})"
         return
     taps = yield from fingerprint_problems(f, p)
@@ -116,7 +115,7 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
         yield f"{p}: /{S.FEATURES}/{extra[0]} is not among the taps in attribute 'taps'; {RESTORE}"
     n_items = _attr(f, "n_items")
     if n_items is not _MISSING and (not _is_int(n_items) or int(n_items) != n):
-        yield f"{p}: attribute 'n_items' is {_short(n_items)} but /labels has {n} rows; {RESTORE}"
+        yield f"{p}: attribute 'n_items' is {short(n_items)} but /labels has {n} rows; {RESTORE}"
     runs = _attr(f, "runs")
     if runs is not _MISSING:
         yield from _json_attr(p, "runs", runs, list)
@@ -138,7 +137,7 @@ def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
         yield f"{p}: attribute 'schema_version' is missing; {RESTORE}"
         return None
     if not _is_int(version) or int(version) < 1:
-        what = f"{_short(version)}, not a version number"
+        what = f"{short(version)}, not a version number"
         yield f"{p}: attribute 'schema_version' is {what}; {RESTORE}"
         return None
     if int(version) > S.SCHEMA_VERSION:
@@ -155,7 +154,7 @@ def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
             ok = False
     dtype = _attr(f, "dtype")
     if ok and dtype not in S.STORAGE_DTYPES:
-        what = f"{_short(dtype)}, not one of {', '.join(S.STORAGE_DTYPES)}"
+        what = f"{short(dtype)}, not one of {', '.join(S.STORAGE_DTYPES)}"
         yield f"{p}: attribute 'dtype' is {what}; {RESTORE}"
         ok = False
     preprocess = yield from _json_attr(p, "preprocess", _attr(f, "preprocess"), dict)
@@ -173,13 +172,13 @@ def _taps(p: str, entries: list, dtype: str) -> Iterator[str]:
     for i, entry in enumerate(entries):
         where = f"{p}: attribute 'taps' entry {i}"
         if not isinstance(entry, dict):
-            yield f"{where} is {_short(entry)}, not an object; {RESTORE}"
+            yield f"{where} is {short(entry)}, not an object; {RESTORE}"
             return None
         shape = entry.get("shape")
         if not isinstance(shape, list) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
         ):
-            yield f"{where}: 'shape' is {_short(shape)}, not a list of sizes; {RESTORE}"
+            yield f"{where}: 'shape' is {short(shape)}, not a list of sizes; {RESTORE}"
             return None
         try:
             tap = S.TapInfo.from_dict({**entry, "dtype": dtype})
@@ -206,7 +205,7 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
         return  # a packed store: the file is its own shard
     for name in names:
         if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
-            yield f"{p}: /{META}/shards names {_short(name)}, not a shard file name; {RESTORE}"
+            yield f"{p}: /{META}/shards names {short(name)}, not a shard file name; {RESTORE}"
             return
     if len(set(names)) != len(names):
         yield f"{p}: /{META}/shards names a shard twice; {RESTORE}"
@@ -215,7 +214,7 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
         names = [] if got is None else [S.as_text(v) for v in f[f"{META}/columns"][...]]
         for name in names:  # column files (a name may repeat: equal content)
             if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
-                what = f"{_short(name)}, not a column file name"
+                what = f"{short(name)}, not a column file name"
                 yield f"{p}: /{META}/columns names {what}; {RESTORE}"
                 return
 

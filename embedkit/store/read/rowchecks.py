@@ -19,11 +19,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError
+from embedkit.errors import StoreError, short
 from embedkit.store import format as S
 from embedkit.store.files.shards import open_existing
 from embedkit.store.format import META, RESTORE
-from embedkit.store.read._h5 import _attr, _dataset, _fast, _short
+from embedkit.store.read._h5 import _attr, _dataset, _fast
 from embedkit.store.read.checks import fingerprint_problems
 from embedkit.store.read.idindex import IdIndex
 
@@ -70,7 +70,7 @@ def value_problems(path, state) -> Iterator[str]:
         known |= codes == value
     if not known.all():
         i = int(np.flatnonzero(~known)[0])
-        what = f"{_short(S.as_text(split[i]))}, not train/val/test/''"
+        what = f"{short(S.as_text(split[i]))}, not train/val/test/''"
         yield f"{p}: /split row {i} is {what}; {RESTORE}"
     problem = _rowmap_problem(state.segments, n, len(state.shards))
     if problem:
@@ -189,7 +189,7 @@ def _first_repeat(p: str, state, handles, pairs: list[tuple[int, int]]) -> Itera
     for a, b in sorted(pairs):
         ida, idb = (S.as_text(handles[shard[r]][S.IDS][src[r]]) for r in (a, b))
         if ida == idb:
-            yield f"{p}: /ids holds {_short(ida)} twice (rows {a} and {b}); {RESTORE}"
+            yield f"{p}: /ids holds {short(ida)} twice (rows {a} and {b}); {RESTORE}"
             return
 
 
