@@ -32,28 +32,17 @@ def _number(text: str, kind: type, what: str):
     return value
 
 
-def fraction(text: str) -> float:
-    """A fraction strictly between 0 and 1 (``--split-val``, ``--make-test-split``)."""
-    value = _number(text, float, "a fraction in (0, 1)")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1)")
-    return value
+def float_in(inside, what: str, number: str | None = None):
+    """A float type that refuses values where ``inside(value)`` is false: "TEXT is not WHAT"
+    (``number``: what a text that is no number at all is not; default ``what``)."""
 
+    def parse(text: str) -> float:
+        value = _number(text, float, number or what)
+        if not inside(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
 
-def fraction_or_zero(text: str) -> float:
-    """A fraction in [0, 1): 0 turns the part off (``split --val``)."""
-    value = _number(text, float, "a fraction in [0, 1)")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
-    return value
-
-
-def similarity(text: str) -> float:
-    """A cosine similarity in [-1, 1] (``audit --dup-threshold``)."""
-    value = _number(text, float, "a number in [-1, 1]")
-    if not -1 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a cosine similarity in [-1, 1]")
-    return value
+    return parse
 
 
 def int_at_least(low: int, high: int | None = None):
@@ -72,16 +61,16 @@ def int_at_least(low: int, high: int | None = None):
     return parse
 
 
-def seconds(text: str) -> float:
-    """A wait in seconds: finite, 0 to 86400 (``--wait``)."""
-    value = _number(text, float, "a number of seconds")
-    if not 0 <= value <= MAX_WAIT:
-        raise argparse.ArgumentTypeError(f"{text} is not a wait in [0, {MAX_WAIT}] seconds")
-    return value
-
-
-# The documented caps (docs/reliability.md, "Arguments").
+# The documented ranges and caps (docs/reliability.md, "Arguments").
 MAX_WAIT = 86400  # --wait: a day
+fraction = float_in(lambda v: 0 < v < 1, "a fraction in (0, 1)")  # --make-test-split
+fraction_or_zero = float_in(lambda v: 0 <= v < 1, "a fraction in [0, 1)")  # 0: none (--val)
+similarity = float_in(
+    lambda v: -1 <= v <= 1, "a cosine similarity in [-1, 1]", "a number in [-1, 1]"
+)  # audit --dup-threshold
+seconds = float_in(
+    lambda v: 0 <= v <= MAX_WAIT, f"a wait in [0, {MAX_WAIT}] seconds", "a number of seconds"
+)  # --wait
 positive_int = int_at_least(1)  # --limit, audit --top-k: bounded by the data
 count = int_at_least(0, 2**32 - 1)  # --seed: numpy's seed range
 seeds = int_at_least(1, 1000)  # bench --seeds

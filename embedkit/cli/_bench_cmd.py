@@ -11,6 +11,7 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 
 from __future__ import annotations
 
+from embedkit.cli import options
 from embedkit.cli._args import folds, fraction, fraction_or_zero, jobs, seeds
 from embedkit.cli._outputs import BENCH_FOLDER, add_overwrite, guard_output
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, TAP_SWEEP_HEADS
@@ -145,16 +146,11 @@ def run_bench_cmd(args) -> int:
     if args.labelling:
         return run_labelling_cmd(args)
     spec = BenchSpec(
-        heads=args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS),
-        shots=args.shots,
-        seeds=args.seeds,
-        protocol=args.protocol,
-        folds=args.folds,
-        sweep=args.sweep,
-        allow_fewer=args.allow_fewer,
-        jobs=args.jobs,
-        taps=tuple(args.taps) if args.taps else None,
-        val=args.val,
+        **options(args, BenchSpec)
+        | {
+            "heads": args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS),
+            "taps": tuple(args.taps) if args.taps else None,
+        }  # fmt: skip
     )
     table = run_bench(
         args.store,

@@ -62,57 +62,55 @@ def register(sub) -> None:
         "store", help="maintain a store: compact, pack, upgrade, verify, log, vacuum, export"
     )
     ops = p.add_subparsers(dest="store_command", metavar="OP", required=True)
-    for name, help_ in (
-        ("compact", "merge a store's shards into one (crash-safe)"),
-        ("upgrade", "convert an older layout (schema 1, packed, before column files)"),
-        ("pack", "write a store as one file to share (plain h5py reads it; upgrade unpacks)"),
-    ):
-        q = ops.add_parser(name, help=help_)
-        q.add_argument("store", help="the .h5 feature store")
-        if name == "pack":
-            q.add_argument("out", help="the one-file copy to write")
-            add_overwrite(q)
-        q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
-        q.set_defaults(func=run_store)
-    q = ops.add_parser(
-        "recover", help="rebuild a store's missing index from the shards in its folder"
+
+    def op(name, func, help_, *, wait=True, store="the .h5 feature store", **kw):
+        q = ops.add_parser(name, help=help_, **kw)
+        q.add_argument("store", help=store)
+        if wait:
+            q.add_argument(
+                "--wait", type=seconds, default=10.0, help="seconds to wait for a writer"
+            )
+        q.set_defaults(func=func)
+        return q
+
+    op("compact", run_store, "merge a store's shards into one (crash-safe)")
+    op("upgrade", run_store, "convert an older layout (schema 1, packed, before column files)")
+    q = op(
+        "pack",
+        run_store,
+        "write a store as one file to share (plain h5py reads it; upgrade unpacks)",
     )
-    q.add_argument("store", help="the .h5 index file that is missing (its folder STORE.d remains)")
-    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
-    q.set_defaults(func=run_store)
-    q = ops.add_parser("log", help="list a store's versions: time, operation, rows, changes")
-    q.add_argument("store", help="the .h5 feature store")
+    q.add_argument("out", help="the one-file copy to write")
+    add_overwrite(q)
+    op("recover", run_store, "rebuild a store's missing index from the shards in its folder",
+       store="the .h5 index file that is missing (its folder STORE.d remains)")  # fmt: skip
+    q = op("log", run_log, "list a store's versions: time, operation, rows, changes", wait=False)
     q.add_argument("--json", action="store_true", help="print one JSON object per version")
-    q.set_defaults(func=run_log)
-    q = ops.add_parser(
+    q = op(
         "vacuum",
-        help="remove old versions and the files only they name (lists them; --yes removes)",
+        run_vacuum,
+        "remove old versions and the files only they name (lists them; --yes removes)",
         description="Commits never delete a file a version names; vacuum removes versions "
         "older than the newest --keep and every shard or column file no kept version names. "
         "Without --yes it only lists them.",
     )
-    q.add_argument("store", help="the .h5 feature store")
     q.add_argument("--keep", type=count, default=1, help="newest versions to keep (default 1)")
     q.add_argument("--yes", action="store_true", help="remove the listed files")
-    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
-    q.set_defaults(func=run_vacuum)
-    q = ops.add_parser("verify", help="check a store in full: structure, every shard, values")
-    q.add_argument("store", help="the .h5 feature store")
+    q = op("verify", run_verify, "check a store in full: structure, every shard, values")
     q.add_argument(
         "--repair",
         action="store_true",
         help="restore a damaged or missing index from its versions, rewrite damaged column files "
         "from the shards, mark damaged shards for the next extract to recompute, drop debris",
     )
-    q.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for a writer")
-    q.set_defaults(func=run_verify)
-    q = ops.add_parser(
+    q = op(
         "export",
-        help="write ids, labels, splits and features as Parquet or .npy files",
+        run_export,
+        "write ids, labels, splits and features as Parquet or .npy files",
+        wait=False,
         description="Stream a store's rows into a Parquet file (one fixed-size list column "
         "per tap; pandas, polars, DuckDB, Arrow) or a folder of .npy files, without h5py.",
     )
-    q.add_argument("store", help="the .h5 feature store")
     q.add_argument("--format", choices=("parquet", "npy"), default="parquet",
                    help="parquet: one file (default); npy: a folder of .npy files")  # fmt: skip
     q.add_argument("--tap", action="append", dest="taps", metavar="T",
@@ -120,7 +118,6 @@ def register(sub) -> None:
     q.add_argument("--out", required=True, help="the .parquet file or npy folder to create")
     q.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     add_overwrite(q)
-    q.set_defaults(func=run_export)
 
 
 def run_info(args) -> int:
