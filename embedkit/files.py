@@ -105,6 +105,14 @@ def sha256_file(*paths, prefix: bytes = b"") -> str:
     return digest.hexdigest()
 
 
+def json_plain(value):
+    """``json.dumps``' ``default`` for the JSON files embedkit writes: numpy values as Python
+    ones (``tolist``); anything else is refused (``TypeError``)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def fsync_path(path) -> None:
     """fsync a file or a folder (after a rename in it) by its path."""
     fd = os.open(path, os.O_RDONLY)

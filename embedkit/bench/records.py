@@ -108,10 +108,4 @@ def _get(config: dict, dotted: str):
 
 
 def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+    return value.tolist() if hasattr(value, "tolist") else str(value)  # numpy: Python values

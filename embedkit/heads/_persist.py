@@ -20,7 +20,7 @@ import numpy as np
 
 from embedkit import __version__
 from embedkit.errors import UserInputError
-from embedkit.files import atomic_file, sha256_file, write_bytes_atomic
+from embedkit.files import atomic_file, json_plain, sha256_file, write_bytes_atomic
 from embedkit.heads.registry import RECORDS, head_class
 
 FORMAT = "embedkit.head"
@@ -262,14 +262,8 @@ def _decode_classes(spec: dict) -> np.ndarray:
 def _jsonable(value, what: str):
     """Return ``value`` with numpy scalars as Python ones; refuse what JSON cannot hold."""
     try:
-        return json.loads(json.dumps(value, default=_plain))
+        return json.loads(json.dumps(value, default=json_plain))
     except TypeError as exc:
         raise UserInputError(
             f"cannot save {what}: {exc}; use plain numbers, strings, lists and dicts"
         ) from exc
-
-
-def _plain(value):
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedkit.contract import Tap as TapInfo
-from embedkit.files import temp_name  # one feature set: the ONNX contract's tap type
+from embedkit.contract import Tap as TapInfo  # one feature set: the ONNX contract's tap type
+from embedkit.files import json_plain, temp_name
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "embedkit-feature-store"  # root attribute 'format' of a store's index file
@@ -111,15 +111,7 @@ FINGERPRINT_FIELDS = ("schema_version", "backbone_sha256", "taps", "preprocess",
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=json_plain)
 
 
 @dataclass(frozen=True)
