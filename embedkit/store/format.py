@@ -204,6 +204,12 @@ def _taps_json(taps) -> str:
     return canonical_json([{k: v for k, v in t.to_dict().items() if k != "dtype"} for t in taps])
 
 
+def tap_attrs(tap: TapInfo) -> dict:
+    """A tap's description as the HDF5 attributes of its dataset (lists as JSON, None as "")."""
+    return {k: json.dumps(v) if isinstance(v, list) else "" if v is None else v
+            for k, v in tap.to_dict().items()}  # fmt: skip
+
+
 def as_text(value):
     """Decode the ``bytes`` that h5py returns for some strings; other values pass through."""
     return value.decode() if isinstance(value, bytes) else value

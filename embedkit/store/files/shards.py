@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -174,11 +173,7 @@ def _allocate(group: h5py.Group, tap: S.TapInfo, n: int) -> int:
     dsid = h5py.h5d.create(
         group.id, tap.name.encode(), h5py.h5t.py_create(np.dtype(tap.dtype)), space, dcpl=dcpl
     )
-    ds = h5py.Dataset(dsid)
-    for key, value in tap.to_dict().items():
-        ds.attrs[key] = (
-            json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
-        )
+    h5py.Dataset(dsid).attrs.update(S.tap_attrs(tap))
     offset = dsid.get_offset()
     if offset is None:
         raise StoreError(f"{group.file.filename}: HDF5 did not allocate tap {tap.name!r}")

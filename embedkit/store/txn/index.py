@@ -118,10 +118,7 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
             layout[dst : dst + length] = source[src : src + length]
         f.create_virtual_dataset(name, layout)
     for t in taps:
-        for key, value in t.to_dict().items():
-            f[f"{S.FEATURES}/{t.name}"].attrs[key] = (
-                json.dumps(value) if isinstance(value, list) else ("" if value is None else value)
-            )
+        f[f"{S.FEATURES}/{t.name}"].attrs.update(S.tap_attrs(t))
     pieces = state.pieces or []
     for name, dtype in ((S.LABELS, np.int64), (S.SPLIT, "S8")):
         if not pieces:
