@@ -52,7 +52,7 @@ class LocalEngine:
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         work, listing, n_workers = job.work, job.listing, job.cfg.workers
-        expected = expected_shapes(job.writer.fingerprint)
+        expected, skip_bad = expected_shapes(job.writer.fingerprint), job.cfg.skip_bad
         sink = _WriterThread(job.writer)
         n_computed = n_bad = 0
         with ThreadPoolExecutor(
@@ -67,15 +67,12 @@ class LocalEngine:
                     _ = work.runner  # load the session while the first batches decode
                 while pending:
                     b, future = pending.popleft()
-                    good, bad, feed = future.result()
+                    prepared = future.result()
                     _submit(pool, pending, todo, work.prepare)
-                    _reject(job, bad)
+                    good, bad, features = work.compute(prepared, expected, skip_bad=skip_bad)
+                    for index, reason in bad:  # --skip-bad: recorded, never journaled
+                        job.writer.record_bad(listing.ids[index], listing.digests[index], reason)
                     n_bad += len(bad)
-                    if feed is not None:
-                        features = work.infer(feed, expected, len(good))
-                        good, features, nonfinite = work.screen(good, features)
-                        _reject(job, nonfinite)  # never journaled
-                        n_bad += len(nonfinite)
                     if good:
                         sink.put(b, good, listing, features)
                         n_computed += len(good)
@@ -87,14 +84,6 @@ class LocalEngine:
                 raise
             sink.close()
         return Outcome(n_computed, n_bad, work.provider)
-
-
-def _reject(job: Job, bad: list[tuple[int, str]]) -> None:
-    """Stop at the first bad item, or record each one with ``--skip-bad``."""
-    for index, reason in bad:
-        if not job.cfg.skip_bad:
-            raise job.work.bad_item_error(index, reason)
-        job.writer.record_bad(job.listing.ids[index], job.listing.digests[index], reason)
 
 
 def _yield_to_inference() -> None:

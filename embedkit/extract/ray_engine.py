@@ -244,14 +244,8 @@ class ShardActor:
 
     def _one(self, row: dict) -> dict:
         b = row["batch"]
-        good, bad, feed = self.work.prepare(np.asarray(row["rows"], dtype=np.int64))
-        features = None
-        if feed is not None and (self.skip_bad or not bad):
-            features = self.work.infer(feed, self.expected, len(good))
-            good, features, nonfinite = self.work.screen(good, features)
-            bad = bad + nonfinite  # the order a local run records them in
-        if bad and not self.skip_bad:
-            raise self.work.bad_item_error(*bad[0])
+        prepared = self.work.prepare(np.asarray(row["rows"], dtype=np.int64))
+        good, bad, features = self.work.compute(prepared, self.expected, skip_bad=self.skip_bad)
         provider = self.work.provider or ""
         out = {"batch": b, "computed": len(good), "n_bad": len(bad), "provider": provider}
         if not self.via_driver:

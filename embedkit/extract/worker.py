@@ -4,8 +4,8 @@ The local engine calls a :class:`BatchWorker` from its thread pool; the Ray engi
 one into each actor, which then builds its own preprocessor and ONNX Runtime session.
 
     work = BatchWorker(model, source, device="cpu", dtype="float32", threads=1)
-    good, bad, feed = work.prepare(rows)          # rows: positions in the source
-    features = work.infer(feed, expected_shapes(fingerprint), len(good))
+    prepared = work.prepare(rows)                 # rows: positions in the source
+    good, bad, features = work.compute(prepared, expected_shapes(fingerprint), skip_bad=True)
 """
 
 from __future__ import annotations
@@ -101,10 +101,21 @@ class BatchWorker:
             return good, bad, self.plan.feed(good, self.pre)
         return good, bad, self.pre.collate(prepared)
 
-    def bad_item_error(self, index: int, reason: str) -> UserInputError:
-        return UserInputError(
-            f"{self.source.describe(index)}: {reason}; fix or remove it, or pass --skip-bad"
-        )
+    def compute(self, prepared, expected: dict[str, tuple], *, skip_bad: bool):
+        """Run and screen a prepared batch (``prepare``'s result): ``(good rows, [(row,
+        reason)], features or None)``. Without ``skip_bad`` the first bad item raises."""
+        good, bad, feed = prepared
+        features = None
+        if feed is not None and (skip_bad or not bad):
+            features = self.infer(feed, expected, len(good))
+            good, features, nonfinite = self.screen(good, features)
+            bad = bad + nonfinite  # the order both engines record them in
+        if bad and not skip_bad:
+            index, reason = bad[0]
+            raise UserInputError(
+                f"{self.source.describe(index)}: {reason}; fix or remove it, or pass --skip-bad"
+            )
+        return good, bad, features
 
     def infer(self, feed, expected: dict[str, tuple], n: int) -> dict[str, np.ndarray]:
         """Run one batch; ``{tap: (n, *shape)}`` in the storage dtype."""
