@@ -104,6 +104,30 @@ def _module(area: str):
     return importlib.import_module(Path(AREAS.get(area, (f"bench_{area}.py",))[0]).stem)
 
 
+def measured_by(area: str, script: str, results: Path = RESULTS) -> list[str]:
+    """The records of ``area``'s section measured otherwise than by its runner ``script``
+    (another script, an ``embedkit`` command, or a command with placeholders): what
+    ``--only AREA`` does not re-measure as it stands, each with the command it names."""
+    notes = []
+    for record in Records(area, results).latest():
+        command = record["command"]
+        named = re.findall(r"benchmarks/(\w+\.py)", command)
+        other = named[:1] != [script]
+        placeholder = re.search(r"(?<![\w-])(N|D|NAME=\S*|DIR)(?![\w-])|\.\.\.", command)
+        if other or placeholder:
+            why = (
+                "placeholders in its command"
+                if placeholder and not other
+                else (
+                    f"measured by {named[0]}"
+                    if named
+                    else "measured by a command outside benchmarks/"
+                )
+            )
+            notes.append(f"{why}: `{command}`")
+    return notes
+
+
 def run(names: list[str]) -> None:
     for name in names:
         for args in RUNS.get(name, [[]]):
@@ -127,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         for area, (script, _) in AREAS.items():
             runs = RUNS.get(area, [[]])
             print(f"{area:11} " + "; ".join(" ".join([script, *args]) for args in runs))
+            for note in measured_by(area, script, args.results):
+                print(f"{'':11}   {note}")
         return
     if not args.render:
         run(args.only or list(AREAS))  # every benchmark: hours on 2 cores
