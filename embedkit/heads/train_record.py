@@ -77,21 +77,12 @@ class TrainRecord:
         features = None
         if self.features is not None:
             features = {**self.features, "taps": [t.to_dict(dtype=False) for t in self.taps]}
-        return {
-            "store": self.store,
+        return {k: getattr(self, k) for k in _AS_IS} | {
+            "head": self.head,
             "tap": self.tap,
             "taps": list(self.tap_names),
             "join": self.join.to_dict() if self.join else None,
-            "head": self.head,
-            "params": self.params,
             "label_names": list(self.label_names),
-            "rows": self.rows,
-            "excluded": self.excluded,
-            "excluded_val_kept": self.excluded_val_kept,
-            "exclude_note": self.exclude_note,
-            "accuracy": self.accuracy,
-            "fit": self.fit,
-            "labels_sha256": self.labels_sha256,
             "features": features,
         }
 
@@ -106,21 +97,13 @@ class TrainRecord:
             taps = tuple(Tap(name) for name in names)
         join = info.get("join")
         return cls(
-            head=info.get("head", ""),
+            head=info.get("head") or "",
             taps=taps,
             label_names=tuple(info.get("label_names") or ()),
             join=TapJoin.from_dict(join) if join else None,
             features=features,
-            store=info.get("store"),
-            params=info.get("params") or {},
-            rows=info.get("rows") or {},
-            excluded=int(info.get("excluded") or 0),
-            excluded_val_kept=int(info.get("excluded_val_kept") or 0),
-            exclude_note=info.get("exclude_note"),
-            accuracy=info.get("accuracy") or {},
-            fit=info.get("fit") or {},
-            labels_sha256=info.get("labels_sha256"),
             directory=directory,
+            **{k: info[k] for k in _AS_IS if info.get(k) is not None},  # else the default
         )
 
     def write(self, directory: str | Path) -> None:
@@ -154,6 +137,11 @@ class TrainRecord:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserInputError(f"{path}: not valid JSON ({exc}); retrain the head") from exc
         return cls.from_dict(info, directory)
+
+
+# Fields written to and read from train.json as they are.
+_AS_IS = ("store", "params", "rows", "excluded", "excluded_val_kept", "exclude_note",
+          "accuracy", "fit", "labels_sha256")  # fmt: skip
 
 
 def feature_record(fs, taps, store: Path) -> tuple[tuple[Tap, ...], dict]:

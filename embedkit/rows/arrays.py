@@ -5,20 +5,14 @@ fs = from_arrays("feats.h5", X, y=["cat", "dog", ...], splits=["train", "test", 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.rows.labels import array_label_names
-from embedkit.store import (
-    BatchShards,
-    FeatureStore,
-    Fingerprint,
-    StoreWriter,
-    TapInfo,
-    sha256_bytes,
-)
+from embedkit.store import BatchShards, FeatureStore, Fingerprint, StoreWriter, TapInfo
 
 
 def from_arrays(
@@ -65,7 +59,7 @@ def from_arrays(
     ids = [str(i) for i in (range(n) if ids is None else ids)]
     names, declared = array_label_names(y, label_names, n)
     first = next(iter(arrays.values()))
-    digests = [sha256_bytes(first[i].tobytes()) for i in range(n)]
+    digests = [hashlib.sha256(first[i].tobytes()).hexdigest() for i in range(n)]
     split_values = None if splits is None else [str(s) or None for s in splits]
     with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:
         writer.plan(ids, digests)

@@ -17,7 +17,6 @@ from embedkit.errors import UserInputError, short
 
 MAX_CLASSES = 100_000  # more distinct labels than this is a regression target, not classes
 _RULE = "{}s must be strings or integers (empty, null or NaN = missing)"
-LABEL_RULE = _RULE.format("label")
 
 
 def label_value(value: object, where: str, field: str = "label") -> str | None:

@@ -19,7 +19,7 @@ from embedkit.store.txn.commit import CommitSummary, commit_shards
 from embedkit.store.txn.compact import compact, pack
 from embedkit.store.txn.journal import BatchShards, PendingRows
 from embedkit.store.txn.lock import WriterLock
-from embedkit.store.txn.writer import StoreWriter, set_splits, sha256_bytes
+from embedkit.store.txn.writer import StoreWriter, set_splits
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -36,7 +36,6 @@ __all__ = [
     "pack",
     "recover",
     "set_splits",
-    "sha256_bytes",
     "store_log",
     "store_summary",
     "upgrade",

@@ -14,14 +14,7 @@ import pytest
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
 from embedkit.rows import from_arrays, split_rows
-from embedkit.store import (
-    BatchShards,
-    FeatureStore,
-    Fingerprint,
-    StoreWriter,
-    TapInfo,
-    sha256_bytes,
-)
+from embedkit.store import BatchShards, FeatureStore, Fingerprint, StoreWriter, TapInfo
 from embedkit.store.txn.writer import journal_bad
 
 TAPS = [TapInfo("pool", (4,), pooling="avg", stride=32, layer="head"), TapInfo("map", (2, 3, 3))]
@@ -38,7 +31,7 @@ def _items(n, start=0):
         "pool": rng.normal(size=(n, 4)).astype(np.float32),
         "map": rng.normal(size=(n, 2, 3, 3)).astype(np.float32),
     }
-    digests = [sha256_bytes(feats["pool"][i].tobytes()) for i in range(n)]
+    digests = [hashlib.sha256(feats["pool"][i].tobytes()).hexdigest() for i in range(n)]
     labels = [["cat", "dog", "eel"][i % 3] for i in range(start, start + n)]
     return ids, digests, labels, feats
 
@@ -155,7 +148,7 @@ def test_changed_item_is_recomputed_in_place(tmp_path):
     feats2 = {k: v.copy() for k, v in feats.items()}
     feats2["pool"][3] += 1
     digests2 = list(digests)
-    digests2[3] = sha256_bytes(feats2["pool"][3].tobytes())
+    digests2[3] = hashlib.sha256(feats2["pool"][3].tobytes()).hexdigest()
     summary = _write(tmp_path / "s.h5", ids, digests2, labels, feats2)
     assert (summary.n_added, summary.n_replaced, summary.n_total) == (0, 1, 8)
     with FeatureStore(tmp_path / "s.h5") as fs:

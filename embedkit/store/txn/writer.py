@@ -20,7 +20,6 @@ replaces the index atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -281,11 +280,6 @@ def _read_bad(journal: Path) -> dict[str, dict]:
                 rec = json.loads(line)
                 records[rec["id"]] = rec
     return records
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data`` (the per-item content digest)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def set_splits(
