@@ -13,6 +13,9 @@ deploy`` converts ``head_``.
   measures before it trusts the graph: a 5-fold cross-validation on the labelled rows
   scores spreading over the centred features, over PCA-whitened ones, and no spreading
   (``base`` on the labelled rows alone), and the best of the three wins (``graph_``).
+  The graphs depend only on the rows, not on which are labelled: they come from
+  :func:`embedkit.heads.graph.feature_graph`, memoised, so refits on one pool (``bench
+  --labelling``, a labelling round after another) build them once.
 - ``selftrain`` (:class:`SelfTrainingHead`): self-training: fit, add the unlabelled
   rows predicted with probability >= ``threshold``, refit, until none is added.
 
@@ -38,13 +41,12 @@ from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
 from embedkit.heads._validation import check_fitted, encode_labels
-from embedkit.heads.graph import knn_graph, unit_rows
+from embedkit.heads.graph import feature_graph, knn_graph
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
 GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
-_WHITE_DIMS = 128  # graph="whiten": PCA components kept
 _DTYPES = [np.float64, np.float32]
 
 
@@ -146,9 +148,9 @@ class LabelSpreadingHead(_SemiHead):
         rng = np.random.default_rng(self.random_state)
         if len(unl) > self.max_unlabelled:
             unl = np.sort(rng.choice(unl, self.max_unlabelled, replace=False))
-        rows = np.concatenate([np.flatnonzero(labelled), unl])
+        rows = np.concatenate([np.flatnonzero(labelled), unl])  # (M,) the labelled first
         k, n_lab = len(self.classes_), len(y_index)
-        choices = ("centre", "whiten", "none") if self.graph == "auto" else (self.graph,)
+        choices = self._choices()
         folds = rng.permutation(n_lab) % _FOLDS  # (L,) fold of each labelled row
         self.graph_scores_, solved = {}, {}
         for graph in choices:
@@ -157,7 +159,7 @@ class LabelSpreadingHead(_SemiHead):
                 if len(choices) > 1:
                     self.graph_scores_[graph] = self._cv_alone(X[rows[:n_lab]], y_index, folds)
             else:
-                solve = self._operator(self._graph_rows(X[rows], graph))
+                solve = self._operator(self._graph(X, rows, graph))
                 if len(choices) > 1:
                     self.graph_scores_[graph] = self._cv_spread(solve, y_index, k, folds, len(rows))
             solved[graph] = solve
@@ -171,28 +173,35 @@ class LabelSpreadingHead(_SemiHead):
         self.head_ = self._base().fit(X[rows], self.classes_[spread])
         return self
 
+    def _choices(self) -> tuple[str, ...]:
+        """The graphs to score: ``auto``'s three, or the one asked for."""
+        return ("centre", "whiten", "none") if self.graph == "auto" else (self.graph,)
+
     def spread(self, X: np.ndarray, y_index: np.ndarray, k: int) -> np.ndarray:
         """Row-normalised label scores (M, K) of unit rows ``X``; the first rows are labelled."""
-        return self._operator(X)(_one_hot(y_index, k, len(X)))
+        W = knn_graph(X, self.n_neighbors) if len(X) >= 3 else None
+        return self._operator(W)(_one_hot(y_index, k, len(X)))
 
-    @staticmethod
-    def _graph_rows(X: np.ndarray, graph: str) -> np.ndarray:
-        """The unit rows (M, D') the graph is built on: centred, or PCA-whitened."""
-        if graph == "whiten":
-            from sklearn.decomposition import PCA
+    def _graph(self, X: np.ndarray, rows: np.ndarray, graph: str):
+        """The kNN graph (M, M) of ``X[rows]`` in the order of ``rows`` (None under 3 rows).
 
-            dims = min(_WHITE_DIMS, X.shape[1], len(X) - 1)
-            if dims >= 2:
-                X = PCA(dims, whiten=True, random_state=0).fit_transform(X)
-        return unit_rows(X, center=True)
+        Built (and memoised) on the rows in sorted order, so every fit on one pool shares
+        one graph whichever rows are labelled, then permuted into the order of ``rows``.
+        """
+        if len(rows) < 3:
+            return None
+        order = np.argsort(rows, kind="stable")
+        at = np.empty_like(order)
+        at[order] = np.arange(len(rows))  # row i of rows is row at[i] of the sorted graph
+        W = feature_graph(X[rows[order]], graph, n_neighbors=self.n_neighbors)
+        return W[at][:, at]
 
-    def _operator(self, X: np.ndarray):
-        """``solve(Y)``: label spreading of seed scores ``Y`` (M, K) over unit rows ``X``."""
-        m = len(X)
+    def _operator(self, W):
+        """``solve(Y)``: label spreading of seed scores ``Y`` (M, K) over the graph ``W``."""
         self.n_iter_ = 1  # conjugate-gradient iterations of the slowest class
-        if m < 3:
+        if W is None:
             return lambda Y: Y
-        W = knn_graph(X, self.n_neighbors)
+        m = W.shape[0]
         d = np.asarray(W.sum(1)).ravel()
         inv = diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
         A = identity(m, format="csr") - self.alpha * (inv @ W @ inv)  # (M, M), s.p.d.

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from embedkit.errors import UserInputError
-from embedkit.heads.graph import knn, unit_rows
+from embedkit.heads.graph import knn, memo, unit_rows
 
 STRATEGIES = ("random", "typical", "coverage", "margin", "entropy", "hybrid")
 UNCERTAINTY = ("margin", "entropy", "hybrid")  # need a head fitted on >= 2 labelled classes
@@ -233,7 +233,7 @@ def coverage(X: np.ndarray, labels: np.ndarray, budget: int, *, seed: int):
     Xs, lab = X[sub], labels[sub] >= 0
     n_classes = max(len(np.unique(labels[labels >= 0])), 10)
     clusters, _ = kmeans_labels(Xs, n_classes, seed=seed)
-    sim, idx = knn(Xs, _GRAPH_K)
+    sim, idx = memo(Xs, ("knn", _GRAPH_K), lambda: knn(Xs, _GRAPH_K))  # one per pool
     delta = purity_delta(sim, idx, clusters)
     dist = np.sqrt(np.maximum(2 - 2 * sim, 0))
     inside = dist <= delta

@@ -96,3 +96,29 @@ def test_graph_auto_measures_and_can_refuse_to_spread():
     assert alone.n_spread_ == 0 and alone.graph_ == "none"
     direct = make_head("logreg", random_state=0).fit(X[:40], y[:40])
     assert np.allclose(alone.predict_proba(X), direct.predict_proba(X))
+
+
+def test_a_shared_graph_changes_no_prediction(few_labels):
+    """Fits on one pool share its memoised graphs: the same predictions as a fresh build."""
+    from embedkit.heads.graph import clear_memo, knn_graph, memo_info, unit_rows
+
+    X, y, _, _ = few_labels
+    rng = np.random.default_rng(1)
+    first, second = np.full(len(y), -1), np.full(len(y), -1)
+    for labels in (first, second):  # 5 per class: graph="auto" scores both graphs
+        given = np.concatenate([rng.choice(np.flatnonzero(y == c), 5, replace=False)
+                                for c in range(4)])  # fmt: skip
+        labels[given] = y[given]
+    clear_memo()
+    fresh = make_head("spread", random_state=0).fit(X, second)
+    clear_memo()
+    make_head("spread", random_state=1).fit(X, first)  # builds the pool's two graphs
+    shared = make_head("spread", random_state=0).fit(X, second)  # reuses them
+    assert memo_info() == {"hits": 2, "misses": 2, "items": 2}
+    assert set(shared.graph_scores_) == {"centre", "whiten", "none"}
+    assert shared.graph_scores_ == fresh.graph_scores_ and shared.graph_ == fresh.graph_
+    assert np.array_equal(shared.predict_proba(X), fresh.predict_proba(X))
+    assert np.array_equal(shared.predict(X), fresh.predict(X))
+    rows = rng.permutation(len(X))  # a fit's rows in any order get the pool's graph, permuted
+    direct = knn_graph(unit_rows(X[rows], center=True), 10)
+    assert abs(shared._graph(X, rows, "centre") - direct).max() < 1e-5
