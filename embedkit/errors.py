@@ -69,6 +69,22 @@ def short(value: object, limit: int = 40, *, show=repr) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_known(given, valid, what: str, where: str = "") -> None:
+    """Refuse names in ``given`` that are not in ``valid``: the one error of an unknown option.
+
+    Examples
+    --------
+    >>> check_known({"seeds": 3}, ["seed", "folds"], "audit option")
+    Traceback (most recent call last):
+    ...
+    embedkit.errors.UserInputError: unknown audit option 'seeds'; valid: folds, seed
+    """
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise UserInputError(f"unknown {what} {names}{where}; valid: {', '.join(sorted(valid))}")
+
+
 def require(module: str, extra: str, purpose: str = ""):
     """Import an optional dependency or raise :class:`MissingDependencyError` with a hint.
 

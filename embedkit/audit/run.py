@@ -22,7 +22,7 @@ from embedkit.audit.balance import class_balance
 from embedkit.audit.label_issues import find_label_issues, out_of_fold_proba
 from embedkit.audit.neighbors import neighbor_scan
 from embedkit.audit.report import AuditReport
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 from embedkit.progress import Progress
 
 _NO_LABELS_HINT = (
@@ -57,12 +57,7 @@ class AuditSpec:
 
 
 def _spec(spec: AuditSpec | None, overrides: dict[str, Any]) -> AuditSpec:
-    valid = {f.name for f in fields(AuditSpec)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise UserInputError(
-            f"unknown audit option(s) {', '.join(unknown)}; known: {', '.join(sorted(valid))}"
-        )
+    check_known(overrides, [f.name for f in fields(AuditSpec)], "audit option")
     return replace(spec or AuditSpec(), **overrides)
 
 

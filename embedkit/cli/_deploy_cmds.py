@@ -62,8 +62,10 @@ def register(sub) -> None:
 
 def run_predict(args) -> int:
     """Predict and write one row per item."""
+    from embedkit.cli import options
     from embedkit.deploy import predict
     from embedkit.errors import UserInputError, require
+    from embedkit.extract import ExtractConfig
 
     if args.out and not args.out.endswith((".csv", ".jsonl", ".parquet")):
         raise UserInputError(f"--out {args.out!r} must end in .csv, .jsonl or .parquet")
@@ -74,23 +76,8 @@ def run_predict(args) -> int:
         guard_output(args.out, PREDICTIONS, overwrite=args.overwrite, inputs=inputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        predictions = predict(
-            args.head,
-            args.source,
-            model=args.model,
-            force=args.force,
-            batch_size=args.batch_size,
-            device=args.device,
-            workers=args.workers,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            column=args.column,
-            id_column=args.id_column,
-            labels=args.labels,
-            skip_bad=args.skip_bad,
-            limit=args.limit,
-            progress=not args.quiet,
-        )
+        predictions = predict(args.head, args.source, model=args.model, force=args.force,
+                              progress=not args.quiet, **options(args, ExtractConfig))  # fmt: skip
     for warning in caught:
         print(f"embedkit predict: warning: {warning.message}", file=sys.stderr)
     if args.out and args.out.endswith(".parquet"):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 from embedkit.extract.providers import DEVICES
 from embedkit.store.format import SPLITS, STORAGE_DTYPES
 
@@ -73,12 +73,7 @@ class ExtractConfig:
         ...
         embedkit.errors.UserInputError: unknown extract option 'batchsize'; valid: ...
         """
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise UserInputError(
-                f"unknown extract option {unknown[0]!r}; valid: {', '.join(sorted(valid))}"
-            )
+        check_known(options, [f.name for f in fields(cls)], "extract option")
         return super().__new__(cls)
 
 

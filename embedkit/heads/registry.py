@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 
 _SKLEARN, _TORCH = "embedkit.heads._sklearn", "embedkit.heads._torch_heads"
 _SEMI = "embedkit.heads._semi"
@@ -138,11 +138,5 @@ def make_head(name: str, **params):
     0.5
     """
     cls = head_class(name)
-    valid = cls().get_params()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise UserInputError(
-            f"unknown parameter(s) {', '.join(unknown)} for head {name!r}; "
-            f"valid: {', '.join(sorted(valid))}"
-        )
+    check_known(params, cls().get_params(), "parameter", f" for head {name!r}")
     return cls(**params)

@@ -118,7 +118,7 @@ def test_read_ids_file_formats_and_errors(tmp_path):
 
 def test_unknown_option_and_tap_list_the_valid_ones(labelled_store):
     path, _, _ = labelled_store
-    with pytest.raises(UserInputError, match="unknown audit option.*known:.*dup_threshold"):
+    with pytest.raises(UserInputError, match="unknown audit option.*valid:.*dup_threshold"):
         audit(path, dup_treshold=0.9)
     with pytest.raises(UserInputError, match="no tap 'pooled'; taps: features"):
         audit(path, tap="pooled")

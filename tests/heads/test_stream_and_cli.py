@@ -112,7 +112,7 @@ def test_cli_errors_are_one_line(labelled_store, tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "unknown parameter(s) C for head 'ridge'" in err
+    assert code == 2 and "unknown parameter 'C' for head 'ridge'" in err
     assert len(err.strip().splitlines()) == 1
     code = main(
         [

@@ -142,6 +142,15 @@ def view_is_current(store) -> bool:
     return newest is not None and filecmp.cmp(store, newest, shallow=False)
 
 
+def debris(store) -> list[Path]:
+    """The temporary files (``NAME.tmp-PID``) killed writers left beside and in the store."""
+    store = Path(store)
+    found = list(store.parent.glob(f"{store.name}{TEMP}*"))
+    if sidecar(store).is_dir():
+        found += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
+    return sorted(set(found))
+
+
 # -- a missing index -----------------------------------------------------------------------
 def orphaned_files(path) -> list[Path]:
     """The shards and column files of a store folder whose index ``path`` is missing.

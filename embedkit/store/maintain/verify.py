@@ -22,6 +22,7 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
 from embedkit.store.files.integrity import (
     check_not_orphaned,
+    debris,
     file_problem,
     marked_shards,
     view_is_current,
@@ -33,7 +34,6 @@ from embedkit.store.format import (
     column_dir,
     shard_dir,
     shard_path,
-    sidecar,
     version_path,
     versions,
 )
@@ -210,12 +210,9 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
 def _debris(path: Path) -> list[str]:
     """Temporary files a killed writer left (old versions' files are not debris: `store
     vacuum` removes those)."""
-    found = list(path.parent.glob(f"{path.name}{TEMP}*"))
-    if sidecar(path).is_dir():
-        found += [p for p in sidecar(path).rglob(f"*{TEMP}*") if p.is_file()]
     return [
         f"{p}: debris (a temporary file a killed writer left); the next write removes it"
-        for p in sorted(set(found))
+        for p in debris(path)
     ]
 
 

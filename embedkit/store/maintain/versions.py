@@ -24,7 +24,6 @@ from embedkit.store import format as S
 from embedkit.store.format import (
     column_dir,
     shard_dir,
-    sidecar,
     version_dir,
     version_path,
     versions,
@@ -132,8 +131,7 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
     store = Path(store)
     with WriterLock(store, timeout=timeout, what="vacuuming") as lock:
         prepare(store, lock, required=True)
-        kept, paths = _beyond(store, int(keep))
-        paths += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
+        kept, paths = _beyond(store, int(keep))  # prepare() removed the debris
         nbytes = sum(p.stat().st_size for p in paths)
         if yes:
             for path in paths:

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import StoreError, StoreMismatchError
-from embedkit.files import TEMP
 from embedkit.store import format as S
-from embedkit.store.files.integrity import checksum_problem, no_store
-from embedkit.store.format import sidecar, versions
+from embedkit.store.files.integrity import checksum_problem, debris, no_store
+from embedkit.store.format import versions
 from embedkit.store.read.state import State, load_state
 from embedkit.store.txn.index import now, write_view
 from embedkit.store.txn.lock import WriterLock
@@ -56,10 +55,7 @@ def clean_debris(store) -> list[Path]:
     Shards and column files stay, named by a version or not: only ``store vacuum``
     removes them, so no reader of any version ever finds one gone.
     """
-    store = Path(store)
-    removed = list(store.parent.glob(f"{store.name}{TEMP}*"))
-    if sidecar(store).is_dir():
-        removed += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
+    removed = debris(store)
     for path in removed:
         with contextlib.suppress(OSError):
             path.unlink()
