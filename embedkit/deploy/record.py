@@ -15,7 +15,7 @@ import json
 import warnings
 from pathlib import Path
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, short
 from embedkit.heads.train_record import TrainRecord
 
 
@@ -112,8 +112,7 @@ def _first_difference(field: str, a, b):
     return field, a, b
 
 
-def _short(value, limit: int = 60) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
+def _short(value) -> str:
     if isinstance(value, str) and len(value) == 64:  # a sha256
         return value[:12]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return short(value, 60, show=lambda v: v if isinstance(v, str) else json.dumps(v))

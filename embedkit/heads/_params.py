@@ -21,7 +21,7 @@ import numbers
 import re
 from dataclasses import dataclass
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, short
 
 MAX_WIDTH = 16384  # hidden / dim of a torch head: 16,384 is 8x the largest useful probe width
 MAX_PARAMETERS = 2**28  # 268M weights (1 GiB in float32): far above any head on cached features
@@ -122,9 +122,9 @@ an int in [1, 1e+06]
         value = params.get(name)
         if not any(_allows(rule, value) for rule in rules):
             allowed = " or ".join(_describe(rule) for rule in rules)
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             raise UserInputError(
-                f"{type(head).__name__} parameter {name}={shown} is invalid; it must be {allowed}"
+                f"{type(head).__name__} parameter {name}={short(value)} is invalid; "
+                f"it must be {allowed}"
             )
 
 

@@ -63,13 +63,9 @@ def train_on_store(
 
     ``tap`` is one tap, a joined tap set (``"blocks.14+pool"``, or a list of taps, joined
     as :mod:`embedkit.heads.tapsets` describes), or None for the store's default tap.
-    Rows are chosen by :func:`embedkit.heads.rows.select_rows` (the split rule of
-    docs/splits.md): rows marked train and unset rows are training rows; where the store
-    has no val rows, a stratified fraction ``val`` of the training rows becomes
-    validation; the test rows are never touched (a store without test rows holds out 20%
-    in memory). Unlabelled rows leave every part; the ``exclude`` ids leave the training
-    rows, and the validation rows only with ``exclude_val``. Torch heads early-stop on the
-    val rows; accuracy is reported on train, val and test rows where they exist, and
+    Rows are chosen by :func:`embedkit.heads.rows.select_rows` (``val`` and ``exclude`` as
+    there; a store without test rows holds out 20% in memory). Torch heads early-stop on
+    the val rows; accuracy is reported on train, val and test rows where they exist, and
     ``"fit"`` says how the fit went (epochs, best epoch).
     ``progress`` prints a line to stderr every 10 s of a long torch fit. The returned
     :class:`~embedkit.heads.train_record.TrainRecord` is saved as ``out/train.json``.

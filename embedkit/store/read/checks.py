@@ -9,10 +9,7 @@ extract into an existing store, ``embedkit store compact/pack/upgrade``) runs tw
   wide as the tap the ``taps`` attribute records; the row map's shape, shard and column
   file names.
 - :func:`~embedkit.store.read.rowchecks.check_rows`, on the values read into the snapshot and
-  on the open shards: label indexes within ``label_names``, split values, the row map
-  contiguous and within its shards, each shard of the store's fingerprint with consistent
-  row counts and its feature bytes inside the file, and ids unique (from the shards'
-  16-byte id hashes).
+  on the open shards (that module lists them).
 
 Neither reads a feature array. The first problem is raised as a
 :class:`~embedkit.errors.StoreError` naming the file and the field::

@@ -1,8 +1,8 @@
 """Reading a store's index file: which shard rows make up the store, plus the per-row columns.
 
-``feats.h5`` (the index, replaced atomically by every commit) and ``feats.h5.d/shards/``
-(immutable shards) together are a schema-2 store; see docs/store-format.md. A v1 store or
-a packed store is one self-contained file: its only shard is the file itself (name ``""``).
+``feats.h5`` (the view of the newest version) and ``feats.h5.d/`` (versions, shards, column
+files) together are a store; see docs/store-format.md. Older layouts are refused here and
+read by ``store upgrade`` only.
 """
 
 from __future__ import annotations

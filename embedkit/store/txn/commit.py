@@ -1,9 +1,8 @@
 """The one commit path: shard files in, one atomic index replacement out.
 
 Every change goes through :class:`WriterLock` (taken before the state is read) and ends
-with one atomic index replacement (:func:`~embedkit.store.txn.index.write_index`), so a kill at
-any point leaves either the old store or the new one; what the killed writer left beside
-it (temporary files, shards no index refers to) is removed by the next writer.
+with one new version (:func:`~embedkit.store.txn.index.write_index`), so a kill at any point
+leaves the old store or the new one; the next writer removes the temporary files it left.
 
     commit_shards("feats.h5", [shard_a, shard_b], fingerprint)   # in this row order
     compact("feats.h5")                                            # one shard again
