@@ -24,8 +24,7 @@ import math
 
 import numpy as np
 
-from embedkit.bench.data import shot_rank
-from embedkit.bench.table import BELOW, grid, heads_in_order, pm, shot_label
+from embedkit.bench.table import BELOW, grid, heads_in_order, pm, shot_label, shot_levels
 from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
@@ -213,5 +212,4 @@ def _cv_words(table) -> str:
 
 
 def _top(table):
-    levels = sorted({r["shots"] for r in table.rows}, key=shot_rank)
-    return levels[-1] if levels else None
+    return (shot_levels(table.rows) or [None])[-1]

@@ -80,7 +80,6 @@ class FeatureStore:
         self.fingerprint = state.fingerprint
         seg = state.segments
         self._starts = seg[:, 2].copy()  # (M,) first row of each segment
-        self._ends = seg[:, 2] + seg[:, 3]
         self._views: dict[str, list[np.ndarray]] = {}
         self._flat: dict[str, tuple] = {}
         self._ids: np.ndarray | None = None
