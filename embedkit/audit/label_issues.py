@@ -97,10 +97,10 @@ def make_audit_head(name: str = "logreg", *, random_state: int = 0, n_train: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from embedkit.heads import HEADS, make_head
+    from embedkit.heads import make_head
+    from embedkit.heads.registry import head_record
 
-    if name not in HEADS:
-        raise UserInputError(f"unknown head {name!r} for the audit; known: {', '.join(HEADS)}")
+    head_record(name, " for the audit")  # an unknown name: the registry's one-line error
     params = dict(AUDIT_PARAMS.get(name, {}))
     if name == "logreg" and n_train:
         params["C"] = 1.0 / (LOGREG_ALPHA * n_train)

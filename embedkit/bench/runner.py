@@ -42,7 +42,7 @@ from embedkit.bench.data import (
 )
 from embedkit.bench.records import done_runs, run_id, write_record
 from embedkit.bench.tasks import Task, build_head, run_task, share_fits
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_class, head_record
 from embedkit.progress import Progress
 
@@ -154,10 +154,7 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     from embedkit.bench.report import build_report
 
     if spec is None:
-        valid = [f.name for f in fields(BenchSpec)]
-        unknown = sorted(set(spec_fields) - set(valid))
-        if unknown:
-            raise UserInputError(f"run_bench got unknown {unknown}; valid: {', '.join(valid)}")
+        check_known(spec_fields, [f.name for f in fields(BenchSpec)], "bench option")
         spec = BenchSpec(**spec_fields)
     elif spec_fields:
         raise UserInputError("give either spec= or its fields as keywords, not both")
