@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 
 # metadata_props keys; every value is a JSON string except the tokenizer's.
 FORMAT = "embedkit.format"  # "1"
@@ -159,13 +159,8 @@ def parse_preprocess(raw: dict[str, Any] | PreprocessSpec, where: str) -> Prepro
             f"{where}: preprocessing kind {kind!r} is not one of: {', '.join(_SPECS)}"
         )
     cls = _SPECS[raw["kind"]]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserInputError(
-            f"{where}: unknown {raw['kind']} preprocessing key {unknown[0]!r}; "
-            f"valid keys: {', '.join(sorted(known))}"
-        )
+    keys = [f.name for f in fields(cls)]
+    check_known(raw, keys, f"{raw['kind']} preprocessing key", f" in {where}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     for key, choices in _CHOICES.items():
         if key in values and values[key] not in choices:
