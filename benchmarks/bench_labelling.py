@@ -11,8 +11,9 @@
    ``stores/fortunes-minilm.h5``, and on scikit-learn's digits (8x8, 1,797 images)
    through Lite0 (built here, 70/30 split). The default loop is what ``select`` +
    ``train --head spread`` do without options: ``auto`` picks ``typical`` up to 20
-   labels per class, and ``spread`` (``graph="auto"``) cross-validates on the labelled
-   rows whether to spread over centred or whitened features, or not at all.
+   labels per class, and ``spread`` (``graph="auto"``, ``balance="auto"``)
+   cross-validates on the labelled rows whether to spread over centred or whitened
+   features, or not at all, and whether to rebalance the spread labels among classes.
 2. **speed** (synthetic float32 Gaussian blobs; run under the bench lock): ``select`` of
    100 rows from 100,000 x 1,280 and from 1,000,000 x 384; a ``spread`` fit on 100,000
    rows; ``bench --labelling`` of 4 strategies x 5 budgets x 5 seeds on 10,000 rows.
@@ -258,7 +259,8 @@ def report() -> None:
         target = cell[(*BASELINE, budgets[-1])]["mean"]
         match = next((b for b in budgets if cell[(*DEFAULT, b)]["mean"] >= target), None)
         goals.append((name, cell, below, match, target))
-    lines += ["### Goals (default loop = auto picks (typical) + spread head (graph=auto))", "",
+    lines += ["### Goals (default loop = auto picks (typical) + spread head (graph=auto, "
+              "balance=auto))", "",
               "| set | default loop at 10/class | random + logreg at 10/class | budgets where "
               "the default loop is below random + logreg | labels/class for random's 20/class "
               "accuracy |", "|---|---:|---:|---|---:|"]  # fmt: skip
@@ -267,8 +269,9 @@ def report() -> None:
         lines.append(f"| {name} | {d['mean']:.3f} | {r['mean']:.3f} | {below or 'none'} | "
                      f"{match if match else '> 20'} (target {target:.3f}) |")  # fmt: skip
     lines += ["", "The default loop is what `select` (`--strategy auto`: typical up to 20 labels "
-              "per class) and `train --head spread` (`graph=auto`: spread over centred or "
-              "whitened features, or not at all, by 5-fold cross-validation on the labelled "
+              "per class) and `train --head spread` (`graph=auto`, `balance=auto`: spread over "
+              "centred or whitened features, or not at all, with the spread labels as they "
+              "come or rebalanced among classes, by 5-fold cross-validation on the labelled "
               "rows) do; the goal table compares its means with random + logreg at the same "
               "budget.", ""]  # fmt: skip
     peers_path = RUNS / "peers.json"

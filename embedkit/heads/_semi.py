@@ -16,6 +16,10 @@ deploy`` converts ``head_``.
   The graphs depend only on the rows, not on which are labelled: they come from
   :func:`embedkit.heads.graph.feature_graph`, memoised, so refits on one pool (``bench
   --labelling``, a labelling round after another) build them once.
+  ``balance="auto"`` also scores, for each graph, spread labels rebalanced (Sinkhorn)
+  so that each class holds an equal share of the rows, or the share of the labelled
+  rows (``balance_``): a few labels spread unevenly, flooding the classes whose seeds sit
+  in dense regions.
 - ``selftrain`` (:class:`SelfTrainingHead`): self-training: fit, add the unlabelled
   rows predicted with probability >= ``threshold``, refit, until none is added.
 
@@ -45,8 +49,10 @@ from embedkit.heads.graph import feature_graph, knn_graph
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
 GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
+BALANCES = ("auto", "none", "uniform", "labelled")  # how it shares spread labels among classes
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
+_SINKHORN_ITERS = 50  # balance: alternate column and row scaling this many times
 _DTYPES = [np.float64, np.float32]
 
 
@@ -100,6 +106,12 @@ class LabelSpreadingHead(_SemiHead):
         (PCA-whitened to at most 128 dimensions, then unit rows), ``none`` (no spreading:
         ``base`` on the labelled rows alone) or ``auto`` (the best of the three in a
         5-fold cross-validation on the labelled rows; ties go to the earlier).
+    balance : str
+        How the spread labels are shared among classes: ``none`` (each row takes its
+        highest score), ``uniform`` (scores rescaled by Sinkhorn iterations so that each
+        class holds an equal share of the rows, as in PT-MAP, Hu et al. 2021),
+        ``labelled`` (shares in proportion to the labelled rows' classes, plus one) or
+        ``auto`` (the cross-validation of ``graph`` also chooses among the three).
     n_neighbors : int
         Neighbours per row in the graph.
     alpha : float
@@ -115,6 +127,7 @@ class LabelSpreadingHead(_SemiHead):
     _constraints = {
         "base": [Options(BASES)],
         "graph": [Options(GRAPHS)],
+        "balance": [Options(BALANCES)],
         "n_neighbors": [Interval(int, 1, 1000)],
         "alpha": [OPEN_FRACTION],
         "max_unlabelled": [Interval(int, 0, 10**8)],
@@ -127,6 +140,7 @@ class LabelSpreadingHead(_SemiHead):
         base: str = "logreg",
         *,
         graph: str = "auto",
+        balance: str = "auto",
         n_neighbors: int = 10,
         alpha: float = 0.9,
         max_unlabelled: int = 20_000,
@@ -135,6 +149,7 @@ class LabelSpreadingHead(_SemiHead):
     ):
         self.base = base
         self.graph = graph
+        self.balance = balance
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.max_unlabelled = max_unlabelled
@@ -150,24 +165,30 @@ class LabelSpreadingHead(_SemiHead):
             unl = np.sort(rng.choice(unl, self.max_unlabelled, replace=False))
         rows = np.concatenate([np.flatnonzero(labelled), unl])  # (M,) the labelled first
         k, n_lab = len(self.classes_), len(y_index)
-        choices = self._choices()
+        graphs = self._choices()
+        balances = ("none", "uniform", "labelled") if self.balance == "auto" else (self.balance,)
+        choices = [(g, b) for g in graphs if g != "none" for b in balances]
+        choices += [("none", "none")] if "none" in graphs else []
         folds = rng.permutation(n_lab) % _FOLDS  # (L,) fold of each labelled row
         self.graph_scores_, solved = {}, {}
-        for graph in choices:
+        for graph in graphs:
             if graph == "none":
-                solve = None
+                solved[graph] = None
                 if len(choices) > 1:
                     self.graph_scores_[graph] = self._cv_alone(X[rows[:n_lab]], y_index, folds)
-            else:
-                solve = self._operator(self._graph(X, rows, graph))
-                if len(choices) > 1:
-                    self.graph_scores_[graph] = self._cv_spread(solve, y_index, k, folds, len(rows))
-            solved[graph] = solve
-        self.graph_ = max(choices, key=lambda g: self.graph_scores_.get(g, 0.0))
+                continue
+            solved[graph] = self._operator(self._graph(X, rows, graph))
+            if len(choices) > 1:
+                for b, score in self._cv_spread(solved[graph], y_index, k, folds, len(rows),
+                                                balances).items():  # fmt: skip
+                    self.graph_scores_[_choice_name(graph, b)] = score
+        best = max(choices, key=lambda c: self.graph_scores_.get(_choice_name(*c), 0.0))
+        self.graph_, self.balance_ = best
         if self.graph_ == "none":
             rows, spread = rows[:n_lab], y_index
         else:
-            spread = solved[self.graph_](_one_hot(y_index, k, len(rows))).argmax(1)
+            F = solved[self.graph_](_one_hot(y_index, k, len(rows)))  # (M, K)
+            spread = balance_scores(F, self.balance_, y_index).argmax(1)
             spread[:n_lab] = y_index  # the given labels stay
         self.n_spread_ = int(len(rows) - n_lab)
         self.head_ = self._base().fit(X[rows], self.classes_[spread])
@@ -224,15 +245,22 @@ class LabelSpreadingHead(_SemiHead):
         return solve
 
     @staticmethod
-    def _cv_spread(solve, y_index: np.ndarray, k: int, folds: np.ndarray, m: int) -> float:
-        """Accuracy on each fold of labelled rows when only the other folds' labels spread."""
-        right = 0
+    def _cv_spread(solve, y_index, k: int, folds, m: int, balances) -> dict[str, float]:
+        """Accuracy on each fold of labelled rows when only the other folds' labels spread.
+
+        One solve per fold serves every way of ``balances``: {balance: accuracy}.
+        """
+        right = dict.fromkeys(balances, 0)
         for f in range(_FOLDS):
             held = np.flatnonzero(folds == f)
+            kept = np.flatnonzero(folds != f)
             Y = _one_hot(y_index, k, m)  # (M, K)
             Y[held] = 0.0
-            right += int((solve(Y)[held].argmax(1) == y_index[held]).sum())
-        return right / len(y_index)
+            F = solve(Y)
+            for b in balances:
+                guess = balance_scores(F, b, y_index[kept])[held].argmax(1)
+                right[b] += int((guess == y_index[held]).sum())
+        return {b: r / len(y_index) for b, r in right.items()}
 
     def _cv_alone(self, X: np.ndarray, y_index: np.ndarray, folds: np.ndarray) -> float:
         """Accuracy on each fold of labelled rows of ``base`` fitted on the other folds."""
@@ -243,6 +271,40 @@ class LabelSpreadingHead(_SemiHead):
                 head = self._base().fit(X[kept], y_index[kept])
                 right += int((head.predict(X[held]) == y_index[held]).sum())
         return right / len(y_index)
+
+
+def _choice_name(graph: str, balance: str) -> str:
+    """The key of ``graph_scores_``: ``centre``, ``centre+uniform``, ..., ``none``."""
+    return graph if balance == "none" else f"{graph}+{balance}"
+
+
+def balance_scores(F: np.ndarray, balance: str, y_labelled: np.ndarray) -> np.ndarray:
+    """Label scores ``F`` (M, K) rescaled so the classes share the rows as ``balance`` says.
+
+    ``none`` returns ``F``. ``uniform`` and ``labelled`` alternate scaling the columns to
+    the target class masses (M / K each, or M times the labelled rows' class shares,
+    plus one each) and the rows to sum 1 (Sinkhorn-Knopp): a row moves to a class whose
+    total falls short of its share only when it was near that class already.
+
+    Examples
+    --------
+    >>> F = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
+    >>> balance_scores(F, "uniform", np.array([0, 1])).argmax(1).tolist()
+    [0, 0, 1, 1]
+    """
+    if balance == "none":
+        return F
+    m, k = F.shape
+    if balance == "uniform":
+        share = np.full(k, 1.0 / k)
+    else:
+        share = np.bincount(y_labelled, minlength=k) + 1.0
+        share /= share.sum()
+    Q = np.maximum(F, 1e-9)
+    for _ in range(_SINKHORN_ITERS):
+        Q *= (m * share) / Q.sum(0)
+        Q /= Q.sum(1, keepdims=True)
+    return Q
 
 
 def _one_hot(y_index: np.ndarray, k: int, m: int) -> np.ndarray:

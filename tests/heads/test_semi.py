@@ -90,7 +90,8 @@ def test_graph_auto_measures_and_can_refuse_to_spread():
     y_few = np.full(300, -1)
     y_few[:40] = y[:40]
     head = make_head("spread", random_state=0).fit(X, y_few)
-    assert set(head.graph_scores_) == {"centre", "whiten", "none"}
+    spreads = {f"{g}{b}" for g in ("centre", "whiten") for b in ("", "+uniform", "+labelled")}
+    assert set(head.graph_scores_) == spreads | {"none"}
     assert head.graph_scores_[head.graph_] == max(head.graph_scores_.values())
     alone = make_head("spread", graph="none", random_state=0).fit(X, y_few)
     assert alone.n_spread_ == 0 and alone.graph_ == "none"
@@ -115,10 +116,37 @@ def test_a_shared_graph_changes_no_prediction(few_labels):
     make_head("spread", random_state=1).fit(X, first)  # builds the pool's two graphs
     shared = make_head("spread", random_state=0).fit(X, second)  # reuses them
     assert memo_info() == {"hits": 2, "misses": 2, "items": 2}
-    assert set(shared.graph_scores_) == {"centre", "whiten", "none"}
+    assert {"centre", "whiten", "none"} <= set(shared.graph_scores_)
     assert shared.graph_scores_ == fresh.graph_scores_ and shared.graph_ == fresh.graph_
     assert np.array_equal(shared.predict_proba(X), fresh.predict_proba(X))
     assert np.array_equal(shared.predict(X), fresh.predict(X))
     rows = rng.permutation(len(X))  # a fit's rows in any order get the pool's graph, permuted
     direct = knn_graph(unit_rows(X[rows], center=True), 10)
     assert abs(shared._graph(X, rows, "centre") - direct).max() < 1e-5
+
+
+def test_balance_shares_the_spread_labels_among_classes():
+    """One seed per class of four equal blobs: spreading alone floods some classes;
+    balance='uniform' brings every class nearer its quarter of the rows."""
+    X, y = make_blobs(600, 12, centers=4, cluster_std=6.0, random_state=3)
+    rng = np.random.default_rng(2)
+    given = [rng.choice(np.flatnonzero(y == c)) for c in range(4)]
+    y_few = np.full(len(y), -1)
+    y_few[given] = y[given]
+    fits = {b: make_head("spread", graph="centre", balance=b, random_state=0).fit(X, y_few)
+            for b in ("none", "uniform")}  # fmt: skip
+    off = {b: np.abs(np.bincount(h.predict(X), minlength=4) - 150).max() for b, h in fits.items()}
+    assert off["uniform"] < off["none"]
+    assert fits["uniform"].score(X, y) > fits["none"].score(X, y)
+    assert fits["uniform"].balance_ == "uniform" and fits["uniform"].graph_scores_ == {}
+
+
+def test_balance_scores_meets_the_class_shares():
+    from embedkit.heads._semi import balance_scores
+
+    F = np.random.default_rng(0).dirichlet(np.ones(3) * 0.3, size=200)  # (200, 3) rows sum 1
+    for balance, share in (("uniform", [1 / 3] * 3), ("labelled", [3 / 8, 2 / 8, 3 / 8])):
+        Q = balance_scores(F, balance, np.array([0, 0, 1, 2, 2]))
+        assert np.allclose(Q.sum(1), 1)
+        assert np.allclose(Q.sum(0), 200 * np.array(share), rtol=0.02)
+    assert balance_scores(F, "none", np.array([0])) is F
