@@ -24,11 +24,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from embedkit.errors import StoreMismatchError, UserInputError
+from embedkit.errors import UserInputError
 from embedkit.extract import ImageSpec, Listing, Source, extract, load_model
 from embedkit.extract.preprocess import make_preprocessor
 from embedkit.extract.sources import content_sha
 from embedkit.store import FeatureStore, Fingerprint
+from embedkit.store.txn.begin import check_fingerprint
 
 __all__ = ["CachedEncoder"]
 
@@ -145,11 +146,7 @@ class CachedEncoder(TransformerMixin, BaseEstimator):
         taps = [replace(t, shape=stored[t.name].shape) if t.name in stored else t
                 for t in self.taps_]  # fmt: skip
         mine = Fingerprint.create(self.model_sha256_, taps, self.preprocess_, self.dtype)
-        field = fs.fingerprint.first_difference(mine)
-        if field is not None:
-            raise StoreMismatchError(
-                str(fs.path), field, getattr(fs.fingerprint, field), getattr(mine, field)
-            )
+        check_fingerprint(fs.fingerprint, mine, fs.path)
 
     def _items(self, X) -> list:
         if self.kind_ == "array":
