@@ -278,10 +278,7 @@ def baselines(y: np.ndarray, pool: np.ndarray, evaluate: np.ndarray) -> dict:
     k = int(y.max()) + 1 if len(y) else 1
     prior = np.bincount(y[pool], minlength=k) / max(1, len(pool))
     share = np.bincount(y[evaluate], minlength=k) / max(1, len(evaluate))
-    return {
-        "majority": float(share[int(prior.argmax())]),
-        "stratified": float(prior @ share),
-    }
+    return {"majority": float(share[int(prior.argmax())]), "stratified": float(prior @ share)}
 
 
 def _execute(tasks: list[Task], datas: list[BenchData], spec: BenchSpec, config: dict):

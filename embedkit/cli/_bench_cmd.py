@@ -127,8 +127,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_bench_cmd)
 
     p = sub.add_parser(
-        "bench-build",
-        help="aggregate a bench's runs/*.json into results.csv, results.md and plots",
+        "bench-build", help="aggregate a bench's runs/*.json into results.csv, results.md and plots"
     )
     p.add_argument("results", help="the --out directory of `embedkit bench`")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -45,12 +45,7 @@ def add_overwrite(parser) -> None:
 
 
 def guard_output(
-    path,
-    kind: Output,
-    *,
-    overwrite: bool = False,
-    inputs: Iterable = (),
-    option: str = "--out",
+    path, kind: Output, *, overwrite: bool = False, inputs: Iterable = (), option: str = "--out"
 ) -> Path:
     """Refuse (one-line :class:`UserInputError`) an output that would destroy data.
 

@@ -105,15 +105,7 @@ def arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) ->
 
 def table_part(table, where: str, name="", split=None, label_names=()) -> _Part:
     counts = [min(TABLE_CHUNK, table.num_rows - lo) for lo in range(0, table.num_rows, TABLE_CHUNK)]
-    return _Part(
-        name,
-        where,
-        counts,
-        _TableReader(table),
-        table.schema,
-        split,
-        tuple(label_names),
-    )
+    return _Part(name, where, counts, _TableReader(table), table.schema, split, tuple(label_names))
 
 
 class _ParquetReader:

@@ -21,13 +21,7 @@ import h5py
 from embedkit.errors import StoreError, UserInputError
 from embedkit.files import TEMP, fsync_path
 from embedkit.store import format as S
-from embedkit.store.format import (
-    column_dir,
-    shard_dir,
-    version_dir,
-    version_path,
-    versions,
-)
+from embedkit.store.format import column_dir, shard_dir, version_dir, version_path, versions
 from embedkit.store.read.state import read_state
 from embedkit.store.txn.begin import prepare
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock

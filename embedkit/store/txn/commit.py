@@ -22,13 +22,7 @@ from embedkit.store import format as S
 from embedkit.store.files.integrity import RECOMPUTE, marked_shards
 from embedkit.store.files.place import ShardMeta, place_all
 from embedkit.store.files.shards import id_hashes
-from embedkit.store.read.state import (
-    State,
-    extend_segments,
-    segments_of,
-    shard_rows,
-    store_nbytes,
-)
+from embedkit.store.read.state import State, extend_segments, segments_of, shard_rows, store_nbytes
 from embedkit.store.txn.begin import empty_state, now, prepare, prune
 from embedkit.store.txn.compact import compact_locked
 from embedkit.store.txn.index import write_index

@@ -32,12 +32,7 @@ import numpy as np
 from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
-from embedkit.store.files.shards import (
-    check_split,
-    disk_errors,
-    id_hashes,
-    write_atomic,
-)
+from embedkit.store.files.shards import check_split, disk_errors, id_hashes, write_atomic
 from embedkit.store.format import journal_dir
 from embedkit.store.read.state import load_state, shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
