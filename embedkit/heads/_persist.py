@@ -65,11 +65,10 @@ def save_head(head, directory: str | Path) -> Path:
         with atomic_file(directory / WEIGHTS) as tmp:
             save_file(state, str(tmp))
     else:
-        import skops.io
-
+        skops_io = _skops_io()
         config |= {"kind": "skops"}
         with atomic_file(directory / SKOPS) as tmp:
-            skops.io.dump(head, tmp)
+            skops_io.dump(head, tmp)
     weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
     config["sha256"] = {weights.name: sha256_file(weights)}
     write_bytes_atomic(directory / CONFIG, json.dumps(config, indent=1).encode())  # last
@@ -166,15 +165,48 @@ def _known() -> str:
     return ", ".join(_CLASSES)
 
 
-def _load_skops(directory: Path, record, config: dict):
-    import skops.io
+_TORCH_ADAPTER = "sklearn.externals.array_api_compat.torch"  # skipped by _skops_io
 
+
+def _skops_io():
+    """``skops.io``, imported without importing torch.
+
+    skops lists the trusted scikit-learn types at import by walking every sklearn package,
+    and the walk imports ``sklearn.externals.array_api_compat.torch``, hence torch: about
+    2 s of CPU in a process that only saves or loads a scikit-learn head. That package is
+    sklearn's adapter for torch arrays (loaded again when torch arrays are used) and holds
+    no estimator, and the walk skips a package whose import fails: it fails for this import.
+    """
+    import importlib.abc
+    import sys
+
+    class _SkipTorchAdapter(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname == _TORCH_ADAPTER:
+                raise ImportError(f"{fullname}: not needed to list skops' trusted types")
+            return None
+
+    if "skops.io" in sys.modules or _TORCH_ADAPTER in sys.modules:
+        import skops.io
+
+        return skops.io
+    finder = _SkipTorchAdapter()
+    sys.meta_path.insert(0, finder)
+    try:
+        import skops.io
+    finally:
+        sys.meta_path.remove(finder)
+    return skops.io
+
+
+def _load_skops(directory: Path, record, config: dict):
+    skops_io = _skops_io()
     name = record.cls
     path = directory / SKOPS
     if not path.is_file():
         raise UserInputError(f"{path} not found; the head directory is incomplete, re-save it")
     try:
-        untrusted = skops.io.get_untrusted_types(file=path)
+        untrusted = skops_io.get_untrusted_types(file=path)
     except Exception as exc:  # a corrupt archive: zip or schema errors of any kind
         raise UserInputError(f"{path} is not a readable skops file ({exc}); re-save it") from exc
     foreign = sorted(set(untrusted) - set(SKOPS_TRUSTED))
@@ -184,7 +216,7 @@ def _load_skops(directory: Path, record, config: dict):
             "only embedkit heads load, re-save the head with save_head"
         )
     try:
-        head = skops.io.load(path, trusted=list(untrusted))
+        head = skops_io.load(path, trusted=list(untrusted))
     except Exception as exc:
         raise UserInputError(f"{path} could not be loaded ({exc}); re-save it") from exc
     if type(head).__name__ != name:

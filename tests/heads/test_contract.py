@@ -97,13 +97,16 @@ def test_sgd_stops_early_on_big_data():
     assert head.n_iter_ < head.max_iter  # early stopping ended it
 
 
-def test_sklearn_heads_import_without_torch():
+def test_sklearn_heads_import_fit_save_and_load_without_torch(tmp_path):
+    """skops walks every sklearn package when imported (torch's adapter included)."""
     import subprocess
     import sys
 
     code = (
         "import sys; from embedkit.heads import make_head, save_head, load_head, fit_store; "
         "import numpy as np; X = np.random.default_rng(0).normal(size=(40, 4)); "
-        "make_head('sgd').fit(X, X[:, 0] > 0); assert 'torch' not in sys.modules"
+        "head = make_head('sgd').fit(X, X[:, 0] > 0); "
+        f"back = load_head(save_head(head, {str(tmp_path / 'head')!r})); "
+        "assert (back.predict(X) == head.predict(X)).all(); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
