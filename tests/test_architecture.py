@@ -75,6 +75,19 @@ def test_imports_without_torch(module):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """Every `embedkit` process builds the parser; each command imports what it needs."""
+    code = (
+        "import sys\n"
+        "from embedkit.cli import build_parser; build_parser()\n"
+        "heavy = ('scipy', 'sklearn', 'h5py', 'onnx', 'onnxruntime', 'skops', 'torch', 'ray')\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 # Names that two packages may share because they are one concept; anything else is renamed.
 SHARED_NAMES = {"__init__", "registry", "report", "export"}
 

@@ -29,9 +29,12 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # scipy is imported where a graph is built: `embedkit --help` needs none
+    from scipy import sparse
 
 _BLOCK_BYTES = 64 << 20  # the (block, N) similarity matrix of one block of queries
 _MEMO_BYTES = 256 << 20  # the memo keeps its most recent results up to this size
@@ -108,6 +111,8 @@ def knn_graph(X: np.ndarray, k: int, *, power: float = 3.0) -> sparse.csr_matrix
     >>> knn_graph(X, 1).shape
     (3, 3)
     """
+    from scipy import sparse
+
     n = len(X)
     sim, idx = knn(X, k)
     rows = np.repeat(np.arange(n), sim.shape[1])
@@ -214,6 +219,8 @@ def clear_memo() -> None:
 
 
 def _nbytes(value) -> int:
+    from scipy import sparse
+
     if sparse.issparse(value):
         value = (value.data, value.indices, value.indptr)
     if isinstance(value, np.ndarray):
