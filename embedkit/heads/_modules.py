@@ -56,9 +56,7 @@ class AttentionPool2d(nn.Module):
     """
 
     def __init__(self, channels: int, positions: int, n_out: int, heads: int, dim: int):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim={dim} must be a multiple of heads={heads}")
+        super().__init__()  # dim is a multiple of heads (AttnPoolHead checks it)
         self.heads, self.dim = heads, dim
         self.standardize = Standardize((1, channels, 1, 1))
         self.pos = nn.Parameter(torch.randn(positions, channels) * 0.02)  # (HW, C)

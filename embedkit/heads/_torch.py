@@ -34,6 +34,7 @@ from embedkit.heads._params import (
     check_params,
 )
 from embedkit.heads._training import (
+    SCHEDULES,
     EarlyStopping,
     KeepBest,
     MinibatchAdamW,
@@ -70,7 +71,7 @@ TRAIN_CONSTRAINTS = {
     "batch_size": [Interval(int, 1, 2**24)],
     "max_epochs": [Interval(int, 1, 10**6), None],
     "min_steps": [Interval(int, 0, 10**8)],
-    "schedule": [Options(("cosine", "onecycle", "constant"))],
+    "schedule": [Options(SCHEDULES)],
     "early_stopping": [bool, Options(_AUTO)],
     "patience": [Interval(int, 1, 10**4)],
     "validation_fraction": [OPEN_FRACTION],

@@ -18,16 +18,14 @@ from collections.abc import Callable
 
 import torch
 
-from embedkit.errors import UserInputError
 from embedkit.heads._progress import report_epoch
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 
 
 def make_schedule(name: str, optimizer, lr: float, total_steps: int) -> Callable | None:
-    """The per-step LR schedule ``name`` over ``total_steps`` steps (None: constant)."""
-    if name not in SCHEDULES:
-        raise UserInputError(f"unknown schedule {name!r}; use one of: {SCHEDULES}")
+    """The per-step LR schedule ``name`` over ``total_steps`` steps (None: constant); the
+    name is one of :data:`SCHEDULES`, checked with the head's parameters."""
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps).step
     if name == "onecycle":
