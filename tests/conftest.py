@@ -9,6 +9,32 @@ import numpy as np
 import pytest
 
 import embedkit  # noqa: F401  first: ORT_DISABLE_TELEMETRY before a test imports onnxruntime
+from tests.helpers import REPO
+
+# The modules holding the longest tests (a process per command, real exports, Ray), longest
+# first. They run first, so that the run ends on short tests, which pytest-xdist's workers
+# share out evenly, rather than with one worker alone on a long test.
+LONG_FIRST = (
+    "tests/test_offline.py",
+    "tests/backbones/test_pretrained.py",
+    "tests/backbones/test_encoders.py",
+    "tests/deploy/test_predict_cli.py",
+    "tests/heads/test_semi.py",
+    "tests/audit/test_audit_lite0.py",
+    "tests/bench/test_labelling_bench.py",
+    "tests/reliability/test_battery.py",
+    "tests/extract/test_crash.py",
+    "tests/extract/test_arrow_sources.py",
+    "tests/labelling/test_select_label_cli.py",
+    "tests/extract/test_ray.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the modules of ``LONG_FIRST`` first, in that order; the rest keep theirs."""
+    assert all((REPO / path).is_file() for path in LONG_FIRST), "LONG_FIRST names a lost module"
+    rank = {path: i for i, path in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture(autouse=True)

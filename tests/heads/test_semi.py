@@ -10,7 +10,7 @@ from sklearn.datasets import make_blobs
 
 from embedkit.errors import UserInputError
 from embedkit.heads import load_head, make_head, save_head
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_saved_head_deploys_as_onnx_without_the_graph(few_labels, tmp_path):
     assert (head.classes_[label] == head.predict(X)).all()
 
 
-def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path):
+def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path, capsys):
     from embedkit.rows import from_arrays
 
     X, y, y_few, _ = few_labels
@@ -71,9 +71,7 @@ def test_train_cli_feeds_the_unlabelled_train_rows(few_labels, tmp_path):
     store = tmp_path / "s.h5"
     from_arrays(store, X, labels, splits=splits).close()
     for name in ("logreg", "spread"):
-        done = run_cli(
-            "train", str(store), "--head", name, "--val", "0", "--out", str(tmp_path / name)
-        )
+        done = cli(capsys, "train", store, "--head", name, "--val", "0", "--out", tmp_path / name)
         assert done.returncode == 0, done.stderr
     info = {n: json.loads((tmp_path / n / "train.json").read_text()) for n in ("logreg", "spread")}
     assert info["spread"]["rows"]["train"] == int((splits == "train").sum())  # unlabelled too
