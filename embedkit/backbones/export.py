@@ -21,13 +21,13 @@ import onnx
 import torch
 
 from embedkit import contract as C
-from embedkit.backbones import variants
+from embedkit.backbones import int8, variants
 from embedkit.backbones.hooked_backbone import HookedBackbone
 from embedkit.backbones.parity import verify, verify_set
 from embedkit.backbones.registry import get_backbone
 from embedkit.backbones.to_onnx import Traceable, to_onnx
 from embedkit.contract import PRECISIONS, ArraySpec, PreprocessSpec, Tap, TextSpec
-from embedkit.errors import UserInputError
+from embedkit.errors import ExportError, UserInputError
 from embedkit.files import save_onnx
 
 
@@ -98,6 +98,12 @@ class ExportReport:
                 f"{vs['p1_cosine']:.5f}, median {vs['median_cosine']:.6f} (p1 limit "
                 f"{vs['tolerance']['p1_cosine']})"
             )
+        if v.get("int8"):
+            tried = "; ".join(
+                f"{t['scheme']} {t['gate_cosine']:.4f} {'passed' if t['passed'] else 'failed'}"
+                for t in v["int8"]["tried"]
+            )
+            lines.append(f"int8 scheme: {v['int8']['scheme']} (tried, fastest first: {tried})")
         fused = ", ".join(f"{k} x{n}" for k, n in v.get("fusions", {}).items()) or "none"
         lines.append(f"fused ops: {fused}")
         if v.get("optimizer_error"):
@@ -273,8 +279,6 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     precision = opts.precision
     if precision == "fp16":
         model = variants.to_fp16(model, opts.keep_io_types)
-    elif precision == "int8":
-        model = variants.to_int8(model)
     preprocess = tr.preprocess
     if precision == "fp16" and not opts.keep_io_types and not isinstance(preprocess, TextSpec):
         preprocess = replace(preprocess, dtype="float16")
@@ -294,13 +298,15 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     }
     if tr.tokenizer_json is not None:
         meta[C.TOKENIZER] = tr.tokenizer_json
+    check = _Checker(tr, reference, [t.output for t in taps], precision)
+    if precision == "int8":  # the fastest scheme that passes the gate
+        model, report = int8.choose(model, lambda graph: check(graph, force=True))
+        meta[C.EXPORT]["int8_scheme"] = report["int8"]["scheme"]
+        if not report["passed"] and not opts.force:
+            raise ExportError(_int8_refusal(report))
+    else:
+        report = check(model, force=opts.force)
     _set_metadata(model, meta)
-    feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
-    names = [t.output for t in taps]
-    report = verify(model.SerializeToString(), feeds, reference, names, precision, force=opts.force)
-    if tr.verify_set and precision != "fp32":  # text fp16/int8: drift over a realistic set
-        report["verify_set"] = _verify_set(tr, model.SerializeToString(), names, precision, opts)
-        report["passed"] = report["passed"] and report["verify_set"]["passed"] is not False
     report["fusions"] = variants.count_ops(model)
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
@@ -326,12 +332,54 @@ def _check_fp16_range(name: str, peaks: dict[str, float]) -> None:
         )
 
 
-def _verify_set(tr: Traceable, model_bytes: bytes, names, precision, opts) -> dict:
-    with torch.no_grad():
-        refs = [[t.numpy() for t in tr.module(*batch)] for batch in tr.verify_set]
-    feeds = [{n: t.numpy() for n, t in zip(tr.input_names, b)} for b in tr.verify_set]
-    report = verify_set(model_bytes, feeds, refs, names, precision, force=opts.force)
-    return {"inputs": tr.verify_set_source, **report}
+class _Checker:
+    """Verify a graph vs torch: fresh inputs, and the verification set for text fp16/int8.
+
+    The torch outputs of the verification set are computed once, on the first call, and
+    reused for every int8 candidate.
+    """
+
+    def __init__(self, tr: Traceable, reference, names: list[str], precision: str):
+        self.tr, self.reference, self.names, self.precision = tr, reference, names, precision
+        self.feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
+        self.set_refs = None
+
+    def __call__(self, model: onnx.ModelProto, force: bool) -> dict:
+        data, tr = model.SerializeToString(), self.tr
+        args = (self.names, self.precision)
+        try:
+            report = verify(data, self.feeds, self.reference, *args, force=force)
+        except ExportError as exc:  # an int8 candidate onnxruntime cannot run
+            if not (force and self.precision == "int8"):
+                raise
+            return {"ran": False, "passed": False, "min_cosine": 0.0, "reason": str(exc)}
+        if tr.verify_set and self.precision != "fp32":  # text: drift over realistic texts
+            if self.set_refs is None:
+                with torch.no_grad():
+                    self.set_refs = [[t.numpy() for t in tr.module(*b)] for b in tr.verify_set]
+            feeds = [{n: t.numpy() for n, t in zip(tr.input_names, b)} for b in tr.verify_set]
+            found = verify_set(data, feeds, self.set_refs, *args, force=force)
+            report["verify_set"] = {"inputs": tr.verify_set_source, **found}
+            report["passed"] = report["passed"] and found["passed"] is not False
+        return report
+
+
+def _int8_refusal(report: dict) -> str:
+    """The one-line error when no int8 scheme passes: each scheme's gate cosine."""
+    vs = report.get("verify_set") or {}
+    if vs.get("ran"):
+        label, limit = "p1 cosine", f"{vs['tolerance']['p1_cosine']} on {vs['texts']} texts"
+    else:
+        label, limit = "min cosine", str(report.get("tolerance", {}).get("min_cosine"))
+    tried = ", ".join(
+        f"{t['scheme']} {label} {t['gate_cosine']:.5f}" for t in report["int8"]["tried"]
+    )
+    hint = " (dynamic int8 suits transformer MatMuls, not convnets)" * (not vs.get("ran"))
+    return (
+        f"int8 export drifts from torch fp32 with every scheme tried: {tried} (limit {limit})"
+        f"{hint}; use --force to keep the closest ({report['int8']['scheme']}), or another "
+        "--precision"
+    )
 
 
 def _set_metadata(model: onnx.ModelProto, values: dict) -> None:

@@ -190,10 +190,16 @@ def test_int8_minilm_is_quantised_and_reports_drift(minilm, tmp_path):
     v = report.verify
     assert v["ran"] and v["passed"], v
     assert 0 < v["max_abs_diff"] < 0.1 and 0.98 < v["min_cosine"] < 1  # 0.995 measured
-    vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.9975, min 0.9959
+    vs = v["verify_set"]  # the shipped 320 fortunes: p1 0.9919, min 0.9863
     assert vs["texts"] >= 256 and vs["passed"] and vs["p1_cosine"] >= 0.99
     assert vs["min_cosine"] <= vs["p1_cosine"] <= vs["median_cosine"] < 1
-    assert v["fusions"].get("MatMulNBits", 0) == 18 and v["fusions"].get("QAttention", 0) == 6
+    # per-tensor "dynamic" int8 drifts (p1 0.985); its FFN outputs in blocks pass (0.992)
+    tried = v["int8"]["tried"]
+    assert [t["passed"] for t in tried] == [False] * (len(tried) - 1) + [True]
+    assert v["int8"]["scheme"] == tried[-1]["scheme"] == "dynamic+ffn-blocks"
+    assert tried[-1]["p1_cosine"] == vs["p1_cosine"]
+    assert v["fusions"].get("MatMulNBits", 0) == 6 and v["fusions"].get("QAttention", 0) == 6
+    assert v["fusions"].get("MatMulInteger", 0) == 12
     assert report.size_bytes < 65e6  # 60 MB of 90: the 47 MB word embeddings stay float32
 
 

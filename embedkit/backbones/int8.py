@@ -1,0 +1,187 @@
+"""int8 graphs for the CPU, chosen per model: the fastest scheme that passes the drift gate.
+
+    embedkit export minilm --precision int8     # "dynamic": every MatMul int8, per tensor
+    embedkit export mpnet --precision int8      # a finer scheme where "dynamic" drifts
+
+:func:`schemes` lists the candidate graphs of one model, fastest first; the exporter
+builds each in turn, verifies it against torch (fresh inputs, and the verification texts
+for text encoders) and keeps the first that passes (:func:`choose`). The verify report
+records the scheme chosen and the cosines of every scheme tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnx
+
+GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One way to make an int8 graph: a name for the report and a graph-to-graph function."""
+
+    name: str
+    about: str  # one line: which ops get which int8 kernel
+    build: Callable[[onnx.ModelProto], onnx.ModelProto]
+
+
+def schemes(model: onnx.ModelProto) -> list[Scheme]:
+    """The int8 candidates for ``model``, fastest first.
+
+    A graph with MatMuls on constant weights (a transformer) gets three:
+
+    - ``dynamic``: every such MatMul (and a fused ``Attention``) in dynamic int8,
+      activations quantised per tensor, weights per output channel: the fastest kernel
+      (``DynamicQuantizeMatMul``), but one outlier value sets the step of a whole batch;
+    - ``dynamic+ffn-blocks``: the same, except the FFN output projections (fed by GELU,
+      whose outputs reach |x| ~ 100 in mpnet) get ``MatMulNBits``: 8-bit weights and
+      activations in blocks of 32 per row, so an outlier spoils only its own block;
+    - ``blocks``: ``MatMulNBits`` for every MatMul (a fused ``Attention`` keeps
+      ``QAttention``), the most precise and the slowest.
+
+    Any other graph (a convnet) gets ``dynamic`` int8 of what onnxruntime quantises.
+
+    Examples
+    --------
+    >>> import onnx
+    >>> from onnx import helper, numpy_helper
+    >>> import numpy as np
+    >>> w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    >>> node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    >>> x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])
+    >>> y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 4])
+    >>> model = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
+    >>> [s.name for s in schemes(model)]
+    ['dynamic', 'dynamic+ffn-blocks', 'blocks']
+    """
+    if not weight_matmuls(model):
+        return [Scheme("dynamic", "dynamic int8 of every op onnxruntime quantises", _dynamic_all)]
+    return [
+        Scheme("dynamic", "MatMul/Attention dynamic int8, per-tensor activations", _dynamic),
+        Scheme("dynamic+ffn-blocks", "dynamic int8; FFN outputs MatMulNBits", _dynamic_ffn_blocks),
+        Scheme("blocks", "MatMulNBits for every MatMul (8-bit blocks of 32)", _blocks),
+    ]
+
+
+def choose(model: onnx.ModelProto, check: Callable[[onnx.ModelProto], dict]):
+    """Build the candidates in turn; keep the first whose ``check`` report passed.
+
+    ``check(graph)`` returns a verify report (``passed``, ``min_cosine``, and for text a
+    ``verify_set`` with ``p1_cosine``) without raising. Returns ``(graph, report)``: the
+    first passing candidate, or when none passes the one with the highest gate cosine;
+    ``report["int8"]`` holds the scheme chosen and one line per scheme tried.
+    """
+    tried, best = [], None
+    for scheme in schemes(model):
+        graph = scheme.build(model)
+        report = check(graph)
+        tried.append({"scheme": scheme.name, **_gate(report)})
+        if best is None or _gate(report)["gate_cosine"] > _gate(best[1])["gate_cosine"]:
+            best = (graph, report, scheme)
+        if report.get("passed"):
+            best = (graph, report, scheme)
+            break
+    graph, report, scheme = best
+    report["int8"] = {"scheme": scheme.name, "about": scheme.about, "tried": tried}
+    return graph, report
+
+
+def _gate(report: dict) -> dict:
+    """The cosines the gate judged: the verification set's p1 where it ran, else the min."""
+    vs = report.get("verify_set") or {}
+    out = {"passed": bool(report.get("passed")), "min_cosine": report.get("min_cosine")}
+    if vs.get("ran"):
+        out.update(p1_cosine=vs["p1_cosine"], set_min_cosine=vs["min_cosine"])
+    out["gate_cosine"] = out.get("p1_cosine", out["min_cosine"]) or 0.0
+    return out
+
+
+def weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """MatMul nodes whose second input is a constant weight (not activation x activation)."""
+    weights = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+
+def gelu_fed(model: onnx.ModelProto) -> list[str]:
+    """Names of the weight MatMuls fed by a GELU: the FFN output projections."""
+    gelu = {n.output[0] for n in model.graph.node if n.op_type in GELU_OPS}
+    return [n.name for n in weight_matmuls(model) if n.input[0] in gelu]
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose nodes all have (unique) names, as the quantisers select by name."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for i, node in enumerate(copy.graph.node):
+        node.name = node.name or f"{node.op_type}_{i}"
+    return copy
+
+
+def _dynamic(model: onnx.ModelProto, exclude: tuple[str, ...] = ()) -> onnx.ModelProto:
+    model = _named(model)
+    nodes = [n.name for n in weight_matmuls(model) if n.name not in exclude]
+    nodes += [n.name for n in model.graph.node if n.op_type == "Attention"]
+    return _quantize_dynamic(model, nodes=nodes)
+
+
+def _dynamic_ffn_blocks(model: onnx.ModelProto) -> onnx.ModelProto:
+    model = _named(model)
+    return _matmul_nbits(_dynamic(model, exclude=tuple(gelu_fed(model))))
+
+
+def _blocks(model: onnx.ModelProto) -> onnx.ModelProto:
+    if any(n.op_type == "Attention" for n in model.graph.node):
+        model = _quantize_dynamic(_named(model), op_types=["Attention"])
+    return _matmul_nbits(model)
+
+
+def _dynamic_all(model: onnx.ModelProto) -> onnx.ModelProto:
+    return _quantize_dynamic(model)
+
+
+def _matmul_nbits(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every float MatMul on a constant weight -> MatMulNBits, 8 bits, blocks of 32.
+
+    ``accuracy_level=4`` computes in int8: activations are quantised per row and block.
+    """
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    with _quiet():  # it logs once per node
+        quantizer = MatMulNBitsQuantizer(
+            model, bits=8, block_size=32, is_symmetric=True, accuracy_level=4
+        )
+        quantizer.process()
+    return quantizer.model.model
+
+
+def _quantize_dynamic(model, nodes: list[str] | None = None, op_types: list[str] | None = None):
+    """onnxruntime's dynamic int8 (QInt8 weights per channel) of ``nodes`` or ``op_types``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, src)
+        quantize_dynamic(
+            src, dst, weight_type=QuantType.QInt8, per_channel=True,
+            nodes_to_quantize=nodes, op_types_to_quantize=op_types,
+            # fused com.microsoft ops defeat shape inference; their tensors are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )  # fmt: skip
+        return onnx.load(dst)
+
+
+class _quiet:
+    """Raise the root logger to ERROR for a block (the quantisers log once per tensor)."""
+
+    def __enter__(self):
+        self.level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        logging.getLogger().setLevel(self.level)

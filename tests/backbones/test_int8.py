@@ -1,0 +1,90 @@
+"""int8 export chooses its scheme per model: the fastest one that passes the drift gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from embedkit.backbones import export, read_metadata
+from embedkit.backbones.int8 import schemes
+from embedkit.errors import ExportError
+from tests.backbones.conftest import ort_session
+
+
+class Tokens(torch.nn.Module):
+    """(N, S, 16) -> Linear -> GELU -> Linear, mean over the tokens after the first.
+
+    ``spike`` multiplies the first token's hidden values: an outlier token whose range,
+    quantised per tensor, leaves the other tokens a few int8 steps. ``every_block``
+    multiplies one hidden channel in 16 of every token instead, channels the second
+    Linear ignores: each block of 32 then holds an outlier that leaves the rest ~0.
+    """
+
+    def __init__(self, spike: float, every_block: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = torch.nn.Linear(16, 64), torch.nn.Linear(64, 8)
+        scale = torch.ones(1, 6, 64)
+        if every_block:
+            scale[..., ::16] = spike
+            with torch.no_grad():
+                self.b.weight[:, ::16] = 0
+        else:
+            scale[0, 0] = spike
+        self.register_buffer("scale", scale)
+
+    def forward(self, x):  # (N, 6, 16)
+        h = torch.nn.functional.gelu(self.a(x)) * self.scale  # (N, 6, 64)
+        return self.b(h)[:, 1:].mean(1)  # (N, 8): the outlier token is not in the output
+
+
+def _export(spike, path, every_block=False, **options):
+    net = Tokens(spike, every_block).eval()
+    return export(net, torch.randn(3, 6, 16), out=path, precision="int8", **options)
+
+
+def test_the_fastest_scheme_that_passes_is_kept(tmp_path):
+    report = _export(1.0, tmp_path / "plain.onnx")
+    v = report.verify
+    assert v["passed"] and v["int8"]["scheme"] == "dynamic"
+    assert [t["scheme"] for t in v["int8"]["tried"]] == ["dynamic"]  # nothing slower built
+    assert v["fusions"].get("MatMulInteger", 0) == 2 and "MatMulNBits" not in v["fusions"]
+    assert read_metadata(tmp_path / "plain.onnx")["embedkit.export"]["int8_scheme"] == "dynamic"
+    assert "int8 scheme: dynamic (tried, fastest first: dynamic" in report.summary()
+
+
+def test_an_outlier_token_moves_the_choice_to_blocks(tmp_path):
+    """Per-tensor int8 fails the gate; MatMulNBits' per-row blocks pass it."""
+    report = _export(3000.0, tmp_path / "spiky.onnx")
+    v = report.verify
+    tried = {t["scheme"]: t for t in v["int8"]["tried"]}
+    assert list(tried) == ["dynamic", "dynamic+ffn-blocks", "blocks"]
+    assert not tried["dynamic"]["passed"] and tried["dynamic"]["min_cosine"] < 0.98
+    assert v["passed"] and v["int8"]["scheme"] == "blocks" and v["min_cosine"] >= 0.98
+    assert v["fusions"]["MatMulNBits"] == 2
+    x = np.random.default_rng(1).standard_normal((4, 6, 16)).astype(np.float32)
+    (got,) = ort_session(tmp_path / "spiky.onnx").run(None, {"x": x})
+    with torch.no_grad():
+        want = Tokens(3000.0).eval()(torch.from_numpy(x)).numpy()
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.98
+
+
+def test_no_scheme_passing_is_refused_with_each_cosine(tmp_path):
+    out = tmp_path / "worse.onnx"
+    with pytest.raises(ExportError, match=r"every scheme tried: dynamic min cosine 0\.\d+, "
+                       r"dynamic\+ffn-blocks .*blocks min cosine .*--force"):  # fmt: skip
+        _export(1e5, out, every_block=True)
+    assert not out.exists()
+    kept = _export(1e5, out, every_block=True, force=True).verify
+    best = max(t["gate_cosine"] for t in kept["int8"]["tried"])
+    assert not kept["passed"] and kept["min_cosine"] == best  # the closest one is kept
+
+
+def test_schemes_depend_on_the_graph():
+    conv = onnx.helper.make_node("Conv", ["x", "w"], ["y"])
+    graph = onnx.helper.make_graph([conv], "g", [], [], [onnx.numpy_helper.from_array(
+        np.ones((1, 1, 1, 1), np.float32), "w")])  # fmt: skip
+    assert [s.name for s in schemes(onnx.helper.make_model(graph))] == ["dynamic"]
