@@ -19,6 +19,7 @@ only ever see the training pool, so no protocol can train or tune on a test row:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,57 +301,51 @@ def load_bench_sets(
     """
     from embedkit.store import FeatureStore
 
-    if isinstance(store, FeatureStore):
-        return _read_store(store, taps, exclude, make_test_split, require_test)
-    with FeatureStore(str(store)) as fs:
-        return _read_store(fs, taps, exclude, make_test_split, require_test)
-
-
-def _read_store(fs, taps, exclude, make_test_split, require_test) -> list[BenchData]:
-    path = str(fs.path)
-    sets = [(fs.default_tap,)] if taps is None else parse_tap_sets(taps, fs.taps, store=path)
-    if not fs.has_labels:
-        raise UserInputError(
-            f"store {path} has no labels; extract with labels (e.g. class folders or a label "
-            "column), or bench a store that has them"
-        )
-    labels = np.asarray(fs.labels(), dtype=np.int64)
-    labelled = np.flatnonzero(labels >= 0)
-    all_ids = np.asarray(fs.ids()).astype(str)
-    y, ids = labels[labelled], all_ids[labelled]
-    wanted = read_ids_file(exclude) if exclude else set()
-    # The one selector of train, bench and audit (docs/splits.md); bench carves its own
-    # validation from the pool, so excluded ids leave all of it.
-    chosen = select_rows(fs, exclude=wanted, exclude_val=True, source=f"--exclude {exclude}")
-    if make_test_split:
-        pool, test = stratified_test_split(y, np.arange(len(y)), float(make_test_split))
-        pool = pool[~np.isin(ids[pool], sorted(wanted))]
-    else:
-        test = np.searchsorted(labelled, chosen.test)  # store rows -> rows of y
-        pool = np.searchsorted(labelled, chosen.pool)
-        if require_test and len(test) == 0:
+    own = not isinstance(store, FeatureStore)
+    with FeatureStore(str(store)) if own else contextlib.nullcontext(store) as fs:
+        path = str(fs.path)
+        sets = [(fs.default_tap,)] if taps is None else parse_tap_sets(taps, fs.taps, store=path)
+        if not fs.has_labels:
             raise UserInputError(
-                f"store {path} has no test split; run `embedkit split {path} --test 0.2`, "
-                "or pass --make-test-split 0.2 to split in memory"
+                f"store {path} has no labels; extract with labels (e.g. class folders or a label "
+                "column), or bench a store that has them"
             )
-    out = []
-    for taps_ in sets:
-        parts = [fs.features(tap=t, dtype=np.float32) for t in taps_]  # (N, D...) one read each
-        parts = [X[labelled] if len(labelled) < len(X) else X for X in parts]
-        join = TapJoin.fit(taps_, [X[pool] for X in parts]) if len(taps_) > 1 else None
-        X = join.transform(parts) if join else parts[0]
-        source = {
-            "store": path,
-            "tap": tap_set_name(taps_),
-            "shape": list(X.shape[1:]),
-            "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
-            "default_tap": fs.default_tap,  # the final layer of a registry export
-            "digest": _digest(X, y, pool, test),
-            "exclude": str(exclude) if exclude else None,
-            "make_test_split": make_test_split,
-        }
-        out.append(BenchData(X, y, pool, test, tuple(fs.label_names), source))
-    return out
+        labels = np.asarray(fs.labels(), dtype=np.int64)
+        labelled = np.flatnonzero(labels >= 0)
+        y, ids = labels[labelled], np.asarray(fs.ids()).astype(str)[labelled]
+        wanted = read_ids_file(exclude) if exclude else set()
+        # The one selector of train, bench and audit (docs/splits.md); bench carves its own
+        # validation from the pool, so excluded ids leave all of it.
+        chosen = select_rows(fs, exclude=wanted, exclude_val=True, source=f"--exclude {exclude}")
+        if make_test_split:
+            pool, test = stratified_test_split(y, np.arange(len(y)), float(make_test_split))
+            pool = pool[~np.isin(ids[pool], sorted(wanted))]
+        else:
+            test = np.searchsorted(labelled, chosen.test)  # store rows -> rows of y
+            pool = np.searchsorted(labelled, chosen.pool)
+            if require_test and len(test) == 0:
+                raise UserInputError(
+                    f"store {path} has no test split; run `embedkit split {path} --test 0.2`, "
+                    "or pass --make-test-split 0.2 to split in memory"
+                )
+        out = []
+        for taps_ in sets:
+            parts = [fs.features(tap=t, dtype=np.float32) for t in taps_]  # (N, D...) one read each
+            parts = [X[labelled] if len(labelled) < len(X) else X for X in parts]
+            join = TapJoin.fit(taps_, [X[pool] for X in parts]) if len(taps_) > 1 else None
+            X = join.transform(parts) if join else parts[0]
+            source = {
+                "store": path,
+                "tap": tap_set_name(taps_),
+                "shape": list(X.shape[1:]),
+                "backbone_sha256": str(fs.provenance.get("backbone_sha256", "")),
+                "default_tap": fs.default_tap,  # the final layer of a registry export
+                "digest": _digest(X, y, pool, test),
+                "exclude": str(exclude) if exclude else None,
+                "make_test_split": make_test_split,
+            }
+            out.append(BenchData(X, y, pool, test, tuple(fs.label_names), source))
+        return out
 
 
 def _digest(X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedkit import contract as C
 from embedkit.errors import UserInputError
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -156,28 +157,23 @@ def _is_predictions(path: Path) -> bool:
     return isinstance(record, dict) and {"id", "pred", "confidence"} <= set(record)
 
 
-def _onnx_metadata(path: Path) -> dict[str, str] | None:
+def _onnx_metadata(path: Path) -> dict[str, str]:
     try:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - not a readable ONNX file: not ours
-        return None
+        return {}
     return {p.key: p.value for p in model.metadata_props}
 
 
 def _is_deployed(path: Path) -> bool:
-    from embedkit import contract as C
-
-    meta = _onnx_metadata(path)
-    return meta is not None and C.HEAD in meta
+    return C.HEAD in _onnx_metadata(path)
 
 
 def _is_exported(path: Path) -> bool:
-    from embedkit import contract as C
-
     meta = _onnx_metadata(path)
-    return meta is not None and C.FORMAT in meta and C.HEAD not in meta and C.VERIFY in meta
+    return C.FORMAT in meta and C.HEAD not in meta and C.VERIFY in meta
 
 
 def _is_head_folder(path: Path) -> bool:
@@ -225,14 +221,8 @@ PACKED = Output("a packed store", False, _is_packed_store)
 def _expand(inputs: Iterable) -> list[Path]:
     from embedkit.store import format as F
 
-    out = []
-    for item in inputs:
-        if item is None or str(item) == "":
-            continue
-        out.append(Path(item))
-        if str(item).endswith(".h5"):
-            out.append(F.sidecar(item))  # a store's shards, journal and lock
-    return out
+    items = [Path(item) for item in inputs if item is not None and str(item) != ""]
+    return items + [F.sidecar(i) for i in items if i.name.endswith(".h5")]  # shards, journal, lock
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -77,17 +77,14 @@ def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_col
 
 def _folder_parts(path: Path) -> list:
     if (path / "dataset_dict.json").is_file():
-        splits = _json(path / "dataset_dict.json").get("splits", [])
-        parts = []
-        for name in splits:
-            split = HF_SPLITS.get(name)
-            if split is None:
-                raise UserInputError(
-                    f"{path}: split {name!r} is not one of: {', '.join(HF_SPLITS)}; save the "
-                    "dataset with train/validation/test splits, or pass one split's folder"
-                )
-            parts += _saved_parts(path / name, f"{name}/", split)
-        return parts
+        fix = "save the dataset with train/validation/test splits, or pass one split's folder"
+        names = _json(path / "dataset_dict.json").get("splits", [])
+        splits = {name: _hf_split(name, f"{path}: split", fix) for name in names}
+        return [
+            p
+            for name, split in splits.items()
+            for p in _saved_parts(path / name, f"{name}/", split)
+        ]
     if (path / "state.json").is_file():
         return _saved_parts(path, "", None)
     files = sorted(
@@ -107,9 +104,7 @@ def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
         raise UserInputError(f"{folder}/state.json: lists no data files; save the dataset again")
     names = _class_names(info.get("features") or {})
     parts = [arrow_part(folder / f, prefix, folder, split, names) for f in files]
-    if len(parts) > 1:  # rows are numbered across the files of one dataset
-        return [_renumbered(parts, prefix)]
-    return parts
+    return [_renumbered(parts, prefix)] if len(parts) > 1 else parts  # numbered across files
 
 
 def _renumbered(parts: list, prefix: str):
@@ -131,6 +126,13 @@ class _Concat:
     def __call__(self, b: int, columns: list[str]):
         k, local = self.batches[b]
         return self.parts[k].read_batch(local, columns)
+
+
+def _hf_split(name: str, what: str, fix: str) -> str:
+    """Our split name for a Hugging Face split ``name``; others are refused with ``fix``."""
+    if name not in HF_SPLITS:
+        raise UserInputError(f"{what} {name!r} is not one of: {', '.join(HF_SPLITS)}; {fix}")
+    return HF_SPLITS[name]
 
 
 def _class_names(features: dict) -> tuple[str, ...]:
@@ -166,15 +168,12 @@ def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_col
     pa = pyarrow_module()
     kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
     if kind == "datasets.DatasetDict":
-        parts = []
-        for name, ds in obj.items():
-            split = HF_SPLITS.get(name)
-            if split is None:
-                raise UserInputError(
-                    f"DatasetDict split {name!r} is not one of: {', '.join(HF_SPLITS)}; "
-                    "pass one split (dataset[NAME]) or rename it"
-                )
-            parts.append(_dataset_part(ds, f"DatasetDict[{name!r}]", f"{name}/", split))
+        fix = "pass one split (dataset[NAME]) or rename it"
+        splits = {name: _hf_split(name, "DatasetDict split", fix) for name in obj}
+        parts = [
+            _dataset_part(obj[name], f"DatasetDict[{name!r}]", f"{name}/", split)
+            for name, split in splits.items()
+        ]
     elif kind == "datasets.Dataset":
         parts = [_dataset_part(obj, "datasets.Dataset", "", None)]
     elif kind.startswith("datasets.Iterable"):
@@ -198,6 +197,5 @@ def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_col
 def _dataset_part(ds, where: str, prefix: str, split: str | None):
     """A ``datasets.Dataset`` as a part: its Arrow table (indices applied) and class names."""
     table = ds.data.table if getattr(ds, "_indices", None) is None else ds.with_format("arrow")[:]
-    features = {k: v for k, v in (ds.features or {}).items()}
-    names = [v.names for v in features.values() if type(v).__name__ == "ClassLabel"]
+    names = [v.names for v in (ds.features or {}).values() if type(v).__name__ == "ClassLabel"]
     return table_part(table, where, prefix, split, names[0] if len(names) == 1 else ())

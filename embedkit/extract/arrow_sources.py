@@ -36,7 +36,7 @@ from typing import Any
 from embedkit.errors import UserInputError, require
 from embedkit.extract.preprocess import BadItem
 from embedkit.extract.sources import Listing, Source, content_sha
-from embedkit.extract.tables import id_value, split_value, text_value
+from embedkit.extract.tables import check_column, id_value, split_value, text_value
 from embedkit.rows.labels import check_classes, label_value
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -44,6 +44,7 @@ ARROW_SUFFIXES = (".arrow", ".feather", ".ipc", ".arrows")
 DEFAULT_COLUMNS = ("text", "image", "path")  # tried in order when --column is not given
 CACHED_BATCHES = 8  # decoded data-column batches kept for read()
 TABLE_CHUNK = 8192  # rows per batch of an in-memory table
+OPTIONS = ("--column", "--label-column", "--id-column")  # how messages name the columns
 HF_SPLITS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test"}
 
 
@@ -172,7 +173,9 @@ class ArrowSource(Source):
         super().__init__(Path(path), limit)
         self.parts: list[_Part] = parts
         self.column, self.label_column, self.id_column = column, label_column, id_column
-        self.schema = schema if schema is not None else self._schema()
+        if schema is None and not parts:
+            raise UserInputError(f"{self.path}: no Parquet or Arrow files found")
+        self.schema = schema if schema is not None else parts[0].schema
         self.column = self._pick_column(column)
         self.encoding = self._encoding(media)  # text, bytes, path or struct
         self.kind = "text" if self.encoding == "text" else "image"
@@ -195,11 +198,6 @@ class ArrowSource(Source):
         self._init_cache()
 
     # -- columns -------------------------------------------------------------------------
-    def _schema(self):
-        if not self.parts:
-            raise UserInputError(f"{self.path}: no Parquet or Arrow files found")
-        return self.parts[0].schema
-
     def _read(self, p: int, b: int, columns: list[str]):
         part = self.parts[p]
         try:
@@ -220,21 +218,9 @@ class ArrowSource(Source):
                     f"{self.path}: no {'/'.join(DEFAULT_COLUMNS)} column; pass --column, one of: "
                     f"{', '.join(names)}"
                 )
-        self._check_column(column, "--column")
-        for name, option in (
-            (self.label_column, "--label-column"),
-            (self.id_column, "--id-column"),
-        ):
-            if name is not None:
-                self._check_column(name, option)
+        for name, option in zip((column, self.label_column, self.id_column), OPTIONS):
+            check_column(self.path, names, name, option)
         return column
-
-    def _check_column(self, name: str, option: str) -> None:
-        if name not in self.schema.names:
-            raise UserInputError(
-                f"{self.path}: no column {name!r} for {option}; "
-                f"columns: {', '.join(self.schema.names)}"
-            )
 
     def _encoding(self, media: str) -> str:
         pa = pyarrow_module()
@@ -274,15 +260,12 @@ class ArrowSource(Source):
             for r in range(n):
                 where = f"{part.where}: row {first + r}"
                 digests.append(content_sha(self._content(part, values[r])))
-                if id_col:
-                    ids.append(id_value(cols[id_col][r], where))
-                else:
-                    ids.append(f"{part.name}{first + r}")
+                ids.append(
+                    id_value(cols[id_col][r], where) if id_col else f"{part.name}{first + r}"
+                )
                 labels.append(self._label(part, cols[label_col][r], where) if label_col else None)
-                split = part.split
-                if split_col and split is None:
-                    split = split_value(cols[split_col][r], where)
-                splits.append(split)
+                own = split_col and part.split is None
+                splits.append(split_value(cols[split_col][r], where) if own else part.split)
         if not ids:
             raise UserInputError(f"{self.path}: no rows found; pass a file with rows")
         check_classes(len(set(labels) - {None}), str(self.path))

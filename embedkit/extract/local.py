@@ -10,6 +10,7 @@ of every to-do row, which the commit links into the store without copying a row.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -96,19 +97,14 @@ def _yield_to_inference() -> None:
     """
     if sys.platform == "linux":  # elsewhere the call would renice the whole process
         tid = threading.get_native_id()
-        try:
-            os.setpriority(
-                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + PREP_NICE)
-            )
-        except OSError:  # a sandbox may forbid it; decoding then simply competes
-            pass
+        with contextlib.suppress(OSError):  # a sandbox may forbid it; decoding then competes
+            nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + PREP_NICE)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 def _submit(pool, pending: deque, todo, fn) -> None:
-    nxt = next(todo, None)
-    if nxt is not None:
-        b, rows = nxt
-        pending.append((b, pool.submit(fn, rows)))
+    if (nxt := next(todo, None)) is not None:
+        pending.append((nxt[0], pool.submit(fn, nxt[1])))  # (batch, future of fn(rows))
 
 
 class _WriterThread:

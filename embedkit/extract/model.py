@@ -16,7 +16,7 @@ from pathlib import Path
 
 from embedkit import contract as C
 from embedkit.contract import PreprocessSpec, Tap, parse_preprocess
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, require
 from embedkit.files import sha256_file
 
 
@@ -78,7 +78,7 @@ def load_model(
     >>> spec.taps[0].shape  # doctest: +SKIP
     (1280,)
     """
-    onnx = _import_onnx()
+    onnx = require("onnx", "cpu", "reading ONNX files")
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such model file; pass the path of an .onnx file")
@@ -116,14 +116,8 @@ def external_data_files(path: Path, graph) -> list[Path]:
     stays inside the folder holding ``path`` (symbolic links resolved) and names a file.
     """
     folder = path.parent.resolve()
-    locations = sorted(
-        {
-            entry.value
-            for tensor in _tensors(graph)
-            for entry in tensor.external_data
-            if entry.key == "location"
-        }
-    )
+    entries = (entry for tensor in _tensors(graph) for entry in tensor.external_data)
+    locations = sorted({entry.value for entry in entries if entry.key == "location"})
     files = []
     for location in locations:
         inside = "\0" not in location and not Path(location).is_absolute()
@@ -153,12 +147,6 @@ def _tensors(graph):
             for sub in attribute.graphs:
                 yield from _tensors(sub)
             yield from attribute.tensors
-
-
-def _import_onnx():
-    from embedkit.errors import require
-
-    return require("onnx", "cpu", "reading ONNX files")
 
 
 def _tensor(value) -> GraphTensor:

@@ -36,6 +36,7 @@ from embedkit.progress import Progress
 from embedkit.store import Fingerprint, StoreWriter
 
 ENGINES: dict[str, type[Engine]] = {"local": LocalEngine, "ray": RayEngine}  # --engine
+_COLUMN_OPTIONS = ("text_column", "label_column", "column", "id_column")  # open_source's
 
 
 def extract(
@@ -86,20 +87,11 @@ class _Extraction:
         self.start = time.perf_counter()
         self.cfg, self.engine = cfg, engine
         self.model: ModelSpec = load_model(model, preprocess=cfg.preprocess, taps=cfg.taps)
-        self.source = (
-            source
-            if isinstance(source, Source)
-            else open_source(
-                source,
-                text_column=cfg.text_column,
-                label_column=cfg.label_column,
-                labels=cfg.labels,
-                limit=cfg.limit,
-                column=cfg.column,
-                id_column=cfg.id_column,
-                media="image" if isinstance(self.model.preprocess, ImageSpec) else "text",
-            )
-        )
+        if not isinstance(source, Source):
+            media = "image" if isinstance(self.model.preprocess, ImageSpec) else "text"
+            columns = {name: getattr(cfg, name) for name in _COLUMN_OPTIONS}
+            source = open_source(source, labels=cfg.labels, limit=cfg.limit, media=media, **columns)
+        self.source = source
         self.out = Path(out)
         self.work = BatchWorker(self.model, self.source, device=cfg.device, dtype=cfg.dtype)
         self.pre = self.work.pre

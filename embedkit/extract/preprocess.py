@@ -103,6 +103,7 @@ class ImagePreprocessor:
         channels = 3 if spec.color == "RGB" else 1
         height, width = spec.size
         item = (channels, height, width) if spec.layout == "NCHW" else (height, width, channels)
+        self._item = item  # (C, H, W) or (H, W, C)
         check_item_shape(model, spec.input, item, f"{model.path.name} preprocessing")
         shape = (1, channels, 1, 1) if spec.layout == "NCHW" else (1, 1, 1, channels)
         self._mean = np.resize(np.asarray(spec.mean, np.float32), channels).reshape(shape)
@@ -150,12 +151,8 @@ class ImagePreprocessor:
 
     def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
         # items: (H, W, 1) grey or (H, W, C); a grey item fills every channel (RGB specs)
-        channels = 3 if self.spec.color == "RGB" else 1
-        height, width = self.spec.size
         nchw = self.spec.layout == "NCHW"
-        shape = (
-            (len(items), channels, height, width) if nchw else (len(items), height, width, channels)
-        )
+        shape = (len(items), *self._item)
         if self.spec.dtype == "uint8":
             batch = np.empty(shape, np.uint8)
             for out, item in zip(batch, items):

@@ -129,8 +129,7 @@ class Runner:
         """Run one batch; returns ``{output name: (n, ...) array}`` on the host."""
         if self.provider == _CUDA:
             return self._run_iobinding(feed)
-        values = self.session.run(self.outputs, feed)
-        return dict(zip(self.outputs, values))
+        return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
 
     def _run_iobinding(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Inputs are copied to the GPU once, outputs stay there until one copy back.

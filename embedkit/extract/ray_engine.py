@@ -269,15 +269,11 @@ class ShardActor:
             records = [(row["ids"][at[i]], row["digests"][at[i]], why) for i, why in bad]
             written["bad"] = journal_bad(folder, b, records)
         if good:
-            keep = [at[i] for i in good]
+            ids, digests, labels, splits = (
+                [row[key][at[i]] for i in good] for key in ("ids", "digests", "labels", "splits")
+            )
             written["shard"] = write_shard(
-                folder,
-                self.fingerprint,
-                [row["ids"][k] for k in keep],
-                [row["digests"][k] for k in keep],
-                features,
-                labels=[row["labels"][k] for k in keep],
-                splits=[row["splits"][k] for k in keep],
+                folder, self.fingerprint, ids, digests, features, labels=labels, splits=splits
             )
         return written
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from embedkit.errors import UserInputError
 from embedkit.extract.tables import (
+    check_column,
     csv_rows,
     id_value,
     jsonl_rows,
@@ -168,20 +169,17 @@ class ImageFolderSource(Source):
         self._files = files
         ids = tuple(id_from_name(f) for f in files)
         labels = tuple(i.split("/", 1)[0] if "/" in i else None for i in ids)
-        digests = tuple(content_sha(self._bytes(i)) for i in range(len(files)))
+        try:
+            digests = tuple(content_sha(self.read(i)) for i in range(len(files)))
+        except OSError as exc:
+            raise UserInputError(
+                f"{exc.filename}: cannot read ({exc.strerror or exc}); "
+                "fix its permissions or remove it"
+            ) from None
         return Listing(ids, digests, labels, (None,) * len(files))
 
     def read(self, index: int) -> bytes:
         return (self.path / self._files[index]).read_bytes()
-
-    def _bytes(self, index: int) -> bytes:
-        try:
-            return self.read(index)
-        except OSError as exc:
-            raise UserInputError(
-                f"{self.describe(index)}: cannot read ({exc.strerror or exc}); "
-                "fix its permissions or remove it"
-            ) from None
 
     def describe(self, index: int) -> str:
         return str(self.path / self._files[index])
@@ -279,15 +277,9 @@ class TableSource(_TextSource):
         return jsonl_rows(self.path, text)
 
     def _column(self, columns, rows, name, default: str, option: str) -> list | None:
-        if name is None:
-            name = default if default in columns else None
-            if name is None:
-                return None
-        if name not in columns:
-            raise UserInputError(
-                f"{self.path}: no column {name!r} for {option}; columns: {', '.join(columns)}"
-            )
-        return [row.get(name) for _, row in rows]
+        name = name or (default if default in columns else None)
+        check_column(self.path, columns, name, option)
+        return None if name is None else [row.get(name) for _, row in rows]
 
     def scan(self) -> Listing:
         columns, rows = self._rows()

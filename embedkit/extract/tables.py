@@ -118,6 +118,14 @@ def split_value(value: object, where: str) -> str | None:
     return split
 
 
+def check_column(path, columns, name: str | None, option: str) -> None:
+    """Refuse a column ``name`` (given by ``option``) that ``columns`` does not hold."""
+    if name is not None and name not in columns:
+        raise UserInputError(
+            f"{path}: no column {name!r} for {option}; columns: {', '.join(columns)}"
+        )
+
+
 def load_npy(path, what: str = "a .npy array", mmap_mode: str | None = None) -> np.ndarray:
     """``np.load`` of one array, refusing in one line what is not one (``.npz`` or zip
     archives named ``.npy``, empty or truncated files, pickled objects)."""

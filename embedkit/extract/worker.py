@@ -37,8 +37,7 @@ class BatchWorker:
         self._starting: Future | None = None  # the session start_session builds
 
     def __getstate__(self) -> dict:
-        skip = ("pre", "_runner", "_starting")
-        return {k: v for k, v in self.__dict__.items() if k not in skip}
+        return {k: v for k, v in self.__dict__.items() if k not in ("pre", "_runner", "_starting")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _runner=None, _starting=None)

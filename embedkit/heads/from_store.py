@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -381,8 +382,8 @@ def fit_store(
         )
     from embedkit.store import FeatureStore
 
-    fs = FeatureStore(store) if isinstance(store, (str, os.PathLike)) else store
-    try:
+    own = isinstance(store, (str, os.PathLike))
+    with FeatureStore(store) if own else contextlib.nullcontext(store) as fs:
         if classes is None:
             labels = fs.labels(rows)
             classes = np.unique(labels[labels >= 0])
@@ -395,9 +396,6 @@ def fit_store(
                 keep = y >= 0  # -1 marks unlabelled rows
                 if keep.sum() >= 2:
                     head.partial_fit(X[keep], y[keep], classes=classes)
-    finally:
-        if fs is not store:
-            fs.close()
     return head
 
 

@@ -118,10 +118,7 @@ class ShardBuilder:
             f.create_dataset(S.LABEL_NAMES, data=np.asarray(names, dtype=object), dtype=text)
             f.create_dataset(S.SPLIT, data=np.asarray(splits, dtype="S8"))
             group = f.create_group(S.FEATURES)
-            offsets = {}
-            for tap in self._taps:
-                offsets[tap.name] = _allocate(group, tap, self.n)
-        return offsets
+            return {tap.name: _allocate(group, tap, self.n) for tap in self._taps}
 
     def write(self, tap: S.TapInfo, lo: int, rows: np.ndarray) -> None:
         """Write ``rows`` (k, *shape) at row ``lo`` of ``tap``."""
@@ -318,10 +315,8 @@ def shard_content_name(f: h5py.File) -> str:
 
 
 def check_split(value: str | None) -> str:
-    if value is None or value == "":
-        return ""
-    value = S.as_text(value)
-    if value not in S.SPLITS:
+    value = S.as_text(value) if value else ""
+    if value and value not in S.SPLITS:
         raise UserInputError(f"split {value!r} is not valid; use one of {', '.join(S.SPLITS)}")
     return value
 
@@ -358,10 +353,6 @@ def write_atomic(path, data: bytes) -> Path:
 
 def _no_space(path, needed: int, free: int) -> str:
     return (
-        f"{path}: not enough disk space: needs {_mb(needed)}, {_mb(free)} free; "
-        "free some space and re-run (committed rows are untouched, the run resumes)"
+        f"{path}: not enough disk space: needs {needed / 1e6:.1f} MB, {free / 1e6:.1f} MB "
+        "free; free some space and re-run (committed rows are untouched, the run resumes)"
     )
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"

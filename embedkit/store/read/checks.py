@@ -214,6 +214,3 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
                 what = f"{short(name)}, not a column file name"
                 yield f"{p}: /{META}/columns names {what}; {RESTORE}"
                 return
-
-
-# -- small helpers --------------------------------------------------------------------------
