@@ -69,6 +69,11 @@ def short(value: object, limit: int = 40, *, show=repr) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), cut to ``limit``."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 def check_known(given, valid, what: str, where: str = "") -> None:
     """Refuse names in ``given`` that are not in ``valid``: the one error of an unknown option.
 

@@ -11,6 +11,7 @@ Python::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -103,28 +104,23 @@ def audit(
     spec = _spec(spec, overrides)
     from embedkit.store import FeatureStore
 
-    if isinstance(store, (str, Path)):
-        with FeatureStore(store) as fs:
-            return _audit_open_store(fs, str(store), tap, spec, progress)
-    return _audit_open_store(store, str(store.path), tap, spec, progress)
-
-
-def _audit_open_store(fs, path: str, tap, spec: AuditSpec, progress: bool) -> AuditReport:
-    tap = fs.default_tap if tap is None else tap
-    if tap not in fs.taps:
-        raise UserInputError(f"store {path!r} has no tap {tap!r}; taps: {', '.join(fs.taps)}")
-    if not fs.has_labels:
-        raise UserInputError(f"store {path!r} has no labels; {_NO_LABELS_HINT}")
-    return audit_arrays(
-        fs.features(tap=tap),
-        fs.labels(),
-        ids=fs.ids(),
-        splits=fs.splits(),
-        label_names=list(fs.label_names),
-        spec=spec,
-        source={"store": path, "tap": tap},
-        progress=progress,
-    )
+    own = isinstance(store, (str, Path))
+    with FeatureStore(store) if own else contextlib.nullcontext(store) as fs:
+        path, tap = str(store if own else fs.path), fs.default_tap if tap is None else tap
+        if tap not in fs.taps:
+            raise UserInputError(f"store {path!r} has no tap {tap!r}; taps: {', '.join(fs.taps)}")
+        if not fs.has_labels:
+            raise UserInputError(f"store {path!r} has no labels; {_NO_LABELS_HINT}")
+        return audit_arrays(
+            fs.features(tap=tap),
+            fs.labels(),
+            ids=fs.ids(),
+            splits=fs.splits(),
+            label_names=list(fs.label_names),
+            spec=spec,
+            source={"store": path, "tap": tap},
+            progress=progress,
+        )
 
 
 def audit_arrays(

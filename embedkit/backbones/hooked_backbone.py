@@ -107,9 +107,7 @@ class HookedBackbone:
                 rows = discover(self.model, self.example[:1], side="input")
                 self._inputs = {t.name: t for t in rows}
             row = self._inputs[point.module]
-        shape = row.shape
-        if point.pooled is not None:
-            shape = (int(np.prod(shape)),)
+        shape = row.shape if point.pooled is None else (int(np.prod(row.shape)),)
         return TappableLayer(name, point.module, shape, row.stride)
 
     def resolve(self, tap: str) -> TapPoint:
@@ -138,8 +136,7 @@ class HookedBackbone:
             if not isinstance(preprocess, ImageSpec):
                 raise UserInputError("--fold-normalize needs an image backbone (mean/std)")
             channels = 3 if preprocess.color == "RGB" else 1
-            mean = per_channel(preprocess.mean, channels)
-            std = per_channel(preprocess.std, channels)
+            mean, std = (per_channel(v, channels) for v in (preprocess.mean, preprocess.std))
             preprocess = replace(preprocess, mean=(0.0,) * channels, std=(1.0,) * channels)
         module = HookedGraph(self.model, points, normalize=normalize, mean=mean, std=std).eval()
         fresh, source = self._fresh(fold_normalize)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from embedkit.errors import ExportError
+from embedkit.errors import ExportError, first_line
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,23 @@ def compare(ours: list[np.ndarray], ref: list[np.ndarray], names: list[str]) -> 
     }
 
 
-def run_ort(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run a serialized model once on the CPU execution provider."""
+def _cpu_session(model_bytes: bytes):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    wanted = {i.name for i in session.get_inputs()}
-    feeds = {k: _cast_for(session, k, v) for k, v in feeds.items() if k in wanted}
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model_bytes: bytes, feeds: dict[str, np.ndarray], session=None) -> list[np.ndarray]:
+    """Run a serialized model once on the CPU execution provider (in ``session`` if given)."""
+    session = _cpu_session(model_bytes) if session is None else session
+    kinds = {i.name: i.type for i in session.get_inputs()}  # float16 inputs get float16
+    feeds = {
+        k: v.astype(np.float16) if kinds[k] == "tensor(float16)" else v
+        for k, v in feeds.items()
+        if k in kinds
+    }
     return session.run(None, feeds)
 
 
@@ -78,21 +86,15 @@ def verify_set(model_bytes, feeds, references, names, precision, *, force=False)
     "tolerance", "passed"}``; raises :class:`ExportError` when the 1st percentile is under
     ``SET_P1_COSINE[precision]`` and not ``force``.
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     worst = []
     try:
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        session = _cpu_session(model_bytes)
         for feed, ref in zip(feeds, references, strict=True):
-            wanted = {i.name for i in session.get_inputs()}
-            feed = {k: _cast_for(session, k, v) for k, v in feed.items() if k in wanted}
-            outputs = session.run(None, feed)
+            outputs = run_ort(model_bytes, feed, session)
             per_tap = [_cosines(x, y) for x, y in zip(outputs, ref, strict=True)]
             worst.append(np.min(per_tap, axis=0))  # (n,) lowest over the taps
     except Exception as exc:  # an fp16 graph the CPU EP cannot run, as in verify()
-        return {"ran": False, "passed": None, "reason": _first_line(exc)}
+        return {"ran": False, "passed": None, "reason": first_line(exc)}
     cos = np.concatenate(worst)
     limit = SET_P1_COSINE[precision]
     report = {
@@ -118,11 +120,6 @@ def _cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
     return np.where(den > 0, (x * y).sum(1) / np.maximum(den, 1e-30), 1.0)
-
-
-def _cast_for(session, name: str, value: np.ndarray) -> np.ndarray:
-    kind = next(i.type for i in session.get_inputs() if i.name == name)
-    return value.astype(np.float16) if kind == "tensor(float16)" else value
 
 
 def verify(model_bytes, feeds, reference, names, precision, *, force=False) -> dict:
@@ -152,13 +149,13 @@ def verify(model_bytes, feeds, reference, names, precision, *, force=False) -> d
     except Exception as exc:  # onnxruntime raises its own types (NOT_IMPLEMENTED, Fail)
         if precision != "fp16":
             raise ExportError(
-                f"onnxruntime cannot run the exported {precision} graph: {_first_line(exc)}"
+                f"onnxruntime cannot run the exported {precision} graph: {first_line(exc)}"
             ) from exc
         return {
             "ran": False,
             "passed": None,
             "provider": "CPUExecutionProvider",
-            "reason": f"CPU EP cannot run this fp16 graph: {_first_line(exc)}; "
+            "reason": f"CPU EP cannot run this fp16 graph: {first_line(exc)}; "
             "run it on a GPU, or export with --keep-io-types/--precision fp32",
         }
     report = compare(outputs, reference, names)
@@ -175,8 +172,3 @@ def verify(model_bytes, feeds, reference, names, precision, *, force=False) -> d
             "use --force to keep it, or another --precision"
         )
     return report
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

@@ -90,14 +90,8 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
     if how == "none" or x.dim() == 2:
         return x
     if x.dim() == 4:  # (N, C, H, W) -> (N, C) or (N, 2C)
-        if how == "avg":
-            return x.mean(dim=(2, 3))
-        if how == "max":
-            return x.amax(dim=(2, 3))
-        if how == "avgmax":
-            return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-        if how == "gem":
-            return x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        if how in _MAP_POOLS:
+            return _MAP_POOLS[how](x)
         raise UserInputError(
             f"pooling {how!r} does not apply to a feature map; use one of "
             f"{', '.join(SPATIAL_POOLINGS)}"
@@ -106,9 +100,7 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
         if how == "cls":
             return x[:, 0]
         if how == "lasttoken":
-            if mask is None:
-                return x[:, -1]
-            return last_token(x, mask)
+            return x[:, -1] if mask is None else last_token(x, mask)
         if how in ("mean", "avg"):
             if mask is None:
                 return x.mean(dim=1)
@@ -119,6 +111,14 @@ def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.T
             f"{', '.join(TOKEN_POOLINGS)}"
         )
     raise UserInputError(f"cannot pool a tap of rank {x.dim()}; use --pool none")
+
+
+_MAP_POOLS = {  # (N, C, H, W) -> (N, C), or (N, 2C) for avgmax
+    "avg": lambda x: x.mean(dim=(2, 3)),
+    "max": lambda x: x.amax(dim=(2, 3)),
+    "avgmax": lambda x: torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1),
+    "gem": lambda x: x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P),
+}
 
 
 def last_token(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from embedkit.contract import PreprocessSpec, Tap
-from embedkit.errors import ExportError
+from embedkit.errors import ExportError, first_line
 
 OPSET = 17  # TorchScript exporter
 DYNAMO_OPSET = 18  # the dynamo exporter's lowest
@@ -70,7 +70,7 @@ def to_onnx(tr: Traceable, name: str) -> tuple[onnx.ModelProto, str]:
         try:
             return dynamo(tr), f"torch.onnx dynamo, opset {DYNAMO_OPSET}"
         except Exception as exc:  # the dynamo exporter raises many types
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            reason = first_line(exc, 200)
             raise ExportError(
                 f"{first} (architecture {arch}); the dynamo exporter failed too: {reason}"
             ) from exc
@@ -110,7 +110,6 @@ def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
         ``cannot export NAME at layer 'L': <the exporter's reason>``.
     """
     stack: list[str] = []
-    failed: list[str] = []
     handles = []
 
     def enter(_module, _args, name):
@@ -134,7 +133,7 @@ def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
             layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))
             layer = layer.removeprefix("model.") if layer else None
             where = f" at layer {layer!r}" if layer else ""
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            reason = first_line(exc)
             raise ExportError(f"cannot export {name}{where}: {reason}") from exc
         finally:
             for handle in handles:

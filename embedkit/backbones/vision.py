@@ -16,7 +16,7 @@ from embedkit.backbones.hooked_backbone import HookedBackbone, per_channel
 from embedkit.backbones.registry import BackboneSpec, register_backbone, register_prefix
 from embedkit.backbones.taps import TapPoint
 from embedkit.contract import ImageSpec
-from embedkit.errors import UserInputError, require
+from embedkit.errors import UserInputError, first_line, require
 
 LITE_MEAN, LITE_STD = 127.0, 128.0  # TF-Lite convention: x = (pixel - 127) / 128
 
@@ -117,7 +117,7 @@ def _pretrained(name: str, build) -> torch.nn.Module:
     try:
         return build().eval()
     except (OSError, RuntimeError, ValueError) as exc:  # hub download, checksum, unknown name
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc, 200)
         raise UserInputError(f"cannot load {name} with pretrained weights: {reason}; "
                              "check the name, and that the weights are cached or downloadable"
                              ) from exc  # fmt: skip
@@ -131,11 +131,10 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
     MissingDependencyError
         When timm does not import; the message says ``pip install 'embedkit[timm]'``.
     """
-    timm = require("timm", "timm", f"the backbone timm:{model_name}")
-    timm_data = require("timm.data", "timm", f"the backbone timm:{model_name}")
-    model = _pretrained(
-        f"timm:{model_name}", lambda: timm.create_model(model_name, pretrained=True)
-    )
+    name = f"timm:{model_name}"
+    timm = require("timm", "timm", f"the backbone {name}")
+    timm_data = require("timm.data", "timm", f"the backbone {name}")
+    model = _pretrained(name, lambda: timm.create_model(model_name, pretrained=True))
     cfg = timm_data.resolve_data_config({}, model=model)
     _, h, w = cfg["input_size"]
     crop = float(cfg.get("crop_pct", 1.0))
@@ -148,7 +147,7 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
         interpolation=cfg.get("interpolation", "bilinear"),
     )
     example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    return _with_module_taps(model, example, f"timm:{model_name}", spec)
+    return _with_module_taps(model, example, name, spec)
 
 
 def load_torchvision(model_name: str, **_options) -> HookedBackbone:
@@ -173,7 +172,7 @@ def load_torchvision(model_name: str, **_options) -> HookedBackbone:
         interpolation=str(t.interpolation.value),
     )
     example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    return _with_module_taps(model, example, f"torchvision:{model_name}", spec)
+    return _with_module_taps(model, example, name, spec)
 
 
 def _image_spec(prefix: str, loader):

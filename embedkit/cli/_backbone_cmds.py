@@ -11,6 +11,7 @@ embedkit export minilm --out models/minilm.onnx --precision int8
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from embedkit.cli._args import max_length
@@ -88,17 +89,14 @@ def _backbones_api():
 
 def _quiet_transformers() -> None:
     """No per-tensor "Loading weights" progress bar in CLI output."""
-    try:
+    with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
-    hf_logging.disable_progress_bar()
+
+        hf_logging.disable_progress_bar()
 
 
 def _resolve_name(name: str) -> str:
-    if (Path(name) / "config.json").is_file():
-        return "hf:" + name  # a local Hugging Face model folder
-    return name
+    return "hf:" + name if (Path(name) / "config.json").is_file() else name  # a local HF folder
 
 
 def _backbones(args) -> int:

@@ -128,11 +128,9 @@ def _recorded_model(head: str) -> str | None:
 
 
 def _write_jsonl(records, stream) -> int:
-    count = 0
-    for record in records:
-        stream.write(json.dumps(record) + "\n")
-        count += 1
-    return count
+    lines = [json.dumps(record) + "\n" for record in records]
+    stream.writelines(lines)
+    return len(lines)
 
 
 def _write_csv(columns: dict, stream) -> int:

@@ -72,8 +72,7 @@ def parse_params(pairs: list[str]) -> dict:
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
-            lowered = value.lower()
-            params[key] = {"true": True, "false": False, "none": None}.get(lowered, value)
+            params[key] = {"true": True, "false": False, "none": None}.get(value.lower(), value)
     return params
 
 
@@ -81,8 +80,7 @@ def run_train(args) -> int:
     from embedkit.heads.from_store import train_on_store
     from embedkit.rows import read_ids_file
 
-    inputs = [args.store, args.exclude]
-    guard_output(args.out, HEAD_FOLDER, overwrite=args.overwrite, inputs=inputs)
+    guard_output(args.out, HEAD_FOLDER, overwrite=args.overwrite, inputs=[args.store, args.exclude])
     exclude = read_ids_file(args.exclude) if args.exclude else None
     record = train_on_store(
         args.store,

@@ -132,12 +132,9 @@ def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: TapJoin | 
         inputs.append(helper.make_tensor_value_info(name, elem, ["N", *tap_shape]))
         bridge.append(helper.make_node("Cast", [name], [f"{name}/f"], to=TensorProto.FLOAT))
         if dtype == "float16":  # the store held float16 features: round them the same way
-            bridge.append(
-                helper.make_node("Cast", [f"{name}/f"], [f"{name}/16"], to=TensorProto.FLOAT16)
-            )
-            bridge.append(
-                helper.make_node("Cast", [f"{name}/16"], [f"{name}/32"], to=TensorProto.FLOAT)
-            )
+            f16, f32 = TensorProto.FLOAT16, TensorProto.FLOAT
+            bridge.append(helper.make_node("Cast", [f"{name}/f"], [f"{name}/16"], to=f16))
+            bridge.append(helper.make_node("Cast", [f"{name}/16"], [f"{name}/32"], to=f32))
         if flat:  # (N, C, H, W) -> (N, C*H*W), as the head was trained
             bridge.append(helper.make_node("Flatten", [bridge[-1].output[0]], [f"{name}/flat"],
                                            axis=1))  # fmt: skip

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedkit.errors import UserInputError, require
+from embedkit.errors import UserInputError, first_line, require
 from embedkit.extract.preprocess import BadItem
 from embedkit.extract.sources import Listing, Source, content_sha
 from embedkit.extract.tables import check_column, id_value, split_value, text_value
@@ -73,7 +73,7 @@ def parquet_part(path: Path, name: str, base: Path) -> _Part:
             meta, schema = file.metadata, file.schema_arrow
     except Exception as exc:  # ArrowInvalid, OSError: not Parquet or truncated
         raise UserInputError(
-            f"{path}: not a readable Parquet file ({_first_line(exc)}); re-write it"
+            f"{path}: not a readable Parquet file ({first_line(exc, 160)}); re-write it"
         ) from None
     counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     return _Part(name, str(path), counts, _ParquetReader(path), schema, base=base)
@@ -97,7 +97,7 @@ def arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) ->
                 is_file = False
     except Exception as exc:
         raise UserInputError(
-            f"{path}: not a readable Arrow IPC/Feather file ({_first_line(exc)}); re-write it"
+            f"{path}: not a readable Arrow IPC/Feather file ({first_line(exc, 160)}); re-write it"
         ) from None
 
     reader = _ArrowReader(path, is_file)
@@ -157,10 +157,6 @@ class _TableReader:
         return self.table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-
-
 class ArrowSource(Source):
     """Rows of Arrow data: a data column (text, image bytes or image paths) and optional
     label, id and split columns (see the module docstring for the ids).
@@ -206,7 +202,7 @@ class ArrowSource(Source):
             unit = "row group" if part.where.endswith(PARQUET_SUFFIXES) else "batch"
             raise UserInputError(
                 f"{part.where}: cannot read {unit} {b} of columns {', '.join(columns)} "
-                f"({_first_line(exc)}); re-write the file"
+                f"({first_line(exc, 160)}); re-write the file"
             ) from None
 
     def _pick_column(self, column: str | None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.errors import UserInputError, require
+from embedkit.errors import UserInputError, first_line, require
 
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
@@ -114,7 +114,7 @@ class Runner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UserInputError(f"{path}: onnxruntime cannot load the model ({first})") from exc
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != _CUDA:  # ORT fell back without a word

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError
+from embedkit.errors import StoreError, first_line
 from embedkit.files import TEMP
 from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
@@ -90,7 +90,7 @@ def verify_store(path) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - HDF5 reads of damaged bytes fail in many ways
         # the checksums name the damaged file; the failed read comes after them
         files = _file_checksums(path)
-        return sums + files + [f"{path}: a read failed ({_first(exc)}); {RESTORE}"]
+        return sums + files + [f"{path}: a read failed ({first_line(exc, 100)}); {RESTORE}"]
     if state is None:
         return problems + sums + _file_checksums(path) + _debris(path)
     marked = [
@@ -174,7 +174,7 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
         try:
             columns[name] = f[name][...]
         except Exception as exc:  # noqa: BLE001 - any read failure is a finding
-            problems.append(f"{where}: /{name} cannot be read ({_first(exc)}); {RESTORE}")
+            problems.append(f"{where}: /{name} cannot be read ({first_line(exc, 100)}); {RESTORE}")
     rows = len(columns.get(S.LABELS, ()))
     for name in (S.IDS, S.DIGESTS, S.SPLIT):
         if name in columns and columns[name].shape != (rows,):
@@ -195,7 +195,8 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
             try:
                 block = ds[lo : lo + step]  # (step, *shape)
             except Exception as exc:  # noqa: BLE001
-                problems.append(f"{where}: /{name} rows {lo}+ cannot be read ({_first(exc)})")
+                why = first_line(exc, 100)
+                problems.append(f"{where}: /{name} rows {lo}+ cannot be read ({why})")
                 break
             bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
             if bad.any():
@@ -220,7 +221,3 @@ def _listing(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and TEMP not in p.name)
-
-
-def _first(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__

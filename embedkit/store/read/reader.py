@@ -78,8 +78,7 @@ class FeatureStore:
         check_rows(self.path, state, self._handles)  # values, shards, unique ids
         self._state = state
         self.fingerprint = state.fingerprint
-        seg = state.segments
-        self._starts = seg[:, 2].copy()  # (M,) first row of each segment
+        self._starts = state.segments[:, 2].copy()  # (M,) first row of each segment
         self._views: dict[str, list[np.ndarray]] = {}
         self._flat: dict[str, tuple] = {}
         self._ids: np.ndarray | None = None
@@ -195,9 +194,7 @@ class FeatureStore:
         tap = self._tap(tap)
         views = self._tap_views(tap)
         dtype = dtype or self.tap_info(tap).dtype
-        if rows is None:
-            rows = slice(None)
-        idx = _as_index(rows)
+        idx = _as_index(slice(None) if rows is None else rows)
         if len(views) == 1:
             if isinstance(idx, slice):  # a view of the file: copy it out once
                 return np.array(views[0][idx], dtype=dtype, copy=True)
@@ -316,6 +313,4 @@ class FeatureStore:
 
 
 def _as_index(rows):
-    if isinstance(rows, slice):
-        return rows
-    return np.asarray(rows, dtype=np.int64)
+    return rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
