@@ -148,3 +148,18 @@ def test_balance_scores_meets_the_class_shares():
         assert np.allclose(Q.sum(1), 1)
         assert np.allclose(Q.sum(0), 200 * np.array(share), rtol=0.02)
     assert balance_scores(F, "none", np.array([0])) is F
+
+
+def test_refine_spreads_again_over_the_heads_view(few_labels):
+    """refine=True spreads a second time, over a graph of the first head's
+    log-probabilities, and refits; the graph and balance chosen stay. Off by default (on
+    these overlapping blobs it labels fewer rows right), and graph='none' has nothing
+    to refine."""
+    X, y, y_few, _ = few_labels
+    once = make_head("spread", random_state=0).fit(X, y_few)
+    twice = make_head("spread", refine=True, random_state=0).fit(X, y_few)
+    assert twice.refined_ and not once.refined_
+    assert (twice.graph_, twice.balance_) == (once.graph_, once.balance_)
+    assert not np.allclose(twice.predict_proba(X), once.predict_proba(X))
+    alone = make_head("spread", graph="none", refine=True, random_state=0).fit(X, y_few)
+    assert not alone.refined_
