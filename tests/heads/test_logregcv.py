@@ -29,3 +29,10 @@ def test_one_row_in_a_class_falls_back_to_c():
     head = make_head("logregcv", C=0.5).fit(X, y)
     assert head.n_folds_ == 1 and head.C_ == 0.5
     assert head.predict_proba(X).shape == (40, 5)
+
+
+def test_default_grid_steps_by_half_decades_from_001_to_1000():
+    """Whole decades miss the C that cross-validation prefers on mpnet fortunes (3: issue 23)."""
+    Cs = np.array(make_head("logregcv").Cs)
+    assert Cs[0] == 0.01 and Cs[-1] == 1000.0
+    assert 3.0 in Cs and np.all(Cs[1:] / Cs[:-1] <= 10 / 3 + 1e-9)  # 1, 3, 10, 30, ...
