@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from embedkit.errors import UserInputError, check_known
+from embedkit.errors import UserInputError, check_known, require
 
 # metadata_props keys; every value is a JSON string except the tokenizer's.
 FORMAT = "embedkit.format"  # "1"
@@ -263,8 +263,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     >>> read_metadata("models/lite0.onnx")[TAPS][0]["shape"]  # doctest: +SKIP
     [1280]
     """
-    from embedkit.errors import require
-
     onnx = require("onnx", "cpu", "reading ONNX files")
     model = onnx.load(str(path), load_external_data=False)
     return decode_metadata({p.key: p.value for p in model.metadata_props}, path)

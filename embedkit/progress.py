@@ -105,10 +105,8 @@ class Progress:
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Seconds left at the rate of work done so far (None before any work)."""
         now = time.perf_counter() if now is None else now
-        if self.work_total is None:  # items are the work; resumed items are not counted
-            left = self.total - self.n
-        else:
-            left = self.work_total - self.work
+        # without work_total, items are the work (resumed items are not counted)
+        left = self.total - self.n if self.work_total is None else self.work_total - self.work
         since, done = self._start, self.work
         if self._first is not None and now - self._first[0] > 0 and self.work > self._first[1]:
             since, done = self._first[0], self.work - self._first[1]  # after the first step
@@ -158,8 +156,6 @@ class Progress:
 def _columns(file) -> int:
     """The terminal's width when ``file`` is a terminal, else 0 (log lines)."""
     try:
-        if not file.isatty():
-            return 0
-        return os.get_terminal_size(file.fileno()).columns
+        return os.get_terminal_size(file.fileno()).columns if file.isatty() else 0
     except (AttributeError, OSError, ValueError):
         return 0

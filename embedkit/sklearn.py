@@ -158,9 +158,7 @@ class CachedEncoder(TransformerMixin, BaseEstimator):
                 f"CachedEncoder was fitted on {self.kind_} inputs; pass a list of strings"
             )
         items = [str(x) for x in X]
-        if self.kind_ == "image":
-            return [_read(path) for path in items]
-        return items
+        return [_read(path) for path in items] if self.kind_ == "image" else items
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -122,10 +122,7 @@ def neighbor_scan(
     order = np.argsort(-top_sim, axis=1, kind="stable")
     top_sim = np.take_along_axis(top_sim, order, axis=1)
     top_idx = np.take_along_axis(top_idx, order, axis=1)
-    if k_eff:
-        outlier = (1.0 - top_sim.mean(axis=1)).astype(np.float32)
-    else:
-        outlier = np.zeros(n, dtype=np.float32)
+    outlier = (1.0 - top_sim.mean(axis=1)).astype(np.float32) if k_eff else np.zeros(n, np.float32)
     pair_idx, pair_sim, total = pairs.result()
     return NeighborScan(pair_idx, pair_sim, total, top_idx, top_sim, outlier)
 

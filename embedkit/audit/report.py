@@ -49,10 +49,7 @@ class AuditReport:
         ``top_k`` lowest-scoring labelled items whether or not they are issues.
         """
         order = self.issues.ranking(self.spec.rank_by)  # (L,) into labelled
-        if top_k is None:
-            order = order[self.issues.is_issue[order]]
-        else:
-            order = order[:top_k]
+        order = order[self.issues.is_issue[order]] if top_k is None else order[:top_k]
         return self.labelled[order]
 
     def outlier_rows(self, top_k: int | None = None) -> np.ndarray:
@@ -96,23 +93,20 @@ class AuditReport:
 
     def duplicates_table(self) -> list[dict]:
         """Rows of duplicates.csv, most similar first."""
-        cross = self.cross_split()
-        out = []
-        for (a, b), sim, leak in zip(self.scan.pairs, self.scan.similarity, cross):
-            out.append(
-                {
-                    "id_a": self.ids[a],
-                    "id_b": self.ids[b],
-                    "similarity": round(float(sim), 6),
-                    "split_a": self.splits[a],
-                    "split_b": self.splits[b],
-                    "cross_split": bool(leak),
-                    "label_a": self._name(a),
-                    "label_b": self._name(b),
-                    "same_label": bool(self.labels[a] == self.labels[b]),
-                }
-            )
-        return out
+        return [
+            {
+                "id_a": self.ids[a],
+                "id_b": self.ids[b],
+                "similarity": round(float(sim), 6),
+                "split_a": self.splits[a],
+                "split_b": self.splits[b],
+                "cross_split": bool(leak),
+                "label_a": self._name(a),
+                "label_b": self._name(b),
+                "same_label": bool(self.labels[a] == self.labels[b]),
+            }
+            for (a, b), sim, leak in zip(self.scan.pairs, self.scan.similarity, self.cross_split())
+        ]
 
     def outliers_table(self) -> list[dict]:
         """Rows of outliers.csv, most distant first."""

@@ -98,7 +98,8 @@ def _markdown(report, summary: dict, tables: dict) -> str:
         f"| label issues (confident joint) | {li['n_issues']} "
         f"(estimated noise rate {li['estimated_noise_rate']:.1%}) |",
         f"| out-of-fold accuracy | {_pct(cb['oof_accuracy'])} |",
-        f"| imbalance ratio (max/min count) | {_ratio(cb['imbalance_ratio'])} |",
+        "| imbalance ratio (max/min count) | "
+        f"{_f(cb['imbalance_ratio'], '.2f', 'inf (a class is empty)')} |",
         f"| near-duplicate pairs (cosine >= {dup['threshold']}) | {dup['n_pairs']} "
         f"({dup['n_cross_split']} across splits, "
         f"{dup['n_label_conflicts']} with different labels) |",
@@ -156,12 +157,8 @@ def _top(title: str, rows: list[dict], n: int, file: str) -> list[str]:
 
 
 def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    return _f(value, ".1%")
 
 
-def _ratio(value) -> str:
-    return "inf (a class is empty)" if value is None else f"{value:.2f}"
-
-
-def _f(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def _f(value, spec: str = ".4f", none: str = "n/a") -> str:
+    return none if value is None else format(value, spec)

@@ -96,7 +96,6 @@ def reference(table) -> dict | None:
 
 def pick_markdown(table) -> str:
     """The recommended pair, the reference, the baselines, best tap per head, by-tap table."""
-
     top, best = _top(table), recommend(table)
     lines = []
     if best is None:
@@ -153,7 +152,6 @@ def _best_taps_markdown(table) -> list[str]:
 
 
 def _by_tap_markdown(table, top) -> list[str]:
-
     taps = table.taps
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     lines = [

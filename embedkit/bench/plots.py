@@ -30,12 +30,10 @@ def _pyplot():
 
 def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     """One line per head over the shot levels, with its 95% interval as a band.
-
     Examples
     --------
     >>> plot_accuracy_vs_shots(build_report("bench/"), "shots.png")  # doctest: +SKIP
     """
-
     plt = _pyplot()
     rows = _shown_rows(table)
     levels = shot_levels(rows)
@@ -90,7 +88,6 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     """Mean accuracy against mean fit seconds (log scale), one line per head over shots."""
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     rows = _shown_rows(table)

@@ -213,10 +213,8 @@ def aggregate(records: list[dict]) -> BenchTable:
             "n_train": int(np.median([r["n_train"] for r in members])),
         }
         for key in (*METRICS, *TIMES, "val_accuracy"):
-            mean, lo, hi = t_interval(_per_seed(ok, key))
-            row.update(
-                {f"{key}_{s}": _none(v) for s, v in zip(("mean", "lo", "hi"), (mean, lo, hi))}
-            )
+            stats = t_interval(_per_seed(ok, key))  # mean, lo, hi
+            row |= {f"{key}_{s}": _none(v) for s, v in zip(("mean", "lo", "hi"), stats)}
         row["val_seeds"] = {  # seed -> validation accuracy: the paired comparisons of choose
             int(r["seed"]): float(r["val"]["accuracy"])
             for r in ok
@@ -240,11 +238,8 @@ def aggregate(records: list[dict]) -> BenchTable:
         if with_base
         else {},
     }
-    failures = [
-        {"run_id": r["run_id"], "error": r["error"]}
-        for r in sorted(records, key=lambda r: r["run_id"])
-        if r["status"] != "ok"
-    ]
+    failed = sorted((r for r in records if r["status"] != "ok"), key=lambda r: r["run_id"])
+    failures = [{"run_id": r["run_id"], "error": r["error"]} for r in failed]
     return BenchTable(rows, failures, info)
 
 

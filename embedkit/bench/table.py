@@ -24,10 +24,7 @@ def pm(row: dict | None, key: str) -> str:
         return "failed" if row and row["n_failed"] else "n/a"
     mean, hi = row[f"{key}_mean"], row[f"{key}_hi"]
     digits = 2 if key in TIMES else 3
-    text = f"{mean:.{digits}f}"
-    if hi is not None:
-        text += f" ± {hi - mean:.{digits}f}"
-    return text
+    return f"{mean:.{digits}f}" + ("" if hi is None else f" ± {hi - mean:.{digits}f}")
 
 
 def grid(columns: list[str], rows: dict[str, list[str]], baselines: dict | None = None) -> list:

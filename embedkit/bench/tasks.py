@@ -117,16 +117,11 @@ def run_one(task: Task, X: np.ndarray, y: np.ndarray, common: dict,
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "status": "ok",
-        "error": None,
         "metrics": {},
-        "val": None,
         "baselines": task.baselines,
         "params": {},
-        "sweep": None,
         "warnings": [],
-        "fit_s": None,
-        "predict_s": None,
-        "fit_shared_with": None,
+        **dict.fromkeys(("error", "val", "sweep", "fit_s", "predict_s", "fit_shared_with")),
     }
     if reuse is not None and reuse["status"] != "ok":
         reuse = None  # the shared fit failed: this run fits on its own (and reports why)

@@ -73,36 +73,30 @@ class Options:
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
+def _positive_tuple(value) -> bool:
+    """A non-empty tuple of positive numbers (LogRegCVHead's ``Cs``)."""
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return isinstance(value, tuple) and bool(value) and all(real(v) and v > 0 for v in value)
+
+
+_KINDS = {  # the entries that are not an Interval or Options: what each accepts, in words
+    None: (lambda v: v is None, "None"),
+    bool: (lambda v: isinstance(v, bool), "a bool"),
+    dict: (lambda v: isinstance(v, dict), "a dict"),
+    tuple: (_positive_tuple, "a tuple of positive numbers"),
+    DEVICE: (
+        lambda v: isinstance(v, str) and DEVICE.fullmatch(v) is not None,
+        "a device (auto, cpu, cuda, cuda:N)",
+    ),
+}
+
+
 def _allows(rule, value) -> bool:
-    if rule is None:
-        return value is None
-    if rule is bool:
-        return isinstance(value, bool)
-    if rule is dict:
-        return isinstance(value, dict)
-    if rule is tuple:  # a non-empty tuple of positive numbers (LogRegCVHead's Cs)
-        return (
-            isinstance(value, tuple)
-            and bool(value)
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
-            )
-        )
-    if isinstance(rule, re.Pattern):
-        return isinstance(value, str) and rule.fullmatch(value) is not None
-    return value in rule
+    return value in rule if isinstance(rule, (Interval, Options)) else _KINDS[rule][0](value)
 
 
 def _describe(rule) -> str:
-    if rule is None:
-        return "None"
-    if rule in (bool, dict):
-        return f"a {rule.__name__}"
-    if rule is tuple:
-        return "a tuple of positive numbers"
-    if isinstance(rule, re.Pattern):
-        return "a device (auto, cpu, cuda, cuda:N)"
-    return str(rule)
+    return str(rule) if isinstance(rule, (Interval, Options)) else _KINDS[rule][1]
 
 
 def check_params(head) -> None:

@@ -148,17 +148,14 @@ def _check_finite(head, path: Path) -> None:
         arrays = {k: v.detach().cpu().numpy() for k, v in head.module_.state_dict().items()}
     else:
         parts = {**vars(head), **getattr(getattr(head, "estimator_", None), "__dict__", {})}
-        arrays = {k: v for k, v in parts.items() if k.endswith("_") and _is_float(v)}
+        floats = (float, np.floating, np.ndarray)
+        arrays = {k: v for k, v in parts.items() if k.endswith("_") and isinstance(v, floats)}
     for name, value in arrays.items():
         value = np.asarray(value)
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise UserInputError(
                 f"{path}: weight {name!r} holds NaN or infinite values; re-train the head"
             )
-
-
-def _is_float(value) -> bool:
-    return isinstance(value, (float, np.floating, np.ndarray))
 
 
 def _known() -> str:
@@ -268,19 +265,15 @@ def _load_torch(directory: Path, record, config: dict):
 
 def _torch_state(head) -> dict:
     return {
-        "classes": _encode_classes(head.classes_),
+        "classes": {
+            "dtype": head.classes_.dtype.str if head.classes_.dtype.kind != "O" else "object",
+            "values": _jsonable(head.classes_.tolist(), "classes_"),
+        },
         "n_features_in": int(head.n_features_in_),
         "feature_shape": list(head.feature_shape_),
         "history": _jsonable(head.history_, "history_"),
         "best_epoch": head.best_epoch_,
         "solver": head.solver_,
-    }
-
-
-def _encode_classes(classes: np.ndarray) -> dict:
-    return {
-        "dtype": classes.dtype.str if classes.dtype.kind != "O" else "object",
-        "values": _jsonable(classes.tolist(), "classes_"),
     }
 
 

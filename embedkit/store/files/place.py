@@ -102,17 +102,14 @@ def place_all(store: Path, metas: list[ShardMeta], fingerprint, names: list[str]
     for group in groups:
         if len(group) == 1:
             meta = group[0]
-            name = meta.path.name if meta.path.parent == folder else _linked_name(meta)
+            keep = meta.path.parent == folder or meta.path.suffix == ".h5"  # else a .part
+            name = meta.path.name + ("" if keep else ".h5")
             place(meta.path, folder / name)
             out.append((name, meta))
             continue
         merged = _merge(folder, group, fingerprint, names)
         out.append((merged.path.name, merged))
     return out
-
-
-def _linked_name(meta: ShardMeta) -> str:
-    return meta.path.name if meta.path.suffix == ".h5" else meta.path.name + ".h5"
 
 
 def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMeta:
@@ -133,5 +130,4 @@ def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMet
     except BaseException:
         builder.abort()
         raise
-    size = path.stat().st_size
-    return ShardMeta(path, ids, labels, split, digests, size)
+    return ShardMeta(path, ids, labels, split, digests, path.stat().st_size)

@@ -85,7 +85,10 @@ class ShardBuilder:
         row_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in self._taps)
         self.nbytes = self.n * (row_bytes + 100) + (64 << 10)
         if pending is not None and self.tmp.exists():
-            self.offsets = self._offsets()
+            with h5py.File(self.tmp, "r") as f:
+                self.offsets = {
+                    t.name: int(f[f"{S.FEATURES}/{t.name}"].id.get_offset()) for t in self._taps
+                }
         else:
             make = self.tmp if pending is None else self.tmp.with_name(own.name)
             with disk_errors(self.tmp, self.nbytes):
@@ -99,10 +102,6 @@ class ShardBuilder:
     @property
     def _taps(self) -> tuple[S.TapInfo, ...]:
         return self.fingerprint.tap_infos
-
-    def _offsets(self) -> dict[str, int]:
-        with h5py.File(self.tmp, "r") as f:
-            return {t.name: int(f[f"{S.FEATURES}/{t.name}"].id.get_offset()) for t in self._taps}
 
     def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
