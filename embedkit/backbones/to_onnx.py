@@ -10,7 +10,6 @@ operator the exporter cannot convert, the module that calls it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import re
@@ -109,20 +108,7 @@ def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
     ExportError
         ``cannot export NAME at layer 'L': <the exporter's reason>``.
     """
-    stack: list[str] = []
-    handles = []
-
-    def enter(_module, _args, name):
-        stack.append(name)
-
-    def leave(_module, _args, _out):
-        if stack:
-            stack.pop()
-
-    for mod_name, mod in tr.module.named_modules():
-        handles.append(mod.register_forward_pre_hook(functools.partial(enter, name=mod_name)))
-        handles.append(mod.register_forward_hook(leave))
-    with tempfile.TemporaryDirectory() as tmp:
+    with _module_stack(tr.module) as stack, tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(None):
@@ -133,12 +119,28 @@ def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
             layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))
             layer = layer.removeprefix("model.") if layer else None
             where = f" at layer {layer!r}" if layer else ""
-            reason = first_line(exc)
-            raise ExportError(f"cannot export {name}{where}: {reason}") from exc
-        finally:
-            for handle in handles:
-                handle.remove()
+            raise ExportError(f"cannot export {name}{where}: {first_line(exc)}") from exc
         return onnx.load(path)
+
+
+@contextlib.contextmanager
+def _module_stack(module: torch.nn.Module):
+    """Yield the names of the submodules running now, innermost last (forward hooks)."""
+    stack: list[str] = []
+
+    def leave(*_) -> None:  # a forward hook returning something would replace the output
+        if stack:
+            stack.pop()
+
+    handles = []
+    for name, mod in module.named_modules():
+        handles.append(mod.register_forward_pre_hook(lambda *_, n=name: stack.append(n)))
+        handles.append(mod.register_forward_hook(leave))
+    try:
+        yield stack
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _quiet_exporter_notices() -> None:
@@ -162,7 +164,6 @@ def _layer_running(module: torch.nn.Module, example: tuple, message: str) -> str
         return None
     from torch.overrides import TorchFunctionMode
 
-    stack: list[str] = []
     found: list[str] = []
 
     class FindOp(TorchFunctionMode):
@@ -171,16 +172,7 @@ def _layer_running(module: torch.nn.Module, example: tuple, message: str) -> str
                 found.append(stack[-1])
             return func(*args, **(kwargs or {}))
 
-    handles = []
-    for name, mod in module.named_modules():
-        handles.append(mod.register_forward_pre_hook(lambda *_, n=name: stack.append(n) and None))
-        handles.append(mod.register_forward_hook(lambda *_: stack.pop() and None))
-    try:
-        with torch.no_grad(), FindOp():
+    with _module_stack(module) as stack, contextlib.suppress(Exception), torch.no_grad():
+        with FindOp():  # the layer is a hint only; the export error is what matters
             module(*example)
-    except Exception:  # the layer is a hint only; the export error is what matters
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
     return found[0] if found and found[0] else None

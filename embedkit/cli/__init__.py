@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = args.func(args)
-        return int(code or 0)
+        return int(args.func(args) or 0)
     except EmbedkitError as exc:
         if args.debug:
             raise

@@ -195,17 +195,10 @@ def run_split(args) -> int:
                     f"{args.store}: has {n_test} stored test rows and --test would move them; "
                     "leave out --test to keep them, or pass --retest to redraw the test split"
                 )
-            n = len(fs)
             test = 0.2 if args.test is None else args.test
-            keep_test = bool(n_test) and not args.retest
-            parts = split_rows(
-                fs,
-                val=args.val,
-                test=test,
-                seed=args.seed,
-                use_stored="test" if keep_test else False,
-            )
-        values = np.full(n, "", dtype=object)
+            keep = "test" if n_test and not args.retest else False  # its test rows stay test
+            parts = split_rows(fs, val=args.val, test=test, seed=args.seed, use_stored=keep)
+        values = np.full(len(stored), "", dtype=object)
         for name, rows in parts.items():
             values[rows] = name
         set_splits(args.store, values.tolist(), lock=lock)

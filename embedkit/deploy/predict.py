@@ -123,15 +123,4 @@ def _run_deployed(path: Path, source, config, options: dict) -> Predictions:
         store = Path(tmp) / "probabilities.h5"
         extract(path, source, store, config, **{**options, "taps": (PROBABILITIES,)})
         with FeatureStore(store) as fs:
-            proba = fs.features(PROBABILITIES)  # (N, K)
-            names = fs.label_names
-            labels = fs.labels().tolist() if fs.has_labels else [-1] * len(fs)
-            truth = tuple(None if t < 0 else names[t] for t in labels)
-            ids = tuple(str(i) for i in fs.ids())
-    return Predictions(
-        ids=ids,
-        labels=tuple(classes[i] for i in proba.argmax(1)),
-        probabilities=proba,
-        classes=classes,
-        truth=truth,
-    )
+            return Predictions.of(fs, fs.features(PROBABILITIES), classes)  # (N, K)

@@ -277,9 +277,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         Epochs scale with the data, so tiny few-shot sets still get ``min_steps`` steps.
         """
         steps = len(split_batches(torch.arange(n_rows), self.batch_size))
-        epochs = self.max_epochs
-        if epochs is None:
-            epochs = min(2000, max(20, math.ceil(self.min_steps / steps)))
+        epochs = self.max_epochs or min(2000, max(20, math.ceil(self.min_steps / steps)))
         schedule = make_schedule(self.schedule, self.optimizer_, float(self.lr), epochs * steps)
         return MinibatchAdamW(self.optimizer_, self.batch_size, self._autocast, schedule), epochs
 

@@ -56,8 +56,7 @@ def encode_labels(
     outside ``classes``.
     """
     check_classification_targets(y)
-    if classes is None:
-        classes = np.unique(y)
+    classes = np.unique(y) if classes is None else classes
     if len(classes) < 2:
         raise UserInputError(
             f"y has {len(classes)} class ({classes!r}); a classifier needs at least 2 classes"

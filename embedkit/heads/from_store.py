@@ -207,6 +207,20 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def of(cls, fs, proba: np.ndarray, classes: tuple[str, ...]) -> Predictions:
+        """The predictions ``proba`` (N, K) for the rows of the open store ``fs``: their ids,
+        the most probable class, and the store's own label names as the truth."""
+        names = fs.label_names  # the store's own names: its classes may be a subset
+        truth = fs.labels().tolist() if fs.has_labels else [-1] * len(fs)
+        return cls(
+            tuple(str(i) for i in fs.ids()),
+            tuple(classes[i] for i in proba.argmax(1)),
+            proba,
+            classes,
+            tuple(None if t < 0 else _name(t, names) for t in truth),
+        )
+
     def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most probable class names (N, k) and their probabilities (N, k)."""
         if k < 1:
@@ -285,26 +299,17 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
         _check_width(head, fs, taps, head_dir)
         names = list(record.label_names) or fs.label_names
         classes = tuple(_name(c, names) for c in head.classes_)
-        truth_names = fs.label_names  # the store's own names: its classes may be a subset
-        ids = tuple(str(i) for i in fs.ids())
-        truth = fs.labels() if fs.has_labels else np.full(len(ids), -1)
         flat = not head.spatial_input
         proba = np.concatenate(
             [
                 head.predict_proba(
                     read_taps(fs, taps, slice(lo, lo + _PREDICT_BLOCK), join=join, flatten=flat)
                 )  # fmt: skip
-                for lo in range(0, len(ids), _PREDICT_BLOCK)
+                for lo in range(0, len(fs), _PREDICT_BLOCK)
             ]
             or [np.zeros((0, len(classes)))]
         )  # (N, K)
-    return Predictions(
-        ids=ids,
-        labels=tuple(classes[i] for i in proba.argmax(1)),
-        probabilities=proba,
-        classes=classes,
-        truth=tuple(None if t < 0 else _name(t, truth_names) for t in truth),
-    )
+        return Predictions.of(fs, proba, classes)
 
 
 def _check_width(head, fs, taps: Sequence[str], head_dir) -> None:

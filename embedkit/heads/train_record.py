@@ -74,9 +74,8 @@ class TrainRecord:
         return [names[int(c)] if 0 <= int(c) < len(names) else str(c) for c in classes]
 
     def to_dict(self) -> dict:
-        features = None
-        if self.features is not None:
-            features = {**self.features, "taps": [t.to_dict(dtype=False) for t in self.taps]}
+        taps = [t.to_dict(dtype=False) for t in self.taps]
+        features = None if self.features is None else {**self.features, "taps": taps}
         return {k: getattr(self, k) for k in _AS_IS} | {
             "head": self.head,
             "tap": self.tap,
@@ -107,9 +106,8 @@ class TrainRecord:
         )
 
     def write(self, directory: str | Path) -> None:
-        write_bytes_atomic(
-            Path(directory) / TRAIN_JSON, json.dumps(self.to_dict(), indent=1).encode()
-        )
+        text = json.dumps(self.to_dict(), indent=1)
+        write_bytes_atomic(Path(directory) / TRAIN_JSON, text.encode())
 
     @classmethod
     def read(cls, directory: str | Path) -> TrainRecord:

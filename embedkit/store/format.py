@@ -176,14 +176,7 @@ class Fingerprint:
         )
 
     def to_attrs(self) -> dict:
-        return {
-            "schema_version": self.schema_version,
-            "backbone_sha256": self.backbone_sha256,
-            "taps": self.taps,
-            "preprocess": self.preprocess,
-            "dtype": self.dtype,
-            "fingerprint": self.digest,
-        }
+        return {f: getattr(self, f) for f in FINGERPRINT_FIELDS} | {"fingerprint": self.digest}
 
     @property
     def digest(self) -> str:
@@ -193,10 +186,8 @@ class Fingerprint:
 
     def first_difference(self, other: Fingerprint) -> str | None:
         """Name of the first field that differs, or None when the fingerprints match."""
-        for name in FINGERPRINT_FIELDS:
-            if getattr(self, name) != getattr(other, name):
-                return name
-        return None
+        fields = FINGERPRINT_FIELDS
+        return next((f for f in fields if getattr(self, f) != getattr(other, f)), None)
 
 
 def _taps_json(taps) -> str:

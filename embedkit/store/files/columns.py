@@ -88,10 +88,7 @@ def write_columns(store, labels: np.ndarray, split: np.ndarray, base=None) -> li
     while len(spans) > 1 and spans[-2][1] - spans[-2][0] <= 2 * (spans[-1][1] - spans[-1][0]):
         last = spans.pop()
         spans[-1] = (spans[-1][0], last[1], None)  # merge the two newest files
-    pieces = []
-    for lo, hi, name in spans:
-        pieces.append((name or _write(store, labels[lo:hi], split[lo:hi]), hi - lo))
-    return pieces
+    return [(name or _write(store, labels[lo:hi], split[lo:hi]), hi - lo) for lo, hi, name in spans]
 
 
 def _unchanged(base, labels: np.ndarray, split: np.ndarray) -> bool:

@@ -15,7 +15,6 @@ module gives the index back. It uses, in order:
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from embedkit.store.files.integrity import checksum_problem
 from embedkit.store.files.shards import open_shard
 from embedkit.store.format import column_dir, shard_dir, version_path, versions
 from embedkit.store.read.state import State, load_state, segments_of, shard_rows
-from embedkit.store.txn.index import write_index, write_view
+from embedkit.store.txn.index import now, write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
 
 
@@ -108,10 +107,8 @@ def _from_shards(store: Path) -> State:
                 for col in (shard_of, src_of, label_of, split_of):
                     col.append(None)
             shard_of[row], src_of[row], label_of[row], split_of[row] = k, r, code, split[r]
-    labels = np.asarray(label_of, dtype=np.int64)
-    split = np.asarray(split_of, dtype="S8")
-    labels, split = _columns(store, labels, split)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    labels, split = _columns(store, np.asarray(label_of, np.int64), np.asarray(split_of, "S8"))
+    at = now()
     return State(
         fingerprint=fingerprint,
         shards=[p.name for p in paths],
@@ -119,7 +116,7 @@ def _from_shards(store: Path) -> State:
         labels=labels,
         split=split,
         label_names=names,
-        attrs={"created": now, "updated": now, "runs": json.dumps([{"recovered": now}])},
+        attrs={"created": at, "updated": at, "runs": json.dumps([{"recovered": at}])},
     )
 
 

@@ -100,16 +100,12 @@ def read_state(f: h5py.File, path) -> State:
 
 def index_parts(f: h5py.File) -> dict:
     """What every layout's index holds alike: fingerprint, class names, bad items, attributes."""
-    bad_ids = [S.as_text(v) for v in f[f"{S.BAD}/ids"][:]]
-    bad_digests = [S.as_text(v) for v in f[f"{S.BAD}/digests"][:]]
-    reasons = [S.as_text(v) for v in f[f"{S.BAD}/reasons"][:]]
+    bad = ([S.as_text(v) for v in f[f"{S.BAD}/{k}"][:]] for k in ("ids", "digests", "reasons"))
     # Schema 1 -> 2 changed the layout only: v1 rows are valid schema-2 rows.
     return {
         "fingerprint": replace(S.Fingerprint.from_attrs(f.attrs), schema_version=S.SCHEMA_VERSION),
         "label_names": [S.as_text(v) for v in f[S.LABEL_NAMES][:]],
-        "bad": {
-            i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(bad_ids, bad_digests, reasons)
-        },
+        "bad": {i: {"id": i, "digest": d, "reason": r} for i, d, r in zip(*bad)},
         "attrs": {k: S.as_text(v) for k, v in f.attrs.items()},
     }
 
@@ -174,6 +170,7 @@ def read_array(store, state: State, read) -> np.ndarray:
 
 
 def shard_rows(store: Path, state: State) -> dict[str, int]:
+    """Rows of each shard the state names, by name."""
     rows = {}
     for name in state.shards:
         with open_existing(store, name) as f:

@@ -63,11 +63,8 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     builder = row_builder(store, state, rows, shard_dir(store))
     path = fill_rows(store, state, rows, builder)
     crash_point("compacted-shard")
-    name = path.name
-    names = list(state.shards) + [name]
-    shard_of = shard_of.copy()
-    src_of = src_of.copy()
-    shard_of[rows] = len(names) - 1
+    names = [*state.shards, path.name]
+    shard_of[rows] = len(names) - 1  # rows_of() gave new arrays: changed in place
     src_of[rows] = np.arange(len(rows))
     new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
     write_index(store, new, shard_rows(store, new), base=state, operation="compact")
@@ -142,7 +139,8 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
         raise StoreError(no_store(store))
     rows = np.arange(state.n)
     out.parent.mkdir(parents=True, exist_ok=True)
-    check_free(out.parent, _size(store, state), out)
+    size = sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)
+    check_free(out.parent, size, out)
     builder = row_builder(store, state, rows, out.parent)
     builder.before_rename = lambda tmp: _add_index_parts(tmp, state)
     return fill_rows(store, state, rows, builder, final=out)
@@ -157,7 +155,3 @@ def _add_index_parts(tmp: Path, state: State) -> None:
         meta.create_dataset("rowmap", data=np.asarray([[0, 0, 0, state.n]], dtype=np.int64))
         f[S.LABELS][...] = state.labels
         write_attrs(f, state)
-
-
-def _size(store: Path, state: State) -> int:
-    return sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)

@@ -153,9 +153,5 @@ def write_bad(f: h5py.File, bad: dict[str, dict]) -> None:
 
 
 def write_attrs(f: h5py.File, state: State) -> None:
-    for key, value in state.attrs.items():
-        f.attrs[key] = value
-    f.attrs["format"] = S.FORMAT_NAME
-    for key, value in state.fingerprint.to_attrs().items():
-        f.attrs[key] = value
-    f.attrs["n_items"] = state.n
+    fingerprint = state.fingerprint.to_attrs()
+    f.attrs.update({**state.attrs, "format": S.FORMAT_NAME, **fingerprint, "n_items": state.n})
