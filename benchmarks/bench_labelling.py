@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_labelling.py --part quality    # 3 stores x 5 seeds
     flock /tmp/embedkit-bench.lock .venv/bin/python benchmarks/bench_labelling.py --part speed
     .venv/bin/python benchmarks/bench_labelling.py --part peers      # needs .venv-peers
+    .venv/bin/python benchmarks/bench_labelling.py --part guard      # spread at 1-2/class
     .venv/bin/python benchmarks/bench_labelling.py --part report     # results/labelling.jsonl
 
 1. **quality**: ``embedkit bench STORE --labelling`` (1, 2, 5, 10, 20 labels per class x
@@ -19,6 +20,9 @@
    rows; ``bench --labelling`` of 4 strategies x 5 budgets x 5 seeds on 10,000 rows.
 3. **peers**: scikit-activeml's strategies (from ``.venv-peers``, never a dependency) on
    the same features, budgets, head (logreg) and seeds.
+4. **guard**: the default loop's typical picks at 1 and 2 labels per class on the
+   three sets; ``spread`` with ``graph="auto"`` cross-validating at every budget, and with
+   each fixed graph: what ``min_cv_labels`` (centre below 3 labels in a class) changes.
 
 Run records go to ``runs/labelling/`` (git-ignored); ``report`` records the tables built
 from them in ``results/labelling.jsonl``.
@@ -114,46 +118,67 @@ def blobs(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.nd
     return X, y
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system, all threads) of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _timed(out: dict, name: str, run, **extra) -> None:
+    """Run ``run()``; record its wall and CPU seconds (and ``extra(result)``) as ``out[name]``."""
+    wall, cpu = time.perf_counter(), _cpu()
+    result = run()
+    out[name] = {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu() - cpu,
+                 **{key: get(result) for key, get in extra.items()}}  # fmt: skip
+    print(name, out[name], flush=True)
+
+
 def speed() -> None:
+    from embedkit.bench.labelling import run_labelling
     from embedkit.heads import make_head
     from embedkit.labelling import select
+    from embedkit.rows import from_arrays
 
     out = {"loadavg_before": open("/proc/loadavg").read().split()[:3],
            "blas_threads": os.environ.get("OMP_NUM_THREADS", "default (2)")}  # fmt: skip
     for n, d in ((100_000, 1280), (1_000_000, 384)):
         X, _ = blobs(n, d)
-        start = time.perf_counter()
-        pick = select(X, np.full(n, -1), 100, strategy="auto", seed=0)
-        out[f"select_{n}x{d}"] = {"seconds": time.perf_counter() - start, "strategy": pick.strategy}
-        print(out[f"select_{n}x{d}"], flush=True)
+        _timed(out, f"select_{n}x{d}",
+               lambda X=X, n=n: select(X, np.full(n, -1), 100, strategy="auto", seed=0),
+               strategy=lambda pick: pick.strategy)  # fmt: skip
         del X
     X, y = blobs(100_000, 384)
     labels = np.full(len(y), -1)
     labels[:1000] = y[:1000]
-    start = time.perf_counter()
-    head = make_head("spread", random_state=0).fit(X, labels)
-    out["spread_fit_100000x384"] = {"seconds": time.perf_counter() - start,
-                                    "accuracy": float(head.score(X[:5000], y[:5000]))}  # fmt: skip
-    print(out["spread_fit_100000x384"], flush=True)
-    from embedkit.bench.labelling import LabellingSpec, run_labelling
-    from embedkit.rows import from_arrays
-
+    _timed(out, "spread_fit_100000x384", lambda: make_head("spread", random_state=0).fit(X, labels),
+           accuracy=lambda head: float(head.score(X[:5000], y[:5000])))  # fmt: skip
     X, y = blobs(10_000, 384, seed=1)
     store = RUNS / "speed-10k.h5"
     if not store.exists():
         splits = np.where(np.arange(len(y)) % 5 == 0, "test", "train")
         from_arrays(store, X, y, splits=splits).close()
     work = RUNS / f"speed-bench-{os.getpid()}"
-    start = time.perf_counter()
-    run_labelling(store, work, LabellingSpec(), progress=False)
-    runs = "4 strategies x 5 budgets x 5 seeds x 2 heads"
-    out["bench_labelling_10000"] = {"seconds": time.perf_counter() - start, "runs": runs}
+    _timed(out, "bench_labelling_10000", lambda: run_labelling(store, work, progress=False),
+           runs=lambda _: "4 strategies x 5 budgets x 5 seeds x 2 heads")  # fmt: skip
     out["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     print(out, flush=True)
     (RUNS / "speed.json").write_text(json.dumps(out, indent=1))
 
 
 # -- peers ---------------------------------------------------------------------------
+def pool_and_test(name: str):
+    """The pool (every labelled non-test row) and test rows of a set, as bench splits them."""
+    from embedkit.heads.rows import select_rows
+    from embedkit.store import FeatureStore
+
+    with FeatureStore(STORES[name]) as fs:
+        rows = select_rows(fs, test=0.2)
+        pool = np.union1d(rows.train, rows.val)
+        X, y = fs.features(rows=pool), fs.labels(pool)
+        X_test, y_test = fs.features(rows=rows.test), fs.labels(rows.test)
+    return X.reshape(len(X), -1), y, X_test.reshape(len(X_test), -1), y_test
+
+
 PEER_STRATEGIES = ("UncertaintySampling-margin_sampling", "TypiClust",
                    "ProbCover", "RandomSampling")  # fmt: skip
 
@@ -165,17 +190,11 @@ def peers(seeds: int, sets: list[str]) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from embedkit.heads import make_head
-    from embedkit.heads.rows import select_rows
-    from embedkit.store import FeatureStore
 
     budgets = (1, 2, 5, 10, 20)
     result = {}
     for name in sets:
-        with FeatureStore(STORES[name]) as fs:
-            rows = select_rows(fs, test=0.2)
-            pool = np.union1d(rows.train, rows.val)
-            X, y = fs.features(rows=pool), fs.labels(pool)
-            X_test, y_test = fs.features(rows=rows.test), fs.labels(rows.test)
+        X, y, X_test, y_test = pool_and_test(name)
         k = len(np.unique(y))
         for strategy in PEER_STRATEGIES:
             cls_name, _, method = strategy.partition("-")
@@ -210,6 +229,82 @@ def peers(seeds: int, sets: list[str]) -> None:
             (RUNS / "peers.json").write_text(json.dumps(result, indent=1))
 
 
+# -- guard: spread's graph at few labels ---------------------------------------------
+GUARD_BUDGETS = (1, 2)  # labels per class, one typical chain per seed
+GUARD_HEADS = {"auto (always CV)": {}, "centre, balance CV": {"graph": "centre"},
+               "centre": {"graph": "centre", "balance": "none"},
+               "centre+uniform": {"graph": "centre", "balance": "uniform"}}  # fmt: skip
+
+
+def _quality_cells(name: str) -> dict:
+    """(seed, budget) -> accuracy of the default loop in the quality run, if it ran."""
+    cells = {}
+    for path in (RUNS / name / "default" / "runs").glob("labelling__typical__s*.json"):
+        record = json.loads(path.read_text())
+        for c in record["cells"]:
+            if c["head"] == "spread" and record["config"].get("strategies") == ["typical"]:
+                cells[(record["seed"], c["budget"])] = c["accuracy"]
+    return cells
+
+
+def guard(seeds: int, sets: list[str]) -> None:
+    """The default loop's picks; spread with graph=auto (always CV) and each fixed graph.
+
+    ``auto (always CV)`` is read from the quality run's records where they hold the cell
+    (the same picks and head before ``min_cv_labels`` existed), else fitted.
+    """
+    from embedkit.heads import make_head
+    from embedkit.labelling import select
+
+    for name in sets:
+        path, known = RUNS / f"guard-{name}.json", _quality_cells(name)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        done = {(r["seed"], r["budget"]): r for r in rows}  # a re-run resumes
+        found = []
+        X, y, X_test, y_test = pool_and_test(name)
+        k = len(np.unique(y))
+        for seed in range(seeds):
+            labels = np.full(len(y), -1)
+            for budget in GUARD_BUDGETS:
+                picked = select(X, labels, budget * k - int((labels >= 0).sum()),
+                                strategy="typical", seed=seed).rows  # fmt: skip
+                labels[picked] = y[picked]
+                if (seed, budget) in done:
+                    found.append(done[(seed, budget)])
+                    continue
+                fewest = int(np.unique(labels[labels >= 0], return_counts=True)[1].min())
+                row = {"set": name, "seed": seed, "budget": budget, "fewest": fewest}
+                for col, params in GUARD_HEADS.items():
+                    if col.startswith("auto") and (seed, budget) in known:
+                        row[col], row["auto_from"] = known[(seed, budget)], "quality run"
+                        continue
+                    head = make_head("spread", random_state=seed, **params)
+                    row[col] = float(head.fit(X, labels).score(X_test, y_test))
+                found.append(row)
+                print(row, flush=True)
+                path.write_text(json.dumps(found, indent=1))
+
+
+def guard_lines() -> list[str]:
+    """Mean accuracy per set and budget of spread with auto and each fixed choice."""
+    found = [r for path in sorted(RUNS.glob("guard-*.json")) for r in json.loads(path.read_text())]
+    cols = list(GUARD_HEADS)
+    lines = ["", "### spread at few labels (typical picks; mean over the seeds run)", "",
+             "| set | labels/class | seeds | seeds with a class under 3 labels | "
+             + " | ".join(cols) + " |", "|---|---:|---:|---:|" + "---:|" * len(cols)]  # fmt: skip
+    for name in dict.fromkeys(r["set"] for r in found):
+        for budget in GUARD_BUDGETS:
+            rows = [r for r in found if (r["set"], r["budget"]) == (name, budget)]
+            if rows:
+                means = [f"{np.mean([r[c] for r in rows]):.3f}" for c in cols]
+                few = sum(r["fewest"] < 3 for r in rows)
+                lines.append(f"| {name} | {budget} | {len(rows)} | {few} | {' | '.join(means)} |")
+    return lines + ["", "`auto (always CV)`: the default spread (where the quality run above "
+                    "holds the cell, read from it: the same picks and head); `centre, balance "
+                    "CV`: what `min_cv_labels=3` does under 3 labels in a class; `centre` and "
+                    "`centre+uniform`: no cross-validation at all."]  # fmt: skip
+
+
 # -- report --------------------------------------------------------------------------
 def carried(title: str) -> list[str]:
     """A section imported from the earlier results file, when its part was not re-run."""
@@ -228,6 +323,12 @@ def _t(values) -> tuple[float, float]:
 
     mean, low, high = t_interval(values)
     return mean, high - mean
+
+
+def _secs(task: dict) -> str:
+    """``wall | CPU`` cells of one speed task (CPU: not recorded before it was)."""
+    cpu = task.get("cpu_seconds")
+    return f"{task['seconds']:.1f} | " + (f"{cpu:.1f}" if cpu is not None else "")
 
 
 def _seeds(summary: dict) -> str:
@@ -284,6 +385,8 @@ def report() -> None:
             lines.append(f"| {key} | {' | '.join(cells)} |")
     else:
         lines += carried("scikit-activeml")
+    if any(RUNS.glob("guard-*.json")):
+        lines += guard_lines()
     speed_path = RUNS / "speed.json"
     if not speed_path.exists():
         lines += carried("Speed")
@@ -294,16 +397,16 @@ def report() -> None:
                   f"BLAS threads {s.get('blas_threads', '?')}; one run, under the bench lock)",
                   "", "Synthetic Gaussian blobs (10 classes), float32; in-process library calls.",
                   "",
-                  "| task | seconds | goal |", "|---|---:|---:|",
+                  "| task | seconds | CPU seconds (user + sys) | goal (seconds) |",
+                  "|---|---:|---:|---:|",
                   f"| select 100 of 100,000 x 1,280 (auto -> "
                   f"{s['select_100000x1280']['strategy']}) "
-                  f"| {s['select_100000x1280']['seconds']:.1f} | < 10 |",
-                  f"| select 100 of 1,000,000 x 384 | "
-                  f"{s['select_1000000x384']['seconds']:.1f} | < 60 |",
+                  f"| {_secs(s['select_100000x1280'])} | < 10 |",
+                  f"| select 100 of 1,000,000 x 384 | {_secs(s['select_1000000x384'])} | < 60 |",
                   f"| spread fit, 100,000 x 384 (1,000 labels) | "
-                  f"{s['spread_fit_100000x384']['seconds']:.1f} | < 30 |",
+                  f"{_secs(s['spread_fit_100000x384'])} | < 30 |",
                   f"| bench --labelling, 10,000 rows, 4 x 5 x 5 (x 2 heads) | "
-                  f"{s['bench_labelling_10000']['seconds']:.1f} | < 180 |"]  # fmt: skip
+                  f"{_secs(s['bench_labelling_10000'])} | < 180 |"]  # fmt: skip
     text = "\n".join(lines)
     Records("labelling").add_markdown({"report": "runs/labelling"}, text,
                                       supersedes="results/labelling.md")  # fmt: skip
@@ -312,7 +415,8 @@ def report() -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=("quality", "speed", "peers", "report"), default="report")
+    p.add_argument("--part", choices=("quality", "speed", "peers", "guard", "report"),
+                   default="report")  # fmt: skip
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sets", default="fmnist,fortunes,digits")
     args = p.parse_args()
@@ -323,6 +427,8 @@ def main() -> None:
         speed()
     elif args.part == "peers":
         peers(args.seeds, args.sets.split(","))
+    elif args.part == "guard":
+        guard(args.seeds, args.sets.split(","))
     report()
 
 

@@ -12,7 +12,9 @@ deploy`` converts ``head_``.
   join the graph, which keeps a fit on 100,000 rows to seconds. ``graph="auto"``
   measures before it trusts the graph: a 5-fold cross-validation on the labelled rows
   scores spreading over the centred features, over PCA-whitened ones, and no spreading
-  (``base`` on the labelled rows alone), and the best of the three wins (``graph_``).
+  (``base`` on the labelled rows alone), and the best of the three wins (``graph_``);
+  with ``min_cv_labels=3``, a class with fewer labels than that skips the choice of
+  graph (a fold would hold the class's only labels) and spreads over the centred features.
   The graphs depend only on the rows, not on which are labelled: they come from
   :func:`embedkit.heads.graph.feature_graph`, memoised, so refits on one pool (``bench
   --labelling``, a labelling round after another) build them once.
@@ -53,6 +55,7 @@ BALANCES = ("auto", "none", "uniform", "labelled")  # how it shares spread label
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
 _SINKHORN_ITERS = 50  # balance: alternate column and row scaling this many times
+_FEW_LABELS_GRAPH = "centre"  # graph="auto" with under min_cv_labels labels in a class
 _DTYPES = [np.float64, np.float32]
 
 
@@ -112,6 +115,10 @@ class LabelSpreadingHead(_SemiHead):
         class holds an equal share of the rows, as in PT-MAP, Hu et al. 2021),
         ``labelled`` (shares in proportion to the labelled rows' classes, plus one) or
         ``auto`` (the cross-validation of ``graph`` also chooses among the three).
+    min_cv_labels : int
+        ``graph="auto"`` cross-validates the graph only when every labelled class has at
+        least this many labels; below, a fold holds a class's only labels, the scores are
+        noise, and it spreads over ``centre`` (0, the default: always cross-validate).
     n_neighbors : int
         Neighbours per row in the graph.
     alpha : float
@@ -134,6 +141,7 @@ class LabelSpreadingHead(_SemiHead):
         "base": [Options(BASES)],
         "graph": [Options(GRAPHS)],
         "balance": [Options(BALANCES)],
+        "min_cv_labels": [Interval(int, 0, 10**6)],
         "n_neighbors": [Interval(int, 1, 1000)],
         "alpha": [OPEN_FRACTION],
         "max_unlabelled": [Interval(int, 0, 10**8)],
@@ -148,6 +156,7 @@ class LabelSpreadingHead(_SemiHead):
         *,
         graph: str = "auto",
         balance: str = "auto",
+        min_cv_labels: int = 0,
         n_neighbors: int = 10,
         alpha: float = 0.9,
         max_unlabelled: int = 20_000,
@@ -158,6 +167,7 @@ class LabelSpreadingHead(_SemiHead):
         self.base = base
         self.graph = graph
         self.balance = balance
+        self.min_cv_labels = min_cv_labels
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.max_unlabelled = max_unlabelled
@@ -174,7 +184,7 @@ class LabelSpreadingHead(_SemiHead):
             unl = np.sort(rng.choice(unl, self.max_unlabelled, replace=False))
         rows = np.concatenate([np.flatnonzero(labelled), unl])  # (M,) the labelled first
         k, n_lab = len(self.classes_), len(y_index)
-        graphs = self._choices()
+        graphs = self._choices(y_index, k)
         balances = ("none", "uniform", "labelled") if self.balance == "auto" else (self.balance,)
         choices = [(g, b) for g in graphs if g != "none" for b in balances]
         choices += [("none", "none")] if "none" in graphs else []
@@ -222,9 +232,13 @@ class LabelSpreadingHead(_SemiHead):
         G = self._operator(W)(_one_hot(y_index, F.shape[1], len(X)))
         return balance_scores((F + G) / 2, self.balance_, y_index)
 
-    def _choices(self) -> tuple[str, ...]:
-        """The graphs to score: ``auto``'s three, or the one asked for."""
-        return ("centre", "whiten", "none") if self.graph == "auto" else (self.graph,)
+    def _choices(self, y_index: np.ndarray, k: int) -> tuple[str, ...]:
+        """The graphs to score: ``auto``'s three, unless a class has too few labels to."""
+        if self.graph != "auto":
+            return (self.graph,)
+        if np.bincount(y_index, minlength=k).min() < self.min_cv_labels:
+            return (_FEW_LABELS_GRAPH,)
+        return ("centre", "whiten", "none")
 
     def spread(self, X: np.ndarray, y_index: np.ndarray, k: int) -> np.ndarray:
         """Row-normalised label scores (M, K) of unit rows ``X``; the first rows are labelled."""

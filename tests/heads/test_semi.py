@@ -163,3 +163,15 @@ def test_refine_spreads_again_over_the_heads_view(few_labels):
     assert not np.allclose(twice.predict_proba(X), once.predict_proba(X))
     alone = make_head("spread", graph="none", refine=True, random_state=0).fit(X, y_few)
     assert not alone.refined_
+
+
+def test_auto_can_skip_the_graph_choice_for_a_class_of_two_labels(few_labels):
+    """Under min_cv_labels labels in a class the folds are noise: auto takes centre."""
+    X, _, y_few, _ = few_labels  # 2 labels per class
+    head = make_head("spread", min_cv_labels=3, random_state=0).fit(X, y_few)
+    assert head.graph_ == "centre" and set(head.graph_scores_) <= {"centre", "centre+uniform",
+                                                                   "centre+labelled"}  # fmt: skip
+    fixed = make_head("spread", graph="centre", random_state=0).fit(X, y_few)
+    assert np.array_equal(head.predict_proba(X), fixed.predict_proba(X))
+    always = make_head("spread", random_state=0).fit(X, y_few)
+    assert {"centre", "whiten", "none"} <= set(always.graph_scores_)
