@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/bench_encoders.py --export-only   # the four graphs, untimed
 
 Each backbone is exported as the registry does it (default multi-depth taps, fused) in
-fp32 and int8 (MatMulNBits, 8-bit blocks; the int8 export passes its own drift gate on
-the 320 verification texts first). The first ``--texts`` fortunes of the reference
+fp32 and int8 (the fastest int8 scheme that passes the drift gate on the 320 verification
+texts; the scheme is printed below the table). The first ``--texts`` fortunes of the reference
 split, tokenised by the graph's own tokenizer in batches of 32 (padded per batch, in file
 order, as ``extract`` does), then run through every variant at every ``--threads``
 count in the same run; rounds interleave the variants so that load from other
@@ -41,6 +41,21 @@ from embedkit.contract import read_metadata
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = REPO / "runs" / "bench-ref" / "data" / "fortunes.jsonl"  # build_reference_stores.py
+
+
+def scheme_graphs(name: str, fp32: Path, models: Path) -> dict:
+    """Every int8 scheme of ``fp32`` (``embedkit/backbones/int8.py``), built without the gate."""
+    import onnx
+
+    from embedkit.backbones import int8
+
+    model, out = onnx.load(str(fp32)), {}
+    for scheme in int8.schemes(model):
+        path = models / f"{name}-int8-{scheme.name}.onnx"
+        if not path.exists():
+            onnx.save(scheme.build(model), str(path))
+        out[(name, f"int8 {scheme.name}")] = path
+    return out
 
 
 def session(path: Path, threads: int):
@@ -127,6 +142,8 @@ def write(args, lines: list[str], record: dict | None = None) -> None:
     text = "\n".join(lines)
     key = {"texts": args.texts, "rounds": args.rounds, "threads": str(args.threads),
            "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
+    if args.backbones != "minilm,mpnet" or args.schemes:
+        key.update(backbones=args.backbones, schemes=args.schemes)
     old = "results/encoders.md" if args.full_run else None  # what a default run replaces
     Records("encoders").add_markdown(key, text, **(record or {}), supersedes=old)
     print(text)
@@ -147,6 +164,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-bench", action="store_true", help="speed only")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only")
+    parser.add_argument("--backbones", default="minilm,mpnet")
+    parser.add_argument("--schemes", action="store_true",
+                        help="also time every int8 scheme, built without the gate")  # fmt: skip
     args = parser.parse_args()
     args.full_run = vars(args) == vars(parser.parse_args([]))
     from embedkit.backbones.install import find_parts
@@ -164,7 +184,8 @@ def main() -> None:
     models = Path(args.models)
     models.mkdir(parents=True, exist_ok=True)
     variants = {}
-    for name in ("minilm", "mpnet"):
+    names = args.backbones.split(",")
+    for name in names:
         for precision in ("fp32", "int8"):
             path = models / f"{name}{'-int8' if precision == 'int8' else ''}.onnx"
             if not path.exists():  # reused when present: export is not what is timed
@@ -172,6 +193,8 @@ def main() -> None:
                 # verdict is printed below the table from the graph's own verify report
                 export_backbone(name, path, precision=precision, force=True)
             variants[(name, precision)] = path
+        if args.schemes:
+            variants.update(scheme_graphs(name, variants[(name, "fp32")], models))
     if args.export_only:
         return
     feeds = {key: batches(texts, read_metadata(path), args.batch) for key, path in variants.items()}
@@ -189,13 +212,15 @@ def main() -> None:
                 )
                 outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     load = os.getloadavg()
+    extra = (f" --backbones {args.backbones}" * (args.backbones != "minilm,mpnet")
+             + " --schemes" * args.schemes)  # fmt: skip
     lines = [
         f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
         f"{platform.python_version()}, {args.threads} intra-op threads (each timed in this "
         f"run); load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other "
         "jobs share the cores: read the ratios, measured side by side). Reproduce: "
         f"`.venv/bin/python benchmarks/bench_encoders.py --texts {args.texts} --rounds "
-        f"{args.rounds} --threads {args.threads}` (under `flock` on the bench lock).",
+        f"{args.rounds} --threads {args.threads}{extra}` (under `flock` on the bench lock).",
         "",
         f"The first {len(texts):,} fortunes of the reference split, batch {args.batch} in "
         "file order, each graph's default taps (MiniLM: last + layer.0-4, 384-d; mpnet: "
@@ -207,21 +232,22 @@ def main() -> None:
     ]
     record = {"texts": len(texts), "load": load, "rows": []}
     drift = {}
-    for name in ("minilm", "mpnet"):
-        cos = cosines(outputs[(name, "int8")], outputs[(name, "fp32")])
-        drift[name] = (np.percentile(cos, 1), cos.min(), np.median(cos))
+    for name, precision in variants:
+        if precision != "fp32":
+            cos = cosines(outputs[(name, precision)], outputs[(name, "fp32")])
+            drift[(name, precision)] = (np.percentile(cos, 1), cos.min(), np.median(cos))
     for (threads, name, precision), rounds in speeds.items():
         speed = statistics.median(rounds)
         own = statistics.median(speeds[(threads, name, "fp32")])
-        base = statistics.median(speeds[(threads, "minilm", "fp32")])
+        base = statistics.median(speeds.get((threads, "minilm", "fp32"), [float("nan")]))
         path = variants[(name, precision)]
         size = path.stat().st_size + (Path(f"{path}.data").stat().st_size
                                       if Path(f"{path}.data").is_file() else 0)  # fmt: skip
         row = {"backbone": name, "precision": precision, "threads": threads,
                "texts_per_s": speed, "rounds": rounds}  # fmt: skip
         shown = "-"
-        if precision == "int8":
-            p1, low, mid = drift[name]
+        if precision != "fp32":
+            p1, low, mid = drift[(name, precision)]
             shown = f"{p1:.4f} / {low:.4f} / {mid:.5f}"
             row.update(p1_cosine=float(p1), min_cosine=float(low))
         lines.append(
@@ -237,7 +263,17 @@ def main() -> None:
     if not args.no_bench:
         lines += accuracy_lines(args)
     for (name, precision), path in variants.items():
-        vs = read_metadata(path)["embedkit.verify"].get("verify_set") or {}
+        verify = read_metadata(path)["embedkit.verify"]
+        vs = verify.get("verify_set") or {}
+        if verify.get("int8"):
+            tried = "; ".join(
+                f"{t['scheme']} p1 {t['gate_cosine']:.4f} ({'passed' if t['passed'] else 'failed'})"
+                for t in verify["int8"]["tried"]
+            )
+            lines.append(
+                f"\n{name} int8 scheme: **{verify['int8']['scheme']}** "
+                f"({verify['int8']['about']}); tried fastest first: {tried}."
+            )
         if vs.get("ran"):
             lines.append(
                 f"\n{name} {precision} export gate on {vs['texts']} verification texts: cosine "

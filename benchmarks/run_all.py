@@ -40,6 +40,8 @@ AREAS = {
         "bench_encoders.py",
         "Text encoders: mpnet vs MiniLM, fp32 and int8, on real texts",
     ),
+    "int8_kernels": ("bench_int8_kernels.py", None),  # one MatMul per int8 kernel
+    "int8_drift": ("int8_drift.py", None),  # mpnet by default; skips without its store
     "heads": ("bench_heads.py", "Heads on cached features"),
     "protocol": ("bench_protocol.py", "Bench"),
     "reference": ("build_reference_stores.py", None),
