@@ -79,10 +79,8 @@ def load_fortunes(
         path = root / topic
         if not path.exists():
             raise UserInputError(f"{path}: no such fortunes file; {_FETCH_HINT}")
-        raw = path.read_text(encoding="utf-8", errors="replace")
-        for entry in raw.split("\n%\n"):
-            entry = " ".join(entry.replace("%", " ").split())
-            if entry:
-                texts.append(entry)
-                labels.append(topic)
+        raw = path.read_text(encoding="utf-8", errors="replace").split("\n%\n")
+        entries = [text for e in raw if (text := " ".join(e.replace("%", " ").split()))]
+        texts += entries
+        labels += [topic] * len(entries)
     return texts, labels

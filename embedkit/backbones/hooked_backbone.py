@@ -36,9 +36,8 @@ def output_name(tap: str) -> str:
     ('blocks_10', 'tap_0', 'tap_embedding')
     """
     name = "".join(c if c.isalnum() else "_" for c in tap).strip("_") or "output"
-    if name in ("embedding", "input") or not name[0].isalpha():  # "0" clashes with TorchScript
-        return "tap_" + name
-    return name
+    clash = name in ("embedding", "input") or not name[0].isalpha()  # "0": TorchScript's
+    return "tap_" + name if clash else name
 
 
 class HookedBackbone:

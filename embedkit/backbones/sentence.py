@@ -107,9 +107,7 @@ def default_prompt(folder: Path, prompt_name: str | None = None) -> str:
     if name and name in prompts:
         return str(prompts[name])
     origin = str((_json(folder / "config.json") or {}).get("_name_or_path", ""))
-    if not prompts and "e5" in origin.lower().split("/")[-1]:
-        return "query: "
-    return ""
+    return "query: " if not prompts and "e5" in origin.lower().split("/")[-1] else ""
 
 
 def _pooling(path: Path) -> str:

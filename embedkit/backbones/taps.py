@@ -62,9 +62,7 @@ def first_tensor(value):
             found = first_tensor(item)
             if found is not None:
                 return found
-    if hasattr(value, "to_tuple"):  # transformers ModelOutput
-        return first_tensor(value.to_tuple())
-    return None
+    return first_tensor(value.to_tuple()) if hasattr(value, "to_tuple") else None  # ModelOutput
 
 
 def pool(x: torch.Tensor, how: str, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -238,13 +238,9 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
     """Every run of the bench, most expensive first (for load balance over workers)."""
     data, tasks = datas[0], []
     for seed in range(int(spec.seeds)):
+        splits = [(None, data.train, data.test)]  # (fold, training pool, evaluated rows)
         if spec.protocol == "cv":
-            splits = [
-                (f, tr, te)
-                for f, (tr, te) in enumerate(cv_folds(data.y, data.train, spec.folds, seed))
-            ]
-        else:
-            splits = [(None, data.train, data.test)]
+            splits = [(f, *p) for f, p in enumerate(cv_folds(data.y, data.train, spec.folds, seed))]
         for fold, pool, evaluate in splits:
             base = baselines(data.y, pool, evaluate)
             for shots in spec.shots:

@@ -33,7 +33,6 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="results directory (created; resumable)")
     p.add_argument(
         "--heads",
-        default=None,
         help=f"comma list (default {_DEFAULT_HEADS}; with --taps/--tap: {_SWEEP_HEADS})",
     )
     p.add_argument(
@@ -45,7 +44,6 @@ def register(sub) -> None:
     p.add_argument(
         "--taps",
         action="append",
-        default=None,
         metavar="SETS",
         help="tap sets to compare: all (every tap, shallow to deep), a,b,c, or a+b (taps "
         "joined: each standardised, scaled by 1/sqrt(width), concatenated), joined (every "
@@ -85,7 +83,6 @@ def register(sub) -> None:
     p.add_argument(
         "--exclude",
         metavar="IDS_FILE",
-        default=None,
         help="ids to leave out of training (one a line, or a CSV with an id column, e.g. "
         "audit's suspects.csv); the test split is unchanged; see docs/splits.md for the "
         "scores it changes",
@@ -98,14 +95,12 @@ def register(sub) -> None:
     p.add_argument(
         "--make-test-split",
         type=fraction,
-        default=None,
         metavar="FRACTION",
         help="hold out this fraction as the test split in memory (when the store has none)",
     )
     p.add_argument(
         "--jobs",
         type=jobs,
-        default=None,
         help="worker processes (default: all cores; 1 = none; at most 1024)",
     )
     p.add_argument(

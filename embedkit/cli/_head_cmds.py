@@ -21,7 +21,6 @@ def register(sub) -> None:
     p.add_argument(
         "--tap",
         action="append",
-        default=None,
         help="tap to train on (default: the store's default tap); a+b, a repeated --tap or "
         "joined (every tap) joins taps: each standardised, scaled by 1/sqrt(width), "
         "concatenated",
@@ -36,7 +35,6 @@ def register(sub) -> None:
     p.add_argument(
         "--val",
         "--split-val",
-        dest="val",
         type=fraction_or_zero,
         default=0.1,
         help="validation fraction of the training rows (rows marked train, and unset rows), "

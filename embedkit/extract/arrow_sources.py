@@ -325,9 +325,7 @@ class ArrowSource(Source):
                 return self._file(part, value)
         if value is None:
             raise BadItem(f"column {self.column!r} is empty (null)")
-        if self.encoding == "path":
-            return self._file(part, value)
-        return bytes(value)
+        return self._file(part, value) if self.encoding == "path" else bytes(value)
 
     def _file(self, part: _Part, value: str) -> bytes:
         path = Path(value)

@@ -58,6 +58,4 @@ def to_eight_bit(image):
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat = Image.alpha_composite(white, rgba).convert("RGB")
         return flat.convert("L") if mode in ("LA", "La") else flat
-    if mode in ("L", "RGB"):
-        return image
-    return image.convert("RGB")
+    return image if mode in ("L", "RGB") else image.convert("RGB")

@@ -88,11 +88,8 @@ class VacuumPlan:
 
     def __str__(self) -> str:
         verb = "removed" if self.done else "would remove"
-        kept = (
-            f"versions {self.kept[0]}-{self.kept[-1]}"
-            if len(self.kept) > 1
-            else (f"version {self.kept[0]}")
-        )
+        first, last = self.kept[0], self.kept[-1]
+        kept = f"versions {first}-{last}" if len(self.kept) > 1 else f"version {first}"
         return (
             f"{self.store}: keeping {kept}; {verb} {len(self.paths)} file(s), "
             f"{self.nbytes / 1e6:.1f} MB"

@@ -55,6 +55,5 @@ def map_dataset(f: h5py.File, name: str) -> np.ndarray:
     page = mmap.ALLOCATIONGRANULARITY
     start = offset - offset % page
     buf = mmap.mmap(fd, offset - start + ds.nbytes, access=mmap.ACCESS_READ, offset=start)
-    return np.frombuffer(buf, dtype=ds.dtype, count=ds.size, offset=offset - start).reshape(
-        ds.shape
-    )
+    flat = np.frombuffer(buf, dtype=ds.dtype, count=ds.size, offset=offset - start)
+    return flat.reshape(ds.shape)

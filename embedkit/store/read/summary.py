@@ -10,6 +10,8 @@ import numpy as np
 
 from embedkit.store.read.reader import FeatureStore
 
+_RECORDED = ("schema_version", "embedkit_version", "created", "updated", "backbone_sha256")
+
 
 def store_summary(path) -> dict:
     """Everything ``embedkit info`` prints, as a dict (sizes, counts, taps, provenance)."""
@@ -21,11 +23,7 @@ def store_summary(path) -> dict:
             "size_bytes": fs.nbytes,
             "shards": fs.n_shards,
             "items": len(fs),
-            "schema_version": prov.get("schema_version"),
-            "embedkit_version": prov.get("embedkit_version"),
-            "created": prov.get("created"),
-            "updated": prov.get("updated"),
-            "backbone_sha256": prov.get("backbone_sha256"),
+            **{k: prov.get(k) for k in _RECORDED},  # None where the store does not say
             "provider": prov.get("provider", ""),
             "model": prov.get("model", ""),
             "dtype": prov.get("dtype"),
