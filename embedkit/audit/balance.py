@@ -56,11 +56,8 @@ def class_balance(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> 
     counts = np.bincount(labels, minlength=n_classes)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
-    nonzero = counts[counts > 0]
-    if (counts == 0).any() or not len(nonzero):
-        ratio = float("inf")
-    else:
-        ratio = float(nonzero.max() / nonzero.min())
+    empty = not len(counts) or (counts == 0).any()
+    ratio = float("inf") if empty else float(counts.max() / counts.min())
     accuracy = np.full(n_classes, np.nan)
     np.divide(np.diag(confusion), counts, out=accuracy, where=counts > 0)
     return ClassBalance(counts, ratio, accuracy, confusion)

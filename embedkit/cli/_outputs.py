@@ -125,11 +125,9 @@ def describe(path: Path) -> str:
         if (path / "head.json").is_file():
             return "a head folder"
         return f"a folder with {sum(1 for _ in path.iterdir())} entries"
-    head = _head(path, 8)
-    if head == _HDF5:
-        if F.sidecar(path).is_dir():
-            return "a feature store (its index file)"
-        return "an HDF5 file (a feature store?)"
+    if _head(path, 8) == _HDF5:
+        store = F.sidecar(path).is_dir()
+        return "a feature store (its index file)" if store else "an HDF5 file (a feature store?)"
     if path.suffix == ".onnx":
         return "an ONNX model"
     if path.name == "head.json":

@@ -26,6 +26,7 @@ relative to the folder, the row within that part), and ``<split>/<row>`` in a sa
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -176,10 +177,8 @@ class ArrowSource(Source):
         self.encoding = self._encoding(media)  # text, bytes, path or struct
         self.kind = "text" if self.encoding == "text" else "image"
         self._batches = [(p, b) for p, part in enumerate(parts) for b in range(len(part.counts))]
-        starts = [0]
-        for p, b in self._batches:
-            starts.append(starts[-1] + parts[p].counts[b])
-        self._starts = starts  # first row of each batch, and the total
+        rows = (parts[p].counts[b] for p, b in self._batches)
+        self._starts = [0, *itertools.accumulate(rows)]  # first row of each batch, and the total
         self._init_cache()
 
     def _init_cache(self) -> None:

@@ -68,11 +68,7 @@ def make_preprocessor(model: ModelSpec, source_kind: str, source_name: str) -> P
                 f"{model.path}: the preprocessing feeds input {spec.input!r} as {fed}, but the "
                 f'graph takes {graph}; set "dtype": "{graph}" in the spec'
             )
-    if isinstance(spec, ImageSpec):
-        return ImagePreprocessor(spec, model)
-    if isinstance(spec, TextSpec):
-        return TextPreprocessor(spec, model)
-    return ArrayPreprocessor(spec, model)
+    return _BY_KIND[spec.kind](spec, model)
 
 
 def check_item_shape(model: ModelSpec, name: str, given: tuple[int, ...], source: str) -> None:
@@ -287,3 +283,6 @@ class ArrayPreprocessor:
 
     def collate(self, items: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {self.spec.input: np.stack(items).astype(self.spec.dtype, copy=False)}
+
+
+_BY_KIND = {"image": ImagePreprocessor, "text": TextPreprocessor, "array": ArrayPreprocessor}

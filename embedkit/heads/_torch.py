@@ -44,46 +44,39 @@ from embedkit.heads._training import (
 )
 from embedkit.heads._validation import check_fitted, check_partial_fit, check_shape, encode_labels
 
-# The training parameters of every torch head, declared once: TorchHead adds them to each
-# head's __init__ signature (scikit-learn reads it for get_params and clone).
-TRAIN_PARAMS = {
-    "weight_decay": 1e-4,  # AdamW decoupled weight decay
-    "batch_size": 1024,  # rows per step; the full matrix stays on the device
-    "max_epochs": None,  # None: max(20, enough epochs for min_steps optimizer steps)
-    "min_steps": 100,  # few-shot data still get this many optimizer steps (300: same accuracy)
-    "schedule": "cosine",  # "cosine", "onecycle" or "constant" (per step)
-    "early_stopping": "auto",  # True, False, or "auto": on with validation data or >= 1,000 rows
-    "patience": 5,  # epochs without a lower validation loss before stopping
-    "validation_fraction": 0.1,  # stratified hold-out when fit gets no validation data
-    "class_weight": None,  # None, "balanced" or {label: weight}
-    "balanced_sampler": False,  # draw each epoch's rows with equal class probability
-    "label_smoothing": 0.0,  # for noisy labels
-    "standardize": "auto",  # fold the training mean/std into the module; auto: >= 1,000 rows
-    "device": "auto",  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"
-    "mixed_precision": "auto",  # bfloat16 autocast on CUDA; ignored on CPU
-    "n_threads": None,  # torch CPU threads during fit; None: 1 for head-sized steps
-    "random_state": None,  # seed of initialisation, shuffling and the validation split
-}
 _AUTO = ("auto",)
-# What each training parameter may be (see _params.py); heads add their own entries.
-TRAIN_CONSTRAINTS = {
-    "weight_decay": [NON_NEGATIVE],
-    "batch_size": [Interval(int, 1, 2**24)],
-    "max_epochs": [Interval(int, 1, 10**6), None],
-    "min_steps": [Interval(int, 0, 10**8)],
-    "schedule": [Options(SCHEDULES)],
-    "early_stopping": [bool, Options(_AUTO)],
-    "patience": [Interval(int, 1, 10**4)],
-    "validation_fraction": [OPEN_FRACTION],
-    "class_weight": CLASS_WEIGHT,
-    "balanced_sampler": [bool],
-    "label_smoothing": [Interval(float, 0, 1, "left")],
-    "standardize": [bool, Options(_AUTO)],
-    "device": [DEVICE],
-    "mixed_precision": [bool, Options(_AUTO)],
-    "n_threads": [Interval(int, 1, 4096), None],
-    "random_state": SEED,
+# The training parameters of every torch head, declared once: name -> (default, what it may
+# be (see _params.py)). TorchHead adds them to each head's __init__ signature (scikit-learn
+# reads it for get_params and clone); heads add their own entries to TRAIN_CONSTRAINTS.
+_TRAINING = {
+    "weight_decay": (1e-4, [NON_NEGATIVE]),  # AdamW decoupled weight decay
+    # rows per step; the full matrix stays on the device
+    "batch_size": (1024, [Interval(int, 1, 2**24)]),
+    # None: max(20, enough epochs for min_steps optimizer steps)
+    "max_epochs": (None, [Interval(int, 1, 10**6), None]),
+    # few-shot data still get this many optimizer steps (300: same accuracy)
+    "min_steps": (100, [Interval(int, 0, 10**8)]),
+    "schedule": ("cosine", [Options(SCHEDULES)]),  # "cosine", "onecycle" or "constant" (per step)
+    # True, False, or "auto": on with validation data or >= 1,000 rows
+    "early_stopping": ("auto", [bool, Options(_AUTO)]),
+    # epochs without a lower validation loss before stopping
+    "patience": (5, [Interval(int, 1, 10**4)]),
+    # stratified hold-out when fit gets no validation data
+    "validation_fraction": (0.1, [OPEN_FRACTION]),
+    "class_weight": (None, CLASS_WEIGHT),  # None, "balanced" or {label: weight}
+    "balanced_sampler": (False, [bool]),  # draw each epoch's rows with equal class probability
+    "label_smoothing": (0.0, [Interval(float, 0, 1, "left")]),  # for noisy labels
+    # fold the training mean/std into the module; auto: >= 1,000 rows
+    "standardize": ("auto", [bool, Options(_AUTO)]),
+    "device": ("auto", [DEVICE]),  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"
+    # bfloat16 autocast on CUDA; ignored on CPU
+    "mixed_precision": ("auto", [bool, Options(_AUTO)]),
+    # torch CPU threads during fit; None: 1 for head-sized steps
+    "n_threads": (None, [Interval(int, 1, 4096), None]),
+    "random_state": (None, SEED),  # seed of initialisation, shuffling and the validation split
 }
+TRAIN_PARAMS = {name: default for name, (default, _) in _TRAINING.items()}
+TRAIN_CONSTRAINTS = {name: rules for name, (_, rules) in _TRAINING.items()}
 LEARNING_RATE = [Interval(float, 0, 10, "right")]
 _EVAL_BATCH = 65536
 
