@@ -7,6 +7,7 @@ an ``embedkit extract`` option, checked when the config is made) and :class:`Ext
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -91,26 +92,24 @@ def _one_of(name: str, choices: tuple, optional: bool = False) -> tuple:
     return name, ok, "one of: " + ", ".join(choices)
 
 
+def _none_or(*types) -> Callable:
+    return lambda v: v is None or isinstance(v, types)
+
+
 _TEXTS = ("id_prefix", "text_column", "label_column", "column", "id_column", "address")
+_COUNT = "an integer of at least 1"
 # (field, accepts, what to pass instead): the one check of each option but --tap
 _CHECKS = (
-    ("batch_size", _count, "an integer of at least 1"),
-    *(
-        (n, lambda v: v is None or _count(v), "an integer of at least 1")
-        for n in ("workers", "limit")
-    ),
+    ("batch_size", _count, _COUNT),
+    *((n, lambda v: v is None or _count(v), _COUNT) for n in ("workers", "limit")),
     _one_of("device", DEVICES),
     _one_of("dtype", STORAGE_DTYPES),
     _one_of("engine", ENGINES),
     _one_of("ray_shards", RAY_SHARDS),
     _one_of("split", SPLITS, optional=True),
-    *((n, lambda v: v is None or isinstance(v, str), "a string") for n in _TEXTS),
-    ("labels", lambda v: v is None or isinstance(v, str | os.PathLike), "a .npy path"),
-    (
-        "preprocess",
-        lambda v: v is None or isinstance(v, str | os.PathLike | dict),
-        "a JSON file, full-frame or a spec dict",
-    ),
+    *((n, _none_or(str), "a string") for n in _TEXTS),
+    ("labels", _none_or(str, os.PathLike), "a .npy path"),
+    ("preprocess", _none_or(str, os.PathLike, dict), "a JSON file, full-frame or a spec dict"),
     *(
         (n, lambda v: isinstance(v, bool | np.bool_), "True or False")
         for n in ("skip_bad", "progress")

@@ -99,11 +99,9 @@ def train_on_store(
         tap_infos, features = feature_record(fs, taps, Path(store))
         labels_sha256 = labels_digest(fs.ids(rows.train), labels[rows.train], label_names)
     (X, y), (X_val, y_val) = data["train"], data["val"]
+    validation = {"X_val": X_val, "y_val": y_val} if head_record(head_name).torch else {}
     with epoch_progress(enabled=progress):
-        if head_record(head_name).torch and len(X_val):
-            head.fit(X, y, X_val=X_val, y_val=y_val)
-        else:
-            head.fit(X, y)
+        head.fit(X, y, **(validation if len(X_val) else {}))
     save_head(head, out)
     if features.get("model_from_store"):  # head, store and model may move together
         features["model_from_head"] = os.path.relpath(features["model"], os.path.abspath(out))

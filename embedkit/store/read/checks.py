@@ -105,9 +105,8 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
             dtype = _fast(f, name)[1]
             yield f"{p}: /{name} is {dtype} but attribute 'dtype' is {taps[0].dtype}; {RESTORE}"
     group = f.get(S.FEATURES) if _exists(f, S.FEATURES) else None
-    extra = sorted(
-        set(group.keys() if isinstance(group, h5py.Group) else ()) - {t.name for t in taps}
-    )
+    stored = group.keys() if isinstance(group, h5py.Group) else ()
+    extra = sorted(set(stored) - {t.name for t in taps})
     if extra:
         yield f"{p}: /{S.FEATURES}/{extra[0]} is not among the taps in attribute 'taps'; {RESTORE}"
     n_items = _attr(f, "n_items")
