@@ -146,18 +146,14 @@ def _deep(path: Path, state) -> list[str]:
     """Full reads of every shard, and every file's content hash against its name."""
     problems = []
     for name in state.shards:
-        f = open_shard(shard_path(path, name))
         where = f"{path}: shard {name}"
-        try:
+        with open_shard(shard_path(path, name)) as f:
             problems += _read_all(where, f, state)
-            if CONTENT_NAME.fullmatch(name) and not problems:
-                if shard_content_name(f) != name:
-                    problems.append(
-                        f"{where}: its content does not hash to its name (changed or swapped "
-                        f"in from elsewhere); {RESTORE}"
-                    )
-        finally:
-            f.close()
+            if CONTENT_NAME.fullmatch(name) and not problems and shard_content_name(f) != name:
+                problems.append(
+                    f"{where}: its content does not hash to its name (changed or swapped "
+                    f"in from elsewhere); {RESTORE}"
+                )
     for name, _rows in dict(state.pieces or []).items():
         if not content_matches(column_dir(path) / name):
             problems.append(
