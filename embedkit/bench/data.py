@@ -83,14 +83,11 @@ def parse_shots(text: str | list) -> tuple[int | str, ...]:
     shots: list[int | str] = []
     for item in items:
         item = str(item).strip().lower()
-        if item == ALL:
-            shots.append(ALL)
-        elif item.isdigit() and int(item) > 0:
-            shots.append(int(item))
-        else:
+        if item != ALL and not (item.isdigit() and int(item) > 0):
             raise UserInputError(
                 f"--shots item {item!r} is not valid; use positive integers or 'all' (e.g. 1,4,all)"
             )
+        shots.append(item if item == ALL else int(item))
     if not shots:
         raise UserInputError("--shots is empty; give e.g. 1,2,4,8,16,all")
     return tuple(dict.fromkeys(shots))
