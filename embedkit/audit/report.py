@@ -131,6 +131,7 @@ class AuditReport:
         issues, balance, scan = self.issues, self.balance, self.scan
         cross = self.cross_split()
         noise = issues.class_noise_rate
+        given, scores, pairs = self.labels[self.labelled], scan.outlier_score, scan.pairs
         return {
             "source": self.source,
             "spec": asdict(self.spec),
@@ -143,7 +144,7 @@ class AuditReport:
                     names[c]: {
                         "threshold": _num(issues.thresholds[c]),
                         "estimated_noise_rate": round(float(noise[c]), 6),
-                        "issues": int(issues.is_issue[self.labels[self.labelled] == c].sum()),
+                        "issues": int(issues.is_issue[given == c].sum()),
                     }
                     for c in range(len(names))
                 },
@@ -154,9 +155,7 @@ class AuditReport:
                 "counts": {names[c]: int(n) for c, n in enumerate(balance.counts)},
                 "imbalance_ratio": _num(balance.imbalance_ratio),
                 "empty_classes": [names[c] for c in balance.empty_classes],
-                "oof_accuracy": _num(
-                    float(np.mean(issues.suggested == self.labels[self.labelled]))
-                ),
+                "oof_accuracy": _num(float(np.mean(issues.suggested == given))),
                 "per_class_accuracy": {names[c]: _num(a) for c, a in enumerate(balance.accuracy)},
                 "top_confusions": [
                     {"given": names[g], "predicted": names[p], "count": n}
@@ -170,16 +169,14 @@ class AuditReport:
                 "n_listed": len(scan.pairs),
                 "n_cross_split": int(cross.sum()),
                 "n_label_conflicts": int(
-                    (self.labels[scan.pairs[:, 0]] != self.labels[scan.pairs[:, 1]]).sum()
+                    (self.labels[pairs[:, 0]] != self.labels[pairs[:, 1]]).sum()
                 ),
                 "truncated": scan.truncated,
             },
             "outliers": {
                 "k": int(scan.knn_index.shape[1]),
-                "score_mean": _num(float(scan.outlier_score.mean())) if len(self.ids) else None,
-                "score_p99": _num(float(np.quantile(scan.outlier_score, 0.99)))
-                if len(self.ids)
-                else None,
+                "score_mean": _num(float(scores.mean())) if len(scores) else None,
+                "score_p99": _num(float(np.quantile(scores, 0.99))) if len(scores) else None,
             },
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -234,9 +234,7 @@ def aggregate(records: list[dict]) -> BenchTable:
         "host": first.get("host", {}),
         "taps": [t for t in order if any(r["tap"] == t for r in rows)],
         "val": first["config"].get("val"),
-        "baselines": {k: float(np.mean([b[k] for b in with_base])) for k in BASELINES}
-        if with_base
-        else {},
+        "baselines": {k: float(np.mean([b[k] for b in with_base])) for k in BASELINES if with_base},
     }
     failed = sorted((r for r in records if r["status"] != "ok"), key=lambda r: r["run_id"])
     failures = [{"run_id": r["run_id"], "error": r["error"]} for r in failed]

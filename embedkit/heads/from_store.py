@@ -180,15 +180,13 @@ def fit_summary(head, *, given_val: bool) -> dict:
         return {"epochs": None, "iterations": None if n_iter is None else int(np.max(n_iter))}
     best = getattr(head, "best_epoch_", None)
     at_best = next((r for r in history if r["epoch"] == best), None)
-    validated = history[-1].get("val_loss") is not None
+    where = "the val split" if given_val else "a hold-out of the train rows"
     return {
         "epochs": len(history),
         "best_epoch": best,
         "val_loss": at_best and at_best["val_loss"],
         "val_accuracy": at_best and at_best["val_accuracy"],
-        "validation": ("the val split" if given_val else "a hold-out of the train rows")
-        if validated
-        else None,
+        "validation": where if history[-1].get("val_loss") is not None else None,
     }
 
 
