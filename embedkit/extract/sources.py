@@ -169,17 +169,20 @@ class ImageFolderSource(Source):
         self._files = files
         ids = tuple(id_from_name(f) for f in files)
         labels = tuple(i.split("/", 1)[0] if "/" in i else None for i in ids)
-        try:
-            digests = tuple(content_sha(self.read(i)) for i in range(len(files)))
-        except OSError as exc:
-            raise UserInputError(
-                f"{exc.filename}: cannot read ({exc.strerror or exc}); "
-                "fix its permissions or remove it"
-            ) from None
+        digests = tuple(content_sha(self._bytes(i)) for i in range(len(files)))
         return Listing(ids, digests, labels, (None,) * len(files))
 
     def read(self, index: int) -> bytes:
         return (self.path / self._files[index]).read_bytes()
+
+    def _bytes(self, index: int) -> bytes:
+        try:
+            return self.read(index)
+        except OSError as exc:  # named by the item: a failed read may carry no file name
+            raise UserInputError(
+                f"{self.describe(index)}: cannot read ({exc.strerror or exc}); "
+                "fix its permissions or remove it"
+            ) from None
 
     def describe(self, index: int) -> str:
         return str(self.path / self._files[index])
