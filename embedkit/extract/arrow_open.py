@@ -33,20 +33,17 @@ _HF_HINT = (
 def is_arrow_path(path: Path) -> bool:
     """Whether ``path`` is a Parquet/Arrow file, a folder of Parquet parts or a saved dataset."""
     if path.is_dir():
-        return (
-            (path / "state.json").is_file()
-            or (path / "dataset_dict.json").is_file()
-            or any(p.suffix.lower() in PARQUET_SUFFIXES for p in path.rglob("*") if p.is_file())
-        )
+        saved = any((path / name).is_file() for name in ("state.json", "dataset_dict.json"))
+        parts = (p for p in path.rglob("*") if p.is_file())
+        return saved or any(p.suffix.lower() in PARQUET_SUFFIXES for p in parts)
     return path.suffix.lower() in PARQUET_SUFFIXES + ARROW_SUFFIXES
 
 
 def hub_hint(path: Path) -> str:
     """The hint for a missing path that looks like a hub name (``imdb``, ``owner/name``)."""
     name = path.as_posix()
-    if path.is_absolute() or path.suffix or name.startswith(".") or name.count("/") > 1:
-        return ""
-    return f" ({_HF_HINT})"
+    local = path.is_absolute() or path.suffix or name.startswith(".") or name.count("/") > 1
+    return "" if local else f" ({_HF_HINT})"
 
 
 def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_column=None,
