@@ -72,10 +72,12 @@ def _run(args: argparse.Namespace) -> int:
     path = report.write(args.out)
     s = report.summary()
     dup = s["duplicates"]
+    ratio = s["class_balance"]["imbalance_ratio"]  # None when a class has no labelled rows
     print(
         f"{s['n_items']} items: {s['label_issues']['n_issues']} label issues "
         f"(estimated noise {s['label_issues']['estimated_noise_rate']:.1%}), "
         f"{dup['n_pairs']} near-duplicate pairs ({dup['n_cross_split']} across splits), "
-        f"imbalance ratio {s['class_balance']['imbalance_ratio']:.2f}; report: {path}"
+        f"imbalance ratio {'inf (a class is empty)' if ratio is None else f'{ratio:.2f}'}; "
+        f"report: {path}"
     )
     return 0

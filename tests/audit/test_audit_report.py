@@ -134,6 +134,17 @@ def test_cli_writes_the_report(labelled_store, tmp_path):
     assert json.loads((out / "report.json").read_text())["spec"]["folds"] == 3
 
 
+def test_cli_reports_a_class_without_labelled_rows(tmp_path):
+    path = tmp_path / "empty-class.h5"
+    X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    from_arrays(path, X, np.repeat([0, 1], 30), label_names=["a", "b", "c"]).close()
+    result = run_cli("audit", str(path), "--folds", "3", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "imbalance ratio inf (a class is empty)" in result.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["class_balance"]["imbalance_ratio"] is None
+
+
 def test_cli_store_without_labels_says_how_to_add_them(tmp_path):
     path = tmp_path / "unlabelled.h5"
     from_arrays(path, np.random.default_rng(0).normal(size=(20, 4))).close()
