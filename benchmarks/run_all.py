@@ -42,6 +42,7 @@ AREAS = {
     ),
     "int8_kernels": ("bench_int8_kernels.py", None),  # one MatMul per int8 kernel
     "int8_drift": ("int8_drift.py", None),  # mpnet by default; skips without its store
+    "cgrid": ("bench_cgrid.py", None),  # stores/fortunes-mpnet.h5 (skips without it)
     "heads": ("bench_heads.py", "Heads on cached features"),
     "protocol": ("bench_protocol.py", "Bench"),
     "reference": ("build_reference_stores.py", None),
