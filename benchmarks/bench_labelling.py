@@ -407,6 +407,8 @@ def report() -> None:
                   f"{_secs(s['spread_fit_100000x384'])} | < 30 |",
                   f"| bench --labelling, 10,000 rows, 4 x 5 x 5 (x 2 heads) | "
                   f"{_secs(s['bench_labelling_10000'])} | < 180 |"]  # fmt: skip
+        if s.get("previous"):
+            lines += ["", s["previous"]]
     text = "\n".join(lines)
     Records("labelling").add_markdown({"report": "runs/labelling"}, text,
                                       supersedes="results/labelling.md")  # fmt: skip
