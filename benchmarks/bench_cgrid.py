@@ -34,6 +34,7 @@ from _harness import Records
 
 ROOT = Path(__file__).resolve().parents[1]
 DECADES = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+TOP = 8  # cells of a bench shown, best CV first
 SHOWN = (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)  # the C values whose scores are tabled
 
 
@@ -132,7 +133,8 @@ def bench_lines(out: Path) -> tuple[list[str], dict]:
     table = build_report(out, plots=False)
     best, cpu = recommend(table), {}
     for r in read_records(out / "runs"):
-        cpu[r["head"]] = cpu.get(r["head"], 0.0) + float(r.get("cpu_s") or 0.0)
+        key = (r["tap"], r["head"])
+        cpu[key] = cpu.get(key, 0.0) + float(r.get("cpu_s") or 0.0)
     top = max((r["shots"] for r in table.rows), key=lambda v: float("inf") if v == "all" else v)
     lines = [
         f"`embedkit bench {Path(table.info['source']['store']).name} --taps "
@@ -141,22 +143,31 @@ def bench_lines(out: Path) -> tuple[list[str], dict]:
         f"a 5-fold CV of the training rows); recommended pair: tap `{best['tap']}` + "
         f"`{best['head']}`.",
         "",
-        "| tap | head | CV accuracy | test accuracy | CPU s, all its runs |",
+        f"The {TOP} best cells by CV accuracy:",
+        "",
+        "| tap | head | CV accuracy | test accuracy | CPU s, its 5 runs |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    cells = [r for r in table.rows if r["shots"] == top]
-    for r in sorted(cells, key=lambda r: -(r.get("val_accuracy_mean") or 0)):
+    cells = sorted((r for r in table.rows if r["shots"] == top),
+                   key=lambda r: -(r.get("val_accuracy_mean") or 0))  # fmt: skip
+    for r in cells[:TOP]:
         mark = "**" if r is best else ""
         lines.append(
             f"| `{r['tap']}` | {mark}{r['head']}{mark} | {r['val_accuracy_mean']:.3f} | "
-            f"{r['accuracy_mean']:.3f} | {cpu.get(r['head'], 0):.0f} |"
+            f"{r['accuracy_mean']:.3f} | {cpu.get((r['tap'], r['head']), 0):.0f} |"
         )
-    record = {"recommended": [best["tap"], best["head"]], "cpu_s": cpu,
+    per_head = {}
+    for (_, head), seconds in cpu.items():
+        per_head[head] = per_head.get(head, 0.0) + seconds
+    total = sum(per_head.values())
+    shares = ", ".join(f"{h} {per_head[h]:.0f}" for h in heads_in_order(table.rows))
+    record = {"recommended": [best["tap"], best["head"]], "cpu_s": per_head,
               "cells": [{k: r.get(k) for k in ("tap", "head", "val_accuracy_mean",
                                                "accuracy_mean")} for r in cells]}  # fmt: skip
     lines += ["", "Paired per-fold difference of the pick's CV accuracy minus each other head's "
               "(mean / standard error over the 5 folds; within noise when mean <= SE): "
-              + "; ".join(_paired(best, r) for r in cells if r is not best) + ".",
+              + "; ".join(_paired(best, r) for r in cells[:TOP] if r is not best) + ".",
+              "", f"CPU seconds of the whole bench, {total:.0f}, by head: {shares}."
               "", "CPU seconds are those of the bench's workers (one BLAS thread each): each "
               "head's fits on 4/5 of the training rows for every fold, plus its fit(s) on all "
               "of them. Reproduce: `embedkit bench STORE ... --out DIR`, then "
@@ -168,7 +179,7 @@ def _paired(best: dict, row: dict) -> str:
     a, b = best["val_seeds"], row["val_seeds"]
     diff = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
     se = diff.std(ddof=1) / np.sqrt(len(diff))
-    return f"{row['head']} {diff.mean():.4f} / {se:.4f}"
+    return f"{row['tap']} + {row['head']} {diff.mean():.4f} / {se:.4f}"
 
 
 def main() -> None:
