@@ -46,7 +46,7 @@ from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
 from embedkit.heads._validation import check_fitted, encode_labels
-from embedkit.heads.graph import feature_graph, knn_graph
+from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
 GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
@@ -228,7 +228,8 @@ class LabelSpreadingHead(_SemiHead):
         """
         logp = np.log(np.clip(self.head_.predict_proba(X), 1e-12, 1.0))  # (M, K)
         logp -= logp.mean(1, keepdims=True)  # logits up to each row's constant
-        W = feature_graph(logp.astype(np.float32), "centre", n_neighbors=self.n_neighbors)
+        # A one-off graph (these rows' own view): built directly, not memoised.
+        W = knn_graph(unit_rows(logp.astype(np.float32), center=True), self.n_neighbors)
         G = self._operator(W)(_one_hot(y_index, F.shape[1], len(X)))
         return balance_scores((F + G) / 2, self.balance_, y_index)
 
@@ -239,11 +240,6 @@ class LabelSpreadingHead(_SemiHead):
         if np.bincount(y_index, minlength=k).min() < self.min_cv_labels:
             return (_FEW_LABELS_GRAPH,)
         return ("centre", "whiten", "none")
-
-    def spread(self, X: np.ndarray, y_index: np.ndarray, k: int) -> np.ndarray:
-        """Row-normalised label scores (M, K) of unit rows ``X``; the first rows are labelled."""
-        W = knn_graph(X, self.n_neighbors) if len(X) >= 3 else None
-        return self._operator(W)(_one_hot(y_index, k, len(X)))
 
     def _graph(self, X: np.ndarray, rows: np.ndarray, graph: str):
         """The kNN graph (M, M) of ``X[rows]`` in the order of ``rows`` (None under 3 rows).
@@ -327,10 +323,10 @@ def _cg(A, B: np.ndarray, maxiter: int, rtol: float = 1e-5) -> tuple[np.ndarray,
     rho_prev = np.ones(R.shape[1])
     steps = np.zeros(R.shape[1], np.int64)
     for i in range(maxiter):
-        live = (np.linalg.norm(R, axis=0) >= stop) & (stop > 0)
+        rho = np.einsum("ij,ij->j", R, R)  # |r|^2 per column
+        live = (np.sqrt(rho) >= stop) & (stop > 0)
         if not live.any():
             break
-        rho = np.einsum("ij,ij->j", R, R)
         beta = np.divide(rho, rho_prev, out=np.zeros_like(rho), where=live & (i > 0))
         P = R + beta * P
         Q = A @ P
