@@ -97,7 +97,7 @@ def _markdown(report, summary: dict, tables: dict) -> str:
         "| --- | --- |",
         f"| label issues (confident joint) | {li['n_issues']} "
         f"(estimated noise rate {li['estimated_noise_rate']:.1%}) |",
-        f"| out-of-fold accuracy | {_pct(cb['oof_accuracy'])} |",
+        f"| out-of-fold accuracy | {_f(cb['oof_accuracy'], '.1%')} |",
         "| imbalance ratio (max/min count) | "
         f"{_f(cb['imbalance_ratio'], '.2f', 'inf (a class is empty)')} |",
         f"| near-duplicate pairs (cosine >= {dup['threshold']}) | {dup['n_pairs']} "
@@ -115,7 +115,7 @@ def _markdown(report, summary: dict, tables: dict) -> str:
     for name, count in cb["counts"].items():
         per = li["per_class"][name]
         lines.append(
-            f"| {name} | {count} | {_pct(cb['per_class_accuracy'][name])} | {per['issues']} "
+            f"| {name} | {count} | {_f(cb['per_class_accuracy'][name], '.1%')} | {per['issues']} "
             f"| {per['estimated_noise_rate']:.1%} |"
         )
     if cb["empty_classes"]:
@@ -154,10 +154,6 @@ def _top(title: str, rows: list[dict], n: int, file: str) -> list[str]:
         out += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows[:n]]
         out.append("")
     return out
-
-
-def _pct(value) -> str:
-    return _f(value, ".1%")
 
 
 def _f(value, spec: str = ".4f", none: str = "n/a") -> str:

@@ -141,8 +141,7 @@ def verify(model_bytes, feeds, reference, names, precision, *, force=False) -> d
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        msg = str(exc).splitlines()[0]
-        raise ExportError(f"the exported graph fails onnx.checker: {msg}") from exc
+        raise ExportError(f"the exported graph fails onnx.checker: {first_line(exc)}") from exc
     tol = TOLERANCES[precision]
     try:
         outputs = run_ort(model_bytes, feeds)

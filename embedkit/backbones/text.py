@@ -30,7 +30,7 @@ from embedkit.backbones.sentence import SentenceConfig, read_sentence_config
 from embedkit.backbones.taps import TappableLayer, check_pooling, pool
 from embedkit.backbones.to_onnx import Traceable
 from embedkit.contract import TOKEN_POOLINGS, Tap, TextSpec
-from embedkit.errors import UserInputError, require
+from embedkit.errors import UserInputError, first_line, require
 
 EXAMPLE_TEXTS = ["a tiny example", "another short sentence to trace"]
 FRESH_TEXTS = [
@@ -238,9 +238,22 @@ class TextBackbone:
         return tok.to_str()
 
 
-def _load_transformer(path: str, name: str, *, max_length=None, normalize=None, prompt=None):
-    """Load tokenizer + AutoModel (eager attention) and the folder's sentence-transformers
-    settings; ``max_length``/``normalize`` given here win over the folder's."""
+def load_hf(
+    path: str, *, name: str, max_length=None, normalize=None, prompt=None, **_options
+) -> TextBackbone:
+    """Load ``hf:<name-or-path>``: any AutoModel text encoder, offline when given a folder.
+
+    The tokenizer and the model (eager attention) load with the folder's sentence-transformers
+    settings: max length, pooling, Dense head, normalisation and prompt
+    (:func:`~embedkit.backbones.sentence.read_sentence_config`); ``max_length`` and
+    ``normalize`` given here win over the folder's.
+
+    Examples
+    --------
+    >>> bb = load_hf(minilm_path(), name="hf:minilm")
+    >>> bb.default_normalize, bb.default_pooling, bb.max_length, bb.input_names
+    (True, 'mean', 256, ['input_ids', 'attention_mask', 'token_type_ids'])
+    """
     transformers = require("transformers", "text", f"the {name} backbone")
     sentence = read_sentence_config(path, prompt)
     default_max = sentence.max_length or 512
@@ -257,9 +270,8 @@ def _load_transformer(path: str, name: str, *, max_length=None, normalize=None, 
             tok = transformers.AutoTokenizer.from_pretrained(path)
             model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
     except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserInputError(
-            f"cannot load {name}: {reason}; give a local model folder "
+            f"cannot load {name}: {first_line(exc)}; give a local model folder "
             "(config.json, tokenizer.json, weights)"
         ) from exc
     limit = int(getattr(model.config, "max_position_embeddings", default_max) or default_max)
@@ -298,7 +310,7 @@ def load_minilm(*, max_length=None, normalize=None, **_options) -> TextBackbone:
     ('last', 'layer.0', 'layer.1', 'layer.2', 'layer.3', 'layer.4')
     """
     path = minilm_path()
-    backbone = _load_transformer(path, "minilm", max_length=max_length, normalize=normalize)
+    backbone = load_hf(path, name="minilm", max_length=max_length, normalize=normalize)
     backbone.default_taps = ("last", *backbone.tap_names()[1:-2])  # last, layer.0 .. layer.4
     return backbone
 
@@ -324,29 +336,12 @@ def load_mpnet(*, max_length=None, normalize=None, **_options) -> TextBackbone:
     (384, ('last', 'layer.5', 'layer.7', 'layer.8', 'layer.9', 'layer.10'))
     """
     path = str(installed_folder())
-    backbone = _load_transformer(path, "mpnet", max_length=max_length, normalize=normalize)
+    backbone = load_hf(path, name="mpnet", max_length=max_length, normalize=normalize)
     backbone.default_taps = MPNET_TAPS
     return backbone
 
 
 MPNET_TAPS = ("last", "layer.5", "layer.7", "layer.8", "layer.9", "layer.10")
-
-
-def load_hf(
-    path: str, *, name: str, max_length=None, normalize=None, prompt=None, **_options
-) -> TextBackbone:
-    """Load ``hf:<name-or-path>``: any AutoModel text encoder, offline when given a folder.
-
-    A sentence-transformers folder sets max length, pooling, Dense head, normalisation
-    and prompt (:func:`~embedkit.backbones.sentence.read_sentence_config`).
-
-    Examples
-    --------
-    >>> bb = load_hf(minilm_path(), name="hf:minilm")
-    >>> bb.default_normalize, bb.default_pooling, bb.max_length, bb.input_names
-    (True, 'mean', 256, ['input_ids', 'attention_mask', 'token_type_ids'])
-    """
-    return _load_transformer(path, name, max_length=max_length, normalize=normalize, prompt=prompt)
 
 
 def _hf_spec(rest: str) -> BackboneSpec:

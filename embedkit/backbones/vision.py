@@ -106,7 +106,8 @@ def _global_pool_aliases(model: torch.nn.Module) -> dict[str, TapPoint]:
     return aliases
 
 
-def _with_module_taps(model, example, name, spec) -> HookedBackbone:
+def _with_module_taps(model, name, spec: ImageSpec) -> HookedBackbone:
+    example = torch.randn(2, 3, *spec.size, generator=torch.Generator().manual_seed(0))
     aliases = _global_pool_aliases(model)
     default = "pool" if "pool" in aliases else "output"
     return HookedBackbone(name, model, example, spec, aliases=aliases, default_tap=default)
@@ -146,8 +147,7 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
         crop="center" if crop < 1 else None,
         interpolation=cfg.get("interpolation", "bilinear"),
     )
-    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    return _with_module_taps(model, example, name, spec)
+    return _with_module_taps(model, name, spec)
 
 
 def load_torchvision(model_name: str, **_options) -> HookedBackbone:
@@ -171,8 +171,7 @@ def load_torchvision(model_name: str, **_options) -> HookedBackbone:
         crop="center",
         interpolation=str(t.interpolation.value),
     )
-    example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    return _with_module_taps(model, example, name, spec)
+    return _with_module_taps(model, name, spec)
 
 
 def _image_spec(prefix: str, loader):

@@ -225,15 +225,6 @@ def cv_holdout(
     return np.sort(rows[fit]), np.sort(rows[held])
 
 
-def stratified_test_split(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int = 0):
-    """Split ``rows`` into (pool, test) in memory, stratified, for ``--make-test-split``."""
-    if not 0.0 < fraction < 1.0:
-        raise UserInputError(
-            f"--make-test-split {fraction} is not valid; give a fraction in (0, 1)"
-        )
-    return stratified_split(rows, y[rows], fraction, seed=seed)
-
-
 def load_bench_data(
     store,
     *,
@@ -314,8 +305,12 @@ def load_bench_sets(
         # The one selector of train, bench and audit (docs/splits.md); bench carves its own
         # validation from the pool, so excluded ids leave all of it.
         chosen = select_rows(fs, exclude=wanted, exclude_val=True, source=f"--exclude {exclude}")
-        if make_test_split:
-            pool, test = stratified_test_split(y, np.arange(len(y)), float(make_test_split))
+        if make_test_split:  # a stratified test split in memory, seed 0
+            if not 0.0 < make_test_split < 1.0:
+                raise UserInputError(
+                    f"--make-test-split {make_test_split} is not valid; give a fraction in (0, 1)"
+                )
+            pool, test = stratified_split(np.arange(len(y)), y, float(make_test_split), seed=0)
             pool = pool[~np.isin(ids[pool], sorted(wanted))]
         else:
             test = np.searchsorted(labelled, chosen.test)  # store rows -> rows of y

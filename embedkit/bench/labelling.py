@@ -27,7 +27,7 @@ import numpy as np
 from embedkit.bench.metrics import t_interval
 from embedkit.bench.records import SCHEMA, config_hash, done_runs, read_records, write_record
 from embedkit.errors import UserInputError
-from embedkit.files import atomic_file
+from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import head_record, make_head
 from embedkit.labelling.strategies import STRATEGIES, UNCERTAINTY, select
 
@@ -179,20 +179,15 @@ def build_labelling_report(out, *, n_classes: int | None = None) -> dict:
                "labels_to_match_baseline": needed, "table": table,
                "n_classes": n_classes}  # fmt: skip
     out = Path(out)
-    _write(out / "labelling.json", json.dumps(summary, indent=1))
-    _write(out / "labelling.md", labelling_markdown(summary))
+    write_bytes_atomic(out / "labelling.json", json.dumps(summary, indent=1).encode())
+    write_bytes_atomic(out / "labelling.md", labelling_markdown(summary).encode())
     lines = ["strategy,head,budget,mean,low,high,seeds"] + [
         f"{r['strategy']},{r['head']},{r['budget']},{r['mean']:.4f},{r['low']:.4f},"
         f"{r['high']:.4f},{r['seeds']}" for r in table
     ]  # fmt: skip
-    _write(out / "labelling.csv", "\n".join(lines) + "\n")
+    write_bytes_atomic(out / "labelling.csv", ("\n".join(lines) + "\n").encode())
     plot_labelling(summary, out / "labelling.png")
     return summary
-
-
-def _write(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def _cell(row: dict | None) -> str:
@@ -228,11 +223,9 @@ def labelling_markdown(summary: dict) -> str:
 
 def plot_labelling(summary: dict, path) -> Path:
     """Accuracy vs labels per class, one line per (strategy, head), 95% bands."""
-    import matplotlib
+    from embedkit.bench.plots import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     table = summary["table"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for s, h in sorted({(r["strategy"], r["head"]) for r in table}):
@@ -246,9 +239,8 @@ def plot_labelling(summary: dict, path) -> Path:
         if np.isfinite(low).all():
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
     ax.set_xscale("log")
-    ax.set_xticks(
-        sorted({r["budget"] for r in table}), [str(b) for b in sorted({r["budget"] for r in table})]
-    )
+    budgets = sorted({r["budget"] for r in table})
+    ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("labels per class")
     ax.set_ylabel("test accuracy")
     ax.set_title("labelling loop: accuracy vs labels (mean, 95% t-interval)", fontsize=10)

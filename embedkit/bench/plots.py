@@ -19,7 +19,8 @@ from embedkit.bench.table import heads_in_order, shot_label, shot_levels
 from embedkit.files import atomic_file
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: files only, no display needed."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -34,7 +35,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     --------
     >>> plot_accuracy_vs_shots(build_report("bench/"), "shots.png")  # doctest: +SKIP
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = _shown_rows(table)
     levels = shot_levels(rows)
     x = np.arange(len(levels))
@@ -60,7 +61,7 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     """
     from embedkit.bench.choose import recommend
 
-    plt = _pyplot()
+    plt = pyplot()
     top = shot_levels(table.rows)[-1]
     taps = table.taps
     x = np.arange(len(taps))
@@ -88,7 +89,7 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     """Mean accuracy against mean fit seconds (log scale), one line per head over shots."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     rows = _shown_rows(table)
     for head in heads_in_order(rows):

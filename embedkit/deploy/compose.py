@@ -103,17 +103,16 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     classes = record.class_names(head.classes_)
     _set_metadata(merged, spec, record, name, classes, diff)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # a failed or killed deploy leaves the old file; a backbone with a .onnx.data file
     # (dynamo exports, weights over 1 GiB) gives a deployed model with one too
-    save_onnx(merged, out, external=Path(f"{spec.path}.data").is_file())
+    sidecar = save_onnx(merged, out, external=Path(f"{spec.path}.data").is_file())
     return Deployed(
         path=str(out),
         head=name,
         backbone=str(spec.metadata.get(C.BACKBONE, spec.path.stem)),
         classes=tuple(classes),
         max_abs_diff=diff,
-        nbytes=out.stat().st_size + _size(Path(f"{out}.data")),
+        nbytes=out.stat().st_size + (sidecar.stat().st_size if sidecar else 0),
     )
 
 
@@ -241,7 +240,3 @@ def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff:
     for key, value in C.encode_metadata(meta).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else 0

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,6 @@ def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
 
 def _renumbered(parts: list, prefix: str):
     """Several arrow files of one dataset as one part, its rows numbered from 0 across them."""
-    from dataclasses import replace
-
     counts = [n for part in parts for n in part.counts]
     where = str(Path(parts[0].where).parent)
     return replace(parts[0], counts=counts, read_batch=_Concat(parts), where=where)

@@ -22,7 +22,7 @@ import numpy as np
 
 from embedkit.contract import BACKBONE, ImageSpec
 from embedkit.errors import UserInputError
-from embedkit.extract.batching import Plan, plan_batches
+from embedkit.extract.batching import plan_batches
 from embedkit.extract.config import ExtractConfig, ExtractSummary
 from embedkit.extract.engine import Engine, Job
 from embedkit.extract.local import LocalEngine
@@ -130,7 +130,10 @@ class _Extraction:
         if any(label is not None for label in listing.labels):  # cached rows follow the source
             cached = np.setdiff1d(np.arange(len(listing)), todo).tolist()
             writer.relabel([listing.ids[i] for i in cached], [listing.labels[i] for i in cached])
-        self.work.plan = plan = self._plan(todo)
+        texts = pre = None  # text: tokenised once and bucketed by length; else fixed-size batches
+        if isinstance(self.pre, TextPreprocessor):
+            texts, pre = [self.source.read(i) for i in todo.tolist()], self.pre
+        self.work.plan = plan = plan_batches(todo, self.cfg.batch_size, texts=texts, pre=pre)
         job = Job(self.cfg, self.work, listing, writer, todo)
         done = writer.begin(self.engine.journal(job))
         batches = [(b, rows) for b, rows in enumerate(plan.batches) if b not in done]
@@ -160,13 +163,6 @@ class _Extraction:
             provider=provider or "none",
             n_relabelled=commit.n_relabelled,
         )
-
-    def _plan(self, todo: np.ndarray) -> Plan:
-        """Text: tokenised once and bucketed by length; anything else: fixed-size batches."""
-        if not isinstance(self.pre, TextPreprocessor):
-            return plan_batches(todo, self.cfg.batch_size)
-        texts = [self.source.read(i) for i in todo.tolist()]
-        return plan_batches(todo, self.cfg.batch_size, texts=texts, pre=self.pre)
 
     def _tap_infos(self, listing: Listing):
         """The taps with their shapes; a shape the graph leaves dynamic is probed on one item."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from embedkit.contract import ArraySpec, ImageSpec, TextSpec
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, require
 from embedkit.extract.images import to_eight_bit
 
 if TYPE_CHECKING:
@@ -183,8 +183,6 @@ class TextPreprocessor:
     """Tokenize with ``tokenizers`` (truncation; batches pad to their longest item)."""
 
     def __init__(self, spec: TextSpec, model: ModelSpec):
-        from embedkit.errors import require
-
         if not model.tokenizer:
             raise UserInputError(
                 f"{model.path}: text preprocessing needs the 'embedkit.tokenizer' metadata; "

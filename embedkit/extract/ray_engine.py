@@ -36,6 +36,7 @@ from embedkit.progress import Progress
 from embedkit.store import BatchShards
 
 _QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
+_NO_FILES = {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}  # none sent back
 
 
 class RayEngine:
@@ -236,8 +237,7 @@ class ShardActor:
                 outs.append({**self._one(row), "error": "", "message": ""})
             except EmbedkitError as exc:  # Ray Data would wrap it and drop the type and text
                 out = {"batch": row["batch"], "computed": 0, "n_bad": 0, "provider": ""}
-                out |= {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}
-                outs.append({**out, "error": type(exc).__name__, "message": str(exc)})
+                outs.append({**out, **_NO_FILES, "error": type(exc).__name__, "message": str(exc)})
         # object arrays: numpy's fixed-width bytes would drop a file's trailing NUL bytes
         return {key: np.asarray([o[key] for o in outs], dtype=object if key.endswith("_bytes")
                                 else None) for key in outs[0]}  # fmt: skip
@@ -250,7 +250,7 @@ class ShardActor:
         out = {"batch": b, "computed": len(good), "n_bad": len(bad), "provider": provider}
         if not self.via_driver:
             self._write(self.journal, row, good, bad, features)
-            return out | {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}
+            return out | _NO_FILES
         with tempfile.TemporaryDirectory(prefix="embedkit-shard-") as folder:
             written = self._write(Path(folder), row, good, bad, features)
             for key, path in written.items():  # the file's name and bytes, or empty
