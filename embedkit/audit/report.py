@@ -74,22 +74,20 @@ class AuditReport:
         """Rows of suspects.csv."""
         position = np.empty(len(self.labels), dtype=np.int64)
         position[self.labelled] = np.arange(len(self.labelled))
-        out = []
-        for rank, row in enumerate(self.suspect_rows(self.spec.top_k), start=1):
-            i = position[row]
-            out.append(
-                {
-                    "rank": rank,
-                    "id": self.ids[row],
-                    "given_label": self._name(row),
-                    "suggested_label": self.label_names[int(self.issues.suggested[i])],
-                    "self_confidence": round(float(self.issues.self_confidence[i]), 6),
-                    "margin": round(float(self.issues.margin[i]), 6),
-                    "is_issue": bool(self.issues.is_issue[i]),
-                    "split": self.splits[row],
-                }
-            )
-        return out
+        rows = self.suspect_rows(self.spec.top_k)
+        return [
+            {
+                "rank": rank,
+                "id": self.ids[row],
+                "given_label": self._name(row),
+                "suggested_label": self.label_names[int(self.issues.suggested[i])],
+                "self_confidence": round(float(self.issues.self_confidence[i]), 6),
+                "margin": round(float(self.issues.margin[i]), 6),
+                "is_issue": bool(self.issues.is_issue[i]),
+                "split": self.splits[row],
+            }
+            for rank, (row, i) in enumerate(zip(rows, position[rows]), start=1)
+        ]
 
     def duplicates_table(self) -> list[dict]:
         """Rows of duplicates.csv, most similar first."""
@@ -110,20 +108,19 @@ class AuditReport:
 
     def outliers_table(self) -> list[dict]:
         """Rows of outliers.csv, most distant first."""
-        out = []
-        for rank, row in enumerate(self.outlier_rows(self.spec.top_k), start=1):
-            nearest = self.scan.knn_index[row, 0] if self.scan.knn_index.shape[1] else -1
-            out.append(
-                {
-                    "rank": rank,
-                    "id": self.ids[row],
-                    "outlier_score": round(float(self.scan.outlier_score[row]), 6),
-                    "label": self._name(row),
-                    "split": self.splits[row],
-                    "nearest_id": self.ids[nearest] if nearest >= 0 else "",
-                }
-            )
-        return out
+        knn = self.scan.knn_index
+        nearest = knn[:, 0] if knn.shape[1] else np.full(len(knn), -1)
+        return [
+            {
+                "rank": rank,
+                "id": self.ids[row],
+                "outlier_score": round(float(self.scan.outlier_score[row]), 6),
+                "label": self._name(row),
+                "split": self.splits[row],
+                "nearest_id": self.ids[nearest[row]] if nearest[row] >= 0 else "",
+            }
+            for rank, row in enumerate(self.outlier_rows(self.spec.top_k), start=1)
+        ]
 
     def summary(self) -> dict:
         """The JSON-ready summary that report.json holds."""

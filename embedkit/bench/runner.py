@@ -73,9 +73,8 @@ class BenchSpec:
     val: float = 0.2  # largest shot level: 1/folds of the repeated cross-validation (0: none)
 
     def __post_init__(self):
-        if isinstance(self.heads, str):
-            object.__setattr__(self, "heads", tuple(h.strip() for h in self.heads.split(",")))
-        object.__setattr__(self, "heads", tuple(self.heads))
+        heads = self.heads.split(",") if isinstance(self.heads, str) else self.heads
+        object.__setattr__(self, "heads", tuple(h.strip() for h in heads))
         object.__setattr__(self, "shots", parse_shots(self.shots))
         if self.protocol not in PROTOCOLS:
             raise UserInputError(

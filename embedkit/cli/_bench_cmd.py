@@ -11,9 +11,12 @@ embedkit bench-build bench/      # re-aggregate runs/*.json into CSV, Markdown a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from embedkit.cli import options
 from embedkit.cli._args import folds, fraction, fraction_or_zero, jobs, seeds
 from embedkit.cli._outputs import BENCH_FOLDER, add_overwrite, guard_output
+from embedkit.errors import UserInputError
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, TAP_SWEEP_HEADS
 
 _DEFAULT_HEADS = ",".join(BENCH_DEFAULT_HEADS)
@@ -130,8 +133,6 @@ def register(sub) -> None:
 
 
 def run_bench_cmd(args) -> int:
-    from pathlib import Path
-
     from embedkit.bench import BenchSpec, run_bench
 
     guard_output(
@@ -161,8 +162,6 @@ def run_bench_cmd(args) -> int:
 
 
 def run_labelling_cmd(args) -> int:
-    from pathlib import Path
-
     from embedkit.bench.labelling import LabellingSpec, labelling_markdown, run_labelling
 
     spec = LabellingSpec(
@@ -173,8 +172,6 @@ def run_labelling_cmd(args) -> int:
     )
     taps = args.taps or [None]
     if len(taps) > 1:
-        from embedkit.errors import UserInputError
-
         raise UserInputError("--labelling runs on one tap; give at most one --tap")
     summary = run_labelling(args.store, args.out, spec, tap=taps[0], progress=not args.quiet)
     print(labelling_markdown(summary), end="")
@@ -184,8 +181,6 @@ def run_labelling_cmd(args) -> int:
 
 
 def run_build_cmd(args) -> int:
-    from pathlib import Path
-
     from embedkit.bench import build_report
 
     table = build_report(args.results, plots=not args.no_plots)

@@ -10,6 +10,7 @@ import json
 
 from embedkit.cli._args import count, fraction_or_zero
 from embedkit.cli._outputs import HEAD_FOLDER, add_overwrite, guard_output
+from embedkit.errors import UserInputError
 
 
 def register(sub) -> None:
@@ -60,8 +61,6 @@ def register(sub) -> None:
 
 def parse_params(pairs: list[str]) -> dict:
     """``["lr=0.01", "depth=2", "schedule=cosine"]`` -> ``{"lr": 0.01, "depth": 2, ...}``."""
-    from embedkit.errors import UserInputError
-
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

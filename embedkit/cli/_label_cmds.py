@@ -8,7 +8,11 @@ embedkit label feats.h5 export.json --new-class              # a Label Studio ex
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from embedkit.cli._args import count, positive_int, seconds
+from embedkit.errors import UserInputError
 
 _STRATEGIES = ("auto", "random", "typical", "coverage", "margin", "entropy", "hybrid")
 
@@ -51,10 +55,6 @@ def register(sub) -> None:
 
 
 def run_select(args) -> int:
-    import json
-    from pathlib import Path
-
-    from embedkit.errors import UserInputError
     from embedkit.labelling.picks import select_store, write_csv, write_html, write_label_studio
 
     record = None

@@ -165,10 +165,6 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _is_deployed(path: Path) -> bool:
-    return C.HEAD in _onnx_metadata(path)
-
-
 def _is_exported(path: Path) -> bool:
     meta = _onnx_metadata(path)
     return C.FORMAT in meta and C.HEAD not in meta and C.VERIFY in meta
@@ -180,14 +176,6 @@ def _is_head_folder(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and config.get("format") == "embedkit.head"
-
-
-def _is_bench_folder(path: Path) -> bool:
-    return (path / "runs").is_dir() or (path / "results.csv").is_file()
-
-
-def _is_audit_folder(path: Path) -> bool:
-    return (path / "report.json").is_file() or (path / "suspects.csv").is_file()
 
 
 def _is_packed_store(path: Path) -> bool:
@@ -207,11 +195,19 @@ def _is_packed_store(path: Path) -> bool:
 
 
 PREDICTIONS = Output("a predictions file", False, _is_predictions)
-DEPLOYED = Output("a model written by embedkit deploy", False, _is_deployed)
+DEPLOYED = Output(
+    "a model written by embedkit deploy", False, lambda p: C.HEAD in _onnx_metadata(p)
+)
 EXPORTED = Output("a model written by embedkit export", False, _is_exported)
 HEAD_FOLDER = Output("a head folder", True, _is_head_folder)
-BENCH_FOLDER = Output("a bench results folder", True, _is_bench_folder)
-AUDIT_FOLDER = Output("an audit report folder", True, _is_audit_folder)
+BENCH_FOLDER = Output(
+    "a bench results folder", True, lambda p: (p / "runs").is_dir() or (p / "results.csv").is_file()
+)
+AUDIT_FOLDER = Output(
+    "an audit report folder",
+    True,
+    lambda p: (p / "report.json").is_file() or (p / "suspects.csv").is_file(),
+)
 PACKED = Output("a packed store", False, _is_packed_store)
 
 

@@ -17,6 +17,7 @@ import json
 
 from embedkit.cli._args import count, fraction_or_zero, seconds
 from embedkit.cli._outputs import PACKED, Output, add_overwrite, guard_output
+from embedkit.errors import StoreError, UserInputError
 
 
 def register(sub) -> None:
@@ -173,7 +174,6 @@ def run_info(args) -> int:
 def run_split(args) -> int:
     import numpy as np
 
-    from embedkit.errors import UserInputError
     from embedkit.rows import split_rows
     from embedkit.store import FeatureStore, WriterLock, set_splits
 
@@ -288,7 +288,6 @@ def run_vacuum(args) -> int:
 
 
 def run_verify(args) -> int:
-    from embedkit.errors import StoreError
     from embedkit.store import FeatureStore, verify_store
 
     if args.repair:

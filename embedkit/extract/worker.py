@@ -24,9 +24,7 @@ from embedkit.extract.sources import Source
 
 
 class BatchWorker:
-    """Read, preprocess and run batches of one source: in the extract process, or pickled
-    into each Ray actor (which then builds its own preprocessor and ONNX Runtime session).
-    """
+    """Read, preprocess and run batches of one source (unpickled: its own session)."""
 
     def __init__(self, model: ModelSpec, source: Source, *, device: str, dtype: str, threads=None):
         self.model, self.source = model, source
