@@ -26,7 +26,7 @@ import numpy as np
 
 from embedkit.bench.metrics import t_interval
 from embedkit.bench.records import SCHEMA, config_hash, done_runs, read_records, write_record
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, check_known
 from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import head_record, make_head
 from embedkit.labelling.strategies import STRATEGIES, UNCERTAINTY, select
@@ -65,9 +65,7 @@ class LabellingSpec:
         if not self.budgets or min(self.budgets) < 1:
             raise UserInputError(f"--budgets {self.budgets}: positive labels per class")
         object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown:
-            raise UserInputError(f"unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}")
+        check_known(self.strategies, STRATEGIES, "strategy")
         for head in self.heads:
             head_record(head, " in --heads")
 

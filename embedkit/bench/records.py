@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from embedkit.errors import UserInputError
-from embedkit.files import atomic_file
+from embedkit.files import write_bytes_atomic
 
 SCHEMA = 2  # 2: records carry their tap set; schema-1 records (one tap) are still read
 
@@ -42,10 +42,8 @@ def config_hash(config: dict) -> str:
 def write_record(runs_dir: Path, record: dict) -> Path:
     """Write ``record`` to ``runs_dir/<run_id>.json`` via a temporary file and a rename."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    final = runs_dir / f"{record['run_id']}.json"
-    with atomic_file(final) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1, sort_keys=True, default=_json_default)
-    return final
+    text = json.dumps(record, indent=1, sort_keys=True, default=_json_default)
+    return write_bytes_atomic(runs_dir / f"{record['run_id']}.json", text.encode("utf-8"))
 
 
 def read_records(runs_dir: Path) -> list[dict]:

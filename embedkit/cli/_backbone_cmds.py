@@ -17,7 +17,7 @@ from pathlib import Path
 from embedkit.cli._args import max_length
 from embedkit.cli._outputs import EXPORTED, add_overwrite, guard_output
 from embedkit.contract import POOLINGS, PRECISIONS
-from embedkit.errors import UserInputError
+from embedkit.errors import UserInputError, require
 
 
 def register(subparsers) -> None:
@@ -79,8 +79,6 @@ def register(subparsers) -> None:
 
 def _backbones_api():
     """``embedkit.backbones``, or an install hint when torch is missing."""
-    from embedkit.errors import require
-
     require("torch", "torch", "exporting backbones")
     import embedkit.backbones
 
