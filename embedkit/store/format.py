@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.contract import Tap as TapInfo  # one feature set: the ONNX contract's tap type
-from embedkit.files import json_plain, temp_name
+from embedkit.files import json_plain
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "embedkit-feature-store"  # root attribute 'format' of a store's index file
@@ -78,12 +78,6 @@ def column_dir(store) -> Path:
 def journal_dir(store) -> Path:
     """``STORE.d/journal``: an unfinished extract's rows."""
     return sidecar(store) / JOURNAL
-
-
-def index_temp(store) -> Path:
-    """Where a new index is written before it is renamed over ``STORE`` (inside the folder,
-    so nothing but the store itself sits beside it)."""
-    return temp_name(sidecar(store) / "index")
 
 
 def version_dir(store) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError
+from embedkit.errors import StoreError, first_line
 from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.integrity import stamp
@@ -42,20 +42,15 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
     for name in names:
         path = column_dir(store) / name
         try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
+            with h5py.File(path, "r") as f:
+                y, s = f[S.LABELS][...], f[S.SPLIT][...]
+        except (KeyError, OSError, TypeError) as exc:
             if isinstance(exc, FileNotFoundError) or not path.exists():
                 raise StoreError(missing_file(store, path)) from None
-            reason = str(exc).splitlines()[0][:120]
+            reason = first_line(exc, 120)
             raise StoreError(
                 f"{store}: column file {path} is not readable ({reason}); {RESTORE}"
             ) from None
-        with f:
-            try:
-                y, s = f[S.LABELS][...], f[S.SPLIT][...]
-            except (KeyError, OSError, TypeError) as exc:
-                reason = str(exc).splitlines()[0][:120]
-                raise StoreError(f"{store}: column file {path}: {reason}; {RESTORE}") from None
         if y.ndim != 1 or y.dtype.kind not in "iu" or s.shape != y.shape or s.dtype.kind != "S":
             raise StoreError(
                 f"{store}: column file {path} holds labels {y.shape} {y.dtype} and split "
@@ -105,8 +100,7 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
     """One column file, named by its content, written through ``atomic_file``."""
     labels = np.ascontiguousarray(labels, dtype="<i8")
     split = np.ascontiguousarray(split, dtype="S8")
-    digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
-    name = digest[:32] + ".h5"
+    name = _content_name(labels, split)
     folder = column_dir(store)
     path = folder / name  # an existing file of this name is replaced: it may be damaged
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +118,10 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
 def content_matches(path: Path) -> bool:
     """Whether the column file at ``path`` hashes to its name (``store verify``)."""
     with h5py.File(path, "r") as f:
-        labels = np.ascontiguousarray(f[S.LABELS][...], dtype="<i8")
-        split = np.ascontiguousarray(f[S.SPLIT][...], dtype="S8")
-    digest = hashlib.sha256(labels.tobytes() + b"\x00" + split.tobytes()).hexdigest()
-    return path.name == digest[:32] + ".h5"
+        return path.name == _content_name(f[S.LABELS][...], f[S.SPLIT][...])
+
+
+def _content_name(labels: np.ndarray, split: np.ndarray) -> str:
+    labels = np.ascontiguousarray(labels, dtype="<i8").tobytes()
+    split = np.ascontiguousarray(split, dtype="S8").tobytes()
+    return hashlib.sha256(labels + b"\x00" + split).hexdigest()[:32] + ".h5"

@@ -152,38 +152,34 @@ def debris(store) -> list[Path]:
 
 
 # -- a missing index -----------------------------------------------------------------------
-def orphaned_files(path) -> list[Path]:
-    """The shards and column files of a store folder whose index ``path`` is missing.
+def check_not_orphaned(path) -> None:
+    """Refuse a missing index ``path`` whose folder still holds versions, shards or column files.
 
-    Empty when the index exists, or when the folder holds only what an unfinished first
-    extract left (a journal beside the shards and no copy of an index: the re-run resumes).
+    Nothing is refused when the index exists, or when the folder holds only what an
+    unfinished first extract left (a journal beside the shards and no version: the re-run
+    resumes).
     """
     path = Path(path)
     if path.exists() or path.is_symlink() or not sidecar(path).is_dir():
-        return []
-    files = [version_path(path, n) for n in versions(path)]
-    if not files and journal_dir(path).exists():
-        return []
-    for sub in (shard_dir(path), column_dir(path)):
-        if sub.is_dir():
-            files += [p for p in sub.iterdir() if p.is_file() and TEMP not in p.name]
-    return files
-
-
-def check_not_orphaned(path) -> None:
-    """Refuse a missing index whose folder holds shards (see :func:`orphaned_files`)."""
-    files = orphaned_files(path)
-    if files:
-        folder = sidecar(path)
-        n = sum(1 for p in files if p.parent == shard_dir(path))
-        m = sum(1 for p in files if p.parent == column_dir(path))
-        v = len(files) - n - m
+        return
+    n_versions = len(versions(path))
+    if not n_versions and journal_dir(path).exists():
+        return
+    shards, columns = folder_files(shard_dir(path)), folder_files(column_dir(path))
+    if n_versions or shards or columns:
         raise StoreError(
-            f"{path}: the index file is missing but its folder {folder}/ still holds "
-            f"{v} version(s), {n} shard(s) and {m} column file(s); run `embedkit store "
-            f"recover {path}` to restore the index from them (or move the folder away to "
-            "start anew)"
+            f"{path}: the index file is missing but its folder {sidecar(path)}/ still holds "
+            f"{n_versions} version(s), {len(shards)} shard(s) and {len(columns)} column "
+            f"file(s); run `embedkit store recover {path}` to restore the index from them (or "
+            "move the folder away to start anew)"
         )
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files in ``folder`` but the temporary ones (``NAME.tmp-PID``), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and TEMP not in p.name)
 
 
 def no_store(path) -> str:

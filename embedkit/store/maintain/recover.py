@@ -27,8 +27,8 @@ from embedkit.store.files.integrity import checksum_problem
 from embedkit.store.files.shards import open_shard
 from embedkit.store.format import column_dir, shard_dir, version_path, versions
 from embedkit.store.read.state import State, load_state, segments_of, shard_rows
-from embedkit.store.txn.index import now, write_index, write_view
-from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
+from embedkit.store.txn.index import write_index, write_view
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, now
 
 
 def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:

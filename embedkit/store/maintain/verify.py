@@ -17,13 +17,13 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, first_line
-from embedkit.files import TEMP
 from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
 from embedkit.store.files.integrity import (
     check_not_orphaned,
     debris,
     file_problem,
+    folder_files,
     marked_shards,
     view_is_current,
 )
@@ -134,8 +134,8 @@ def _file_checksums(path: Path, state=None) -> list[str]:
     """The CRC-32 of every shard and column file the index names (state None: every one
     in the folder). Files only older versions name are history: a vacuum drops them."""
     if state is None:
-        found = [(p, "shard") for p in _listing(shard_dir(path))]
-        found += [(p, "column file") for p in _listing(column_dir(path))]
+        found = [(p, "shard") for p in folder_files(shard_dir(path))]
+        found += [(p, "column file") for p in folder_files(column_dir(path))]
     else:
         found = [(shard_path(path, n), "shard") for n in state.shards]
         found += [(column_dir(path) / n, "column file") for n, _ in state.pieces or []]
@@ -211,9 +211,3 @@ def _debris(path: Path) -> list[str]:
         f"{p}: debris (a temporary file a killed writer left); the next write removes it"
         for p in debris(path)
     ]
-
-
-def _listing(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and TEMP not in p.name)

@@ -19,8 +19,9 @@ from pathlib import Path
 import h5py
 
 from embedkit.errors import StoreError, UserInputError
-from embedkit.files import TEMP, fsync_path
+from embedkit.files import fsync_path
 from embedkit.store import format as S
+from embedkit.store.files.integrity import folder_files
 from embedkit.store.format import column_dir, shard_dir, version_dir, version_path, versions
 from embedkit.store.read.state import read_state
 from embedkit.store.txn.begin import prepare
@@ -166,8 +167,6 @@ def unnamed_files(store, numbers: list[int] | None = None) -> list[Path]:
             state = read_state(f, store)
         shards.update(state.shards)
         columns.update(name for name, _ in state.pieces or [])
-    found = []
-    for folder, names in ((shard_dir(store), shards), (column_dir(store), columns)):
-        if folder.is_dir():
-            found += [p for p in folder.iterdir() if p.is_file() and p.name not in names]
-    return sorted(p for p in found if TEMP not in p.name)
+    found = [p for p in folder_files(shard_dir(store)) if p.name not in shards]
+    found += [p for p in folder_files(column_dir(store)) if p.name not in columns]
+    return sorted(found)

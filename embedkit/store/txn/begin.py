@@ -17,8 +17,8 @@ from embedkit.store import format as S
 from embedkit.store.files.integrity import checksum_problem, debris, no_store
 from embedkit.store.format import versions
 from embedkit.store.read.state import State, load_state
-from embedkit.store.txn.index import now, write_view
-from embedkit.store.txn.lock import WriterLock
+from embedkit.store.txn.index import write_view
+from embedkit.store.txn.lock import WriterLock, now
 
 
 def prepare(

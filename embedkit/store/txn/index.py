@@ -12,7 +12,6 @@ old versions and their files go only through ``embedkit store vacuum``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
 from pathlib import Path
@@ -20,14 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.files import atomic_file
+from embedkit.files import atomic_file, temp_name
 from embedkit.store import format as S
 from embedkit.store.files.columns import write_columns
 from embedkit.store.files.integrity import stamp
 from embedkit.store.files.shards import disk_errors
-from embedkit.store.format import META, index_temp, sidecar, version_path, versions
+from embedkit.store.format import META, sidecar, version_path, versions
 from embedkit.store.read.state import State
-from embedkit.store.txn.lock import crash_point
+from embedkit.store.txn.lock import crash_point, now
 
 
 def write_index(
@@ -76,9 +75,9 @@ def write_index(
 def write_view(path, number: int) -> None:
     """Replace the store file ``path`` by a copy of version ``number`` (atomically)."""
     source = version_path(path, number)
-    with disk_errors(path, source.stat().st_size):
-        with atomic_file(path, tmp=index_temp(path)) as tmp:
-            shutil.copyfile(source, tmp)
+    tmp = temp_name(sidecar(path) / "index")  # in the folder: nothing but the store beside it
+    with disk_errors(path, source.stat().st_size), atomic_file(path, tmp=tmp) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _change(state: State, base: State | None) -> dict:
@@ -95,11 +94,6 @@ def _change(state: State, base: State | None) -> dict:
         "labels_changed": int((state.labels[:m] != base.labels[:m]).sum()),
         "split_changed": int((state.split[:m] != base.split[:m]).sum()),
     }
-
-
-def now() -> str:
-    """The time now in UTC, to the second (ISO 8601)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):

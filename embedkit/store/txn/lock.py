@@ -44,8 +44,7 @@ class WriterLock:
                 f"is writing this store; waited {self.timeout:g} s; re-run when it has finished"
             ) from None
         self._lock = lock
-        since = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        info = json.dumps({"pid": os.getpid(), "what": self.what, "since": since})
+        info = json.dumps({"pid": os.getpid(), "what": self.what, "since": now()})
         with contextlib.suppress(OSError):
             (folder / LOCK_INFO).write_text(info)
         return self
@@ -69,6 +68,11 @@ def _holder(info_path: Path) -> str:
         return f"pid {info['pid']}, {info['what']} since {info['since']}"
     except (OSError, ValueError, KeyError):
         return "pid unknown"
+
+
+def now() -> str:
+    """The time now in UTC, to the second (ISO 8601)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def crash_point(step: str) -> None:

@@ -37,9 +37,9 @@ from embedkit.store.format import journal_dir
 from embedkit.store.read.state import load_state, shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
-from embedkit.store.txn.index import now, write_index
+from embedkit.store.txn.index import write_index
 from embedkit.store.txn.journal import Journal
-from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
+from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point, now
 from embedkit.store.txn.lookup import RowLookup
 
 
