@@ -77,8 +77,7 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X):
         """Class scores (N, K), or (N,) for two classes, as the underlying model gives them."""
-        X = self._transform(X)
-        return self.estimator_.decision_function(X)
+        return self.estimator_.decision_function(self._transform(X))
 
     def predict_proba(self, X):
         """Class probabilities (N, K) in the order of ``classes_``."""
@@ -89,8 +88,7 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
-        index = np.argmax(self.predict_proba(X), axis=1)
-        return self.classes_[index]
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -291,9 +289,8 @@ class LogRegCVHead(_PenalisedLinearHead):
         if self.n_folds_ < 2:  # a class with one row: nothing to cross-validate on
             from sklearn.linear_model import LogisticRegression
 
-            return LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol,
-                                      class_weight=self.class_weight,
-                                      random_state=self.random_state)  # fmt: skip
+            params = self.get_params()
+            return LogisticRegression(**{k: v for k, v in params.items() if k not in ("Cs", "cv")})
         return super()._make_estimator(
             Cs=list(self.Cs), cv=self.n_folds_, scoring="accuracy", l1_ratios=(0.0,),
             use_legacy_attributes=False, **settings,
@@ -382,7 +379,7 @@ class KNNHead(_WrappedHead):
 
     def decision_function(self, X):
         """Neighbour votes per class (N, K); for two classes the vote difference (N,)."""
-        return _binary_as_1d(self.predict_proba(X))
+        return binary_as_1d(self.predict_proba(X))
 
 
 class CentroidHead(_WrappedHead):
@@ -434,7 +431,7 @@ class CentroidHead(_WrappedHead):
 
     def decision_function(self, X):
         """Similarity to each class prototype (N, K); for two classes the difference (N,)."""
-        return _binary_as_1d(self._similarity(X))
+        return binary_as_1d(self._similarity(X))
 
     def _similarity(self, X):
         return self._scores(self._prepare(self._transform(X)))
@@ -444,7 +441,8 @@ class CentroidHead(_WrappedHead):
         return softmax(self._similarity(X) / self.temperature_, 1)
 
 
-def _binary_as_1d(scores: np.ndarray) -> np.ndarray:
+def binary_as_1d(scores: np.ndarray) -> np.ndarray:
+    """(N, K) class scores; for two classes the difference (N,), as scikit-learn expects."""
     return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
 

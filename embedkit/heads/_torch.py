@@ -33,6 +33,7 @@ from embedkit.heads._params import (
     Options,
     check_params,
 )
+from embedkit.heads._sklearn import binary_as_1d
 from embedkit.heads._training import (
     SCHEDULES,
     EarlyStopping,
@@ -361,8 +362,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X):
         """Logits (N, K); for two classes the logit difference (N,), as scikit-learn expects."""
-        logits = self.logits(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+        return binary_as_1d(self.logits(X))
 
     def predict_proba(self, X):
         """Class probabilities (N, K), a softmax of the logits in float64."""
@@ -372,8 +372,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
-        index = np.argmax(self.logits(X), axis=1)
-        return self.classes_[index]
+        return self.classes_[np.argmax(self.logits(X), axis=1)]
 
 
 @contextmanager

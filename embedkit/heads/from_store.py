@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,10 +40,14 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads._persist import load_head, save_head
+from embedkit.heads._progress import epoch_progress
 from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
+from embedkit.heads.rows import require_training_rows, select_rows
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
 from embedkit.heads.train_record import TrainRecord, feature_record
+from embedkit.store import FeatureStore
 
 _PREDICT_BLOCK = 8192
 
@@ -71,11 +76,6 @@ def train_on_store(
     ``progress`` prints a line to stderr every 10 s of a long torch fit. The returned
     :class:`~embedkit.heads.train_record.TrainRecord` is saved as ``out/train.json``.
     """
-    from embedkit.heads import save_head
-    from embedkit.heads._progress import epoch_progress
-    from embedkit.heads.rows import require_training_rows, select_rows
-    from embedkit.store import FeatureStore
-
     head = make_head(head_name, **{"random_state": seed, **(params or {})})  # a param wins
     with FeatureStore(store) as fs:
         taps = tap_set_of(fs, tap, head)
@@ -137,8 +137,6 @@ def labels_digest(ids: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> 
     >>> labels_digest(np.array(["b", "a", "c"]), np.array([1, 0, -1]), ["cat", "dog"])[:12]
     '29f0f32ed757'
     """
-    import hashlib
-
     known = labels >= 0
     pairs = sorted(zip(np.asarray(ids)[known].tolist(), np.asarray(labels)[known].tolist()))
     text = "".join(f"{item}\t{names[int(c)] if int(c) < len(names) else c}\n" for item, c in pairs)
@@ -279,9 +277,6 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
     the head was trained with (``train.json``). Features are read one block of rows at
     a time.
     """
-    from embedkit.heads import load_head
-    from embedkit.store import FeatureStore
-
     head = load_head(head_dir)
     record = TrainRecord.read(head_dir)
     join = record.join
@@ -381,8 +376,6 @@ def fit_store(
         raise UserInputError(
             f"block_rows must be >= 2 and epochs >= 1; got block_rows={block_rows}, epochs={epochs}"
         )
-    from embedkit.store import FeatureStore
-
     own = isinstance(store, (str, os.PathLike))
     with FeatureStore(store) if own else contextlib.nullcontext(store) as fs:
         if classes is None:

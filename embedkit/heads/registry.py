@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from embedkit.errors import UserInputError, check_known
+from embedkit.errors import UserInputError, check_known, require
 
 _SKLEARN, _TORCH = "embedkit.heads._sklearn", "embedkit.heads._torch_heads"
 _SEMI = "embedkit.heads._semi"
@@ -76,7 +76,6 @@ BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
 # `embedkit bench --taps ...` without --heads: the heads that win tap sweeps (issue 21:
 # svm and ridge were the best single-tap heads on held-out text), cheap ones included
 TAP_SWEEP_HEADS = ("sgd", "logreg", "ridge", "svm", "mlp", "knn")
-SEMI_HEADS = tuple(r.name for r in RECORDS if r.semi)
 
 
 def head_record(name: str, where: str = "") -> HeadRecord:
@@ -115,8 +114,6 @@ def head_class(name: str) -> type:
     """
     record = head_record(name)
     if record.torch:
-        from embedkit.errors import require
-
         require("torch", "torch", f"the {name!r} head")
     return getattr(importlib.import_module(record.module), record.cls)
 

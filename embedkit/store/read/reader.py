@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError, UserInputError
+from embedkit.errors import StoreError, UserInputError, require
 from embedkit.store import format as S
 from embedkit.store.files.integrity import no_store
 from embedkit.store.files.shards import open_existing
@@ -268,8 +268,6 @@ class FeatureStore:
 
     def torch_dataset(self, tap: str | None = None, rows=None):
         """A ``torch.utils.data.Dataset`` of ``(x, y)`` float32/int64 tensors (needs torch)."""
-        from embedkit.errors import require
-
         torch = require("torch", "torch", "FeatureStore.torch_dataset")
         X = torch.from_numpy(self.features(tap, rows=rows))
         y = torch.from_numpy(self.labels(rows)) if self.has_labels else torch.full((len(X),), -1)
