@@ -76,6 +76,7 @@ BENCH_DEFAULT_HEADS = tuple(r.name for r in RECORDS if r.bench_default)
 # `embedkit bench --taps ...` without --heads: the heads that win tap sweeps (issue 21:
 # svm and ridge were the best single-tap heads on held-out text), cheap ones included
 TAP_SWEEP_HEADS = ("sgd", "logreg", "ridge", "svm", "mlp", "knn")
+SEMI_HEADS = tuple(r.name for r in RECORDS if r.semi)
 
 
 def head_record(name: str, where: str = "") -> HeadRecord:

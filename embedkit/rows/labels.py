@@ -108,7 +108,7 @@ def array_labels(values: np.ndarray, where: str) -> tuple[list[str | None], tupl
         check_classes(len(distinct), where)
         names = [None if v < 0 else str(v) for v in values.tolist()]
         return names, tuple(str(v) for v in distinct.tolist())
-    if kind in "US":
+    if kind in "USO":  # text, or Python objects (in memory: from_arrays)
         names = [label_value(v, f"{where}: row {i}") for i, v in enumerate(values.tolist())]
         check_classes(len(set(names) - {None}), where)
         return names, ()
@@ -142,12 +142,7 @@ def array_label_names(y, label_names, n) -> tuple[list[str | None], list[str]]:
                 f"y: row {i}: label {int(y[i])} has no name ({len(label_names)} label_names)"
             )
         return [None if v < 0 else str(label_names[v]) for v in y.tolist()], list(label_names)
-    if y.dtype.kind == "O":
-        names = [label_value(v, f"y: row {i}") for i, v in enumerate(y.tolist())]
-        order: tuple = ()
-    else:
-        names, order = array_labels(y, "y")
+    names, order = array_labels(y, "y")
     distinct = sorted({v for v in names if v is not None})
-    check_classes(len(distinct), "y")
     declared = list(label_names) if label_names is not None else list(order) or distinct
     return names, declared
