@@ -198,9 +198,8 @@ def _check_fields(spec: PreprocessSpec, where: str) -> None:
         raise bad("dtype", f"one of {', '.join(_DTYPES[type(spec)])}")
     if isinstance(spec, ImageSpec):
         channels = 3 if spec.color == "RGB" else 1
-        if not (isinstance(spec.size, tuple) and len(spec.size) == 2):
-            raise bad("size", "[height, width], two positive integers")
-        if not all(positive_int(v) for v in spec.size):
+        size = spec.size
+        if not (isinstance(size, tuple) and len(size) == 2 and all(map(positive_int, size))):
             raise bad("size", "[height, width], two positive integers")
         if spec.resize_shorter is not None and not positive_int(spec.resize_shorter):
             raise bad("resize_shorter", "a positive integer (pixels), or null")

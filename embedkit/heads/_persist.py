@@ -47,7 +47,9 @@ def save_head(head, directory: str | Path) -> Path:
     """
     name = type(head).__name__
     if name not in _CLASSES:
-        raise UserInputError(f"cannot save {name}; save_head takes embedkit heads: {_known()}")
+        raise UserInputError(
+            f"cannot save {name}; save_head takes embedkit heads: {', '.join(_CLASSES)}"
+        )
     if not hasattr(head, "classes_"):
         from embedkit.errors import NotFittedError  # built lazily: it imports sklearn
 
@@ -120,7 +122,7 @@ def load_head(directory: str | Path):
         return head
     raise UserInputError(
         f"{config_path} names unknown head class {config.get('class')!r} (kind {kind!r}); "
-        f"known: {_known()}"
+        f"known: {', '.join(_CLASSES)}"
     )
 
 
@@ -156,10 +158,6 @@ def _check_finite(head, path: Path) -> None:
             raise UserInputError(
                 f"{path}: weight {name!r} holds NaN or infinite values; re-train the head"
             )
-
-
-def _known() -> str:
-    return ", ".join(_CLASSES)
 
 
 _TORCH_ADAPTER = "sklearn.externals.array_api_compat.torch"  # skipped by _skops_io

@@ -77,7 +77,8 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X):
         """Class scores (N, K), or (N,) for two classes, as the underlying model gives them."""
-        return self.estimator_.decision_function(self._transform(X))
+        X = self._transform(X)  # raises NotFittedError before estimator_ is looked up
+        return self.estimator_.decision_function(X)
 
     def predict_proba(self, X):
         """Class probabilities (N, K) in the order of ``classes_``."""
@@ -88,7 +89,8 @@ class _WrappedHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        index = np.argmax(self.predict_proba(X), axis=1)  # checks the head is fitted first
+        return self.classes_[index]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

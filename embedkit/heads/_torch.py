@@ -372,7 +372,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels (N,), taken from ``classes_``."""
-        return self.classes_[np.argmax(self.logits(X), axis=1)]
+        index = np.argmax(self.logits(X), axis=1)  # checks the head is fitted first
+        return self.classes_[index]
 
 
 @contextmanager

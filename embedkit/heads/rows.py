@@ -117,7 +117,7 @@ def select_rows(
         ids = fs.ids()
         check_known_ids(wanted, ids, fs.path, source)
         excluded = np.isin(np.asarray(ids).astype(str), sorted(wanted))
-    train, val_rows, test_rows = (np.asarray(parts[k], dtype=np.int64) for k in S_PARTS)
+    train, val_rows, test_rows = parts["train"], parts["val"], parts["test"]
     ex_val = int((excluded[val_rows] & labelled[val_rows]).sum())
     return RowSelection(
         train=train[labelled[train] & ~excluded[train]],
@@ -128,9 +128,6 @@ def select_rows(
         excluded_val_dropped=ex_val if exclude_val else 0,
         unlabelled=train[~labelled[train] & ~excluded[train]],
     )
-
-
-S_PARTS = ("train", "val", "test")
 
 
 def require_training_rows(rows: RowSelection, store, *, at_least: int = 2) -> None:

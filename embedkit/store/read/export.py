@@ -185,7 +185,6 @@ class _Rows:
 
 
 def _metadata(rows: _Rows, taps) -> dict:
-    fingerprint = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.fingerprint.items()}
     return {
         "format": "embedkit-export",
         "version": 1,
@@ -193,7 +192,7 @@ def _metadata(rows: _Rows, taps) -> dict:
         "taps": {
             t: {"shape": list(rows.infos[t].shape), "dtype": rows.infos[t].dtype} for t in taps
         },
-        "fingerprint": fingerprint,
+        "fingerprint": rows.fingerprint,
     }
 
 

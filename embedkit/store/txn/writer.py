@@ -153,15 +153,13 @@ class StoreWriter:
         are appended to ``label_names``; names no row uses any more are kept, so a class
         keeps its index. Ids not in the store are ignored. Returns the rows that change.
         """
-        rows = self._lookup.rows(id_hashes(ids)) if self._state is not None else []
-        names = list(self._state.label_names) if self._state is not None else []
-        for row, label in zip(np.asarray(rows).tolist(), labels):
-            if row < 0:
-                continue
-            code = int(self._state.labels[row])
-            stored = names[code] if code >= 0 else None
+        if self._state is None:  # no store yet: no row to relabel
+            return 0
+        names = self._state.label_names
+        for row, label in zip(self._lookup.rows(id_hashes(ids)).tolist(), labels):
+            code = int(self._state.labels[row]) if row >= 0 else -1
             new = None if label is None else str(label)
-            if new != stored:
+            if row >= 0 and new != (names[code] if code >= 0 else None):
                 self._relabel[row] = new
         return len(self._relabel)
 
