@@ -91,9 +91,7 @@ def parse_tap_sets(
             text = text.strip()
             if text == ALL_TAPS:
                 sets += [(tap,) for tap in depth_order(available)]
-            elif text == ALL_JOINED:
-                sets.append(tuple(depth_order(available)))
-            else:
+            else:  # one set, or ALL_JOINED
                 sets.append(parse_tap_set(text, available, where, store))
     if not sets:
         raise UserInputError(f"{where} is empty; give e.g. all, or pool,blocks.14+pool")

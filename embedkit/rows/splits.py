@@ -146,17 +146,16 @@ def split_rows(
     {'train': 6, 'val': 2, 'test': 2}
     """
     check_fractions(test=test, val=val)
-    stored = fs.splits() if use_stored else np.full(len(fs), "", dtype=str)
+    roles = split_roles(fs.splits() if use_stored else np.full(len(fs), "", dtype=str))
     if use_stored == "test":
-        stored = np.where(stored == "test", "test", "train")
-    parts = {name: np.flatnonzero(stored == name) for name in ("train", "val", "test")}
-    parts["train"] = np.flatnonzero((stored == "train") | (stored == ""))  # unset: train
+        roles = np.where(roles == "test", "test", "train")
+    parts = {name: np.flatnonzero(roles == name) for name in ("train", "val", "test")}
     y = fs.labels() if fs.has_labels else None
     for name, frac in (("test", test), ("val", val)):
         if len(parts[name]) or frac <= 0:
             continue
         pool = parts["train"]
-        total = len(stored) if name == "test" else len(pool)  # val: a fraction of train
+        total = len(roles) if name == "test" else len(pool)  # val: a fraction of train
         n_take = int(round(frac * total))
         if n_take <= 0 or n_take >= len(pool):
             continue

@@ -35,7 +35,7 @@ from embedkit.store.read.state import (
     shard_rows,
 )
 from embedkit.store.txn.begin import prepare
-from embedkit.store.txn.compact import fill_rows, row_builder
+from embedkit.store.txn.compact import copy_rows
 from embedkit.store.txn.index import write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 
@@ -119,5 +119,5 @@ def _copy_rows(store: Path, state: State) -> State:
     if not state.n:
         return replace(state, shards=[], segments=np.zeros((0, 4), np.int64))
     rows = np.arange(state.n)
-    path = fill_rows(store, state, rows, row_builder(store, state, rows, shard_dir(store)))
+    path = copy_rows(store, state, rows, shard_dir(store))
     return replace(state, shards=[path.name], segments=np.asarray([[0, 0, 0, state.n]]))

@@ -60,8 +60,7 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     n_merge = len(state.shards) - max(1, keep) + 1
     merged = np.argsort(live, kind="stable")[: max(2, n_merge)] if keep > 1 else None
     rows = np.arange(state.n) if merged is None else np.flatnonzero(np.isin(shard_of, merged))
-    builder = row_builder(store, state, rows, shard_dir(store))
-    path = fill_rows(store, state, rows, builder)
+    path = copy_rows(store, state, rows, shard_dir(store))
     crash_point("compacted-shard")
     names = [*state.shards, path.name]
     shard_of[rows] = len(names) - 1  # rows_of() gave new arrays: changed in place
@@ -71,18 +70,17 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     return new
 
 
-def row_builder(store: Path, state: State, rows: np.ndarray, folder: Path) -> ShardBuilder:
+def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_rename=None):
+    """A new shard in ``folder`` (named ``final`` when given) holding ``rows`` (sorted) of
+    ``state``; ``before_rename(tmp)`` runs on the complete file before it is named."""
     ids = read_array(store, state, lambda f: f[S.IDS].asstr()[...])[rows].tolist()
     digests = read_array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")[rows]
     labels = [state.label_names[c] if c >= 0 else None for c in state.labels[rows].tolist()]
     folder.mkdir(parents=True, exist_ok=True)
-    return ShardBuilder(
+    builder = ShardBuilder(
         folder, state.fingerprint, ids, digests, labels, state.label_names, state.split[rows]
     )
-
-
-def fill_rows(store: Path, state: State, rows: np.ndarray, builder: ShardBuilder, final=None):
-    """Copy the features of ``rows`` (sorted) into ``builder`` and finish it."""
+    builder.before_rename = before_rename
     try:
         seg = state.segments
         ends = seg[:, 2] + seg[:, 3]
@@ -141,9 +139,8 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
     out.parent.mkdir(parents=True, exist_ok=True)
     size = sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)
     check_free(out.parent, size, out)
-    builder = row_builder(store, state, rows, out.parent)
-    builder.before_rename = lambda tmp: _add_index_parts(tmp, state)
-    return fill_rows(store, state, rows, builder, final=out)
+    parts = lambda tmp: _add_index_parts(tmp, state)  # noqa: E731
+    return copy_rows(store, state, rows, out.parent, final=out, before_rename=parts)
 
 
 def _add_index_parts(tmp: Path, state: State) -> None:

@@ -241,15 +241,23 @@ class PendingRows:
 
 
 def _log_records(path: Path) -> list[dict]:
+    records = []
+    for rec in read_jsonl(path):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            records.append({**rec, "rows": [int(r) for r in rec["rows"]]})
+    return records
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of ``path``, one a line (none when it is missing); a line torn by a
+    crash is skipped."""
     if not path.exists():
         return []
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError, KeyError, TypeError):  # a line torn by a crash
-            rec = json.loads(line)
-            rec["rows"] = [int(r) for r in rec["rows"]]
-            records.append(rec)
-    return records
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return [r for r in records if isinstance(r, dict)]
 
 
 Journal = BatchShards | PendingRows

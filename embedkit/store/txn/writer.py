@@ -38,7 +38,7 @@ from embedkit.store.read.state import load_state, shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
 from embedkit.store.txn.index import write_index
-from embedkit.store.txn.journal import Journal
+from embedkit.store.txn.journal import Journal, read_jsonl
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point, now
 from embedkit.store.txn.lookup import RowLookup
 
@@ -264,15 +264,8 @@ def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) ->
 def _read_bad(journal: Path) -> dict[str, dict]:
     """Bad items journaled by ``record_bad`` and then by workers' ``journal_bad``."""
     per_batch = sorted(journal.glob("bad-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
-    records = {}
-    for path in [journal / "bad.jsonl", *per_batch]:
-        if not path.exists():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError, KeyError):  # a line torn by a crash
-                rec = json.loads(line)
-                records[rec["id"]] = rec
-    return records
+    records = [r for path in [journal / "bad.jsonl", *per_batch] for r in read_jsonl(path)]
+    return {r["id"]: r for r in records if "id" in r}
 
 
 def set_splits(
