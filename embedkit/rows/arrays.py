@@ -52,13 +52,13 @@ def from_arrays(
         raise UserInputError(f"{path}: already exists; choose a new path or delete it first")
     arrays = X if isinstance(X, dict) else {tap: X}
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    n = len(next(iter(arrays.values())))
+    first = next(iter(arrays.values()))
+    n = len(first)
     dtype = "float16" if all(a.dtype == np.float16 for a in arrays.values()) else "float32"
     taps = [TapInfo(k, v.shape[1:], dtype=dtype) for k, v in arrays.items()]
     fp = Fingerprint.create("arrays", taps, {"kind": "features"}, dtype)
     ids = [str(i) for i in (range(n) if ids is None else ids)]
     names, declared = array_label_names(y, label_names, n)
-    first = next(iter(arrays.values()))
     digests = [hashlib.sha256(first[i].tobytes()).hexdigest() for i in range(n)]
     split_values = None if splits is None else [str(s) or None for s in splits]
     with StoreWriter(path, fp, provenance={"source": "arrays"}, label_names=declared) as writer:

@@ -31,8 +31,9 @@ def place(src: Path, dst: Path) -> None:
     A file already at ``dst`` (same content-derived name) is kept only when its bytes
     equal ``src``'s; a damaged or swapped file under that name is replaced.
     """
-    if same_content(src, dst):
-        return
+    with contextlib.suppress(OSError):  # dst missing: samefile raises
+        if os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False):
+            return  # dst holds src's bytes already
     size = src.stat().st_size
     with disk_errors(dst, size), atomic_file(dst) as tmp:
         with contextlib.suppress(FileNotFoundError):
@@ -42,16 +43,6 @@ def place(src: Path, dst: Path) -> None:
         except OSError:
             check_free(dst.parent, size, dst)
             shutil.copyfile(src, tmp)
-
-
-def same_content(src: Path, dst: Path) -> bool:
-    """Whether ``dst`` exists and holds ``src``'s bytes (the same file, or equal bytes)."""
-    try:
-        if os.path.samefile(src, dst):
-            return True
-    except OSError:
-        return False
-    return filecmp.cmp(src, dst, shallow=False)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from embedkit.errors import StoreError, StoreMismatchError, UserInputError
-from embedkit.files import atomic_file, publish, temp_name
+from embedkit.files import publish, temp_name, write_bytes_atomic
 from embedkit.store import format as S
 from embedkit.store.files.integrity import stamp
 
@@ -344,10 +344,8 @@ def disk_errors(path, needed: int):
 def write_atomic(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (:func:`embedkit.files.atomic_file`); full disk:
     a one-line StoreError."""
-    path = Path(path)
-    with disk_errors(path, len(data)), atomic_file(path) as tmp:
-        tmp.write_bytes(data)
-    return path
+    with disk_errors(path, len(data)):
+        return write_bytes_atomic(path, data)
 
 
 def _no_space(path, needed: int, free: int) -> str:

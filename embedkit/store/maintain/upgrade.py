@@ -59,17 +59,15 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
             raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
         with open_index(store) as f:
             check_index(f, store)
-            layout = old_layout(f)
-            state = _old_state(f, store) if layout is not None else None
-        if state is None:
-            if not _unhashed_shards(store):
-                prepare(store, lock)
-                return False
-            with h5py.File(store, "r") as f:  # a current index over an older upgrade's shard
-                state = read_state(f, store)
+            current = old_layout(f) is None
+            state = read_state(f, store) if current else _old_state(f, store)
+        unhashed = _unhashed_shards(store, state)  # a current index may name such shards too
+        if current and not unhashed:
+            prepare(store, lock)
+            return False
         for problem in value_problems(store, state):  # labels and splits the rows keep
             raise StoreError(problem)
-        if state.shards == [SELF] or _unhashed_shards(store, state):
+        if state.shards == [SELF] or unhashed:
             copied = _copy_rows(store, state)
             crash_point("upgrade-copied")
             try:
@@ -97,20 +95,14 @@ def _old_state(f: h5py.File, store: Path) -> State:
                  split=f[S.SPLIT][...].astype("S8"), **index_parts(f))  # fmt: skip
 
 
-def _unhashed_shards(store: Path, state: State | None = None) -> list[str]:
+def _unhashed_shards(store: Path, state: State) -> list[str]:
     """Shards without id hashes (schema-1 files an older upgrade linked in as they were)."""
-    if state is None:
-        with h5py.File(store, "r") as f:
-            if old_layout(f) is not None or META not in f:
-                return []
-            names = [S.as_text(v) for v in f[f"{META}/shards"][...]]
-    else:
-        names = [n for n in state.shards if n != SELF]
     found = []
-    for name in names:
-        with open_existing(store, name) as shard:
-            if S.ID_HASH not in shard:
-                found.append(name)
+    for name in state.shards:
+        if name != SELF:
+            with open_existing(store, name) as shard:
+                if S.ID_HASH not in shard:
+                    found.append(name)
     return found
 
 

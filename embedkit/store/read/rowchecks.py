@@ -11,6 +11,7 @@ looks ids up in it instead of reading and sorting them again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -79,18 +80,13 @@ def value_problems(path, state) -> Iterator[str]:
 
 def _shard_and_id_problems(path, state, handles) -> Iterator[str]:
     p, seg = str(path), state.segments
-    opened = handles is None
-    if opened:
-        handles = []
-        try:
-            for name in state.shards:
-                handles.append(open_existing(path, name))
-        except StoreError as exc:
-            for h in handles:
-                h.close()
-            yield str(exc)
-            return
-    try:
+    with contextlib.ExitStack() as opened:  # closes the shards opened here
+        if handles is None:
+            try:
+                handles = [opened.enter_context(open_existing(path, n)) for n in state.shards]
+            except StoreError as exc:
+                yield str(exc)
+                return
         ok = True
         for k, f in enumerate(handles):
             used = seg[seg[:, 0] == k]
@@ -100,10 +96,6 @@ def _shard_and_id_problems(path, state, handles) -> Iterator[str]:
                 yield problem
         if ok:
             yield from _duplicate_ids(p, state, handles)
-    finally:
-        if opened:
-            for h in handles:
-                h.close()
 
 
 def _rowmap_problem(seg: np.ndarray, n: int, n_shards: int) -> str | None:

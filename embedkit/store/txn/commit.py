@@ -196,18 +196,7 @@ def commit_locked(
         attrs[key] = value if isinstance(value, (int, float)) else str(value)
     attrs.update(runs=json.dumps(runs), updated=now(), embedkit_version=__version__)
     attrs.pop(RECOMPUTE, None)  # set again below for marked shards still in use
-    new = prune(
-        State(
-            fingerprint=fingerprint,
-            shards=shard_names,
-            segments=segments,
-            labels=labels,
-            split=split,
-            label_names=names,
-            bad=merged_bad,
-            attrs=attrs,
-        )
-    )
+    new = prune(State(fingerprint, shard_names, segments, labels, split, names, merged_bad, attrs))
     placed = {name for name, _ in final}  # written anew by this commit: sound
     still = [n for n in marked_shards(state.attrs) if n in new.shards and n not in placed]
     if still:
