@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,15 +29,30 @@ def cli(capsys, *args) -> subprocess.CompletedProcess:
     """Run ``embedkit ARGS`` in this process; return what :func:`run_cli` returns.
 
     The same ``main`` a real process runs, without a second interpreter importing
-    sklearn, skops and torch (about 4 s of CPU each); keep :func:`run_cli` for the tests
-    whose point is the real process (its exit status, no traceback, a kill).
+    onnxruntime, sklearn, skops and torch (1-2 s of CPU each); keep :func:`run_cli` for
+    the tests whose point is the real process (a kill, a crash, a lock, import order, the
+    network). ``capsys`` may be ``capfd``, which also sees what C libraries write. Warnings
+    the command raises are appended to ``stderr`` as an interpreter's default filters
+    would print them, so "one line on stderr" means here what it means in a process.
     """
     from embedkit.cli import main
 
     capsys.readouterr()  # start from empty buffers
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code if isinstance(exc.code, int) else 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")  # then Python's default filters, which come first:
+        for category in _HIDDEN_WARNINGS:
+            warnings.filterwarnings("ignore", category=category)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors, --help, --version
+            code = exc.code if isinstance(exc.code, int) else 2
     captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+    err = captured.err + "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught
+    )
+    return subprocess.CompletedProcess(args, code, captured.out, err)
+
+
+# Hidden by an interpreter's default warning filters (outside ``__main__``).
+_HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)

@@ -13,7 +13,7 @@ from embedkit.audit import audit, audit_arrays, class_balance
 from embedkit.errors import UserInputError
 from embedkit.rows import from_arrays, read_ids_file
 from embedkit.store import FeatureStore
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 from .conftest import flip_labels
 
@@ -124,31 +124,31 @@ def test_unknown_option_and_tap_list_the_valid_ones(labelled_store):
         audit(path, tap="pooled")
 
 
-def test_cli_writes_the_report(labelled_store, tmp_path):
+def test_cli_writes_the_report(labelled_store, tmp_path, capfd):
     path, _, _ = labelled_store
     out = tmp_path / "cli"
-    result = run_cli("audit", str(path), "--folds", "3", "--top-k", "5", "--out", str(out))
+    result = cli(capfd, "audit", str(path), "--folds", "3", "--top-k", "5", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "label issues" in result.stdout and "1 across splits" in result.stdout
     assert all((out / name).exists() for name in FILES)
     assert json.loads((out / "report.json").read_text())["spec"]["folds"] == 3
 
 
-def test_cli_reports_a_class_without_labelled_rows(tmp_path):
+def test_cli_reports_a_class_without_labelled_rows(tmp_path, capfd):
     path = tmp_path / "empty-class.h5"
     X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     from_arrays(path, X, np.repeat([0, 1], 30), label_names=["a", "b", "c"]).close()
-    result = run_cli("audit", str(path), "--folds", "3", "--out", str(tmp_path / "out"))
+    result = cli(capfd, "audit", str(path), "--folds", "3", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "imbalance ratio inf (a class is empty)" in result.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["class_balance"]["imbalance_ratio"] is None
 
 
-def test_cli_store_without_labels_says_how_to_add_them(tmp_path):
+def test_cli_store_without_labels_says_how_to_add_them(tmp_path, capfd):
     path = tmp_path / "unlabelled.h5"
     from_arrays(path, np.random.default_rng(0).normal(size=(20, 4))).close()
-    result = run_cli("audit", str(path), "--out", str(tmp_path / "out"))
+    result = cli(capfd, "audit", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     message = result.stderr.strip()
     assert message.count("\n") == 0 and "Traceback" not in message

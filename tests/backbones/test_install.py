@@ -15,7 +15,7 @@ import pytest
 from embedkit.backbones import install as inst
 from embedkit.errors import UserInputError
 from embedkit.files import sha256_file
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 
 def _pieces(tmp_path, n=5):
@@ -86,8 +86,8 @@ def test_a_missing_part_is_named_with_the_command(tmp_path):
     )
 
 
-def test_cli_install_of_an_unknown_name_is_one_line():
-    done = run_cli("backbones", "install", "resnet5")
+def test_cli_install_of_an_unknown_name_is_one_line(capfd):
+    done = cli(capfd, "backbones", "install", "resnet5")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "embedkit backbones: error: nothing to install for 'resnet5'; installable: mpnet "

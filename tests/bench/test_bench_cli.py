@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedkit.cli import main
-from tests.helpers import run_cli
+from tests.helpers import cli, run_cli
 
 ARGS = ["--heads", "centroid", "--seeds", "2", "--jobs", "1", "--quiet"]
 
@@ -84,8 +84,8 @@ def test_bad_arguments_give_one_line_errors(bench_store, tmp_path, capsys, args,
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_val_out_of_range_is_a_one_line_argument_error(bench_store, tmp_path):
-    result = run_cli("bench", str(bench_store), "--val", "1.5", "--out", str(tmp_path / "o"))
+def test_val_out_of_range_is_a_one_line_argument_error(bench_store, tmp_path, capfd):
+    result = cli(capfd, "bench", str(bench_store), "--val", "1.5", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "argument --val: 1.5 is not a fraction in [0, 1)" in (
         result.stderr
     )

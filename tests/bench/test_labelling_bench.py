@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from embedkit.rows import from_arrays
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 
 @pytest.fixture
@@ -20,11 +20,11 @@ def store(tmp_path):
     return tmp_path / "s.h5"
 
 
-def test_labelling_bench_writes_curves_and_resumes(store, tmp_path):
+def test_labelling_bench_writes_curves_and_resumes(store, tmp_path, capfd):
     out = tmp_path / "b"
     args = ("bench", str(store), "--labelling", "--strategies", "random,typical,margin",
             "--budgets", "1,3", "--seeds", "2", "--out", str(out))  # fmt: skip
-    done = run_cli(*args)
+    done = cli(capfd, *args)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "labelling.json").read_text())
     assert {(r["strategy"], r["head"], r["budget"]) for r in summary["table"]} == {
@@ -37,22 +37,22 @@ def test_labelling_bench_writes_curves_and_resumes(store, tmp_path):
     assert set(summary["best"]) == {"1", "3"}
     assert (out / "labelling.png").stat().st_size > 0 and "typical + spread" in done.stdout
     stamp = (out / "runs" / "labelling__typical__s0.json").stat().st_mtime_ns
-    again = run_cli(*args)  # everything done: nothing re-run
+    again = cli(capfd, *args)  # everything done: nothing re-run
     assert again.returncode == 0 and "seed" not in again.stderr
     assert (out / "runs" / "labelling__typical__s0.json").stat().st_mtime_ns == stamp
 
     record = str(out / "labelling.json")
-    picks = run_cli("select", str(store), "--budget", "3", "--record", record,
+    picks = cli(capfd, "select", str(store), "--budget", "3", "--record", record,
                     "--out", str(tmp_path / "p.csv"))  # fmt: skip
     assert picks.returncode == 2 and "--budget 3" in picks.stderr  # every train row is labelled
 
 
-def test_bad_budgets_are_one_line(store, tmp_path):
-    done = run_cli(
-        "bench", str(store), "--labelling", "--budgets", "1,x", "--out", str(tmp_path / "b")
+def test_bad_budgets_are_one_line(store, tmp_path, capfd):
+    done = cli(
+        capfd, "bench", str(store), "--labelling", "--budgets", "1,x", "--out", str(tmp_path / "b")
     )
     assert done.returncode == 2 and "--budgets '1,x'" in done.stderr
-    done = run_cli(
-        "bench", str(store), "--labelling", "--budgets", "500", "--out", str(tmp_path / "c")
+    done = cli(
+        capfd, "bench", str(store), "--labelling", "--budgets", "500", "--out", str(tmp_path / "c")
     )
     assert done.returncode == 2 and "the pool has 200" in done.stderr

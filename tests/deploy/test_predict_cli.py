@@ -16,7 +16,7 @@ from embedkit.deploy import predict
 from embedkit.errors import UserInputError
 from embedkit.extract import extract
 from tests.extract.extract_graphs import make_image_model
-from tests.helpers import cli, run_cli
+from tests.helpers import cli
 
 pytest.importorskip("onnxruntime")
 
@@ -99,11 +99,11 @@ def test_a_moved_or_changed_model_is_named(data, tmp_path, capsys):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_deploy_then_predict_the_deployed_model(data, head, tmp_path):
+def test_deploy_then_predict_the_deployed_model(data, head, tmp_path, capfd):
     model = tmp_path / "model.onnx"
-    result = run_cli("deploy", str(head), "--out", str(model))
+    result = cli(capfd, "deploy", str(head), "--out", str(model))
     assert result.returncode == 0 and "LogRegHead" in result.stdout, result.stderr
-    result = run_cli("predict", str(model), str(data["new_images"]), "--out",
+    result = cli(capfd, "predict", str(model), str(data["new_images"]), "--out",
                      str(tmp_path / "p.jsonl"), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -111,9 +111,9 @@ def test_deploy_then_predict_the_deployed_model(data, head, tmp_path):
     assert [r["pred"] for r in rows] == list(expected.labels)
     got = np.array([[r["proba"][c] for c in expected.classes] for r in rows])
     assert np.abs(got - expected.probabilities).max() < 1e-5
-    _one_line_error(run_cli("predict", str(model), str(data["new_image_store"])),
+    _one_line_error(cli(capfd, "predict", str(model), str(data["new_image_store"])),
                     "deployed model", "raw inputs")  # fmt: skip
-    _one_line_error(run_cli("predict", str(data["image_model"]), str(data["new_images"])),
+    _one_line_error(cli(capfd, "predict", str(data["image_model"]), str(data["new_images"])),
                     "not a model written by `embedkit deploy`")  # fmt: skip
 
 
@@ -132,7 +132,7 @@ def test_raw_inputs_need_a_recorded_model(tiny_store, tmp_path):
     assert len(predict(tmp_path / "h", tiny_store)) == 300  # its own kind of store still works
 
 
-def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path):
+def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path, capfd):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     files = sorted(p for p in data["new_images"].rglob("*.png"))
@@ -140,7 +140,7 @@ def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path):
                       "key": [p.relative_to(data["new_images"]).as_posix() for p in files],
                       "kind": [p.parent.name for p in files]})  # fmt: skip
     pq.write_table(table, tmp_path / "new.parquet")
-    result = run_cli("predict", str(head), str(tmp_path / "new.parquet"), "--column", "image",
+    result = cli(capfd, "predict", str(head), str(tmp_path / "new.parquet"), "--column", "image",
                      "--id-column", "key", "--label-column", "kind",
                      "--out", str(tmp_path / "p.parquet"), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -155,7 +155,7 @@ def test_predict_writes_parquet_from_a_parquet_source(data, head, tmp_path):
     np.testing.assert_allclose(probs, expected.probabilities, atol=1e-6)
 
 
-def test_a_backbone_with_a_data_file_extracts_deploys_and_predicts(data, tmp_path):
+def test_a_backbone_with_a_data_file_extracts_deploys_and_predicts(data, tmp_path, capfd):
     """Weights in ``.onnx.data`` (dynamo exports, models over 2 GB): extract, train, deploy
     and predict all follow the file (the deployed model writes one for tensors over 1 KB;
     this backbone has none), and the fingerprint covers it."""
@@ -169,9 +169,9 @@ def test_a_backbone_with_a_data_file_extracts_deploys_and_predicts(data, tmp_pat
     store, head, deployed = tmp_path / "s.h5", tmp_path / "head", tmp_path / "d.onnx"
     extract(model, data["images"], store, progress=False)
     assert main(["train", str(store), "--head", "logreg", "--out", str(head)]) == 0
-    result = run_cli("deploy", str(head), "--out", str(deployed))
+    result = cli(capfd, "deploy", str(head), "--out", str(deployed))
     assert result.returncode == 0, result.stderr
-    result = run_cli("predict", str(deployed), str(data["new_images"]), "--out",
+    result = cli(capfd, "predict", str(deployed), str(data["new_images"]), "--out",
                      str(tmp_path / "p.jsonl"), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]

@@ -15,7 +15,7 @@ from PIL import Image
 from embedkit.errors import UserInputError
 from embedkit.extract import extract, open_source
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import run_cli
+from tests.helpers import cli
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -130,63 +130,69 @@ def test_hugging_face_saved_folders_and_objects(models, tmp_path):
     assert (summary.n_computed, summary.n_cached, summary.n_relabelled) == (0, 5, 2)  # rows 0 and 1
 
 
-def test_hub_names_and_streaming_datasets_are_refused(models, tmp_path):
+def test_hub_names_and_streaming_datasets_are_refused(models, tmp_path, capfd):
     with pytest.raises(UserInputError, match=r"imdb: no such .* local data only.*save_to_disk"):
         open_source("imdb")
-    result = run_cli("extract", models["text"], "stanfordnlp/imdb", "--out", tmp_path / "f.h5")
+    result = cli(capfd, "extract", models["text"], "stanfordnlp/imdb", "--out", tmp_path / "f.h5")
     _one_line_error(result, "stanfordnlp/imdb", "save_to_disk")
     with pytest.raises(UserInputError, match="cannot read a builtins.dict as a source"):
         open_source({"text": TEXTS})
 
 
-def test_missing_and_mistyped_columns(models, text_parquet, tmp_path):
-    result = run_cli("extract", models["text"], text_parquet, "--out", tmp_path / "f.h5")
+def test_missing_and_mistyped_columns(models, text_parquet, tmp_path, capfd):
+    result = cli(capfd, "extract", models["text"], text_parquet, "--out", tmp_path / "f.h5")
     _one_line_error(result, "t.parquet: no text/image/path column; pass --column", "body, y, key")
-    result = run_cli("extract", models["text"], text_parquet, "--column", "body",
+    result = cli(capfd, "extract", models["text"], text_parquet, "--column", "body",
                      "--label-column", "stars", "--out", tmp_path / "f.h5")  # fmt: skip
     _one_line_error(result, "no column 'stars' for --label-column; columns: body, y, key")
     pq.write_table(pa.table({"text": [[1.0, 2.0]]}), tmp_path / "l.parquet")
-    result = run_cli("extract", models["text"], tmp_path / "l.parquet", "--out", tmp_path / "f.h5")
+    result = cli(
+        capfd, "extract", models["text"], tmp_path / "l.parquet", "--out", tmp_path / "f.h5"
+    )
     _one_line_error(result, "column 'text' holds list<", "--column")
     pq.write_table(pa.table({"text": TEXTS[:2], "id": ["a", None]}), tmp_path / "i.parquet")
-    result = run_cli("extract", models["text"], tmp_path / "i.parquet", "--out", tmp_path / "f.h5")
+    result = cli(
+        capfd, "extract", models["text"], tmp_path / "i.parquet", "--out", tmp_path / "f.h5"
+    )
     _one_line_error(result, "i.parquet: row 1: empty id")
     assert not (tmp_path / "f.h5").exists()
 
 
-def test_corrupt_files(models, text_parquet, tmp_path):
+def test_corrupt_files(models, text_parquet, tmp_path, capfd):
     data = text_parquet.read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
-    result = run_cli(
-        "extract", models["text"], tmp_path / "cut.parquet", "--out", tmp_path / "f.h5"
+    result = cli(
+        capfd, "extract", models["text"], tmp_path / "cut.parquet", "--out", tmp_path / "f.h5"
     )
     _one_line_error(result, "cut.parquet: not a readable Parquet file", "re-write it")
     (tmp_path / "x.arrow").write_bytes(b"ARROW1 but not really")
-    result = run_cli("extract", models["text"], tmp_path / "x.arrow", "--out", tmp_path / "f.h5")
+    result = cli(capfd, "extract", models["text"], tmp_path / "x.arrow", "--out", tmp_path / "f.h5")
     _one_line_error(result, "x.arrow: not a readable Arrow IPC/Feather file")
     (tmp_path / "h").mkdir()
     (tmp_path / "h" / "state.json").write_text("{not json")
-    result = run_cli("extract", models["text"], tmp_path / "h", "--out", tmp_path / "f.h5")
+    result = cli(capfd, "extract", models["text"], tmp_path / "h", "--out", tmp_path / "f.h5")
     _one_line_error(result, "state.json: not readable JSON")
     assert not (tmp_path / "f.h5").exists()
 
 
-def test_null_text_and_undecodable_image_commit_nothing(models, tmp_path):
+def test_null_text_and_undecodable_image_commit_nothing(models, tmp_path, capfd):
     pq.write_table(pa.table({"text": TEXTS[:2]}), tmp_path / "ok.parquet")
     out = tmp_path / "f.h5"
     extract(models["text"], tmp_path / "ok.parquet", out, progress=False)
     before = _sha(out)
     pq.write_table(pa.table({"text": [*TEXTS[:2], None, TEXTS[3]]}), tmp_path / "n.parquet",
                    row_group_size=2)  # fmt: skip
-    result = run_cli("extract", models["text"], tmp_path / "n.parquet", "--out", out)
+    result = cli(capfd, "extract", models["text"], tmp_path / "n.parquet", "--out", out)
     _one_line_error(result, "n.parquet: row 2 ('text'): empty text", "--skip-bad")
     assert _sha(out) == before
     pq.write_table(pa.table({"image": [_png(0), b"\x89PNG broken", None]}), tmp_path / "i.parquet")
     img = tmp_path / "i.h5"
-    result = run_cli("extract", models["image"], tmp_path / "i.parquet", "--out", img)
+    result = cli(capfd, "extract", models["image"], tmp_path / "i.parquet", "--out", img)
     _one_line_error(result, "i.parquet: row 1 ('image'): cannot decode image", "--skip-bad")
     assert not img.exists()
-    result = run_cli("extract", models["image"], tmp_path / "i.parquet", "--out", img, "--skip-bad")
+    result = cli(
+        capfd, "extract", models["image"], tmp_path / "i.parquet", "--out", img, "--skip-bad"
+    )
     assert result.returncode == 0, result.stderr
     with FeatureStore(img) as fs:
         assert len(fs) == 1 and {b["id"] for b in fs.bad_items()} == {"1", "2"}

@@ -13,10 +13,11 @@ from embedkit.errors import UserInputError
 from embedkit.extract import extract
 from embedkit.extract.sources import id_from_name, name_from_id, split_lines
 from embedkit.store import FeatureStore
-from tests.extract.extract_graphs import make_log_model, run_cli
+from tests.extract.extract_graphs import make_log_model
+from tests.helpers import cli
 
 
-def test_nonfinite_batch_fails_and_earlier_batches_resume(tmp_path):
+def test_nonfinite_batch_fails_and_earlier_batches_resume(tmp_path, capfd):
     model = make_log_model(tmp_path / "log.onnx")
     x = np.abs(np.random.default_rng(0).normal(size=(10, 6))).astype(np.float32) + 1
     bad = x.copy()
@@ -25,7 +26,7 @@ def test_nonfinite_batch_fails_and_earlier_batches_resume(tmp_path):
     out = tmp_path / "f.h5"
     args = ["extract", model, tmp_path / "x.npy", "--out", out, "--batch-size", "2",
             "--workers", "1"]  # fmt: skip
-    result = run_cli(*args)
+    result = cli(capfd, *args)
     assert result.returncode == 2, result.stderr
     assert "x.npy: row 7: the model's output for tap 'y' holds NaN" in result.stderr
     assert not out.exists()  # nothing committed
@@ -38,7 +39,7 @@ def test_nonfinite_batch_fails_and_earlier_batches_resume(tmp_path):
     assert {"0", "1", "2", "3", "4", "5"} <= journaled  # batches 0-2
     assert not {"6", "7"} & journaled  # the batch with NaN was never journaled
     np.save(tmp_path / "x.npy", x)  # fixed: row 7 changes, rows 0-5 do not
-    result = run_cli(*args)
+    result = cli(capfd, *args)
     assert result.returncode == 0, result.stderr
     assert "6 resumed" in result.stdout  # earlier batches were not recomputed
     with FeatureStore(out) as fs:

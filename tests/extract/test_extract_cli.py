@@ -1,4 +1,5 @@
-"""``embedkit extract`` as a user runs it: a subprocess, its output, its exit code."""
+"""``embedkit extract`` as a user runs it: its output, its exit code (a real process where
+that is the point, else the same ``main`` in this process)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from embedkit.store import FeatureStore
 from tests.extract.extract_graphs import REPO, run_cli
+from tests.helpers import cli
 
 
 def _sha(path) -> str:
@@ -58,66 +60,66 @@ def _assert_one_line_error(result, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_missing_source_and_model(models, store, tmp_path):
+def test_missing_source_and_model(models, store, tmp_path, capfd):
     before = _sha(store)
-    result = run_cli("extract", models["image"], tmp_path / "nope", "--out", store)
+    result = cli(capfd, "extract", models["image"], tmp_path / "nope", "--out", store)
     _assert_one_line_error(result, "nope: no such file or folder")
-    result = run_cli("extract", tmp_path / "nope.onnx", tmp_path, "--out", store)
+    result = cli(capfd, "extract", tmp_path / "nope.onnx", tmp_path, "--out", store)
     _assert_one_line_error(result, "nope.onnx: no such model file")
     assert _sha(store) == before
 
 
-def test_not_an_onnx_file(image_dir, store, tmp_path):
+def test_not_an_onnx_file(image_dir, store, tmp_path, capfd):
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"GIF89a definitely not onnx" * 10)
     before = _sha(store)
-    result = run_cli("extract", fake, image_dir, "--out", store)
+    result = cli(capfd, "extract", fake, image_dir, "--out", store)
     _assert_one_line_error(result, "model.onnx: not an ONNX model")
     assert _sha(store) == before
 
 
-def test_array_shape_does_not_fit(models, tmp_path):
+def test_array_shape_does_not_fit(models, tmp_path, capfd):
     np.save(tmp_path / "x.npy", np.zeros((3, 4, 4), np.float32))
     out = tmp_path / "a.h5"
-    result = run_cli("extract", models["array"], tmp_path / "x.npy", "--out", out)
+    result = cli(capfd, "extract", models["array"], tmp_path / "x.npy", "--out", out)
     _assert_one_line_error(result, "x.npy: items have shape (4, 4)", "expects (6,)")
     assert not out.exists()
 
 
-def test_corrupt_image(models, image_dir, store, tmp_path):
+def test_corrupt_image(models, image_dir, store, tmp_path, capfd):
     images = tmp_path / "images"
     shutil.copytree(image_dir, images)
     (images / "dog" / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     before = _sha(store)
-    result = run_cli("extract", models["image"], images, "--out", store)
+    result = cli(capfd, "extract", models["image"], images, "--out", store)
     _assert_one_line_error(result, "dog/x.jpg: cannot decode image", "--skip-bad")
     assert _sha(store) == before
-    copy = run_cli("store", "pack", store, tmp_path / "copy.h5")  # a store is not one file
+    copy = cli(capfd, "store", "pack", store, tmp_path / "copy.h5")  # a store is not one file
     assert copy.returncode == 0, copy.stderr
     copy = tmp_path / "copy.h5"
-    assert run_cli("store", "upgrade", copy).returncode == 0  # a packed copy: a store again
-    result = run_cli("extract", models["image"], images, "--out", copy, "--skip-bad")
+    assert cli(capfd, "store", "upgrade", copy).returncode == 0  # a packed copy: a store again
+    result = cli(capfd, "extract", models["image"], images, "--out", copy, "--skip-bad")
     assert (
         result.returncode == 0 and "computed 0 items, 6 cached, 0 resumed, 1 bad" in result.stdout
     )
 
 
-def test_store_from_another_backbone(models, image_dir, store):
+def test_store_from_another_backbone(models, image_dir, store, capfd):
     before = _sha(store)
-    result = run_cli("extract", models["image_other"], image_dir, "--out", store)
+    result = cli(capfd, "extract", models["image_other"], image_dir, "--out", store)
     _assert_one_line_error(result, "different backbone_sha256")
     assert _sha(store) == before
-    result = run_cli("extract", models["image"], image_dir, "--out", store, "--tap", "pool")
+    result = cli(capfd, "extract", models["image"], image_dir, "--out", store, "--tap", "pool")
     _assert_one_line_error(result, "different taps")
     assert _sha(store) == before
 
 
-def test_unknown_tap_and_cuda(models, image_dir, tmp_path):
+def test_unknown_tap_and_cuda(models, image_dir, tmp_path, capfd):
     out = tmp_path / "f.h5"
-    result = run_cli("extract", models["image"], image_dir, "--out", out, "--tap", "logits")
+    result = cli(capfd, "extract", models["image"], image_dir, "--out", out, "--tap", "logits")
     _assert_one_line_error(result, "unknown tap 'logits'; this model has: pool, fmap")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        result = run_cli("extract", models["image"], image_dir, "--out", out, "--device", "cuda")
+        result = cli(capfd, "extract", models["image"], image_dir, "--out", out, "--device", "cuda")
         _assert_one_line_error(result, "CUDA is not available", "embedkit[gpu]", "--device cpu")
     assert not out.exists()
 
@@ -166,22 +168,24 @@ def test_engine_ray_without_ray_gives_the_install_hint(models, image_dir, tmp_pa
         assert len(fs) == 6
 
 
-def test_rerun_with_changed_labels_relabels_cached_rows_without_recomputing(models, tmp_path):
+def test_rerun_with_changed_labels_relabels_cached_rows_without_recomputing(
+    models, tmp_path, capfd
+):
     x = np.random.default_rng(0).normal(size=(6, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1, 2, 2]))
     out = tmp_path / "a.h5"
     args = ["extract", models["array"], tmp_path / "x.npy", "--out", out,
             "--labels", tmp_path / "y.npy", "--batch-size", "4"]  # fmt: skip
-    assert run_cli(*args).returncode == 0
+    assert cli(capfd, *args).returncode == 0
     with FeatureStore(out) as fs:
         before, shards = fs.features(), sorted(fs._state.shards)
     index = _sha(out)
-    again = run_cli(*args)  # same labels: nothing computed, the store is not touched
+    again = cli(capfd, *args)  # same labels: nothing computed, the store is not touched
     assert "computed 0 items, 6 cached" in again.stdout and "relabelled" not in again.stdout
     assert _sha(out) == index
     np.save(tmp_path / "y.npy", np.array([0, 7, 0, 0, 7, 7]))  # class 2 unused, 7 is new
-    result = run_cli(*args)
+    result = cli(capfd, *args)
     assert result.returncode == 0, result.stderr
     assert "computed 0 items, 6 cached, 0 resumed, 0 bad, 4 relabelled" in result.stdout
     with FeatureStore(out) as fs:

@@ -9,7 +9,7 @@ import pytest
 
 from embedkit.errors import StoreError
 from embedkit.store import FeatureStore, commit_shards, compact, pack, upgrade, verify_store
-from tests.helpers import run_cli
+from tests.helpers import cli
 from tests.store.test_store_v2 import FP, shard, write_v1
 
 
@@ -22,7 +22,7 @@ def _many_shards(tmp_path):
     return store
 
 
-def test_sound_stores_of_every_layout_verify_clean(tmp_path):
+def test_sound_stores_of_every_layout_verify_clean(tmp_path, capfd):
     store = _many_shards(tmp_path)
     with FeatureStore(store) as fs:
         assert fs.n_shards >= 3 and len(fs) == 67
@@ -38,7 +38,7 @@ def test_sound_stores_of_every_layout_verify_clean(tmp_path):
     assert verify_store(tmp_path / "v1.h5") == []
     compact(store)
     assert verify_store(store) == []
-    result = run_cli("store", "verify", str(store))
+    result = cli(capfd, "store", "verify", str(store))
     assert result.returncode == 0 and result.stderr == ""
     assert "ok (67 rows, 1 shard(s)" in result.stdout
 
@@ -56,7 +56,7 @@ def test_open_never_reads_features_but_verify_does(tmp_path):
     assert shard_name in problems[0] and shard_name in problems[1] and "CRC-32" in problems[1]
 
 
-def test_verify_lists_every_problem_and_the_cli_names_the_first(tmp_path):
+def test_verify_lists_every_problem_and_the_cli_names_the_first(tmp_path, capfd):
     store = _many_shards(tmp_path)
     with h5py.File(store, "r+") as f:
         f.attrs["n_items"] = 5
@@ -70,7 +70,7 @@ def test_verify_lists_every_problem_and_the_cli_names_the_first(tmp_path):
         "debris (a temporary fi",
     ]
     before = store.read_bytes()
-    result = run_cli("store", "verify", str(store))
+    result = cli(capfd, "store", "verify", str(store))
     assert result.returncode == 2 and result.stdout.splitlines() == problems
     (line,) = result.stderr.splitlines()
     assert "'n_items'" in line and "(4 problems in all" in line and "Traceback" not in line

@@ -23,7 +23,7 @@ from embedkit.store.files.integrity import stamp
 from embedkit.store.format import column_dir, version_dir
 from embedkit.store.maintain.versions import unnamed_files
 from embedkit.store.read.state import load_state
-from tests.helpers import run_cli
+from tests.helpers import cli
 from tests.store.test_store_v2 import FP, rows, shard
 
 
@@ -101,14 +101,14 @@ def _old_v2(store):
     shutil.rmtree(version_dir(store))
 
 
-def test_older_schema2_index_is_refused_until_upgraded(tmp_path):
+def test_older_schema2_index_is_refused_until_upgraded(tmp_path, capfd):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 20)], FP)
     set_splits(store, ["val"] * 20)
     _old_v2(store)
     with pytest.raises(StoreError, match="before column files.*store upgrade"):
         FeatureStore(store)
-    result = run_cli("info", str(store))
+    result = cli(capfd, "info", str(store))
     assert result.returncode == 2 and "embedkit store upgrade" in result.stderr
     with pytest.raises(StoreError, match="store upgrade"):
         commit_shards(store, [shard(tmp_path / "w", 20, 4)], FP)
@@ -123,7 +123,7 @@ def test_older_schema2_index_is_refused_until_upgraded(tmp_path):
     assert verify_store(store) == []
 
 
-def test_stray_column_file_waits_for_vacuum_and_a_missing_one_is_an_error(tmp_path):
+def test_stray_column_file_waits_for_vacuum_and_a_missing_one_is_an_error(tmp_path, capfd):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 10)], FP)
     ((name, _),) = _pieces(store)
@@ -139,6 +139,6 @@ def test_stray_column_file_waits_for_vacuum_and_a_missing_one_is_an_error(tmp_pa
         (column_dir(store) / piece).unlink()
     with pytest.raises(StoreError, match="column file .* is missing"):
         FeatureStore(store)
-    result = run_cli("info", str(store))
+    result = cli(capfd, "info", str(store))
     assert result.returncode == 2 and "column file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

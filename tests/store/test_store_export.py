@@ -12,7 +12,7 @@ from embedkit.errors import UserInputError
 from embedkit.rows import from_arrays
 from embedkit.store import FeatureStore
 from embedkit.store.read.export import export_store
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -54,8 +54,8 @@ def test_parquet_round_trip_is_bit_identical_in_chunks(store, tmp_path):
         assert fmap.tobytes() == fs.features("fmap").tobytes()
 
 
-def test_npy_folder_and_one_tap(store, tmp_path):
-    result = run_cli("store", "export", store, "--format", "npy", "--tap", "fmap",
+def test_npy_folder_and_one_tap(store, tmp_path, capfd):
+    result = cli(capfd, "store", "export", store, "--format", "npy", "--tap", "fmap",
                      "--out", tmp_path / "npy")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "exported" in result.stdout and "11 rows, taps fmap" in result.stdout
@@ -71,37 +71,37 @@ def test_npy_folder_and_one_tap(store, tmp_path):
     assert json.loads((folder / "label_names.json").read_text()) == ["cat", "dog"]
 
 
-def test_bad_arguments_leave_nothing(store, tmp_path):
+def test_bad_arguments_leave_nothing(store, tmp_path, capfd):
     out = tmp_path / "x.parquet"
-    result = run_cli("store", "export", store, "--tap", "nope", "--out", out)
+    result = cli(capfd, "store", "export", store, "--tap", "nope", "--out", out)
     assert result.returncode == 2 and "has no tap 'nope'; its taps are: pool, fmap" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     out.write_bytes(b"keep me")
-    result = run_cli("store", "export", store, "--out", out)
+    result = cli(capfd, "store", "export", store, "--out", out)
     assert result.returncode == 2 and "x.parquet already exists" in result.stderr
     assert out.read_bytes() == b"keep me"
-    result = run_cli("store", "export", store, "--out", store)  # never an input
+    result = cli(capfd, "store", "export", store, "--out", store)  # never an input
     assert result.returncode == 2 and "is an input of this command" in result.stderr
     with pytest.raises(UserInputError, match="no such folder"):
         export_store(store, tmp_path / "missing" / "f.parquet")
-    result = run_cli("store", "export", tmp_path / "nostore.h5", "--out", tmp_path / "y.parquet")
+    result = cli(capfd, "store", "export", tmp_path / "nostore.h5", "--out", tmp_path / "y.parquet")
     assert result.returncode == 2 and "no such store" in result.stderr
     assert not (tmp_path / "y.parquet").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
-def test_an_earlier_export_is_replaced_and_overwrite_replaces_others(store, tmp_path):
+def test_an_earlier_export_is_replaced_and_overwrite_replaces_others(store, tmp_path, capfd):
     out = tmp_path / "f.parquet"
-    assert run_cli("store", "export", store, "--tap", "pool", "--out", out).returncode == 0
-    result = run_cli("store", "export", store, "--out", out)  # its own earlier output
+    assert cli(capfd, "store", "export", store, "--tap", "pool", "--out", out).returncode == 0
+    result = cli(capfd, "store", "export", store, "--out", out)  # its own earlier output
     assert result.returncode == 0, result.stderr
     assert pq.read_schema(out).names == ["id", "label", "split", "pool", "fmap"]
     folder = tmp_path / "other"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    result = run_cli("store", "export", store, "--format", "npy", "--out", folder)
+    result = cli(capfd, "store", "export", store, "--format", "npy", "--out", folder)
     assert result.returncode == 2 and (folder / "notes.txt").exists()
-    result = run_cli("store", "export", store, "--format", "npy", "--out", folder, "--overwrite")
+    result = cli(capfd, "store", "export", store, "--format", "npy", "--out", folder, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert not (folder / "notes.txt").exists() and (folder / "pool.npy").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name or "old" in p.name) == []

@@ -25,7 +25,7 @@ from embedkit.store import (
     write_shard,
 )
 from embedkit.store.txn import commit as commit_mod
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 D = 6
 FP = Fingerprint.create("arrays", [TapInfo("pool", (D,))], {"kind": "features"})
@@ -166,18 +166,18 @@ def write_v1(path, n=7):
     return x
 
 
-def test_v1_store_is_refused_until_upgraded_then_reads_and_takes_writes(tmp_path):
+def test_v1_store_is_refused_until_upgraded_then_reads_and_takes_writes(tmp_path, capfd):
     x = write_v1(tmp_path / "v1.h5")
     before = (tmp_path / "v1.h5").read_bytes()
     for command in (("info",), ("split", "--force"), ("store", "verify"), ("store", "compact")):
-        result = run_cli(*command[:2], str(tmp_path / "v1.h5"), *command[2:])
+        result = cli(capfd, *command[:2], str(tmp_path / "v1.h5"), *command[2:])
         assert result.returncode == 2, command
         assert "schema-1" in result.stderr and "embedkit store upgrade" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(StoreError, match="store upgrade"):
         StoreWriter(tmp_path / "v1.h5", FP)
     assert (tmp_path / "v1.h5").read_bytes() == before  # refused, untouched
-    result = run_cli("store", "upgrade", str(tmp_path / "v1.h5"))
+    result = cli(capfd, "store", "upgrade", str(tmp_path / "v1.h5"))
     assert result.returncode == 0 and "converted to the current layout" in result.stdout
     info = store_summary(tmp_path / "v1.h5")
     assert (info["schema_version"], info["shards"], info["items"], info["runs"]) == (2, 1, 7, 1)
@@ -197,23 +197,23 @@ def test_v1_store_is_refused_until_upgraded_then_reads_and_takes_writes(tmp_path
         assert np.array_equal(fs.features(), np.concatenate([x, x2]))
 
 
-def test_pack_is_one_file_for_h5py_that_upgrade_turns_back_into_a_store(tmp_path):
+def test_pack_is_one_file_for_h5py_that_upgrade_turns_back_into_a_store(tmp_path, capfd):
     store = tmp_path / "s.h5"
     commit_shards(store, [shard(tmp_path / "w", 0, 5), shard(tmp_path / "w", 5, 5)], FP)
     commit_shards(store, [shard(tmp_path / "w", 1, 2, version=1)], FP)
-    result = run_cli("store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
+    result = cli(capfd, "store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["one.h5"]
     with FeatureStore(store) as a, h5py.File(tmp_path / "p" / "one.h5", "r") as b:
         assert np.array_equal(a.features(), b["features/pool"][...])  # real datasets
         assert a.ids().tolist() == b["ids"].asstr()[...].tolist()
         assert a.labels().tolist() == b["labels"][...].tolist()
-    again = run_cli("store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
+    again = cli(capfd, "store", "pack", str(store), str(tmp_path / "p" / "one.h5"))
     assert again.returncode == 2 and "already exists" in again.stderr
-    info = run_cli("info", str(tmp_path / "p" / "one.h5"))
+    info = cli(capfd, "info", str(tmp_path / "p" / "one.h5"))
     assert info.returncode == 2 and "packed" in info.stderr and "store upgrade" in info.stderr
-    assert run_cli("store", "upgrade", str(tmp_path / "p" / "one.h5")).returncode == 0
-    info = run_cli("info", str(tmp_path / "p" / "one.h5"))
+    assert cli(capfd, "store", "upgrade", str(tmp_path / "p" / "one.h5")).returncode == 0
+    info = cli(capfd, "info", str(tmp_path / "p" / "one.h5"))
     assert "10 items" in info.stdout and "schema v2, 1 shard" in info.stdout
     with FeatureStore(store) as a, FeatureStore(tmp_path / "p" / "one.h5") as b:
         assert np.array_equal(a.features(), b.features()) and a.ids().tolist() == b.ids().tolist()
@@ -222,14 +222,14 @@ def test_pack_is_one_file_for_h5py_that_upgrade_turns_back_into_a_store(tmp_path
         assert len(b) == 12 and b.n_shards == 2
 
 
-def test_compact_cli_and_missing_shard_error(tmp_path):
+def test_compact_cli_and_missing_shard_error(tmp_path, capfd):
     store = tmp_path / "s.h5"
     for start in (0, 4, 8):
         commit_shards(store, [shard(tmp_path / "w", start, 4)], FP)
-    result = run_cli("store", "compact", str(store))
+    result = cli(capfd, "store", "compact", str(store))
     assert result.returncode == 0 and "compacted 3 shard(s) into 1" in result.stdout
     (tmp_path / "copy.h5").write_bytes(store.read_bytes())  # the index alone is not a store
-    result = run_cli("info", str(tmp_path / "copy.h5"))
+    result = cli(capfd, "info", str(tmp_path / "copy.h5"))
     assert result.returncode == 2 and "store pack" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
