@@ -213,8 +213,8 @@ def aggregate(records: list[dict]) -> BenchTable:
             "n_train": int(np.median([r["n_train"] for r in members])),
         }
         for key in (*METRICS, *TIMES, "val_accuracy"):
-            stats = t_interval(_per_seed(ok, key))  # mean, lo, hi
-            row |= {f"{key}_{s}": _none(v) for s, v in zip(("mean", "lo", "hi"), stats)}
+            stats = (None if np.isnan(v) else v for v in t_interval(_per_seed(ok, key)))
+            row |= dict(zip((f"{key}_mean", f"{key}_lo", f"{key}_hi"), stats))
         row["val_seeds"] = {  # seed -> validation accuracy: the paired comparisons of choose
             int(r["seed"]): float(r["val"]["accuracy"])
             for r in ok
@@ -255,7 +255,3 @@ def _per_seed(records: list[dict], key: str) -> list[float]:
     if len(by_seed) == 1 and len(records) > 1:  # one seed of cv: the interval is over folds
         return next(iter(by_seed.values()))
     return [float(np.mean(v)) for v in by_seed.values()]
-
-
-def _none(value: float):
-    return None if value is None or np.isnan(value) else float(value)
