@@ -73,8 +73,7 @@ def _plot_confusion(report, path: Path) -> None:
                     color = "white" if norm[g, p] > 0.5 else "black"
                     ax.text(p, g, int(conf[g, p]), ha="center", va="center",
                             fontsize=11 if k <= 10 else 9, color=color)  # fmt: skip
-    ax.set_xlabel("out-of-fold prediction")
-    ax.set_ylabel("given label")
+    ax.set(xlabel="out-of-fold prediction", ylabel="given label")
     ax.set_title(f"Out-of-fold confusion ({report.spec.head}, {report.spec.folds} folds)")
     fig.tight_layout()
     with atomic_file(path) as tmp:

@@ -236,11 +236,9 @@ def plot_labelling(summary: dict, path) -> Path:
         low, high = np.array([r["low"] for r in rows]), np.array([r["high"] for r in rows])
         if np.isfinite(low).all():
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
-    ax.set_xscale("log")
+    ax.set(xscale="log", xlabel="labels per class", ylabel="test accuracy")
     budgets = sorted({r["budget"] for r in table})
     ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.set_xlabel("labels per class")
-    ax.set_ylabel("test accuracy")
     ax.set_title("labelling loop: accuracy vs labels (mean, 95% t-interval)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

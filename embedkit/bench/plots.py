@@ -45,8 +45,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
         _line(ax, table, x, [cells.get(s) for s in levels], head)
     _baselines(ax, table)
     ax.set_xticks(x, [shot_label(s) for s in levels])
-    ax.set_xlabel("training rows per class (shots)")
-    ax.set_ylabel("accuracy")
+    ax.set(xlabel="training rows per class (shots)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
     return _save(fig, plt, ax, path)
 
@@ -78,10 +77,9 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
                 label=f"recommended ({best['head']})", zorder=5)  # fmt: skip
     _baselines(ax, table)
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_xlabel("tap set (shallow to deep)")
+    ax.set(xlabel="tap set (shallow to deep)", ylabel="test accuracy")
     if key:
         fig.text(0.01, 0.01, "\n".join(key), fontsize=7, va="bottom", ha="left")
-    ax.set_ylabel("test accuracy")
     ax.set_title(_title(table, f"accuracy vs depth, shots = {shot_label(top)}", tap=False),
                  fontsize=10)  # fmt: skip
     return _save(fig, plt, ax, path)
@@ -108,9 +106,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
             color=line.get_color(),
         )
     _baselines(ax, table)
-    ax.set_xscale("log")
-    ax.set_xlabel("fit seconds (mean over seeds, log scale)")
-    ax.set_ylabel("accuracy")
+    ax.set(xscale="log", xlabel="fit seconds (mean over seeds, log scale)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"), fontsize=10)
     return _save(fig, plt, ax, path)
 
