@@ -208,12 +208,9 @@ def batches_per_task(n_batches: int, n_actors: int) -> int:
 
 
 class ShardActor:
-    """One actor of the pool: a BatchWorker with its session; one batch in, one shard out.
-
-    The actor writes its shard into the store's journal when its node sees the store's
-    folder. Otherwise (or with ``via_driver``) it writes the shard into a folder of its
-    own and sends the file's bytes back with its result; the driver writes them into the
-    journal, so the files are the same either way.
+    """One actor of the pool: a BatchWorker with its session; one batch in, one shard out,
+    written into the journal, or (``via_driver``, or a node that cannot see the store's
+    folder) sent back as the file's bytes for the driver to write: the same files either way.
     """
 
     def __init__(self, work: BatchWorker, journal: str, fingerprint, skip_bad: bool,
