@@ -66,8 +66,8 @@ def to_onnx(tr: Traceable, name: str) -> tuple[onnx.ModelProto, str]:
         return torchscript(tr, name), f"torch.onnx TorchScript, opset {OPSET}"
     except ExportError as first:
         arch = type(getattr(tr.module, "model", tr.module)).__name__
-        try:
-            return dynamo(tr), f"torch.onnx dynamo, opset {DYNAMO_OPSET}"
+        try:  # a graph plus its .onnx.data, loaded back
+            return _torch_export(tr, dynamo=True), f"torch.onnx dynamo, opset {DYNAMO_OPSET}"
         except Exception as exc:  # the dynamo exporter raises many types
             reason = first_line(exc, 200)
             raise ExportError(
@@ -75,29 +75,28 @@ def to_onnx(tr: Traceable, name: str) -> tuple[onnx.ModelProto, str]:
             ) from exc
 
 
-def dynamo(tr: Traceable) -> onnx.ModelProto:
-    """``torch.onnx.export(dynamo=True)``: a graph plus its ``.onnx.data``, loaded back."""
+def _torch_export(tr: Traceable, *, dynamo: bool) -> onnx.ModelProto:
+    """``torch.onnx.export`` into a temporary folder, its notices hidden; the graph loaded."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         with warnings.catch_warnings(), contextlib.redirect_stdout(None):
-            warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            _torch_export(tr, path, dynamo=True)
+            if dynamo:
+                warnings.simplefilter("ignore")
+                logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            else:
+                _quiet_exporter_notices()
+            torch.onnx.export(
+                tr.module,
+                tr.example,
+                path,
+                input_names=tr.input_names,
+                output_names=[t.output for t in tr.taps],
+                dynamic_axes=tr.dynamic_axes,
+                opset_version=DYNAMO_OPSET if dynamo else OPSET,
+                dynamo=dynamo,
+                **({"verbose": False} if dynamo else {"do_constant_folding": True}),
+            )
         return onnx.load(path)  # reads model.onnx.data too
-
-
-def _torch_export(tr: Traceable, path: str, *, dynamo: bool) -> None:
-    torch.onnx.export(
-        tr.module,
-        tr.example,
-        path,
-        input_names=tr.input_names,
-        output_names=[t.output for t in tr.taps],
-        dynamic_axes=tr.dynamic_axes,
-        opset_version=DYNAMO_OPSET if dynamo else OPSET,
-        dynamo=dynamo,
-        **({"verbose": False} if dynamo else {"do_constant_folding": True}),
-    )
 
 
 def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
@@ -108,19 +107,15 @@ def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
     ExportError
         ``cannot export NAME at layer 'L': <the exporter's reason>``.
     """
-    with _module_stack(tr.module) as stack, tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
+    with _module_stack(tr.module) as stack:
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(None):
-                _quiet_exporter_notices()
-                _torch_export(tr, path, dynamo=False)
+            return _torch_export(tr, dynamo=False)
         except Exception as exc:
             failed = [n for n in stack if n]
             layer = failed[-1] if failed else _layer_running(tr.module, tr.example, str(exc))
             layer = layer.removeprefix("model.") if layer else None
             where = f" at layer {layer!r}" if layer else ""
             raise ExportError(f"cannot export {name}{where}: {first_line(exc)}") from exc
-        return onnx.load(path)
 
 
 @contextlib.contextmanager
