@@ -126,49 +126,43 @@ def commit_locked(
     for _, meta in final:
         found = known.rows(meta.hashes if meta.hashes is not None else id_hashes(meta.ids))
         row_of.update((i, r) for i, r in zip(meta.ids, found.tolist()) if r >= 0)
-    label_of = {n: i for i, n in enumerate(names)}
+    label_of = {n: i for i, n in enumerate(names)}  # a new class name: the next index
     for row, name in relabel.items():  # before the new rows: they may replace these rows
-        if name is not None and name not in label_of:
-            label_of[name] = len(names)
-            names.append(name)
-        labels[row] = label_of[name] if name is not None else -1
+        labels[row] = label_of.setdefault(name, len(label_of)) if name else -1
     shard_names = list(state.shards)
-    new_cols: list[list] = [[], [], [], []]  # shard, src, label, split of appended rows
-    rep_cols: list[list] = [[], [], [], [], []]  # row, shard, src, label, split of replaced
+    new_rows: list[tuple] = []  # (shard, src, label, split) of each appended row
+    rep_rows: list[tuple] = []  # (row, shard, src, label, split) of each replaced row
     for name, meta in final:
         k = len(shard_names)
         shard_names.append(name)
         for r, (item, lab, sp) in enumerate(zip(meta.ids, meta.labels, meta.split)):
             if item in skip:
                 continue
-            if lab and lab not in label_of:
-                label_of[lab] = len(names)
-                names.append(lab)
-            code = label_of[lab] if lab else -1
+            values = (k, r, label_of.setdefault(lab, len(label_of)) if lab else -1, sp)
             row = row_of.get(item)
             if row is None:
-                row_of[item] = n_old + len(new_cols[0])
-                for col, value in zip(new_cols, (k, r, code, sp)):
-                    col.append(value)
+                row_of[item] = n_old + len(new_rows)
+                new_rows.append(values)
             elif row >= n_old:  # the same id twice in this commit: the later one wins
-                for col, value in zip(new_cols, (k, r, code, sp)):
-                    col[row - n_old] = value
+                new_rows[row - n_old] = values
             else:
-                for col, value in zip(rep_cols, (row, k, r, code, sp)):
-                    col.append(value)
-    added, replaced = len(new_cols[0]), len(rep_cols[0])
+                rep_rows.append((row, *values))
+    names = list(label_of)
+    added, replaced = len(new_rows), len(rep_rows)
     if order is not None and added > 1:  # e.g. text batches bucketed by length
         rank = {item: p for p, item in enumerate(order)}
         appended = sorted(row_of, key=row_of.get)[-added:]  # ids of the appended rows
         perm = np.argsort([rank.get(i, len(rank)) for i in appended], kind="stable")
-        new_cols = [[col[p] for p in perm.tolist()] for col in new_cols]
+        new_rows = [new_rows[p] for p in perm.tolist()]
+    new_cols = list(zip(*new_rows)) or [(), (), (), ()]  # shard, src, label, split
     new_shard = np.asarray(new_cols[0], dtype=np.int64)  # (added,)
     new_src = np.asarray(new_cols[1], dtype=np.int64)
     if replaced:  # per-row (shard, src) of the whole store: O(N)
         shard_of, src_of = state.rows_of()  # (N,) each
-        rows = np.asarray(rep_cols[0], dtype=np.int64)
-        shard_of[rows], src_of[rows] = rep_cols[1], rep_cols[2]
-        labels[rows], split[rows] = rep_cols[3], np.asarray(rep_cols[4], dtype="S8")
+        rep = list(zip(*rep_rows))  # row, shard, src, label, split
+        rows = np.asarray(rep[0], dtype=np.int64)
+        shard_of[rows], src_of[rows] = rep[1], rep[2]
+        labels[rows], split[rows] = rep[3], np.asarray(rep[4], dtype="S8")
         segments = segments_of(
             np.concatenate([shard_of, new_shard]), np.concatenate([src_of, new_src])
         )
