@@ -67,10 +67,9 @@ def save_head(head, directory: str | Path) -> Path:
         with atomic_file(directory / WEIGHTS) as tmp:
             save_file(state, str(tmp))
     else:
-        skops_io = _skops_io()
         config |= {"kind": "skops"}
         with atomic_file(directory / SKOPS) as tmp:
-            skops_io.dump(head, tmp)
+            _skops_io().dump(head, tmp)
     weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
     config["sha256"] = {weights.name: sha256_file(weights)}
     write_bytes_atomic(directory / CONFIG, json.dumps(config, indent=1).encode())  # last
@@ -196,7 +195,6 @@ def _skops_io():
 
 def _load_skops(directory: Path, record, config: dict):
     skops_io = _skops_io()
-    name = record.cls
     path = directory / SKOPS
     if not path.is_file():
         raise UserInputError(f"{path} not found; the head directory is incomplete, re-save it")
@@ -214,9 +212,10 @@ def _load_skops(directory: Path, record, config: dict):
         head = skops_io.load(path, trusted=list(untrusted))
     except Exception as exc:
         raise UserInputError(f"{path} could not be loaded ({exc}); re-save it") from exc
-    if type(head).__name__ != name:
+    if type(head).__name__ != record.cls:
         raise UserInputError(
-            f"{path} holds a {type(head).__name__}, but head.json says {name}; re-save the head"
+            f"{path} holds a {type(head).__name__}, but head.json says {record.cls}; re-save "
+            "the head"
         )
     return head
 

@@ -151,10 +151,6 @@ class TapJoin:
             scales.append((1.0 / (std * np.sqrt(X.shape[1]))).astype(np.float32))
         return cls(tuple(taps), tuple(means), tuple(scales))
 
-    @property
-    def widths(self) -> list[int]:
-        return [len(m) for m in self.mean]
-
     def transform(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, sum of widths)`` float32: each part standardised, scaled, concatenated."""
         if len(parts) != len(self.taps):

@@ -47,10 +47,8 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
         except (KeyError, OSError, TypeError) as exc:
             if isinstance(exc, FileNotFoundError) or not path.exists():
                 raise StoreError(missing_file(store, path)) from None
-            reason = first_line(exc, 120)
-            raise StoreError(
-                f"{store}: column file {path} is not readable ({reason}); {RESTORE}"
-            ) from None
+            why = f"is not readable ({first_line(exc, 120)})"
+            raise StoreError(f"{store}: column file {path} {why}; {RESTORE}") from None
         if y.ndim != 1 or y.dtype.kind not in "iu" or s.shape != y.shape or s.dtype.kind != "S":
             raise StoreError(
                 f"{store}: column file {path} holds labels {y.shape} {y.dtype} and split "

@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedkit.errors import StoreError, StoreMismatchError, UserInputError
+from embedkit.errors import StoreError, StoreMismatchError, UserInputError, first_line
 from embedkit.files import publish, temp_name, write_bytes_atomic
 from embedkit.store import format as S
 from embedkit.store.files.integrity import stamp
@@ -261,10 +261,8 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
     except OSError as exc:
         if not path.exists():  # removed while HDF5 opened it (a vacuum)
             raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
-        reason = str(exc).splitlines()[0][:160]
-        raise StoreError(
-            f"{path}: not a readable shard ({reason}); re-run extract or restore the store"
-        ) from None
+        why = f"not a readable shard ({first_line(exc, 160)})"
+        raise StoreError(f"{path}: {why}; {S.RESTORE}") from None
     if f.attrs.get("format") not in (S.SHARD_FORMAT, S.FORMAT_NAME):
         f.close()
         raise StoreError(f"{path}: is not an embedkit shard")

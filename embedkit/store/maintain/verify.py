@@ -89,8 +89,8 @@ def verify_store(path) -> list[str]:
             problems, state = _structure(path, f)
     except Exception as exc:  # noqa: BLE001 - HDF5 reads of damaged bytes fail in many ways
         # the checksums name the damaged file; the failed read comes after them
-        files = _file_checksums(path)
-        return sums + files + [f"{path}: a read failed ({first_line(exc, 100)}); {RESTORE}"]
+        failed = f"{path}: a read failed ({first_line(exc, 100)}); {RESTORE}"
+        return sums + _file_checksums(path) + [failed]
     if state is None:
         return problems + sums + _file_checksums(path) + _debris(path)
     marked = [
@@ -191,8 +191,8 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
             try:
                 block = ds[lo : lo + step]  # (step, *shape)
             except Exception as exc:  # noqa: BLE001
-                why = first_line(exc, 100)
-                problems.append(f"{where}: /{name} rows {lo}+ cannot be read ({why})")
+                why = f"cannot be read ({first_line(exc, 100)})"
+                problems.append(f"{where}: /{name} rows {lo}+ {why}")
                 break
             bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
             if bad.any():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import h5py
 
-from embedkit.errors import StoreError, UserInputError
+from embedkit.errors import StoreError, UserInputError, first_line
 from embedkit.files import fsync_path
 from embedkit.store import format as S
 from embedkit.store.files.integrity import folder_files
@@ -56,10 +56,9 @@ def store_log(store) -> list[dict]:
             with h5py.File(version_path(store, number), "r") as f:
                 attrs = {k: S.as_text(v) for k, v in f.attrs.items()}
         except OSError as exc:
-            reason = str(exc).splitlines()[0][:100]
+            why = f"is not readable ({first_line(exc, 100)})"
             raise StoreError(
-                f"{store}: version {number} is not readable ({reason}); run "
-                f"`embedkit store verify {store} --repair`"
+                f"{store}: version {number} {why}; run `embedkit store verify {store} --repair`"
             ) from None
         change = json.loads(attrs.get("change", "{}"))
         out.append(

@@ -101,8 +101,7 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
                 f"{p}: /{name} has rows of shape {got[1:]} but attribute 'taps' records "
                 f"{shape} for it; {RESTORE}"
             )
-        elif kinds == "f" and _fast(f, name)[1] != np.dtype(taps[0].dtype):
-            dtype = _fast(f, name)[1]
+        elif kinds == "f" and (dtype := _fast(f, name)[1]) != np.dtype(taps[0].dtype):
             yield f"{p}: /{name} is {dtype} but attribute 'dtype' is {taps[0].dtype}; {RESTORE}"
     group = f.get(S.FEATURES) if _exists(f, S.FEATURES) else None
     stored = group.keys() if isinstance(group, h5py.Group) else ()

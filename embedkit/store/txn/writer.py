@@ -165,15 +165,12 @@ class StoreWriter:
 
     # -- the journal -----------------------------------------------------------------
     def begin(self, journal: Journal) -> set[int]:
-        """Open ``journal`` (:mod:`embedkit.store.txn.journal`) for the rows to add.
-
-        ``journal`` holds the to-do ids cut into batches: a
-        :class:`~embedkit.store.txn.journal.PendingRows` (one pending shard that the
-        commit links into the store as it is: a commit then needs about the new rows'
-        size on disk, not twice it) or a :class:`~embedkit.store.txn.journal.BatchShards`
-        (each batch a shard, which workers may write themselves). Returns the batch
-        numbers an interrupted run already journaled for the same ids and batches; the
-        caller skips them. Rows are committed in to-do order whatever the batches.
+        """Open ``journal`` for the rows to add: the to-do ids cut into batches, as a
+        :class:`~embedkit.store.txn.journal.PendingRows` or a
+        :class:`~embedkit.store.txn.journal.BatchShards` (:mod:`embedkit.store.txn.journal`
+        says which suits whom). Returns the batch numbers an interrupted run already
+        journaled for the same ids and batches; the caller skips them. Rows are committed
+        in to-do order whatever the batches.
         """
         self.journal.mkdir(parents=True, exist_ok=True)
         manifest = self.journal / "manifest.json"
