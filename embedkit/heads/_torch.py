@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
@@ -44,6 +45,7 @@ from embedkit.heads._training import (
     split_batches,
 )
 from embedkit.heads._validation import check_fitted, check_partial_fit, check_shape, encode_labels
+from embedkit.rows.splits import stratified_split
 
 _AUTO = ("auto",)
 # The training parameters of every torch head, declared once: name -> (default, what it may
@@ -251,8 +253,6 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         auto = self.early_stopping == "auto" and len(X) >= 1000
         if not (self.early_stopping is True or auto) or not self.validation_fraction:
             return X, y_index, None
-        from embedkit.rows.splits import stratified_split
-
         n_val = max(1, int(round(self.validation_fraction * len(X))))
         tr, va = stratified_split(np.arange(len(X)), y_index, n_val, seed=self._seed())
         return X[tr], y_index[tr], (X[va], y_index[va])
@@ -366,8 +366,6 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (N, K), a softmax of the logits in float64."""
-        from scipy.special import softmax
-
         return softmax(self.logits(X).astype(np.float64), axis=1)
 
     def predict(self, X):

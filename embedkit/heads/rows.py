@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedkit.errors import UserInputError
-from embedkit.rows import split_rows
+from embedkit.rows import check_known_ids, split_rows
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,6 @@ def select_rows(
     -------
     RowSelection
     """
-    from embedkit.rows.ids import check_known_ids
-
     parts = split_rows(fs, val=val, test=test, seed=seed)
     labels = fs.labels() if fs.has_labels else np.full(len(fs), -1)
     labelled = labels >= 0

@@ -23,7 +23,7 @@ import numpy as np
 from embedkit.errors import StoreError
 from embedkit.store import format as S
 from embedkit.store.files.columns import read_columns
-from embedkit.store.files.integrity import checksum_problem
+from embedkit.store.files.integrity import checksum_problem, folder_files
 from embedkit.store.files.shards import open_shard
 from embedkit.store.format import column_dir, shard_dir, version_path, versions
 from embedkit.store.read.state import State, load_state, segments_of, shard_rows
@@ -87,8 +87,7 @@ def _from_versions(store: Path) -> str | None:
 
 
 def _from_shards(store: Path) -> State:
-    paths = [p for p in shard_dir(store).iterdir() if p.suffix == ".h5" and p.is_file()]
-    paths.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
+    paths = sorted(folder_files(shard_dir(store)), key=lambda p: (p.stat().st_mtime_ns, p.name))
     fingerprint, names = None, []
     row_of: dict[str, int] = {}
     shard_of, src_of, label_of, split_of = [], [], [], []
@@ -122,8 +121,7 @@ def _from_shards(store: Path) -> State:
 
 def _columns(store: Path, labels: np.ndarray, split: np.ndarray):
     """The column files' labels and split when they cover every row with known classes."""
-    folder = column_dir(store)
-    files = [p for p in folder.iterdir() if p.suffix == ".h5"] if folder.is_dir() else []
+    files = folder_files(column_dir(store))
     files.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))  # row order: oldest first
     try:
         col_labels, col_split, _ = read_columns(store, [p.name for p in files])

@@ -31,6 +31,7 @@ import numpy as np
 
 from embedkit.errors import UserInputError, require
 from embedkit.files import atomic_file, fsync_path, publish, temp_name
+from embedkit.progress import Progress
 from embedkit.store.read.reader import FeatureStore
 
 FORMATS = ("parquet", "npy")
@@ -197,9 +198,7 @@ def _metadata(rows: _Rows, taps) -> dict:
 
 
 def _chunks(n: int, size: int, progress: bool):
-    from tqdm import tqdm
-
-    with tqdm(total=n, unit="row", disable=not progress, desc="export") as bar:
+    with Progress("export", n, unit="rows", enabled=progress) as bar:
         for lo in range(0, n, size):
             hi = min(n, lo + size)
             yield lo, hi

@@ -10,6 +10,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import signal
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -78,6 +79,4 @@ def now() -> str:
 def crash_point(step: str) -> None:
     """Test hook: ``EMBEDKIT_TEST_CRASH_AT=step`` kills this process at ``step``."""
     if os.environ.get(_CRASH_ENV) == step:
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)
