@@ -109,8 +109,8 @@ def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMet
     split = [s for m in group for s in m.split]
     digests = np.concatenate([m.digests for m in group])
     used = [n for n in names if n in set(labels)] + sorted(set(labels) - set(names) - {""})
-    builder = ShardBuilder(folder, fingerprint, ids, digests, labels, used, split)
-    try:  # a file already under this name is replaced: it may be damaged
+    # a file already under this name is replaced: it may be damaged
+    with ShardBuilder(folder, fingerprint, ids, digests, labels, used, split) as builder:
         lo = 0
         for meta in group:
             with open_shard(meta.path) as f:
@@ -118,7 +118,4 @@ def _merge(folder: Path, group: list[ShardMeta], fingerprint, names) -> ShardMet
                     builder.write(tap, lo, f[f"{S.FEATURES}/{tap.name}"][...])
             lo += len(meta.ids)
         path = builder.finish()
-    except BaseException:
-        builder.abort()
-        raise
     return ShardMeta(path, ids, labels, split, digests, path.stat().st_size)

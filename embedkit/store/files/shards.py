@@ -157,6 +157,13 @@ class ShardBuilder:
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
 
+    def __enter__(self) -> ShardBuilder:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:  # a failed or killed write leaves no file behind
+            self.abort()
+
 
 def _allocate(group: h5py.Group, tap: S.TapInfo, n: int) -> int:
     """A contiguous dataset whose space is allocated now and never filled by HDF5."""
@@ -241,14 +248,10 @@ def write_shard(
     names = list(dict.fromkeys(v for v in labels if v is not None))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    builder = ShardBuilder(directory, fingerprint, ids, digests, labels, names, splits)
-    try:
+    with ShardBuilder(directory, fingerprint, ids, digests, labels, names, splits) as builder:
         for tap in fingerprint.tap_infos:
             builder.write(tap, 0, arrays[tap.name])
         return builder.finish()
-    except BaseException:
-        builder.abort()
-        raise
 
 
 def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:

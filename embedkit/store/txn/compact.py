@@ -11,6 +11,7 @@ merged, so a kill at any point leaves a complete store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -77,14 +78,12 @@ def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_ren
     digests = read_array(store, state, lambda f: f[S.DIGESTS][...]).astype("S64")[rows]
     labels = [state.label_names[c] if c >= 0 else None for c in state.labels[rows].tolist()]
     folder.mkdir(parents=True, exist_ok=True)
-    builder = ShardBuilder(
-        folder, state.fingerprint, ids, digests, labels, state.label_names, state.split[rows]
-    )
-    builder.before_rename = before_rename
-    try:
+    args = (folder, state.fingerprint, ids, digests, labels, state.label_names, state.split[rows])
+    with ShardBuilder(*args) as builder, contextlib.ExitStack() as opened:
+        builder.before_rename = before_rename
         seg = state.segments
         ends = seg[:, 2] + seg[:, 3]
-        files = {}
+        files = {}  # shard index -> its open file
         for tap in state.fingerprint.tap_infos:
             row_bytes = int(np.prod(tap.shape)) * np.dtype(tap.dtype).itemsize
             step = max(1, _COPY_BYTES // max(1, row_bytes))
@@ -96,18 +95,15 @@ def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_ren
                     k, src, dst, _ = seg[m].tolist()
                     sel = np.flatnonzero(first == m)
                     if k not in files:
-                        files[k] = open_shard(shard_path(store, state.shards[k]))
+                        files[k] = opened.enter_context(
+                            open_shard(shard_path(store, state.shards[k]))
+                        )
                     ds = files[k][f"{S.FEATURES}/{tap.name}"]
                     a, b = int(chunk[sel[0]]), int(chunk[sel[-1]]) + 1
                     block = ds[src + a - dst : src + b - dst]
                     out[sel] = block[chunk[sel] - a]
                 builder.write(tap, lo, out)
-        for f in files.values():
-            f.close()
         return builder.finish(final)
-    except BaseException:
-        builder.abort()
-        raise
 
 
 def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) -> Path:
