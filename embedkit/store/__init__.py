@@ -13,8 +13,7 @@ from embedkit.store.maintain.recover import recover
 from embedkit.store.maintain.upgrade import upgrade
 from embedkit.store.maintain.verify import verify_store
 from embedkit.store.maintain.versions import store_log, vacuum
-from embedkit.store.read.reader import FeatureStore
-from embedkit.store.read.summary import store_summary
+from embedkit.store.read.reader import FeatureStore, store_summary
 from embedkit.store.txn.commit import CommitSummary, commit_shards
 from embedkit.store.txn.compact import compact, pack
 from embedkit.store.txn.journal import BatchShards, PendingRows

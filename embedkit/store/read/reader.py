@@ -1,4 +1,4 @@
-"""Reading the HDF5 feature store.
+"""Reading the HDF5 feature store, and :func:`store_summary` (what ``embedkit info`` shows).
 
 Features are memory-mapped straight from the file when the dataset is contiguous and
 uncompressed (what ``StoreWriter`` writes), so random rows cost what ``np.load(...,
@@ -312,3 +312,39 @@ class FeatureStore:
 
 def _as_index(rows):
     return rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+
+
+_RECORDED = ("schema_version", "embedkit_version", "created", "updated", "backbone_sha256")
+
+
+def store_summary(path) -> dict:
+    """Everything ``embedkit info`` prints, as a dict (sizes, counts, taps, provenance).
+
+    >>> store_summary("feats.h5")["items"]  # doctest: +SKIP
+    60000
+    """
+    with FeatureStore(path) as fs:
+        prov = fs.provenance
+        splits = fs.splits()
+        out = {
+            "path": str(fs.path),
+            "size_bytes": fs.nbytes,
+            "shards": fs.n_shards,
+            "items": len(fs),
+            **{k: prov.get(k) for k in _RECORDED},  # None where the store does not say
+            "provider": prov.get("provider", ""),
+            "model": prov.get("model", ""),
+            "dtype": prov.get("dtype"),
+            "preprocess": prov.get("preprocess"),
+            "taps": [t.to_dict() for t in fs.fingerprint.tap_infos],
+            "labels": {},
+            "splits": {s: int((splits == s).sum()) for s in ("train", "val", "test", "")},
+            "bad_items": len(fs.bad_items()),
+            "runs": len(prov.get("runs", [])),
+        }
+        if fs.has_labels:
+            y = fs.labels()
+            counts = np.bincount(y[y >= 0], minlength=len(fs.label_names))
+            out["labels"] = {n: int(c) for n, c in zip(fs.label_names, counts)}
+            out["unlabelled"] = int((y < 0).sum())
+    return out
