@@ -26,13 +26,11 @@ class RowLookup:
     def __init__(self, store, state: State | None):
         self._store, self._state = store, state
         if state is None or state.n == 0:
-            index = IdIndex(np.zeros(0, "S16"))
+            self._index = IdIndex(np.zeros(0, "S16"))
         elif state.id_index is not None and len(state.id_index.hashes) == state.n:
-            index = state.id_index
+            self._index = state.id_index
         else:
-            index = IdIndex(read_array(store, state, lambda f: f[S.ID_HASH][...]))
-        self._index = index
-        self.hashes = index.hashes  # (N,) S16
+            self._index = IdIndex(read_array(store, state, lambda f: f[S.ID_HASH][...]))
 
     def digests(self, rows: np.ndarray) -> np.ndarray:
         """(k,) S64 content digests of store ``rows``, read from their shards only."""
