@@ -149,18 +149,13 @@ def parse_preprocess(raw: dict[str, Any] | PreprocessSpec, where: str) -> Prepro
     """
     if isinstance(raw, ImageSpec | TextSpec | ArraySpec):
         return raw
-    if (
-        not isinstance(raw, dict)
-        or not isinstance(raw.get("kind"), str)
-        or raw["kind"] not in _SPECS
-    ):
-        kind = raw.get("kind") if isinstance(raw, dict) else raw
+    kind = raw.get("kind") if isinstance(raw, dict) else raw
+    if not isinstance(raw, dict) or not isinstance(kind, str) or kind not in _SPECS:
         raise UserInputError(
             f"{where}: preprocessing kind {kind!r} is not one of: {', '.join(_SPECS)}"
         )
-    cls = _SPECS[raw["kind"]]
-    keys = [f.name for f in fields(cls)]
-    check_known(raw, keys, f"{raw['kind']} preprocessing key", f" in {where}")
+    cls = _SPECS[kind]
+    check_known(raw, [f.name for f in fields(cls)], f"{kind} preprocessing key", f" in {where}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     for key, choices in _CHOICES.items():
         if key in values and values[key] not in choices:

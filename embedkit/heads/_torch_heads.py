@@ -1,4 +1,5 @@
-"""The torch heads: linear, MLP and attention pooling over spatial feature maps.
+"""The torch heads: linear, MLP and attention pooling over spatial feature maps, and the
+torch modules they build (each standardises its input with the training statistics).
 
 Each head stores its own parameters and takes the training parameters of
 :data:`~embedkit.heads._torch.TRAIN_PARAMS` through ``**train`` (they join its
@@ -8,9 +9,10 @@ signature, so ``get_params`` and ``clone`` see them).
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
 from embedkit.errors import UserInputError
-from embedkit.heads import _modules
 from embedkit.heads._params import MAX_WIDTH, NON_NEGATIVE, Interval, Options
 from embedkit.heads._torch import LEARNING_RATE, TRAIN_CONSTRAINTS, TorchHead
 from embedkit.heads._training import FullBatchLBFGS
@@ -61,7 +63,7 @@ class LinearHead(TorchHead):
         super().__init__(**train)
 
     def _build_module(self, n_classes: int):
-        return _modules.linear_module(self.n_features_in_, n_classes)
+        return linear_module(self.n_features_in_, n_classes)
 
     def _solver(self, n_rows: int):
         if self.solver == "lbfgs" or (self.solver == "auto" and n_rows <= LBFGS_MAX_ROWS):
@@ -111,7 +113,7 @@ class MLPHead(TorchHead):
         super().__init__(**train)
 
     def _build_module(self, n_classes: int):
-        return _modules.mlp_module(
+        return mlp_module(
             self.n_features_in_, n_classes, int(self.hidden), int(self.depth), self.dropout
         )
 
@@ -168,6 +170,75 @@ class AttnPoolHead(TorchHead):
             raise UserInputError(
                 f"AttnPoolHead dim={self.dim} must be a multiple of heads={self.heads}"
             )
-        return _modules.AttentionPool2d(
-            channels, height * width, n_classes, int(self.heads), int(self.dim)
-        )
+        return AttentionPool2d(channels, height * width, n_classes, int(self.heads), int(self.dim))
+
+
+# -- the modules ------------------------------------------------------------------------
+class Standardize(nn.Module):
+    """Subtract the training mean and divide by the training std; saved with the weights."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("inv_std", torch.ones(shape))
+
+    @torch.no_grad()
+    def set_from(self, X: torch.Tensor, dims: tuple[int, ...]) -> None:
+        """Set mean and 1/std from ``X`` reduced over ``dims`` (float64 sums for accuracy)."""
+        mean = X.double().mean(dim=dims, keepdim=True)[0]
+        var = X.double().var(dim=dims, keepdim=True, correction=0)[0]
+        self.mean.copy_(mean.float())
+        self.inv_std.copy_((1.0 / torch.sqrt(var + 1e-12)).clamp(max=1e6).float())
+
+    def forward(self, x):
+        return (x - self.mean) * self.inv_std
+
+
+def linear_module(n_in: int, n_out: int) -> nn.Module:
+    """Standardise, then one linear layer: (N, D) -> (N, K)."""
+    return nn.Sequential(Standardize((n_in,)), nn.Linear(n_in, n_out))
+
+
+def mlp_module(n_in: int, n_out: int, hidden: int, depth: int, dropout: float) -> nn.Module:
+    """Standardise, then ``depth`` x (Linear -> BatchNorm -> ReLU -> Dropout), then Linear."""
+    layers: list[nn.Module] = [Standardize((n_in,))]
+    width = n_in
+    for _ in range(depth):
+        layers += [
+            nn.Linear(width, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        ]
+        width = hidden
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class AttentionPool2d(nn.Module):
+    """Attention pooling over the H x W positions of a feature map, then a linear classifier.
+
+    Each of ``heads`` learned queries attends over the positions of (features +
+    learned position embedding); the pooled vectors are concatenated, normalised and
+    classified. Unlike global average pooling it can tell *where* a pattern is.
+    """
+
+    def __init__(self, channels: int, positions: int, n_out: int, heads: int, dim: int):
+        super().__init__()  # dim is a multiple of heads (AttnPoolHead checks it)
+        self.heads, self.dim = heads, dim
+        self.standardize = Standardize((1, channels, 1, 1))
+        self.pos = nn.Parameter(torch.randn(positions, channels) * 0.02)  # (HW, C)
+        self.query = nn.Parameter(torch.randn(heads, dim // heads) * (dim // heads) ** -0.5)
+        self.key = nn.Linear(channels, dim)
+        self.value = nn.Linear(channels, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, n_out)
+
+    def forward(self, x):  # (N, C, H, W)
+        n = x.shape[0]
+        tokens = self.standardize(x).flatten(2).transpose(1, 2) + self.pos  # (N, HW, C)
+        k = self.key(tokens).view(n, -1, self.heads, self.dim // self.heads)  # (N, HW, h, d)
+        v = self.value(tokens).view(n, -1, self.heads, self.dim // self.heads)
+        att = torch.einsum("nphd,hd->nhp", k, self.query).softmax(dim=-1)  # (N, h, HW)
+        pooled = torch.einsum("nhp,nphd->nhd", att, v).reshape(n, self.dim)  # (N, dim)
+        return self.fc(self.norm(pooled))
