@@ -62,8 +62,9 @@ class LinearHead(TorchHead):
         self.l2 = l2
         super().__init__(**train)
 
-    def _build_module(self, n_classes: int):
-        return linear_module(self.n_features_in_, n_classes)
+    def _build_module(self, n_classes: int):  # standardise, then (N, D) -> (N, K)
+        n_in = self.n_features_in_
+        return nn.Sequential(Standardize((n_in,)), nn.Linear(n_in, n_classes))
 
     def _solver(self, n_rows: int):
         if self.solver == "lbfgs" or (self.solver == "auto" and n_rows <= LBFGS_MAX_ROWS):
@@ -113,9 +114,19 @@ class MLPHead(TorchHead):
         super().__init__(**train)
 
     def _build_module(self, n_classes: int):
-        return mlp_module(
-            self.n_features_in_, n_classes, int(self.hidden), int(self.depth), self.dropout
-        )
+        """Standardise, then ``depth`` x (Linear -> BatchNorm -> ReLU -> Dropout), then Linear."""
+        layers: list[nn.Module] = [Standardize((self.n_features_in_,))]
+        width, hidden = self.n_features_in_, int(self.hidden)
+        for _ in range(int(self.depth)):
+            layers += [
+                nn.Linear(width, hidden),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(self.dropout),
+            ]
+            width = hidden
+        layers.append(nn.Linear(width, n_classes))
+        return nn.Sequential(*layers)
 
 
 class AttnPoolHead(TorchHead):
@@ -192,27 +203,6 @@ class Standardize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) * self.inv_std
-
-
-def linear_module(n_in: int, n_out: int) -> nn.Module:
-    """Standardise, then one linear layer: (N, D) -> (N, K)."""
-    return nn.Sequential(Standardize((n_in,)), nn.Linear(n_in, n_out))
-
-
-def mlp_module(n_in: int, n_out: int, hidden: int, depth: int, dropout: float) -> nn.Module:
-    """Standardise, then ``depth`` x (Linear -> BatchNorm -> ReLU -> Dropout), then Linear."""
-    layers: list[nn.Module] = [Standardize((n_in,))]
-    width = n_in
-    for _ in range(depth):
-        layers += [
-            nn.Linear(width, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-        ]
-        width = hidden
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
 
 
 class AttentionPool2d(nn.Module):

@@ -138,8 +138,7 @@ def marked_shards(attrs: dict) -> list[str]:
 def view_is_current(store) -> bool:
     """Whether the store file holds the bytes of its newest version."""
     numbers = versions(store)
-    newest = version_path(store, numbers[-1]) if numbers else None
-    return newest is not None and filecmp.cmp(store, newest, shallow=False)
+    return bool(numbers) and filecmp.cmp(store, version_path(store, numbers[-1]), shallow=False)
 
 
 def debris(store) -> list[Path]:
