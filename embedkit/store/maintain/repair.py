@@ -106,11 +106,8 @@ def _version(path: Path, state: State, done: list[str]) -> State:
         done.append(f"{path}: the index was version {number}, behind {newest}; replaced by it")
         return load_state(path)
     own = version_path(path, number)
-    if number and (
-        not own.is_file()
-        or checksum_problem(own) is not None
-        or not filecmp.cmp(path, own, shallow=False)
-    ):
+    intact = own.is_file() and not checksum_problem(own) and filecmp.cmp(path, own, shallow=False)
+    if number and not intact:
         own.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(own) as tmp:
             shutil.copyfile(path, tmp)
