@@ -16,14 +16,18 @@ install: $(STAMP)
 # uv installs what pip would in seconds (pip: about a minute) and compiles no bytecode up
 # front (the tests compile what they import, once); pip is the fallback. uv does not read
 # pip's configuration, so it is given pip's find-links (where the CPU torch wheel is).
+# The venv is made without pip (seeding pip costs ~4 s of CPU); uv (the one on PATH, else
+# one pip puts in $(VENV)/uv) installs pip into it with the rest.
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
 	# constraints.txt pins torch to the local CPU build (torch==2.13.0)
-	( $(PY) -m pip install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) \
-	    $(foreach link,$(FIND_LINKS),--find-links $(link)) -c constraints.txt -e '.[$(EXTRAS)]' ) \
-	  || $(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	( uv=$$(command -v uv || { $(PYTHON) -m pip install -q --target $(VENV)/uv uv >&2 && \
+	    echo $(VENV)/uv/bin/uv; }) && $$uv pip install -q --python $(PY) \
+	    $(foreach link,$(FIND_LINKS),--find-links $(link)) -c constraints.txt pip -e '.[$(EXTRAS)]' ) \
+	  || { { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip -q; } && \
+	    $(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'; }
 	rm -f $(VENV)/.installed-*
 	touch $@
 
