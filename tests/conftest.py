@@ -18,22 +18,19 @@ import pytest  # noqa: E402
 import embedkit  # noqa: F401,E402  first: ORT_DISABLE_TELEMETRY before a test imports onnxruntime
 from tests.helpers import REPO  # noqa: E402
 
-# The modules holding the longest tests (a process per command, real exports, Ray), longest
+# The modules holding the longest tests (real exports, Ray, processes killed), longest
 # first. They run first, so that the run ends on short tests, which pytest-xdist's workers
 # share out evenly, rather than with one worker alone on a long test.
 LONG_FIRST = (
-    "tests/test_offline.py",
     "tests/backbones/test_pretrained.py",
-    "tests/backbones/test_encoders.py",
-    "tests/deploy/test_predict_cli.py",
-    "tests/heads/test_semi.py",
-    "tests/audit/test_audit_lite0.py",
-    "tests/bench/test_labelling_bench.py",
-    "tests/reliability/test_battery.py",
-    "tests/extract/test_crash.py",
-    "tests/extract/test_arrow_sources.py",
-    "tests/labelling/test_select_label_cli.py",
     "tests/extract/test_ray.py",
+    "tests/test_offline.py",
+    "tests/backbones/test_encoders.py",
+    "tests/reliability/test_battery.py",
+    "tests/backbones/test_install.py",
+    "tests/store/test_store_faults.py",
+    "tests/extract/test_crash.py",
+    "tests/audit/test_audit_lite0.py",
 )
 
 
