@@ -67,8 +67,7 @@ def atomic_file(path, *, tmp: Path | None = None, exclusive: bool = False) -> It
         yield tmp
         publish(tmp, path, exclusive=exclusive)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def publish(tmp, path, *, exclusive: bool = False) -> Path:

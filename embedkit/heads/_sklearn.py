@@ -182,10 +182,9 @@ class SGDHead(_WrappedHead):
         """
         fitted = (self.n_features_in_,) if hasattr(self, "estimator_") else None
         first = check_partial_fit(self, X, classes, fitted)
-        if first:
-            check_params(self)
         X, y = validate_data(self, X, y, reset=first, dtype=_DTYPES)
         if first:
+            check_params(self)
             self.classes_ = np.unique(np.asarray(classes))
             self.estimator_ = self._make_estimator(early_stopping=False)
         _, y_index = encode_labels(y, self.classes_)

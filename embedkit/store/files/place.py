@@ -36,8 +36,7 @@ def place(src: Path, dst: Path) -> None:
             return  # dst holds src's bytes already
     size = src.stat().st_size
     with disk_errors(dst, size), atomic_file(dst) as tmp:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()  # a killed writer's leftover under the same pid
+        tmp.unlink(missing_ok=True)  # a killed writer's leftover under the same pid
         try:
             os.link(src, tmp)
         except OSError:

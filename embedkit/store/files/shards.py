@@ -154,8 +154,7 @@ class ShardBuilder:
 
     def abort(self) -> None:
         self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ShardBuilder:
         return self

@@ -11,7 +11,6 @@ Old versions and the files only they name stay until an explicit vacuum:
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +125,7 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
         nbytes = sum(p.stat().st_size for p in paths)
         if yes:
             for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                path.unlink(missing_ok=True)
             for folder in {p.parent for p in paths} | {version_dir(store)}:
                 if folder.is_dir():
                     fsync_path(folder)
