@@ -6,7 +6,9 @@ yet) and a budget, and returns the rows to label, best first, with a score each:
 - ``random``: a uniform sample (the baseline every other strategy must beat).
 - ``typical``: TypiClust (Hacohen et al., ICML 2022): k-means into ``labelled + budget``
   clusters; from the largest clusters without a label, the most typical row
-  (1 / mean distance to its k nearest neighbours within the cluster).
+  (1 / mean distance to its k nearest neighbours within the cluster). It clusters
+  PCA-whitened rows when the features' effective rank is under 128 (see
+  :func:`embedkit.heads.graph.pick_space`; ``note`` says which).
 - ``coverage``: ProbCover (Yehuda et al., NeurIPS 2022): greedy maximum coverage of
   balls of radius delta on a kNN graph; delta is the largest radius whose balls stay
   pure (95% of rows' balls hold one k-means cluster).
@@ -36,7 +38,7 @@ import numpy as np
 from scipy import sparse
 
 from embedkit.errors import UserInputError
-from embedkit.heads.graph import knn, memo, unit_rows
+from embedkit.heads.graph import knn, memo, pick_space, unit_rows
 
 STRATEGIES = ("random", "typical", "coverage", "margin", "entropy", "hybrid")
 UNCERTAINTY = ("margin", "entropy", "hybrid")  # need a head fitted on >= 2 labelled classes
@@ -100,7 +102,7 @@ def select(
     (5,)
     """
     labels = np.asarray(labels)
-    X = unit_rows(X, center=True)  # (N, D)
+    raw, X = X, unit_rows(X, center=True)  # (N, D)
     if len(X) != len(labels):
         raise UserInputError(f"{len(X)} feature rows but {len(labels)} labels")
     pool = np.flatnonzero(labels < 0)
@@ -124,7 +126,9 @@ def select(
     if strategy == "random":
         rows, scores = rng.choice(pool, budget, replace=False), np.zeros(budget)
     elif strategy == "typical":
-        rows, scores = typical(X, labels >= 0, budget, seed=seed)
+        space, how = pick_space(raw)
+        rows, scores = typical(space, labels >= 0, budget, seed=seed)
+        note = f"{note}; clusters {how} rows" if note else f"clusters {how} rows"
     elif strategy == "coverage":
         rows, scores, delta = coverage(X, labels, budget, seed=seed)
         note = note or f"delta={delta:.3f}"

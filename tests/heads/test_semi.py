@@ -10,6 +10,7 @@ from sklearn.datasets import make_blobs
 
 from embedkit.errors import UserInputError
 from embedkit.heads import load_head, make_head, save_head
+from embedkit.heads._semi import ALPHAS
 from tests.helpers import cli
 
 
@@ -88,9 +89,12 @@ def test_graph_auto_measures_and_can_refuse_to_spread():
     y_few = np.full(300, -1)
     y_few[:40] = y[:40]
     head = make_head("spread", random_state=0).fit(X, y_few)
-    spreads = {f"{g}{b}" for g in ("centre", "whiten") for b in ("", "+uniform", "+labelled")}
+    spreads = {f"{g}@{a}{b}" for g in ("centre", "whiten") for a in ("0.9", "0.99")
+               for b in ("", "+uniform", "+labelled")}  # fmt: skip
     assert set(head.graph_scores_) == spreads | {"none"}
-    assert head.graph_scores_[head.graph_] == max(head.graph_scores_.values())
+    assert head.graph_scores_[head._name(head.graph_, head.alpha_, head.balance_)] == max(
+        head.graph_scores_.values()
+    )
     alone = make_head("spread", graph="none", random_state=0).fit(X, y_few)
     assert alone.n_spread_ == 0 and alone.graph_ == "none"
     direct = make_head("logreg", random_state=0).fit(X[:40], y[:40])
@@ -114,7 +118,7 @@ def test_a_shared_graph_changes_no_prediction(few_labels):
     make_head("spread", random_state=1).fit(X, first)  # builds the pool's two graphs
     shared = make_head("spread", random_state=0).fit(X, second)  # reuses them
     assert memo_info() == {"hits": 2, "misses": 2, "items": 2}
-    assert {"centre", "whiten", "none"} <= set(shared.graph_scores_)
+    assert {"centre@0.9", "whiten@0.99", "none"} <= set(shared.graph_scores_)
     assert shared.graph_scores_ == fresh.graph_scores_ and shared.graph_ == fresh.graph_
     assert np.array_equal(shared.predict_proba(X), fresh.predict_proba(X))
     assert np.array_equal(shared.predict(X), fresh.predict(X))
@@ -131,12 +135,25 @@ def test_balance_shares_the_spread_labels_among_classes():
     given = [rng.choice(np.flatnonzero(y == c)) for c in range(4)]
     y_few = np.full(len(y), -1)
     y_few[given] = y[given]
-    fits = {b: make_head("spread", graph="centre", balance=b, random_state=0).fit(X, y_few)
-            for b in ("none", "uniform")}  # fmt: skip
+    fits = {b: make_head("spread", graph="centre", balance=b, alpha=0.9,
+                         random_state=0).fit(X, y_few) for b in ("none", "uniform")}  # fmt: skip
     off = {b: np.abs(np.bincount(h.predict(X), minlength=4) - 150).max() for b, h in fits.items()}
     assert off["uniform"] < off["none"]
     assert fits["uniform"].score(X, y) > fits["none"].score(X, y)
     assert fits["uniform"].balance_ == "uniform" and fits["uniform"].graph_scores_ == {}
+
+
+def test_alpha_auto_keeps_the_reach_its_cross_validation_scored_best(few_labels):
+    """alpha='auto' scores 0.9 and 0.99 on the same folds and fits with the better."""
+    X, _, y_few, _ = few_labels
+    fixed = {"graph": "centre", "balance": "none", "random_state": 0}
+    head = make_head("spread", **fixed).fit(X, y_few)
+    assert set(head.graph_scores_) == {"centre@0.9", "centre@0.99"}
+    best = max(ALPHAS, key=lambda a: (head.graph_scores_[f"centre@{a:g}"], -a))
+    assert head.alpha_ == best
+    same = make_head("spread", alpha=best, **fixed).fit(X, y_few)
+    assert np.array_equal(head.predict_proba(X), same.predict_proba(X))
+    assert same.graph_scores_ == {} and same.alpha_ == best
 
 
 def test_balance_scores_meets_the_class_shares():
@@ -169,9 +186,8 @@ def test_auto_can_skip_the_graph_choice_for_a_class_of_two_labels(few_labels):
     """Under min_cv_labels labels in a class the folds are noise: auto takes centre."""
     X, _, y_few, _ = few_labels  # 2 labels per class
     head = make_head("spread", min_cv_labels=3, random_state=0).fit(X, y_few)
-    assert head.graph_ == "centre" and set(head.graph_scores_) <= {"centre", "centre+uniform",
-                                                                   "centre+labelled"}  # fmt: skip
+    assert head.graph_ == "centre" and {k.split("@")[0] for k in head.graph_scores_} == {"centre"}
     fixed = make_head("spread", graph="centre", random_state=0).fit(X, y_few)
     assert np.array_equal(head.predict_proba(X), fixed.predict_proba(X))
     always = make_head("spread", random_state=0).fit(X, y_few)
-    assert {"centre", "whiten", "none"} <= set(always.graph_scores_)
+    assert {"centre@0.9", "whiten@0.9", "none"} <= set(always.graph_scores_)
