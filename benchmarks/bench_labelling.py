@@ -7,14 +7,17 @@
     .venv/bin/python benchmarks/bench_labelling.py --part report     # results/labelling.jsonl
 
 1. **quality**: ``embedkit bench STORE --labelling`` (1, 2, 5, 7, 10, 20 labels per class
-   x 5 seeds: bench's default budgets and 7, the goal's) of the default loop (typical picks + the spread head) and of the baseline
-   (random picks + logreg) on the reference stores ``stores/fmnist-lite0.h5`` and
-   ``stores/fortunes-minilm.h5``, and on scikit-learn's digits (8x8, 1,797 images)
-   through Lite0 (built here, 70/30 split). The default loop is what ``select`` +
-   ``train --head spread`` do without options: ``auto`` picks ``typical`` up to 20
-   labels per class, and ``spread`` (``graph="auto"``, ``balance="auto"``)
-   cross-validates on the labelled rows whether to spread over centred or whitened
-   features, or not at all, and whether to rebalance the spread labels among classes.
+   x 5 seeds: bench's default budgets and 7, the goal's) of the default loop (typical
+   picks + the spread head) and of the baseline (random picks + logreg) on the reference
+   stores ``stores/fmnist-lite0.h5`` and ``stores/fortunes-minilm.h5``, and on
+   scikit-learn's digits (8x8, 1,797 images) through Lite0 (built here, 70/30 split).
+   The default loop is what ``select`` + ``train --head spread`` do without options:
+   ``auto`` picks ``typical`` up to 20 labels per class, clustering PCA-whitened rows
+   where the features' effective rank is under 128 (the two Lite0 stores) and centred
+   rows otherwise (fortunes); ``spread`` (``graph="auto"``, ``alpha="auto"``,
+   ``balance="auto"``) builds its graph on the same rows and cross-validates on the
+   labelled rows whether to spread at all, how far (alpha 0.9 or 0.99), and whether to
+   rebalance the spread labels among classes.
 2. **speed** (synthetic float32 Gaussian blobs; run under the bench lock): ``select`` of
    100 rows from 100,000 x 1,280 and from 1,000,000 x 384; a ``spread`` fit on 100,000
    rows; ``bench --labelling`` of 4 strategies x 5 budgets x 5 seeds on 10,000 rows.

@@ -162,29 +162,41 @@ def effective_rank(X: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def pick_space(X: np.ndarray) -> tuple[np.ndarray, str]:
-    """The rows ``typical`` clusters: (unit rows (N, D'), ``"whiten"`` or ``"centre"``).
+def whitens(X: np.ndarray) -> bool:
+    """Whether ``X`` (N, D) is better clustered and graphed PCA-whitened than centred.
 
-    PCA-whitened (:data:`TRANSFORMS` ``whiten``, memoised) when the features have more
-    than the 128 dimensions whitening keeps but an effective rank under 128: a few
-    directions dominate the distances (a CNN's pooled features: Lite0's 1,280 on
-    Fashion-MNIST have an effective rank of 97, on digits 47), and whitening drops the
-    weak tail and weighs the rest alike, which finds clusters nearer the classes.
-    Centred unit rows otherwise: when the spectrum is already flat (MiniLM's 384 on
-    fortunes: 195), 128 components would drop much of it; at 128 dimensions or fewer,
-    whitening drops nothing and only inflates the weakest directions.
+    True when the features have more than the 128 dimensions whitening keeps but an
+    effective rank under 128 (:func:`effective_rank`, memoised): a few directions
+    dominate the distances (a CNN's pooled features: Lite0's 1,280 on Fashion-MNIST have
+    an effective rank of 97, on digits 47), and whitening drops the weak tail and weighs
+    the rest alike. False when the spectrum is already flat (MiniLM's 384 on fortunes:
+    195), where 128 components would drop much of it, and at 128 dimensions or fewer,
+    where whitening drops nothing and only inflates the weakest directions. A rule on
+    the features alone: it needs no labels, so it holds at one label per class.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> strong = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 200)) * 10
-    >>> pick_space(strong + rng.normal(size=(300, 200)))[1]
-    'whiten'
-    >>> pick_space(rng.normal(size=(300, 200)))[1], pick_space(strong[:, :100])[1]
-    ('centre', 'centre')
+    >>> whitens(strong + rng.normal(size=(300, 200)))
+    True
+    >>> whitens(rng.normal(size=(300, 200))), whitens(strong[:, :100])
+    (False, False)
     """
     X = np.asarray(X).reshape(len(X), -1)
-    if X.shape[1] > _WHITE_DIMS and effective_rank(X) < _WHITE_DIMS:
+    if X.shape[1] <= _WHITE_DIMS:
+        return False
+    return memo(X, ("effective_rank",), lambda: effective_rank(X)) < _WHITE_DIMS
+
+
+def pick_space(X: np.ndarray) -> tuple[np.ndarray, str]:
+    """The rows ``typical`` clusters: (unit rows (N, D'), ``"whiten"`` or ``"centre"``).
+
+    PCA-whitened (:data:`TRANSFORMS` ``whiten``, memoised) where :func:`whitens`,
+    else centred unit rows.
+    """
+    X = np.asarray(X).reshape(len(X), -1)
+    if whitens(X):
         return memo(X, ("transform", "whiten"), lambda: _whiten(X)), "whiten"
     return unit_rows(X, center=True), "centre"
 
