@@ -287,12 +287,9 @@ class FeatureStore:
         """One memory-mapped array per segment of rows: (length, *shape) each."""
         if tap not in self._views:
             maps = [map_dataset(f, f"{S.FEATURES}/{tap}") for f in self._handles]
-            self._views[tap] = [
-                maps[k][src : src + n] for k, src, _, n in self._state.segments.tolist()
-            ]
-            if not self._views[tap]:
-                info = self.tap_info(tap)
-                self._views[tap] = [np.zeros((0, *info.shape), dtype=info.dtype)]
+            views = [maps[k][src : src + n] for k, src, _, n in self._state.segments.tolist()]
+            info = self.tap_info(tap)  # no rows: one empty view
+            self._views[tap] = views or [np.zeros((0, *info.shape), dtype=info.dtype)]
         return self._views[tap]
 
     def _gather(self, tap: str):

@@ -46,7 +46,6 @@ class CommitSummary:
     n_relabelled: int = 0  # rows already there whose label now follows their source
 
 
-# -- commit ------------------------------------------------------------------------------
 def commit_shards(
     store,
     shards: Sequence[str | Path],
