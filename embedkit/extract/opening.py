@@ -76,7 +76,7 @@ def open_source(
     if arrow.is_arrow_path(path) and labels is None:
         return arrow.open_arrow(path, limit, **columns, media=media)
     is_table = suffix in (".csv", ".tsv", ".jsonl")
-    if (text_column or label_column or column or id_column) and not is_table:
+    if any(columns.values()) and not is_table:
         raise UserInputError(
             f"{path}: --column/--text-column/--label-column/--id-column apply to tables "
             "(.csv, .jsonl, .parquet, .arrow, saved datasets)"
@@ -88,8 +88,7 @@ def open_source(
     if suffix == ".txt":
         return TextLinesSource(path, limit)
     if is_table:
-        return TableSource(path, limit, text_column=column or text_column,
-                           label_column=label_column, id_column=id_column)  # fmt: skip
+        return TableSource(path, limit, **columns)
     if suffix == ".npy":
         return ArraySource(path, limit, labels=labels)
     raise UserInputError(f"{path}: unknown source type {suffix or '(none)'!r}; pass {_KINDS}")

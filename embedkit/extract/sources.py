@@ -263,12 +263,9 @@ class TableSource(_TextSource):
     numbers from 0 (the header and blank lines not counted).
     """
 
-    def __init__(self, path: Path, limit=None, *, text_column=None, label_column=None,
-                 id_column=None):  # fmt: skip
+    def __init__(self, path: Path, limit=None, *, column=None, label_column=None, id_column=None):
         super().__init__(path, limit)
-        self.text_column = text_column
-        self.label_column = label_column
-        self.id_column = id_column
+        self.column, self.label_column, self.id_column = column, label_column, id_column
 
     def describe(self, index: int) -> str:
         return f"{self.path}: item {self._ids[index]!r}"
@@ -287,7 +284,7 @@ class TableSource(_TextSource):
     def scan(self) -> Listing:
         columns, rows = self._rows()
         rows = rows[: self.limit]
-        texts = self._column(columns, rows, self.text_column or "text", "text", "--text-column")
+        texts = self._column(columns, rows, self.column or "text", "text", "--text-column")
         if texts is None:
             raise UserInputError(f"{self.path}: no texts found; pass a file with a header row")
         where = [w for w, _ in rows]
