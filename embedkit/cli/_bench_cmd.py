@@ -164,12 +164,8 @@ def run_bench_cmd(args) -> int:
 def run_labelling_cmd(args) -> int:
     from embedkit.bench.labelling import LabellingSpec, labelling_markdown, run_labelling
 
-    spec = LabellingSpec(
-        strategies=args.strategies,
-        budgets=args.budgets,
-        seeds=args.seeds,
-        heads=args.heads or "logreg,spread",
-    )
+    given = {k: v for k, v in options(args, LabellingSpec).items() if v is not None}
+    spec = LabellingSpec(**given)  # no --heads: the spec's own, logreg and spread
     taps = args.taps or [None]
     if len(taps) > 1:
         raise UserInputError("--labelling runs on one tap; give at most one --tap")
