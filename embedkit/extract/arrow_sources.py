@@ -26,6 +26,7 @@ relative to the folder, the row within that part), and ``<split>/<row>`` in a sa
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -100,14 +101,14 @@ def arrow_part(path: Path, name: str, base: Path, split=None, label_names=()) ->
         raise UserInputError(
             f"{path}: not a readable Arrow IPC/Feather file ({first_line(exc, 160)}); re-write it"
         ) from None
-
-    reader = _ArrowReader(path, is_file)
+    reader = functools.partial(_arrow_batch, path, is_file)
     return _Part(name, str(path), counts, reader, schema, split, tuple(label_names), base)
 
 
 def table_part(table, where: str, name="", split=None, label_names=()) -> _Part:
     counts = [min(TABLE_CHUNK, table.num_rows - lo) for lo in range(0, table.num_rows, TABLE_CHUNK)]
-    return _Part(name, where, counts, _TableReader(table), table.schema, split, tuple(label_names))
+    reader = functools.partial(_table_slice, table)
+    return _Part(name, where, counts, reader, table.schema, split, tuple(label_names))
 
 
 class _ParquetReader:
@@ -129,33 +130,23 @@ class _ParquetReader:
         return self.local.file.read_row_group(b, columns=columns)
 
 
-class _ArrowReader:
+def _arrow_batch(path: Path, is_file: bool, b: int, columns: list[str]):
     """Record batch ``b`` of a memory-mapped Arrow IPC file (direct) or stream (read to it)."""
-
-    def __init__(self, path: Path, is_file: bool):
-        self.path, self.is_file = path, is_file
-
-    def __call__(self, b: int, columns: list[str]):
-        pa = pyarrow_module()
-        with pa.memory_map(str(self.path)) as source:
-            if self.is_file:
-                batch = pa.ipc.open_file(source).get_batch(b)
-            else:
-                stream = pa.ipc.open_stream(source)
-                for _ in range(b):
-                    stream.read_next_batch()
-                batch = stream.read_next_batch()
-        return pa.Table.from_batches([batch]).select(columns)
+    pa = pyarrow_module()
+    with pa.memory_map(str(path)) as source:
+        if is_file:
+            batch = pa.ipc.open_file(source).get_batch(b)
+        else:
+            stream = pa.ipc.open_stream(source)
+            for _ in range(b):
+                stream.read_next_batch()
+            batch = stream.read_next_batch()
+    return pa.Table.from_batches([batch]).select(columns)
 
 
-class _TableReader:
+def _table_slice(table, b: int, columns: list[str]):
     """Slice ``b`` (of :data:`TABLE_CHUNK` rows) of an in-memory table."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def __call__(self, b: int, columns: list[str]):
-        return self.table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns)
+    return table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns)
 
 
 class ArrowSource(Source):
