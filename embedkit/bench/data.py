@@ -20,6 +20,7 @@ only ever see the training pool, so no protocol can train or tune on a test row:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from embedkit.heads.rows import select_rows
 from embedkit.heads.tapsets import TapJoin, parse_tap_sets, tap_set_name
 from embedkit.rows import read_ids_file
 from embedkit.rows.splits import stratified_split
+from embedkit.store import FeatureStore
 
 ALL = "all"  # the shot level that trains on every row of the training pool
 
@@ -287,8 +289,6 @@ def load_bench_sets(
     >>> [d.source["tap"] for d in sets]  # doctest: +SKIP
     ['blocks.4', 'blocks.7', 'blocks.10', 'blocks.14', 'blocks.15', 'pool']
     """
-    from embedkit.store import FeatureStore
-
     own = not isinstance(store, FeatureStore)
     with FeatureStore(str(store)) if own else contextlib.nullcontext(store) as fs:
         path = str(fs.path)
@@ -342,8 +342,6 @@ def load_bench_sets(
 
 def _digest(X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray) -> str:
     """A cheap content hash: labels, both row sets and a sample of feature rows."""
-    import hashlib
-
     h = hashlib.sha1()
     step = max(1, len(X) // 512)
     for part in (y, pool, test, np.ascontiguousarray(X[::step])):

@@ -29,7 +29,9 @@ from embedkit.bench.records import SCHEMA, config_hash, done_runs, read_records,
 from embedkit.errors import UserInputError, check_known
 from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import head_record, make_head
+from embedkit.heads.rows import select_rows
 from embedkit.labelling.strategies import STRATEGIES, UNCERTAINTY, select
+from embedkit.store import FeatureStore
 
 BASELINE = ("random", "logreg")  # what every other (strategy, head) is measured against
 
@@ -80,9 +82,6 @@ def run_labelling(store, out, spec: LabellingSpec = LabellingSpec(), *, tap=None
     >>> summary["best"]  # labels per class -> strategy measured best  # doctest: +SKIP
     {'1': 'typical', ...}
     """
-    from embedkit.heads.rows import select_rows
-    from embedkit.store import FeatureStore
-
     with FeatureStore(store) as fs:
         rows = select_rows(fs, test=0.2)
         if not len(rows.test):

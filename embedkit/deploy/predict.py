@@ -17,12 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from embedkit import contract as C
 from embedkit.deploy.head_graph import PROBABILITIES
 from embedkit.deploy.record import backbone, check_store
 from embedkit.errors import UserInputError
 from embedkit.heads.from_store import Predictions, predict_store
 from embedkit.heads.train_record import TrainRecord
+from embedkit.store import FeatureStore
 
 
 def predict(
@@ -71,8 +74,6 @@ def predict(
         return _run_deployed(path, source, config, options)
     record = TrainRecord.read(path)
     if _is_store(source):
-        from embedkit.store import FeatureStore
-
         with FeatureStore(source) as fs:
             check_store(record, fs, force=force)
         return _from_store(path, source, record)
@@ -85,16 +86,12 @@ def predict(
         store = Path(tmp) / "features.h5"
         run = {**options, "taps": taps, "preprocess": feats["preprocess"], "dtype": feats["dtype"]}
         extract(spec.path, source, store, config, **run)
-        from embedkit.store import FeatureStore
-
         with FeatureStore(store) as fs:
             check_store(record, fs)  # holds by construction; guards the recorded taps
         return _from_store(path, store, record)
 
 
 def _is_store(source) -> bool:
-    import h5py
-
     path = Path(source)  # a damaged .h5 is a store that gets the store's error
     return path.is_file() and (path.suffix in (".h5", ".hdf5") or h5py.is_hdf5(str(path)))
 
@@ -105,7 +102,6 @@ def _from_store(head_dir: Path, store, record: TrainRecord) -> Predictions:
 
 def _run_deployed(path: Path, source, config, options: dict) -> Predictions:
     from embedkit.extract import extract, load_model
-    from embedkit.store import FeatureStore
 
     if _is_store(source):
         raise UserInputError(

@@ -15,6 +15,7 @@ import json
 import warnings
 from pathlib import Path
 
+from embedkit.contract import parse_preprocess
 from embedkit.errors import UserInputError, short
 from embedkit.heads.train_record import TrainRecord
 
@@ -42,8 +43,6 @@ def backbone(record: TrainRecord, model: str | Path | None = None):
     if not path.is_file():
         what = "no such model file" if model else "the model the head was trained with is missing"
         raise UserInputError(f"{path}: {what}; pass the model's path with --model FILE.onnx")
-    from embedkit.contract import parse_preprocess
-
     raw = feats["preprocess"]  # checked here so that a bad one names train.json
     preprocess = parse_preprocess(raw, f"{record.where} features.preprocess") if raw else raw
     spec = load_model(path, preprocess=preprocess)
