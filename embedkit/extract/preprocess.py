@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,8 +88,6 @@ class ImagePreprocessor:
     """Decode (PIL), convert colour, resize (+ center crop), normalise and lay out."""
 
     def __init__(self, spec: ImageSpec, model: ModelSpec):
-        import warnings
-
         from PIL import Image
 
         # An image over PIL's pixel limit is a bad item, not a warning on stderr.
