@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from embedkit.errors import UserInputError
 from embedkit.heads.rows import select_rows
@@ -159,8 +160,6 @@ def cv_folds(
     >>> [len(held) for _, held in cv_folds(y, np.arange(10), 5, seed=0)]
     [2, 2, 2, 2, 2]
     """
-    from sklearn.model_selection import StratifiedKFold
-
     pool = np.sort(np.asarray(pool, dtype=np.int64))
     counts = np.bincount(y[pool])
     smallest = int(counts[counts > 0].min()) if counts.any() else 0
@@ -216,8 +215,6 @@ def cv_holdout(
     >>> sorted(np.concatenate(held).tolist()) == list(range(20))  # one full 5-fold CV
     True
     """
-    from sklearn.model_selection import StratifiedKFold
-
     folds = max(2, round(1 / fraction))
     counts = np.unique(y[rows], return_counts=True)[1]
     if counts.min() < folds:

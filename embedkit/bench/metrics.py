@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
 TIMES = ("fit_s", "predict_s")
@@ -96,8 +97,6 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     >>> mean, round(hi - mean, 4)   # t(0.975, 2) = 4.3027, sd/sqrt(3) = 0.5774
     (2.0, 2.4841)
     """
-    from scipy import stats
-
     x = np.asarray([v for v in values if v is not None], dtype=float)
     x = x[~np.isnan(x)]
     if len(x) == 0:

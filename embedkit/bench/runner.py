@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from joblib import cpu_count
+from joblib import Parallel, cpu_count, delayed
 
 from embedkit.bench.data import (
     ALL,
@@ -295,8 +295,6 @@ def _execute(tasks: list[Task], datas: list[BenchData], spec: BenchSpec, config:
         for task in tasks:
             yield from run_task(task, X[task.tap], y, common)
         return
-    from joblib import Parallel, delayed
-
     with tempfile.TemporaryDirectory(prefix="embedkit-bench-") as tmp:
         X = {d.tap: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",

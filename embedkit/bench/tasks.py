@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import cpu_count
+from threadpoolctl import threadpool_limits
 
 from embedkit.bench.metrics import score
 from embedkit.bench.records import SCHEMA, config_hash
@@ -95,8 +96,6 @@ def run_one(task: Task, X: np.ndarray, y: np.ndarray, common: dict,
     ``reuse``: the record of a run with the same full fit (see :func:`share_fits`); its
     test scores are copied when it is ``ok``, and only the validation fit runs here.
     """
-    from threadpoolctl import threadpool_limits
-
     record = {
         "schema": SCHEMA,
         "run_id": task.run_id,
