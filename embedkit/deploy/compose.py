@@ -25,6 +25,7 @@ from embedkit.deploy.head_graph import FEATURES, LABEL, PROBABILITIES, head_to_o
 from embedkit.deploy.record import backbone
 from embedkit.errors import ExportError
 from embedkit.files import save_onnx
+from embedkit.heads import load_head
 from embedkit.heads.tapsets import TapJoin
 from embedkit.heads.train_record import TrainRecord
 
@@ -75,8 +76,6 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     model.onnx: efficientnet_lite0 + LogRegHead, 10 classes, 13.6 MB; head graph max abs ...
     """
     import onnx
-
-    from embedkit.heads import load_head
 
     record = TrainRecord.read(head_dir)
     spec = backbone(record, model)
