@@ -33,7 +33,9 @@ from embedkit.extract.config import ExtractConfig
 from embedkit.extract.engine import Job, Outcome
 from embedkit.extract.worker import BatchWorker, expected_shapes
 from embedkit.progress import Progress
-from embedkit.store import BatchShards
+from embedkit.store import BatchShards, write_shard
+from embedkit.store.files.shards import write_atomic
+from embedkit.store.txn.writer import journal_bad
 
 _QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
 _NO_FILES = {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}  # none sent back
@@ -137,8 +139,6 @@ def _pool(ray, cfg: ExtractConfig, n_batches: int) -> tuple[int, dict, str, int 
 
 
 def _run(ray, job: Job, batches, bar) -> Outcome:
-    from embedkit.store.files.shards import write_atomic
-
     work, listing, writer, cfg = job.work, job.listing, job.writer, job.cfg
     n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
     context = ray.data.DataContext.get_current()
@@ -257,9 +257,6 @@ class ShardActor:
 
     def _write(self, folder: Path, row: dict, good, bad, features) -> dict[str, Path | None]:
         """Journal the batch's bad items, then its shard, into ``folder``; their paths."""
-        from embedkit.store import write_shard
-        from embedkit.store.txn.writer import journal_bad
-
         b, at = row["batch"], {index: k for k, index in enumerate(row["rows"])}
         written: dict[str, Path | None] = {"bad": None, "shard": None}
         if bad:  # journaled before the shard: a journaled shard has its bad items beside it
