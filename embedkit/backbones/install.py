@@ -60,15 +60,11 @@ INSTALLABLE = {MPNET.name: MPNET}
 STAMP = ".embedkit-verified"  # holds the weights' sha256 once the folder is verified
 
 
-def embedkit_home() -> Path:
-    """``$EMBEDKIT_HOME``, else ``~/.cache/embedkit``: where assembled models live."""
-    home = os.environ.get("EMBEDKIT_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".cache" / "embedkit"
-
-
 def model_folder(spec: PartedModel = MPNET) -> Path:
-    """The assembled folder, e.g. ``~/.cache/embedkit/models/all-mpnet-base-v2``."""
-    return embedkit_home() / "models" / spec.folder
+    """The assembled folder in ``$EMBEDKIT_HOME/models`` (default ``~/.cache/embedkit``)."""
+    env = os.environ.get("EMBEDKIT_HOME")
+    home = Path(env).expanduser() if env else Path.home() / ".cache" / "embedkit"
+    return home / "models" / spec.folder
 
 
 def installed_folder(spec: PartedModel = MPNET) -> Path:
