@@ -235,11 +235,10 @@ def _encode_labels(labels, label_names, n: int) -> tuple[np.ndarray, list[str]]:
     if len(raw) != n:
         raise UserInputError(f"labels have {len(raw)} rows but features have {n}")
     if raw.dtype.kind in "USO":
-        names = (
-            sorted({str(v) for v in raw if str(v)}) if label_names is None else list(label_names)
-        )
+        given = {str(v) for v in raw if str(v)}
+        names = sorted(given) if label_names is None else list(label_names)
         lookup = {name: i for i, name in enumerate(names)}
-        unknown = sorted({str(v) for v in raw if str(v) and str(v) not in lookup})
+        unknown = sorted(given - set(lookup))
         if unknown:
             raise UserInputError(f"labels {unknown[:5]} are not in label_names {names}")
         return np.array([lookup.get(str(v), -1) for v in raw], dtype=np.int64), names
