@@ -89,8 +89,7 @@ def _from_versions(store: Path) -> str | None:
 def _from_shards(store: Path) -> State:
     paths = sorted(folder_files(shard_dir(store)), key=lambda p: (p.stat().st_mtime_ns, p.name))
     fingerprint, names = None, []
-    row_of: dict[str, int] = {}
-    shard_of, src_of, label_of, split_of = [], [], [], []
+    rows: dict[str, tuple] = {}  # id -> (shard, src, label, split); a later row replaces in place
     for k, path in enumerate(paths):
         with open_shard(path, fingerprint) as f:
             fingerprint = fingerprint or S.Fingerprint.from_attrs(f.attrs)
@@ -100,12 +99,8 @@ def _from_shards(store: Path) -> State:
             split = f[S.SPLIT][...].astype("S8").tolist()
         names += [n for n in own if n not in names]
         for r, item in enumerate(ids):
-            code = names.index(own[codes[r]]) if codes[r] >= 0 else -1
-            row = row_of.setdefault(item, len(shard_of))
-            if row == len(shard_of):
-                for col in (shard_of, src_of, label_of, split_of):
-                    col.append(None)
-            shard_of[row], src_of[row], label_of[row], split_of[row] = k, r, code, split[r]
+            rows[item] = (k, r, names.index(own[codes[r]]) if codes[r] >= 0 else -1, split[r])
+    shard_of, src_of, label_of, split_of = list(zip(*rows.values())) or [(), (), (), ()]
     labels, split = _columns(store, np.asarray(label_of, np.int64), np.asarray(split_of, "S8"))
     at = now()
     return State(
