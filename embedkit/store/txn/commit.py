@@ -120,7 +120,6 @@ def commit_locked(
     final = place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
     labels, split = state.labels.copy(), state.split.copy()
-    n_old = state.n
     row_of: dict[str, int] = {}  # store row of each id in this commit that is already there
     for _, meta in final:
         found = known.rows(meta.hashes if meta.hashes is not None else id_hashes(meta.ids))
@@ -129,7 +128,7 @@ def commit_locked(
     for row, name in relabel.items():  # before the new rows: they may replace these rows
         labels[row] = label_of.setdefault(name, len(label_of)) if name else -1
     shard_names = list(state.shards)
-    new_rows: list[tuple] = []  # (shard, src, label, split) of each appended row
+    new_rows: dict[str, tuple] = {}  # id -> (shard, src, label, split) of each appended row
     rep_rows: list[tuple] = []  # (row, shard, src, label, split) of each replaced row
     for name, meta in final:
         k = len(shard_names)
@@ -138,22 +137,17 @@ def commit_locked(
             if item in skip:
                 continue
             values = (k, r, label_of.setdefault(lab, len(label_of)) if lab else -1, sp)
-            row = row_of.get(item)
-            if row is None:
-                row_of[item] = n_old + len(new_rows)
-                new_rows.append(values)
-            elif row >= n_old:  # the same id twice in this commit: the later one wins
-                new_rows[row - n_old] = values
-            else:
-                rep_rows.append((row, *values))
+            if item in row_of:
+                rep_rows.append((row_of[item], *values))
+            else:  # the same id twice in this commit: the later row, at the first one's place
+                new_rows[item] = values
     names = list(label_of)
     added, replaced = len(new_rows), len(rep_rows)
-    if order is not None and added > 1:  # e.g. text batches bucketed by length
+    appended = list(new_rows)  # ids in shard order, or in the order of ``order``
+    if order is not None:  # e.g. text batches bucketed by length
         rank = {item: p for p, item in enumerate(order)}
-        appended = sorted(row_of, key=row_of.get)[-added:]  # ids of the appended rows
-        perm = np.argsort([rank.get(i, len(rank)) for i in appended], kind="stable")
-        new_rows = [new_rows[p] for p in perm.tolist()]
-    new_cols = list(zip(*new_rows)) or [(), (), (), ()]  # shard, src, label, split
+        appended.sort(key=lambda item: rank.get(item, len(rank)))
+    new_cols = list(zip(*(new_rows[i] for i in appended))) or [(), (), (), ()]
     new_shard = np.asarray(new_cols[0], dtype=np.int64)  # (added,)
     new_src = np.asarray(new_cols[1], dtype=np.int64)
     if replaced:  # per-row (shard, src) of the whole store: O(N)
