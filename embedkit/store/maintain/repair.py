@@ -165,12 +165,9 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
 
 
 def _shards(path: Path, state: State, done: list[str]) -> None:
-    marked = marked_shards(state.attrs)
-    for name in state.shards:
-        if name not in marked and _damaged(shard_path(path, name)):
-            marked.append(name)
-    marked = [n for n in marked if n in state.shards]
-    if marked == marked_shards(state.attrs):
+    old = marked_shards(state.attrs)
+    marked = [n for n in state.shards if n in old or _damaged(shard_path(path, n))]
+    if set(marked) == set(old):  # old marks of shards no longer in the store go too
         return
     new = replace(state, attrs={**state.attrs, RECOMPUTE: json.dumps(marked)})
     write_index(path, new, shard_rows(path, new), base=state, operation="repair")
