@@ -287,6 +287,12 @@ def open_existing(store, name: str) -> h5py.File:
         raise StoreError(missing_file(store, S.shard_path(store, name))) from None
 
 
+def read_shard(store, name: str, read):
+    """``read(f)`` of the shard ``name`` the index names, opened and closed around it."""
+    with open_existing(store, name) as f:
+        return read(f)
+
+
 def missing_file(store, path: Path) -> str:
     """The one-line error for a shard or column file that the index names but is gone."""
     what = "column file" if path.parent.name == S.COLUMNS else "shard"

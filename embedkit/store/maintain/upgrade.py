@@ -22,7 +22,7 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import format as S
-from embedkit.store.files.shards import open_existing
+from embedkit.store.files.shards import read_shard
 from embedkit.store.format import META, SELF, shard_dir
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.rowchecks import check_rows, value_problems
@@ -97,13 +97,8 @@ def _old_state(f: h5py.File, store: Path) -> State:
 
 def _unhashed_shards(store: Path, state: State) -> list[str]:
     """Shards without id hashes (schema-1 files an older upgrade linked in as they were)."""
-    found = []
-    for name in state.shards:
-        if name != SELF:
-            with open_existing(store, name) as shard:
-                if S.ID_HASH not in shard:
-                    found.append(name)
-    return found
+    unhashed = lambda f: S.ID_HASH not in f  # noqa: E731
+    return [n for n in state.shards if n != SELF and read_shard(store, n, unhashed)]
 
 
 def _copy_rows(store: Path, state: State) -> State:

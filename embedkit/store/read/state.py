@@ -18,7 +18,7 @@ from embedkit.errors import StoreError
 from embedkit.store import format as S
 from embedkit.store.files.columns import Piece, read_columns
 from embedkit.store.files.integrity import check_not_orphaned
-from embedkit.store.files.shards import open_existing
+from embedkit.store.files.shards import read_shard
 from embedkit.store.format import META, column_dir, shard_path
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.idindex import IdIndex
@@ -160,22 +160,15 @@ def open_index(path, source=None, *, hint: str = "") -> h5py.File:
 
 def read_array(store, state: State, read) -> np.ndarray:
     """``read(shard)`` of each shard, cut and joined in row order: one value per row."""
-    parts, cache = [], {}
-    for k, src, _dst, length in state.segments.tolist():
-        if k not in cache:
-            with open_existing(store, state.shards[k]) as f:
-                cache[k] = read(f)
-        parts.append(cache[k][src : src + length])
+    used = np.unique(state.segments[:, 0]).tolist()
+    cache = {k: read_shard(store, state.shards[k], read) for k in used}
+    parts = [cache[k][src : src + n] for k, src, _, n in state.segments.tolist()]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
 
 
 def shard_rows(store: Path, state: State) -> dict[str, int]:
     """Rows of each shard the state names, by name."""
-    rows = {}
-    for name in state.shards:
-        with open_existing(store, name) as f:
-            rows[name] = int(f[S.LABELS].shape[0])
-    return rows
+    return {n: read_shard(store, n, lambda f: int(f[S.LABELS].shape[0])) for n in state.shards}
 
 
 def store_nbytes(store: Path, state: State | None) -> int:
