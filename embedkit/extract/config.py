@@ -43,7 +43,7 @@ class ExtractConfig:
     id_column: str | None = None  # table id column (default "id" if present; else row ids)
     skip_bad: bool = False  # record bad items in the store and go on, instead of stopping
     limit: int | None = None  # use only the first N items of the source
-    progress: bool = True  # stderr: tqdm bar on a terminal, else a log line every 5 s
+    progress: bool = True  # stderr: a redrawn line on a terminal, else a log line every 5 s
     engine: str = "local"  # local (this process) or ray (actors on a Ray cluster)
     address: str | None = None  # ray: "auto" or HOST:PORT of a cluster; None starts a local one
     ray_shards: str = "auto"  # ray: how shards reach the store: auto (written in place when

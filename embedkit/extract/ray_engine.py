@@ -142,7 +142,7 @@ def _run(ray, job: Job, batches, bar) -> Outcome:
     work, listing, writer, cfg = job.work, job.listing, job.writer, job.cfg
     n_actors, per_actor, device, threads = _pool(ray, cfg, len(batches))
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # ours is the tqdm bar
+    context.enable_progress_bars = False  # ours is embedkit.progress
     context.print_on_execution_start = False
     rows = [
         {"batch": b, "rows": positions.tolist(), **listing.rows(positions.tolist())}
