@@ -43,6 +43,7 @@ AREAS = {
     "int8_kernels": ("bench_int8_kernels.py", None),  # one MatMul per int8 kernel
     "int8_drift": ("int8_drift.py", None),  # mpnet by default; skips without its store
     "cgrid": ("bench_cgrid.py", None),  # stores/fortunes-mpnet.h5 (skips without it)
+    "mlp_defaults": ("bench_mlp_defaults.py", None),  # the 3 reference stores
     "heads": ("bench_heads.py", "Heads on cached features"),
     "protocol": ("bench_protocol.py", "Bench"),
     "reference": ("build_reference_stores.py", None),
