@@ -1,6 +1,6 @@
 """``embedkit predict`` and ``embedkit deploy`` as a user runs them: the CLI on real
-stores and ONNX files, one-line errors with exit code 2; one deploy + predict runs as real
-subprocesses, the rest through the same ``main`` in this process."""
+stores and ONNX files, one-line errors with exit code 2, through the same ``main`` a process
+runs (a real process's exit status and stderr: tests/store/test_store_cli.py)."""
 
 from __future__ import annotations
 
