@@ -12,6 +12,7 @@ onnxruntime on fresh inputs vs torch, fail over tolerance.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, replace
@@ -300,7 +301,8 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
         meta[C.TOKENIZER] = tr.tokenizer_json
     check = _Checker(tr, reference, [t.output for t in taps], precision)
     if precision == "int8":  # the fastest scheme that passes the gate
-        model, report = int8.choose(model, lambda graph: check(graph, force=True))
+        gate = functools.partial(check, force=True)
+        model, report = int8.choose(model, gate, calibration=check.gate_feeds())
         meta[C.EXPORT]["int8_scheme"] = report["int8"]["scheme"]
         if not report["passed"] and not opts.force:
             raise ExportError(_int8_refusal(report))
@@ -344,6 +346,12 @@ class _Checker:
         self.feeds = {n: t.numpy() for n, t in zip(tr.input_names, tr.fresh, strict=True)}
         self.set_refs = None
 
+    def gate_feeds(self) -> list[dict]:
+        """The inputs the gate judges by: the verification set's batches, else the fresh ones."""
+        if not self.tr.verify_set:
+            return [self.feeds]
+        return [{n: t.numpy() for n, t in zip(self.tr.input_names, b)} for b in self.tr.verify_set]
+
     def __call__(self, model: onnx.ModelProto, force: bool) -> dict:
         data, tr = model.SerializeToString(), self.tr
         args = (self.names, self.precision)
@@ -357,8 +365,7 @@ class _Checker:
             if self.set_refs is None:
                 with torch.no_grad():
                     self.set_refs = [[t.numpy() for t in tr.module(*b)] for b in tr.verify_set]
-            feeds = [{n: t.numpy() for n, t in zip(tr.input_names, b)} for b in tr.verify_set]
-            found = verify_set(data, feeds, self.set_refs, *args, force=force)
+            found = verify_set(data, self.gate_feeds(), self.set_refs, *args, force=force)
             report["verify_set"] = {"inputs": tr.verify_set_source, **found}
             report["passed"] = report["passed"] and found["passed"] is not False
         return report

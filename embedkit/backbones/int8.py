@@ -1,25 +1,33 @@
 """int8 graphs for the CPU, chosen per model: the fastest scheme that passes the drift gate.
 
-    embedkit export minilm --precision int8     # "dynamic": every MatMul int8, per tensor
-    embedkit export mpnet --precision int8      # a finer scheme where "dynamic" drifts
+    embedkit export minilm --precision int8     # the fastest scheme within the gate
+    embedkit export mpnet --precision int8      # "dynamic+outliers": mpnet's GELU peaks
 
 :func:`schemes` lists the candidate graphs of one model, fastest first; the exporter
 builds each in turn, verifies it against torch (fresh inputs, and the verification texts
 for text encoders) and keeps the first that passes (:func:`choose`). The verify report
-records the scheme chosen and the cosines of every scheme tried.
+records the scheme chosen and the cosines of every scheme tried. The calibration inputs
+(the gate's own: the verification texts where there are some) only locate outlier
+channels for ``dynamic+outliers``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
+Feeds = Sequence[dict[str, np.ndarray]]  # input name -> array, one dict per batch
+OUTLIER_RATIO = 3.0  # an input channel whose calibrated peak |x| passes 3x the median
+# channel's peak stays fp32 (mpnet: 206 of its MatMuls' 110,592 input channels)
 
 
 @dataclass(frozen=True)
@@ -31,14 +39,19 @@ class Scheme:
     build: Callable[[onnx.ModelProto], onnx.ModelProto]
 
 
-def schemes(model: onnx.ModelProto) -> list[Scheme]:
+def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
     """The int8 candidates for ``model``, fastest first.
 
-    A graph with MatMuls on constant weights (a transformer) gets three:
+    A graph with MatMuls on constant weights (a transformer) gets three, four with
+    ``calibration`` (a list of input feeds):
 
     - ``dynamic``: every such MatMul (and a fused ``Attention``) in dynamic int8,
       activations quantised per tensor, weights per output channel: the fastest kernel
       (``DynamicQuantizeMatMul``), but one outlier value sets the step of a whole batch;
+    - ``dynamic+outliers``: the same, except each MatMul's outlier input channels (peak
+      over ``calibration`` above ``OUTLIER_RATIO`` times the median channel's) are masked
+      out of its int8 input and multiplied by their weight rows in a small float32
+      MatMul (LLM.int8()'s decomposition, with the channels fixed at export);
     - ``dynamic+ffn-blocks``: the same, except the FFN output projections (fed by GELU,
       whose outputs reach |x| ~ 100 in mpnet) get ``MatMulNBits``: 8-bit weights and
       activations in blocks of 32 per row, so an outlier spoils only its own block;
@@ -59,26 +72,37 @@ def schemes(model: onnx.ModelProto) -> list[Scheme]:
     >>> model = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
     >>> [s.name for s in schemes(model)]
     ['dynamic', 'dynamic+ffn-blocks', 'blocks']
+    >>> [s.name for s in schemes(model, [{"x": np.ones((2, 4), np.float32)}])][:2]
+    ['dynamic', 'dynamic+outliers']
     """
     if not weight_matmuls(model):
         return [Scheme("dynamic", "dynamic int8 of every op onnxruntime quantises", _dynamic_all)]
-    return [
+    found = [
         Scheme("dynamic", "MatMul/Attention dynamic int8, per-tensor activations", _dynamic),
         Scheme("dynamic+ffn-blocks", "dynamic int8; FFN outputs MatMulNBits", _dynamic_ffn_blocks),
         Scheme("blocks", "MatMulNBits for every MatMul (8-bit blocks of 32)", _blocks),
     ]
+    if calibration:
+        about = f"dynamic int8; input channels over {OUTLIER_RATIO:g}x the median peak in fp32"
+        found.insert(
+            1, Scheme("dynamic+outliers", about, lambda m: _dynamic_outliers(m, calibration))
+        )
+    return found
 
 
-def choose(model: onnx.ModelProto, check: Callable[[onnx.ModelProto], dict]):
+def choose(
+    model: onnx.ModelProto, check: Callable[[onnx.ModelProto], dict], calibration: Feeds = ()
+):
     """Build the candidates in turn; keep the first whose ``check`` report passed.
 
     ``check(graph)`` returns a verify report (``passed``, ``min_cosine``, and for text a
-    ``verify_set`` with ``p1_cosine``) without raising. Returns ``(graph, report)``: the
-    first passing candidate, or when none passes the one with the highest gate cosine;
-    ``report["int8"]`` holds the scheme chosen and one line per scheme tried.
+    ``verify_set`` with ``p1_cosine``) without raising; ``calibration`` goes to
+    :func:`schemes`. Returns ``(graph, report)``: the first passing candidate, or when
+    none passes the one with the highest gate cosine; ``report["int8"]`` holds the
+    scheme chosen and one line per scheme tried.
     """
     tried, best = [], None
-    for scheme in schemes(model):
+    for scheme in schemes(model, calibration):
         graph = scheme.build(model)
         report = check(graph)
         tried.append({"scheme": scheme.name, **_gate(report)})
@@ -123,11 +147,94 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+def channel_peaks(model: onnx.ModelProto, feeds: Feeds) -> dict[str, np.ndarray]:
+    """Per input tensor of a weight MatMul, the largest ``|x|`` of each channel (last axis)
+    over ``feeds``, padding included (it shares the per-tensor int8 step at run time)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    names = list(dict.fromkeys(n.input[0] for n in weight_matmuls(model)))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    axes = {"axes": [0]} if opset < 18 else {}  # from opset 18 an input
+    if opset >= 18:
+        probe.graph.initializer.append(numpy_helper.from_array(np.zeros(1, np.int64), "peak/axes"))
+    for i, name in enumerate(names):  # |x| -> (rows, channels) -> (channels,)
+        probe.graph.node.extend([
+            helper.make_node("Abs", [name], [f"peak{i}/abs"]),
+            helper.make_node("Flatten", [f"peak{i}/abs"], [f"peak{i}/rows"], axis=-1),
+            helper.make_node("ReduceMax", [f"peak{i}/rows"] + ["peak/axes"] * (not axes),
+                             [f"peak{i}"], keepdims=0, **axes),
+        ])  # fmt: skip
+        probe.graph.output.append(
+            helper.make_tensor_value_info(f"peak{i}", onnx.TensorProto.FLOAT, None)
+        )
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    runs = [session.run(None, {k: v for k, v in feed.items() if k in wanted}) for feed in feeds]
+    return {name: np.max(peaks, axis=0) for name, peaks in zip(names, zip(*runs), strict=True)}
+
+
+def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Route each weight MatMul's outlier input channels around it, in float32.
+
+    ``y = x @ W`` becomes ``(x * keep) @ W' + gather(x, J) @ W[J]`` where ``J`` are the
+    channels whose peak passes ``OUTLIER_RATIO`` times the median channel's, ``keep`` is 0
+    on them and 1 elsewhere, and ``W'`` is ``W`` with rows ``J`` zeroed. The side MatMuls
+    are named ``*/outliers`` (:func:`_dynamic` leaves them in float32).
+    """
+    model = _named(model)
+    weights = {i.name: i for i in model.graph.initializer}
+    uses = collections.Counter(i for n in model.graph.node for i in n.input)
+    nodes = []
+    for node in model.graph.node:
+        peak = peaks.get(node.input[0]) if node.input[1:2] and node.input[1] in weights else None
+        if node.op_type != "MatMul" or peak is None or uses[node.input[1]] > 1:
+            nodes.append(node)
+            continue
+        outliers = np.flatnonzero(peak > OUTLIER_RATIO * np.median(peak))  # (J,)
+        if not len(outliers):
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]]).copy()  # (K, N)
+        keep = np.ones(len(peak), w.dtype)
+        keep[outliers] = 0
+        x, y, name = node.input[0], node.output[0], node.name
+        model.graph.initializer.extend([
+            numpy_helper.from_array(keep, f"{name}/keep"),
+            numpy_helper.from_array(outliers.astype(np.int64), f"{name}/outlier_channels"),
+            numpy_helper.from_array(w[outliers], f"{name}/outlier_weight"),  # (J, N)
+        ])  # fmt: skip
+        w[outliers] = 0
+        weights[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
+        node.input[0], node.output[0] = f"{name}/kept", f"{name}/int8"
+        nodes += [
+            helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/kept"], name=f"{name}/mask"),
+            node,
+            helper.make_node("Gather", [x, f"{name}/outlier_channels"], [f"{name}/x_outliers"],
+                             name=f"{name}/gather", axis=-1),
+            helper.make_node("MatMul", [f"{name}/x_outliers", f"{name}/outlier_weight"],
+                             [f"{name}/y_outliers"], name=f"{name}/outliers"),
+            helper.make_node("Add", [f"{name}/int8", f"{name}/y_outliers"], [y],
+                             name=f"{name}/sum"),
+        ]  # fmt: skip
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def _dynamic(model: onnx.ModelProto, exclude: tuple[str, ...] = ()) -> onnx.ModelProto:
     model = _named(model)
     nodes = [n.name for n in weight_matmuls(model) if n.name not in exclude]
     nodes += [n.name for n in model.graph.node if n.op_type == "Attention"]
     return _quantize_dynamic(model, nodes=nodes)
+
+
+def _dynamic_outliers(model: onnx.ModelProto, calibration: Feeds) -> onnx.ModelProto:
+    model = split_outliers(model, channel_peaks(model, calibration))
+    sides = tuple(n.name for n in model.graph.node if n.name.endswith("/outliers"))
+    return _dynamic(model, exclude=sides)
 
 
 def _dynamic_ffn_blocks(model: onnx.ModelProto) -> onnx.ModelProto:

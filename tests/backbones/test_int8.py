@@ -16,21 +16,30 @@ from tests.backbones.conftest import ort_session
 class Tokens(torch.nn.Module):
     """(N, S, 16) -> Linear -> GELU -> Linear, mean over the tokens after the first.
 
-    ``spike`` multiplies the first token's hidden values: an outlier token whose range,
-    quantised per tensor, leaves the other tokens a few int8 steps. ``every_block``
-    multiplies one hidden channel in 16 of every token instead, channels the second
-    Linear ignores: each block of 32 then holds an outlier that leaves the rest ~0.
+    ``spike`` multiplies hidden values ``where``:
+
+    - ``token``: the first token's: an outlier token whose range, quantised per tensor,
+      leaves the other tokens a few int8 steps;
+    - ``channel``: hidden channel 5 of every token, as GELU outputs peak in mpnet, its
+      weights in the second Linear divided by ``spike`` (it does not drown the others);
+    - ``half``: every other hidden channel, channels the second Linear ignores: each
+      block of 32 holds outliers that leave the rest ~0, and with half the channels
+      outliers none passes the median channel's peak.
     """
 
-    def __init__(self, spike: float, every_block: bool = False):
+    def __init__(self, spike: float, where: str = "token"):
         super().__init__()
         torch.manual_seed(0)
         self.a, self.b = torch.nn.Linear(16, 64), torch.nn.Linear(64, 8)
         scale = torch.ones(1, 6, 64)
-        if every_block:
-            scale[..., ::16] = spike
+        if where == "half":
+            scale[..., ::2] = spike
             with torch.no_grad():
-                self.b.weight[:, ::16] = 0
+                self.b.weight[:, ::2] = 0
+        elif where == "channel":
+            scale[..., 5] = spike
+            with torch.no_grad():
+                self.b.weight[:, 5] /= spike
         else:
             scale[0, 0] = spike
         self.register_buffer("scale", scale)
@@ -40,8 +49,8 @@ class Tokens(torch.nn.Module):
         return self.b(h)[:, 1:].mean(1)  # (N, 8): the outlier token is not in the output
 
 
-def _export(spike, path, every_block=False, **options):
-    net = Tokens(spike, every_block).eval()
+def _export(spike, path, where="token", **options):
+    net = Tokens(spike, where).eval()
     return export(net, torch.randn(3, 6, 16), out=path, precision="int8", **options)
 
 
@@ -60,8 +69,9 @@ def test_an_outlier_token_moves_the_choice_to_blocks(tmp_path):
     report = _export(3000.0, tmp_path / "spiky.onnx")
     v = report.verify
     tried = {t["scheme"]: t for t in v["int8"]["tried"]}
-    assert list(tried) == ["dynamic", "dynamic+ffn-blocks", "blocks"]
+    assert list(tried) == ["dynamic", "dynamic+outliers", "dynamic+ffn-blocks", "blocks"]
     assert not tried["dynamic"]["passed"] and tried["dynamic"]["min_cosine"] < 0.98
+    assert not tried["dynamic+outliers"]["passed"]  # every channel peaks on that token
     assert v["passed"] and v["int8"]["scheme"] == "blocks" and v["min_cosine"] >= 0.98
     assert v["fusions"]["MatMulNBits"] == 2
     x = np.random.default_rng(1).standard_normal((4, 6, 16)).astype(np.float32)
@@ -72,13 +82,35 @@ def test_an_outlier_token_moves_the_choice_to_blocks(tmp_path):
     assert cos.min() > 0.98
 
 
+def test_an_outlier_channel_stays_float32_beside_dynamic_int8(tmp_path):
+    """One hidden channel peaks at 3000 on every token: per-tensor int8 leaves the others
+    a step or two; routing that channel through a float32 MatMul keeps the fast kernel."""
+    out = tmp_path / "channel.onnx"
+    v = _export(3000.0, out, where="channel").verify
+    tried = {t["scheme"]: t for t in v["int8"]["tried"]}
+    assert list(tried) == ["dynamic", "dynamic+outliers"] and not tried["dynamic"]["passed"]
+    assert v["passed"] and v["int8"]["scheme"] == "dynamic+outliers"
+    assert v["fusions"].get("MatMulInteger", 0) + v["fusions"].get("DynamicQuantizeMatMul", 0) == 2
+    model = onnx.load(out)
+    side = [n for n in model.graph.node if n.name.endswith("/outliers")]
+    assert [n.op_type for n in side] == ["MatMul"]  # the second Linear's, float32
+    rows = next(i for i in model.graph.initializer if i.name == side[0].input[1]).dims
+    assert list(rows) == [1, 8]  # one channel (5) of 64, to the 8 outputs
+    x = np.random.default_rng(1).standard_normal((4, 6, 16)).astype(np.float32)
+    (got,) = ort_session(out).run(None, {"x": x})
+    with torch.no_grad():
+        want = Tokens(3000.0, "channel").eval()(torch.from_numpy(x)).numpy()
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.99
+
+
 def test_no_scheme_passing_is_refused_with_each_cosine(tmp_path):
     out = tmp_path / "worse.onnx"
     with pytest.raises(ExportError, match=r"every scheme tried: dynamic min cosine 0\.\d+, "
-                       r"dynamic\+ffn-blocks .*blocks min cosine .*--force"):  # fmt: skip
-        _export(1e5, out, every_block=True)
+                       r"dynamic\+outliers .*blocks min cosine .*--force"):  # fmt: skip
+        _export(1e5, out, where="half")
     assert not out.exists()
-    kept = _export(1e5, out, every_block=True, force=True).verify
+    kept = _export(1e5, out, where="half", force=True).verify
     best = max(t["gate_cosine"] for t in kept["int8"]["tried"])
     assert not kept["passed"] and kept["min_cosine"] == best  # the closest one is kept
 
