@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
 Feeds = Sequence[dict[str, np.ndarray]]  # input name -> array, one dict per batch
 OUTLIER_RATIO = 3.0  # an input channel whose calibrated peak |x| passes 3x the median
-# channel's peak stays fp32 (mpnet: 206 of its MatMuls' 110,592 input channels)
+# channel's peak stays fp32 (mpnet: 206 of 82,944 input channels, in 61 of 72 MatMuls)
 
 
 @dataclass(frozen=True)
