@@ -18,6 +18,9 @@ each reference store, the way the bench does at ``--shots all``:
 The setting with the highest cross-validation accuracy (10 folds) averaged over the
 stores is the default; the test split plays no part in the choice. One record per
 (store, setting) in results/mlp_defaults.jsonl; a re-run skips those recorded.
+
+``--bench DIR --note TEXT`` records a finished ``embedkit bench STORE --taps all --out
+DIR`` (as ``bench_cgrid.py --bench`` does): what the defaults do to each store's pick.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def measure(path: Path, tap: str, setting: dict) -> dict:
 
 def choose(records: list[dict]) -> dict:
     """The setting with the best cross-validation accuracy averaged over the stores."""
+    records = [r for r in records if "setting" in r["key"]]
     by_setting: dict[str, list[float]] = {}
     for r in records:
         by_setting.setdefault(_name(r["key"]["setting"]), []).append(np.mean(r["cv"]))
@@ -124,9 +128,18 @@ def _name(setting: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stores", default=str(ROOT / "stores"), help="folder of the stores")
+    parser.add_argument("--bench", help="record this finished bench folder instead")
+    parser.add_argument("--note", default="", help="--bench: a line said before its table")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     records = Records("mlp_defaults")
+    if args.bench:
+        from bench_cgrid import bench_lines
+
+        lines, record = bench_lines(Path(args.bench))
+        text = "\n".join([args.note, "", *lines]).strip()
+        records.add_markdown({"bench": Path(args.bench).name}, text, **record)
+        return print(text)
     for store, tap in STORES.items():
         path = Path(args.stores) / store
         if not path.exists():

@@ -27,6 +27,8 @@ def cv_by_setting() -> dict[tuple, dict[str, float]]:
         latest[json.dumps(record["key"], sort_keys=True)] = record
     out: dict[tuple, dict[str, float]] = {}
     for record in latest.values():
+        if "setting" not in record["key"]:
+            continue  # a bench recorded beside them (``--bench``)
         setting = record["key"]["setting"]
         key = (setting["dropout"], setting["lr"])
         out.setdefault(key, {})[record["key"]["store"]] = float(np.mean(record["cv"]))
