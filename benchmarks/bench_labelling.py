@@ -24,8 +24,9 @@
 3. **peers**: scikit-activeml's strategies (from ``.venv-peers``, never a dependency) on
    the same features, budgets, head (logreg) and seeds.
 4. **guard**: the default loop's typical picks at 1 and 2 labels per class on the
-   three sets; ``spread`` with ``graph="auto"`` cross-validating at every budget, and with
-   each fixed graph: what ``min_cv_labels`` (centre below 3 labels in a class) changes.
+   three sets; ``spread`` as the default loop fits it (cross-validating at every budget),
+   with ``min_cv_labels=3`` (no check against logreg alone below 3 labels in a class),
+   and over each fixed graph without any cross-validation.
 
 Run records go to ``runs/labelling/`` (git-ignored); ``report`` records the tables built
 from them in ``results/labelling.jsonl``.
@@ -235,9 +236,9 @@ def peers(seeds: int, sets: list[str]) -> None:
 
 # -- guard: spread's graph at few labels ---------------------------------------------
 GUARD_BUDGETS = (1, 2)  # labels per class, one typical chain per seed
-GUARD_HEADS = {"auto (always CV)": {}, "centre, balance CV": {"graph": "centre"},
-               "centre": {"graph": "centre", "balance": "none"},
-               "centre+uniform": {"graph": "centre", "balance": "uniform"}}  # fmt: skip
+GUARD_HEADS = {"auto (always CV)": {}, "always spread": {"min_cv_labels": 3},
+               "centre": {"graph": "centre", "alpha": 0.9, "balance": "none"},
+               "whiten": {"graph": "whiten", "alpha": 0.9, "balance": "none"}}  # fmt: skip
 
 
 def _quality_cells(name: str) -> dict:
@@ -255,7 +256,7 @@ def guard(seeds: int, sets: list[str]) -> None:
     """The default loop's picks; spread with graph=auto (always CV) and each fixed graph.
 
     ``auto (always CV)`` is read from the quality run's records where they hold the cell
-    (the same picks and head before ``min_cv_labels`` existed), else fitted.
+    (the same picks and head), else fitted.
     """
     from embedkit.heads import make_head
     from embedkit.labelling import select
@@ -304,9 +305,10 @@ def guard_lines() -> list[str]:
                 few = sum(r["fewest"] < 3 for r in rows)
                 lines.append(f"| {name} | {budget} | {len(rows)} | {few} | {' | '.join(means)} |")
     return lines + ["", "`auto (always CV)`: the default spread (where the quality run above "
-                    "holds the cell, read from it: the same picks and head); `centre, balance "
-                    "CV`: what `min_cv_labels=3` does under 3 labels in a class; `centre` and "
-                    "`centre+uniform`: no cross-validation at all."]  # fmt: skip
+                    "holds the cell, read from it: the same picks and head); `always spread`: "
+                    "what `min_cv_labels=3` does under 3 labels in a class (no check against "
+                    "logreg alone); `centre` and `whiten`: a fixed graph, alpha 0.9, no "
+                    "cross-validation at all."]  # fmt: skip
 
 
 # -- report --------------------------------------------------------------------------
