@@ -186,7 +186,8 @@ def whitens(X: np.ndarray) -> bool:
     X = np.asarray(X).reshape(len(X), -1)
     if X.shape[1] <= _WHITE_DIMS:
         return False
-    return memo(X, ("effective_rank",), lambda: effective_rank(X)) < _WHITE_DIMS
+    sample = _sample(X, _SPECTRUM_ROWS)  # memoised on the sample: a cheap digest
+    return memo(sample, ("effective_rank",), lambda: effective_rank(sample)) < _WHITE_DIMS
 
 
 def pick_space(X: np.ndarray) -> tuple[np.ndarray, str]:
