@@ -15,9 +15,9 @@
    ``auto`` picks ``typical`` up to 20 labels per class, clustering PCA-whitened rows
    where the features' effective rank is under 128 (the two Lite0 stores) and centred
    rows otherwise (fortunes); ``spread`` (``graph="auto"``, ``alpha="auto"``,
-   ``balance="auto"``) builds its graph on the same rows and cross-validates on the
-   labelled rows whether to spread at all, how far (alpha 0.9 or 0.99), and whether to
-   rebalance the spread labels among classes.
+   ``balance="auto"``) cross-validates on the labelled rows whether to spread over
+   centred or whitened features or not at all, how far (alpha 0.9 or 0.99), and whether
+   to rebalance the spread labels among classes.
 2. **speed** (synthetic float32 Gaussian blobs; run under the bench lock): ``select`` of
    100 rows from 100,000 x 1,280 and from 1,000,000 x 384; a ``spread`` fit on 100,000
    rows; ``bench --labelling`` of 4 strategies x 5 budgets x 5 seeds on 10,000 rows.

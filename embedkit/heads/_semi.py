@@ -9,14 +9,12 @@ deploy`` converts ``head_``.
 - ``spread`` (:class:`LabelSpreadingHead`): label spreading (Zhou et al. 2004) on a
   sparse kNN graph of the rows, weighted ``cos ** 3`` (Iscen et al., CVPR 2019), solved
   by conjugate gradients; at most ``max_unlabelled`` unlabelled rows (a random sample)
-  join the graph, which keeps a fit on 100,000 rows to seconds. ``graph="auto"`` builds
-  the graph on PCA-whitened features where the features' spectrum says so
-  (:func:`embedkit.heads.graph.whitens`, no labels needed; ``typical`` picks cluster the
-  same rows), on centred ones otherwise, and measures before it trusts the graph: a
-  5-fold cross-validation on the labelled rows scores spreading against no spreading
-  (``base`` on the labelled rows alone), and the better wins (``graph_``); with
-  ``min_cv_labels=3``, a class with fewer labels than that skips this check (a fold
-  would hold the class's only labels) and spreads.
+  join the graph, which keeps a fit on 100,000 rows to seconds. ``graph="auto"``
+  measures before it trusts the graph: a 5-fold cross-validation on the labelled rows
+  scores spreading over the centred features, over PCA-whitened ones, and no spreading
+  (``base`` on the labelled rows alone), and the best of the three wins (``graph_``);
+  with ``min_cv_labels=3``, a class with fewer labels than that skips the choice of
+  graph (a fold would hold the class's only labels) and spreads over the centred features.
   The graphs depend only on the rows, not on which are labelled: they come from
   :func:`embedkit.heads.graph.feature_graph`, memoised, so refits on one pool (``bench
   --labelling``, a labelling round after another) build them once.
@@ -48,15 +46,16 @@ from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
 from embedkit.heads._validation import check_fitted, encode_labels
-from embedkit.heads.graph import feature_graph, knn_graph, unit_rows, whitens
+from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
-GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
-ALPHAS = (0.9, 0.99)  # alpha="auto": the reaches its cross-validation scores
+GRAPHS = ("auto", "centre", "whiten", "none")
+ALPHAS = (0.9, 0.99)  # alpha="auto": how far labels spread, chosen by the cross-validation  # what LabelSpreadingHead spreads over
 BALANCES = ("auto", "none", "uniform", "labelled")  # how it shares spread labels among classes
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
 _SINKHORN_ITERS = 50  # balance: alternate column and row scaling this many times
+_FEW_LABELS_GRAPH = "centre"  # graph="auto" with under min_cv_labels labels in a class
 _DTYPES = [np.float64, np.float32]
 
 
@@ -108,14 +107,8 @@ class LabelSpreadingHead(_SemiHead):
     graph : str
         The features of the kNN graph: ``centre`` (centred, unit rows), ``whiten``
         (PCA-whitened to at most 128 dimensions, then unit rows), ``none`` (no spreading:
-        ``base`` on the labelled rows alone) or ``auto``: ``whiten`` where
-        :func:`~embedkit.heads.graph.whitens` (more than 128 dimensions, effective rank
-        under 128), else ``centre``, or ``none`` when a 5-fold cross-validation on the
-        labelled rows scores it higher (ties go to spreading). Over 3 seeds of typical
-        picks at 1-20 labels per class this beat letting the cross-validation also
-        choose between ``centre`` and ``whiten`` on all three reference sets (e.g.
-        digits/Lite0: 0.656 vs 0.585 at 1 label per class, 0.863 vs 0.854 at 7), where
-        folds of a few labels are noise.
+        ``base`` on the labelled rows alone) or ``auto`` (the best of the three in a
+        5-fold cross-validation on the labelled rows; ties go to the earlier).
     balance : str
         How the spread labels are shared among classes: ``none`` (each row takes its
         highest score), ``uniform`` (scores rescaled by Sinkhorn iterations so that each
@@ -123,9 +116,9 @@ class LabelSpreadingHead(_SemiHead):
         ``labelled`` (shares in proportion to the labelled rows' classes, plus one) or
         ``auto`` (the cross-validation of ``graph`` also chooses among the three).
     min_cv_labels : int
-        ``graph="auto"`` scores no spreading only when every labelled class has at
+        ``graph="auto"`` cross-validates the graph only when every labelled class has at
         least this many labels; below, a fold holds a class's only labels, the scores are
-        noise, and it spreads (0, the default: always cross-validate).
+        noise, and it spreads over ``centre`` (0, the default: always cross-validate).
     n_neighbors : int
         Neighbours per row in the graph.
     alpha : float or "auto"
@@ -197,7 +190,7 @@ class LabelSpreadingHead(_SemiHead):
             unl = np.sort(rng.choice(unl, self.max_unlabelled, replace=False))
         rows = np.concatenate([np.flatnonzero(labelled), unl])  # (M,) the labelled first
         k, n_lab = len(self.classes_), len(y_index)
-        graphs = self._choices(X, y_index, k)
+        graphs = self._choices(y_index, k)
         alphas = ALPHAS if self.alpha == "auto" else (self.alpha,)
         balances = ("none", "uniform", "labelled") if self.balance == "auto" else (self.balance,)
         choices = [(g, a, b) for g in graphs if g != "none" for a in alphas for b in balances]
@@ -248,15 +241,13 @@ class LabelSpreadingHead(_SemiHead):
         G = self._operator(W, self.alpha_)(_one_hot(y_index, F.shape[1], len(X)))
         return balance_scores((F + G) / 2, self.balance_, y_index)
 
-    def _choices(self, X: np.ndarray, y_index: np.ndarray, k: int) -> tuple[str, ...]:
-        """The graphs to score: ``auto``'s features and no graph, unless a class has too few
-        labels to cross-validate spreading against ``none``."""
+    def _choices(self, y_index: np.ndarray, k: int) -> tuple[str, ...]:
+        """The graphs to score: ``auto``'s three, unless a class has too few labels to."""
         if self.graph != "auto":
             return (self.graph,)
-        graph = "whiten" if whitens(X) else "centre"  # the features' spectrum, no labels
         if np.bincount(y_index, minlength=k).min() < self.min_cv_labels:
-            return (graph,)
-        return (graph, "none")
+            return (_FEW_LABELS_GRAPH,)
+        return ("centre", "whiten", "none")
 
     def _graph(self, X: np.ndarray, rows: np.ndarray, graph: str):
         """The kNN graph (M, M) of ``X[rows]`` in the order of ``rows`` (None under 3 rows).
@@ -361,6 +352,8 @@ def _cg(A, B: np.ndarray, maxiter: int, rtol: float = 1e-5) -> tuple[np.ndarray,
         rho_prev = rho
         steps += live
     return X, steps
+
+
 
 
 def balance_scores(F: np.ndarray, balance: str, y_labelled: np.ndarray) -> np.ndarray:

@@ -163,7 +163,7 @@ def effective_rank(X: np.ndarray) -> float:
 
 
 def whitens(X: np.ndarray) -> bool:
-    """Whether ``X`` (N, D) is better clustered and graphed PCA-whitened than centred.
+    """Whether ``X`` (N, D) is better clustered PCA-whitened than centred (``typical``).
 
     True when the features have more than the 128 dimensions whitening keeps but an
     effective rank under 128 (:func:`effective_rank`, memoised): a few directions
