@@ -49,8 +49,8 @@ from embedkit.heads._validation import check_fitted, encode_labels
 from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
-GRAPHS = ("auto", "centre", "whiten", "none")
-ALPHAS = (0.9, 0.99)  # alpha="auto": how far labels spread, chosen by the cross-validation  # what LabelSpreadingHead spreads over
+GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over
+ALPHAS = (0.9, 0.99)  # alpha="auto": the reaches its cross-validation scores
 BALANCES = ("auto", "none", "uniform", "labelled")  # how it shares spread labels among classes
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
@@ -352,8 +352,6 @@ def _cg(A, B: np.ndarray, maxiter: int, rtol: float = 1e-5) -> tuple[np.ndarray,
         rho_prev = rho
         steps += live
     return X, steps
-
-
 
 
 def balance_scores(F: np.ndarray, balance: str, y_labelled: np.ndarray) -> np.ndarray:

@@ -83,3 +83,17 @@ def test_large_pools_use_minibatch_kmeans_and_still_cover_the_clusters():
     X, y = make_blobs(25_000, 8, centers=5, random_state=1)  # above the exact k-means limit
     pick = select(X.astype(np.float32), np.full(len(y), -1), 5, strategy="typical", seed=0)
     assert sorted(set(y[pick.rows].tolist())) == list(range(5))
+
+
+def test_typical_clusters_whitened_rows_only_when_a_few_directions_dominate(blobs):
+    """Wide features of effective rank under 128 are whitened first; flat or narrow not."""
+    X, y = blobs  # 16 dims: never whitened
+    rng = np.random.default_rng(0)
+    wide = (X @ rng.normal(size=(16, 300)) + rng.normal(size=X.shape[:1] + (300,))).astype(
+        np.float32
+    )  # 300 dims, a few strong directions
+    flat = rng.normal(size=(len(y), 300)).astype(np.float32)
+    notes = {name: select(Z, np.full(len(y), -1), 6, strategy="typical", seed=0).note
+             for name, Z in (("wide", wide), ("flat", flat), ("narrow", X))}  # fmt: skip
+    assert notes == {"wide": "clusters whiten rows", "flat": "clusters centre rows",
+                     "narrow": "clusters centre rows"}  # fmt: skip
