@@ -25,8 +25,8 @@
    the same features, budgets, head (logreg) and seeds.
 4. **guard**: the default loop's typical picks at 1 and 2 labels per class on the
    three sets; ``spread`` as the default loop fits it (cross-validating at every budget),
-   with ``min_cv_labels=3`` (no check against logreg alone below 3 labels in a class),
-   and over each fixed graph without any cross-validation.
+   with ``min_cv_labels=3`` (the centred graph below 3 labels in a class), and over each
+   fixed graph without any cross-validation.
 
 Run records go to ``runs/labelling/`` (git-ignored); ``report`` records the tables built
 from them in ``results/labelling.jsonl``.
@@ -236,7 +236,7 @@ def peers(seeds: int, sets: list[str]) -> None:
 
 # -- guard: spread's graph at few labels ---------------------------------------------
 GUARD_BUDGETS = (1, 2)  # labels per class, one typical chain per seed
-GUARD_HEADS = {"auto (always CV)": {}, "always spread": {"min_cv_labels": 3},
+GUARD_HEADS = {"auto (always CV)": {}, "min_cv_labels=3": {"min_cv_labels": 3},
                "centre": {"graph": "centre", "alpha": 0.9, "balance": "none"},
                "whiten": {"graph": "whiten", "alpha": 0.9, "balance": "none"}}  # fmt: skip
 
@@ -305,9 +305,9 @@ def guard_lines() -> list[str]:
                 few = sum(r["fewest"] < 3 for r in rows)
                 lines.append(f"| {name} | {budget} | {len(rows)} | {few} | {' | '.join(means)} |")
     return lines + ["", "`auto (always CV)`: the default spread (where the quality run above "
-                    "holds the cell, read from it: the same picks and head); `always spread`: "
-                    "what `min_cv_labels=3` does under 3 labels in a class (no check against "
-                    "logreg alone); `centre` and `whiten`: a fixed graph, alpha 0.9, no "
+                    "holds the cell, read from it: the same picks and head); `min_cv_labels=3`: "
+                    "under 3 labels in a class, the centred graph with alpha and balance by "
+                    "cross-validation; `centre` and `whiten`: a fixed graph, alpha 0.9, no "
                     "cross-validation at all."]  # fmt: skip
 
 
