@@ -377,10 +377,12 @@ def balance_scores(F: np.ndarray, balance: str, y_labelled: np.ndarray) -> np.nd
         share = np.bincount(y_labelled, minlength=k) + 1.0
         share /= share.sum()
     Q = np.maximum(F, 1e-9)
+    # The scaled scores are r[:, None] * Q * c; each step updates the scales, not Q itself.
+    r = np.ones(m)
     for _ in range(_SINKHORN_ITERS):
-        Q *= (m * share) / Q.sum(0)
-        Q /= Q.sum(1, keepdims=True)
-    return Q
+        c = (m * share) / (r @ Q)  # (K,) columns to their class masses
+        r = 1.0 / (Q @ c)  # (M,) then rows to sum 1
+    return r[:, None] * Q * c
 
 
 def _one_hot(y_index: np.ndarray, k: int, m: int) -> np.ndarray:
