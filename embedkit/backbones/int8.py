@@ -182,12 +182,14 @@ def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx
     ``y = x @ W`` becomes ``(x * keep) @ W' + gather(x, J) @ W[J]`` where ``J`` are the
     channels whose peak passes ``OUTLIER_RATIO`` times the median channel's, ``keep`` is 0
     on them and 1 elsewhere, and ``W'`` is ``W`` with rows ``J`` zeroed. The side MatMuls
-    are named ``*/outliers`` (:func:`_dynamic` leaves them in float32).
+    are named ``*/outliers`` (:func:`_dynamic` leaves them in float32). MatMuls that read
+    one tensor (attention's Q, K and V) share its mask and gather, so onnxruntime
+    quantises the masked tensor once for all of them, as in plain ``dynamic``.
     """
     model = _named(model)
     weights = {i.name: i for i in model.graph.initializer}
     uses = collections.Counter(i for n in model.graph.node for i in n.input)
-    nodes = []
+    nodes, shared = [], {}  # x -> (masked x, its outlier channels): one per input tensor
     for node in model.graph.node:
         peak = peaks.get(node.input[0]) if node.input[1:2] and node.input[1] in weights else None
         if node.op_type != "MatMul" or peak is None or uses[node.input[1]] > 1:
@@ -198,23 +200,31 @@ def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]]).copy()  # (K, N)
-        keep = np.ones(len(peak), w.dtype)
-        keep[outliers] = 0
         x, y, name = node.input[0], node.output[0], node.name
-        model.graph.initializer.extend([
-            numpy_helper.from_array(keep, f"{name}/keep"),
-            numpy_helper.from_array(outliers.astype(np.int64), f"{name}/outlier_channels"),
-            numpy_helper.from_array(w[outliers], f"{name}/outlier_weight"),  # (J, N)
-        ])  # fmt: skip
+        if x not in shared:  # Q, K and V read one tensor: one mask, one int8 quantisation
+            keep = np.ones(len(peak), w.dtype)
+            keep[outliers] = 0
+            model.graph.initializer.extend([
+                numpy_helper.from_array(keep, f"{name}/keep"),
+                numpy_helper.from_array(outliers.astype(np.int64), f"{name}/outlier_channels"),
+            ])  # fmt: skip
+            nodes += [
+                helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/kept"],
+                                 name=f"{name}/mask"),
+                helper.make_node("Gather", [x, f"{name}/outlier_channels"],
+                                 [f"{name}/x_outliers"], name=f"{name}/gather", axis=-1),
+            ]  # fmt: skip
+            shared[x] = (f"{name}/kept", f"{name}/x_outliers")
+        kept, x_outliers = shared[x]
+        model.graph.initializer.append(
+            numpy_helper.from_array(w[outliers], f"{name}/outlier_weight")  # (J, N)
+        )
         w[outliers] = 0
         weights[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
-        node.input[0], node.output[0] = f"{name}/kept", f"{name}/int8"
+        node.input[0], node.output[0] = kept, f"{name}/int8"
         nodes += [
-            helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/kept"], name=f"{name}/mask"),
             node,
-            helper.make_node("Gather", [x, f"{name}/outlier_channels"], [f"{name}/x_outliers"],
-                             name=f"{name}/gather", axis=-1),
-            helper.make_node("MatMul", [f"{name}/x_outliers", f"{name}/outlier_weight"],
+            helper.make_node("MatMul", [x_outliers, f"{name}/outlier_weight"],
                              [f"{name}/y_outliers"], name=f"{name}/outliers"),
             helper.make_node("Add", [f"{name}/int8", f"{name}/y_outliers"], [y],
                              name=f"{name}/sum"),

@@ -120,3 +120,34 @@ def test_schemes_depend_on_the_graph():
     graph = onnx.helper.make_graph([conv], "g", [], [], [onnx.numpy_helper.from_array(
         np.ones((1, 1, 1, 1), np.float32), "w")])  # fmt: skip
     assert [s.name for s in schemes(onnx.helper.make_model(graph))] == ["dynamic"]
+
+
+def test_matmuls_reading_one_tensor_share_its_mask_and_int8_quantisation():
+    """Attention's Q, K and V read one tensor: one mask, one gather, one quantisation."""
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((16, 8)).astype(np.float32) for _ in range(3)]
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"]) for i in range(3)], "qkv",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 6, 16])],
+        [helper.make_tensor_value_info(f"y{i}", onnx.TensorProto.FLOAT, None) for i in range(3)],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((4, 6, 16)).astype(np.float32)
+    x[..., 3] *= 300  # channel 3 is the outlier on every token
+    scheme = next(s for s in schemes(model, [{"x": x}]) if s.name == "dynamic+outliers")
+    built = scheme.build(model)
+    names = [n.name for n in built.graph.node]
+    assert sum(n.endswith("/mask") for n in names) == sum(n.endswith("/gather") for n in names) == 1
+    assert sum(n.endswith("/outliers") for n in names) == 3  # one float32 side MatMul each
+    ops = [n.op_type for n in built.graph.node]
+    assert ops.count("DynamicQuantizeLinear") == 1 and ops.count("MatMulInteger") == 3
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(built.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, w in zip(session.run(None, {"x": x}), weights, strict=True):
+        want = (x @ w).reshape(-1, 8)
+        got = got.reshape(-1, 8)
+        cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        assert cos.min() > 0.99
