@@ -176,7 +176,9 @@ def channel_peaks(model: onnx.ModelProto, feeds: Feeds) -> dict[str, np.ndarray]
     return {name: np.max(peaks, axis=0) for name, peaks in zip(names, zip(*runs), strict=True)}
 
 
-def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx.ModelProto:
+def split_outliers(
+    model: onnx.ModelProto, peaks: dict[str, np.ndarray], gelu_side: bool = True
+) -> onnx.ModelProto:
     """Route each weight MatMul's outlier input channels around it, in float32.
 
     ``y = x @ W`` becomes ``(x * keep) @ W' + gather(x, J) @ W[J]`` where ``J`` are the
@@ -184,13 +186,18 @@ def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx
     on them and 1 elsewhere, and ``W'`` is ``W`` with rows ``J`` zeroed. The side MatMuls
     are named ``*/outliers`` (:func:`_dynamic` leaves them in float32). MatMuls that read
     one tensor (attention's Q, K and V) share its mask and gather, so onnxruntime
-    quantises the masked tensor once for all of them, as in plain ``dynamic``.
+    quantises the masked tensor once for all of them, as in plain ``dynamic``. With
+    ``gelu_side``, an FFN output fed by ``BiasGelu`` gets no mask (:func:`_gelu_sides`).
     """
     model = _named(model)
     weights = {i.name: i for i in model.graph.initializer}
     uses = collections.Counter(i for n in model.graph.node for i in n.input)
     nodes, shared = [], {}  # x -> (masked x, its outlier channels): one per input tensor
+    ffn = _gelu_sides(model, peaks, weights, uses) if gelu_side else {}
     for node in model.graph.node:
+        if node.name in ffn:
+            nodes += ffn[node.name]
+            continue
         peak = peaks.get(node.input[0]) if node.input[1:2] and node.input[1] in weights else None
         if node.op_type != "MatMul" or peak is None or uses[node.input[1]] > 1:
             nodes.append(node)
@@ -232,6 +239,53 @@ def split_outliers(model: onnx.ModelProto, peaks: dict[str, np.ndarray]) -> onnx
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
+
+
+def _gelu_sides(model, peaks, weights, uses) -> dict[str, list[onnx.NodeProto]]:
+    """FFN outputs ``gelu(x @ A + b) @ W``: their outlier hidden channels ``J`` are zeroed in
+    ``A`` and ``b`` (GELU(0) = 0, so no mask runs over the wide hidden tensor) and computed
+    beside in float32: ``gelu(x @ A[:, J] + b[J]) @ W[J]``. Returns the nodes replacing
+    each such output MatMul, by name; ``A``, ``b`` and ``W`` are edited in place."""
+    made = {n.output[0]: n for n in model.graph.node}
+    out = {}
+    for node in weight_matmuls(model):
+        gelu = made.get(node.input[0])
+        if gelu is None or gelu.op_type != "BiasGelu" or node.input[0] not in peaks:
+            continue
+        first = made.get(gelu.input[0])
+        if first is None or first.op_type != "MatMul" or first.input[1] not in weights:
+            continue
+        single = (node.input[1], first.input[1], gelu.input[1], gelu.input[0], node.input[0])
+        if gelu.input[1] not in weights or any(uses[t] > 1 for t in single):
+            continue
+        peak = peaks[node.input[0]]
+        hidden = np.flatnonzero(peak > OUTLIER_RATIO * np.median(peak))  # (J,)
+        if not len(hidden):
+            continue
+        a, b, w = (numpy_helper.to_array(weights[t]).copy()
+                   for t in (first.input[1], gelu.input[1], node.input[1]))  # fmt: skip
+        name, y = node.name, node.output[0]
+        model.graph.initializer.extend([
+            numpy_helper.from_array(a[:, hidden], f"{name}/hidden_weight"),  # (K, J)
+            numpy_helper.from_array(b[hidden], f"{name}/hidden_bias"),
+            numpy_helper.from_array(w[hidden], f"{name}/outlier_weight"),  # (J, N)
+        ])  # fmt: skip
+        a[:, hidden], b[hidden], w[hidden] = 0, 0, 0
+        for t, v in zip((first.input[1], gelu.input[1], node.input[1]), (a, b, w), strict=True):
+            weights[t].CopyFrom(numpy_helper.from_array(v, t))
+        node.output[0] = f"{name}/int8"
+        out[name] = [
+            node,
+            helper.make_node("MatMul", [first.input[0], f"{name}/hidden_weight"],
+                             [f"{name}/h_outliers"], name=f"{name}/hidden/outliers"),
+            helper.make_node("BiasGelu", [f"{name}/h_outliers", f"{name}/hidden_bias"],
+                             [f"{name}/x_outliers"], name=f"{name}/gelu", domain="com.microsoft"),
+            helper.make_node("MatMul", [f"{name}/x_outliers", f"{name}/outlier_weight"],
+                             [f"{name}/y_outliers"], name=f"{name}/outliers"),
+            helper.make_node("Add", [f"{name}/int8", f"{name}/y_outliers"], [y],
+                             name=f"{name}/sum"),
+        ]  # fmt: skip
+    return out
 
 
 def _dynamic(model: onnx.ModelProto, exclude: tuple[str, ...] = ()) -> onnx.ModelProto:

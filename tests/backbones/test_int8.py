@@ -151,3 +151,43 @@ def test_matmuls_reading_one_tensor_share_its_mask_and_int8_quantisation():
         got = got.reshape(-1, 8)
         cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
         assert cos.min() > 0.99
+
+
+def test_outlier_gelu_channels_are_zeroed_before_gelu_and_computed_beside():
+    """``gelu(x @ A + b) @ W`` with hidden channel 5 at ~300: its column of ``A`` and ``b``
+    are zeroed (GELU(0) = 0, no mask over the wide hidden tensor) and a float32 side path
+    computes ``gelu(x @ A[:, 5] + b[5]) @ W[5]``."""
+    from math import erf
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((16, 64)).astype(np.float32), np.zeros(64, np.float32)
+    w = rng.standard_normal((64, 8)).astype(np.float32)
+    a[:, 5], b[5], w[5] = a[:, 5] * 30, 300, w[5] / 30
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    graph = helper.make_graph([
+        helper.make_node("MatMul", ["x", "a"], ["h"]),
+        helper.make_node("BiasGelu", ["h", "b"], ["g"], domain="com.microsoft"),
+        helper.make_node("MatMul", ["g", "w"], ["y"]),
+    ], "ffn", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 6, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in {"a": a, "b": b, "w": w}.items()])  # fmt: skip
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    x = rng.standard_normal((4, 6, 16)).astype(np.float32)
+    scheme = next(s for s in schemes(model, [{"x": x}]) if s.name == "dynamic+outliers")
+    built = scheme.build(model)
+    byname = {n.name: n for n in built.graph.node}
+    hidden = next(n.output[0] for n in built.graph.node if n.op_type == "BiasGelu"
+                  and not n.name.endswith("/gelu"))  # fmt: skip
+    assert not any(n.op_type == "Mul" and hidden in n.input for n in built.graph.node)
+    side = sorted(k for k in byname if k.endswith("/outliers"))
+    assert [byname[k].op_type for k in side] == ["MatMul", "MatMul"]  # x @ A[:, J], g_J @ W[J]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(built.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x})
+    h = x @ a + b
+    want = (0.5 * h * (1 + np.vectorize(erf)(h / np.sqrt(2)))) @ w
+    got, want = got.reshape(-1, 8), want.reshape(-1, 8)
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.99
