@@ -202,7 +202,9 @@ def test_int8_minilm_is_quantised_and_reports_drift(minilm, tmp_path):
     assert v["fusions"].get("MatMulInteger", 0) == 18  # FFN, attention output (Q/K/V: QAttention)
     model = onnx.load(report.path)
     sides = [n for n in model.graph.node if n.name.endswith("/outliers")]
-    assert 0 < len(sides) <= 18 and all(n.op_type == "MatMul" for n in sides)  # 13 measured
+    # one per weight MatMul with outliers (18 at most), plus one hidden-channel MatMul per FFN
+    # whose GELU outliers are computed beside (6 layers): 19 measured
+    assert 0 < len(sides) <= 18 + 6 and all(n.op_type == "MatMul" for n in sides)
     assert report.size_bytes < 65e6  # 60 MB of 90: the 47 MB word embeddings stay float32
 
 
