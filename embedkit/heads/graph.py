@@ -190,16 +190,16 @@ def whitens(X: np.ndarray) -> bool:
     return memo(sample, ("effective_rank",), lambda: effective_rank(sample)) < _WHITE_DIMS
 
 
-def pick_space(X: np.ndarray) -> tuple[np.ndarray, str]:
+def pick_space(X: np.ndarray, centred: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """The rows ``typical`` clusters: (unit rows (N, D'), ``"whiten"`` or ``"centre"``).
 
     PCA-whitened (:data:`TRANSFORMS` ``whiten``, memoised) where :func:`whitens`,
-    else centred unit rows.
+    else centred unit rows: ``centred`` where the caller has them already.
     """
     X = np.asarray(X).reshape(len(X), -1)
     if whitens(X):
         return memo(X, ("transform", "whiten"), lambda: _whiten(X)), "whiten"
-    return unit_rows(X, center=True), "centre"
+    return (unit_rows(X, center=True) if centred is None else centred), "centre"
 
 
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

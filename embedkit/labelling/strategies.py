@@ -126,7 +126,7 @@ def select(
     if strategy == "random":
         rows, scores = rng.choice(pool, budget, replace=False), np.zeros(budget)
     elif strategy == "typical":
-        space, how = pick_space(raw)
+        space, how = pick_space(raw, centred=X)  # X: the centred unit rows made above
         rows, scores = typical(space, labels >= 0, budget, seed=seed)
         note = f"{note}; clusters {how} rows" if note else f"clusters {how} rows"
     elif strategy == "coverage":
