@@ -19,7 +19,13 @@ import numpy as np
 from embedkit.errors import StoreError
 from embedkit.files import atomic_file
 from embedkit.store import format as S
-from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
+from embedkit.store.files.shards import (
+    ShardBuilder,
+    check_free,
+    disk_errors,
+    open_shard,
+    row_labels,
+)
 from embedkit.store.format import shard_dir
 
 _ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
@@ -59,12 +65,10 @@ class ShardMeta:
         if not path.is_file():
             raise StoreError(f"{path}: no such shard file")
         with open_shard(path, fingerprint) as f:
-            names = [S.as_text(v) for v in f[S.LABEL_NAMES][:]]
-            codes = f[S.LABELS][:]
             return cls(
                 path=path,
                 ids=f[S.IDS].asstr()[...].tolist(),
-                labels=[names[c] if c >= 0 else "" for c in codes.tolist()],
+                labels=row_labels(f),
                 split=f[S.SPLIT][:].astype("S8").tolist(),
                 digests=f[S.DIGESTS][:],
                 nbytes=path.stat().st_size,

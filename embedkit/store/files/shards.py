@@ -303,16 +303,20 @@ def missing_file(store, path: Path) -> str:
     )
 
 
+def row_labels(f: h5py.File) -> list[str]:
+    """The class name of each row of the open shard ``f`` ("" where unlabelled)."""
+    names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
+    return ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
+
+
 def shard_content_name(f: h5py.File) -> str:
     """The name :func:`content_name` gives the rows of the open shard ``f`` ("" if unreadable)."""
     try:
-        names = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
-        labels = ["" if c < 0 else names[c] for c in f[S.LABELS][...].tolist()]
         return content_name(
             S.Fingerprint.from_attrs(f.attrs),
             f[S.IDS].asstr()[...].tolist(),
             f[S.DIGESTS][...].tolist(),
-            labels,
+            row_labels(f),
             f[S.SPLIT][...].tolist(),
         )
     except (KeyError, ValueError, TypeError, OSError):  # attributes the hash needs

@@ -36,7 +36,7 @@ from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
 from embedkit.store.files.integrity import RECOMPUTE, checksum_problem, marked_shards
-from embedkit.store.files.shards import open_shard, shard_content_name
+from embedkit.store.files.shards import open_shard, row_labels, shard_content_name
 from embedkit.store.format import (
     CONTENT_NAME,
     column_dir,
@@ -144,15 +144,13 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
     names = list(state.label_names)
     for k, shard in enumerate(state.shards):
         with open_shard(shard_path(path, shard)) as f:
-            own = [S.as_text(v) for v in f[S.LABEL_NAMES][...]]
-            codes, splits = f[S.LABELS][...], f[S.SPLIT][...].astype("S8")
+            own, splits = row_labels(f), f[S.SPLIT][...].astype("S8")
         for a, b, _ in rows:
-            sel = np.flatnonzero(shard_of[a:b] == k) + a
-            for row in sel.tolist():
-                code = int(codes[src_of[row]])
-                if code >= 0 and own[code] not in names:
-                    names.append(own[code])
-                labels[row] = names.index(own[code]) if code >= 0 else -1
+            for row in (np.flatnonzero(shard_of[a:b] == k) + a).tolist():
+                label = own[src_of[row]]
+                if label and label not in names:
+                    names.append(label)
+                labels[row] = names.index(label) if label else -1
                 split[row] = splits[src_of[row]]
     new = replace(state, labels=labels, split=split, label_names=names, pieces=None)
     write_index(path, new, shard_rows(path, new), base=state, operation="repair", new_columns=True)

@@ -21,6 +21,7 @@ place; an existing ``out`` is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -119,12 +120,13 @@ def export_store(
         rows = _Rows(fs, store)
     del fs  # its cached columns go with it
     if format == "parquet":
-        with atomic_file(out) as tmp:
+        with atomic_file(out) as tmp, contextlib.closing(rows):
             _write_parquet(rows, tmp, taps, chunk_rows, progress)
     else:
         tmp = temp_name(out)
         try:
-            _write_npy(rows, tmp, taps, chunk_rows, progress)
+            with contextlib.closing(rows):
+                _write_npy(rows, tmp, taps, chunk_rows, progress)
             for path in tmp.iterdir():
                 fsync_path(path)
             old = temp_name(out).with_suffix(".old")
@@ -223,24 +225,21 @@ def _write_parquet(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool
                | {t: "none" for t in taps},  # floats do not compress; saves the time
                "use_dictionary": ["label", "split"], "write_statistics": ["id"]}  # fmt: skip
     pool = pa.system_memory_pool()  # malloc: freed chunks go back (mimalloc keeps ~100 MB)
-    try:
-        with pq.ParquetWriter(tmp, schema, memory_pool=pool, **options) as writer:
-            for lo, hi in _chunks(rows.n, chunk_rows, progress):
-                labels = names[rows.labels[lo:hi]]
-                splits = rows.splits[lo:hi]
-                arrays = [
-                    pa.array(rows.ids[lo:hi].tolist(), pa.string(), memory_pool=pool),
-                    pa.array(labels.tolist(), pa.string(), mask=labels == "", memory_pool=pool),
-                    pa.array(splits.tolist(), pa.string(), mask=splits == "", memory_pool=pool),
-                ]
-                for tap, field in zip(taps, fields[3:]):
-                    x = rows.features(tap, lo, hi)  # (n, *shape), storage dtype
-                    flat = pa.array(np.ascontiguousarray(x).reshape(-1))  # no copy
-                    arrays.append(pa.FixedSizeListArray.from_arrays(flat, type=field.type))
-                writer.write_batch(pa.record_batch(arrays, schema=schema), row_group_size=hi - lo)
-                del arrays, flat, x  # before the next chunk is read: one chunk at a time
-    finally:
-        rows.close()
+    with pq.ParquetWriter(tmp, schema, memory_pool=pool, **options) as writer:
+        for lo, hi in _chunks(rows.n, chunk_rows, progress):
+            labels = names[rows.labels[lo:hi]]
+            splits = rows.splits[lo:hi]
+            arrays = [
+                pa.array(rows.ids[lo:hi].tolist(), pa.string(), memory_pool=pool),
+                pa.array(labels.tolist(), pa.string(), mask=labels == "", memory_pool=pool),
+                pa.array(splits.tolist(), pa.string(), mask=splits == "", memory_pool=pool),
+            ]
+            for tap, field in zip(taps, fields[3:]):
+                x = rows.features(tap, lo, hi)  # (n, *shape), storage dtype
+                flat = pa.array(np.ascontiguousarray(x).reshape(-1))  # no copy
+                arrays.append(pa.FixedSizeListArray.from_arrays(flat, type=field.type))
+            writer.write_batch(pa.record_batch(arrays, schema=schema), row_group_size=hi - lo)
+            del arrays, flat, x  # before the next chunk is read: one chunk at a time
 
 
 def _write_npy(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool) -> None:
@@ -249,17 +248,14 @@ def _write_npy(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool) ->
     np.save(tmp / "labels.npy", rows.labels.astype(np.int64), allow_pickle=False)
     np.save(tmp / "splits.npy", rows.splits.astype(str), allow_pickle=False)
     (tmp / "label_names.json").write_text(json.dumps(rows.label_names) + "\n", encoding="utf-8")
-    try:
-        for tap in taps:
-            info = rows.infos[tap]
-            header = {
-                "descr": np.lib.format.dtype_to_descr(np.dtype(info.dtype)),
-                "fortran_order": False,
-                "shape": (rows.n, *info.shape),
-            }
-            with open(tmp / f"{tap}.npy", "wb") as f:  # written in order: no mapped pages
-                np.lib.format.write_array_header_1_0(f, header)
-                for lo, hi in _chunks(rows.n, chunk_rows, progress):
-                    f.write(np.ascontiguousarray(rows.features(tap, lo, hi)).data)
-    finally:
-        rows.close()
+    for tap in taps:
+        info = rows.infos[tap]
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(info.dtype)),
+            "fortran_order": False,
+            "shape": (rows.n, *info.shape),
+        }
+        with open(tmp / f"{tap}.npy", "wb") as f:  # written in order: no mapped pages
+            np.lib.format.write_array_header_1_0(f, header)
+            for lo, hi in _chunks(rows.n, chunk_rows, progress):
+                f.write(np.ascontiguousarray(rows.features(tap, lo, hi)).data)
