@@ -27,7 +27,6 @@ from embedkit.files import atomic_file
 from embedkit.store import format as S
 from embedkit.store.files.integrity import stamp
 from embedkit.store.files.shards import check_free, disk_errors, missing_file
-from embedkit.store.format import RESTORE, column_dir
 
 Piece = tuple[str, int]  # a column file's name and row count
 
@@ -40,7 +39,7 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
     """
     labels, split, pieces = [], [], []
     for name in names:
-        path = column_dir(store) / name
+        path = S.column_dir(store) / name
         try:
             with h5py.File(path, "r") as f:
                 y, s = f[S.LABELS][...], f[S.SPLIT][...]
@@ -48,11 +47,11 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
             if isinstance(exc, FileNotFoundError) or not path.exists():
                 raise StoreError(missing_file(store, path)) from None
             why = f"is not readable ({first_line(exc, 120)})"
-            raise StoreError(f"{store}: column file {path} {why}; {RESTORE}") from None
+            raise StoreError(f"{store}: column file {path} {why}; {S.RESTORE}") from None
         if y.ndim != 1 or y.dtype.kind not in "iu" or s.shape != y.shape or s.dtype.kind != "S":
             raise StoreError(
                 f"{store}: column file {path} holds labels {y.shape} {y.dtype} and split "
-                f"{s.shape} {s.dtype}, not (n,) int64 and (n,) S8; {RESTORE}"
+                f"{s.shape} {s.dtype}, not (n,) int64 and (n,) S8; {S.RESTORE}"
             )
         labels.append(y.astype(np.int64, copy=False))
         split.append(s.astype("S8", copy=False))
@@ -99,7 +98,7 @@ def _write(store, labels: np.ndarray, split: np.ndarray) -> str:
     labels = np.ascontiguousarray(labels, dtype="<i8")
     split = np.ascontiguousarray(split, dtype="S8")
     name = _content_name(labels, split)
-    folder = column_dir(store)
+    folder = S.column_dir(store)
     path = folder / name  # an existing file of this name is replaced: it may be damaged
     folder.mkdir(parents=True, exist_ok=True)
     needed = 16 * len(labels) + (64 << 10)

@@ -25,15 +25,7 @@ from pathlib import Path
 
 from embedkit.errors import StoreError
 from embedkit.files import TEMP
-from embedkit.store.format import (
-    USERBLOCK,
-    column_dir,
-    journal_dir,
-    shard_dir,
-    sidecar,
-    version_path,
-    versions,
-)
+from embedkit.store import format as S
 
 _MAGIC = b"embedkit-crc32 "
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -52,7 +44,7 @@ def _crc(fd: int, start: int) -> int:
 
 def _header(crc: int) -> bytes:
     text = _MAGIC + b"%08x\n" % crc
-    return text + bytes(USERBLOCK - len(text))
+    return text + bytes(S.USERBLOCK - len(text))
 
 
 def stamp(path) -> bool:
@@ -61,7 +53,7 @@ def stamp(path) -> bool:
     try:
         if os.pread(fd, len(_HDF5), 0) == _HDF5:  # no user block (an older file): leave it
             return False
-        os.pwrite(fd, _header(_crc(fd, USERBLOCK)), 0)
+        os.pwrite(fd, _header(_crc(fd, S.USERBLOCK)), 0)
         return True
     finally:
         os.close(fd)
@@ -74,7 +66,7 @@ def checksum_problem(path) -> str | None:
     --------
     >>> import h5py, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
-    >>> with h5py.File(path, "w", userblock_size=USERBLOCK) as f:
+    >>> with h5py.File(path, "w", userblock_size=S.USERBLOCK) as f:
     ...     _ = f.create_dataset("x", data=[1.0, 2.0])
     >>> stamp(path), checksum_problem(path)
     (True, None)
@@ -91,7 +83,7 @@ def checksum_problem(path) -> str | None:
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
     try:
-        head = os.pread(fd, USERBLOCK, 0)
+        head = os.pread(fd, S.USERBLOCK, 0)
         if head[: len(_HDF5)] == _HDF5:
             return None  # written before checksums
         if not head.startswith(_MAGIC):
@@ -102,7 +94,7 @@ def checksum_problem(path) -> str | None:
             return "its checksum header is damaged"
         if head != _header(stored):
             return "its checksum header is damaged"
-        found = _crc(fd, USERBLOCK)
+        found = _crc(fd, S.USERBLOCK)
     finally:
         os.close(fd)
     if found != stored:
@@ -137,16 +129,16 @@ def marked_shards(attrs: dict) -> list[str]:
 # -- the view and its versions --------------------------------------------------------------
 def view_is_current(store) -> bool:
     """Whether the store file holds the bytes of its newest version."""
-    numbers = versions(store)
-    return bool(numbers) and filecmp.cmp(store, version_path(store, numbers[-1]), shallow=False)
+    numbers = S.versions(store)
+    return bool(numbers) and filecmp.cmp(store, S.version_path(store, numbers[-1]), shallow=False)
 
 
 def debris(store) -> list[Path]:
     """The temporary files (``NAME.tmp-PID``) killed writers left beside and in the store."""
     store = Path(store)
     found = list(store.parent.glob(f"{store.name}{TEMP}*"))
-    if sidecar(store).is_dir():
-        found += [p for p in sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
+    if S.sidecar(store).is_dir():
+        found += [p for p in S.sidecar(store).rglob(f"*{TEMP}*") if p.is_file()]
     return sorted(set(found))
 
 
@@ -159,15 +151,15 @@ def check_not_orphaned(path) -> None:
     resumes).
     """
     path = Path(path)
-    if path.exists() or path.is_symlink() or not sidecar(path).is_dir():
+    if path.exists() or path.is_symlink() or not S.sidecar(path).is_dir():
         return
-    n_versions = len(versions(path))
-    if not n_versions and journal_dir(path).exists():
+    n_versions = len(S.versions(path))
+    if not n_versions and S.journal_dir(path).exists():
         return
-    shards, columns = folder_files(shard_dir(path)), folder_files(column_dir(path))
+    shards, columns = folder_files(S.shard_dir(path)), folder_files(S.column_dir(path))
     if n_versions or shards or columns:
         raise StoreError(
-            f"{path}: the index file is missing but its folder {sidecar(path)}/ still holds "
+            f"{path}: the index file is missing but its folder {S.sidecar(path)}/ still holds "
             f"{n_versions} version(s), {len(shards)} shard(s) and {len(columns)} column "
             f"file(s); run `embedkit store recover {path}` to restore the index from them (or "
             "move the folder away to start anew)"

@@ -26,7 +26,6 @@ from embedkit.store.files.shards import (
     open_shard,
     row_labels,
 )
-from embedkit.store.format import shard_dir
 
 _ADOPT_BYTES = 32 << 20  # shards at least this big are linked as they are, smaller ones merged
 
@@ -81,7 +80,7 @@ def place_all(store: Path, metas: list[ShardMeta], fingerprint, names: list[str]
 
     Checks first that the merged shards plus ``extra`` bytes (the new index) fit on disk.
     """
-    folder = shard_dir(store)
+    folder = S.shard_dir(store)
     folder.mkdir(parents=True, exist_ok=True)
     groups: list[list[ShardMeta]] = []
     for meta in metas:

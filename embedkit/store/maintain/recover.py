@@ -25,7 +25,6 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import read_columns
 from embedkit.store.files.integrity import checksum_problem, folder_files
 from embedkit.store.files.shards import open_shard
-from embedkit.store.format import column_dir, shard_dir, version_path, versions
 from embedkit.store.read.state import State, load_state, segments_of, shard_rows
 from embedkit.store.txn.index import write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, now
@@ -58,8 +57,8 @@ def recover(store, *, timeout: float = LOCK_TIMEOUT) -> str:
 
 def recover_locked(store: Path) -> str:
     """:func:`recover` for a caller that holds the writer lock (``store verify --repair``)."""
-    if not shard_dir(store).is_dir() or not any(shard_dir(store).iterdir()):
-        raise StoreError(f"{store}: no shards in {shard_dir(store)}; nothing to recover from")
+    if not S.shard_dir(store).is_dir() or not any(S.shard_dir(store).iterdir()):
+        raise StoreError(f"{store}: no shards in {S.shard_dir(store)}; nothing to recover from")
     done = _from_versions(store)
     if done is not None:
         return done
@@ -73,8 +72,8 @@ def recover_locked(store: Path) -> str:
 
 def _from_versions(store: Path) -> str | None:
     """The newest intact version whose files are all there, copied back as the view."""
-    for number in reversed(versions(store)):
-        if checksum_problem(version_path(store, number)) is not None:
+    for number in reversed(S.versions(store)):
+        if checksum_problem(S.version_path(store, number)) is not None:
             continue
         write_view(store, number)
         try:
@@ -87,7 +86,7 @@ def _from_versions(store: Path) -> str | None:
 
 
 def _from_shards(store: Path) -> State:
-    paths = sorted(folder_files(shard_dir(store)), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    paths = sorted(folder_files(S.shard_dir(store)), key=lambda p: (p.stat().st_mtime_ns, p.name))
     fingerprint, names = None, []
     rows: dict[str, tuple] = {}  # id -> (shard, src, label, split); a later row replaces in place
     for k, path in enumerate(paths):
@@ -116,7 +115,7 @@ def _from_shards(store: Path) -> State:
 
 def _columns(store: Path, labels: np.ndarray, split: np.ndarray):
     """The column files' labels and split when they cover every row with known classes."""
-    files = folder_files(column_dir(store))
+    files = folder_files(S.column_dir(store))
     files.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))  # row order: oldest first
     try:
         col_labels, col_split, _ = read_columns(store, [p.name for p in files])

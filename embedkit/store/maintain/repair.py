@@ -37,14 +37,6 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import content_matches
 from embedkit.store.files.integrity import RECOMPUTE, checksum_problem, marked_shards
 from embedkit.store.files.shards import open_shard, row_labels, shard_content_name
-from embedkit.store.format import (
-    CONTENT_NAME,
-    column_dir,
-    shard_path,
-    sidecar,
-    version_path,
-    versions,
-)
 from embedkit.store.maintain.recover import recover_locked
 from embedkit.store.read.state import State, load_state, shard_rows
 from embedkit.store.txn.begin import clean_debris
@@ -66,7 +58,7 @@ def repair_store(path, *, timeout: float = LOCK_TIMEOUT) -> list[str]:
     ['...f.h5: version 1 written again from the index']
     """
     path = Path(path)
-    if not path.exists() and not sidecar(path).is_dir():
+    if not path.exists() and not S.sidecar(path).is_dir():
         raise StoreError(f"{path}: no such store; give the .h5 index file of a store")
     done: list[str] = []
     with WriterLock(path, timeout=timeout, what="repairing"):
@@ -98,14 +90,14 @@ def _index(path: Path, done: list[str]) -> State:
 def _version(path: Path, state: State, done: list[str]) -> State:
     """The index and its newest version agree: an index left a version behind is brought
     forward; a missing or damaged file of the index's own version is written again."""
-    numbers = versions(path)
+    numbers = S.versions(path)
     number = int(state.attrs.get("version", 0))
     newest = numbers[-1] if numbers else 0
-    if newest > number and checksum_problem(version_path(path, newest)) is None:
+    if newest > number and checksum_problem(S.version_path(path, newest)) is None:
         write_view(path, newest)
         done.append(f"{path}: the index was version {number}, behind {newest}; replaced by it")
         return load_state(path)
-    own = version_path(path, number)
+    own = S.version_path(path, number)
     intact = own.is_file() and not checksum_problem(own) and filecmp.cmp(path, own, shallow=False)
     if number and not intact:
         own.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +113,7 @@ def _moved(path: Path, state: State, done: list[str]) -> State:
     with h5py.File(path, "r") as f:
         ds = f[S.IDS]
         sources = ds.virtual_sources() if ds.is_virtual else []
-    folder = f"{sidecar(path).name}/"
+    folder = f"{S.sidecar(path).name}/"
     if all(m.file_name.startswith(folder) for m in sources):
         return state
     write_index(path, state, shard_rows(path, state), base=state, operation="repair")
@@ -133,7 +125,7 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
     """Rows of damaged column files take their labels and split from the shards."""
     lo, rows = 0, []
     for name, n in state.pieces or []:
-        file = column_dir(path) / name
+        file = S.column_dir(path) / name
         if checksum_problem(file) is not None or not content_matches(file):
             rows.append((lo, lo + n, name))
         lo += n
@@ -143,7 +135,7 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
     shard_of, src_of = state.rows_of()
     names = list(state.label_names)
     for k, shard in enumerate(state.shards):
-        with open_shard(shard_path(path, shard)) as f:
+        with open_shard(S.shard_path(path, shard)) as f:
             own, splits = row_labels(f), f[S.SPLIT][...].astype("S8")
         for a, b, _ in rows:
             for row in (np.flatnonzero(shard_of[a:b] == k) + a).tolist():
@@ -164,7 +156,7 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
 
 def _shards(path: Path, state: State, done: list[str]) -> None:
     old = marked_shards(state.attrs)
-    marked = [n for n in state.shards if n in old or _damaged(shard_path(path, n))]
+    marked = [n for n in state.shards if n in old or _damaged(S.shard_path(path, n))]
     if set(marked) == set(old):  # old marks of shards no longer in the store go too
         return
     new = replace(state, attrs={**state.attrs, RECOMPUTE: json.dumps(marked)})
@@ -183,6 +175,6 @@ def _damaged(file: Path) -> bool:
         return True
     try:
         with open_shard(file) as f:
-            return bool(CONTENT_NAME.fullmatch(file.name)) and shard_content_name(f) != file.name
+            return bool(S.CONTENT_NAME.fullmatch(file.name)) and shard_content_name(f) != file.name
     except (StoreError, OSError, KeyError, ValueError):
         return True

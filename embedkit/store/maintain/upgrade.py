@@ -23,7 +23,6 @@ import numpy as np
 from embedkit.errors import StoreError
 from embedkit.store import format as S
 from embedkit.store.files.shards import read_shard
-from embedkit.store.format import META, SELF, shard_dir
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.rowchecks import check_rows, value_problems
 from embedkit.store.read.state import (
@@ -67,14 +66,14 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
             return False
         for problem in value_problems(store, state):  # labels and splits the rows keep
             raise StoreError(problem)
-        if state.shards == [SELF] or unhashed:
+        if state.shards == [S.SELF] or unhashed:
             copied = _copy_rows(store, state)
             crash_point("upgrade-copied")
             try:
                 check_rows(store, copied)  # ids unique: refused before the commit
             except StoreError:
                 for name in copied.shards:
-                    (shard_dir(store) / name).unlink(missing_ok=True)
+                    (S.shard_dir(store) / name).unlink(missing_ok=True)
                 raise
             state = copied
         else:
@@ -86,11 +85,11 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
 def _old_state(f: h5py.File, store: Path) -> State:
     """The state an older layout's index describes (labels and split in the index)."""
     n = int(f[S.LABELS].shape[0])
-    shards = [S.as_text(v) for v in f[f"{META}/shards"][...]] if META in f else [SELF]
-    if shards == [SELF]:
+    shards = [S.as_text(v) for v in f[f"{S.META}/shards"][...]] if S.META in f else [S.SELF]
+    if shards == [S.SELF]:
         segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
     else:
-        segments = f[f"{META}/rowmap"][...].astype(np.int64).reshape(-1, 4)
+        segments = f[f"{S.META}/rowmap"][...].astype(np.int64).reshape(-1, 4)
     return State(shards=shards, segments=segments, labels=f[S.LABELS][...].astype(np.int64),
                  split=f[S.SPLIT][...].astype("S8"), **index_parts(f))  # fmt: skip
 
@@ -98,7 +97,7 @@ def _old_state(f: h5py.File, store: Path) -> State:
 def _unhashed_shards(store: Path, state: State) -> list[str]:
     """Shards without id hashes (schema-1 files an older upgrade linked in as they were)."""
     unhashed = lambda f: S.ID_HASH not in f  # noqa: E731
-    return [n for n in state.shards if n != SELF and read_shard(store, n, unhashed)]
+    return [n for n in state.shards if n != S.SELF and read_shard(store, n, unhashed)]
 
 
 def _copy_rows(store: Path, state: State) -> State:
@@ -106,5 +105,5 @@ def _copy_rows(store: Path, state: State) -> State:
     if not state.n:
         return replace(state, shards=[], segments=np.zeros((0, 4), np.int64))
     rows = np.arange(state.n)
-    path = copy_rows(store, state, rows, shard_dir(store))
+    path = copy_rows(store, state, rows, S.shard_dir(store))
     return replace(state, shards=[path.name], segments=np.asarray([[0, 0, 0, state.n]]))

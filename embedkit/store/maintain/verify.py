@@ -28,15 +28,6 @@ from embedkit.store.files.integrity import (
     view_is_current,
 )
 from embedkit.store.files.shards import open_shard, shard_content_name
-from embedkit.store.format import (
-    CONTENT_NAME,
-    RESTORE,
-    column_dir,
-    shard_dir,
-    shard_path,
-    version_path,
-    versions,
-)
 from embedkit.store.read.checks import index_problems
 from embedkit.store.read.rowchecks import row_problems
 from embedkit.store.read.state import open_index, read_state
@@ -89,7 +80,7 @@ def verify_store(path) -> list[str]:
             problems, state = _structure(path, f)
     except Exception as exc:  # noqa: BLE001 - HDF5 reads of damaged bytes fail in many ways
         # the checksums name the damaged file; the failed read comes after them
-        failed = f"{path}: a read failed ({first_line(exc, 100)}); {RESTORE}"
+        failed = f"{path}: a read failed ({first_line(exc, 100)}); {S.RESTORE}"
         return sums + _file_checksums(path) + [failed]
     if state is None:
         return problems + sums + _file_checksums(path) + _debris(path)
@@ -118,9 +109,9 @@ def _structure(path: Path, f: h5py.File):
 
 def _index_checksums(path: Path) -> list[str]:
     """The CRC-32 of the index and of every version, and the index equal to the newest."""
-    numbers = versions(path)
+    numbers = S.versions(path)
     found = [file_problem(path, path, "the index file")]
-    found += [file_problem(path, version_path(path, n), f"version {n}") for n in numbers]
+    found += [file_problem(path, S.version_path(path, n), f"version {n}") for n in numbers]
     problems = [p for p in found if p]
     if not problems and numbers and not view_is_current(path):
         problems.append(
@@ -134,11 +125,11 @@ def _file_checksums(path: Path, state=None) -> list[str]:
     """The CRC-32 of every shard and column file the index names (state None: every one
     in the folder). Files only older versions name are history: a vacuum drops them."""
     if state is None:
-        found = [(p, "shard") for p in folder_files(shard_dir(path))]
-        found += [(p, "column file") for p in folder_files(column_dir(path))]
+        found = [(p, "shard") for p in folder_files(S.shard_dir(path))]
+        found += [(p, "column file") for p in folder_files(S.column_dir(path))]
     else:
-        found = [(shard_path(path, n), "shard") for n in state.shards]
-        found += [(column_dir(path) / n, "column file") for n, _ in state.pieces or []]
+        found = [(S.shard_path(path, n), "shard") for n in state.shards]
+        found += [(S.column_dir(path) / n, "column file") for n, _ in state.pieces or []]
     return [p for p in (file_problem(path, f, what) for f, what in found if f.is_file()) if p]
 
 
@@ -147,18 +138,18 @@ def _deep(path: Path, state) -> list[str]:
     problems = []
     for name in state.shards:
         where = f"{path}: shard {name}"
-        with open_shard(shard_path(path, name)) as f:
+        with open_shard(S.shard_path(path, name)) as f:
             problems += _read_all(where, f, state)
-            if CONTENT_NAME.fullmatch(name) and not problems and shard_content_name(f) != name:
+            if S.CONTENT_NAME.fullmatch(name) and not problems and shard_content_name(f) != name:
                 problems.append(
                     f"{where}: its content does not hash to its name (changed or swapped "
-                    f"in from elsewhere); {RESTORE}"
+                    f"in from elsewhere); {S.RESTORE}"
                 )
     for name, _rows in dict(state.pieces or []).items():
-        if not content_matches(column_dir(path) / name):
+        if not content_matches(S.column_dir(path) / name):
             problems.append(
                 f"{path}: column file {name} does not hash to its name (changed or swapped in "
-                f"from elsewhere); {RESTORE}"
+                f"from elsewhere); {S.RESTORE}"
             )
     return problems
 
@@ -170,16 +161,18 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
         try:
             columns[name] = f[name][...]
         except Exception as exc:  # noqa: BLE001 - any read failure is a finding
-            problems.append(f"{where}: /{name} cannot be read ({first_line(exc, 100)}); {RESTORE}")
+            problems.append(
+                f"{where}: /{name} cannot be read ({first_line(exc, 100)}); {S.RESTORE}"
+            )
     rows = len(columns.get(S.LABELS, ()))
     for name in (S.IDS, S.DIGESTS, S.SPLIT):
         if name in columns and columns[name].shape != (rows,):
             problems.append(
-                f"{where}: /{name} has {len(columns[name])} rows, /labels {rows}; {RESTORE}"
+                f"{where}: /{name} has {len(columns[name])} rows, /labels {rows}; {S.RESTORE}"
             )
     codes = columns.get(S.LABELS, np.zeros(0, np.int64))
     if len(codes) and (codes.min() < -1 or codes.max() >= len(columns.get(S.LABEL_NAMES, ()))):
-        problems.append(f"{where}: /labels holds an index beyond its /label_names; {RESTORE}")
+        problems.append(f"{where}: /labels holds an index beyond its /label_names; {S.RESTORE}")
     for tap in state.fingerprint.tap_infos:
         name = f"{S.FEATURES}/{tap.name}"
         ds = f[name]
@@ -198,7 +191,7 @@ def _read_all(where: str, f: h5py.File, state) -> list[str]:
             if bad.any():
                 row = lo + int(np.flatnonzero(bad)[0])
                 problems.append(
-                    f"{where}: /{name} row {row} holds NaN or infinite values; {RESTORE}"
+                    f"{where}: /{name} row {row} holds NaN or infinite values; {S.RESTORE}"
                 )
                 break
     return problems

@@ -21,7 +21,6 @@ from embedkit.errors import StoreError, UserInputError, first_line
 from embedkit.files import fsync_path
 from embedkit.store import format as S
 from embedkit.store.files.integrity import folder_files
-from embedkit.store.format import column_dir, shard_dir, version_dir, version_path, versions
 from embedkit.store.read.state import read_state
 from embedkit.store.txn.begin import prepare
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
@@ -47,12 +46,12 @@ def store_log(store) -> list[dict]:
     [(1, 'extract', 4, 0), (2, 'split', 4, 4)]
     """
     store = Path(store)
-    if not store.exists() and not versions(store):
+    if not store.exists() and not S.versions(store):
         raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
     out = []
-    for number in versions(store):
+    for number in S.versions(store):
         try:
-            with h5py.File(version_path(store, number), "r") as f:
+            with h5py.File(S.version_path(store, number), "r") as f:
                 attrs = {k: S.as_text(v) for k, v in f.attrs.items()}
         except OSError as exc:
             why = f"is not readable ({first_line(exc, 100)})"
@@ -126,7 +125,7 @@ def vacuum(store, *, keep: int = 1, yes: bool = False, timeout: float = LOCK_TIM
         if yes:
             for path in paths:
                 path.unlink(missing_ok=True)
-            for folder in {p.parent for p in paths} | {version_dir(store)}:
+            for folder in {p.parent for p in paths} | {S.version_dir(store)}:
                 if folder.is_dir():
                     fsync_path(folder)
     return VacuumPlan(str(store), tuple(kept), tuple(paths), nbytes, bool(yes))
@@ -138,7 +137,7 @@ def reclaimable(store) -> tuple[int, int]:
     Read-only and unlocked (a concurrent commit may change the answer); ``info`` prints it
     so that a store growing with old versions says how much ``store vacuum`` would free.
     """
-    numbers = versions(Path(store))
+    numbers = S.versions(Path(store))
     if not numbers:
         return 0, 0
     _, paths = _beyond(Path(store), 1)
@@ -147,9 +146,9 @@ def reclaimable(store) -> tuple[int, int]:
 
 def _beyond(store: Path, keep: int) -> tuple[list[int], list[Path]]:
     """The newest ``keep`` version numbers, and the files only older versions need."""
-    numbers = versions(store)
+    numbers = S.versions(store)
     kept, dropped = numbers[-keep:], numbers[:-keep]
-    return kept, [version_path(store, n) for n in dropped] + unnamed_files(store, kept)
+    return kept, [S.version_path(store, n) for n in dropped] + unnamed_files(store, kept)
 
 
 def unnamed_files(store, numbers: list[int] | None = None) -> list[Path]:
@@ -159,11 +158,11 @@ def unnamed_files(store, numbers: list[int] | None = None) -> list[Path]:
     """
     store = Path(store)
     shards, columns = set(), set()
-    for number in versions(store) if numbers is None else numbers:
-        with h5py.File(version_path(store, number), "r") as f:
+    for number in S.versions(store) if numbers is None else numbers:
+        with h5py.File(S.version_path(store, number), "r") as f:
             state = read_state(f, store)
         shards.update(state.shards)
         columns.update(name for name, _ in state.pieces or [])
-    found = [p for p in folder_files(shard_dir(store)) if p.name not in shards]
-    found += [p for p in folder_files(column_dir(store)) if p.name not in columns]
+    found = [p for p in folder_files(S.shard_dir(store)) if p.name not in shards]
+    found += [p for p in folder_files(S.column_dir(store)) if p.name not in columns]
     return sorted(found)

@@ -23,7 +23,6 @@ from embedkit.errors import StoreError, UserInputError, require
 from embedkit.store import format as S
 from embedkit.store.files.integrity import no_store
 from embedkit.store.files.shards import open_existing
-from embedkit.store.format import version_path, versions
 from embedkit.store.read.mapping import flat_rows, map_dataset
 from embedkit.store.read.rowchecks import check_rows
 from embedkit.store.read.state import open_index, read_state, store_nbytes
@@ -67,9 +66,9 @@ class FeatureStore:
     def _open(self, version: int | None) -> None:
         if not self.path.exists():
             raise StoreError(no_store(self.path))
-        source = self.path if version is None else version_path(self.path, version)
+        source = self.path if version is None else S.version_path(self.path, version)
         if version is not None and not source.is_file():
-            have = ", ".join(map(str, versions(self.path))) or "none"
+            have = ", ".join(map(str, S.versions(self.path))) or "none"
             raise UserInputError(f"{self.path}: has no version {version} (versions: {have})")
         with open_index(self.path, source) as index:
             state = read_state(index, self.path)

@@ -19,7 +19,6 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import Piece, read_columns
 from embedkit.store.files.integrity import check_not_orphaned
 from embedkit.store.files.shards import read_shard
-from embedkit.store.format import META, column_dir, shard_path
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.idindex import IdIndex
 from embedkit.store.read.rowchecks import check_rows
@@ -91,8 +90,8 @@ def read_state(f: h5py.File, path) -> State:
             f"{path}: {layout}, an older layout that this embedkit reads only to convert it; "
             f"run `embedkit store upgrade {path}`"
         )
-    shards = [S.as_text(v) for v in f[f"{META}/shards"][:]]
-    segments = f[f"{META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
+    shards = [S.as_text(v) for v in f[f"{S.META}/shards"][:]]
+    segments = f[f"{S.META}/rowmap"][:].astype(np.int64).reshape(-1, 4)
     labels, split, pieces = _read_columns(f, path, int(f[S.LABELS].shape[0]))
     return State(shards=shards, segments=segments, labels=labels, split=split, pieces=pieces,
                  **index_parts(f))  # fmt: skip
@@ -118,11 +117,11 @@ def _read_columns(f: h5py.File, path, n: int):
     virtual = {name: f[name].is_virtual for name in (S.LABELS, S.SPLIT)}
     if not any(virtual.values()):
         return f[S.LABELS][:].astype(np.int64), f[S.SPLIT][:].astype("S8"), None
-    names = [S.as_text(v) for v in f[f"{META}/columns"][:]]
+    names = [S.as_text(v) for v in f[f"{S.META}/columns"][:]]
     labels, split, pieces = read_columns(path, names)
     if len(labels) != n:
         raise StoreError(
-            f"{path}: /{META}/columns hold {len(labels)} rows but /labels has {n}; "
+            f"{path}: /{S.META}/columns hold {len(labels)} rows but /labels has {n}; "
             "re-run extract or restore the store"
         )
     if not virtual[S.LABELS]:  # the index's own dataset wins where it has one
@@ -176,8 +175,8 @@ def store_nbytes(store: Path, state: State | None) -> int:
     if state is None or not store.exists():
         return 0
     total = store.stat().st_size
-    files = [shard_path(store, name) for name in state.shards]
-    files += [column_dir(store) / name for name, _ in dict(state.pieces or []).items()]
+    files = [S.shard_path(store, name) for name in state.shards]
+    files += [S.column_dir(store) / name for name, _ in dict(state.pieces or []).items()]
     for path in files:
         with contextlib.suppress(OSError):
             total += path.stat().st_size

@@ -15,7 +15,6 @@ import numpy as np
 from embedkit.errors import StoreError, StoreMismatchError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import checksum_problem, debris, no_store
-from embedkit.store.format import versions
 from embedkit.store.read.state import State, load_state
 from embedkit.store.txn.index import write_view
 from embedkit.store.txn.lock import WriterLock, now
@@ -41,7 +40,7 @@ def prepare(
                 f"{store}: the index file: {problem}; run `embedkit store verify {store} "
                 "--repair` before writing"
             )
-        latest = max(versions(store), default=0)
+        latest = max(S.versions(store), default=0)
         if latest > int(state.attrs.get("version", 0)):  # killed between version and view
             write_view(store, latest)
             state = load_state(store)

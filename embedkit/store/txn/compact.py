@@ -23,7 +23,6 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
-from embedkit.store.format import META, SELF, shard_dir, shard_path, sidecar
 from embedkit.store.read.state import State, load_state, read_array, segments_of, shard_rows
 from embedkit.store.txn.begin import prepare, prune
 from embedkit.store.txn.index import write_attrs, write_bad, write_index
@@ -61,7 +60,7 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     n_merge = len(state.shards) - max(1, keep) + 1
     merged = np.argsort(live, kind="stable")[: max(2, n_merge)] if keep > 1 else None
     rows = np.arange(state.n) if merged is None else np.flatnonzero(np.isin(shard_of, merged))
-    path = copy_rows(store, state, rows, shard_dir(store))
+    path = copy_rows(store, state, rows, S.shard_dir(store))
     crash_point("compacted-shard")
     names = [*state.shards, path.name]
     shard_of[rows] = len(names) - 1  # rows_of() gave new arrays: changed in place
@@ -96,7 +95,7 @@ def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_ren
                     sel = np.flatnonzero(first == m)
                     if k not in files:
                         files[k] = opened.enter_context(
-                            open_shard(shard_path(store, state.shards[k]))
+                            open_shard(S.shard_path(store, state.shards[k]))
                         )
                     ds = files[k][f"{S.FEATURES}/{tap.name}"]
                     a, b = int(chunk[sel[0]]), int(chunk[sel[-1]]) + 1
@@ -121,7 +120,7 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
     PosixPath('feats-packed.h5')
     """
     store, out = Path(store), Path(out)
-    if sidecar(out).exists() or (out.exists() and out.samefile(store)):
+    if S.sidecar(out).exists() or (out.exists() and out.samefile(store)):
         raise UserInputError(
             f"{out}: is a store with its folder {out}.d; choose a new path (pack never "
             "replaces a store)"
@@ -133,7 +132,7 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
         raise StoreError(no_store(store))
     rows = np.arange(state.n)
     out.parent.mkdir(parents=True, exist_ok=True)
-    size = sum(os.stat(shard_path(store, name)).st_size for name in state.shards) + (1 << 20)
+    size = sum(os.stat(S.shard_path(store, name)).st_size for name in state.shards) + (1 << 20)
     check_free(out.parent, size, out)
     parts = lambda tmp: _add_index_parts(tmp, state)  # noqa: E731
     return copy_rows(store, state, rows, out.parent, final=out, before_rename=parts)
@@ -142,9 +141,9 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
 def _add_index_parts(tmp: Path, state: State) -> None:
     with disk_errors(tmp, 1 << 20), h5py.File(tmp, "r+") as f:
         write_bad(f, state.bad)
-        meta = f.create_group(META)
+        meta = f.create_group(S.META)
         text = h5py.string_dtype("utf-8")
-        meta.create_dataset("shards", data=np.asarray([SELF], dtype=object), dtype=text)
+        meta.create_dataset("shards", data=np.asarray([S.SELF], dtype=object), dtype=text)
         meta.create_dataset("rowmap", data=np.asarray([[0, 0, 0, state.n]], dtype=np.int64))
         f[S.LABELS][...] = state.labels
         write_attrs(f, state)

@@ -24,7 +24,6 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import write_columns
 from embedkit.store.files.integrity import stamp
 from embedkit.store.files.shards import disk_errors
-from embedkit.store.format import META, sidecar, version_path, versions
 from embedkit.store.read.state import State
 from embedkit.store.txn.lock import crash_point, now
 
@@ -51,7 +50,7 @@ def write_index(
     path = Path(path)
     keep = None if new_columns else base
     state.pieces = write_columns(path, state.labels, state.split, keep) if state.n else []
-    number = max(versions(path), default=0) + 1
+    number = max(S.versions(path), default=0) + 1
     change = {**_change(state, base), "replaced": int(replaced)}
     state.attrs = {
         **state.attrs,
@@ -60,7 +59,7 @@ def write_index(
         "committed": now(),
         "change": json.dumps(change),
     }
-    final = version_path(path, number)
+    final = S.version_path(path, number)
     final.parent.mkdir(parents=True, exist_ok=True)
     needed = 200 * len(state.segments) + 100 * len(state.pieces) + (1 << 20)
     with disk_errors(final, 2 * needed), atomic_file(final, exclusive=True) as tmp:
@@ -74,8 +73,8 @@ def write_index(
 
 def write_view(path, number: int) -> None:
     """Replace the store file ``path`` by a copy of version ``number`` (atomically)."""
-    source = version_path(path, number)
-    tmp = temp_name(sidecar(path) / "index")  # in the folder: nothing but the store beside it
+    source = S.version_path(path, number)
+    tmp = temp_name(S.sidecar(path) / "index")  # in the folder: nothing but the store beside it
     with disk_errors(path, source.stat().st_size), atomic_file(path, tmp=tmp) as tmp:
         shutil.copyfile(source, tmp)
 
@@ -99,7 +98,7 @@ def _change(state: State, base: State | None) -> dict:
 def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):
     text = h5py.string_dtype("utf-8")
     n, seg = state.n, state.segments
-    rel = [f"{sidecar(path).name}/shards/{name}" for name in state.shards]
+    rel = [f"{S.sidecar(path).name}/shards/{name}" for name in state.shards]
     taps = state.fingerprint.tap_infos
     columns = [(S.IDS, text, ()), (S.DIGESTS, "S64", ())]
     columns += [(f"{S.FEATURES}/{t.name}", t.dtype, t.shape) for t in taps]
@@ -120,14 +119,14 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
             continue
         layout, dst = h5py.VirtualLayout(shape=(n,), dtype=dtype), 0
         for piece, rows in pieces:
-            rel_piece = f"{sidecar(path).name}/columns/{piece}"
+            rel_piece = f"{S.sidecar(path).name}/columns/{piece}"
             source = h5py.VirtualSource(rel_piece, name, (rows,), dtype=dtype)
             layout[dst : dst + rows] = source[0:rows]
             dst += rows
         f.create_virtual_dataset(name, layout)
     f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
     write_bad(f, state.bad)
-    meta = f.create_group(META)
+    meta = f.create_group(S.META)
     meta.create_dataset("shards", data=np.asarray(state.shards, dtype=object), dtype=text)
     meta.create_dataset("rowmap", data=seg.astype(np.int64).reshape(-1, 4))
     names = np.asarray([name for name, _ in pieces], dtype=object)

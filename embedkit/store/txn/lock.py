@@ -16,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from embedkit.errors import StoreError
-from embedkit.store.format import LOCK, LOCK_INFO, sidecar
+from embedkit.store import format as S
 
 LOCK_TIMEOUT = 10.0  # seconds a writer waits for another one before it gives up
 _CRASH_ENV = "EMBEDKIT_TEST_CRASH_AT"  # test hook: SIGKILL ourselves at a named step
@@ -34,26 +34,26 @@ class WriterLock:
         self._lock: FileLock | None = None
 
     def acquire(self) -> WriterLock:
-        folder = sidecar(self.store)
+        folder = S.sidecar(self.store)
         folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / LOCK, timeout=self.timeout, preserve_lock_file=True)
+        lock = FileLock(folder / S.LOCK, timeout=self.timeout, preserve_lock_file=True)
         try:
             lock.acquire()
         except Timeout:
             raise StoreError(
-                f"{self.store}: another embedkit process ({_holder(folder / LOCK_INFO)}) "
+                f"{self.store}: another embedkit process ({_holder(folder / S.LOCK_INFO)}) "
                 f"is writing this store; waited {self.timeout:g} s; re-run when it has finished"
             ) from None
         self._lock = lock
         info = json.dumps({"pid": os.getpid(), "what": self.what, "since": now()})
         with contextlib.suppress(OSError):
-            (folder / LOCK_INFO).write_text(info)
+            (folder / S.LOCK_INFO).write_text(info)
         return self
 
     def release(self) -> None:
         if self._lock is not None:
             with contextlib.suppress(OSError):
-                (sidecar(self.store) / LOCK_INFO).unlink()
+                (S.sidecar(self.store) / S.LOCK_INFO).unlink()
             self._lock.release()
             self._lock = None
 

@@ -33,7 +33,6 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import check_split, disk_errors, id_hashes, write_atomic
-from embedkit.store.format import journal_dir
 from embedkit.store.read.state import load_state, shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
@@ -84,7 +83,7 @@ class StoreWriter:
         self.label_names = [str(n) for n in (label_names or [])]
         self.fingerprint = fingerprint
         self.provenance = dict(provenance or {})
-        self.journal = journal_dir(self.path)
+        self.journal = S.journal_dir(self.path)
         self._pending: Journal | None = None  # the journal begin() opened
         self._relabel: dict[int, str | None] = {}  # store row -> its source's label now
         self._started = now()
