@@ -1,8 +1,11 @@
-"""Declarative parameter checks for every head, in scikit-learn's ``_parameter_constraints`` style.
+"""Declarative parameters for every head, in scikit-learn's ``_parameter_constraints`` style.
 
-Each head class declares ``_constraints``: parameter name -> the list of what it may be
-(an :class:`Interval`, an :class:`Options` set, ``None``, ``dict``, ``bool`` or
-:data:`DEVICE`). :func:`check_params` runs at the start of ``fit``, of the first
+A head class declares ``_params``: parameter name -> (default, the list of what it may be:
+an :class:`Interval`, an :class:`Options` set, ``None``, ``dict``, ``bool`` or
+:data:`DEVICE`). :class:`Declared` makes its ``__init__`` from that table (the first
+parameter positional, the rest keyword-only, type hints from the rules) and its
+``_constraints``; a head that writes its own ``__init__`` declares ``_constraints`` alone.
+:func:`check_params` runs at the start of ``fit``, of the first
 ``partial_fit`` and of ``initialize`` (so also in ``load_head``), before anything is
 allocated; a value outside every entry raises one :class:`UserInputError` line naming
 the head, the parameter and what it may be. (scikit-learn's own validator lives in a
@@ -16,6 +19,7 @@ weights is refused before it is built; see docs/heads.md.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -97,6 +101,49 @@ def _allows(rule, value) -> bool:
 
 def _describe(rule) -> str:
     return str(rule) if isinstance(rule, (Interval, Options)) else _KINDS[rule][1]
+
+
+def _annotation(rules) -> str:
+    """``"str | dict | None"``: the types a parameter's rules accept."""
+    kinds = {None: "None", bool: "bool", dict: "dict", tuple: "tuple", DEVICE: "str"}
+    names = [
+        r.kind.__name__ if isinstance(r, Interval)
+        else type(r.values[0]).__name__ if isinstance(r, Options) else kinds[r]
+        for r in rules
+    ]  # fmt: skip
+    return " | ".join(dict.fromkeys(names))
+
+
+class Declared:
+    """Builds ``__init__`` and ``_constraints`` of a subclass that declares ``_params``.
+
+    The ``__init__`` stores each parameter and nothing else (scikit-learn's rule); its
+    signature is what ``get_params`` and ``clone`` read.
+    """
+
+    _params: dict = {}  # name -> (default, rules); the first is positional
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("_params")
+        if not table:
+            return
+        P = inspect.Parameter
+        kinds = [P.POSITIONAL_OR_KEYWORD] + [P.KEYWORD_ONLY] * (len(table) - 1)
+        signature = inspect.Signature(
+            [P("self", P.POSITIONAL_OR_KEYWORD)]
+            + [P(name, kind, default=default, annotation=_annotation(rules))
+               for (name, (default, rules)), kind in zip(table.items(), kinds)]
+        )  # fmt: skip
+
+        def __init__(self, *args, **kwargs):
+            given = signature.bind(self, *args, **kwargs).arguments
+            for name, (default, _) in table.items():
+                setattr(self, name, given.get(name, default))
+
+        __init__.__signature__ = signature
+        cls.__init__ = __init__
+        cls._constraints = {name: rules for name, (_, rules) in table.items()}
 
 
 def check_params(head) -> None:

@@ -26,6 +26,7 @@ from embedkit.heads._params import (
     OPEN_FRACTION,
     POSITIVE,
     SEED,
+    Declared,
     Interval,
     Options,
     check_params,
@@ -38,14 +39,13 @@ _DTYPES = [np.float64, np.float32]
 HALF_DECADES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
-class _WrappedHead(ClassifierMixin, BaseEstimator):
+class _WrappedHead(Declared, ClassifierMixin, BaseEstimator):
     """Common fit/predict for heads that delegate to one scikit-learn estimator."""
 
     _model = ""  # "module.Class" of the scikit-learn estimator; it takes the head's params
     _unused = ()  # head parameters the estimator does not take
     _native_proba = False  # True when estimator_.predict_proba is calibrated already
     spatial_input = False  # takes (N, D) features: from_store flattens feature maps
-    _constraints: dict = {}  # parameter -> what it may be (see _params.py), checked by fit
 
     def fit(self, X, y):
         """Fit the head on features ``X`` (N, D) and labels ``y`` (N,)."""
@@ -126,43 +126,18 @@ class SGDHead(_WrappedHead):
     """
 
     _model = "sklearn.linear_model.SGDClassifier"
-    _constraints = {
-        "loss": [Options(SGD_LOSSES)],
-        "alpha": [POSITIVE],
-        "max_iter": [ITERATIONS],
-        "tol": [NON_NEGATIVE, None],
-        "early_stopping": [bool],
-        "validation_fraction": [OPEN_FRACTION],
-        "n_iter_no_change": [Interval(int, 1, 10**4)],
-        "class_weight": CLASS_WEIGHT,
-        "n_jobs": N_JOBS,
-        "random_state": SEED,
+    _params = {
+        "loss": ("log_loss", [Options(SGD_LOSSES)]),
+        "alpha": (1e-3, [POSITIVE]),
+        "max_iter": (50, [ITERATIONS]),
+        "tol": (1e-3, [NON_NEGATIVE, None]),
+        "early_stopping": (True, [bool]),
+        "validation_fraction": (0.1, [OPEN_FRACTION]),
+        "n_iter_no_change": (3, [Interval(int, 1, 10**4)]),
+        "class_weight": (None, CLASS_WEIGHT),
+        "n_jobs": (None, N_JOBS),
+        "random_state": (None, SEED),
     }
-
-    def __init__(
-        self,
-        loss: str = "log_loss",
-        *,
-        alpha: float = 1e-3,
-        max_iter: int = 50,
-        tol: float = 1e-3,
-        early_stopping: bool = True,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 3,
-        class_weight: str | dict | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = None,
-    ):
-        self.loss = loss
-        self.alpha = alpha
-        self.max_iter = max_iter
-        self.tol = tol
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.n_jobs = n_jobs
-        self.random_state = random_state
 
     def _fit_settings(self, n_rows: int) -> dict:
         enough = n_rows * self.validation_fraction >= 10 * len(self.classes_)
@@ -196,28 +171,13 @@ class SGDHead(_WrappedHead):
 class _PenalisedLinearHead(_WrappedHead):
     """The parameters of LogRegHead and SVMHead: ``C`` (inverse penalty), ``max_iter``, ..."""
 
-    _constraints = {
-        "C": [POSITIVE],
-        "max_iter": [ITERATIONS],
-        "tol": [NON_NEGATIVE],
-        "class_weight": CLASS_WEIGHT,
-        "random_state": SEED,
+    _params = {
+        "C": (1.0, [POSITIVE]),
+        "max_iter": (2000, [ITERATIONS]),
+        "tol": (1e-4, [NON_NEGATIVE]),
+        "class_weight": (None, CLASS_WEIGHT),
+        "random_state": (None, SEED),
     }
-
-    def __init__(
-        self,
-        C: float = 1.0,
-        *,
-        max_iter: int = 2000,
-        tol: float = 1e-4,
-        class_weight: str | dict | None = None,
-        random_state: int | None = None,
-    ):
-        self.C = C
-        self.max_iter = max_iter
-        self.tol = tol
-        self.class_weight = class_weight
-        self.random_state = random_state
 
 
 class LogRegHead(_PenalisedLinearHead):
@@ -259,24 +219,10 @@ class LogRegCVHead(_PenalisedLinearHead):
     _model = "sklearn.linear_model.LogisticRegressionCV"
     _native_proba = True
     _unused = ("C", "cv")
-    _constraints = {**_PenalisedLinearHead._constraints, "Cs": [tuple],
-                    "cv": [Interval(int, 2, 100)]}  # fmt: skip
-
-    def __init__(
-        self,
-        C: float = 1.0,
-        *,
-        Cs: tuple = HALF_DECADES,
-        cv: int = 5,
-        max_iter: int = 2000,
-        tol: float = 1e-4,
-        class_weight: str | dict | None = None,
-        random_state: int | None = None,
-    ):
-        super().__init__(C, max_iter=max_iter, tol=tol, class_weight=class_weight,
-                         random_state=random_state)  # fmt: skip
-        self.Cs = Cs
-        self.cv = cv
+    _params = _PenalisedLinearHead._params | {
+        "Cs": (HALF_DECADES, [tuple]),
+        "cv": (5, [Interval(int, 2, 100)]),
+    }
 
     def fit(self, X, y):
         """Choose ``C`` on folds of ``X``, ``y``, then fit on all of them."""
@@ -324,18 +270,11 @@ class RidgeHead(_WrappedHead):
     """
 
     _model = "sklearn.linear_model.RidgeClassifier"
-    _constraints = {"alpha": [NON_NEGATIVE], "class_weight": CLASS_WEIGHT, "random_state": SEED}
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        *,
-        class_weight: str | dict | None = None,
-        random_state: int | None = None,
-    ):
-        self.alpha = alpha
-        self.class_weight = class_weight
-        self.random_state = random_state  # used only by the sag/saga solvers
+    _params = {
+        "alpha": (1.0, [NON_NEGATIVE]),
+        "class_weight": (None, CLASS_WEIGHT),
+        "random_state": (None, SEED),  # used only by the sag/saga solvers
+    }
 
 
 class KNNHead(_WrappedHead):
@@ -352,28 +291,13 @@ class KNNHead(_WrappedHead):
     _model = "sklearn.neighbors.KNeighborsClassifier"
     _unused = ("random_state",)
     _native_proba = True
-    _constraints = {
-        "n_neighbors": [Interval(int, 1, 10**6)],
-        "weights": [Options(("uniform", "distance"))],
-        "metric": [Options(("cosine", "euclidean", "manhattan", "chebyshev"))],
-        "n_jobs": N_JOBS,
-        "random_state": SEED,
+    _params = {
+        "n_neighbors": (10, [Interval(int, 1, 10**6)]),
+        "weights": ("distance", [Options(("uniform", "distance"))]),
+        "metric": ("cosine", [Options(("cosine", "euclidean", "manhattan", "chebyshev"))]),
+        "n_jobs": (None, N_JOBS),
+        "random_state": (None, SEED),  # unused: kNN has no randomness
     }
-
-    def __init__(
-        self,
-        n_neighbors: int = 10,
-        *,
-        weights: str = "distance",
-        metric: str = "cosine",
-        n_jobs: int | None = None,
-        random_state: int | None = None,
-    ):
-        self.n_neighbors = n_neighbors
-        self.weights = weights
-        self.metric = metric
-        self.n_jobs = n_jobs
-        self.random_state = random_state  # unused: kNN has no randomness
 
     def _fit_settings(self, n_rows: int) -> dict:
         return {"n_neighbors": min(self.n_neighbors, n_rows), "algorithm": "brute"}
@@ -399,11 +323,10 @@ class CentroidHead(_WrappedHead):
     (2, 8)
     """
 
-    _constraints = {"metric": [Options(("cosine", "euclidean"))], "random_state": SEED}
-
-    def __init__(self, metric: str = "cosine", *, random_state: int | None = None):
-        self.metric = metric
-        self.random_state = random_state  # unused: prototypes are means
+    _params = {
+        "metric": ("cosine", [Options(("cosine", "euclidean"))]),
+        "random_state": (None, SEED),  # unused: prototypes are means
+    }
 
     def fit(self, X, y):
         """Compute one prototype per class from ``X`` (N, D) and ``y`` (N,)."""

@@ -12,7 +12,6 @@ batches are index-selected from it (no DataLoader).
 
 from __future__ import annotations
 
-import inspect
 import math
 from contextlib import contextmanager
 
@@ -30,6 +29,7 @@ from embedkit.heads._params import (
     NON_NEGATIVE,
     OPEN_FRACTION,
     SEED,
+    Declared,
     Interval,
     Options,
     check_params,
@@ -49,9 +49,8 @@ from embedkit.rows.splits import stratified_split
 
 _AUTO = ("auto",)
 # The training parameters of every torch head, declared once: name -> (default, what it may
-# be (see _params.py)). TorchHead adds them to each head's __init__ signature (scikit-learn
-# reads it for get_params and clone); heads add their own entries to TRAIN_CONSTRAINTS.
-_TRAINING = {
+# be (see _params.py)). Each head's table is its own entries | TRAIN_PARAMS.
+TRAIN_PARAMS = {
     "weight_decay": (1e-4, [NON_NEGATIVE]),  # AdamW decoupled weight decay
     # rows per step; the full matrix stays on the device
     "batch_size": (1024, [Interval(int, 1, 2**24)]),
@@ -78,18 +77,15 @@ _TRAINING = {
     "n_threads": (None, [Interval(int, 1, 4096), None]),
     "random_state": (None, SEED),  # seed of initialisation, shuffling and the validation split
 }
-TRAIN_PARAMS = {name: default for name, (default, _) in _TRAINING.items()}
-TRAIN_CONSTRAINTS = {name: rules for name, (_, rules) in _TRAINING.items()}
 LEARNING_RATE = [Interval(float, 0, 10, "right")]
 _EVAL_BATCH = 65536
 
 
-class TorchHead(ClassifierMixin, BaseEstimator):
+class TorchHead(Declared, ClassifierMixin, BaseEstimator):
     """Base class of the torch heads: training parameters, fit, partial_fit and predict.
 
-    A subclass stores its own parameters in ``__init__(self, ..., **train)``, passes
-    ``**train`` on to this ``__init__``, and defines ``_build_module(n_classes)``. The
-    parameters of :data:`TRAIN_PARAMS` join its signature.
+    A subclass declares ``_params = {its own} | TRAIN_PARAMS`` (:class:`Declared` makes
+    its ``__init__``) and defines ``_build_module(n_classes)``.
 
     Attributes
     ----------
@@ -103,25 +99,6 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     """
 
     spatial_input = False  # True: takes (N, C, H, W) maps, which from_store then keeps whole
-    _constraints: dict = TRAIN_CONSTRAINTS  # a head's table: TRAIN_CONSTRAINTS | its own
-
-    def __init__(self, **train):
-        unknown = sorted(set(train) - set(TRAIN_PARAMS))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected parameter(s) {unknown}")
-        for name, default in TRAIN_PARAMS.items():
-            setattr(self, name, train.get(name, default))
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is not None:
-            own = inspect.signature(init).parameters.values()
-            shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
-                      for name, value in TRAIN_PARAMS.items()]  # fmt: skip
-            init.__signature__ = inspect.Signature(
-                [p for p in own if p.kind != p.VAR_KEYWORD] + shared
-            )
 
     # ---- state --------------------------------------------------------------------
     def initialize(self):

@@ -1,9 +1,9 @@
 """The torch heads: linear, MLP and attention pooling over spatial feature maps, and the
 torch modules they build (each standardises its input with the training statistics).
 
-Each head stores its own parameters and takes the training parameters of
-:data:`~embedkit.heads._torch.TRAIN_PARAMS` through ``**train`` (they join its
-signature, so ``get_params`` and ``clone`` see them).
+Each head declares its own parameters before the training parameters of
+:data:`~embedkit.heads._torch.TRAIN_PARAMS` (all in its signature, so ``get_params`` and
+``clone`` see them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from embedkit.errors import UserInputError
 from embedkit.heads._params import MAX_WIDTH, NON_NEGATIVE, Interval, Options
-from embedkit.heads._torch import LEARNING_RATE, TRAIN_CONSTRAINTS, TorchHead
+from embedkit.heads._torch import LEARNING_RATE, TRAIN_PARAMS, TorchHead
 from embedkit.heads._training import FullBatchLBFGS
 
 SOLVERS = ("auto", "adamw", "lbfgs")
@@ -34,7 +34,7 @@ class LinearHead(TorchHead):
     l2 : "auto" or float
         L-BFGS only: the penalty l2/2 |W|^2 on the mean loss; "auto" is 1/N, the same
         objective as ``LogisticRegression(C=1)``.
-    **train
+    weight_decay, batch_size, max_epochs, ...
         The training parameters of every torch head, ``TRAIN_PARAMS`` in ``_torch.py``.
 
     Attributes
@@ -50,17 +50,11 @@ class LinearHead(TorchHead):
     (True, True)
     """
 
-    _constraints = TRAIN_CONSTRAINTS | {
-        "lr": LEARNING_RATE,
-        "solver": [Options(SOLVERS)],
-        "l2": [Options(("auto",)), NON_NEGATIVE],
-    }
-
-    def __init__(self, lr: float = 1e-2, *, solver: str = "auto", l2="auto", **train):
-        self.lr = lr
-        self.solver = solver
-        self.l2 = l2
-        super().__init__(**train)
+    _params = {
+        "lr": (1e-2, LEARNING_RATE),
+        "solver": ("auto", [Options(SOLVERS)]),
+        "l2": ("auto", [Options(("auto",)), NON_NEGATIVE]),
+    } | TRAIN_PARAMS
 
     def _build_module(self, n_classes: int):  # standardise, then (N, D) -> (N, K)
         n_in = self.n_features_in_
@@ -86,7 +80,7 @@ class MLPHead(TorchHead):
     dropout : float
         Dropout after each block.
     lr : float
-        Peak learning rate. ``**train``: as for :class:`LinearHead`.
+        Peak learning rate. The training parameters: as for :class:`LinearHead`.
 
     Notes
     -----
@@ -104,22 +98,12 @@ class MLPHead(TorchHead):
     (2, 2)
     """
 
-    _constraints = TRAIN_CONSTRAINTS | {
-        "hidden": [Interval(int, 1, MAX_WIDTH)],
-        "depth": [Interval(int, 1, 16)],
-        "dropout": [Interval(float, 0, 1, "left")],
-        "lr": LEARNING_RATE,
-    }
-
-    def __init__(
-        self, hidden: int = 512, *, depth: int = 1, dropout: float = 0.5, lr: float = 1e-3,
-        **train,
-    ):  # fmt: skip
-        self.hidden = hidden
-        self.depth = depth
-        self.dropout = dropout
-        self.lr = lr
-        super().__init__(**train)
+    _params = {
+        "hidden": (512, [Interval(int, 1, MAX_WIDTH)]),
+        "depth": (1, [Interval(int, 1, 16)]),
+        "dropout": (0.5, [Interval(float, 0, 1, "left")]),
+        "lr": (1e-3, LEARNING_RATE),
+    } | TRAIN_PARAMS
 
     def _build_module(self, n_classes: int):
         """Standardise, then ``depth`` x (Linear -> BatchNorm -> ReLU -> Dropout), then Linear."""
@@ -149,7 +133,7 @@ class AttnPoolHead(TorchHead):
     dim : int
         Width of the pooled vector (a multiple of ``heads``).
     lr : float
-        Peak learning rate. ``**train``: as for :class:`LinearHead`.
+        Peak learning rate. The training parameters: as for :class:`LinearHead`.
 
     Examples
     --------
@@ -161,17 +145,11 @@ class AttnPoolHead(TorchHead):
     """
 
     spatial_input = True
-    _constraints = TRAIN_CONSTRAINTS | {
-        "heads": [Interval(int, 1, 256)],
-        "dim": [Interval(int, 1, MAX_WIDTH)],
-        "lr": LEARNING_RATE,
-    }
-
-    def __init__(self, heads: int = 4, *, dim: int = 128, lr: float = 3e-3, **train):
-        self.heads = heads
-        self.dim = dim
-        self.lr = lr
-        super().__init__(**train)
+    _params = {
+        "heads": (4, [Interval(int, 1, 256)]),
+        "dim": (128, [Interval(int, 1, MAX_WIDTH)]),
+        "lr": (3e-3, LEARNING_RATE),
+    } | TRAIN_PARAMS
 
     def _to_input(self, X: np.ndarray) -> np.ndarray:
         if X.ndim == 2:
