@@ -220,7 +220,7 @@ def labelling_markdown(summary: dict) -> str:
 
 def plot_labelling(summary: dict, path) -> Path:
     """Accuracy vs labels per class, one line per (strategy, head), 95% bands."""
-    from embedkit.bench.plots import pyplot
+    from embedkit.bench.plots import pyplot, save_figure
 
     plt = pyplot()
     table = summary["table"]
@@ -239,9 +239,4 @@ def plot_labelling(summary: dict, path) -> Path:
     budgets = sorted({r["budget"] for r in table})
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_title("labelling loop: accuracy vs labels (mean, 95% t-interval)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, plt, ax, path)

@@ -47,7 +47,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     ax.set_xticks(x, [shot_label(s) for s in levels])
     ax.set(xlabel="training rows per class (shots)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
-    return _save(fig, plt, ax, path)
+    return save_figure(fig, plt, ax, path)
 
 
 def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
@@ -82,7 +82,7 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
         fig.text(0.01, 0.01, "\n".join(key), fontsize=7, va="bottom", ha="left")
     ax.set_title(_title(table, f"accuracy vs depth, shots = {shot_label(top)}", tap=False),
                  fontsize=10)  # fmt: skip
-    return _save(fig, plt, ax, path)
+    return save_figure(fig, plt, ax, path)
 
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
@@ -108,7 +108,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     _baselines(ax, table)
     ax.set(xscale="log", xlabel="fit seconds (mean over seeds, log scale)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"), fontsize=10)
-    return _save(fig, plt, ax, path)
+    return save_figure(fig, plt, ax, path)
 
 
 def short_tap_labels(taps: list[str], limit: int = 14) -> tuple[list[str], list[str]]:
@@ -191,7 +191,8 @@ def _title(table, text: str, tap: bool = True) -> str:
     return f"{where}\n{text}" if name else text
 
 
-def _save(fig, plt, ax, path) -> Path:
+def save_figure(fig, plt, ax, path) -> Path:
+    """Grid, the legend outside the axes, then the PNG written atomically; closes ``fig``."""
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:  # outside the axes: never over the data
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     out : str or Path
         The results directory: ``runs/*.json``, ``results.csv``, ``results.md`` and plots.
     spec : BenchSpec, optional
-        The bench; or give its fields as keywords (``heads=``, ``shots=``, ``taps=``, ...).
+        The bench; keyword fields (``heads=``, ``shots=``, ``taps=``, ...) replace its own.
     tap, exclude, make_test_split
         Passed to :func:`~embedkit.bench.data.load_bench_sets`; ``tap`` is one tap set, an
         alternative to ``taps=``.
@@ -152,11 +152,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     """
     from embedkit.bench.report import build_report
 
-    if spec is None:
-        check_known(spec_fields, [f.name for f in fields(BenchSpec)], "bench option")
-        spec = BenchSpec(**spec_fields)
-    elif spec_fields:
-        raise UserInputError("give either spec= or its fields as keywords, not both")
+    check_known(spec_fields, [f.name for f in fields(BenchSpec)], "bench option")
+    spec = replace(spec or BenchSpec(), **spec_fields)
     for name in spec.heads:
         head_record(name, " in --heads")  # raises for a name the registry does not know
     if tap is not None and spec.taps is not None:

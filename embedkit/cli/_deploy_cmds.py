@@ -80,20 +80,24 @@ def run_predict(args) -> int:
                               progress=not args.quiet, **options(args, ExtractConfig))  # fmt: skip
     for warning in caught:
         print(f"embedkit predict: warning: {warning.message}", file=sys.stderr)
-    if args.out and args.out.endswith(".parquet"):
-        _write_parquet(predictions.columns(top_k=args.top_k), args.out)
-        print(f"wrote {len(predictions)} predictions to {args.out}")
-        return 0
-    if args.out and args.out.endswith(".jsonl"):
+    out = args.out or ""
+    if out.endswith(".jsonl"):
         rows, write = predictions.records(top_k=args.top_k), _write_jsonl
     else:
         rows, write = predictions.columns(top_k=args.top_k), _write_csv
-    if not args.out:
+    if not out:
         write(rows, sys.stdout)
         return 0
-    with atomic_file(args.out) as tmp, open(tmp, "w", newline="") as stream:
-        count = write(rows, stream)
-    print(f"wrote {count} predictions to {args.out}")
+    with atomic_file(out) as tmp:
+        if out.endswith(".parquet"):  # typed columns
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table(rows), str(tmp))
+        else:
+            with open(tmp, "w", newline="") as stream:
+                write(rows, stream)
+    print(f"wrote {len(predictions)} predictions to {out}")
     return 0
 
 
@@ -107,15 +111,6 @@ def run_deploy(args) -> int:
     return 0
 
 
-def _write_parquet(columns: dict, out: str) -> None:
-    """One Parquet file of typed columns, written beside ``out`` and renamed into place."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with atomic_file(out) as tmp:
-        pq.write_table(pa.table(columns), str(tmp))
-
-
 def _recorded_model(head: str) -> str | None:
     """The backbone path a head's train.json records (an input of deploy and predict)."""
     from embedkit.errors import EmbedkitError
@@ -127,13 +122,11 @@ def _recorded_model(head: str) -> str | None:
         return None  # not a head folder: predict/deploy name the problem themselves
 
 
-def _write_jsonl(records, stream) -> int:
-    lines = [json.dumps(record) + "\n" for record in records]
-    stream.writelines(lines)
-    return len(lines)
+def _write_jsonl(records, stream) -> None:
+    stream.writelines(json.dumps(record) + "\n" for record in records)
 
 
-def _write_csv(columns: dict, stream) -> int:
+def _write_csv(columns: dict, stream) -> None:
     """Write ``Predictions.columns()`` as CSV, probabilities to 6 significant digits."""
     import csv
 
@@ -146,4 +139,3 @@ def _write_csv(columns: dict, stream) -> int:
                 f"{v:.6g}" if k.startswith("p_") else float(v) if k == "confidence" else v
                 for k, v in zip(columns, row)
             )
-    return len(rows)

@@ -81,12 +81,12 @@ def run_select(args) -> int:
 
 
 def run_label(args) -> int:
-    from embedkit.labelling.imports import import_labels, labelled_fraction
+    from embedkit.labelling.imports import import_labels
     from embedkit.store import FeatureStore
 
     done = import_labels(args.store, args.labels, new_class=args.new_class, timeout=args.wait)
     with FeatureStore(args.store) as fs:
-        fraction = labelled_fraction(fs.labels())
+        fraction = float((fs.labels() >= 0).mean()) if len(fs) else 0.0
     fresh = f"; new classes: {', '.join(done.new_classes)}" if done.new_classes else ""
     print(
         f"{args.store}: {done.rows} labels read, {done.changed} rows changed{fresh}; "

@@ -29,8 +29,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from embedkit.errors import UserInputError
 
 ID_COLUMNS = ("id",)
@@ -171,9 +169,3 @@ def import_labels(
         summary = writer.commit()
     return LabelImport(str(store), str(labels_file), digest, len(entries),
                        summary.n_relabelled, tuple(fresh))  # fmt: skip
-
-
-def labelled_fraction(labels: np.ndarray) -> float:
-    """The fraction of rows with a label (``labels >= 0``)."""
-    labels = np.asarray(labels)
-    return float((labels >= 0).mean()) if len(labels) else 0.0
