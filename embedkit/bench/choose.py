@@ -105,11 +105,13 @@ def pick_markdown(table) -> str:
             "(e.g. `all`) to pick a (tap, head) pair without looking at the test split."
         )
     else:
-        near = within_noise(table)
+        near, folds = within_noise(table), max(2, round(1 / (table.info.get("val") or 0.2)))
         lines.append(
             f"**Recommended: tap `{best['tap']}`, head `{best['head']}`**: cross-validation "
             f"accuracy {pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} "
-            f"(shots = {shot_label(top)}; {_cv_words(table)}; {len(near)} pair(s) within "
+            f"(shots = {shot_label(top)}; picked on a repeated stratified {folds}-fold "
+            f"cross-validation of the training rows ({table.info.get('seeds', '?')} seeds, one "
+            f"fold each), never the test split; {len(near)} pair(s) within "
             "one paired standard error of the best cross-validation mean, and this is the "
             "simplest of them: fewest taps, then the cheapest head; ± is the 95% t-interval "
             "over seeds; the test score is of the fit on all its training rows)."
@@ -196,16 +198,6 @@ def _gap_line(table, pick: dict, *, markdown: bool = True) -> str:
         f"best cell of this sweep by test accuracy (shown, not picked on): tap {q}{cell['tap']}"
         f"{q} + head {q}{cell['head']}{q} {table.cell_text(cell)}; the recommended pair is "
         f"{gap:.3f} below it."
-    )
-
-
-def _cv_words(table) -> str:
-    val = table.info.get("val") or 0.2
-    folds = max(2, round(1 / val))
-    seeds = table.info.get("seeds", "?")
-    return (
-        f"picked on a repeated stratified {folds}-fold cross-validation of the training "
-        f"rows ({seeds} seeds, one fold each), never the test split"
     )
 
 

@@ -42,7 +42,8 @@ def config_hash(config: dict) -> str:
 def write_record(runs_dir: Path, record: dict) -> Path:
     """Write ``record`` to ``runs_dir/<run_id>.json`` via a temporary file and a rename."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1, sort_keys=True, default=_json_default)
+    plain = lambda value: value.tolist() if hasattr(value, "tolist") else str(value)  # noqa: E731
+    text = json.dumps(record, indent=1, sort_keys=True, default=plain)  # numpy: Python values
     return write_bytes_atomic(runs_dir / f"{record['run_id']}.json", text.encode("utf-8"))
 
 
@@ -103,7 +104,3 @@ def _get(config: dict, dotted: str):
     for key in dotted.split(".") if dotted else []:
         config = config.get(key) if isinstance(config, dict) else None
     return config
-
-
-def _json_default(value):
-    return value.tolist() if hasattr(value, "tolist") else str(value)  # numpy: Python values

@@ -293,15 +293,11 @@ def _execute(tasks: list[Task], datas: list[BenchData], spec: BenchSpec, config:
             yield from run_task(task, X[task.tap], y, common)
         return
     with tempfile.TemporaryDirectory(prefix="embedkit-bench-") as tmp:
-        X = {d.tap: _memmap(d.X, Path(tmp) / f"{i}.npy") for i, d in enumerate(datas)}
+        X = {}
+        for i, d in enumerate(datas):  # written once and mapped: workers get a file name,
+            np.save(Path(tmp) / f"{i}.npy", np.ascontiguousarray(d.X))  # not a pickled copy
+            X[d.tap] = np.load(Path(tmp) / f"{i}.npy", mmap_mode="r")
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
                             max_nbytes="1M", mmap_mode="r")  # fmt: skip
         for records in parallel(delayed(run_task)(t, X[t.tap], y, common) for t in tasks):
             yield from records
-
-
-def _memmap(X: np.ndarray, path: Path) -> np.ndarray:
-    """``X`` written once to ``path`` and mapped read-only: workers get the file name, not a
-    pickled (and re-hashed) copy per run."""
-    np.save(path, np.ascontiguousarray(X))
-    return np.load(path, mmap_mode="r")

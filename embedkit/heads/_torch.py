@@ -132,13 +132,7 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
 
     def _device(self) -> torch.device:
         auto = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(auto if self.device == "auto" else self.device)
-        except (RuntimeError, TypeError):
-            raise UserInputError(
-                f"device {self.device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
-                "'cuda:N'"
-            ) from None
+        device = torch.device(auto if self.device == "auto" else self.device)  # checked: DEVICE
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if device.type == "cuda" and (device.index or 0) >= n:
             raise UserInputError(
@@ -153,10 +147,8 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 
     def _seed(self) -> int:
-        rng = self.random_state
-        if rng is None or isinstance(rng, np.random.RandomState):
-            return int((rng or np.random).randint(0, 2**31 - 1))
-        return int(rng)
+        rng = self.random_state  # an int or None (SEED)
+        return int(np.random.randint(0, 2**31 - 1) if rng is None else rng)
 
     def _to_input(self, X: np.ndarray) -> np.ndarray:
         """Reshape validated features into what the module takes; identity by default."""
