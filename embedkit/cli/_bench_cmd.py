@@ -32,95 +32,57 @@ def register(sub) -> None:
         "OUT/runs/ (a re-run skips runs already done), then write OUT/results.csv, "
         "OUT/results.md and PNG plots. Intervals are 95% Student-t over seeds.",
     )
+    # fmt: off
     p.add_argument("store", help="the labelled .h5 feature store")
     p.add_argument("--out", required=True, help="results directory (created; resumable)")
-    p.add_argument(
-        "--heads",
-        help=f"comma list (default {_DEFAULT_HEADS}; with --taps/--tap: {_SWEEP_HEADS})",
-    )
-    p.add_argument(
-        "--shots", default=_DEFAULT_SHOTS, help=f"rows per class, or all (default {_DEFAULT_SHOTS})"
-    )
-    p.add_argument(
-        "--seeds", type=seeds, default=5, help="seeds per setting (default 5, at most 1000)"
-    )
-    p.add_argument(
-        "--taps",
-        action="append",
-        metavar="SETS",
-        help="tap sets to compare: all (every tap, shallow to deep), a,b,c, or a+b (taps "
-        "joined: each standardised, scaled by 1/sqrt(width), concatenated), joined (every "
-        "tap joined); repeatable; default: the store's default tap",
-    )
-    p.add_argument(
-        "--tap",
-        action="append",
-        dest="taps",
-        metavar="SET",
-        help="one tap set (a or a+b); repeat to compare several (same as --taps a,b)",
-    )
-    p.add_argument(
-        "--val",
-        type=fraction_or_zero,
-        default=0.2,
-        help="at the largest shot level, score every (tap, head) pair by a repeated "
-        "stratified cross-validation of the training rows with 1/VAL folds (seed s holds "
-        "out fold s mod 1/VAL): picks the recommended pair without the test split "
-        "(default 0.2: 5 folds; 0: no recommendation)",
-    )
-    p.add_argument(
-        "--protocol",
-        choices=("kshot", "cv"),
-        default="kshot",
-        help="kshot: score on the fixed test split; cv: stratified k-fold (default kshot)",
-    )
-    p.add_argument(
-        "--folds", type=folds, default=5, help="folds for --protocol cv (default 5, 2 to 100)"
-    )
-    p.add_argument(
-        "--sweep",
-        action="store_true",
-        help="tune each head (C, alpha, weight decay, lr, k) on a validation part of its "
-        "own training rows, never the test split",
-    )
-    p.add_argument(
-        "--exclude",
-        metavar="IDS_FILE",
-        help="ids to leave out of training (one a line, or a CSV with an id column, e.g. "
-        "audit's suspects.csv); the test split is unchanged; see docs/splits.md for the "
-        "scores it changes",
-    )
-    p.add_argument(
-        "--allow-fewer",
-        action="store_true",
-        help="a class with fewer rows than --shots trains on all it has instead of failing",
-    )
-    p.add_argument(
-        "--make-test-split",
-        type=fraction,
-        metavar="FRACTION",
-        help="hold out this fraction as the test split in memory (when the store has none)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=jobs,
-        help="worker processes (default: all cores; 1 = none; at most 1024)",
-    )
-    p.add_argument(
-        "--labelling",
-        action="store_true",
-        help="simulate the labelling loop instead: hide the train labels, select -> reveal "
-        "-> fit -> test per strategy x budget x seed (heads default logreg,spread)",
-    )
-    p.add_argument(
-        "--strategies", default="random,typical,coverage,hybrid",
-        help="--labelling: selection strategies (default random,typical,coverage,hybrid)",
-    )  # fmt: skip
-    p.add_argument(
-        "--budgets", default="1,2,5,10,20",
-        help="--labelling: labels per class after each round (default 1,2,5,10,20)",
-    )  # fmt: skip
+    p.add_argument("--heads",
+                   help=f"comma list (default {_DEFAULT_HEADS}; with --taps/--tap: {_SWEEP_HEADS})")
+    p.add_argument("--shots", default=_DEFAULT_SHOTS,
+                   help=f"rows per class, or all (default {_DEFAULT_SHOTS})")
+    p.add_argument("--seeds", type=seeds, default=5,
+                   help="seeds per setting (default 5, at most 1000)")
+    p.add_argument("--taps", action="append", metavar="SETS",
+                   help="tap sets to compare: all (every tap, shallow to deep), a,b,c, or a+b "
+                   "(taps joined: each standardised, scaled by 1/sqrt(width), concatenated), "
+                   "joined (every tap joined); repeatable; default: the store's default tap")
+    p.add_argument("--tap", action="append", dest="taps", metavar="SET",
+                   help="one tap set (a or a+b); repeat to compare several (same as --taps a,b)")
+    p.add_argument("--val", type=fraction_or_zero, default=0.2,
+                   help="at the largest shot level, score every (tap, head) pair by a repeated "
+                   "stratified cross-validation of the training rows with 1/VAL folds (seed s "
+                   "holds out fold s mod 1/VAL): picks the recommended pair without the test "
+                   "split (default 0.2: 5 folds; 0: no recommendation)")
+    p.add_argument("--protocol", choices=("kshot", "cv"), default="kshot",
+                   help="kshot: score on the fixed test split; cv: stratified k-fold "
+                   "(default kshot)")
+    p.add_argument("--folds", type=folds, default=5,
+                   help="folds for --protocol cv (default 5, 2 to 100)")
+    p.add_argument("--sweep", action="store_true",
+                   help="tune each head (C, alpha, weight decay, lr, k) on a validation part "
+                   "of its own training rows, never the test split")
+    p.add_argument("--exclude", metavar="IDS_FILE",
+                   help="ids to leave out of training (one a line, or a CSV with an id column, "
+                   "e.g. audit's suspects.csv); the test split is unchanged; see "
+                   "docs/splits.md for the scores it changes")
+    p.add_argument("--allow-fewer", action="store_true",
+                   help="a class with fewer rows than --shots trains on all it has instead of "
+                   "failing")
+    p.add_argument("--make-test-split", type=fraction, metavar="FRACTION",
+                   help="hold out this fraction as the test split in memory (when the store "
+                   "has none)")
+    p.add_argument("--jobs", type=jobs,
+                   help="worker processes (default: all cores; 1 = none; at most 1024)")
+    p.add_argument("--labelling", action="store_true",
+                   help="simulate the labelling loop instead: hide the train labels, select -> "
+                   "reveal -> fit -> test per strategy x budget x seed (heads default "
+                   "logreg,spread)")
+    p.add_argument("--strategies", default="random,typical,coverage,hybrid",
+                   help="--labelling: selection strategies (default random,typical,coverage,"
+                   "hybrid)")
+    p.add_argument("--budgets", default="1,2,5,10,20",
+                   help="--labelling: labels per class after each round (default 1,2,5,10,20)")
     p.add_argument("--quiet", action="store_true", help="no progress (n of N runs, ETA)")
+    # fmt: on
     add_overwrite(p)
     p.set_defaults(func=run_bench_cmd)
 

@@ -19,6 +19,7 @@ from embedkit.files import atomic_file
 
 def register(sub) -> None:
     """Add the ``predict`` and ``deploy`` subcommands."""
+    # fmt: off
     p = sub.add_parser(
         "predict",
         help="predict a store, or raw images/text/arrays, with a head or a deployed model",
@@ -31,23 +32,19 @@ def register(sub) -> None:
     p.add_argument("source", help="a .h5 store, an image folder, .txt, .csv, .jsonl or .npy")
     p.add_argument("--out", help="preds.csv, preds.jsonl or preds.parquet (default: CSV to stdout)")
     p.add_argument("--top-k", type=top_k, metavar="K",
-                   help="write the K most probable classes, not every probability")  # fmt: skip
+                   help="write the K most probable classes, not every probability")
     p.add_argument("--model", metavar="FILE.onnx",
-                   help="the head's backbone, when it has moved since training")  # fmt: skip
+                   help="the head's backbone, when it has moved since training")
     p.add_argument("--force", action="store_true",
-                   help="predict a store made by another model or preprocessing")  # fmt: skip
-    add_input_options(
-        p,
-        label_column="table column of true labels, written alongside",
-        labels="true labels for a .npy source",
-    )
+                   help="predict a store made by another model or preprocessing")
+    add_input_options(p, label_column="table column of true labels, written alongside",
+                      labels="true labels for a .npy source")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_overwrite(p)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
-        "deploy",
-        help="compose a head and its backbone into one ONNX model",
+        "deploy", help="compose a head and its backbone into one ONNX model",
         description="Write one ONNX graph from raw model input to class probabilities and "
         "label: the backbone the head was trained on (checked by sha256), its tap selection, "
         "and the head. Label names and preprocessing go in the metadata.",
@@ -55,8 +52,9 @@ def register(sub) -> None:
     p.add_argument("head", help="a directory written by embedkit train")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--model", metavar="FILE.onnx",
-                   help="the head's backbone, when it has moved since training")  # fmt: skip
+                   help="the head's backbone, when it has moved since training")
     add_overwrite(p)
+    # fmt: on
     p.set_defaults(func=run_deploy)
 
 

@@ -16,45 +16,29 @@ from embedkit.errors import UserInputError
 def register(sub) -> None:
     from embedkit.heads import HEADS
 
+    # fmt: off
     p = sub.add_parser("train", help="train a head on a store's train split and save it")
     p.add_argument("store", help="the .h5 feature store")
     p.add_argument("--head", required=True, choices=HEADS, help="which head")
-    p.add_argument(
-        "--tap",
-        action="append",
-        help="tap to train on (default: the store's default tap); a+b, a repeated --tap or "
-        "joined (every tap) joins taps: each standardised, scaled by 1/sqrt(width), "
-        "concatenated",
-    )
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a head parameter, repeatable, e.g. --param lr=0.01 --param hidden=256",
-    )
-    p.add_argument(
-        "--val",
-        "--split-val",
-        type=fraction_or_zero,
-        default=0.1,
-        help="validation fraction of the training rows (rows marked train, and unset rows), "
-        "when the store has no val rows (default 0.1); the test rows are never used",
-    )
-    p.add_argument(
-        "--exclude",
-        metavar="IDS_FILE",
-        help="item ids to leave out of the training rows: one a line, or a CSV with an id "
-        "column; validation and test rows keep them (see --exclude-val)",
-    )
-    p.add_argument(
-        "--exclude-val",
-        action="store_true",
-        help="also leave the --exclude ids out of the validation rows (the val accuracy "
-        "then changes with the exclude file, not only with the head)",
-    )
+    p.add_argument("--tap", action="append",
+                   help="tap to train on (default: the store's default tap); a+b, a repeated "
+                   "--tap or joined (every tap) joins taps: each standardised, scaled by "
+                   "1/sqrt(width), concatenated")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a head parameter, repeatable, e.g. --param lr=0.01 --param hidden=256")
+    p.add_argument("--val", "--split-val", type=fraction_or_zero, default=0.1,
+                   help="validation fraction of the training rows (rows marked train, and unset "
+                   "rows), when the store has no val rows (default 0.1); the test rows are "
+                   "never used")
+    p.add_argument("--exclude", metavar="IDS_FILE",
+                   help="item ids to leave out of the training rows: one a line, or a CSV with "
+                   "an id column; validation and test rows keep them (see --exclude-val)")
+    p.add_argument("--exclude-val", action="store_true",
+                   help="also leave the --exclude ids out of the validation rows (the val "
+                   "accuracy then changes with the exclude file, not only with the head)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="directory to save the head into")
+    # fmt: on
     add_overwrite(p)
     p.set_defaults(func=run_train)
 

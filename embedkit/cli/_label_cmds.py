@@ -18,9 +18,9 @@ _STRATEGIES = ("auto", "random", "typical", "coverage", "margin", "entropy", "hy
 
 
 def register(sub) -> None:
+    # fmt: off
     p = sub.add_parser(
-        "select",
-        help="pick the unlabelled rows to label next (typical, coverage, margin, ...)",
+        "select", help="pick the unlabelled rows to label next (typical, coverage, margin, ...)",
         description="Pick BUDGET rows to label from a store's unlabelled train rows (all rows "
         "outside test/val) and write OUT (CSV), OUT's .tasks.json (Label Studio tasks) and, "
         "for images, OUT's .html (a contact sheet).",
@@ -28,22 +28,17 @@ def register(sub) -> None:
     p.add_argument("store", help="the .h5 feature store")
     p.add_argument("--budget", type=positive_int, required=True, help="rows to pick")
     p.add_argument("--out", required=True, help="the CSV to write (e.g. picks.csv)")
-    p.add_argument(
-        "--strategy", choices=_STRATEGIES, default="auto",
-        help="auto (default: by budget, or by --record), random, typical (TypiClust), "
-        "coverage (ProbCover), margin, entropy, hybrid (cluster-margin)",
-    )  # fmt: skip
+    p.add_argument("--strategy", choices=_STRATEGIES, default="auto",
+                   help="auto (default: by budget, or by --record), random, typical (TypiClust), "
+                   "coverage (ProbCover), margin, entropy, hybrid (cluster-margin)")
     p.add_argument("--tap", default=None, help="the tap to select on (default: the store's)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--record", metavar="LABELLING_JSON",
-        help="auto: a `bench --labelling` summary of this store (OUT/labelling.json)",
-    )  # fmt: skip
+    p.add_argument("--record", metavar="LABELLING_JSON",
+                   help="auto: a `bench --labelling` summary of this store (OUT/labelling.json)")
     p.set_defaults(func=run_select)
 
     p = sub.add_parser(
-        "label",
-        help="import labels by id from a CSV (id,label) or a Label Studio JSON export",
+        "label", help="import labels by id from a CSV (id,label) or a Label Studio JSON export",
         description="Write labels into a store by id without touching features; the whole file "
         "is checked first (unknown ids, contradictory duplicates, unseen classes).",
     )
@@ -51,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("labels", help="a CSV with id and label columns, or a Label Studio export")
     p.add_argument("--new-class", action="store_true", help="accept class names the store lacks")
     p.add_argument("--wait", type=seconds, default=10.0, help="seconds to wait for another writer")
+    # fmt: on
     p.set_defaults(func=run_label)
 
 

@@ -21,104 +21,80 @@ from embedkit.errors import StoreError, UserInputError
 
 
 def register(sub) -> None:
+    # fmt: off
     p = sub.add_parser("info", help="print a store's schema, counts, taps, provenance and size")
     p.add_argument("store", help="the .h5 feature store")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run_info)
 
     p = sub.add_parser(
-        "split",
-        help="write a stratified train/val/test split into a store",
+        "split", help="write a stratified train/val/test split into a store",
         description="Mark a store's rows train/val/test (stratified). Rows marked test stay "
         "test; unset rows are training rows already (docs/splits.md), so marking them needs "
         "no --force; only rows that already have a train/val mark need --force to move.",
     )
     p.add_argument("store", help="the .h5 feature store")
-    p.add_argument(
-        "--test", type=fraction_or_zero, default=None,
-        help="test fraction of all rows, when the store has no test rows (default 0.2)",
-    )  # fmt: skip
-    p.add_argument(
-        "--val", type=fraction_or_zero, default=0.0,
-        help="validation fraction of the train rows (default 0)",
-    )  # fmt: skip
+    p.add_argument("--test", type=fraction_or_zero, default=None,
+                   help="test fraction of all rows, when the store has no test rows (default 0.2)")
+    p.add_argument("--val", type=fraction_or_zero, default=0.0,
+                   help="validation fraction of the train rows (default 0)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="redraw rows already marked train/val (unset rows need no --force); its test "
-        "rows stay test",
-    )
-    p.add_argument(
-        "--retest",
-        action="store_true",
-        help="also redraw the test split (moves stored test items into train/val)",
-    )
-    p.add_argument(
-        "--wait", type=seconds, default=10.0, help="seconds to wait for another writer (0 to 86400)"
-    )
+    p.add_argument("--force", action="store_true",
+                   help="redraw rows already marked train/val (unset rows need no --force); its "
+                   "test rows stay test")
+    p.add_argument("--retest", action="store_true",
+                   help="also redraw the test split (moves stored test items into train/val)")
+    p.add_argument("--wait", type=seconds, default=10.0,
+                   help="seconds to wait for another writer (0 to 86400)")
     p.set_defaults(func=run_split)
 
-    p = sub.add_parser(
-        "store", help="maintain a store: compact, pack, upgrade, verify, log, vacuum, export"
-    )
+    p = sub.add_parser("store",
+                       help="maintain a store: compact, pack, upgrade, verify, log, vacuum, export")
     ops = p.add_subparsers(dest="store_command", metavar="OP", required=True)
 
     def op(name, func, help_, *, wait=True, store="the .h5 feature store", **kw):
         q = ops.add_parser(name, help=help_, **kw)
         q.add_argument("store", help=store)
         if wait:
-            q.add_argument(
-                "--wait", type=seconds, default=10.0, help="seconds to wait for a writer"
-            )
+            q.add_argument("--wait", type=seconds, default=10.0,
+                           help="seconds to wait for a writer")
         q.set_defaults(func=func)
         return q
 
     op("compact", run_store, "merge a store's shards into one (crash-safe)")
     op("upgrade", run_store, "convert an older layout (schema 1, packed, before column files)")
-    q = op(
-        "pack",
-        run_store,
-        "write a store as one file to share (plain h5py reads it; upgrade unpacks)",
-    )
+    q = op("pack", run_store, "write a store as one file to share (plain h5py reads it; upgrade "
+           "unpacks)")
     q.add_argument("out", help="the one-file copy to write")
     add_overwrite(q)
     op("recover", run_store, "rebuild a store's missing index from the shards in its folder",
-       store="the .h5 index file that is missing (its folder STORE.d remains)")  # fmt: skip
+       store="the .h5 index file that is missing (its folder STORE.d remains)")
     q = op("log", run_log, "list a store's versions: time, operation, rows, changes", wait=False)
     q.add_argument("--json", action="store_true", help="print one JSON object per version")
-    q = op(
-        "vacuum",
-        run_vacuum,
-        "remove old versions and the files only they name (lists them; --yes removes)",
-        description="Commits never delete a file a version names; vacuum removes versions "
-        "older than the newest --keep and every shard or column file no kept version names. "
-        "Without --yes it only lists them.",
-    )
+    q = op("vacuum", run_vacuum,
+           "remove old versions and the files only they name (lists them; --yes removes)",
+           description="Commits never delete a file a version names; vacuum removes versions "
+           "older than the newest --keep and every shard or column file no kept version names. "
+           "Without --yes it only lists them.")
     q.add_argument("--keep", type=count, default=1, help="newest versions to keep (default 1)")
     q.add_argument("--yes", action="store_true", help="remove the listed files")
     q = op("verify", run_verify, "check a store in full: structure, every shard, values")
-    q.add_argument(
-        "--repair",
-        action="store_true",
-        help="restore a damaged or missing index from its versions, rewrite damaged column files "
-        "from the shards, mark damaged shards for the next extract to recompute, drop debris",
-    )
-    q = op(
-        "export",
-        run_export,
-        "write ids, labels, splits and features as Parquet or .npy files",
-        wait=False,
-        description="Stream a store's rows into a Parquet file (one fixed-size list column "
-        "per tap; pandas, polars, DuckDB, Arrow) or a folder of .npy files, without h5py.",
-    )
+    q.add_argument("--repair", action="store_true",
+                   help="restore a damaged or missing index from its versions, rewrite damaged "
+                   "column files from the shards, mark damaged shards for the next extract to "
+                   "recompute, drop debris")
+    q = op("export", run_export, "write ids, labels, splits and features as Parquet or .npy files",
+           wait=False,
+           description="Stream a store's rows into a Parquet file (one fixed-size list column "
+           "per tap; pandas, polars, DuckDB, Arrow) or a folder of .npy files, without h5py.")
     q.add_argument("--format", choices=("parquet", "npy"), default="parquet",
-                   help="parquet: one file (default); npy: a folder of .npy files")  # fmt: skip
+                   help="parquet: one file (default); npy: a folder of .npy files")
     q.add_argument("--tap", action="append", dest="taps", metavar="T",
-                   help="export only this tap (repeatable; default all)")  # fmt: skip
+                   help="export only this tap (repeatable; default all)")
     q.add_argument("--out", required=True, help="the .parquet file or npy folder to create")
     q.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     add_overwrite(q)
+    # fmt: on
 
 
 def run_info(args) -> int:
