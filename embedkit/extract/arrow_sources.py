@@ -1,26 +1,13 @@
 """Arrow-backed sources: Parquet files and folders of parts, Arrow IPC/Feather files, folders
-written by Hugging Face ``Dataset.save_to_disk``, and in-memory tables (a ``datasets.Dataset``,
-a pandas ``DataFrame``, a ``pyarrow.Table``; see :func:`table_source`).
+written by Hugging Face ``Dataset.save_to_disk``, and in-memory tables (see :func:`table_source`).
 
     embedkit extract minilm.onnx reviews.parquet --column body --label-column stars --out f.h5
-    embedkit extract lite0.onnx photos.parquet --column image --label-column y --out f.h5
     embedkit extract lite0.onnx hf_saved/ --column image --out f.h5     # save_to_disk folder
 
-The data is read one Parquet row group or Arrow record batch at a time, never the whole
-file: ``scan`` streams through the batches once (hashing each item and reading the id,
-label and split columns), and ``read(i)`` decodes the data column of the batch holding row
-``i`` (the last :data:`CACHED_BATCHES` batches are kept). Memory is set by the batch size
-the file was written with, not by the file size.
-
-The data column (``--column``) holds text (a string column), image bytes (a binary column,
-or a Hugging Face ``Image`` struct of ``bytes``/``path``), or image paths (a string column
-read by an image model; relative paths start at the file's folder).
-
-Row ids (docs/extract.md, "Parquet, Arrow and Hugging Face datasets"): the ``--id-column``
-values when given (an ``id`` column is used by default); else the row number from 0 in a
-single file or table, ``<part>:<row>`` in a folder of Parquet parts (the part's path
-relative to the folder, the row within that part), and ``<split>/<row>`` in a saved
-``DatasetDict``. They stay the same as long as the rows and parts do.
+Data is read one Parquet row group or Arrow record batch at a time, never the whole file:
+``scan`` streams through the batches once, ``read(i)`` decodes the data column of the batch
+holding row ``i`` (the last :data:`CACHED_BATCHES` are kept). The data column, labels and
+row ids follow docs/extract.md, "Parquet, Arrow and Hugging Face datasets".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Which to-do items go into which batch: fixed-size slices, or text bucketed by length.
 
-Text is tokenised once, up front (``tokenizers``' ``encode_batch``). The token counts
-then shape the batches: a window of ``window`` to-do items at a time is sorted by length
-(stably, so equal lengths keep source order) and cut into batches of at most
-a budget of padded tokens (``batch_size`` x the mean token count of the to-do texts), so
-a batch of short texts holds many items, a batch of long ones few, there are about as many
-batches as with a fixed count, and almost no compute goes into padding. The tokens are
-kept and fed as they are.
-
-The plan is a pure function of the to-do list and its texts, so a killed run plans the same
-batches again and resumes from its journal; the store puts journaled rows back in source
-order, so a bucketed run writes the same rows, in the same order, as an unbucketed one.
+Text is tokenised once, up front; each window of :data:`WINDOW` to-do items is sorted by
+token count and cut into batches within a budget of ``batch_size`` x the mean token count,
+so padding costs almost nothing. The plan is a pure function of the to-do list, so a
+killed run plans the same batches and resumes from its journal, and rows land in source
+order either way.
 
     embedkit extract minilm.onnx reviews.csv --out feats.h5 --batch-size 32  # 32 x mean tokens
 """

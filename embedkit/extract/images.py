@@ -1,17 +1,6 @@
-"""How a decoded image becomes 8-bit pixels: orientation, bit depth and transparency.
-
-The rules (docs/extract.md, "Images"), applied to every image before it is resized:
-
-- EXIF orientation is applied (``PIL.ImageOps.exif_transpose``), so a phone photo is
-  upright as a viewer shows it.
-- 16-bit grey (``I;16*``, and ``I``, which PIL uses for 16-bit PNG/TIFF) is scaled to 8 bits
-  by ``round(v / 257)`` (65535 -> 255); ``I`` values outside 0..65535 are clipped.
-- 32-bit float grey (``F``) is taken on a 0..1 scale: ``round(v * 255)``, clipped; NaN or
-  infinite pixels make the image a bad item.
-- Transparency (an alpha band, ``LA``, ``RGBA``, ``PA``, or a palette/colour key in
-  ``info["transparency"]``) is composited over white, as browsers and Hugging Face image
-  processors do; palette images go through ``RGBA``, so PIL prints no warning.
-- Every other mode (``1``, ``P``, ``CMYK``, ``YCbCr``, ...) is converted by PIL.
+"""How a decoded image becomes upright 8-bit ``L`` or ``RGB`` pixels: EXIF orientation,
+16-bit and float grey scaled, transparency composited over white. The rules are listed in
+docs/extract.md, "Images".
 
     embedkit extract lite0.onnx photos/ --out feats.h5
 """

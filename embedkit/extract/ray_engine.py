@@ -3,18 +3,11 @@
     embedkit extract lite0.onnx images/ --out feats.h5 --engine ray              # local Ray
     embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
 
-The driver lists, plans and batches exactly as a local run (text tokenised once, the
-tokens sent along). Each batch is one row of a Ray Dataset, a few per block
-(:func:`batches_per_task`); ``map_batches`` hands blocks to a fixed pool of
-:class:`ShardActor` (one ONNX Runtime session each: one thread and one CPU, or one GPU),
-which journals each batch as its own shard (:class:`~embedkit.store.BatchShards`),
-atomically and named by content, so a retried task rewrites the same file. Ray Data
-restarts dead actors and retries their tasks. An actor whose node cannot see the
-store's journal (or every actor with ``ray_shards="driver"``) sends the shard's bytes to
-the driver instead. The driver then commits through the one commit path, so the store
-is bit-identical to a local ``extract``; a killed driver's re-run resumes from the
-journal. Every node must see the model and the source at the same path
-(docs/scale-out.md).
+Each planned batch is one row of a Ray Dataset, a few per block (:func:`batches_per_task`);
+a fixed pool of :class:`ShardActor` (one ONNX Runtime session each) journals each batch as
+its own shard (:class:`~embedkit.store.BatchShards`), or sends its bytes to the driver
+when its node cannot see the journal. The driver commits through the one commit path, so
+the store is bit-identical to a local ``extract`` (docs/scale-out.md, "How it works").
 """
 
 from __future__ import annotations

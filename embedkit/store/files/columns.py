@@ -1,14 +1,10 @@
 """The per-row columns that change (labels, split), in small immutable column files.
 
-The index's ``labels`` and ``split`` are virtual datasets over column files
-``STORE.d/columns/<hash>.h5`` (``labels`` int64 and ``split`` S8, contiguous), listed in
-order in the index's ``/_store/columns``. A commit that appends writes a column file for
-the new rows only and maps the old files as they are, so it costs O(new rows), not a
-rewrite (and recompression) of every row's label. A commit that changes rows already in
-the store (relabelled, replaced, a new split) writes one file for all rows. Tail files
-are merged like a binary counter (the last two when the older one is at most twice the
-newer one), so a store keeps O(log N) column files and each row is rewritten O(log N)
-times over its life.
+The index's ``labels`` and ``split`` are virtual datasets over ``STORE.d/columns/<hash>.h5``
+files, listed in order in ``/_store/columns``. An append writes a file for its new rows
+only; a change to existing rows writes one file for all rows; the newest files merge like
+a binary counter, so a store keeps O(log N) of them (docs/store-format.md, "Why an index
+file plus a folder").
 
     pieces = write_columns(store, labels, split, base=state)   # [(name, rows), ...]
     labels, split, pieces = read_columns(store, [name for name, _ in pieces])

@@ -1,15 +1,11 @@
 """Whole-file checksums: every shard, column file and index carries the CRC-32 of its bytes.
 
-Each file is created with a 512-byte HDF5 user block (bytes HDF5 leaves to the
-application; h5py and every HDF5 tool read the file as usual). When the file is complete,
-before it is renamed into place, :func:`stamp` writes ``embedkit-crc32 XXXXXXXX`` there:
-the CRC-32 of every byte after the block. Files are immutable once named, so the stamp
-holds for life, and ``embedkit store verify`` (:func:`checksum_problem`) finds any flipped
-byte anywhere in the file (CRC-32 catches every error burst of up to 32 bits), features,
-ids and HDF5's own structures alike, and names the file. Files from before checksums
-(no user block) are read as they are.
+:func:`stamp` writes ``embedkit-crc32 XXXXXXXX`` into the file's 512-byte HDF5 user block
+before the file is renamed into place; :func:`checksum_problem` (``store verify``) finds
+any byte changed since and names the file. Files from before checksums (no user block)
+are read as they are (docs/store-format.md, "Checksums, versions, recover and repair").
 
-    with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
+    with h5py.File(tmp, "w", userblock_size=S.USERBLOCK) as f:
         ...
     stamp(tmp)                      # then fsync and rename
     checksum_problem(path)          # None, or what is wrong, in a few words

@@ -1,16 +1,13 @@
 """Immutable shard files: the rows of a store, written once and never modified.
 
-A shard is a small HDF5 file with the same row datasets as a one-file store (``ids``,
-``digests``, ``labels`` + ``label_names``, ``split``, ``features/<tap>``), contiguous and
-uncompressed so readers can memory-map it. Its name is derived from its content
-(fingerprint, ids, digests, labels, splits), so a retried task rewrites the same file:
+A shard holds the row datasets of a store (``ids``, ``digests``, ``labels`` +
+``label_names``, ``split``, ``features/<tap>``), contiguous and uncompressed so readers can
+memory-map it, under a name hashed from its content, so a retried task rewrites the same
+file. Features are written with ``pwrite`` at the offsets HDF5 allocated, so a full disk
+is a one-line :class:`~embedkit.errors.StoreError`, never a crash inside HDF5.
 
     path = write_shard("shards/", fingerprint, ids, digests, {"pool": X}, labels=names)
     commit_shards("feats.h5", [path], fingerprint)
-
-Features are written with plain ``pwrite`` at the dataset offsets that HDF5 allocated,
-so a full disk surfaces as ``OSError(ENOSPC)`` (turned into a one-line
-:class:`~embedkit.errors.StoreError`), never as a crash inside HDF5.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Rebuilding a store's index from its folder: ``embedkit store recover feats.h5``.
 
-When ``feats.h5`` is gone (deleted, or replaced and moved away) but ``feats.h5.d/`` holds
-the shards and column files, every writer refuses the store (an orphaned folder); this
-module gives the index back. It uses, in order:
-
-1. the newest version in the folder (``feats.h5.d/versions/NNNNNNNN.h5``) whose
-   checksum holds and whose files are all there: the store comes back as that commit
-   left it, bit for bit;
-2. else the shards themselves (they hold ids, digests, labels and split): rows in the
-   order their shards were written (a later shard's row of an id already seen replaces
-   it in place, as commits do), labels and split from the column files when they cover
-   every row, else as the shards recorded them.
+When ``feats.h5`` is gone but ``feats.h5.d/`` holds the shards and column files (an
+orphaned folder), this gives the index back: from the newest intact version whose files
+are all there (bit for bit), else from the shards themselves, rows in the order their
+shards were written (docs/store-format.md, "Checksums, versions, recover and repair").
 """
 
 from __future__ import annotations

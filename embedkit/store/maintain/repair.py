@@ -1,22 +1,11 @@
 """``embedkit store verify feats.h5 --repair``: put back what can be put back, mark the rest.
 
-Under the writer lock, in order:
-
-- **the index** missing, unreadable or failing its checksum: the damaged file is kept as
-  ``feats.h5.damaged`` and the index is restored from its newest intact version, else
-  rebuilt from the shards (:mod:`embedkit.store.maintain.recover`);
-- **the index a version behind** (a writer killed between its version and the index):
-  replaced by the newest version; **the index's own version file** missing or damaged:
-  written again from the index;
-- **a column file** damaged: the labels and split of its rows are taken from the shards
-  (as they were extracted; a later ``split`` or relabel of those rows is lost and named);
-- **a shard** damaged (checksum, unreadable, or content that no longer hashes to its
-  name): its rows cannot be recomputed without the source, so the shard is **marked**
-  (root attribute ``recompute``); the next ``embedkit extract`` into the store recomputes
-  every row of a marked shard in place, the shard then goes, and the store verifies;
-- **debris** (temporary files): removed.
-
-Each change is a new version (operation ``repair`` in ``embedkit store log``).
+Under the writer lock, in order: a damaged or missing index is kept as ``.damaged`` and
+restored (:mod:`embedkit.store.maintain.recover`); an index a version behind, or its own
+version file, is brought level; damaged column files take labels and split from the
+shards; an index naming a moved folder is rewritten; damaged shards are **marked** for
+recomputation by the next extract; debris goes. Each change is a new version (operation
+``repair``); docs/store-format.md, "Checksums, versions, recover and repair".
 """
 
 from __future__ import annotations

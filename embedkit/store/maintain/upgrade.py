@@ -1,13 +1,10 @@
 """Converting an older layout into the current one: ``embedkit store upgrade STORE``.
 
-The only code that reads the older layouts; every other command refuses them in one line
-naming this command. The older layouts are schema 1 (one file, embedkit 0.1), packed
-(one file from an older ``store pack``: ``/_store/shards`` is ``[""]``) and schema 2 from
-before column files (``labels`` and ``split`` inside the index). Their rows are valid
-current rows; the upgrade copies a one-file store's rows into a shard (as do shards
-without id hashes, schema-1 files linked in by older upgrades), writes the column files,
-and commits version 1 over the old file. The old file stays as it was until that last
-rename: a kill leaves it readable by the next upgrade.
+The only code that reads the older layouts (schema 1, packed, schema 2 before column
+files; docs/store-format.md, "Older layouts"); every other command refuses them naming
+this command. One-file stores and shards without id hashes are copied into a new shard,
+labels and split go to column files, and version 1 is committed over the old file, which
+stays as it was until that last rename.
 
     embedkit store upgrade old.h5
 """

@@ -2,11 +2,9 @@
 
     embedkit store verify feats.h5
 
-:func:`verify_store` lists every problem it finds (one line each): the structural checks
-of :mod:`embedkit.store.read.checks`, then, shard by shard, every dataset read in full
-with its recorded shape and dtype, all feature values finite, the shard's content hash
-equal to its content-derived file name, every version file's checksum, the index equal to
-its newest version, and no debris (temporary files). It reads the store only; nothing is written.
+:func:`verify_store` lists every problem (one line each): the checks on open, full reads
+of every shard, content hashes against file names, every file's checksum, the index
+against its newest version, and debris. It reads the store only; nothing is written.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
 """Structural checks run every time a store is opened: cheap, and one line per problem.
 
-Opening a store (``FeatureStore``, ``embedkit info/train/bench/predict/audit/split``, an
-extract into an existing store, ``embedkit store compact/pack/upgrade``) runs two checks:
-
-- :func:`check_index`, on the index file's metadata before anything is read from it:
-  root attributes present, typed and valid JSON; every dataset present with the right
-  kind, rank and dtype; every ``(N, ...)`` dataset ``N`` rows long; each tap's dataset as
-  wide as the tap the ``taps`` attribute records; the row map's shape, shard and column
-  file names.
-- :func:`~embedkit.store.read.rowchecks.check_rows`, on the values read into the snapshot and
-  on the open shards (that module lists them).
-
-Neither reads a feature array. The first problem is raised as a
+:func:`check_index` checks the index file's metadata before anything is read from it
+(attributes, datasets, lengths, tap widths, the row map and file lists);
+:func:`~embedkit.store.read.rowchecks.check_rows` then checks the values read and the open
+shards. Neither reads a feature array. The first problem is raised as a
 :class:`~embedkit.errors.StoreError` naming the file and the field::
 
     feats.h5: /labels has 990 rows but /ids has 1000; re-run extract or restore the store
 
-``embedkit store verify`` (:func:`embedkit.store.verify_store`) runs the same generators
-to the end and adds the full reads.
+``embedkit store verify`` runs the same generators to the end and adds the full reads
+(docs/store-format.md, "Checks on open and ``embedkit store verify``").
 """
 
 from __future__ import annotations

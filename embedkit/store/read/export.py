@@ -4,19 +4,8 @@ a folder of ``.npy`` files, streamed in row chunks through the public :class:`Fe
     embedkit store export feats.h5 --format parquet --out feats.parquet
     embedkit store export feats.h5 --format npy --tap pool --out feats_npy/
 
-Parquet columns (docs/store-format.md, "Export"): ``id`` (string), ``label`` (the class
-name; null where unlabelled), ``split`` (``train``/``val``/``test``; null where unset), and
-one ``fixed_size_list<float>`` column per tap, named by the tap, in the storage dtype (so
-the values are the stored bits); a tap of shape ``(C, H, W)`` is flattened in C order, its
-shape in the field metadata ``embedkit.shape``. The schema metadata ``embedkit`` holds the
-class names in index order, the taps and the store's fingerprint. One row group per chunk.
-
-The npy folder holds ``ids.npy`` (unicode), ``labels.npy`` (int64, -1 = unlabelled),
-``splits.npy`` (unicode, "" = unset), ``label_names.json`` and ``<tap>.npy`` per tap
-(``(N, *shape)``, storage dtype), all loadable with ``np.load(..., allow_pickle=False)``.
-
-The output appears whole or not at all: it is written beside ``out`` and renamed into
-place; an existing ``out`` is refused.
+The columns, files and metadata are described in docs/store-format.md, "Export". The
+output appears whole or not at all: it is written beside ``out`` and renamed into place.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Checks on open, second half: the snapshot's values, its shards and its ids.
 
-:func:`check_rows` runs after :func:`~embedkit.store.read.checks.check_index` once the index's
-values are read (``index.read_state``): label indexes within ``label_names``, split values,
-the row map contiguous and within its shards, each shard of the store's fingerprint with
-consistent row counts and its feature bytes inside the file, and ids unique. The id check
-reads each shard's 16-byte id hashes once and sorts them once
-(:class:`~embedkit.store.read.idindex.IdIndex`); the index is kept on the snapshot, so a writer
-looks ids up in it instead of reading and sorting them again.
+:func:`check_rows` runs once the index's values are read: labels and splits valid, the row
+map within its shards, each shard of the store's fingerprint with its bytes inside the
+file, and ids unique. The id hashes sorted for that check are kept on the snapshot
+(:class:`~embedkit.store.read.idindex.IdIndex`), so a writer looks ids up without sorting
+them again.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Merging shards: compaction (automatic past a shard count, or ``embedkit store compact``)
 and the one-file form to share a store (``embedkit store pack STORE OUT``).
 
-Both copy live rows, in row order, into a new file written beside its final name, fsync'ed
-and renamed; compaction then replaces the index atomically and removes the shards it
-merged, so a kill at any point leaves a complete store.
+Both copy live rows, in row order, into a new file written beside its final name and
+renamed; compaction then commits a version naming it (the merged shards stay for older
+versions until ``store vacuum``).
 
     embedkit store compact feats.h5
     embedkit store pack feats.h5 feats-shared.h5

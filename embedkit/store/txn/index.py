@@ -1,13 +1,9 @@
 """Committing a store's state: a new numbered version, then the view plain h5py reads.
 
-Every commit writes ``STORE.d/versions/NNNNNNNN.h5`` (the next number), created
-exclusively through :func:`embedkit.files.atomic_file` and never overwritten: the index
-of that state (root attributes, ``label_names``, ``bad``, ``/_store`` naming its shards,
-row map and column files, and the virtual datasets). Creating it is the commit. The
-store file ``STORE`` is then replaced by a copy of it (the view: what readers and plain
-h5py open); a kill in between leaves the view one version behind, which the next writer
-(or ``store verify --repair``) copies forward. Nothing a version names is deleted here:
-old versions and their files go only through ``embedkit store vacuum``.
+Creating ``STORE.d/versions/NNNNNNNN.h5`` exclusively is the commit; ``STORE`` is then
+replaced by a copy of it. A kill in between leaves the view a version behind, which the
+next writer copies forward. Nothing a version names is deleted here (docs/store-format.md,
+"Writes").
 """
 
 from __future__ import annotations

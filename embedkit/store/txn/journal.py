@@ -1,21 +1,13 @@
-"""The two forms of a store's journal (``STORE.d/journal/``): the writer of the rows picks one.
+"""The two forms of a store's journal (``STORE.d/journal/``); the writer of the rows picks one.
 
-:meth:`StoreWriter.begin <embedkit.store.txn.writer.StoreWriter.begin>` opens the journal
-it is given; both resume what an interrupted run journaled for the same to-do list, and
-both hand the commit its shards in to-do order:
+- :class:`PendingRows` (``embedkit extract``): one pending shard ``<name>.part`` of every
+  to-do row, filled batch by batch with ``pwrite`` + ``fdatasync`` and logged in
+  ``<name>.done``; the commit links it into ``shards/`` without copying a row.
+- :class:`BatchShards` (``extract --engine ray``): one shard file per batch, written by
+  whoever computed it; the commit merges small ones into one.
 
-- :class:`PendingRows` (``embedkit extract``): one pending shard of every to-do row,
-  ``<name>.part``, its row metadata written and its feature space allocated but not
-  filled (a sparse file), named after its content like any shard. Each finished batch
-  writes its rows at their to-do positions with ``pwrite``, ``fdatasync``s, then appends
-  one line to ``<name>.done``; a SIGKILL loses only the batches in flight. The commit
-  renames the part to ``<name>.h5`` (still in the journal, so a kill before the index is
-  replaced keeps it for the re-run) and links it into ``shards/``: no row is copied, so
-  a commit needs the new rows' shard and the new index on disk, not twice the rows.
-  It needs every to-do row's digest, label and split up front.
-- :class:`BatchShards` (``extract --engine ray``): each batch is one shard file, written
-  by whoever computed it (a worker with :func:`~embedkit.store.files.shards.write_shard`,
-  or :meth:`StoreWriter.write_batch`); the commit merges small ones into one.
+Both resume what an interrupted run journaled for the same to-do list and hand the
+commit their shards in to-do order (docs/store-format.md, "Writes").
 
     with StoreWriter("feats.h5", fingerprint) as w:
         done = w.begin(PendingRows(todo_ids, batches, digests=d, labels=y, splits=s))

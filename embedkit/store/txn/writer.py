@@ -1,12 +1,9 @@
 """Crash-safe, incremental writes into the feature store (what ``embedkit extract`` uses).
 
-A :class:`StoreWriter` takes the store's writer lock first, then reads the store. New
-rows go to a journal (``STORE.d/journal/``) in the form its caller picks
-(:mod:`embedkit.store.txn.journal`: one pending shard, or one shard per batch), so a
-SIGKILL loses at most the batches in flight and the next run resumes from the rest.
-``commit`` hands the journal's shards to the one commit path
-(:func:`~embedkit.store.txn.commit.commit_locked`), which writes only the new rows and
-replaces the index atomically.
+A :class:`StoreWriter` takes the store's writer lock, then reads the store. New rows go
+to a journal (:mod:`embedkit.store.txn.journal`), so a SIGKILL loses at most the batches
+in flight; ``commit`` hands the journal's shards to the one commit path
+(:func:`~embedkit.store.txn.commit.commit_locked`).
 
     with StoreWriter("feats.h5", fingerprint, provenance={"provider": "CPU"}) as w:
         todo = w.plan(ids, digests)            # positions that need computing
