@@ -93,33 +93,27 @@ def _change(state: State, base: State | None) -> dict:
 
 def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[str, int]):
     text = h5py.string_dtype("utf-8")
-    n, seg = state.n, state.segments
-    rel = [f"{S.sidecar(path).name}/shards/{name}" for name in state.shards]
+    n, seg, pieces = state.n, state.segments, state.pieces
+    # (file, its rows, first source row, first store row, rows) of each run of the store
+    folder = S.sidecar(path).name
+    shard_runs = [(f"{folder}/shards/{state.shards[k]}", shard_rows[state.shards[k]], src, dst, m)
+                  for k, src, dst, m in seg.tolist()]  # fmt: skip
+    starts = np.cumsum([0, *(rows for _, rows in pieces)]).tolist()
+    column_runs = [(f"{folder}/columns/{name}", rows, 0, dst, rows)
+                   for (name, rows), dst in zip(pieces, starts)]  # fmt: skip
     taps = state.fingerprint.tap_infos
-    columns = [(S.IDS, text, ()), (S.DIGESTS, "S64", ())]
-    columns += [(f"{S.FEATURES}/{t.name}", t.dtype, t.shape) for t in taps]
+    columns = [(S.IDS, text, (), shard_runs), (S.DIGESTS, "S64", (), shard_runs)]
+    columns += [(f"{S.FEATURES}/{t.name}", t.dtype, t.shape, shard_runs) for t in taps]
+    columns += [(S.LABELS, np.int64, (), column_runs), (S.SPLIT, "S8", (), column_runs)]
     f.create_group(S.FEATURES)
-    for name, dtype, shape in columns:
+    for name, dtype, shape, runs in columns:
         layout = h5py.VirtualLayout(shape=(n, *shape), dtype=dtype)
-        for k, src, dst, length in seg.tolist():
-            rows = shard_rows[state.shards[k]]
-            source = h5py.VirtualSource(rel[k], name, shape=(rows, *shape), dtype=dtype)
-            layout[dst : dst + length] = source[src : src + length]
+        for file, rows, src, dst, m in runs:
+            source = h5py.VirtualSource(file, name, shape=(rows, *shape), dtype=dtype)
+            layout[dst : dst + m] = source[src : src + m]
         f.create_virtual_dataset(name, layout)
     for t in taps:
         f[f"{S.FEATURES}/{t.name}"].attrs.update(S.tap_attrs(t))
-    pieces = state.pieces or []
-    for name, dtype in ((S.LABELS, np.int64), (S.SPLIT, "S8")):
-        if not pieces:
-            f.create_dataset(name, shape=(0,), dtype=dtype)
-            continue
-        layout, dst = h5py.VirtualLayout(shape=(n,), dtype=dtype), 0
-        for piece, rows in pieces:
-            rel_piece = f"{S.sidecar(path).name}/columns/{piece}"
-            source = h5py.VirtualSource(rel_piece, name, (rows,), dtype=dtype)
-            layout[dst : dst + rows] = source[0:rows]
-            dst += rows
-        f.create_virtual_dataset(name, layout)
     f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
     write_bad(f, state.bad)
     meta = f.create_group(S.META)
