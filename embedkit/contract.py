@@ -81,6 +81,39 @@ output='blocks_10', dtype='float32')
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+_TAP_FIELDS = {  # field -> (accepted types, what it must be)
+    "output": ((str, type(None)), "a string"),
+    "shape": ((list, type(None)), "a list of positive integers"),
+    "pooling": ((str, type(None)), "a string"),
+    "stride": ((int, type(None)), "an integer"),
+    "layer": ((str, type(None)), "a string"),
+}
+
+
+def tap_entry_problem(entry: object, seen: list[str]) -> str | None:
+    """What is wrong with one entry of a taps list (``embedkit.taps``, a store's ``taps``)
+    after the tap names ``seen``; None when it is a sound :class:`Tap` dict.
+
+    >>> tap_entry_problem({"name": "pool", "shape": [8, -1]}, [])
+    "field 'shape' must be a list of positive integers, got [8, -1]"
+    """
+    if not isinstance(entry, dict):
+        return f"must be an object, got {type(entry).__name__}"
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        return f"has no 'name' (a non-empty string without '/'), got {name!r:.60}"
+    if name in seen:
+        return f"repeats tap name {name!r}"
+    for key, (types, what) in _TAP_FIELDS.items():
+        value = entry.get(key)
+        bad = not isinstance(value, types) or isinstance(value, bool)
+        if key == "shape" and isinstance(value, list):
+            bad = not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)
+        if key in entry and bad:
+            return f"field {key!r} must be {what}, got {value!r:.60}"
+    return None
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """How to turn an image (file bytes or a uint8 array) into a model input."""

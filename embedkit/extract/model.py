@@ -170,7 +170,11 @@ def _read_taps(path: Path, meta: dict, outputs: tuple[GraphTensor, ...]) -> list
         )
     taps = []
     for i, item in enumerate(items):
-        _check_tap_entry(path, i, item, [t.name for t in taps])
+        problem = C.tap_entry_problem(item, [t.name for t in taps])
+        if problem is not None:
+            raise UserInputError(
+                f"{path}: metadata 'embedkit.taps[{i}]' {problem}; re-export the model"
+            )
         tap = Tap.from_dict({**item, "pooling": item.get("pooling") or "none"})
         output = tap.output or tap.name
         if output not in by_name:
@@ -182,34 +186,6 @@ def _read_taps(path: Path, meta: dict, outputs: tuple[GraphTensor, ...]) -> list
         shape = tap.shape if known else _item_shape(by_name[output].shape)
         taps.append(replace(tap, output=output, shape=shape, layer=tap.layer or None))
     return taps
-
-
-_TAP_FIELDS = {  # field -> (accepted types, what it must be)
-    "output": ((str,), "a string"),
-    "shape": ((list, type(None)), "a list of positive integers"),
-    "pooling": ((str, type(None)), "a string"),
-    "stride": ((int, type(None)), "an integer"),
-    "layer": ((str, type(None)), "a string"),
-}
-
-
-def _check_tap_entry(path: Path, i: int, item, seen: list[str]) -> None:
-    """Raise naming ``embedkit.taps[i]`` and its field when the entry is malformed."""
-    where = f"{path}: metadata 'embedkit.taps[{i}]'"
-    if not isinstance(item, dict):
-        raise UserInputError(f"{where} must be an object, got {type(item).__name__}")
-    name = item.get("name")
-    if not isinstance(name, str) or not name:
-        raise UserInputError(f"{where} has no 'name' (a non-empty string); re-export the model")
-    if name in seen:
-        raise UserInputError(f"{where} repeats tap name {name!r}; re-export the model")
-    for key, (types, what) in _TAP_FIELDS.items():
-        value = item.get(key)
-        bad = not isinstance(value, types) or isinstance(value, bool)
-        if key == "shape" and isinstance(value, list):
-            bad = not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)
-        if key in item and bad:
-            raise UserInputError(f"{where} field {key!r} must be {what}, got {value!r:.60}")
 
 
 def _item_shape(shape: tuple[int | None, ...]) -> tuple[int, ...] | None:

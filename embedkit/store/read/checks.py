@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
+from embedkit.contract import tap_entry_problem
 from embedkit.errors import StoreError, short
 from embedkit.store import format as S
 from embedkit.store.format import FILE_NAME, META, RESTORE, SELF, SHARD_FORMAT
@@ -155,28 +156,15 @@ def _taps(p: str, entries: list, dtype: str) -> Iterator[str]:
     if not entries:
         yield f"{p}: attribute 'taps' is an empty list; {RESTORE}"
         return None
-    taps, seen = [], set()
+    taps = []
     for i, entry in enumerate(entries):
-        where = f"{p}: attribute 'taps' entry {i}"
-        if not isinstance(entry, dict):
-            yield f"{where} is {short(entry)}, not an object; {RESTORE}"
+        problem = tap_entry_problem(entry, [t.name for t in taps])
+        if problem is None and entry.get("shape") is None:
+            problem = "field 'shape' must be a list of positive integers, got None"
+        if problem is not None:
+            yield f"{p}: attribute 'taps' entry {i} {problem}; {RESTORE}"
             return None
-        shape = entry.get("shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-        ):
-            yield f"{where}: 'shape' is {short(shape)}, not a list of sizes; {RESTORE}"
-            return None
-        try:
-            tap = S.TapInfo.from_dict({**entry, "dtype": dtype})
-        except (TypeError, ValueError) as exc:
-            yield f"{where}: {str(exc).splitlines()[0]}; {RESTORE}"
-            return None
-        if not isinstance(tap.name, str) or tap.name in seen:
-            yield f"{where}: name {tap.name!r} is not a unique string; {RESTORE}"
-            return None
-        seen.add(tap.name)
-        taps.append(tap)
+        taps.append(S.TapInfo.from_dict({**entry, "dtype": dtype}))
     return taps
 
 
