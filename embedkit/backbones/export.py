@@ -47,29 +47,15 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What an export wrote and how well it matched torch.
+    """What an export wrote and how well it matched torch."""
 
-    Attributes
-    ----------
-    path : str
-        The ONNX file written.
-    taps : tuple of Tap
-        The ``embedkit.taps`` metadata (name, output, shape, pooling, stride, layer).
-    verify : dict
-        The ``embedkit.verify`` metadata: max abs diff, min cosine, fusions, ...
-    seconds : float
-        Wall time of the export, verification included.
-    size_bytes : int
-        Size of the ONNX file.
-    """
-
-    path: str
+    path: str  # the ONNX file written
     backbone: str
     precision: str
-    taps: tuple[Tap, ...]
-    verify: dict
-    seconds: float
-    size_bytes: int
+    taps: tuple[Tap, ...]  # the embedkit.taps metadata (name, output, shape, pooling, ...)
+    verify: dict  # the embedkit.verify metadata: max abs diff, min cosine, fusions, ...
+    seconds: float  # wall time of the export, verification included
+    size_bytes: int  # size of the ONNX file (and its .onnx.data)
 
     def summary(self) -> str:
         """A few lines for the CLI: outputs, drift vs torch, fusions, time and size."""

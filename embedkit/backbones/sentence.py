@@ -3,11 +3,8 @@
     embedkit export hf:/models/multilingual-e5-small --out e5.onnx    # "query: " prefix
     embedkit export hf:/models/embeddinggemma-300m --out gemma.onnx   # mean, 2 Dense, norm
 
-The files read (all optional; a plain Hugging Face folder has none of them):
-``sentence_bert_config.json`` (``max_seq_length``), ``modules.json`` (the module chain:
-Transformer, Pooling, Dense…, Normalize), ``1_Pooling/config.json`` (``pooling_mode_*``),
-``N_Dense/config.json`` + ``model.safetensors`` and ``config_sentence_transformers.json``
-(``prompts`` and ``default_prompt_name``).
+Every file is optional (a plain Hugging Face folder has none); docs/backbones.md, "Text
+encoders from a folder", lists what each one sets.
 """
 
 from __future__ import annotations

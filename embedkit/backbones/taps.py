@@ -23,23 +23,11 @@ GEM_P = 3.0  # generalised-mean exponent (Radenović et al.); 1 is avg, ∞ is m
 
 @dataclass(frozen=True)
 class TapPoint:
-    """Where a tap reads from in a torch model.
+    """Where a tap reads from in a torch model."""
 
-    Parameters
-    ----------
-    module : str
-        Dotted module path (``model.get_submodule``); ``""`` is the model's own output.
-    side : str
-        ``"output"`` reads what the module returns; ``"input"`` its first argument
-        (e.g. the feature map just before a global-pool layer).
-    pooled : str or None
-        The pooling this layer already applies (``"avg"`` for a global average pool),
-        recorded in metadata instead of the requested pooling.
-    """
-
-    module: str
-    side: str = "output"  # "output" | "input"
-    pooled: str | None = None  # the layer's own pooling, e.g. "avg" for AdaptiveAvgPool2d
+    module: str  # dotted module path (model.get_submodule); "" is the model's own output
+    side: str = "output"  # "output": what the module returns; "input": its first argument
+    pooled: str | None = None  # the layer's own pooling, recorded instead of the requested one
 
 
 @dataclass(frozen=True)

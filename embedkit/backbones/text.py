@@ -25,7 +25,7 @@ from torch import nn
 
 from embedkit.backbones.hooked_backbone import output_name
 from embedkit.backbones.install import installed_folder
-from embedkit.backbones.registry import BackboneSpec, register_backbone, register_prefix
+from embedkit.backbones.registry import register_backbone, register_prefix
 from embedkit.backbones.sentence import SentenceConfig, read_sentence_config
 from embedkit.backbones.taps import TappableLayer, check_pooling, pool
 from embedkit.backbones.to_onnx import Traceable
@@ -57,18 +57,10 @@ def verify_texts() -> list[str]:
 class TextEncoder(nn.Module):
     """Runs a Hugging Face encoder and returns the chosen layers, pooled, in order.
 
-    Parameters
-    ----------
-    model : nn.Module
-        A transformers ``AutoModel`` (loaded with ``attn_implementation="eager"``).
-    layers : list of int or None
-        Index into ``hidden_states`` per tap (0 = embeddings), or None for the last layer.
-    poolings : list of str
-        ``mean`` (masked), ``cls`` or ``none`` per tap.
-    normalize : bool
-        L2-normalise pooled vectors.
-    dense : nn.Module, optional
-        The sentence-transformers Dense head, applied to the pooled ``last`` tap only.
+    ``model`` is a transformers ``AutoModel`` (eager attention); ``layers`` index its
+    ``hidden_states`` per tap (0: embeddings; None: the last layer); ``poolings`` are
+    ``mean`` (masked), ``cls`` or ``none`` per tap; ``dense``, a sentence-transformers
+    Dense head, applies to the pooled last layer only.
     """
 
     def __init__(self, model, layers, poolings, *, normalize=False, dense=None):
@@ -344,15 +336,11 @@ def load_mpnet(*, max_length=None, normalize=None, **_options) -> TextBackbone:
 MPNET_TAPS = ("last", "layer.5", "layer.7", "layer.8", "layer.9", "layer.10")
 
 
-def _hf_spec(rest: str) -> BackboneSpec:
-    return BackboneSpec(
-        name="hf:" + rest,
-        modality="text",
-        input_spec="text (the model's own tokenizer)",
-        default_tap="last",
-        description="Hugging Face AutoModel text encoder",
-        loader=lambda **options: load_hf(rest, name="hf:" + rest, **options),
-    )
-
-
-register_prefix("hf:", _hf_spec)
+register_prefix(
+    "hf:",
+    lambda path, **options: load_hf(path, name="hf:" + path, **options),
+    modality="text",
+    input_spec="text (the model's own tokenizer)",
+    default_tap="last",
+    description="Hugging Face AutoModel text encoder",
+)

@@ -13,7 +13,7 @@ import io
 import torch
 
 from embedkit.backbones.hooked_backbone import HookedBackbone, per_channel
-from embedkit.backbones.registry import BackboneSpec, register_backbone, register_prefix
+from embedkit.backbones.registry import register_backbone, register_prefix
 from embedkit.backbones.taps import TapPoint
 from embedkit.contract import ImageSpec
 from embedkit.errors import UserInputError, first_line, require
@@ -174,19 +174,12 @@ def load_torchvision(model_name: str, **_options) -> HookedBackbone:
     return _with_module_taps(model, name, spec)
 
 
-def _image_spec(prefix: str, loader):
-    def make(rest: str) -> BackboneSpec:
-        return BackboneSpec(
-            name=prefix + rest,
-            modality="image",
-            input_spec="RGB, size and normalisation from the model's pretrained config",
-            default_tap="pool",
-            description=f"{prefix[:-1]} image model",
-            loader=lambda **options: loader(rest, **options),
-        )
-
-    return make
-
-
-register_prefix("timm:", _image_spec("timm:", load_timm))
-register_prefix("torchvision:", _image_spec("torchvision:", load_torchvision))
+for _prefix, _loader in (("timm:", load_timm), ("torchvision:", load_torchvision)):
+    register_prefix(
+        _prefix,
+        _loader,
+        modality="image",
+        input_spec="RGB, size and normalisation from the model's pretrained config",
+        default_tap="pool",
+        description=f"{_prefix[:-1]} image model",
+    )
