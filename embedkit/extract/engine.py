@@ -1,12 +1,7 @@
-"""The engine interface: how the planned batches of one extraction are run.
-
-``extract`` (``pipeline.py``) lists the source, takes the store's writer lock and plans
-the batches; the engine ``--engine`` names picks the form of the store's journal and
-runs the batches not yet journaled: ``local`` (``local.py``, one ONNX Runtime session in
-this process) or ``ray`` (``ray_engine.py``, an actor pool on a Ray cluster). The commit
-is the same for both, so they give bit-identical stores.
-
-    embedkit extract lite0.onnx images/ --out feats.h5 --engine ray --address auto
+"""The engine interface: how the planned batches of one extraction are run, by ``local``
+(``local.py``, one session in this process) or ``ray`` (``ray_engine.py``, an actor pool).
+Each picks the form of the store's journal; the commit is the same, so both give
+bit-identical stores (``pipeline.py`` runs the steps).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import check_split, disk_errors, id_hashes, write_atomic
-from embedkit.store.read.state import load_state, shard_rows
+from embedkit.store.read.state import shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
 from embedkit.store.txn.index import write_index
@@ -161,13 +161,9 @@ class StoreWriter:
 
     # -- the journal -----------------------------------------------------------------
     def begin(self, journal: Journal) -> set[int]:
-        """Open ``journal`` for the rows to add: the to-do ids cut into batches, as a
-        :class:`~embedkit.store.txn.journal.PendingRows` or a
-        :class:`~embedkit.store.txn.journal.BatchShards` (:mod:`embedkit.store.txn.journal`
-        says which suits whom). Returns the batch numbers an interrupted run already
-        journaled for the same ids and batches; the caller skips them. Rows are committed
-        in to-do order whatever the batches.
-        """
+        """Open ``journal`` (a :class:`~embedkit.store.txn.journal.PendingRows` or
+        :class:`~embedkit.store.txn.journal.BatchShards`) for the rows to add; returns the
+        batches an interrupted run already journaled for the same to-do list (to skip)."""
         self.journal.mkdir(parents=True, exist_ok=True)
         manifest = self.journal / "manifest.json"
         if manifest.exists():
@@ -242,13 +238,9 @@ class StoreWriter:
 
 
 def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) -> Path:
-    """Journal batch ``batch``'s bad items ``(id, digest, reason)`` from a worker process.
-
-    The scale-out path's workers hold no :class:`StoreWriter` (the driver does); each
-    writes ``bad-<batch>.jsonl`` atomically (tmp + fsync + rename) *before* the batch's
-    shard, so a journaled shard always has its bad items beside it. :meth:`StoreWriter.commit`
-    reads them after ``bad.jsonl``, in batch order.
-    """
+    """Journal batch ``batch``'s bad items ``(id, digest, reason)`` from a worker process
+    (which holds no :class:`StoreWriter`): ``bad-<batch>.jsonl``, written atomically before
+    the batch's shard, so a journaled shard always has its bad items beside it."""
     path = Path(journal) / f"bad-{int(batch)}.jsonl"
     text = "".join(json.dumps({"id": i, "digest": d, "reason": r}) + "\n" for i, d, r in records)
     return write_atomic(path, text.encode("utf-8"))
@@ -271,12 +263,12 @@ def set_splits(
     one: the shards are not touched, so this costs a few bytes per row.
     """
     path = Path(path)
-    if load_state(path) is None:
+    if not path.exists():  # before the lock, which would create the store's folder
         raise StoreError(no_store(path))
     values = np.asarray([check_split(s) for s in splits], dtype="S8")
     held = lock if lock is not None else WriterLock(path, timeout=timeout, what="splitting")
     with contextlib.nullcontext(held) if lock is not None else held:
-        state = prepare(path, held)
+        state = prepare(path, held, required=True)
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         new = replace(state, split=values, attrs={**state.attrs, "updated": now()})
