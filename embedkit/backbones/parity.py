@@ -123,20 +123,10 @@ def _cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def verify(model_bytes, feeds, reference, names, precision, *, force=False) -> dict:
-    """Check and run a serialized graph, compare with torch, fail over tolerance.
-
-    Returns
-    -------
-    dict
-        ``{"ran", "max_abs_diff", "min_cosine", "passed", "taps", ...}``; when the CPU
-        execution provider cannot run the graph (some fp16 ops), ``ran`` is False and
-        ``reason`` says why.
-
-    Raises
-    ------
-    ExportError
-        When the ONNX checker fails, or the difference is over tolerance and not ``force``.
-    """
+    """Check and run a serialized graph, compare with torch: ``{"ran", "max_abs_diff",
+    "min_cosine", "passed", "taps", ...}`` (``ran`` False with a ``reason`` when the CPU EP
+    cannot run an fp16 graph). ExportError when onnx.checker fails, or over tolerance and
+    not ``force``."""
     model = onnx.load_from_string(model_bytes)
     try:
         onnx.checker.check_model(model)

@@ -50,18 +50,9 @@ class Traceable:
 
 
 def to_onnx(tr: Traceable, name: str) -> tuple[onnx.ModelProto, str]:
-    """Export ``tr.module`` with dynamic axes: TorchScript, else dynamo.
-
-    Returns
-    -------
-    (onnx.ModelProto, str)
-        The graph (external data loaded) and which exporter wrote it.
-
-    Raises
-    ------
-    ExportError
-        ``cannot export NAME (Architecture) ...: <each exporter's reason>``.
-    """
+    """Export ``tr.module`` with dynamic axes, TorchScript else dynamo: ``(the graph, external
+    data loaded; which exporter wrote it)``. ExportError names the architecture and each
+    exporter's reason."""
     try:
         return torchscript(tr, name), f"torch.onnx TorchScript, opset {OPSET}"
     except ExportError as first:
@@ -100,13 +91,8 @@ def _torch_export(tr: Traceable, *, dynamo: bool) -> onnx.ModelProto:
 
 
 def torchscript(tr: Traceable, name: str) -> onnx.ModelProto:
-    """TorchScript-export ``tr.module`` (opset 17, dynamic axes); name the layer on failure.
-
-    Raises
-    ------
-    ExportError
-        ``cannot export NAME at layer 'L': <the exporter's reason>``.
-    """
+    """TorchScript-export ``tr.module`` (opset 17, dynamic axes); on failure, ExportError
+    ``cannot export NAME at layer 'L': <the exporter's reason>``."""
     with _module_stack(tr.module) as stack:
         try:
             return _torch_export(tr, dynamo=False)

@@ -125,13 +125,7 @@ def _pretrained(name: str, build) -> torch.nn.Module:
 
 
 def load_timm(model_name: str, **_options) -> HookedBackbone:
-    """Load ``timm:<model_name>`` with pretrained weights; needs ``embedkit[timm]``.
-
-    Raises
-    ------
-    MissingDependencyError
-        When timm does not import; the message says ``pip install 'embedkit[timm]'``.
-    """
+    """Load ``timm:<model_name>`` with pretrained weights; needs ``embedkit[timm]``."""
     name = f"timm:{model_name}"
     timm = require("timm", "timm", f"the backbone {name}")
     timm_data = require("timm.data", "timm", f"the backbone {name}")

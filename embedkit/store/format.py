@@ -1,10 +1,6 @@
-"""The store's format: every name, version, path rule, tap description and fingerprint.
-
-Everything a store holds on disk is named here once, so that the writers, the reader,
-the checks and ``docs/store-format.md`` agree: dataset names, format tags, schema number,
-and where each file lives beside the store ``STORE`` (``STORE.d/shards/``,
-``STORE.d/columns/``, ``STORE.d/journal/``, the lock, the index copy). A store is readable
-by plain h5py:
+"""The store's format: every name, version, path rule, tap description and fingerprint,
+named here once so that the writers, the reader, the checks and ``docs/store-format.md``
+agree. A store is readable by plain h5py:
 
     >>> import h5py                                          # doctest: +SKIP
     >>> f = h5py.File("feats.h5")                            # doctest: +SKIP

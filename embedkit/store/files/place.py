@@ -1,8 +1,5 @@
-"""Putting shard files into a store's folder: hard links, checked copies, merged runs.
-
-Used by the commit path (:func:`~embedkit.store.txn.commit.commit_locked`) and by upgrades of
-one-file stores. A shard in the store's folder is linked, never copied; runs of small
-shards (the scale-out journal's batches) are merged into one new shard.
+"""Putting shard files into a store's folder for a commit: hard links, checked copies, and
+runs of small shards (the scale-out journal's batches) merged into one new shard.
 """
 
 from __future__ import annotations

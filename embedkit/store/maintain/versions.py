@@ -1,9 +1,7 @@
 """A store's history and its clean-up: ``embedkit store log`` and ``embedkit store vacuum``.
 
-Every commit writes a new numbered version (``STORE.d/versions/00000012.h5``, created
-exclusively, never overwritten) naming the shards and column files of that state; commits
-never delete a file any version names, so a reader holds its version for its whole life.
-Old versions and the files only they name stay until an explicit vacuum:
+Commits never delete a file any version names; old versions and the files only they name
+stay until an explicit vacuum (docs/store-format.md, "Versions").
 
     embedkit store log feats.h5                 # number, time, operation, rows, labels changed
     embedkit store vacuum feats.h5 --keep 3     # lists what would go; --yes removes it

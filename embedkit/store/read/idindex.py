@@ -1,9 +1,5 @@
-"""The store's id hashes, sorted once per open: the unique-id check and id lookups share it.
-
-Opening a store reads each shard's ``id_hash`` column (16 bytes per row) and sorts the rows
-by the top 32 bits of each hash (:func:`sorted_prefixes`). The check on open looks for
-repeats in that order (:meth:`IdIndex.repeats`); a writer then finds ids with
-:meth:`IdIndex.rows` on the same arrays, so a commit reads and sorts the store's ids once.
+"""The store's id hashes, sorted once per open: the unique-id check on open
+(:meth:`IdIndex.repeats`) and a writer's id lookups (:meth:`IdIndex.rows`) share one sort.
 """
 
 from __future__ import annotations

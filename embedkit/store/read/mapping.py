@@ -1,9 +1,8 @@
 """Feature datasets memory-mapped through open shard files, and one gather across them.
 
-:func:`map_dataset` maps a contiguous dataset through the HDF5 file's own handle, so the
-map stays valid after a compaction unlinks the shard (what snapshot readers rely on);
-:func:`flat_rows` turns the mapped segments of many shards into one strided view, so a
-gather of rows from 50 shards is a single numpy fancy index.
+:func:`map_dataset` maps through the HDF5 file's own handle, so the map stays valid after
+``store vacuum`` unlinks the shard; :func:`flat_rows` turns the mapped segments of many
+shards into one strided view, so a gather of rows from 50 shards is one fancy index.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Reading the HDF5 feature store, and :func:`store_summary` (what ``embedkit info`` shows).
 
-Features are memory-mapped straight from the file when the dataset is contiguous and
-uncompressed (what ``StoreWriter`` writes), so random rows cost what ``np.load(...,
-mmap_mode="r")`` costs; other layouts fall back to h5py reads of contiguous blocks.
+Features are memory-mapped from contiguous uncompressed datasets (what the writers
+write), so random rows cost what ``np.load(..., mmap_mode="r")`` costs.
 
     with FeatureStore("feats.h5") as fs:
         X, y = fs.features(), fs.labels()
