@@ -173,11 +173,8 @@ def _baselines(ax, table) -> None:
 
 
 def _get(row, key, fallback=None):
-    if row is None:
-        return np.nan
-    value = row.get(key)
-    if value is None and fallback:
-        value = row.get(fallback)
+    value = (row or {}).get(key)
+    value = (row or {}).get(fallback) if value is None and fallback else value
     return np.nan if value is None else value
 
 

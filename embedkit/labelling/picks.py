@@ -28,6 +28,7 @@ import numpy as np
 from embedkit.errors import UserInputError
 from embedkit.labelling.items import ItemSource, item_sources
 from embedkit.labelling.strategies import Selection, select
+from embedkit.rows.splits import split_roles
 
 _THUMB = 96  # contact-sheet thumbnail size in pixels
 
@@ -41,12 +42,6 @@ class Pick:
     score: float
     guess: str  # the current head's class for it; "" before two classes are labelled
     confidence: float | None
-
-
-def pool_rows(fs) -> np.ndarray:
-    """Rows a selection may draw from: every row not in the test or val split."""
-    splits = np.asarray(fs.splits()).astype(str)
-    return np.flatnonzero((splits != "test") & (splits != "val"))
 
 
 def select_store(
@@ -77,7 +72,7 @@ def select_store(
     from embedkit.store import FeatureStore
 
     with FeatureStore(store) as fs:
-        pool = pool_rows(fs)
+        pool = np.flatnonzero(split_roles(fs.splits()) == "train")  # not test or val
         if not len(pool):
             raise UserInputError(f"{store}: every row is in the test or val split; nothing to pick")
         labels = fs.labels(pool) if fs.has_labels else np.full(len(pool), -1)
