@@ -87,28 +87,25 @@ def add_input_options(p: argparse.ArgumentParser, **helps: str) -> None:
 
     ``helps`` overrides the help text of an option, keyed by its dest (``labels=...``).
     """
-    default = {
-        "batch_size": "items per batch (default 32)",
-        "device": "auto uses CUDA when onnxruntime-gpu offers it (default auto)",
-        "workers": "threads preprocessing batches ahead of inference",
-        "text_column": "CSV/JSONL text column (default text)",
-        "label_column": "label column of a table (default label, when present)",
-        "column": "data column of a table: text, image bytes or image paths relative to the "
-        "file (default: the first of text, image, path)",
-        "id_column": "id column of a table (default id, when present; else row numbers, "
-        "PART:ROW in a folder of Parquet parts)",
-        "labels": "labels for a .npy source",
-        "skip_bad": "leave out undecodable items",
-        "limit": "use only the first N items",
-    } | helps
-    p.add_argument("--batch-size", type=batch_size, default=32, help=default["batch_size"])
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help=default["device"])  # fmt: skip
-    p.add_argument("--workers", type=workers, default=None, help=default["workers"])
-    p.add_argument("--text-column", metavar="C", help=default["text_column"])
-    p.add_argument("--label-column", metavar="C", help=default["label_column"])
-    p.add_argument("--column", metavar="C", help=default["column"])
-    p.add_argument("--id-column", metavar="C", help=default["id_column"])
-    p.add_argument("--labels", metavar="labels.npy", help=default["labels"])
-    p.add_argument("--skip-bad", action="store_true", help=default["skip_bad"])
-    p.add_argument("--limit", type=positive_int, metavar="N", help=default["limit"])
+    # fmt: off
+    options = {  # dest: (flag, settings, help)
+        "batch_size": ("--batch-size", {"type": batch_size, "default": 32},
+                       "items per batch (default 32)"),
+        "device": ("--device", {"choices": ("auto", "cpu", "cuda"), "default": "auto"},
+                   "auto uses CUDA when onnxruntime-gpu offers it (default auto)"),
+        "workers": ("--workers", {"type": workers, "default": None},
+                    "threads preprocessing batches ahead of inference"),
+        "text_column": ("--text-column", {"metavar": "C"}, "CSV/JSONL text column (default text)"),
+        "label_column": ("--label-column", {"metavar": "C"},
+                         "label column of a table (default label, when present)"),
+        "column": ("--column", {"metavar": "C"}, "data column of a table: text, image bytes or "
+                   "image paths relative to the file (default: the first of text, image, path)"),
+        "id_column": ("--id-column", {"metavar": "C"}, "id column of a table (default id, when "
+                      "present; else row numbers, PART:ROW in a folder of Parquet parts)"),
+        "labels": ("--labels", {"metavar": "labels.npy"}, "labels for a .npy source"),
+        "skip_bad": ("--skip-bad", {"action": "store_true"}, "leave out undecodable items"),
+        "limit": ("--limit", {"type": positive_int, "metavar": "N"}, "use only the first N items"),
+    }
+    # fmt: on
+    for dest, (flag, settings, text) in options.items():
+        p.add_argument(flag, **settings, help=helps.get(dest, text))
