@@ -156,7 +156,7 @@ def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: TapJoin | 
     graph.input.extend(inputs + kept)
     head_model.ir_version = base.ir_version
     io_map = [(output, f"{PREFIX}tap{i}") for i, (output, _, _) in enumerate(tap_inputs)]
-    merged = onnx.compose.merge_models(
+    merged = onnx.compose.merge_models(  # keeps only the backbone nodes the taps need
         base, head_model, io_map, outputs=[PREFIX + PROBABILITIES, PREFIX + LABEL]
     )
     final = merged.graph
@@ -164,40 +164,9 @@ def _join(base, head_model, tap_inputs, flat: bool, dtype: str, join: TapJoin | 
         final.node.append(helper.make_node("Identity", [PREFIX + name], [name]))
     for value in final.output:
         value.name = value.name.removeprefix(PREFIX)
-    _prune(final)
     del merged.metadata_props[:]
     onnx.checker.check_model(merged)
     return merged
-
-
-def _prune(graph) -> None:
-    """Drop the nodes and initializers no output needs (the backbone's other taps)."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-            needed.update(_subgraph_inputs(node))
-    keep.reverse()
-    if len(keep) < len(graph.node):
-        del graph.node[:]
-        graph.node.extend(keep)
-    weights = [w for w in graph.initializer if w.name in needed]
-    if len(weights) < len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(weights)
-
-
-def _subgraph_inputs(node) -> set[str]:
-    """Names read inside If/Loop/Scan bodies, which may come from the outer graph."""
-    names: set[str] = set()
-    for attr in node.attribute:
-        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-            for inner in sub.node:
-                names.update(inner.input)
-                names.update(_subgraph_inputs(inner))
-    return names
 
 
 def _verify(head, head_model, shape: tuple[int, ...]) -> float:
