@@ -77,10 +77,10 @@ def done_runs(runs_dir: Path, config: dict) -> set[str]:
     done = set()
     for record in read_records(runs_dir) if Path(runs_dir).is_dir() else []:
         if record.get("config_hash") != want:
-            field = _first_difference(record.get("config", {}), config)
+            field, was, now = _first_difference(record.get("config", {}), config)
             raise UserInputError(
                 f"{runs_dir} holds runs of another bench configuration ({field} differs: "
-                f"{_get(record.get('config', {}), field)!r} vs {_get(config, field)!r}); "
+                f"{was!r} vs {now!r}); "
                 "use a new --out directory, or delete its runs/ to start over"
             )
         if record.get("status") == "ok":
@@ -88,19 +88,16 @@ def done_runs(runs_dir: Path, config: dict) -> set[str]:
     return done
 
 
-def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            inner = _first_difference(a, b, f"{prefix}{key}.")
-            if inner:
-                return inner
-        elif json.dumps(a, default=str) != json.dumps(b, default=str):
-            return f"{prefix}{key}"
-    return ""
+def _first_difference(old: dict, new: dict) -> tuple[str, object, object]:
+    """The first dotted key whose values differ, and its two values."""
+    old, new = _flat(old), _flat(new)
+    differ = lambda k: json.dumps(old.get(k), default=str) != json.dumps(new.get(k), default=str)  # noqa: E731
+    key = next((k for k in sorted(old.keys() | new.keys()) if differ(k)), "")
+    return key, old.get(key), new.get(key)
 
 
-def _get(config: dict, dotted: str):
-    for key in dotted.split(".") if dotted else []:
-        config = config.get(key) if isinstance(config, dict) else None
-    return config
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
