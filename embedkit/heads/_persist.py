@@ -21,6 +21,7 @@ import numpy as np
 from embedkit import __version__
 from embedkit.errors import UserInputError
 from embedkit.files import atomic_file, json_plain, sha256_file, write_bytes_atomic
+from embedkit.heads._validation import check_fitted
 from embedkit.heads.registry import RECORDS, head_class
 
 FORMAT = "embedkit.head"
@@ -50,10 +51,7 @@ def save_head(head, directory: str | Path) -> Path:
         raise UserInputError(
             f"cannot save {name}; save_head takes embedkit heads: {', '.join(_CLASSES)}"
         )
-    if not hasattr(head, "classes_"):
-        from embedkit.errors import NotFittedError  # built lazily: it imports sklearn
-
-        raise NotFittedError(f"{name} is not fitted yet; call fit(X, y) before save_head")
+    check_fitted(head)
     directory = Path(directory)
     _check_finite(head, directory)
     directory.mkdir(parents=True, exist_ok=True)
