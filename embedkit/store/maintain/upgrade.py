@@ -19,13 +19,13 @@ import numpy as np
 
 from embedkit.errors import StoreError
 from embedkit.store import format as S
+from embedkit.store.files.integrity import no_store
 from embedkit.store.files.shards import read_shard
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.rowchecks import check_rows, value_problems
 from embedkit.store.read.state import (
     State,
     index_parts,
-    load_state,
     open_index,
     read_state,
     shard_rows,
@@ -50,9 +50,8 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
     """
     store = Path(store)
     with WriterLock(store, timeout=timeout, what="upgrading") as lock:
-        if not store.is_file():
-            load_state(store)  # an orphaned folder: the one-line refusal naming recover
-            raise StoreError(f"{store}: no such store; create it with `embedkit extract`")
+        if not store.exists():
+            raise StoreError(no_store(store))  # or the refusal of an orphaned folder
         with open_index(store) as f:
             check_index(f, store)
             current = old_layout(f) is None

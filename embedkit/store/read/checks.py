@@ -178,17 +178,19 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
     names = [S.as_text(v) for v in f[f"{META}/shards"][...]]
     if names == [""]:
         return  # a packed store: the file is its own shard
-    for name in names:
-        if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
-            yield f"{p}: /{META}/shards names {short(name)}, not a shard file name; {RESTORE}"
-            return
+    if (yield from _file_names(p, "shards", names, "shard")):
+        return
     if len(set(names)) != len(names):
         yield f"{p}: /{META}/shards names a shard twice; {RESTORE}"
     if _exists(f, f"{META}/columns"):
         got = yield from _dataset(f, p, f"{META}/columns", "SO", 1)
         names = [] if got is None else [S.as_text(v) for v in f[f"{META}/columns"][...]]
-        for name in names:  # column files (a name may repeat: equal content)
-            if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
-                what = f"{short(name)}, not a column file name"
-                yield f"{p}: /{META}/columns names {what}; {RESTORE}"
-                return
+        yield from _file_names(p, "columns", names, "column")  # a name may repeat: same content
+
+
+def _file_names(p: str, key: str, names: list, what: str) -> Iterator[str]:
+    """The first of ``/_store/<key>``'s ``names`` that is not a plain file name (True if any)."""
+    bad = next((n for n in names if not isinstance(n, str) or not FILE_NAME.fullmatch(n)), None)
+    if bad is not None:
+        yield f"{p}: /{META}/{key} names {short(bad)}, not a {what} file name; {RESTORE}"
+    return bad is not None
