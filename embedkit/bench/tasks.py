@@ -98,12 +98,7 @@ def run_one(task: Task, X: np.ndarray, y: np.ndarray, common: dict,
     """
     record = {
         "schema": SCHEMA,
-        "run_id": task.run_id,
-        "tap": task.tap,
-        "head": task.head,
-        "shots": task.shots,
-        "seed": task.seed,
-        "fold": task.fold,
+        **{key: getattr(task, key) for key in ("run_id", "tap", "head", "shots", "seed", "fold")},
         "protocol": common["config"]["protocol"],
         "n_train": int(len(task.train)),
         "n_eval": int(len(task.evaluate)),
