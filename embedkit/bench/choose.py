@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from embedkit.bench.table import BELOW, grid, heads_in_order, pm, shot_label, shot_levels
+from embedkit.bench.table import BELOW, grid, heads_in_order, pm, shot_levels
 from embedkit.heads.registry import HEADS, head_record
 
 _REFERENCE_HEAD = "logreg"  # the recommendation is compared with logreg on the default tap
@@ -109,7 +109,7 @@ def pick_markdown(table) -> str:
         lines.append(
             f"**Recommended: tap `{best['tap']}`, head `{best['head']}`**: cross-validation "
             f"accuracy {pm(best, 'val_accuracy')}, test accuracy {table.cell_text(best)} "
-            f"(shots = {shot_label(top)}; picked on a repeated stratified {folds}-fold "
+            f"(shots = {top}; picked on a repeated stratified {folds}-fold "
             f"cross-validation of the training rows ({table.info.get('seeds', '?')} seeds, one "
             f"fold each), never the test split; {len(near)} pair(s) within "
             "one paired standard error of the best cross-validation mean, and this is the "
@@ -157,7 +157,7 @@ def _by_tap_markdown(table, top) -> list[str]:
     taps = table.taps
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     lines = [
-        f"Test accuracy by tap set at shots = {shot_label(top)} (in bench order; for "
+        f"Test accuracy by tap set at shots = {top} (in bench order; for "
         "`--taps all`, shallow to deep):",
         "",
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.bench.table import heads_in_order, shot_label, shot_levels
+from embedkit.bench.table import heads_in_order, shot_levels
 from embedkit.files import atomic_file
 
 
@@ -44,7 +44,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
         cells = {r["shots"]: r for r in rows if r["head"] == head}
         _line(ax, table, x, [cells.get(s) for s in levels], head)
     _baselines(ax, table)
-    ax.set_xticks(x, [shot_label(s) for s in levels])
+    ax.set_xticks(x, [str(s) for s in levels])
     ax.set(xlabel="training rows per class (shots)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
     return save_figure(fig, plt, ax, path)
@@ -80,7 +80,7 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     ax.set(xlabel="tap set (shallow to deep)", ylabel="test accuracy")
     if key:
         fig.text(0.01, 0.01, "\n".join(key), fontsize=7, va="bottom", ha="left")
-    ax.set_title(_title(table, f"accuracy vs depth, shots = {shot_label(top)}", tap=False),
+    ax.set_title(_title(table, f"accuracy vs depth, shots = {top}", tap=False),
                  fontsize=10)  # fmt: skip
     return save_figure(fig, plt, ax, path)
 
@@ -98,7 +98,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
         acc = np.array([r["accuracy_mean"] for r in cells])
         (line,) = ax.plot(t, acc, marker="o", label=head)
         ax.annotate(
-            shot_label(cells[-1]["shots"]),
+            str(cells[-1]["shots"]),
             (t[-1], acc[-1]),
             fontsize=7,
             xytext=(3, 3),

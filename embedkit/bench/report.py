@@ -22,7 +22,7 @@ import numpy as np
 from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
-from embedkit.bench.table import BELOW, grid, head_rank, heads_in_order, pm, shot_label, shot_levels
+from embedkit.bench.table import BELOW, grid, head_rank, heads_in_order, pm, shot_levels
 from embedkit.errors import UserInputError
 from embedkit.files import write_bytes_atomic
 
@@ -119,14 +119,14 @@ class BenchTable:
             f"in the header); {BELOW}: under the majority-class baseline.",
             "",
             *grid(
-                [shot_label(s) for s in shots],
+                [str(s) for s in shots],
                 {h: [self.cell_text(cell.get((h, s))) for s in shots] for h in heads},
                 self.info.get("baselines"),
             ),
         ]
         top = shots[-1] if shots else None
         keys = METRICS + TIMES
-        lines += ["", f"All metrics at shots = {shot_label(top)}:", ""]
+        lines += ["", f"All metrics at shots = {top}:", ""]
         lines += grid(
             [_LABELS[k] for k in keys],
             {h: [pm(cell.get((h, top)), k) for k in keys] for h in heads},
@@ -149,7 +149,7 @@ class BenchTable:
             for shots in shot_levels(self.rows):
                 row = cell.get((pick["tap"], pick["head"], shots))
                 out.append(
-                    f"shots={shot_label(shots):>4}: {pick['head']} on {pick['tap']} "
+                    f"shots={shots:>4}: {pick['head']} on {pick['tap']} "
                     f"(the recommended pair) test accuracy {self.cell_text(row)}"
                 )
         info = self.info

@@ -51,9 +51,5 @@ def shot_levels(rows: list[dict]) -> list:
     return sorted({r["shots"] for r in rows}, key=shot_rank)
 
 
-def shot_label(shots) -> str:
-    return "all" if shots == "all" else str(shots)
-
-
 def heads_in_order(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["head"] for r in rows))
