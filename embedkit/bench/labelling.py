@@ -17,7 +17,6 @@ budget, read by ``embedkit select --strategy auto --record``).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import head_record, make_head
 from embedkit.heads.rows import select_rows
 from embedkit.labelling.strategies import STRATEGIES, UNCERTAINTY, select
+from embedkit.progress import Progress
 from embedkit.store import FeatureStore
 
 BASELINE = ("random", "logreg")  # what every other (strategy, head) is measured against
@@ -102,20 +102,17 @@ def run_labelling(store, out, spec: LabellingSpec = LabellingSpec(), *, tap=None
     config.pop("seeds")
     runs = Path(out) / "runs"
     done = done_runs(runs, config)
-    todo = [(s, seed) for seed in range(spec.seeds) for s in spec.strategies]
-    for n, (strategy, seed) in enumerate(todo, start=1):
-        run_id = f"labelling__{strategy}__s{seed}"
-        if run_id in done:
-            continue
-        start = time.perf_counter()
-        cells = simulate(X, y, X_test, y_test, strategy, spec, seed=seed)
-        record = {"schema": SCHEMA, "run_id": run_id, "status": "ok", "strategy": strategy,
-                  "seed": seed, "cells": cells, "seconds": time.perf_counter() - start,
-                  "config": config, "config_hash": config_hash(config)}  # fmt: skip
-        write_record(runs, record)
-        if progress:
-            print(f"[{n}/{len(todo)}] {strategy} seed {seed}: {record['seconds']:.1f}s",
-                  file=sys.stderr)  # fmt: skip
+    todo = [(s, seed) for seed in range(spec.seeds) for s in spec.strategies
+            if f"labelling__{s}__s{seed}" not in done]  # fmt: skip
+    with Progress("labelling", len(todo), unit="chains", enabled=progress) as bar:
+        for strategy, seed in todo:
+            start = time.perf_counter()
+            cells = simulate(X, y, X_test, y_test, strategy, spec, seed=seed)
+            write_record(runs, {"schema": SCHEMA, "run_id": f"labelling__{strategy}__s{seed}",
+                                "status": "ok", "strategy": strategy, "seed": seed, "cells": cells,
+                                "seconds": time.perf_counter() - start, "config": config,
+                                "config_hash": config_hash(config)})  # fmt: skip
+            bar.update(1)
     return build_labelling_report(out, n_classes=n_classes)
 
 
