@@ -138,19 +138,19 @@ def _table_slice(table, b: int, columns: list[str]):
 
 class ArrowSource(Source):
     """Rows of Arrow data: a data column (text, image bytes or image paths) and optional
-    label, id and split columns (see the module docstring for the ids).
+    label, id and split columns (how ids are made: docs/extract.md).
 
     ``media`` is what a string data column holds: ``"text"``, or ``"image"`` (paths).
     """
 
     def __init__(self, path, parts, limit=None, *, column=None, label_column=None,
-                 id_column=None, media="text", schema=None):  # fmt: skip
+                 id_column=None, media="text"):  # fmt: skip
         super().__init__(Path(path), limit)
         self.parts: list[_Part] = parts
         self.column, self.label_column, self.id_column = column, label_column, id_column
-        if schema is None and not parts:
+        if not parts:
             raise UserInputError(f"{self.path}: no Parquet or Arrow files found")
-        self.schema = schema if schema is not None else parts[0].schema
+        self.schema = parts[0].schema
         self.column = self._pick_column(column)
         self.encoding = self._encoding(media)  # text, bytes, path or struct
         self.kind = "text" if self.encoding == "text" else "image"
@@ -215,7 +215,7 @@ class ArrowSource(Source):
     # -- the Source interface ------------------------------------------------------------
     def scan(self) -> Listing:
         ids, digests, labels, splits = [], [], [], []
-        names: list[str] = list(self.parts[0].label_names) if self.parts else []
+        names = list(self.parts[0].label_names)
         id_col = self.id_column or ("id" if "id" in self.schema.names else None)
         split_col = "split" if "split" in self.schema.names else None
         label_col = self.label_column or ("label" if "label" in self.schema.names else None)
