@@ -25,17 +25,11 @@ import importlib
 # Imported on first use (PEP 562): `embedkit.heads.registry`, which the CLI reads to build
 # its parser, must not pull in sklearn (about 1.5 s) for commands that train nothing.
 _EXPORTS = {
-    "load_head": "embedkit.heads._persist",
-    "save_head": "embedkit.heads._persist",
-    "fit_store": "embedkit.heads.from_store",
-    "predict_store": "embedkit.heads.from_store",
-    "train_on_store": "embedkit.heads.from_store",
-    "HEADS": "embedkit.heads.registry",
-    "TORCH_HEADS": "embedkit.heads.registry",
-    "head_class": "embedkit.heads.registry",
-    "head_record": "embedkit.heads.registry",
-    "make_head": "embedkit.heads.registry",
-}
+    **dict.fromkeys(("load_head", "save_head"), "embedkit.heads._persist"),
+    **dict.fromkeys(("fit_store", "predict_store", "train_on_store"), "embedkit.heads.from_store"),
+    **dict.fromkeys(("HEADS", "TORCH_HEADS", "head_class", "head_record", "make_head"),
+                    "embedkit.heads.registry"),
+}  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
 
