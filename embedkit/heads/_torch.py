@@ -52,29 +52,20 @@ _AUTO = ("auto",)
 # be (see _params.py)). Each head's table is its own entries | TRAIN_PARAMS.
 TRAIN_PARAMS = {
     "weight_decay": (1e-4, [NON_NEGATIVE]),  # AdamW decoupled weight decay
-    # rows per step; the full matrix stays on the device
-    "batch_size": (1024, [Interval(int, 1, 2**24)]),
-    # None: max(20, enough epochs for min_steps optimizer steps)
-    "max_epochs": (None, [Interval(int, 1, 10**6), None]),
-    # few-shot data still get this many optimizer steps (300: same accuracy)
-    "min_steps": (100, [Interval(int, 0, 10**8)]),
+    "batch_size": (1024, [Interval(int, 1, 2**24)]),  # rows per step; all rows stay on the device
+    "max_epochs": (None, [Interval(int, 1, 10**6), None]),  # None: max(20, min_steps' epochs)
+    "min_steps": (100, [Interval(int, 0, 10**8)]),  # steps few-shot fits still get (300: same acc.)
     "schedule": ("cosine", [Options(SCHEDULES)]),  # "cosine", "onecycle" or "constant" (per step)
-    # True, False, or "auto": on with validation data or >= 1,000 rows
-    "early_stopping": ("auto", [bool, Options(_AUTO)]),
-    # epochs without a lower validation loss before stopping
-    "patience": (5, [Interval(int, 1, 10**4)]),
-    # stratified hold-out when fit gets no validation data
-    "validation_fraction": (0.1, [OPEN_FRACTION]),
+    "early_stopping": ("auto", [bool, Options(_AUTO)]),  # auto: with val data or >= 1,000 rows
+    "patience": (5, [Interval(int, 1, 10**4)]),  # epochs without a lower val loss, then stop
+    "validation_fraction": (0.1, [OPEN_FRACTION]),  # held out when fit gets no val data
     "class_weight": (None, CLASS_WEIGHT),  # None, "balanced" or {label: weight}
     "balanced_sampler": (False, [bool]),  # draw each epoch's rows with equal class probability
     "label_smoothing": (0.0, [Interval(float, 0, 1, "left")]),  # for noisy labels
-    # fold the training mean/std into the module; auto: >= 1,000 rows
-    "standardize": ("auto", [bool, Options(_AUTO)]),
+    "standardize": ("auto", [bool, Options(_AUTO)]),  # folds train mean/std in; auto: >= 1,000 rows
     "device": ("auto", [DEVICE]),  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"
-    # bfloat16 autocast on CUDA; ignored on CPU
-    "mixed_precision": ("auto", [bool, Options(_AUTO)]),
-    # torch CPU threads during fit; None: 1 for head-sized steps
-    "n_threads": (None, [Interval(int, 1, 4096), None]),
+    "mixed_precision": ("auto", [bool, Options(_AUTO)]),  # bfloat16 autocast on CUDA, not CPU
+    "n_threads": (None, [Interval(int, 1, 4096), None]),  # fit's CPU threads; None: 1 if small
     "random_state": (None, SEED),  # seed of initialisation, shuffling and the validation split
 }
 LEARNING_RATE = [Interval(float, 0, 10, "right")]
