@@ -79,15 +79,11 @@ def predict(
         return _from_store(path, source, record)
     from embedkit.extract import extract
 
-    spec = backbone(record, model)
-    feats = record.features
-    taps = record.tap_names
+    spec, feats = backbone(record, model), record.features  # the model is checked by sha256
+    run = {"taps": record.tap_names, "preprocess": feats["preprocess"], "dtype": feats["dtype"]}
     with tempfile.TemporaryDirectory(prefix="embedkit-predict-") as tmp:
         store = Path(tmp) / "features.h5"
-        run = {**options, "taps": taps, "preprocess": feats["preprocess"], "dtype": feats["dtype"]}
-        extract(spec.path, source, store, config, **run)
-        with FeatureStore(store) as fs:
-            check_store(record, fs)  # holds by construction; guards the recorded taps
+        extract(spec.path, source, store, config, **(options | run))
         return _from_store(path, store, record)
 
 
