@@ -104,21 +104,14 @@ def run_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    mb = info["size_bytes"] / 1e6
-    print(
-        f"{info['path']}: {info['items']} items, {mb:.1f} MB, schema v{info['schema_version']}, "
-        f"{info['shards']} shard{'s' if info['shards'] != 1 else ''}"
-    )
-    print(
-        f"  created {info['created']}, updated {info['updated']}, "
-        f"embedkit {info['embedkit_version']}"
-    )
-    print(f"  backbone sha256 {info['backbone_sha256']}  model {info['model'] or '-'}")
-    print(
-        f"  provider {info['provider'] or '-'}  storage dtype {info['dtype']}  runs {info['runs']}"
-    )
-    print(f"  preprocess {json.dumps(info['preprocess'])}")
-    print("  taps:")
+    shown = {"MB": info["size_bytes"] / 1e6, "s": "s" if info["shards"] != 1 else "",
+             "model": info["model"] or "-", "provider": info["provider"] or "-",
+             "preprocess": json.dumps(info["preprocess"])}  # fmt: skip
+    print("{path}: {items} items, {MB:.1f} MB, schema v{schema_version}, {shards} shard{s}\n"
+          "  created {created}, updated {updated}, embedkit {embedkit_version}\n"
+          "  backbone sha256 {backbone_sha256}  model {model}\n"
+          "  provider {provider}  storage dtype {dtype}  runs {runs}\n"
+          "  preprocess {preprocess}\n  taps:".format_map(info | shown))  # fmt: skip
     for t in info["taps"]:
         stride = f" stride {t['stride']}" if t.get("stride") else ""
         print(f"    {t['name']:<20} shape {tuple(t['shape'])}  pooling {t['pooling']}{stride}")
