@@ -9,24 +9,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ClassBalance:
-    """Counts and out-of-fold accuracy per class.
+    """Counts and out-of-fold accuracy per class."""
 
-    Attributes
-    ----------
-    counts : ndarray of int64 (K,)
-        Labelled items per class.
-    imbalance_ratio : float
-        Largest count over the smallest non-zero count (``inf`` if a class is empty).
-    accuracy : ndarray (K,)
-        Out-of-fold accuracy per given class (``nan`` for empty classes).
-    confusion : ndarray of int64 (K, K)
-        Counts of (given label, out-of-fold prediction).
-    """
-
-    counts: np.ndarray
-    imbalance_ratio: float
-    accuracy: np.ndarray
-    confusion: np.ndarray
+    counts: np.ndarray  # (K,) int64: labelled items per class
+    imbalance_ratio: float  # largest count over the smallest (inf if a class is empty)
+    accuracy: np.ndarray  # (K,) out-of-fold accuracy per given class (nan for an empty class)
+    confusion: np.ndarray  # (K, K) int64 counts of (given label, out-of-fold prediction)
 
     @property
     def empty_classes(self) -> list[int]:

@@ -34,33 +34,15 @@ LOGREG_ALPHA = 0.04
 
 @dataclass(frozen=True)
 class LabelIssues:
-    """Confident-learning results for the labelled items.
+    """Confident-learning results for the labelled items (N of them, K classes)."""
 
-    Attributes
-    ----------
-    self_confidence : ndarray (N,)
-        ``P[i, given_i]``; low means the head doubts the label.
-    margin : ndarray (N,)
-        Normalised margin ``(P[i, given_i] - max_{j != given_i} P[i, j] + 1) / 2`` in [0, 1].
-    suggested : ndarray of int64 (N,)
-        The most likely class out of fold.
-    is_issue : ndarray of bool (N,)
-        Off the diagonal of the confident joint.
-    thresholds : ndarray (K,)
-        Per-class thresholds (mean self-confidence); ``inf`` for classes with no items.
-    confident_joint : ndarray of int64 (K, K)
-        Counts ``C[given, true]``.
-    noise_joint : ndarray (K, K)
-        Calibrated, normalised confident joint: estimated P(given, true), sums to 1.
-    """
-
-    self_confidence: np.ndarray
-    margin: np.ndarray
-    suggested: np.ndarray
-    is_issue: np.ndarray
-    thresholds: np.ndarray
-    confident_joint: np.ndarray
-    noise_joint: np.ndarray
+    self_confidence: np.ndarray  # (N,) P[i, given_i]; low means the head doubts the label
+    margin: np.ndarray  # (N,) (P[i, given_i] - max_{j != given_i} P[i, j] + 1) / 2, in [0, 1]
+    suggested: np.ndarray  # (N,) int64: the most likely class out of fold
+    is_issue: np.ndarray  # (N,) bool: off the diagonal of the confident joint
+    thresholds: np.ndarray  # (K,) per class: mean self-confidence; inf for a class with no items
+    confident_joint: np.ndarray  # (K, K) int64 counts C[given, true]
+    noise_joint: np.ndarray  # (K, K) C calibrated and normalised: estimated P(given, true)
 
     @property
     def noise_rate(self) -> float:

@@ -21,30 +21,14 @@ from embedkit.heads.graph import unit_rows as l2_normalize  # one L2 normalisati
 
 @dataclass(frozen=True)
 class NeighborScan:
-    """What one blocked pass found.
+    """What one blocked pass found."""
 
-    Attributes
-    ----------
-    pairs : ndarray of int64, shape (P, 2)
-        Row indices ``(i, j)`` with ``i < j`` of near-duplicate pairs, most similar first.
-    similarity : ndarray of float32, shape (P,)
-        Cosine similarity of each pair.
-    n_pairs_total : int
-        Pairs above the threshold before ``max_pairs`` kept the most similar.
-    knn_index : ndarray of int64, shape (N, k)
-        The k nearest other items of each item, nearest first.
-    knn_similarity : ndarray of float32, shape (N, k)
-        Their cosine similarities.
-    outlier_score : ndarray of float32, shape (N,)
-        Mean cosine distance (``1 - similarity``) to the k nearest: higher is stranger.
-    """
-
-    pairs: np.ndarray
-    similarity: np.ndarray
-    n_pairs_total: int
-    knn_index: np.ndarray
-    knn_similarity: np.ndarray
-    outlier_score: np.ndarray
+    pairs: np.ndarray  # (P, 2) int64 rows (i, j), i < j, of near-duplicates, most similar first
+    similarity: np.ndarray  # (P,) float32 cosine similarity of each pair
+    n_pairs_total: int  # pairs above the threshold before max_pairs kept the most similar
+    knn_index: np.ndarray  # (N, k) int64: the k nearest other items of each item, nearest first
+    knn_similarity: np.ndarray  # (N, k) float32: their cosine similarities
+    outlier_score: np.ndarray  # (N,) float32 mean cosine distance to the k nearest: higher is odder
 
     @property
     def truncated(self) -> bool:
