@@ -117,14 +117,6 @@ def depth_order(taps: Sequence[str]) -> list[str]:
 class TapJoin:
     """Joins several taps into one row: standardise each, scale by 1/sqrt(width), concat.
 
-    Attributes
-    ----------
-    taps : tuple of str
-        The taps, in the order they are concatenated.
-    mean, scale : tuple of ndarray
-        Per tap: the training mean ``(D_i,)`` and ``1 / (std * sqrt(D_i))`` ``(D_i,)``;
-        a feature whose std is under 1e-6 gets ``1 / sqrt(D_i)`` (it is only centred).
-
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -135,9 +127,9 @@ class TapJoin:
     [1.0, 1.0]
     """
 
-    taps: tuple[str, ...]
-    mean: tuple[np.ndarray, ...]
-    scale: tuple[np.ndarray, ...]
+    taps: tuple[str, ...]  # in the order they are concatenated
+    mean: tuple[np.ndarray, ...]  # per tap (D_i,): the training mean
+    scale: tuple[np.ndarray, ...]  # per tap (D_i,): 1 / (std * sqrt(D_i)); std < 1e-6 counts as 1
 
     @classmethod
     def fit(cls, taps: Sequence[str], parts: Sequence[np.ndarray]) -> TapJoin:
