@@ -6,15 +6,9 @@
 :func:`load_bench_sets` several, for ``--taps``), drops unlabelled rows and the ids of
 ``--exclude`` from the training pool, and fixes the ONE test split. The samplers below
 only ever see the training pool, so no protocol can train or tune on a test row:
-
-- :func:`kshot_indices`: ``k`` rows per class, stratified, deterministic per seed and
-  nested across ``k`` (the 2-shot set contains the 1-shot set of the same seed);
-- :func:`cv_folds`: stratified k-fold over the training pool;
-- :func:`carve_validation`: a stratified validation part of one run's training rows,
-  used by the hyper-parameter sweep;
-- :func:`cv_holdout`: seed ``s``'s fold of a repeated stratified cross-validation of the
-  training rows, which scores every (tap set, head) pair at the largest shot level (the
-  recommended pair is picked on it, see :mod:`embedkit.bench.choose`).
+:func:`kshot_indices` (k rows per class, nested across k), :func:`cv_folds`,
+:func:`carve_validation` (the sweep's validation rows) and :func:`cv_holdout` (the folds
+of the cross-validation that picks the recommended pair, :mod:`embedkit.bench.choose`).
 """
 
 from __future__ import annotations

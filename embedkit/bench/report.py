@@ -42,10 +42,6 @@ BASELINES = ("majority", "stratified")  # rows of every table: see runner.baseli
 class BenchTable:
     """Aggregated results: one row per (tap, head, shots) with ``<metric>_mean/_lo/_hi`` keys.
 
-    ``info`` holds the source, protocol, seeds, the tap sets in bench order (``taps``)
-    and the ``baselines`` (accuracy of the majority-class and stratified-random
-    predictors on the evaluated rows).
-
     Examples
     --------
     >>> table = build_report("bench/")  # doctest: +SKIP
@@ -55,7 +51,8 @@ class BenchTable:
 
     rows: list[dict]
     failures: list[dict] = field(default_factory=list)  # failed runs: run_id and error
-    info: dict = field(default_factory=dict)  # source, protocol, seeds, taps, baselines
+    info: dict = field(default_factory=dict)  # source, protocol, seeds, taps (in bench order),
+    #   baselines (accuracy of the majority-class and stratified-random predictors)
 
     @property
     def taps(self) -> list[str]:
