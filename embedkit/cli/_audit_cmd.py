@@ -14,26 +14,22 @@ from embedkit.cli._args import batch_size, count, folds, positive_int, similarit
 from embedkit.cli._outputs import AUDIT_FOLDER, add_overwrite, guard_output
 
 _DEFAULTS = AuditSpec()
-# The AuditSpec fields the CLI offers, each as --field-name with its default.
-_HELP = {
-    "folds": "k of the k-fold pass",
-    "head": "cheap head for out-of-fold probabilities",
-    "dup_threshold": "cosine similarity at or above which two items are near-duplicates",
-    "k": "neighbours for the outlier score",
-    "top_k": "rows in suspects.csv and outliers.csv (default: all label issues; top 1%% outliers)",
-    "rank_by": "score that orders the suspects, lowest first: self_confidence or margin",
-    "block_size": "rows per similarity tile (memory ~ 4 * block_size^2 bytes)",
-    "seed": "seed of folds and head",
+# The AuditSpec fields the CLI offers, each as --field-name with its default: (type, help);
+# the types check ranges at parse time, None takes the default's type.
+# fmt: off
+_OPTIONS = {
+    "folds": (folds, "k of the k-fold pass"),
+    "head": (None, "cheap head for out-of-fold probabilities"),
+    "dup_threshold": (similarity,
+                      "cosine similarity at or above which two items are near-duplicates"),
+    "k": (top_k, "neighbours for the outlier score"),
+    "top_k": (positive_int, "rows in suspects.csv and outliers.csv (default: all label issues; "
+              "top 1%% outliers)"),
+    "rank_by": (None, "score that orders the suspects, lowest first: self_confidence or margin"),
+    "block_size": (batch_size, "rows per similarity tile (memory ~ 4 * block_size^2 bytes)"),
+    "seed": (count, "seed of folds and head"),
 }
-# Range-checked at parse time; the other fields take their default's type.
-_TYPES = {
-    "folds": folds,
-    "dup_threshold": similarity,
-    "k": top_k,
-    "top_k": positive_int,
-    "block_size": batch_size,
-    "seed": count,
-}
+# fmt: on
 
 
 def register(subparsers) -> None:
@@ -49,9 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("store", help="the HDF5 feature store (must hold labels)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--tap", default=None, help="tap to audit (default: the store's default tap)")
-    for name, text in _HELP.items():
+    for name, (kind, text) in _OPTIONS.items():
         default = getattr(_DEFAULTS, name)
-        kind = _TYPES.get(name, int if default is None else type(default))
+        kind = kind or type(default)
         choices = ("self_confidence", "margin") if name == "rank_by" else None
         shown = "" if default is None else f" (default {default})"
         p.add_argument(
@@ -67,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     from embedkit.audit import audit
 
     guard_output(args.out, AUDIT_FOLDER, overwrite=args.overwrite, inputs=[args.store])
-    settings = {name: getattr(args, name) for name in _HELP}
+    settings = {name: getattr(args, name) for name in _OPTIONS}
     report = audit(args.store, tap=args.tap, progress=not args.quiet, **settings)
     path = report.write(args.out)
     s = report.summary()
