@@ -62,10 +62,6 @@ def neighbor_scan(
     max_pairs : int
         Keep at most this many pairs, the most similar (``n_pairs_total`` counts all).
 
-    Returns
-    -------
-    NeighborScan
-
     Examples
     --------
     >>> x = np.array([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]])

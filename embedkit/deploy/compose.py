@@ -66,10 +66,6 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     model : str or Path, optional
         The backbone ONNX file, when it has moved since training (same sha256).
 
-    Returns
-    -------
-    Deployed
-
     Examples
     --------
     >>> print(deploy("head/", "model.onnx"))  # doctest: +SKIP

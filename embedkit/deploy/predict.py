@@ -55,10 +55,6 @@ def predict(
         Extraction options for raw inputs; keyword ``options`` override its fields
         (``batch_size=64``, ``device="cpu"``, ``skip_bad=True``, ``progress=False``, ...).
 
-    Returns
-    -------
-    Predictions
-
     Examples
     --------
     >>> p = predict("head/", "new_images/", batch_size=64)  # doctest: +SKIP

@@ -101,10 +101,6 @@ def select_rows(
         Also leave the excluded ids out of the validation rows.
     source : str
         How the error of an unknown id names the exclude list.
-
-    Returns
-    -------
-    RowSelection
     """
     parts = split_rows(fs, val=val, test=test, seed=seed)
     labels = fs.labels() if fs.has_labels else np.full(len(fs), -1)

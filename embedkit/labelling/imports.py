@@ -131,10 +131,6 @@ def import_labels(
         Accept class names the store does not have yet (appended to its classes).
     timeout : float
         Seconds to wait for another writer of the store.
-
-    Returns
-    -------
-    LabelImport
     """
     from embedkit.store import FeatureStore, StoreWriter
 

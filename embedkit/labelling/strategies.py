@@ -90,10 +90,6 @@ def select(
         For ``auto``: a ``bench --labelling`` summary of this store (see
         :func:`embedkit.labelling.auto.choose`).
 
-    Returns
-    -------
-    Selection
-
     Examples
     --------
     >>> rng = np.random.default_rng(0)
