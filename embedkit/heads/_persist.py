@@ -156,13 +156,10 @@ _TORCH_ADAPTER = "sklearn.externals.array_api_compat.torch"  # skipped by _skops
 
 
 def _skops_io():
-    """``skops.io``, imported without importing torch.
-
-    skops lists the trusted scikit-learn types at import by walking every sklearn package,
-    and the walk imports ``sklearn.externals.array_api_compat.torch``, hence torch: about
-    2 s of CPU in a process that only saves or loads a scikit-learn head. That package is
-    sklearn's adapter for torch arrays (loaded again when torch arrays are used) and holds
-    no estimator, and the walk skips a package whose import fails: it fails for this import.
+    """``skops.io``, imported without importing torch (about 2 s of CPU to save or load a
+    scikit-learn head): skops lists the trusted types by importing every sklearn package, which
+    imports torch through sklearn's torch array adapter (no estimator in it); the walk skips a
+    package whose import fails, so this import makes the adapter's fail.
     """
     import importlib.abc
     import sys
