@@ -50,24 +50,10 @@ def guard_output(
 ) -> Path:
     """Refuse (one-line :class:`UserInputError`) an output that would destroy data.
 
-    Parameters
-    ----------
-    path : str or Path
-        The output the command is about to write.
-    kind : Output
-        What the command writes.
-    overwrite : bool
-        ``--overwrite`` was given: replace what is there, unless it is an input.
-    inputs : iterable of str or Path
-        Every file or folder the command reads (None entries are skipped); a store's
-        folder ``STORE.d`` counts with its index.
-    option : str
-        The argument that named ``path``, for the message.
-
-    Returns
-    -------
-    Path
-        ``path``, whose parent folders exist (missing ones are created).
+    ``overwrite``: ``--overwrite`` was given, so replace what is there unless it is an input;
+    ``inputs``: every file or folder the command reads (None skipped; a store's folder
+    ``STORE.d`` counts with its index); ``option`` names ``path`` in the message. Returns
+    ``path``, whose missing parent folders are created.
 
     Examples
     --------
