@@ -8,11 +8,9 @@ The features of every tap set are read once into memory. Runs go to worker proce
 (joblib/loky); each tap set's matrix is written once to a temporary ``.npy`` and
 memory-mapped by the workers, and each worker limits BLAS and torch to ``cores // jobs``
 threads so that workers do not oversubscribe the cores. Every tap set sees the same
-k-shot rows, validation rows and test rows (paired comparisons). At the largest shot
-level, each run also fits on its training rows minus one fold of a repeated stratified
-cross-validation (seed s: fold s mod F, F = 1/--val; :func:`~embedkit.bench.data.cv_holdout`)
-and scores that fold: the cross-validation accuracy that picks the recommended (tap,
-head) pair (:mod:`embedkit.bench.choose`). Records are
+k-shot rows, validation rows and test rows (paired comparisons); at the largest shot
+level each run also scores its fold of the cross-validation that picks the recommended
+pair (:func:`~embedkit.bench.data.cv_holdout`, :mod:`embedkit.bench.choose`). Records are
 written by the parent as runs finish, so an interrupted bench resumes where it stopped.
 What a worker does with a run (and how the seeds of a deterministic head share one fit
 on all rows) is in :mod:`embedkit.bench.tasks`.

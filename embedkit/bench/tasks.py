@@ -2,14 +2,11 @@
 
     embedkit bench stores/fmnist-lite0.h5 --taps all --seeds 5 --out bench/
 
-A run is one :class:`Task`. At ``--shots all`` every seed trains on the same rows (the
-whole training pool) and is scored on the same test rows, so for a deterministic head
-(``HeadRecord.deterministic``: logreg, ridge, knn, centroid, whose fit ignores the seed)
-the seeds' full fits are one and the same computation. :func:`share_fits` folds such runs
-into one task: the fit and its test scores are computed once and copied into each seed's
-record (``fit_shared_with`` names the run that fitted), while each seed still fits and
-scores its own validation split. Heads with randomness (sgd, the torch heads, svm) fit
-once per seed, as before.
+A run is one :class:`Task`. At ``--shots all`` every seed of a deterministic head
+(``HeadRecord.deterministic``: logreg, ridge, knn, centroid) fits the same rows the same
+way: :func:`share_fits` makes that one fit, whose test scores every seed's record copies
+(``fit_shared_with`` names the run that fitted); each seed still fits and scores its own
+validation split. Heads with randomness (sgd, the torch heads, svm) fit once per seed.
 """
 
 from __future__ import annotations
