@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from embedkit.errors import UserInputError
 from embedkit.heads.rows import select_rows
 from embedkit.heads.tapsets import TapJoin, parse_tap_sets, tap_set_name
+from embedkit.heads.train_record import class_name
 from embedkit.rows import read_ids_file
 from embedkit.rows.splits import stratified_split
 from embedkit.store import FeatureStore
@@ -58,9 +59,6 @@ class BenchData:
     @property
     def n_classes(self) -> int:
         return int(max(len(self.label_names), int(self.y.max()) + 1 if len(self.y) else 0))
-
-    def class_name(self, c: int) -> str:
-        return self.label_names[c] if c < len(self.label_names) else str(c)
 
     def class_counts(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Rows per class in ``rows`` (default: the training pool)."""
@@ -101,13 +99,13 @@ def check_shots(data: BenchData, shots: tuple[int | str, ...], *, allow_fewer: b
     for c in np.flatnonzero(counts == 0):
         if c < len(data.label_names):
             raise UserInputError(
-                f"class {data.class_name(int(c))!r} has no labelled training rows; "
+                f"class {class_name(c, data.label_names)!r} has no labelled training rows; "
                 "add some, or drop the class from the store"
             )
     if allow_fewer:
         return
     wanted = max((k for k in shots if k != ALL), default=0)
-    short = [(data.class_name(int(c)), int(n)) for c, n in enumerate(counts) if n < wanted]
+    short = [(class_name(c, data.label_names), int(n)) for c, n in enumerate(counts) if n < wanted]
     if short:
         name, count = min(short, key=lambda item: item[1])
         raise UserInputError(

@@ -46,7 +46,7 @@ from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.rows import require_training_rows, select_rows
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
-from embedkit.heads.train_record import TrainRecord, feature_record
+from embedkit.heads.train_record import TrainRecord, class_name, feature_record
 from embedkit.store import FeatureStore
 
 _PREDICT_BLOCK = 8192
@@ -139,7 +139,7 @@ def labels_digest(ids: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> 
     """
     known = labels >= 0
     pairs = sorted(zip(np.asarray(ids)[known].tolist(), np.asarray(labels)[known].tolist()))
-    text = "".join(f"{item}\t{names[int(c)] if int(c) < len(names) else c}\n" for item, c in pairs)
+    text = "".join(f"{item}\t{class_name(c, names)}\n" for item, c in pairs)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -212,7 +212,7 @@ class Predictions:
             tuple(classes[i] for i in proba.argmax(1)),
             proba,
             classes,
-            tuple(None if t < 0 else _name(t, names) for t in truth),
+            tuple(None if t < 0 else class_name(t, names) for t in truth),
         )
 
     def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +289,7 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
             )
         _check_width(head, fs, taps, head_dir)
         names = list(record.label_names) or fs.label_names
-        classes = tuple(_name(c, names) for c in head.classes_)
+        classes = tuple(class_name(c, names) for c in head.classes_)
         flat = not head.spatial_input
         proba = np.concatenate(
             [
@@ -391,8 +391,3 @@ def fit_store(
                 if keep.sum() >= 2:
                     head.partial_fit(X[keep], y[keep], classes=classes)
     return head
-
-
-def _name(label, names: list[str]) -> str:
-    index = int(label)
-    return names[index] if 0 <= index < len(names) else str(label)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +71,7 @@ class TrainRecord:
 
     def class_names(self, classes) -> list[str]:
         """Names of ``head.classes_`` (label indices), by the training store's names."""
-        names = self.label_names
-        return [names[int(c)] if 0 <= int(c) < len(names) else str(c) for c in classes]
+        return [class_name(c, self.label_names) for c in classes]
 
     def to_dict(self) -> dict:
         taps = [t.to_dict(dtype=False) for t in self.taps]
@@ -140,6 +140,11 @@ class TrainRecord:
 # Fields written to and read from train.json as they are.
 _AS_IS = ("store", "params", "rows", "excluded", "excluded_val_kept", "exclude_note",
           "accuracy", "fit", "labels_sha256")  # fmt: skip
+
+
+def class_name(index, names: Sequence[str]) -> str:
+    """The name of label index ``index`` in ``names``; the index itself where it has none."""
+    return names[int(index)] if 0 <= int(index) < len(names) else str(index)
 
 
 def feature_record(fs, taps, store: Path) -> tuple[tuple[Tap, ...], dict]:
