@@ -12,18 +12,6 @@ from embedkit.audit.neighbors import NeighborScan, brute_force_scan, l2_normaliz
 from embedkit.audit.report import AuditReport
 from embedkit.audit.run import AuditSpec, audit, audit_arrays
 
-__all__ = [
-    "AuditReport",
-    "AuditSpec",
-    "ClassBalance",
-    "LabelIssues",
-    "NeighborScan",
-    "audit",
-    "audit_arrays",
-    "brute_force_scan",
-    "class_balance",
-    "find_label_issues",
-    "l2_normalize",
-    "neighbor_scan",
-    "out_of_fold_proba",
-]
+__all__ = ["AuditReport", "AuditSpec", "ClassBalance", "LabelIssues", "NeighborScan", "audit",
+           "audit_arrays", "brute_force_scan", "class_balance", "find_label_issues",
+           "l2_normalize", "neighbor_scan", "out_of_fold_proba"]  # fmt: skip

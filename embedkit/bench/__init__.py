@@ -12,13 +12,5 @@ from embedkit.bench.metrics import expected_calibration_error, t_interval
 from embedkit.bench.report import BenchTable, build_report
 from embedkit.bench.runner import BenchSpec, run_bench
 
-__all__ = [
-    "BenchData",
-    "BenchSpec",
-    "BenchTable",
-    "build_report",
-    "expected_calibration_error",
-    "load_bench_data",
-    "run_bench",
-    "t_interval",
-]
+__all__ = ["BenchData", "BenchSpec", "BenchTable", "build_report", "expected_calibration_error",
+           "load_bench_data", "run_bench", "t_interval"]  # fmt: skip
