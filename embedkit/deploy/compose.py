@@ -84,7 +84,13 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     opset = next(o.version for o in base.opset_import if o.domain in ("", "ai.onnx"))
     head_model = head_to_onnx(head, shape, opset=opset)
     diff = _verify(head, head_model, shape)
-    outputs = {t.name: t for t in spec.outputs}  # the model of the store (sha256 checked)
+    outputs = {t.name: t for t in spec.outputs}
+    lacking = [t.output for t in taps if t.output not in outputs]
+    if lacking:  # a train.json edited by hand
+        raise ExportError(
+            f"{record.where}: tap output {lacking[0]!r} is not an output of {spec.path} "
+            f"(outputs: {', '.join(outputs)}); pass the head's backbone with --model"
+        )
     tap_inputs = [(t.output, outputs[t.output].dtype, t.shape) for t in taps]
     merged = _join(base, head_model, tap_inputs, flat, record.features["dtype"], record.join)
     classes = record.class_names(head.classes_)
