@@ -185,14 +185,8 @@ def _model(nodes, weights: dict, shape: tuple[int, ...], n_classes: int, opset: 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    def initializer(name, value):
-        value = np.asarray(value)
-        return numpy_helper.from_array(
-            value.astype(np.float64) if value.dtype.kind == "f" else value, name
-        )
-
-    # The heads compute in float64, and so does the graph: features are cast up on the way
-    # in and probabilities down on the way out (the head is a small share of the work).
+    # The heads compute in float64, and so does the graph (every float weight is float64):
+    # features are cast up on the way in and probabilities down on the way out.
     wide = {FEATURES: "x64", PROBABILITIES: "p64"}
     for n in nodes:
         n.input[:] = [wide.get(i, i) for i in n.input]
@@ -214,7 +208,7 @@ def _model(nodes, weights: dict, shape: tuple[int, ...], n_classes: int, opset: 
             helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", n_classes]),
             helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["N"]),
         ],
-        [initializer(k, v) for k, v in weights.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in weights.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8

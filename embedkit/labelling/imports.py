@@ -31,7 +31,6 @@ from pathlib import Path
 
 from embedkit.errors import UserInputError
 
-ID_COLUMNS = ("id",)
 LABEL_COLUMNS = ("label", "class", "choice")
 
 
@@ -69,7 +68,7 @@ def _read_csv(path: Path) -> list[tuple[str, str, str]]:
     if not rows:
         raise UserInputError(f"{path}: empty; write a header id,label and one row per item")
     header = [h.strip().lower() for h in rows[0]]
-    id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
+    id_col = header.index("id") if "id" in header else None
     label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
     if id_col is None or label_col is None:
         raise UserInputError(
