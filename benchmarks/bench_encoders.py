@@ -142,8 +142,10 @@ def write(args, lines: list[str], record: dict | None = None) -> None:
     text = "\n".join(lines)
     key = {"texts": args.texts, "rounds": args.rounds, "threads": str(args.threads),
            "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
-    if args.backbones != "minilm,mpnet" or args.schemes:
+    if args.backbones != "minilm,mpnet" or args.schemes or args.graph:
         key.update(backbones=args.backbones, schemes=args.schemes)
+    if args.graph:
+        key["graphs"] = [g.split("=", 1)[0] for g in args.graph]
     old = "results/encoders.md" if args.full_run else None  # what a default run replaces
     Records("encoders").add_markdown(key, text, **(record or {}), supersedes=old)
     print(text)
@@ -167,6 +169,13 @@ def main() -> None:
     parser.add_argument("--backbones", default="minilm,mpnet")
     parser.add_argument("--schemes", action="store_true",
                         help="also time every int8 scheme, built without the gate")  # fmt: skip
+    parser.add_argument(
+        "--graph",
+        action="append",
+        default=[],
+        metavar="BACKBONE:LABEL=PATH",
+        help="also time this graph beside BACKBONE's, e.g. an older int8 export",
+    )
     args = parser.parse_args()
     args.full_run = vars(args) == vars(parser.parse_args([]))
     from embedkit.backbones.install import find_parts
@@ -195,29 +204,38 @@ def main() -> None:
             variants[(name, precision)] = path
         if args.schemes:
             variants.update(scheme_graphs(name, variants[(name, "fp32")], models))
+        for spec in args.graph:  # BACKBONE:LABEL=PATH
+            graph, path = spec.split("=", 1)
+            if graph.split(":", 1)[0] == name:
+                variants[(name, f"int8 {graph.split(':', 1)[1]}")] = Path(path)
     if args.export_only:
         return
     feeds = {key: batches(texts, read_metadata(path), args.batch) for key, path in variants.items()}
     counts = [int(t) for t in str(args.threads).split(",")]
+    start_load = os.getloadavg()[0]
     speeds: dict = {}  # (threads, backbone, precision) -> texts/s per round
+    cpu: dict = {}  # (threads, backbone, precision) -> CPU seconds (all threads) per round
     outputs: dict = {}
     for threads in counts:
         sessions = {key: session(path, threads) for key, path in variants.items()}
         for _ in range(args.rounds):
             for key, sess in sessions.items():
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 got = [sess.run(None, feed) for feed in feeds[key]]
                 speeds.setdefault((threads, *key), []).append(
                     len(texts) / (time.perf_counter() - start)
                 )
+                cpu.setdefault((threads, *key), []).append(time.process_time() - cpu0)
                 outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     load = os.getloadavg()
     extra = (f" --backbones {args.backbones}" * (args.backbones != "minilm,mpnet")
-             + " --schemes" * args.schemes)  # fmt: skip
+             + " --schemes" * args.schemes
+             + "".join(f" --graph {g.split('=', 1)[0]}=PATH" for g in args.graph))  # fmt: skip
     lines = [
         f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
         f"{platform.python_version()}, {args.threads} intra-op threads (each timed in this "
-        f"run); load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (other "
+        f"run); load average {start_load:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} at the end (other "
         "jobs share the cores: read the ratios, measured side by side). Reproduce: "
         f"`.venv/bin/python benchmarks/bench_encoders.py --texts {args.texts} --rounds "
         f"{args.rounds} --threads {args.threads}{extra}` (under `flock` on the bench lock).",
@@ -227,10 +245,11 @@ def main() -> None:
         "last + layer.5/7/8/9/10, 768-d), all mean pooled and L2-normed.",
         "",
         "| backbone | precision | threads | texts/s (median) | s per 1,000 texts | vs its fp32 "
-        "| vs MiniLM fp32 | file MB | int8 cosine to fp32: p1 / min / median |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| CPU s per 1,000 texts (vs its fp32) | vs MiniLM fp32 | file MB "
+        "| int8 cosine to fp32: p1 / min / median |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    record = {"texts": len(texts), "load": load, "rows": []}
+    record = {"texts": len(texts), "load": load, "start_load": start_load, "rows": []}
     drift = {}
     for name, precision in variants:
         if precision != "fp32":
@@ -243,8 +262,10 @@ def main() -> None:
         path = variants[(name, precision)]
         size = path.stat().st_size + (Path(f"{path}.data").stat().st_size
                                       if Path(f"{path}.data").is_file() else 0)  # fmt: skip
+        used = statistics.median(cpu[(threads, name, precision)]) * 1000 / len(texts)
+        own_cpu = statistics.median(cpu[(threads, name, "fp32")]) * 1000 / len(texts)
         row = {"backbone": name, "precision": precision, "threads": threads,
-               "texts_per_s": speed, "rounds": rounds}  # fmt: skip
+               "texts_per_s": speed, "rounds": rounds, "cpu_s_per_1000": used}  # fmt: skip
         shown = "-"
         if precision != "fp32":
             p1, low, mid = drift[(name, precision)]
@@ -252,7 +273,8 @@ def main() -> None:
             row.update(p1_cosine=float(p1), min_cosine=float(low))
         lines.append(
             f"| {name} | {precision} | {threads} | {speed:.1f} | {1000 / speed:.1f} | "
-            f"**{speed / own:.2f}x** | {speed / base:.2f}x | {size / 1e6:.0f} | {shown} |"
+            f"**{speed / own:.2f}x** | {used:.1f} ({own_cpu / used:.2f}x) | {speed / base:.2f}x | "
+            f"{size / 1e6:.0f} | {shown} |"
         )
         record["rows"].append(row)
     lines.append("")

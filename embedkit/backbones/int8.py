@@ -1,14 +1,14 @@
 """int8 graphs for the CPU, chosen per model: the fastest scheme that passes the drift gate.
 
     embedkit export minilm --precision int8     # the fastest scheme within the gate
-    embedkit export mpnet --precision int8      # "dynamic+outliers": mpnet's GELU peaks
+    embedkit export mpnet --precision int8      # "dynamic+split": mpnet's outlier channels
 
 :func:`schemes` lists the candidate graphs of one model, fastest first; the exporter
 builds each in turn, verifies it against torch (fresh inputs, and the verification texts
 for text encoders) and keeps the first that passes (:func:`choose`). The verify report
 records the scheme chosen and the cosines of every scheme tried. The calibration inputs
 (the gate's own: the verification texts where there are some) only locate outlier
-channels for ``dynamic+outliers``.
+channels for ``dynamic+split``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from onnx import helper, numpy_helper
 
 GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
 Feeds = Sequence[dict[str, np.ndarray]]  # input name -> array, one dict per batch
-OUTLIER_RATIO = 3.0  # an input channel whose calibrated peak |x| passes 3x the median
-# channel's peak stays fp32 (mpnet: 206 of 82,944 input channels, in 61 of 72 MatMuls)
+SPLIT_RATIO = 5.0  # an int8 input whose calibrated peak |x| passes 5x its median channel's
+OUTLIER_RATIO = 3.0  # is split, each channel peaking over 3x the median into copies within it
+MAX_COPIES = 32  # copies per channel (mpnet needs 13 at most); a wilder one keeps its excess
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
     - ``dynamic``: every such MatMul (and a fused ``Attention``) in dynamic int8,
       activations quantised per tensor, weights per output channel: the fastest kernel
       (``DynamicQuantizeMatMul``), but one outlier value sets the step of a whole batch;
-    - ``dynamic+outliers``: the same, except each MatMul's outlier input channels (peak
-      over ``calibration`` above ``OUTLIER_RATIO`` times the median channel's) are masked
-      out of its int8 input and multiplied by their weight rows in a small float32
-      MatMul (LLM.int8()'s decomposition, with the channels fixed at export);
+    - ``dynamic+split``: the same, except that an input whose peak over ``calibration``
+      passes ``SPLIT_RATIO`` times its median channel's has its outlier channels (over
+      ``OUTLIER_RATIO`` times) split into scaled copies within that limit, their weight
+      rows repeated (:func:`split_outliers`); the FFN output's outlier hidden channels
+      are computed beside it in float32 (LLM.int8()'s decomposition, channels fixed at
+      export);
     - ``dynamic+ffn-blocks``: the same, except the FFN output projections (fed by GELU,
       whose outputs reach |x| ~ 100 in mpnet) get ``MatMulNBits``: 8-bit weights and
       activations in blocks of 32 per row, so an outlier spoils only its own block;
@@ -73,7 +76,7 @@ def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
     >>> [s.name for s in schemes(model)]
     ['dynamic', 'dynamic+ffn-blocks', 'blocks']
     >>> [s.name for s in schemes(model, [{"x": np.ones((2, 4), np.float32)}])][:2]
-    ['dynamic', 'dynamic+outliers']
+    ['dynamic', 'dynamic+split']
     """
     if not weight_matmuls(model):
         return [Scheme("dynamic", "dynamic int8 of every op onnxruntime quantises", _dynamic_all)]
@@ -83,10 +86,9 @@ def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
         Scheme("blocks", "MatMulNBits for every MatMul (8-bit blocks of 32)", _blocks),
     ]
     if calibration:
-        about = f"dynamic int8; input channels over {OUTLIER_RATIO:g}x the median peak in fp32"
-        found.insert(
-            1, Scheme("dynamic+outliers", about, lambda m: _dynamic_outliers(m, calibration))
-        )
+        about = (f"dynamic int8; outlier channels (over {OUTLIER_RATIO:g}x the median peak, "
+                 f"inputs over {SPLIT_RATIO:g}x) split into copies, GELU's in fp32")  # fmt: skip
+        found.insert(1, Scheme("dynamic+split", about, lambda m: _dynamic_split(m, calibration)))
     return found
 
 
@@ -179,20 +181,22 @@ def channel_peaks(model: onnx.ModelProto, feeds: Feeds) -> dict[str, np.ndarray]
 def split_outliers(
     model: onnx.ModelProto, peaks: dict[str, np.ndarray], gelu_side: bool = True
 ) -> onnx.ModelProto:
-    """Route each weight MatMul's outlier input channels around it, in float32.
+    """Keep each weight MatMul's outlier input channels off its per-tensor int8 step.
 
-    ``y = x @ W`` becomes ``(x * keep) @ W' + gather(x, J) @ W[J]`` where ``J`` are the
-    channels whose peak passes ``OUTLIER_RATIO`` times the median channel's, ``keep`` is 0
-    on them and 1 elsewhere, and ``W'`` is ``W`` with rows ``J`` zeroed. The side MatMuls
-    are named ``*/outliers`` (:func:`_dynamic` leaves them in float32). MatMuls that read
-    one tensor (attention's Q, K and V) share its mask and gather, so onnxruntime
-    quantises the masked tensor once for all of them, as in plain ``dynamic``. With
-    ``gelu_side``, an FFN output fed by ``BiasGelu`` gets no mask (:func:`_gelu_sides`).
+    An input ``x`` whose peak channel passes ``SPLIT_RATIO`` times the median channel's peak
+    is split (outlier channel splitting): each channel ``j`` whose peak passes the limit
+    ``OUTLIER_RATIO`` times the median becomes ``k_j = ceil(peak_j / limit)`` channels of
+    ``x_j / k_j``, so ``y = x @ W`` becomes ``concat(x * s, gather(x * s, R)) @ concat(W,
+    W[R])`` with ``s_j = 1 / k_j`` and ``R`` repeating ``j`` ``k_j - 1`` times: the same in
+    float, and every int8 input channel within the limit. MatMuls that read one tensor
+    (attention's Q, K and V) share the split tensor, so onnxruntime quantises it once. With
+    ``gelu_side``, an FFN output fed by ``BiasGelu`` keeps its outliers in float32 instead
+    (:func:`_gelu_sides`: the hidden tensor is 4x wider, and scaling does not pass GELU).
     """
     model = _named(model)
     weights = {i.name: i for i in model.graph.initializer}
     uses = collections.Counter(i for n in model.graph.node for i in n.input)
-    nodes, shared = [], {}  # x -> (masked x, its outlier channels): one per input tensor
+    nodes, shared = [], {}  # x -> (split x, its repeated channels R): one per input tensor
     ffn = _gelu_sides(model, peaks, weights, uses) if gelu_side else {}
     for node in model.graph.node:
         if node.name in ffn:
@@ -202,43 +206,43 @@ def split_outliers(
         if node.op_type != "MatMul" or peak is None or uses[node.input[1]] > 1:
             nodes.append(node)
             continue
-        outliers = np.flatnonzero(peak > OUTLIER_RATIO * np.median(peak))  # (J,)
-        if not len(outliers):
+        if not len(_outlying(peak)):  # no channel far enough out to cost a split
             nodes.append(node)
             continue
-        w = numpy_helper.to_array(weights[node.input[1]]).copy()  # (K, N)
-        x, y, name = node.input[0], node.output[0], node.name
-        if x not in shared:  # Q, K and V read one tensor: one mask, one int8 quantisation
-            keep = np.ones(len(peak), w.dtype)
-            keep[outliers] = 0
+        x, name = node.input[0], node.name
+        if x not in shared:  # Q, K and V read one tensor: one split, one int8 quantisation
+            copies = np.ceil(peak / (OUTLIER_RATIO * np.median(peak))).clip(1, MAX_COPIES)
+            repeat = np.repeat(np.arange(len(peak)), copies.astype(np.int64) - 1)  # (R,)
             model.graph.initializer.extend([
-                numpy_helper.from_array(keep, f"{name}/keep"),
-                numpy_helper.from_array(outliers.astype(np.int64), f"{name}/outlier_channels"),
+                numpy_helper.from_array((1 / copies).astype(np.float32), f"{name}/copy_scale"),
+                numpy_helper.from_array(repeat, f"{name}/copy_channels"),
             ])  # fmt: skip
-            nodes += [
-                helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/kept"],
-                                 name=f"{name}/mask"),
-                helper.make_node("Gather", [x, f"{name}/outlier_channels"],
-                                 [f"{name}/x_outliers"], name=f"{name}/gather", axis=-1),
+            nodes += [  # x (..., K) -> split (..., K + R)
+                helper.make_node("Mul", [x, f"{name}/copy_scale"], [f"{name}/scaled"],
+                                 name=f"{name}/scale"),
+                helper.make_node("Gather", [f"{name}/scaled", f"{name}/copy_channels"],
+                                 [f"{name}/copies"], name=f"{name}/copy", axis=-1),
+                helper.make_node("Concat", [f"{name}/scaled", f"{name}/copies"],
+                                 [f"{name}/split"], name=f"{name}/split", axis=-1),
             ]  # fmt: skip
-            shared[x] = (f"{name}/kept", f"{name}/x_outliers")
-        kept, x_outliers = shared[x]
-        model.graph.initializer.append(
-            numpy_helper.from_array(w[outliers], f"{name}/outlier_weight")  # (J, N)
+            shared[x] = (f"{name}/split", repeat)
+        node.input[0], repeat = shared[x]
+        w = numpy_helper.to_array(weights[node.input[1]])  # (K, N) -> (K + R, N)
+        weights[node.input[1]].CopyFrom(
+            numpy_helper.from_array(np.concatenate([w, w[repeat]]), node.input[1])
         )
-        w[outliers] = 0
-        weights[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
-        node.input[0], node.output[0] = kept, f"{name}/int8"
-        nodes += [
-            node,
-            helper.make_node("MatMul", [x_outliers, f"{name}/outlier_weight"],
-                             [f"{name}/y_outliers"], name=f"{name}/outliers"),
-            helper.make_node("Add", [f"{name}/int8", f"{name}/y_outliers"], [y],
-                             name=f"{name}/sum"),
-        ]  # fmt: skip
+        nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
+
+
+def _outlying(peak: np.ndarray) -> np.ndarray:
+    """The channels over ``OUTLIER_RATIO`` x the median peak, where one passes ``SPLIT_RATIO``."""
+    median = np.median(peak)
+    if not peak.max() > SPLIT_RATIO * median:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(peak > OUTLIER_RATIO * median)
 
 
 def _gelu_sides(model, peaks, weights, uses) -> dict[str, list[onnx.NodeProto]]:
@@ -259,7 +263,7 @@ def _gelu_sides(model, peaks, weights, uses) -> dict[str, list[onnx.NodeProto]]:
         if gelu.input[1] not in weights or any(uses[t] > 1 for t in single):
             continue
         peak = peaks[node.input[0]]
-        hidden = np.flatnonzero(peak > OUTLIER_RATIO * np.median(peak))  # (J,)
+        hidden = _outlying(peak)  # (J,)
         if not len(hidden):
             continue
         a, b, w = (numpy_helper.to_array(weights[t]).copy()
@@ -295,7 +299,7 @@ def _dynamic(model: onnx.ModelProto, exclude: tuple[str, ...] = ()) -> onnx.Mode
     return _quantize_dynamic(model, nodes=nodes)
 
 
-def _dynamic_outliers(model: onnx.ModelProto, calibration: Feeds) -> onnx.ModelProto:
+def _dynamic_split(model: onnx.ModelProto, calibration: Feeds) -> onnx.ModelProto:
     model = split_outliers(model, channel_peaks(model, calibration))
     sides = tuple(n.name for n in model.graph.node if n.name.endswith("/outliers"))
     return _dynamic(model, exclude=sides)
