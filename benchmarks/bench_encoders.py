@@ -293,7 +293,7 @@ def main() -> None:
                 for t in verify["int8"]["tried"]
             )
             lines.append(
-                f"\n{name} int8 scheme: **{verify['int8']['scheme']}** "
+                f"\n{name} {precision} scheme: **{verify['int8']['scheme']}** "
                 f"({verify['int8']['about']}); tried fastest first: {tried}."
             )
         if vs.get("ran"):
