@@ -40,12 +40,12 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import diags, identity
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
 from embedkit.heads._validation import check_fitted, encode_labels
+from embedkit.heads._spreading import balance_scores, one_hot, spread_operator
 from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
@@ -54,7 +54,6 @@ ALPHAS = (0.9, 0.99)  # alpha="auto": the reaches its cross-validation scores
 BALANCES = ("auto", "none", "uniform", "labelled")  # how it shares spread labels among classes
 UNLABELLED = -1
 _FOLDS = 5  # graph="auto": cross-validation folds of the labelled rows
-_SINKHORN_ITERS = 50  # balance: alternate column and row scaling this many times
 _FEW_LABELS_GRAPH = "centre"  # graph="auto" with under min_cv_labels labels in a class
 _DTYPES = [np.float64, np.float32]
 
@@ -214,7 +213,7 @@ class LabelSpreadingHead(_SemiHead):
         if self.graph_ == "none":
             rows, spread = rows[:n_lab], y_index
         else:
-            F = solved[self.graph_, self.alpha_](_one_hot(y_index, k, len(rows)))  # (M, K)
+            F = solved[self.graph_, self.alpha_](one_hot(y_index, k, len(rows)))  # (M, K)
             F = balance_scores(F, self.balance_, y_index)
             spread = F.argmax(1)
             spread[:n_lab] = y_index  # the given labels stay
@@ -238,7 +237,7 @@ class LabelSpreadingHead(_SemiHead):
         logp -= logp.mean(1, keepdims=True)  # logits up to each row's constant
         # A one-off graph (these rows' own view): built directly, not memoised.
         W = knn_graph(unit_rows(logp.astype(np.float32), center=True), self.n_neighbors)
-        G = self._operator(W, self.alpha_)(_one_hot(y_index, F.shape[1], len(X)))
+        G = self._operator(W, self.alpha_)(one_hot(y_index, F.shape[1], len(X)))
         return balance_scores((F + G) / 2, self.balance_, y_index)
 
     def _choices(self, y_index: np.ndarray, k: int) -> tuple[str, ...]:
@@ -266,21 +265,14 @@ class LabelSpreadingHead(_SemiHead):
     def _operator(self, W, alpha: float):
         """``solve(Y)``: label spreading of seed scores ``Y`` (M, K) over the graph ``W``."""
         self.n_iter_ = 1  # conjugate-gradient iterations of the slowest class
-        if W is None:
-            return lambda Y: Y
-        m = W.shape[0]
-        d = np.asarray(W.sum(1)).ravel()
-        inv = diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
-        A = identity(m, format="csr") - alpha * (inv @ W @ inv)  # (M, M), s.p.d.
+        solve = spread_operator(W, alpha, self.max_iter)
 
-        def solve(Y: np.ndarray) -> np.ndarray:
-            F, steps = _cg(A, Y, self.max_iter)
+        def counted(Y: np.ndarray) -> np.ndarray:
+            F, steps = solve(Y)
             self.n_iter_ = max(1, int(steps.max()))
-            F = np.maximum(F, 0)
-            total = F.sum(1, keepdims=True)
-            return np.where(total > 0, F / np.maximum(total, 1e-12), 1.0 / Y.shape[1])
+            return F
 
-        return solve
+        return counted
 
     def _name(self, graph: str, alpha: float | None, balance: str) -> str:
         """The key of ``graph_scores_``: ``centre``, ``centre+uniform``, ``whiten@0.99``, ...
@@ -300,7 +292,7 @@ class LabelSpreadingHead(_SemiHead):
         for f in range(_FOLDS):
             held = np.flatnonzero(folds == f)
             kept = np.flatnonzero(folds != f)
-            Y = _one_hot(y_index, k, m)  # (M, K)
+            Y = one_hot(y_index, k, m)  # (M, K)
             Y[held] = 0.0
             F = solve(Y)
             for b in balances:
@@ -317,79 +309,6 @@ class LabelSpreadingHead(_SemiHead):
                 head = self._base().fit(X[kept], y_index[kept])
                 right += int((head.predict(X[held]) == y_index[held]).sum())
         return right / len(y_index)
-
-
-def _cg(A, B: np.ndarray, maxiter: int, rtol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-    """Conjugate gradients for ``A X = B``, every column at once: ``(X, iterations per column)``.
-
-    Each column follows scipy's ``cg`` (start at 0, stop when ``|r| < rtol |b|``; a zero column
-    stays 0), but one sparse product per step serves all columns.
-
-    Examples
-    --------
-    >>> from scipy.sparse import csr_matrix
-    >>> X, steps = _cg(csr_matrix([[2.0, 1.0], [1.0, 3.0]]), np.array([[1.0, 0.0], [2.0, 0.0]]), 10)
-    >>> np.round(X, 6).tolist(), steps.tolist()
-    ([[0.2, 0.0], [0.6, 0.0]], [2, 0])
-    """
-    X = np.zeros(B.shape)
-    R = np.array(B, dtype=np.float64)
-    P = np.zeros_like(R)
-    stop = rtol * np.linalg.norm(R, axis=0)
-    rho_prev = np.ones(R.shape[1])
-    steps = np.zeros(R.shape[1], np.int64)
-    for i in range(maxiter):
-        rho = np.einsum("ij,ij->j", R, R)  # |r|^2 per column
-        live = (np.sqrt(rho) >= stop) & (stop > 0)
-        if not live.any():
-            break
-        beta = np.divide(rho, rho_prev, out=np.zeros_like(rho), where=live & (i > 0))
-        P = R + beta * P
-        Q = A @ P
-        alpha = np.divide(rho, np.einsum("ij,ij->j", P, Q), out=np.zeros_like(rho), where=live)
-        X += alpha * P
-        R -= alpha * Q
-        rho_prev = rho
-        steps += live
-    return X, steps
-
-
-def balance_scores(F: np.ndarray, balance: str, y_labelled: np.ndarray) -> np.ndarray:
-    """Label scores ``F`` (M, K) rescaled so the classes share the rows as ``balance`` says.
-
-    ``none`` returns ``F``. ``uniform`` and ``labelled`` alternate scaling the columns to
-    the target class masses (M / K each, or M times the labelled rows' class shares,
-    plus one each) and the rows to sum 1 (Sinkhorn-Knopp): a row moves to a class whose
-    total falls short of its share only when it was near that class already.
-
-    Examples
-    --------
-    >>> F = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
-    >>> balance_scores(F, "uniform", np.array([0, 1])).argmax(1).tolist()
-    [0, 0, 1, 1]
-    """
-    if balance == "none":
-        return F
-    m, k = F.shape
-    if balance == "uniform":
-        share = np.full(k, 1.0 / k)
-    else:
-        share = np.bincount(y_labelled, minlength=k) + 1.0
-        share /= share.sum()
-    Q = np.maximum(F, 1e-9)
-    # The scaled scores are r[:, None] * Q * c; each step updates the scales, not Q itself.
-    r = np.ones(m)
-    for _ in range(_SINKHORN_ITERS):
-        c = (m * share) / (r @ Q)  # (K,) columns to their class masses
-        r = 1.0 / (Q @ c)  # (M,) then rows to sum 1
-    return r[:, None] * Q * c
-
-
-def _one_hot(y_index: np.ndarray, k: int, m: int) -> np.ndarray:
-    """Seed scores (M, K): one-hot rows for the first ``len(y_index)`` rows, zeros after."""
-    Y = np.zeros((m, k))
-    Y[np.arange(len(y_index)), y_index] = 1.0
-    return Y
 
 
 class SelfTrainingHead(_SemiHead):
