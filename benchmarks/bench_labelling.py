@@ -55,7 +55,7 @@ STORES = {
     "digits": RUNS / "digits-lite0.h5",
 }
 QUALITY_BUDGETS = "1,2,5,7,10,20"  # labels per class: bench's default budgets and 7 (goal: <= 7)
-DEFAULT = ("typical", "spread")  # the default loop: auto's pick up to 20/class, spread head
+DEFAULT = ("auto", "spread")  # the default loop: select's auto picks, the spread head
 BASELINE = ("random", "logreg")
 
 
@@ -244,10 +244,10 @@ GUARD_HEADS = {"auto (always CV)": {}, "min_cv_labels=3": {"min_cv_labels": 3},
 def _quality_cells(name: str) -> dict:
     """(seed, budget) -> accuracy of the default loop in the quality run, if it ran."""
     cells = {}
-    for path in (RUNS / name / "default" / "runs").glob("labelling__typical__s*.json"):
+    for path in (RUNS / name / "default" / "runs").glob(f"labelling__{DEFAULT[0]}__s*.json"):
         record = json.loads(path.read_text())
         for c in record["cells"]:
-            if c["head"] == "spread" and record["config"].get("strategies") == ["typical"]:
+            if c["head"] == "spread" and record["config"].get("strategies") == [DEFAULT[0]]:
                 cells[(record["seed"], c["budget"])] = c["accuracy"]
     return cells
 
@@ -272,7 +272,7 @@ def guard(seeds: int, sets: list[str]) -> None:
             labels = np.full(len(y), -1)
             for budget in GUARD_BUDGETS:
                 picked = select(X, labels, budget * k - int((labels >= 0).sum()),
-                                strategy="typical", seed=seed).rows  # fmt: skip
+                                strategy=DEFAULT[0], seed=seed).rows  # fmt: skip
                 labels[picked] = y[picked]
                 if (seed, budget) in done:
                     found.append(done[(seed, budget)])

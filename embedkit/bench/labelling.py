@@ -67,7 +67,7 @@ class LabellingSpec:
         if not self.budgets or min(self.budgets) < 1:
             raise UserInputError(f"--budgets {self.budgets}: positive labels per class")
         object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
-        check_known(self.strategies, STRATEGIES, "strategy")
+        check_known(self.strategies, ("auto", *STRATEGIES), "strategy")  # auto: select's
         for head in self.heads:
             head_record(head, " in --heads")
 

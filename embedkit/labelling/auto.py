@@ -1,8 +1,9 @@
 """``auto``: choose a selection strategy by budget, or by what the simulation measured.
 
 Without a record, the rule follows what ``bench --labelling`` measured on the reference
-stores: ``typical`` while the labels (after this round) are few per class, ``hybrid``
-when there are many. With a ``bench --labelling`` summary of the same store (its
+stores: ``typical`` while the labels (after this round) are few per class (up to 5),
+``spread-margin`` from there up to 20 per class (the rows whose spread label is least
+sure, once typical picks have labelled each region's centre), ``hybrid`` above. With a ``bench --labelling`` summary of the same store (its
 ``labelling.json``), the strategy measured best at the nearest budget wins.
 
     embedkit select feats.h5 --budget 100 --strategy auto --record bench/labelling.json
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-LOW_BUDGET = 20  # labels per class (after the round) up to which ``typical`` is chosen
+TYPICAL_BUDGET = 5  # labels per class (after the round) up to which ``typical`` is chosen
+LOW_BUDGET = 20  # ... and up to which ``spread-margin`` is; ``hybrid`` above
 
 
 def choose(labels: np.ndarray, budget: int, record: dict | None) -> tuple[str, str]:
@@ -35,6 +37,10 @@ def choose(labels: np.ndarray, budget: int, record: dict | None) -> tuple[str, s
         return best[nearest], (
             f"auto: measured best at {nearest:g} labels/class on this store -> {best[nearest]}"
         )
+    if per_class <= TYPICAL_BUDGET:
+        return "typical", f"auto: {per_class:.1f} labels/class <= {TYPICAL_BUDGET} -> typical"
     if per_class <= LOW_BUDGET:
-        return "typical", f"auto: {per_class:.1f} labels/class <= {LOW_BUDGET} -> typical"
+        return "spread-margin", (
+            f"auto: {TYPICAL_BUDGET} < {per_class:.1f} labels/class <= {LOW_BUDGET} -> spread-margin"
+        )
     return "hybrid", f"auto: {per_class:.1f} labels/class > {LOW_BUDGET} -> hybrid"

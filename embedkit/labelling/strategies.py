@@ -16,6 +16,9 @@ yet) and a budget, and returns the rows to label, best first, with a score each:
   least sure of.
 - ``hybrid``: cluster-margin: the most uncertain rows, spread by uncertainty-weighted
   k-means, one row per cluster.
+- ``spread-margin``: cluster-margin on label spreading instead of a head: the rows whose
+  spread label (over a kNN graph of the rows ``typical`` clusters) is least sure. Where
+  typical picks leave off, it finds the borders between classes that spreading blurs.
 
 :func:`select` also takes ``auto`` (see :mod:`embedkit.labelling.auto`).
 
@@ -40,14 +43,15 @@ from scipy import sparse
 from embedkit.errors import UserInputError
 from embedkit.heads.graph import knn, memo, pick_space, unit_rows
 
-STRATEGIES = ("random", "typical", "coverage", "margin", "entropy", "hybrid")
-UNCERTAINTY = ("margin", "entropy", "hybrid")  # need a head fitted on >= 2 labelled classes
+STRATEGIES = ("random", "typical", "coverage", "margin", "entropy", "hybrid", "spread-margin")
+UNCERTAINTY = ("margin", "entropy", "hybrid", "spread-margin")  # need >= 2 labelled classes
 _TYPICAL_K = 20  # neighbours of the typicality estimate (TypiClust's)
 _TYPICAL_SAMPLE = 1000  # rows of one cluster the typicality is measured on
 _KMEANS_EXACT = 20_000  # above this many rows, k-means is MiniBatchKMeans
 _GRAPH_ROWS = 20_000  # coverage builds its kNN graph on at most this many pool rows
 _GRAPH_K = 100  # neighbours per row of the coverage graph: the largest ball it sees
 _PURITY = 0.95  # coverage: the fraction of pure balls delta must keep
+_SPREAD_ROWS = 20_000  # spread-margin spreads over the labelled rows and at most this many more
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ def select(
     elif strategy == "coverage":
         rows, scores, delta = coverage(X, labels, budget, seed=seed)
         note = note or f"delta={delta:.3f}"
+    elif strategy == "spread-margin":
+        space, how = pick_space(raw, centred=X)
+        rows, scores = spread_margin(raw, space, labels, budget, graph=how, seed=seed)
+        note = f"{note}; spreads over {how} rows" if note else f"spreads over {how} rows"
     else:
         u = uncertainty(X, labels, pool, kind="entropy" if strategy == "entropy" else "margin",
                         head=head, seed=seed)  # fmt: skip
@@ -275,6 +283,26 @@ def uncertainty(X, labels, pool, *, kind: str, head: str, seed: int) -> np.ndarr
         return -(proba * np.log(np.clip(proba, 1e-12, 1))).sum(1)
     top2 = -np.sort(-proba, axis=1)[:, :2]
     return 1.0 - (top2[:, 0] - (top2[:, 1] if proba.shape[1] > 1 else 0.0))
+
+
+def spread_margin(raw, space, labels, budget: int, *, graph: str, seed: int):
+    """Cluster-margin on the margins of label spreading over ``graph`` (see ``spread_scores``).
+
+    ``raw`` (N, D) are the features, ``space`` (N, D') the unit rows the picks are
+    clustered in; over 20,000 unlabelled rows, a random sample of them is spread over.
+    """
+    from embedkit.heads._spreading import spread_scores
+
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(labels < 0)
+    if len(pool) > _SPREAD_ROWS:
+        pool = np.sort(rng.choice(pool, _SPREAD_ROWS, replace=False))
+    rows = np.concatenate([np.flatnonzero(labels >= 0), pool])  # (M,) the labelled first
+    F = spread_scores(raw[rows], labels[rows], graph=graph)  # (M, K), rows sum to 1
+    top2 = -np.sort(-F[len(rows) - len(pool) :], axis=1)[:, :2]
+    u = 1.0 - (top2[:, 0] - top2[:, 1])  # (P,) 1 - margin of the spread label
+    picked, scores = cluster_margin(space[pool], u, budget, seed=seed)
+    return pool[picked], scores
 
 
 def cluster_margin(X: np.ndarray, u: np.ndarray, budget: int, *, seed: int):
