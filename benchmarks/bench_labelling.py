@@ -57,6 +57,7 @@ STORES = {
 QUALITY_BUDGETS = "1,2,5,7,10,20"  # labels per class: bench's default budgets and 7 (goal: <= 7)
 DEFAULT = ("auto", "spread")  # the default loop: select's auto picks, the spread head
 BASELINE = ("random", "logreg")
+DEFAULT_PART = "auto"  # its folder; default/ keeps the previous default loop (typical + spread)
 
 
 def cli(*args: str) -> None:
@@ -92,7 +93,7 @@ def quality(seeds: int, sets: list[str]) -> None:
     if "digits" in sets:
         build_digits()
     for name in sets:
-        for part, (strategy, head) in (("baseline", BASELINE), ("default", DEFAULT)):
+        for part, (strategy, head) in (("baseline", BASELINE), (DEFAULT_PART, DEFAULT)):
             cli("bench", str(STORES[name]), "--labelling", "--seeds", str(seeds),
                 "--strategies", strategy, "--heads", head, "--budgets", QUALITY_BUDGETS,
                 "--out", str(RUNS / name / part), "--quiet")  # fmt: skip
@@ -244,7 +245,7 @@ GUARD_HEADS = {"auto (always CV)": {}, "min_cv_labels=3": {"min_cv_labels": 3},
 def _quality_cells(name: str) -> dict:
     """(seed, budget) -> accuracy of the default loop in the quality run, if it ran."""
     cells = {}
-    for path in (RUNS / name / "default" / "runs").glob(f"labelling__{DEFAULT[0]}__s*.json"):
+    for path in (RUNS / name / DEFAULT_PART / "runs").glob(f"labelling__{DEFAULT[0]}__s*.json"):
         record = json.loads(path.read_text())
         for c in record["cells"]:
             if c["head"] == "spread" and record["config"].get("strategies") == [DEFAULT[0]]:
@@ -316,6 +317,8 @@ ABLATIONS = {  # runs/labelling/<folder>/<set>/labelling.json: other default loo
     "before": "typical on centred features; spread graph centre/whiten/none by CV, alpha 0.9",
     "graph-rule": "typical on whitened features where the rule says; graph by the same rule "
     "(not shipped: on Gaussian blobs it spreads worse and slower)",
+    "typical-picks": "typical picks at every budget (whitened where the rule says); graph, "
+    "alpha and balance by CV",
 }
 
 
@@ -325,7 +328,11 @@ def ablation_lines() -> list[str]:
     for name in STORES:
         for folder, what in (
             *ABLATIONS.items(),
-            ("", "now: whitened picks where the rule says; graph and alpha by CV"),
+            (
+                "",
+                "now: typical picks up to 5/class, spread-margin above; graph, alpha and "
+                "balance by CV",
+            ),
         ):
             path = RUNS / folder / name / "labelling.json"
             if path.exists():

@@ -14,7 +14,8 @@ from pathlib import Path
 from embedkit.cli._args import count, positive_int, seconds
 from embedkit.errors import UserInputError
 
-_STRATEGIES = ("auto", "random", "typical", "coverage", "margin", "entropy", "hybrid")
+_STRATEGIES = ("auto", "random", "typical", "coverage", "margin", "entropy", "hybrid",
+               "spread-margin")  # fmt: skip
 
 
 def register(sub) -> None:
@@ -30,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="the CSV to write (e.g. picks.csv)")
     p.add_argument("--strategy", choices=_STRATEGIES, default="auto",
                    help="auto (default: by budget, or by --record), random, typical (TypiClust), "
-                   "coverage (ProbCover), margin, entropy, hybrid (cluster-margin)")
+                   "coverage (ProbCover), margin, entropy, hybrid (cluster-margin), "
+                   "spread-margin (half typical, half cluster-margin on label spreading)")
     p.add_argument("--tap", default=None, help="the tap to select on (default: the store's)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--record", metavar="LABELLING_JSON",

@@ -3,8 +3,9 @@
 Without a record, the rule follows what ``bench --labelling`` measured on the reference
 stores: ``typical`` while the labels (after this round) are few per class (up to 5),
 ``spread-margin`` from there up to 20 per class (the rows whose spread label is least
-sure, once typical picks have labelled each region's centre), ``hybrid`` above. With a ``bench --labelling`` summary of the same store (its
-``labelling.json``), the strategy measured best at the nearest budget wins.
+sure, once typical picks have labelled each region's centre), ``hybrid`` above. With a
+``bench --labelling`` summary of the same store (its ``labelling.json``), the strategy
+measured best at the nearest budget wins.
 
     embedkit select feats.h5 --budget 100 --strategy auto --record bench/labelling.json
 
@@ -40,7 +41,6 @@ def choose(labels: np.ndarray, budget: int, record: dict | None) -> tuple[str, s
     if per_class <= TYPICAL_BUDGET:
         return "typical", f"auto: {per_class:.1f} labels/class <= {TYPICAL_BUDGET} -> typical"
     if per_class <= LOW_BUDGET:
-        return "spread-margin", (
-            f"auto: {TYPICAL_BUDGET} < {per_class:.1f} labels/class <= {LOW_BUDGET} -> spread-margin"
-        )
+        why = f"{TYPICAL_BUDGET} < {per_class:.1f} labels/class <= {LOW_BUDGET}"
+        return "spread-margin", f"auto: {why} -> spread-margin"
     return "hybrid", f"auto: {per_class:.1f} labels/class > {LOW_BUDGET} -> hybrid"

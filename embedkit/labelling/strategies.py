@@ -297,9 +297,11 @@ def spread_margin(raw, space, labels, budget: int, *, graph: str, seed: int):
     pool = np.flatnonzero(labels < 0)
     if len(pool) > _SPREAD_ROWS:
         pool = np.sort(rng.choice(pool, _SPREAD_ROWS, replace=False))
-    rows = np.concatenate([np.flatnonzero(labels >= 0), pool])  # (M,) the labelled first
+    # rows in order: every pool under the limit spreads over one memoised graph, round
+    # after round (and the same one the spread head builds)
+    rows = np.union1d(np.flatnonzero(labels >= 0), pool)  # (M,)
     F = spread_scores(raw[rows], labels[rows], graph=graph)  # (M, K), rows sum to 1
-    top2 = -np.sort(-F[len(rows) - len(pool) :], axis=1)[:, :2]
+    top2 = -np.sort(-F[np.searchsorted(rows, pool)], axis=1)[:, :2]  # (P, 2)
     u = 1.0 - (top2[:, 0] - top2[:, 1])  # (P,) 1 - margin of the spread label
     picked, scores = cluster_margin(space[pool], u, budget, seed=seed)
     return pool[picked], scores

@@ -56,3 +56,16 @@ def test_bad_budgets_are_one_line(store, tmp_path, capfd):
         capfd, "bench", str(store), "--labelling", "--budgets", "500", "--out", str(tmp_path / "c")
     )
     assert done.returncode == 2 and "the pool has 200" in done.stderr
+
+
+def test_the_default_loop_runs_as_auto(store, tmp_path, capfd):
+    """``--strategies auto``: select's own choice each round, typical at 1 label per class."""
+    out = tmp_path / "b"
+    done = cli(capfd, "bench", str(store), "--labelling", "--strategies", "typical,auto",
+               "--heads", "logreg", "--budgets", "1,7", "--seeds", "1",
+               "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cell = {(r["strategy"], r["budget"]): r["mean"]
+            for r in json.loads((out / "labelling.json").read_text())["table"]}  # fmt: skip
+    assert cell["auto", 1] == cell["typical", 1]  # the same picks: auto is typical there
+    assert ("auto", 7) in cell  # spread-margin's round (over 5 per class)

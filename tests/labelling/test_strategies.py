@@ -112,3 +112,9 @@ def test_typical_clusters_whitened_rows_only_when_a_few_directions_dominate(blob
              for name, Z in (("wide", wide), ("flat", flat), ("narrow", X))}  # fmt: skip
     assert notes == {"wide": "clusters whiten rows", "flat": "clusters centre rows",
                      "narrow": "clusters centre rows"}  # fmt: skip
+
+
+def test_the_select_command_offers_every_strategy():
+    from embedkit.cli._label_cmds import _STRATEGIES
+
+    assert set(_STRATEGIES) == {"auto", *STRATEGIES}
