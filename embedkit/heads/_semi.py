@@ -107,8 +107,7 @@ class LabelSpreadingHead(_SemiHead):
         The features of the kNN graph: ``centre`` (centred, unit rows), ``whiten``
         (PCA-whitened to at most 128 dimensions, then unit rows), ``none`` (no spreading:
         ``base`` on the labelled rows alone) or ``auto`` (the best of the three in a
-        5-fold cross-validation on the labelled rows; ties go to the earlier; ``none``
-        only by more than the standard error of its accuracy, see ``_best``).
+        5-fold cross-validation on the labelled rows; ties go to the earlier).
     balance : str
         How the spread labels are shared among classes: ``none`` (each row takes its
         highest score), ``uniform`` (scores rescaled by Sinkhorn iterations so that each
@@ -209,7 +208,8 @@ class LabelSpreadingHead(_SemiHead):
                     for b, score in self._cv_spread(solved[graph, alpha], y_index, k, folds,
                                                     len(rows), balances).items():  # fmt: skip
                         self.graph_scores_[self._name(graph, alpha, b)] = score
-        self.graph_, self.alpha_, self.balance_ = self._best(choices, n_lab)
+        best = max(choices, key=lambda c: self.graph_scores_.get(self._name(*c), 0.0))
+        self.graph_, self.alpha_, self.balance_ = best
         if self.graph_ == "none":
             rows, spread = rows[:n_lab], y_index
         else:
@@ -225,24 +225,6 @@ class LabelSpreadingHead(_SemiHead):
             spread[:n_lab] = y_index
             self.head_ = self._base().fit(X[rows], self.classes_[spread])
         return self
-
-    def _best(self, choices: list, n_lab: int) -> tuple:
-        """The choice with the best cross-validated accuracy; ``none`` needs a clear lead.
-
-        Not spreading wins only by more than the standard error of its accuracy over the
-        ``n_lab`` labelled rows, ``sqrt(p (1 - p) / n_lab)``: labels picked where spreading
-        is least sure (``spread-margin``) are the rows it gets wrong most, so the
-        cross-validation underrates spreading on them.
-        """
-        score = {c: self.graph_scores_.get(self._name(*c), 0.0) for c in choices}
-        best = max(choices, key=score.get)
-        spreads = [c for c in choices if c[0] != "none"]
-        if best[0] == "none" and spreads:
-            p = score[best]
-            runner = max(spreads, key=score.get)
-            if p - score[runner] <= np.sqrt(p * (1 - p) / max(n_lab, 1)):
-                return runner
-        return best
 
     def _refined(self, X: np.ndarray, F: np.ndarray, y_index: np.ndarray) -> np.ndarray:
         """Scores (M, K): ``F`` averaged with a second spreading over the head's own view.

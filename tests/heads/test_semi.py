@@ -10,7 +10,7 @@ from sklearn.datasets import make_blobs
 
 from embedkit.errors import UserInputError
 from embedkit.heads import load_head, make_head, save_head
-from embedkit.heads._semi import ALPHAS, LabelSpreadingHead
+from embedkit.heads._semi import ALPHAS
 from tests.helpers import cli
 
 
@@ -191,15 +191,3 @@ def test_auto_can_skip_the_graph_choice_for_a_class_of_two_labels(few_labels):
     assert np.array_equal(head.predict_proba(X), fixed.predict_proba(X))
     always = make_head("spread", random_state=0).fit(X, y_few)
     assert {"centre@0.9", "whiten@0.9", "none"} <= set(always.graph_scores_)
-
-
-def test_auto_leaves_spreading_only_for_a_clear_lead():
-    """graph='auto' takes 'none' only by more than its accuracy's standard error over the
-    labelled rows, sqrt(p (1 - p) / n): sqrt(.64 * .36 / 100) = 0.048."""
-    head = LabelSpreadingHead()  # alpha="auto": the scores' keys carry "@alpha"
-    choices = [("centre", 0.9, "none"), ("whiten", 0.9, "none"), ("none", None, "none")]
-    head.graph_scores_ = {"centre@0.9": 0.58, "whiten@0.9": 0.60, "none": 0.64}
-    assert head._best(choices, 100) == ("whiten", 0.9, "none")  # a lead of 0.04 < 0.048
-    assert head._best(choices, 1000)[0] == "none"  # 0.04 > 0.015
-    head.graph_scores_["none"] = 0.70
-    assert head._best(choices, 100)[0] == "none"  # 0.10 > 0.046
