@@ -1,11 +1,9 @@
 """``auto``: choose a selection strategy by budget, or by what the simulation measured.
 
 Without a record, the rule follows what ``bench --labelling`` measured on the reference
-stores: ``typical`` while the labels (after this round) are few per class (up to 5),
-``spread-margin`` from there up to 20 per class (the rows whose spread label is least
-sure, once typical picks have labelled each region's centre), ``hybrid`` above. With a
-``bench --labelling`` summary of the same store (its ``labelling.json``), the strategy
-measured best at the nearest budget wins.
+stores: ``typical`` while the labels (after this round) are few per class, ``hybrid``
+when there are many. With a ``bench --labelling`` summary of the same store (its
+``labelling.json``), the strategy measured best at the nearest budget wins.
 
     embedkit select feats.h5 --budget 100 --strategy auto --record bench/labelling.json
 
@@ -20,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TYPICAL_BUDGET = 5  # labels per class (after the round) up to which ``typical`` is chosen
-LOW_BUDGET = 20  # ... and up to which ``spread-margin`` is; ``hybrid`` above
+LOW_BUDGET = 20  # labels per class (after the round) up to which ``typical`` is chosen
 
 
 def choose(labels: np.ndarray, budget: int, record: dict | None) -> tuple[str, str]:
@@ -38,9 +35,6 @@ def choose(labels: np.ndarray, budget: int, record: dict | None) -> tuple[str, s
         return best[nearest], (
             f"auto: measured best at {nearest:g} labels/class on this store -> {best[nearest]}"
         )
-    if per_class <= TYPICAL_BUDGET:
-        return "typical", f"auto: {per_class:.1f} labels/class <= {TYPICAL_BUDGET} -> typical"
     if per_class <= LOW_BUDGET:
-        why = f"{TYPICAL_BUDGET} < {per_class:.1f} labels/class <= {LOW_BUDGET}"
-        return "spread-margin", f"auto: {why} -> spread-margin"
+        return "typical", f"auto: {per_class:.1f} labels/class <= {LOW_BUDGET} -> typical"
     return "hybrid", f"auto: {per_class:.1f} labels/class > {LOW_BUDGET} -> hybrid"

@@ -16,9 +16,10 @@ yet) and a budget, and returns the rows to label, best first, with a score each:
   least sure of.
 - ``hybrid``: cluster-margin: the most uncertain rows, spread by uncertainty-weighted
   k-means, one row per cluster.
-- ``spread-margin``: cluster-margin on label spreading instead of a head: the rows whose
-  spread label (over a kNN graph of the rows ``typical`` clusters) is least sure. Where
-  typical picks leave off, it finds the borders between classes that spreading blurs.
+- ``spread-margin``: half ``typical`` (new clusters, and classes no label has reached
+  yet), half cluster-margin on label spreading instead of a head: the rows whose spread
+  label (over a kNN graph of the rows ``typical`` clusters) is least sure, the borders
+  between classes that spreading blurs.
 
 :func:`select` also takes ``auto`` (see :mod:`embedkit.labelling.auto`).
 
@@ -134,7 +135,12 @@ def select(
         note = note or f"delta={delta:.3f}"
     elif strategy == "spread-margin":
         space, how = pick_space(raw, centred=X)
-        rows, scores = spread_margin(raw, space, labels, budget, graph=how, seed=seed)
+        # half typical: new clusters (and classes no label has reached yet), half borders
+        rows, scores = typical(space, labels >= 0, budget - budget // 2, seed=seed)
+        if budget // 2:
+            more, margins = spread_margin(raw, space, labels, budget // 2, graph=how,
+                                          seed=seed, taken=rows)  # fmt: skip
+            rows, scores = np.concatenate([rows, more]), np.concatenate([scores, margins])
         note = f"{note}; spreads over {how} rows" if note else f"spreads over {how} rows"
     else:
         u = uncertainty(X, labels, pool, kind="entropy" if strategy == "entropy" else "margin",
@@ -285,16 +291,17 @@ def uncertainty(X, labels, pool, *, kind: str, head: str, seed: int) -> np.ndarr
     return 1.0 - (top2[:, 0] - (top2[:, 1] if proba.shape[1] > 1 else 0.0))
 
 
-def spread_margin(raw, space, labels, budget: int, *, graph: str, seed: int):
+def spread_margin(raw, space, labels, budget: int, *, graph: str, seed: int, taken=()):
     """Cluster-margin on the margins of label spreading over ``graph`` (see ``spread_scores``).
 
     ``raw`` (N, D) are the features, ``space`` (N, D') the unit rows the picks are
-    clustered in; over 20,000 unlabelled rows, a random sample of them is spread over.
+    clustered in; ``taken``: unlabelled rows already picked this round (not picked
+    again). Over 20,000 unlabelled rows, a random sample of them is spread over.
     """
     from embedkit.heads._spreading import spread_scores
 
     rng = np.random.default_rng(seed)
-    pool = np.flatnonzero(labels < 0)
+    pool = np.setdiff1d(np.flatnonzero(labels < 0), taken)
     if len(pool) > _SPREAD_ROWS:
         pool = np.sort(rng.choice(pool, _SPREAD_ROWS, replace=False))
     # rows in order: every pool under the limit spreads over one memoised graph, round

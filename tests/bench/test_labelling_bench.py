@@ -68,4 +68,4 @@ def test_the_default_loop_runs_as_auto(store, tmp_path, capfd):
     cell = {(r["strategy"], r["budget"]): r["mean"]
             for r in json.loads((out / "labelling.json").read_text())["table"]}  # fmt: skip
     assert cell["auto", 1] == cell["typical", 1]  # the same picks: auto is typical there
-    assert ("auto", 7) in cell  # spread-margin's round (over 5 per class)
+    assert ("auto", 7) in cell

@@ -55,22 +55,21 @@ def test_margin_picks_rows_between_classes():
 
 
 def test_spread_margin_picks_rows_where_spreading_is_unsure():
-    """Two touching blobs, labelled at their centres: the picks lie on the border."""
+    """Two touching blobs, labelled at their centres: half the picks lie on the border."""
     X, y = make_blobs(600, 2, centers=[[-2, 0], [2, 0]], cluster_std=1.0, random_state=0)
     labels = np.full(600, -1)
     for c in (0, 1):  # the 3 rows nearest each centre
         near = np.argsort(np.linalg.norm(X - [4 * c - 2, 0], axis=1))[:3]
         labels[near] = c
     pick = select(X, labels, 10, strategy="spread-margin", seed=0)
-    # one pick per cluster of the unsure rows: spread along the border, not only at x = 0
-    assert np.abs(X[pick.rows, 0]).mean() < 0.7 * np.abs(X[:, 0]).mean()  # random: ~1.0
+    # the second half, one per cluster of the unsure rows: along the border, not only at 0
+    border = pick.rows[5:]
+    assert np.abs(X[border, 0]).mean() < 0.7 * np.abs(X[:, 0]).mean()  # random: ~1.0
     assert pick.note == "spreads over centre rows"
 
 
-def test_auto_takes_typical_then_spread_margin_then_a_record():
+def test_auto_takes_typical_at_low_budgets_and_follows_a_record():
     assert choose(np.full(100, -1), 10, None)[0] == "typical"
-    assert choose(np.repeat([0, 1, -1], [2, 2, 96]), 6, None)[0] == "typical"  # 5 per class
-    assert choose(np.repeat([0, 1, -1], [5, 5, 90]), 4, None)[0] == "spread-margin"  # 7
     many = np.repeat([0, 1], 50)
     assert choose(many, 10, None)[0] == "hybrid"  # 55 labels per class
     record = {"best": {"2": "coverage", "50": "margin"}}
