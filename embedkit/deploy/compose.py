@@ -78,7 +78,9 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     head = load_head(head_dir)
     name = type(head).__name__
     flat = not head.spatial_input  # the head takes (N, D) rows, not one tap's feature maps
-    taps = record.taps  # one tap for a spatial head (train refuses joined ones)
+    taps = record.taps
+    if not flat and len(taps) != 1:  # train refuses it; a train.json edited by hand
+        raise ExportError(f"{record.where}: an {name} reads one tap, got {len(taps)}")
     shape = (record.features["width"],) if flat else taps[0].shape
     base = onnx.load(str(spec.path))
     opset = next(o.version for o in base.opset_import if o.domain in ("", "ai.onnx"))

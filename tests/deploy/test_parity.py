@@ -50,3 +50,19 @@ def test_deployed_model_matches_store_and_head(data, kind, head, tap, tmp_path, 
         assert np.abs(got.probabilities - reference.probabilities).max() < 1e-5
         assert got.labels == reference.labels
         assert got.truth == reference.truth
+
+
+def test_a_spatial_head_with_two_taps_in_a_hand_edited_record_is_refused(data, tmp_path):
+    import json
+
+    from embedkit.errors import ExportError
+
+    _train(data, "image", "attnpool", "fmap", tmp_path / "head")
+    path = tmp_path / "head" / "train.json"
+    record = json.loads(path.read_text())
+    features = record["features"]
+    features["taps"] = features["taps"] * 2  # train never writes this: attnpool reads one tap
+    path.write_text(json.dumps(record))
+    with pytest.raises(ExportError, match="reads one tap, got 2"):
+        deploy(tmp_path / "head", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
