@@ -44,9 +44,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
-from embedkit.heads._spreading import balance_scores, one_hot, spread_operator
 from embedkit.heads._validation import check_fitted, encode_labels
 from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
+from embedkit.heads.spreading import balance_scores, one_hot, spread_operator
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
 GRAPHS = ("auto", "centre", "whiten", "none")  # what LabelSpreadingHead spreads over

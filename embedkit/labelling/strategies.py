@@ -298,7 +298,7 @@ def spread_margin(raw, space, labels, budget: int, *, graph: str, seed: int, tak
     clustered in; ``taken``: unlabelled rows already picked this round (not picked
     again). Over 20,000 unlabelled rows, a random sample of them is spread over.
     """
-    from embedkit.heads._spreading import spread_scores
+    from embedkit.heads.spreading import spread_scores
 
     rng = np.random.default_rng(seed)
     pool = np.setdiff1d(np.flatnonzero(labels < 0), taken)
