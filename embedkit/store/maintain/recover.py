@@ -18,7 +18,7 @@ from embedkit.store import format as S
 from embedkit.store.files.columns import read_columns
 from embedkit.store.files.integrity import checksum_problem, folder_files
 from embedkit.store.files.shards import open_shard
-from embedkit.store.read.state import State, load_state, segments_of, shard_rows
+from embedkit.store.read.state import State, load_state, segments_of
 from embedkit.store.txn.index import write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, now
 
@@ -56,7 +56,7 @@ def recover_locked(store: Path) -> str:
     if done is not None:
         return done
     state = _from_shards(store)
-    write_index(store, state, shard_rows(store, state), operation="recover")
+    write_index(store, state, operation="recover")
     return (
         f"{store}: index rebuilt from {len(state.shards)} shard(s) ({state.n} rows); "
         "check labels and split with `embedkit info`"

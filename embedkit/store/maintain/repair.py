@@ -27,7 +27,7 @@ from embedkit.store.files.columns import content_matches
 from embedkit.store.files.integrity import RECOMPUTE, checksum_problem, marked_shards
 from embedkit.store.files.shards import open_shard, row_labels, shard_content_name
 from embedkit.store.maintain.recover import recover_locked
-from embedkit.store.read.state import State, load_state, shard_rows
+from embedkit.store.read.state import State, load_state
 from embedkit.store.txn.begin import clean_debris
 from embedkit.store.txn.index import write_index, write_view
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock
@@ -105,7 +105,7 @@ def _moved(path: Path, state: State, done: list[str]) -> State:
     folder = f"{S.sidecar(path).name}/"
     if all(m.file_name.startswith(folder) for m in sources):
         return state
-    write_index(path, state, shard_rows(path, state), base=state, operation="repair")
+    write_index(path, state, base=state, operation="repair")
     done.append(f"{path}: the index named the folder it was moved from; rewritten")
     return load_state(path)
 
@@ -134,7 +134,7 @@ def _columns(path: Path, state: State, done: list[str]) -> State:
                 labels[row] = names.index(label) if label else -1
                 split[row] = splits[src_of[row]]
     new = replace(state, labels=labels, split=split, label_names=names, pieces=None)
-    write_index(path, new, shard_rows(path, new), base=state, operation="repair", new_columns=True)
+    write_index(path, new, base=state, operation="repair", new_columns=True)
     for a, b, name in rows:
         done.append(
             f"{path}: column file {name} damaged: labels and split of rows {a}-{b - 1} taken "
@@ -149,7 +149,7 @@ def _shards(path: Path, state: State, done: list[str]) -> None:
     if set(marked) == set(old):  # old marks of shards no longer in the store go too
         return
     new = replace(state, attrs={**state.attrs, RECOMPUTE: json.dumps(marked)})
-    write_index(path, new, shard_rows(path, new), base=state, operation="repair")
+    write_index(path, new, base=state, operation="repair")
     seg = state.segments
     rows = {n: int(seg[seg[:, 0] == k, 3].sum()) for k, n in enumerate(state.shards)}
     for name in marked:

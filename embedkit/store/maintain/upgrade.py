@@ -28,7 +28,6 @@ from embedkit.store.read.state import (
     index_parts,
     open_index,
     read_state,
-    shard_rows,
 )
 from embedkit.store.txn.begin import prepare
 from embedkit.store.txn.compact import copy_rows
@@ -74,7 +73,7 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
             state = copied
         else:
             check_rows(store, state)
-        write_index(store, state, shard_rows(store, state), operation="upgrade")
+        write_index(store, state, operation="upgrade")
     return True
 
 

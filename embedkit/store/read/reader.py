@@ -151,9 +151,8 @@ class FeatureStore:
     def ids(self, rows=None) -> np.ndarray:
         """Item ids as an array of ``str``."""
         if self._ids is None:
-            per = [f[S.IDS].asstr()[...] for f in self._handles]
-            parts = [per[k][src : src + n] for k, src, _, n in self._state.segments.tolist()]
-            self._ids = np.concatenate(parts).astype(str) if parts else np.zeros(0, str)
+            self._ids = self._state.gather([f[S.IDS].asstr()[...] for f in self._handles])
+            self._ids = self._ids.astype(str)
         return self._ids.copy() if rows is None else self._ids[_as_index(rows)]
 
     @property

@@ -165,9 +165,7 @@ def _duplicate_ids(p: str, state, handles: Sequence[h5py.File]) -> Iterator[str]
     used = np.unique(state.segments[:, 0]).tolist()
     if not state.n:
         return
-    per = {k: _read(handles[k], S.ID_HASH) for k in used}  # (R,) S16 each
-    hashes = np.concatenate([per[k][src : src + n] for k, src, _, n in state.segments.tolist()])
-    state.id_index = IdIndex(hashes)
+    state.id_index = IdIndex(state.gather({k: _read(handles[k], S.ID_HASH) for k in used}))
     yield from _first_repeat(p, state, handles, state.id_index.repeats())
 
 

@@ -52,6 +52,11 @@ class State:
         starts = np.repeat(seg[:, 1] - seg[:, 2], seg[:, 3])
         return shard, starts + np.arange(self.n, dtype=np.int64)
 
+    def gather(self, per_shard) -> np.ndarray:
+        """One value per row: ``per_shard[k]`` (shard ``k``'s rows) cut and joined in row order."""
+        parts = [per_shard[k][src : src + n] for k, src, _, n in self.segments.tolist()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+
 
 def segments_of(shard: np.ndarray, src: np.ndarray) -> np.ndarray:
     """Run-length encode per-row ``(shard, src)`` into (M, 4) segments."""
@@ -160,14 +165,7 @@ def open_index(path, source=None, *, hint: str = "") -> h5py.File:
 def read_array(store, state: State, read) -> np.ndarray:
     """``read(shard)`` of each shard, cut and joined in row order: one value per row."""
     used = np.unique(state.segments[:, 0]).tolist()
-    cache = {k: read_shard(store, state.shards[k], read) for k in used}
-    parts = [cache[k][src : src + n] for k, src, _, n in state.segments.tolist()]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
-
-
-def shard_rows(store: Path, state: State) -> dict[str, int]:
-    """Rows of each shard the state names, by name."""
-    return {n: read_shard(store, n, lambda f: int(f[S.LABELS].shape[0])) for n in state.shards}
+    return state.gather({k: read_shard(store, state.shards[k], read) for k in used})
 
 
 def store_nbytes(store: Path, state: State | None) -> int:

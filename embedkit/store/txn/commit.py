@@ -22,7 +22,7 @@ from embedkit.store import format as S
 from embedkit.store.files.integrity import RECOMPUTE, marked_shards
 from embedkit.store.files.place import ShardMeta, place_all
 from embedkit.store.files.shards import id_hashes
-from embedkit.store.read.state import State, extend_segments, segments_of, shard_rows, store_nbytes
+from embedkit.store.read.state import State, extend_segments, segments_of, store_nbytes
 from embedkit.store.txn.begin import empty_state, prepare, prune
 from embedkit.store.txn.compact import compact_locked
 from embedkit.store.txn.index import write_index
@@ -188,9 +188,7 @@ def commit_locked(
     still = [n for n in marked_shards(state.attrs) if n in new.shards and n not in placed]
     if still:
         new.attrs[RECOMPUTE] = json.dumps(still)
-    write_index(
-        store, new, shard_rows(store, new), base=state, operation=operation, replaced=replaced
-    )
+    write_index(store, new, base=state, operation=operation, replaced=replaced)
     crash_point("index-written")
     if len(new.shards) > MAX_SHARDS or len(new.segments) > MAX_SEGMENTS:
         new = compact_locked(store, new, keep=MAX_SHARDS // 2)

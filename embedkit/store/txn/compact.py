@@ -23,7 +23,7 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
-from embedkit.store.read.state import State, load_state, read_array, segments_of, shard_rows
+from embedkit.store.read.state import State, load_state, read_array, segments_of
 from embedkit.store.txn.begin import prepare, prune
 from embedkit.store.txn.index import write_attrs, write_bad, write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
@@ -66,7 +66,7 @@ def compact_locked(store: Path, state: State, *, keep: int = 1) -> State:
     shard_of[rows] = len(names) - 1  # rows_of() gave new arrays: changed in place
     src_of[rows] = np.arange(len(rows))
     new = prune(replace(state, shards=names, segments=segments_of(shard_of, src_of)))
-    write_index(store, new, shard_rows(store, new), base=state, operation="compact")
+    write_index(store, new, base=state, operation="compact")
     return new
 
 

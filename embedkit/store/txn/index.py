@@ -19,7 +19,7 @@ from embedkit.files import atomic_file, temp_name
 from embedkit.store import format as S
 from embedkit.store.files.columns import write_columns
 from embedkit.store.files.integrity import stamp
-from embedkit.store.files.shards import disk_errors
+from embedkit.store.files.shards import disk_errors, read_shard
 from embedkit.store.read.state import State
 from embedkit.store.txn.lock import crash_point, now
 
@@ -27,7 +27,6 @@ from embedkit.store.txn.lock import crash_point, now
 def write_index(
     path,
     state: State,
-    shard_rows: dict[str, int],
     *,
     base: State | None = None,
     operation: str = "commit",
@@ -36,7 +35,6 @@ def write_index(
 ) -> int:
     """Commit ``state`` as the next version of the store at ``path``; returns its number.
 
-    ``shard_rows`` gives each shard's row count (for the virtual datasets' sources).
     Labels and split go to column files first (``state.pieces`` is set to them): those of
     ``base``, the snapshot ``state`` was derived from, are kept where its rows are
     unchanged, so an append writes only its new rows' values. ``operation`` (``extract``,
@@ -44,6 +42,7 @@ def write_index(
     ``new_columns`` writes every column file anew (a repair of a damaged one).
     """
     path = Path(path)
+    shard_rows = {n: read_shard(path, n, lambda f: int(f[S.LABELS].shape[0])) for n in state.shards}
     keep = None if new_columns else base
     state.pieces = write_columns(path, state.labels, state.split, keep) if state.n else []
     number = max(S.versions(path), default=0) + 1

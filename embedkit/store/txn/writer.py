@@ -30,7 +30,6 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import check_split, disk_errors, id_hashes, write_atomic
-from embedkit.store.read.state import shard_rows
 from embedkit.store.txn.begin import check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
 from embedkit.store.txn.index import write_index
@@ -272,4 +271,4 @@ def set_splits(
         if len(values) != state.n:
             raise UserInputError(f"{len(values)} split values for {state.n} rows in {path}")
         new = replace(state, split=values, attrs={**state.attrs, "updated": now()})
-        write_index(path, new, shard_rows(path, new), base=state, operation="split")
+        write_index(path, new, base=state, operation="split")
