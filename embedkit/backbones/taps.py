@@ -169,16 +169,12 @@ class HookedGraph(nn.Module):
                 self._hook(index, point)
 
     def _hook(self, index: int, point: TapPoint) -> None:
+        def keep(_module, *seen, i=index):  # a pre-hook gets (args,), a hook (args, output)
+            self._seen[i] = first_tensor(seen[-1])
+
+        side = "pre_hook" if point.side == "input" else "hook"
         module = self.model.get_submodule(point.module)
-        if point.side == "input":
-            handle = module.register_forward_pre_hook(
-                lambda _m, args, i=index: self._seen.__setitem__(i, first_tensor(args))
-            )
-        else:
-            handle = module.register_forward_hook(
-                lambda _m, _a, out, i=index: self._seen.__setitem__(i, first_tensor(out))
-            )
-        self._handles.append(handle)
+        self._handles.append(getattr(module, f"register_forward_{side}")(keep))
 
     def remove_hooks(self) -> None:
         """Detach the tap hooks from the wrapped model (after export)."""

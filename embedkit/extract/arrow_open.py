@@ -47,10 +47,10 @@ def hub_hint(path: Path) -> str:
     return "" if local else f" ({_HF_HINT})"
 
 
-def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_column=None,
-               media="text") -> ArrowSource:  # fmt: skip
+def open_arrow(path: Path, limit=None, **columns) -> ArrowSource:
     """Open a Parquet file, a folder of Parquet parts, an Arrow IPC/Feather file, or a folder
-    written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``.
+    written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``; ``columns`` are
+    :class:`ArrowSource`'s (``column``, ``label_column``, ``id_column``, ``media``).
 
     Examples
     --------
@@ -69,8 +69,7 @@ def open_arrow(path: Path, limit=None, *, column=None, label_column=None, id_col
         parts = [parquet_part(path, "", path.parent)]
     else:
         parts = [arrow_part(path, "", path.parent)]
-    return ArrowSource(path, parts, limit, column=column, label_column=label_column,
-                       id_column=id_column, media=media)  # fmt: skip
+    return ArrowSource(path, parts, limit, **columns)
 
 
 def _folder_parts(path: Path) -> list:
@@ -149,10 +148,10 @@ def _json(path: Path) -> dict:
     return value
 
 
-def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_column=None,
-                 media="text") -> ArrowSource:  # fmt: skip
+def table_source(obj: Any, limit=None, **columns) -> ArrowSource:
     """A source over an in-memory ``datasets.Dataset`` or ``DatasetDict``, pandas
-    ``DataFrame`` or ``pyarrow.Table`` (ids: row numbers, ``<split>/<row>`` for a dict).
+    ``DataFrame`` or ``pyarrow.Table`` (ids: row numbers, ``<split>/<row>`` for a dict);
+    ``columns`` as for :func:`open_arrow`.
 
     Examples
     --------
@@ -186,8 +185,7 @@ def table_source(obj: Any, limit=None, *, column=None, label_column=None, id_col
             f"cannot read a {kind} as a source; pass a path, a datasets.Dataset, a pandas "
             "DataFrame or a pyarrow.Table"
         )
-    return ArrowSource(Path(kind), parts, limit, column=column, label_column=label_column,
-                       id_column=id_column, media=media)  # fmt: skip
+    return ArrowSource(Path(kind), parts, limit, **columns)
 
 
 def _dataset_part(ds, where: str, prefix: str, split: str | None):

@@ -191,7 +191,7 @@ class TextPreprocessor:
         self.spec = spec
         self.tokenizer = tokenizers.Tokenizer.from_str(model.tokenizer)
         self.tokenizer.enable_truncation(max_length=spec.max_length)
-        self.pad = _pad_token(self.tokenizer)
+        self.pad_id, self.pad_type_id = _pad_ids(self.tokenizer)
         self.tokenizer.no_padding()  # feed() pads each batch to its own longest item
         declared = {t.name for t in model.inputs}
         self.inputs = [name for name in spec.inputs if name in declared]
@@ -220,22 +220,19 @@ class TextPreprocessor:
             ids.append(np.fromiter((i for e in encodings for i in e.ids), np.int32, total))
             types.append(np.fromiter((t for e in encodings for t in e.type_ids), np.uint8, total))
             lengths.append(n)
-        lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-        offsets = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return TokenTable(
-            np.concatenate(ids) if ids else np.zeros(0, np.int32),
-            np.concatenate(types) if types else np.zeros(0, np.uint8),
-            offsets,
+        lengths = np.concatenate([np.zeros(1, np.int64), *lengths])  # 0, then one per text
+        ids, types = (
+            np.concatenate([np.zeros(0, t), *a]) for a, t in ((ids, np.int32), (types, np.uint8))
         )
+        return TokenTable(ids, types, np.cumsum(lengths))
 
     def feed(self, tokens: TokenTable, rows: list[int]) -> dict[str, np.ndarray]:
         """The ``{input: (n, longest) int64}`` feed of texts ``rows`` of ``tokens``."""
         starts = tokens.offsets[rows]
         lengths = tokens.offsets[np.asarray(rows, np.int64) + 1] - starts
         n, longest = len(rows), int(lengths.max()) if len(rows) else 0
-        ids = np.full((n, longest), self.pad.get("pad_id", 0), np.int64)
-        types = np.full((n, longest), self.pad.get("pad_type_id", 0), np.int64)
+        ids = np.full((n, longest), self.pad_id, np.int64)
+        types = np.full((n, longest), self.pad_type_id, np.int64)
         mask = np.zeros((n, longest), np.int64)
         for k, (lo, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
             ids[k, :length] = tokens.ids[lo : lo + length]
@@ -248,14 +245,12 @@ class TextPreprocessor:
         return self.feed(self.tokenize(items), list(range(len(items))))
 
 
-def _pad_token(tokenizer) -> dict[str, Any]:
-    """The tokenizer's own padding token, else the first known pad token, else id 0."""
+def _pad_ids(tokenizer) -> tuple[int, int]:
+    """The tokenizer's own padding ids, else the first known pad token's, else 0 (type 0)."""
     if tokenizer.padding:
-        return {k: tokenizer.padding[k] for k in ("pad_id", "pad_token", "pad_type_id")}
-    for token in ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>"):
-        if (token_id := tokenizer.token_to_id(token)) is not None:
-            return {"pad_id": token_id, "pad_token": token}
-    return {"pad_id": 0}
+        return tokenizer.padding["pad_id"], tokenizer.padding["pad_type_id"]
+    found = (tokenizer.token_to_id(t) for t in ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>"))
+    return next((i for i in found if i is not None), 0), 0
 
 
 class ArrayPreprocessor:

@@ -25,7 +25,7 @@ from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import ShardBuilder, check_free, disk_errors, open_shard
 from embedkit.store.read.state import State, load_state, read_array, segments_of
 from embedkit.store.txn.begin import prepare, prune
-from embedkit.store.txn.index import write_attrs, write_bad, write_index
+from embedkit.store.txn.index import write_index, write_parts
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point
 
 _COPY_BYTES = 64 << 20  # bytes per read when copying rows
@@ -140,10 +140,5 @@ def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) 
 
 def _add_index_parts(tmp: Path, state: State) -> None:
     with disk_errors(tmp, 1 << 20), h5py.File(tmp, "r+") as f:
-        write_bad(f, state.bad)
-        meta = f.create_group(S.META)
-        text = h5py.string_dtype("utf-8")
-        meta.create_dataset("shards", data=np.asarray([S.SELF], dtype=object), dtype=text)
-        meta.create_dataset("rowmap", data=np.asarray([[0, 0, 0, state.n]], dtype=np.int64))
         f[S.LABELS][...] = state.labels
-        write_attrs(f, state)
+        write_parts(f, state, [S.SELF], [[0, 0, 0, state.n]])

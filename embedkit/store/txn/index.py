@@ -114,26 +114,22 @@ def _write_index_body(f: h5py.File, path: Path, state: State, shard_rows: dict[s
     for t in taps:
         f[f"{S.FEATURES}/{t.name}"].attrs.update(S.tap_attrs(t))
     f.create_dataset(S.LABEL_NAMES, data=np.asarray(state.label_names, dtype=object), dtype=text)
-    write_bad(f, state.bad)
-    meta = f.create_group(S.META)
-    meta.create_dataset("shards", data=np.asarray(state.shards, dtype=object), dtype=text)
-    meta.create_dataset("rowmap", data=seg.astype(np.int64).reshape(-1, 4))
+    meta = write_parts(f, state, state.shards, seg)
     names = np.asarray([name for name, _ in pieces], dtype=object)
     meta.create_dataset("columns", shape=(len(pieces),), dtype=text, data=names if pieces else None)
-    write_attrs(f, state)
 
 
-def write_bad(f: h5py.File, bad: dict[str, dict]) -> None:
+def write_parts(f: h5py.File, state: State, shards: list[str], segments) -> h5py.Group:
+    """The bad items, the row map over ``shards`` and the root attributes of an index."""
     text = h5py.string_dtype("utf-8")
-    group = f.create_group(S.BAD)
-    recs = list(bad.values())
+    group, recs = f.create_group(S.BAD), list(state.bad.values())
     group.create_dataset("ids", data=np.asarray([r["id"] for r in recs], dtype=object), dtype=text)
     group.create_dataset("digests", data=np.asarray([r["digest"] for r in recs], dtype="S64"))
-    group.create_dataset(
-        "reasons", data=np.asarray([r["reason"] for r in recs], dtype=object), dtype=text
-    )
-
-
-def write_attrs(f: h5py.File, state: State) -> None:
+    reasons = np.asarray([r["reason"] for r in recs], dtype=object)
+    group.create_dataset("reasons", data=reasons, dtype=text)
+    meta = f.create_group(S.META)
+    meta.create_dataset("shards", data=np.asarray(shards, dtype=object), dtype=text)
+    meta.create_dataset("rowmap", data=np.asarray(segments, np.int64).reshape(-1, 4))
     fingerprint = state.fingerprint.to_attrs()
     f.attrs.update({**state.attrs, "format": S.FORMAT_NAME, **fingerprint, "n_items": state.n})
+    return meta

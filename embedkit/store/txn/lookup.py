@@ -44,9 +44,8 @@ class RowLookup:
             at = src[rows[mine]]
             order = np.argsort(at)  # h5py reads increasing, distinct rows
             wanted, back = np.unique(at[order], return_inverse=True)
-            with open_existing(self._store, self._state.shards[k]) as f:
-                got = f[S.DIGESTS][...] if len(wanted) > 1024 else f[S.DIGESTS][wanted]
-            got = got[wanted] if len(wanted) > 1024 else got
+            with open_existing(self._store, self._state.shards[k]) as f:  # many rows: read all
+                got = f[S.DIGESTS][...][wanted] if len(wanted) > 1024 else f[S.DIGESTS][wanted]
             out[mine[order]] = np.asarray(got, dtype="S64")[back]
         return out
 
