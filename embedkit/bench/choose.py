@@ -73,17 +73,6 @@ def _simplicity(row: dict) -> tuple:
     return (len(row["tap"].split("+")), *cost, -row["val_accuracy_mean"])
 
 
-def best_tap_per_head(table) -> list[dict]:
-    """Per head, its row at the largest shot level with the best cross-validation accuracy."""
-    top, out = _top(table), []
-    for head in heads_in_order(table.rows):
-        cells = [r for r in table.rows if r["head"] == head and r["shots"] == top
-                 and r.get("val_accuracy_mean") is not None]  # fmt: skip
-        if cells:
-            out.append(max(cells, key=lambda r: r["val_accuracy_mean"]))
-    return out
-
-
 def reference(table) -> dict | None:
     """logreg on the store's default tap at the largest shot level, if the bench ran it."""
     tap = table.info.get("source", {}).get("default_tap")
@@ -135,18 +124,20 @@ def pick_markdown(table) -> str:
 
 
 def _best_taps_markdown(table) -> list[str]:
-    rows = best_tap_per_head(table)
-    if not rows:
+    """Per head, its tap set with the best cross-validation accuracy at the largest level."""
+    cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == _top(table)}
+    scored = [r for r in cell.values() if r.get("val_accuracy_mean") is not None]
+    if not scored:
         return []
     default = table.info.get("source", {}).get("default_tap")
-    cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == _top(table)}
     lines = [
         "Best tap per head (by cross-validation accuracy):",
         "",
         f"| head | best tap | cross-validation | test | test on `{default}` |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    for head in heads_in_order(scored):
+        r = max((r for r in scored if r["head"] == head), key=lambda r: r["val_accuracy_mean"])
         on_default = table.cell_text(cell.get((default, r["head"])))
         lines.append(f"| {r['head']} | `{r['tap']}` | {pm(r, 'val_accuracy')} | "
                      f"{table.cell_text(r)} | {on_default} |")  # fmt: skip

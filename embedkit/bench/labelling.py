@@ -217,11 +217,10 @@ def labelling_markdown(summary: dict) -> str:
 
 def plot_labelling(summary: dict, path) -> Path:
     """Accuracy vs labels per class, one line per (strategy, head), 95% bands."""
-    from embedkit.bench.plots import pyplot, save_figure
+    from embedkit.bench.plots import figure, save_figure
 
-    plt = pyplot()
     table = summary["table"]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = figure()
     for s, h in sorted({(r["strategy"], r["head"]) for r in table}):
         rows = sorted((r for r in table if (r["strategy"], r["head"]) == (s, h)),
                       key=lambda r: r["budget"])  # fmt: skip
@@ -236,4 +235,4 @@ def plot_labelling(summary: dict, path) -> Path:
     budgets = sorted({r["budget"] for r in table})
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_title("labelling loop: accuracy vs labels (mean, 95% t-interval)", fontsize=10)
-    return save_figure(fig, plt, ax, path)
+    return save_figure(fig, ax, path)

@@ -19,14 +19,14 @@ from embedkit.bench.table import heads_in_order, shot_levels
 from embedkit.files import atomic_file
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend: files only, no display needed."""
+def figure(figsize=(7, 4.5)):
+    """A new ``(figure, axes)`` of ``matplotlib.pyplot`` on the Agg backend: files only."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    return plt
+    return plt.subplots(figsize=figsize, dpi=110)
 
 
 def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
@@ -35,11 +35,10 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     --------
     >>> plot_accuracy_vs_shots(build_report("bench/"), "shots.png")  # doctest: +SKIP
     """
-    plt = pyplot()
+    fig, ax = figure()
     rows = _shown_rows(table)
     levels = shot_levels(rows)
     x = np.arange(len(levels))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for head in heads_in_order(rows):
         cells = {r["shots"]: r for r in rows if r["head"] == head}
         _line(ax, table, x, [cells.get(s) for s in levels], head)
@@ -47,7 +46,7 @@ def plot_accuracy_vs_shots(table, path: str | Path) -> Path:
     ax.set_xticks(x, [str(s) for s in levels])
     ax.set(xlabel="training rows per class (shots)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs shots (mean, 95% t-interval over seeds)"), fontsize=10)
-    return save_figure(fig, plt, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
@@ -60,13 +59,11 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     """
     from embedkit.bench.choose import recommend
 
-    plt = pyplot()
     top = shot_levels(table.rows)[-1]
     taps = table.taps
     x = np.arange(len(taps))
     labels, key = short_tap_labels(taps)
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(taps) + 3), 4.8 + 0.15 * len(key)),
-                           dpi=110)  # fmt: skip
+    fig, ax = figure((max(8, 0.9 * len(taps) + 3), 4.8 + 0.15 * len(key)))
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     for head in heads_in_order(table.rows):
         _line(ax, table, x, [cell.get((t, head)) for t in taps], head)
@@ -82,13 +79,12 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
         fig.text(0.01, 0.01, "\n".join(key), fontsize=7, va="bottom", ha="left")
     ax.set_title(_title(table, f"accuracy vs depth, shots = {top}", tap=False),
                  fontsize=10)  # fmt: skip
-    return save_figure(fig, plt, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     """Mean accuracy against mean fit seconds (log scale), one line per head over shots."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = figure()
     rows = _shown_rows(table)
     for head in heads_in_order(rows):
         cells = [r for r in rows if r["head"] == head and r["accuracy_mean"] is not None]
@@ -108,7 +104,7 @@ def plot_accuracy_vs_fit_time(table, path: str | Path) -> Path:
     _baselines(ax, table)
     ax.set(xscale="log", xlabel="fit seconds (mean over seeds, log scale)", ylabel="accuracy")
     ax.set_title(_title(table, "accuracy vs fit time (points: shot levels)"), fontsize=10)
-    return save_figure(fig, plt, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def short_tap_labels(taps: list[str], limit: int = 14) -> tuple[list[str], list[str]]:
@@ -188,8 +184,10 @@ def _title(table, text: str, tap: bool = True) -> str:
     return f"{where}\n{text}" if name else text
 
 
-def save_figure(fig, plt, ax, path) -> Path:
+def save_figure(fig, ax, path) -> Path:
     """Grid, the legend outside the axes, then the PNG written atomically; closes ``fig``."""
+    import matplotlib.pyplot as plt  # loaded by figure(), on the Agg backend
+
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:  # outside the axes: never over the data
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)

@@ -178,16 +178,12 @@ def build_report(results_dir: str | Path, *, plots: bool = True) -> BenchTable:
     write_bytes_atomic(results_dir / "results.csv", table.csv().encode("utf-8"))
     write_bytes_atomic(results_dir / "results.md", table.markdown().encode("utf-8"))
     if plots:
-        from embedkit.bench.plots import (
-            plot_accuracy_vs_depth,
-            plot_accuracy_vs_fit_time,
-            plot_accuracy_vs_shots,
-        )
+        from embedkit.bench import plots as P
 
-        plot_accuracy_vs_shots(table, results_dir / "accuracy_vs_shots.png")
-        plot_accuracy_vs_fit_time(table, results_dir / "accuracy_vs_fit_time.png")
+        P.plot_accuracy_vs_shots(table, results_dir / "accuracy_vs_shots.png")
+        P.plot_accuracy_vs_fit_time(table, results_dir / "accuracy_vs_fit_time.png")
         if len(table.taps) > 1:
-            plot_accuracy_vs_depth(table, results_dir / "accuracy_vs_depth.png")
+            P.plot_accuracy_vs_depth(table, results_dir / "accuracy_vs_depth.png")
     return table
 
 

@@ -56,19 +56,19 @@ def save_head(head, directory: str | Path) -> Path:
     _check_finite(head, directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, "embedkit": __version__, "class": name}
+    weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
     if _CLASSES[name].torch:
         from safetensors.torch import save_file
 
         params = _jsonable(head.get_params(), "params")
         config |= {"kind": "torch", "params": params, "state": _torch_state(head)}
         state = {k: v.detach().cpu().contiguous() for k, v in head.module_.state_dict().items()}
-        with atomic_file(directory / WEIGHTS) as tmp:
+        with atomic_file(weights) as tmp:
             save_file(state, str(tmp))
     else:
         config |= {"kind": "skops"}
-        with atomic_file(directory / SKOPS) as tmp:
+        with atomic_file(weights) as tmp:
             _skops_io().dump(head, tmp)
-    weights = directory / (WEIGHTS if _CLASSES[name].torch else SKOPS)
     config["sha256"] = {weights.name: sha256_file(weights)}
     write_bytes_atomic(directory / CONFIG, json.dumps(config, indent=1).encode())  # last
     return directory

@@ -52,11 +52,14 @@ class _WrappedHead(Declared, ClassifierMixin, BaseEstimator):
         check_params(self)
         X, y = validate_data(self, X, y, dtype=_DTYPES)
         self.classes_, y_index = encode_labels(y)
+        self._fit(X, y_index)
+        return self
+
+    def _fit(self, X, y_index) -> None:
         self.estimator_ = self._make_estimator(**self._fit_settings(len(X))).fit(X, y_index)
         if getattr(self.estimator_, "n_iter_", None) is not None:
             self.n_iter_ = int(np.max(self.estimator_.n_iter_))
         self._calibrate(X, y_index)
-        return self
 
     def _fit_settings(self, n_rows: int) -> dict:
         """Estimator parameters that depend on the data; none by default."""
@@ -168,19 +171,17 @@ class SGDHead(_WrappedHead):
         return self
 
 
-class _PenalisedLinearHead(_WrappedHead):
-    """The parameters of LogRegHead and SVMHead: ``C`` (inverse penalty), ``max_iter``, ..."""
-
-    _params = {
-        "C": (1.0, [POSITIVE]),
-        "max_iter": (2000, [ITERATIONS]),
-        "tol": (1e-4, [NON_NEGATIVE]),
-        "class_weight": (None, CLASS_WEIGHT),
-        "random_state": (None, SEED),
-    }
+# The parameters of LogRegHead, LogRegCVHead and SVMHead: C is the inverse penalty.
+PENALISED = {
+    "C": (1.0, [POSITIVE]),
+    "max_iter": (2000, [ITERATIONS]),
+    "tol": (1e-4, [NON_NEGATIVE]),
+    "class_weight": (None, CLASS_WEIGHT),
+    "random_state": (None, SEED),
+}
 
 
-class LogRegHead(_PenalisedLinearHead):
+class LogRegHead(_WrappedHead):
     """Multinomial logistic regression (lbfgs), the reference linear probe.
 
     Examples
@@ -193,9 +194,10 @@ class LogRegHead(_PenalisedLinearHead):
 
     _model = "sklearn.linear_model.LogisticRegression"
     _native_proba = True
+    _params = PENALISED
 
 
-class LogRegCVHead(_PenalisedLinearHead):
+class LogRegCVHead(_WrappedHead):
     """Logistic regression whose ``C`` is chosen by cross-validation of its training rows.
 
     No one ``C`` suits every feature scale: L2-normed sentence embeddings want a weak
@@ -219,32 +221,30 @@ class LogRegCVHead(_PenalisedLinearHead):
     _model = "sklearn.linear_model.LogisticRegressionCV"
     _native_proba = True
     _unused = ("C", "cv")
-    _params = _PenalisedLinearHead._params | {
+    _params = PENALISED | {
         "Cs": (HALF_DECADES, [tuple]),
         "cv": (5, [Interval(int, 2, 100)]),
     }
 
-    def fit(self, X, y):
-        """Choose ``C`` on folds of ``X``, ``y``, then fit on all of them."""
-        counts = np.unique(np.asarray(y), return_counts=True)[1]
-        self.n_folds_ = int(min(self.cv, counts.min()))
-        super().fit(X, y)
+    def _fit(self, X, y_index) -> None:  # choose C on folds of the rows, then fit on all
+        self.n_folds_ = int(min(self.cv, np.bincount(y_index).min()))
+        super()._fit(X, y_index)
         self.C_ = float(np.ravel(getattr(self.estimator_, "C_", self.C))[0])
-        return self
 
     def _make_estimator(self, **settings):
         if self.n_folds_ < 2:  # a class with one row: nothing to cross-validate on
             from sklearn.linear_model import LogisticRegression
 
-            params = self.get_params()
-            return LogisticRegression(**{k: v for k, v in params.items() if k not in ("Cs", "cv")})
+            return LogisticRegression(
+                **{k: v for k, v in self.get_params().items() if k not in ("Cs", "cv")}
+            )
         return super()._make_estimator(
             Cs=list(self.Cs), cv=self.n_folds_, scoring="accuracy", l1_ratios=(0.0,),
             use_legacy_attributes=False, **settings,
         )  # fmt: skip
 
 
-class SVMHead(_PenalisedLinearHead):
+class SVMHead(_WrappedHead):
     """Linear SVM (liblinear); probabilities by a calibrated softmax.
 
     Examples
@@ -256,6 +256,7 @@ class SVMHead(_PenalisedLinearHead):
     """
 
     _model = "sklearn.svm.LinearSVC"
+    _params = PENALISED
 
 
 class RidgeHead(_WrappedHead):
@@ -328,18 +329,13 @@ class CentroidHead(_WrappedHead):
         "random_state": (None, SEED),  # unused: prototypes are means
     }
 
-    def fit(self, X, y):
-        """Compute one prototype per class from ``X`` (N, D) and ``y`` (N,)."""
-        check_params(self)
-        X, y = validate_data(self, X, y, dtype=_DTYPES)
-        self.classes_, y_index = encode_labels(y)
+    def _fit(self, X, y_index) -> None:  # one prototype per class
         X = self._prepare(X)
         centroids = np.zeros((len(self.classes_), X.shape[1]), dtype=np.float64)
         np.add.at(centroids, y_index, X)
         centroids /= np.bincount(y_index, minlength=len(self.classes_))[:, None]
         self.centroids_ = self._prepare(centroids)
         self.temperature_ = fit_temperature(self._scores(X), y_index)
-        return self
 
     def _prepare(self, X):
         X = np.asarray(X, dtype=np.float64)

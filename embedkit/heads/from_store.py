@@ -99,9 +99,9 @@ def train_on_store(
         tap_infos, features = feature_record(fs, taps, Path(store))
         labels_sha256 = labels_digest(fs.ids(rows.train), labels[rows.train], label_names)
     (X, y), (X_val, y_val) = data["train"], data["val"]
-    validation = {"X_val": X_val, "y_val": y_val} if head_record(head_name).torch else {}
+    given_val = bool(len(X_val)) and head_record(head_name).torch  # torch heads take val rows
     with epoch_progress(enabled=progress):
-        head.fit(X, y, **(validation if len(X_val) else {}))
+        head.fit(X, y, **({"X_val": X_val, "y_val": y_val} if given_val else {}))
     save_head(head, out)
     if features.get("model_from_store"):  # head, store and model may move together
         features["model_from_head"] = os.path.relpath(features["model"], os.path.abspath(out))
@@ -122,7 +122,7 @@ def train_on_store(
             for name, (X_, y_) in data.items()
             if (y_ >= 0).any()
         },
-        fit=fit_summary(head, given_val=bool(len(X_val)) and head_record(head_name).torch),
+        fit=fit_summary(head, given_val=given_val),
         labels_sha256=labels_sha256,
     )
     record.write(out)
@@ -287,32 +287,24 @@ def predict_store(head_dir: str | Path, store: str | Path, *, tap: str | None = 
                 f"{head_dir} was trained on {record.tap!r}; predict with its own taps "
                 "(leave out --tap)"
             )
-        _check_width(head, fs, taps, head_dir)
+        # another width than the head's is refused (even with --force)
+        width = int(sum(np.prod(fs.tap_info(tap).shape) for tap in taps))
+        trained = int(np.prod(getattr(head, "feature_shape_", (head.n_features_in_,))))
+        if width != trained:
+            raise UserInputError(
+                f"{fs.path}: tap {tap_set_name(taps)!r} has {width} features per item, but the "
+                f"head in {head_dir} was trained on {trained}; predict on a store of the same "
+                "model and tap"
+            )
         names = list(record.label_names) or fs.label_names
         classes = tuple(class_name(c, names) for c in head.classes_)
         flat = not head.spatial_input
+        blocks = [slice(lo, lo + _PREDICT_BLOCK) for lo in range(0, len(fs), _PREDICT_BLOCK)]
         proba = np.concatenate(
-            [
-                head.predict_proba(
-                    read_taps(fs, taps, slice(lo, lo + _PREDICT_BLOCK), join=join, flatten=flat)
-                )  # fmt: skip
-                for lo in range(0, len(fs), _PREDICT_BLOCK)
-            ]
+            [head.predict_proba(read_taps(fs, taps, b, join=join, flatten=flat)) for b in blocks]
             or [np.zeros((0, len(classes)))]
         )  # (N, K)
         return Predictions.of(fs, proba, classes)
-
-
-def _check_width(head, fs, taps: Sequence[str], head_dir) -> None:
-    """Refuse a store whose taps have another width than the head's (even with --force)."""
-    width = int(sum(np.prod(fs.tap_info(tap).shape) for tap in taps))
-    trained = int(np.prod(getattr(head, "feature_shape_", (head.n_features_in_,))))
-    if width != trained:
-        raise UserInputError(
-            f"{fs.path}: tap {tap_set_name(taps)!r} has {width} features per item, but the "
-            f"head in {head_dir} was trained on {trained}; predict on a store of the same "
-            "model and tap"
-        )
 
 
 def fit_store(
