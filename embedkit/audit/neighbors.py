@@ -99,12 +99,7 @@ def neighbor_scan(
                 _merge_topk(top_sim[a : a + block_size], top_idx[a : a + block_size], sims, b)
                 if b != a:
                     _merge_topk(top_sim[b : b + block_size], top_idx[b : b + block_size], sims.T, a)
-    order = np.argsort(-top_sim, axis=1, kind="stable")
-    top_sim = np.take_along_axis(top_sim, order, axis=1)
-    top_idx = np.take_along_axis(top_idx, order, axis=1)
-    outlier = (1.0 - top_sim.mean(axis=1)).astype(np.float32) if k_eff else np.zeros(n, np.float32)
-    pair_idx, pair_sim, total = pairs.result()
-    return NeighborScan(pair_idx, pair_sim, total, top_idx, top_sim, outlier)
+    return NeighborScan(*pairs.result(), *_nearest_first(top_sim, top_idx))
 
 
 def brute_force_scan(features: np.ndarray, *, threshold: float = 0.98, k: int = 10) -> NeighborScan:
@@ -122,13 +117,18 @@ def brute_force_scan(features: np.ndarray, *, threshold: float = 0.98, k: int = 
     sim = sims[rows, cols]
     order = np.lexsort((cols, rows, -sim))
     k_eff = min(k, max(len(z) - 1, 0))
-    idx = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff] if k_eff else sims[:, :0]
+    idx = np.argpartition(-sims, max(k_eff - 1, 0), axis=1)[:, :k_eff]  # (N, k)
     top = np.take_along_axis(sims, idx, axis=1)
-    order_k = np.argsort(-top, axis=1, kind="stable")
-    idx, top = np.take_along_axis(idx, order_k, 1), np.take_along_axis(top, order_k, 1)
-    outlier = (1.0 - top.mean(axis=1)).astype(np.float32) if k_eff else np.zeros(len(z), np.float32)
     pairs = np.stack([rows[order], cols[order]], axis=1).astype(np.int64)
-    return NeighborScan(pairs, sim[order], len(sim), idx.astype(np.int64), top, outlier)
+    return NeighborScan(pairs, sim[order], len(sim), *_nearest_first(top, idx))
+
+
+def _nearest_first(sim: np.ndarray, idx: np.ndarray):
+    """Each item's neighbours (N, k) nearest first, and the outlier score 1 - their mean."""
+    order = np.argsort(-sim, axis=1, kind="stable")
+    sim, idx = np.take_along_axis(sim, order, 1), np.take_along_axis(idx, order, 1)
+    score = 1.0 - sim.mean(axis=1) if sim.shape[1] else np.zeros(len(sim))
+    return idx, sim, score.astype(np.float32)
 
 
 def _merge_topk(cur_sim: np.ndarray, cur_idx: np.ndarray, sims: np.ndarray, offset: int) -> None:

@@ -162,16 +162,13 @@ def audit_arrays(
     started = time.perf_counter()
     n = len(features)
     labels, label_names = _encode_labels(labels, label_names, n)
-    ids = np.array([str(i) for i in range(n)] if ids is None else [str(i) for i in ids])
+    ids = np.array([str(i) for i in (range(n) if ids is None else ids)])
     splits = np.full(n, "", dtype=object) if splits is None else np.asarray(splits, dtype=object)
     if len(ids) != n or len(splits) != n:
         raise UserInputError(f"ids ({len(ids)}) and splits ({len(splits)}) must have {n} rows")
     labelled = np.flatnonzero(labels >= 0)
     if not len(labelled):
         raise UserInputError(f"no item has a label; {_NO_LABELS_HINT}")
-    timings = {}
-
-    t0 = time.perf_counter()
     x = np.asarray(features).reshape(n, -1)  # (N, D)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
@@ -185,34 +182,34 @@ def audit_arrays(
     # work: a fold fits on (folds-1)/folds of the labelled rows; a tile compares two blocks
     fold_work = len(labelled) * (spec.folds - 1) / spec.folds * x.shape[1] * 10
     tile_work = float(min(n, spec.block_size)) ** 2 * x.shape[1] / 2
-    bar = Progress("audit", spec.folds + tiles, unit="steps", enabled=progress,
-                   work_total=spec.folds * fold_work + tiles * tile_work)  # fmt: skip
-    bar.__enter__()
-    proba = out_of_fold_proba(
-        x[labelled],
-        labels[labelled],
-        n_classes=len(label_names),
-        head=spec.head,
-        folds=spec.folds,
-        seed=spec.seed,
-        on_fold=lambda: bar.update(1, work=fold_work),
-    )  # (L, K)
-    issues = find_label_issues(labels[labelled], proba)
-    balance = class_balance(labels[labelled], issues.suggested, len(label_names))
-    timings["out_of_fold_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    scan = neighbor_scan(
-        x,
-        threshold=spec.dup_threshold,
-        k=spec.k,
-        block_size=spec.block_size,
-        max_pairs=spec.max_pairs,
-        on_tile=lambda: bar.update(1, work=tile_work),
-    )
-    bar.close()
-    timings["neighbors_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - started
+    with Progress("audit", spec.folds + tiles, unit="steps", enabled=progress,
+                  work_total=spec.folds * fold_work + tiles * tile_work) as bar:  # fmt: skip
+        proba = out_of_fold_proba(
+            x[labelled],
+            labels[labelled],
+            n_classes=len(label_names),
+            head=spec.head,
+            folds=spec.folds,
+            seed=spec.seed,
+            on_fold=lambda: bar.update(1, work=fold_work),
+        )  # (L, K)
+        issues = find_label_issues(labels[labelled], proba)
+        balance = class_balance(labels[labelled], issues.suggested, len(label_names))
+        t_oof = time.perf_counter()
+        scan = neighbor_scan(
+            x,
+            threshold=spec.dup_threshold,
+            k=spec.k,
+            block_size=spec.block_size,
+            max_pairs=spec.max_pairs,
+            on_tile=lambda: bar.update(1, work=tile_work),
+        )
+    end = time.perf_counter()
+    timings = {
+        "out_of_fold_s": t_oof - started,
+        "neighbors_s": end - t_oof,
+        "total_s": end - started,
+    }
     return AuditReport(
         spec=spec,
         source=dict(source or {}),

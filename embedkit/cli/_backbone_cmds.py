@@ -69,20 +69,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
 
-def _backbones_api():
-    """``embedkit.backbones``, or an install hint when torch is missing."""
+def _backbones_api(*, quiet: bool = False):
+    """``embedkit.backbones``, or an install hint when torch is missing; ``quiet``: no
+    per-tensor "Loading weights" progress bar of transformers in CLI output."""
     require("torch", "torch", "exporting backbones")
     import embedkit.backbones
 
+    if quiet:
+        with contextlib.suppress(ImportError):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
     return embedkit.backbones
-
-
-def _quiet_transformers() -> None:
-    """No per-tensor "Loading weights" progress bar in CLI output."""
-    with contextlib.suppress(ImportError):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
 
 
 def _resolve_name(name: str) -> str:
@@ -123,8 +121,7 @@ def _install(args) -> int:
 
 
 def _taps(args) -> int:
-    api = _backbones_api()
-    _quiet_transformers()
+    api = _backbones_api(quiet=True)
     backbone = api.load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
     names: dict[tuple, list[str]] = {}  # one output, several names: minilm's layer.5 = last
@@ -150,8 +147,7 @@ def _export(args) -> int:
 
     local = args.name if Path(args.name).exists() else None  # a local model folder or file
     guard_output(args.out, EXPORTED, overwrite=args.overwrite, inputs=[local])
-    api = _backbones_api()
-    _quiet_transformers()
+    api = _backbones_api(quiet=True)
     name, opts = _resolve_name(args.name), options(args, api.ExportOptions)
     report = api.export_backbone(
         name, args.out, args.taps, max_length=args.max_length, prompt=args.prompt, **opts

@@ -102,12 +102,9 @@ def run_bench_cmd(args) -> int:
     )
     if args.labelling:
         return run_labelling_cmd(args)
+    heads = args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS)
     spec = BenchSpec(
-        **options(args, BenchSpec)
-        | {
-            "heads": args.heads or (_SWEEP_HEADS if args.taps else _DEFAULT_HEADS),
-            "taps": tuple(args.taps) if args.taps else None,
-        }  # fmt: skip
+        **options(args, BenchSpec) | {"heads": heads, "taps": args.taps and tuple(args.taps)}
     )
     table = run_bench(
         args.store,

@@ -65,20 +65,20 @@ def run_predict(args) -> int:
     from embedkit.errors import UserInputError, require
     from embedkit.extract import ExtractConfig
 
-    if args.out and not args.out.endswith((".csv", ".jsonl", ".parquet")):
-        raise UserInputError(f"--out {args.out!r} must end in .csv, .jsonl or .parquet")
-    if args.out and args.out.endswith(".parquet"):
-        require("pyarrow", "arrow", "predict --out PREDS.parquet")  # before any work
-    if args.out:
+    out = args.out or ""
+    if out:
+        if not out.endswith((".csv", ".jsonl", ".parquet")):
+            raise UserInputError(f"--out {out!r} must end in .csv, .jsonl or .parquet")
+        if out.endswith(".parquet"):
+            require("pyarrow", "arrow", "predict --out PREDS.parquet")  # before any work
         inputs = [args.head, args.source, args.model, args.labels, _recorded_model(args.head)]
-        guard_output(args.out, PREDICTIONS, overwrite=args.overwrite, inputs=inputs)
+        guard_output(out, PREDICTIONS, overwrite=args.overwrite, inputs=inputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         predictions = predict(args.head, args.source, model=args.model, force=args.force,
                               progress=not args.quiet, **options(args, ExtractConfig))  # fmt: skip
     for warning in caught:
         print(f"embedkit predict: warning: {warning.message}", file=sys.stderr)
-    out = args.out or ""
     if out.endswith(".jsonl"):
         rows, write = predictions.records(top_k=args.top_k), _write_jsonl
     else:

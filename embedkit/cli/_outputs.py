@@ -164,6 +164,10 @@ def _is_head_folder(path: Path) -> bool:
     return isinstance(config, dict) and config.get("format") == "embedkit.head"
 
 
+def _holding(*names: str) -> Callable[[Path], bool]:
+    return lambda folder: any((folder / name).exists() for name in names)
+
+
 def _is_packed_store(path: Path) -> bool:
     from embedkit.store import format as F
 
@@ -186,14 +190,8 @@ DEPLOYED = Output(
 )
 EXPORTED = Output("a model written by embedkit export", False, _is_exported)
 HEAD_FOLDER = Output("a head folder", True, _is_head_folder)
-BENCH_FOLDER = Output(
-    "a bench results folder", True, lambda p: (p / "runs").is_dir() or (p / "results.csv").is_file()
-)
-AUDIT_FOLDER = Output(
-    "an audit report folder",
-    True,
-    lambda p: (p / "report.json").is_file() or (p / "suspects.csv").is_file(),
-)
+BENCH_FOLDER = Output("a bench results folder", True, _holding("runs", "results.csv"))
+AUDIT_FOLDER = Output("an audit report folder", True, _holding("report.json", "suspects.csv"))
 PACKED = Output("a packed store", False, _is_packed_store)
 
 

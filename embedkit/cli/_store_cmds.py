@@ -117,8 +117,7 @@ def run_info(args) -> int:
         print(f"    {t['name']:<20} shape {tuple(t['shape'])}  pooling {t['pooling']}{stride}")
     if info["labels"]:
         counts = ", ".join(f"{k}={v}" for k, v in info["labels"].items())
-        labelled = sum(info["labels"].values())
-        share = labelled / info["items"] if info["items"] else 0.0
+        share = sum(info["labels"].values()) / max(1, info["items"])
         print(f"  labels ({len(info['labels'])} classes, {share:.1%} of rows labelled): {counts}")
     else:
         print("  labels: none")
@@ -191,15 +190,15 @@ def describe_split_change(before, after) -> str:
     for name, label in (("", "unset rows marked"), ("train", "train rows"),
                         ("val", "val rows"), ("test", "test rows")):  # fmt: skip
         was = before == name
-        if not was.any():
-            continue
-        moved = {k: int((after[was] == k).sum()) for k in ("train", "val", "test")}
-        if name and moved.get(name) == int(was.sum()):
-            notes.append(f"{int(was.sum())} {label} kept")
-            continue
-        where = ", ".join(f"{k} {v}" for k, v in moved.items() if v)
-        notes.append(f"{int(was.sum())} {label} ({where})" if not name else
-                     f"{int(was.sum())} {label} redrawn ({where})")  # fmt: skip
+        n, moved = (
+            int(was.sum()),
+            {k: int((after[was] == k).sum()) for k in ("train", "val", "test")},
+        )
+        if n and name and moved[name] == n:
+            notes.append(f"{n} {label} kept")
+        elif n:
+            where = ", ".join(f"{k} {v}" for k, v in moved.items() if v)
+            notes.append(f"{n} {label}{' redrawn' if name else ''} ({where})")
     return f"split {counts}; " + "; ".join(notes)
 
 

@@ -42,19 +42,12 @@ class Interval:
     closed: str = "both"  # "both", "left", "right" or "neither"
 
     def __contains__(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = numbers.Integral if self.kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
             return False
-        if self.kind is int and not isinstance(value, numbers.Integral):
-            return False
-        if not math.isfinite(value):
-            return False
-        low_ok = self.low is None or (
-            value >= self.low if self.closed in ("both", "left") else value > self.low
-        )
-        high_ok = self.high is None or (
-            value <= self.high if self.closed in ("both", "right") else value < self.high
-        )
-        return low_ok and high_ok
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        above = self.low is None or (value >= self.low if left else value > self.low)
+        return above and (self.high is None or (value <= self.high if right else value < self.high))
 
     def __str__(self) -> str:
         left = "[" if self.closed in ("both", "left") else "("

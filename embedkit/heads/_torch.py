@@ -122,9 +122,8 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
         return self
 
     def _device(self) -> torch.device:
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(auto if self.device == "auto" else self.device)  # checked: DEVICE
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = torch.device(self.device if self.device != "auto" else "cuda" if n else "cpu")
         if device.type == "cuda" and (device.index or 0) >= n:
             raise UserInputError(
                 f"device {self.device!r} is not on this machine ({n} CUDA device(s)); use "

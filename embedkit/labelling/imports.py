@@ -46,20 +46,8 @@ class LabelImport:
     new_classes: tuple[str, ...]  # class names the store did not have
 
 
-def read_labels(path: str | Path) -> list[tuple[str, str, str]]:
-    """``(where, id, label)`` of each labelled row of a CSV or a Label Studio JSON export.
-
-    A row with an empty label is skipped (nothing to import).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such labels file; pass a CSV (id,label) or a JSON export")
-    if path.suffix.lower() == ".json":
-        return _read_label_studio(path)
-    return _read_csv(path)
-
-
 def _read_csv(path: Path) -> list[tuple[str, str, str]]:
+    """``(where, id, label)`` of each labelled row (an empty label: nothing to import)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -133,8 +121,11 @@ def import_labels(
     """
     from embedkit.store import FeatureStore, StoreWriter
 
-    entries = read_labels(labels_file)
-    digest = hashlib.sha256(Path(labels_file).read_bytes()).hexdigest()
+    path = Path(labels_file)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such labels file; pass a CSV (id,label) or a JSON export")
+    entries = (_read_label_studio if path.suffix.lower() == ".json" else _read_csv)(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with FeatureStore(store) as fs:
         fingerprint, names = fs.fingerprint, list(fs.label_names)
         known = set(fs.ids().tolist())

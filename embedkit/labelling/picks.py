@@ -76,11 +76,8 @@ def select_store(
         if not len(pool):
             raise UserInputError(f"{store}: every row is in the test or val split; nothing to pick")
         labels = fs.labels(pool) if fs.has_labels else np.full(len(pool), -1)
-        X = fs.features(tap, rows=pool)  # (P, ...)
-        X = X.reshape(len(X), -1)
-        ids = fs.ids(pool)
-        names = fs.label_names
-        provenance = fs.provenance
+        X = fs.features(tap, rows=pool).reshape(len(pool), -1)  # (P, D)
+        ids, names, provenance = fs.ids(pool), fs.label_names, fs.provenance
     how = select(X, labels, budget, strategy=strategy, seed=seed, head=head, record=record)
     guesses, confidence = [""] * budget, [None] * budget
     known = labels >= 0
