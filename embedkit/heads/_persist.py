@@ -108,8 +108,7 @@ def load_head(directory: str | Path):
     kind = config.get("kind")
     if record is not None and kind == ("torch" if record.torch else "skops"):
         _verify_digests(directory, config)
-        loader = _load_torch if record.torch else _load_skops
-        head = loader(directory, record, config)
+        head = (_load_torch if record.torch else _load_skops)(directory, record, config)
         _check_finite(head, directory / (WEIGHTS if record.torch else SKOPS))
         return head
     raise UserInputError(

@@ -38,7 +38,6 @@ from embedkit.heads._sklearn import binary_as_1d
 from embedkit.heads._training import (
     SCHEDULES,
     EarlyStopping,
-    KeepBest,
     MinibatchAdamW,
     make_schedule,
     run_epochs,
@@ -239,7 +238,7 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
             Xv_t, yv_t = (torch.tensor(a, device=X_t.device) for a in val)
             evaluate = lambda: self._evaluate(Xv_t, yv_t)  # noqa: E731
             if self.early_stopping:
-                callbacks = (EarlyStopping(self.patience), KeepBest(self.module_))
+                callbacks = (EarlyStopping(self.patience, self.module_),)
         self.history_ += run_epochs(
             epochs,
             lambda: solver.epoch(self.module_, X_t, y_t, loss_fn, order().to(X_t.device)),

@@ -106,7 +106,6 @@ class MLPHead(TorchHead):
     } | TRAIN_PARAMS
 
     def _build_module(self, n_classes: int):
-        """Standardise, then ``depth`` x (Linear -> BatchNorm -> ReLU -> Dropout), then Linear."""
         layers: list[nn.Module] = [Standardize((self.n_features_in_,))]
         width, hidden = self.n_features_in_, int(self.hidden)
         for _ in range(int(self.depth)):

@@ -1,8 +1,8 @@
 """The training loop of the torch heads, and its pluggable pieces.
 
 :func:`run_epochs` runs one solver epoch after another, records each epoch, and hands
-the record to callbacks: :class:`EarlyStopping` ends training, :class:`KeepBest`
-restores the weights of the lowest validation loss. A solver is one of two classes:
+the record to callbacks: :class:`EarlyStopping` ends training and restores the weights of
+the lowest validation loss. A solver is one of two classes:
 :class:`MinibatchAdamW` (shuffled minibatches; an LR schedule from :func:`make_schedule`
 steps after each batch) or :class:`FullBatchLBFGS` (the whole matrix per step, for
 few-shot linear probes).
@@ -105,31 +105,18 @@ class FullBatchLBFGS:
 
 
 class EarlyStopping:
-    """Stop after ``patience`` epochs without a lower validation loss."""
+    """Stop after ``patience`` epochs without a lower validation loss; copy the weights at
+    each new lowest one, and restore them at the end."""
 
-    def __init__(self, patience: int):
-        self.patience, self.best, self.best_epoch = int(patience), math.inf, 0
+    def __init__(self, patience: int, module: torch.nn.Module):
+        self.patience, self.module = int(patience), module
+        self.best, self.best_epoch, self.state = math.inf, 0, None
 
     def on_epoch_end(self, record: dict) -> bool:
         if record["val_loss"] < self.best:
             self.best, self.best_epoch = record["val_loss"], record["epoch"]
-        return record["epoch"] - self.best_epoch >= self.patience
-
-    def on_train_end(self) -> None:
-        pass
-
-
-class KeepBest:
-    """Copy the weights at each new lowest validation loss; restore them at the end."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.module, self.best, self.state = module, math.inf, None
-
-    def on_epoch_end(self, record: dict) -> bool:
-        if record["val_loss"] < self.best:
-            self.best = record["val_loss"]
             self.state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        return False
+        return record["epoch"] - self.best_epoch >= self.patience
 
     def on_train_end(self) -> None:
         if self.state is not None:

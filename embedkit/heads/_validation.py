@@ -74,9 +74,7 @@ def encode_labels(
 def check_finite_parts(fs, tap: str, data: dict, parts: dict) -> None:
     """Refuse NaN or infinite stored features before any head sees them (one line)."""
     for name, (X, _) in data.items():
-        if not len(X):
-            continue
-        bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)  # (n,)
+        bad = ~np.isfinite(X).all(axis=tuple(range(1, X.ndim)))  # (n,)
         if bad.any():
             row = int(parts[name][np.flatnonzero(bad)[0]])
             item = str(fs.ids()[row])

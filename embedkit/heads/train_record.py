@@ -170,13 +170,10 @@ def _model_paths(model: str | None, store: Path) -> dict:
     ``model_from_store`` (relative to the store's folder), so a head finds it from any
     working directory and after the store and model move together; ``backbone_sha256``
     checks it is the same file (:func:`embedkit.deploy.record.backbone`)."""
-    if not model or model == "arrays":
-        return {"model": model, "model_from_store": None}
-    path = Path(model)
-    if not path.is_absolute():  # a store written before paths were recorded absolute
-        found = [base / path for base in (Path.cwd(), store.parent) if (base / path).is_file()]
-        path = found[0] if found else path
-    if not path.is_absolute():
+    path = Path(model or "")
+    if model and model != "arrays" and not path.is_absolute():  # an older store's relative path
+        path = next((b / path for b in (Path.cwd(), store.parent) if (b / path).is_file()), path)
+    if not model or model == "arrays" or not path.is_absolute():
         return {"model": model, "model_from_store": None}
     path = Path(os.path.abspath(path))
     return {
