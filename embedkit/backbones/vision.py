@@ -106,7 +106,12 @@ def _global_pool_aliases(model: torch.nn.Module) -> dict[str, TapPoint]:
     return aliases
 
 
-def _with_module_taps(model, name, spec: ImageSpec) -> HookedBackbone:
+def _with_module_taps(model, name, size, mean, std, resize, interpolation) -> HookedBackbone:
+    """A pretrained model's backbone: its pretrained config's size, 0..1 ``mean`` and ``std``,
+    shorter-side ``resize`` (None: none) then centre crop, and ``interpolation``."""
+    crop = None if resize is None else "center"
+    scaled = ([255 * v for v in values] for values in (mean, std))
+    spec = image_spec(size, *scaled, resize_shorter=resize, crop=crop, interpolation=interpolation)
     example = torch.randn(2, 3, *spec.size, generator=torch.Generator().manual_seed(0))
     aliases = _global_pool_aliases(model)
     default = "pool" if "pool" in aliases else "output"
@@ -133,15 +138,9 @@ def load_timm(model_name: str, **_options) -> HookedBackbone:
     cfg = timm_data.resolve_data_config({}, model=model)
     _, h, w = cfg["input_size"]
     crop = float(cfg.get("crop_pct", 1.0))
-    spec = image_spec(
-        [h, w],
-        [255 * m for m in cfg["mean"]],
-        [255 * s for s in cfg["std"]],
-        resize_shorter=int(round(h / crop)) if crop < 1 else None,
-        crop="center" if crop < 1 else None,
-        interpolation=cfg.get("interpolation", "bilinear"),
-    )
-    return _with_module_taps(model, name, spec)
+    resize = int(round(h / crop)) if crop < 1 else None
+    how = cfg.get("interpolation", "bilinear")
+    return _with_module_taps(model, name, [h, w], cfg["mean"], cfg["std"], resize, how)
 
 
 def load_torchvision(model_name: str, **_options) -> HookedBackbone:
@@ -157,15 +156,8 @@ def load_torchvision(model_name: str, **_options) -> HookedBackbone:
     crop = list(t.crop_size) if isinstance(t.crop_size, list | tuple) else [t.crop_size]
     size = crop * 2 if len(crop) == 1 else crop
     resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else t.resize_size
-    spec = image_spec(
-        size,
-        [255 * m for m in t.mean],
-        [255 * s for s in t.std],
-        resize_shorter=int(resize),
-        crop="center",
-        interpolation=str(t.interpolation.value),
-    )
-    return _with_module_taps(model, name, spec)
+    how = str(t.interpolation.value)
+    return _with_module_taps(model, name, size, t.mean, t.std, int(resize), how)
 
 
 for _prefix, _loader in (("timm:", load_timm), ("torchvision:", load_torchvision)):

@@ -101,14 +101,11 @@ def _saved_parts(folder: Path, prefix: str, split: str | None) -> list:
         raise UserInputError(f"{folder}/state.json: lists no data files; save the dataset again")
     names = _class_names(info.get("features") or {})
     parts = [arrow_part(folder / f, prefix, folder, split, names) for f in files]
-    return [_renumbered(parts, prefix)] if len(parts) > 1 else parts  # numbered across files
-
-
-def _renumbered(parts: list, prefix: str):
-    """Several arrow files of one dataset as one part, its rows numbered from 0 across them."""
-    counts = [n for part in parts for n in part.counts]
-    where = str(Path(parts[0].where).parent)
-    return replace(parts[0], counts=counts, read_batch=_Concat(parts), where=where)
+    if len(parts) == 1:
+        return parts
+    counts = [n for part in parts for n in part.counts]  # one part, rows numbered across files
+    where = str((folder / files[0]).parent)
+    return [replace(parts[0], counts=counts, read_batch=_Concat(parts), where=where)]
 
 
 class _Concat:

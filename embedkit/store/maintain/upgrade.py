@@ -23,12 +23,7 @@ from embedkit.store.files.integrity import no_store
 from embedkit.store.files.shards import read_shard
 from embedkit.store.read.checks import check_index, old_layout
 from embedkit.store.read.rowchecks import check_rows, value_problems
-from embedkit.store.read.state import (
-    State,
-    index_parts,
-    open_index,
-    read_state,
-)
+from embedkit.store.read.state import State, index_parts, open_index, read_state, segments_of
 from embedkit.store.txn.begin import prepare
 from embedkit.store.txn.compact import copy_rows
 from embedkit.store.txn.index import write_index
@@ -55,14 +50,17 @@ def upgrade(store, *, timeout: float = LOCK_TIMEOUT) -> bool:
             check_index(f, store)
             current = old_layout(f) is None
             state = read_state(f, store) if current else _old_state(f, store)
-        unhashed = _unhashed_shards(store, state)  # a current index may name such shards too
+        # shards without id hashes: schema-1 files an older upgrade linked in as they were
+        unhashed = [n for n in state.shards if n != S.SELF and read_shard(store, n, _unhashed)]
         if current and not unhashed:
             prepare(store, lock)
             return False
         for problem in value_problems(store, state):  # labels and splits the rows keep
             raise StoreError(problem)
-        if state.shards == [S.SELF] or unhashed:
-            copied = _copy_rows(store, state)
+        if state.shards == [S.SELF] or unhashed:  # every row, in order, into one new shard
+            rows = np.arange(state.n)
+            names = [copy_rows(store, state, rows, S.shard_dir(store)).name] if state.n else []
+            copied = replace(state, shards=names, segments=segments_of(0 * rows, rows))
             crash_point("upgrade-copied")
             try:
                 check_rows(store, copied)  # ids unique: refused before the commit
@@ -82,23 +80,12 @@ def _old_state(f: h5py.File, store: Path) -> State:
     n = int(f[S.LABELS].shape[0])
     shards = [S.as_text(v) for v in f[f"{S.META}/shards"][...]] if S.META in f else [S.SELF]
     if shards == [S.SELF]:
-        segments = np.asarray([[0, 0, 0, n]] if n else np.zeros((0, 4)), dtype=np.int64)
+        segments = segments_of(np.zeros(n, np.int64), np.arange(n))
     else:
         segments = f[f"{S.META}/rowmap"][...].astype(np.int64).reshape(-1, 4)
     return State(shards=shards, segments=segments, labels=f[S.LABELS][...].astype(np.int64),
                  split=f[S.SPLIT][...].astype("S8"), **index_parts(f))  # fmt: skip
 
 
-def _unhashed_shards(store: Path, state: State) -> list[str]:
-    """Shards without id hashes (schema-1 files an older upgrade linked in as they were)."""
-    unhashed = lambda f: S.ID_HASH not in f  # noqa: E731
-    return [n for n in state.shards if n != S.SELF and read_shard(store, n, unhashed)]
-
-
-def _copy_rows(store: Path, state: State) -> State:
-    """Every row copied, in order, into one new shard (with id hashes and a checksum)."""
-    if not state.n:
-        return replace(state, shards=[], segments=np.zeros((0, 4), np.int64))
-    rows = np.arange(state.n)
-    path = copy_rows(store, state, rows, S.shard_dir(store))
-    return replace(state, shards=[path.name], segments=np.asarray([[0, 0, 0, state.n]]))
+def _unhashed(f: h5py.File) -> bool:
+    return S.ID_HASH not in f

@@ -210,7 +210,10 @@ class StoreWriter:
         """Add the journaled rows to the store (one atomic index change), then drop the journal."""
         if self._lock is None:
             raise StoreError(f"{self.path}: this writer is closed; open a new StoreWriter")
-        bad = _read_bad(self.journal)
+        # bad items journaled by record_bad, then by workers' journal_bad, batch by batch
+        per_batch = sorted(self.journal.glob("bad-*.jsonl"), key=lambda p: int(p.stem[4:]))
+        records = [r for p in [self.journal / "bad.jsonl", *per_batch] for r in read_jsonl(p)]
+        bad = {r["id"]: r for r in records if "id" in r}
         pending = self._pending
         order = pending.todo_ids if pending is not None else []
         try:
@@ -243,13 +246,6 @@ def journal_bad(journal, batch: int, records: Sequence[tuple[str, str, str]]) ->
     path = Path(journal) / f"bad-{int(batch)}.jsonl"
     text = "".join(json.dumps({"id": i, "digest": d, "reason": r}) + "\n" for i, d, r in records)
     return write_atomic(path, text.encode("utf-8"))
-
-
-def _read_bad(journal: Path) -> dict[str, dict]:
-    """Bad items journaled by ``record_bad`` and then by workers' ``journal_bad``."""
-    per_batch = sorted(journal.glob("bad-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
-    records = [r for path in [journal / "bad.jsonl", *per_batch] for r in read_jsonl(path)]
-    return {r["id"]: r for r in records if "id" in r}
 
 
 def set_splits(
