@@ -173,8 +173,7 @@ def table_source(obj: Any, limit=None, **columns) -> ArrowSource:
             f"a {kind} streams from the hub; {_HF_HINT} (or pass a Dataset loaded from disk)"
         )
     elif kind == "pandas.DataFrame":
-        table = pa.Table.from_pandas(obj, preserve_index=False)
-        parts = [table_part(table, kind)]
+        parts = [table_part(pa.Table.from_pandas(obj, preserve_index=False), kind)]
     elif isinstance(obj, pa.Table):
         parts = [table_part(obj, "pyarrow.Table")]
     else:

@@ -30,7 +30,6 @@ from embedkit.store import BatchShards, write_shard
 from embedkit.store.files.shards import write_atomic
 from embedkit.store.txn.writer import journal_bad
 
-_QUIET = ("ray.data",)  # prints a line per dataset step; errors come back as exceptions
 _NO_FILES = {"shard": "", "shard_bytes": b"", "bad": "", "bad_bytes": b""}  # none sent back
 
 
@@ -57,14 +56,13 @@ class RayEngine:
         if not batches:
             return Outcome(0, 0, None)
         started = _connect(ray, job.cfg.address)
-        levels = {name: logging.getLogger(name).level for name in _QUIET}
-        for name in _QUIET:
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet = logging.getLogger("ray.data")  # a line per dataset step; errors are raised
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             return _run(ray, job, batches, bar)
         finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)
+            quiet.setLevel(level)
             if started:
                 ray.shutdown()
 

@@ -70,35 +70,30 @@ class ShardBuilder:
         name: str | None = None,  # the content name, when the caller computed it already
     ):
         self.directory = Path(directory)
-        self.fingerprint = fingerprint
+        self.fingerprint, self.taps = fingerprint, fingerprint.tap_infos
         self.n = len(ids)
         label_list = ["" if v is None else S.as_text(v) for v in labels]
         self.name = name or content_name(fingerprint, ids, digests, label_list, splits)
         own = temp_name(self.directory / self.name)
         self.tmp = Path(pending) if pending is not None else own
-        names = list(label_names)
-        index = {name: i for i, name in enumerate(names)}
+        index = {name: i for i, name in enumerate(label_names)}
         codes = np.asarray([index[v] if v else -1 for v in label_list], dtype=np.int64)
-        row_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in self._taps)
+        row_bytes = sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in self.taps)
         self.nbytes = self.n * (row_bytes + 100) + (64 << 10)
         if pending is not None and self.tmp.exists():
             with h5py.File(self.tmp, "r") as f:
                 self.offsets = {
-                    t.name: int(f[f"{S.FEATURES}/{t.name}"].id.get_offset()) for t in self._taps
+                    t.name: int(f[f"{S.FEATURES}/{t.name}"].id.get_offset()) for t in self.taps
                 }
         else:
             make = self.tmp if pending is None else self.tmp.with_name(own.name)
             with disk_errors(self.tmp, self.nbytes):
                 check_free(self.directory, self.nbytes, self.tmp)
-                self.offsets = self._create(make, ids, digests, codes, names, splits)
+                self.offsets = self._create(make, ids, digests, codes, label_names, splits)
                 if make != self.tmp:  # a pending file exists only once complete
                     publish(make, self.tmp)
         self._fd = os.open(self.tmp, os.O_WRONLY)
         self.before_rename = None  # optional callable(tmp_path), run before the rename
-
-    @property
-    def _taps(self) -> tuple[S.TapInfo, ...]:
-        return self.fingerprint.tap_infos
 
     def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
@@ -111,10 +106,10 @@ class ShardBuilder:
             f.create_dataset(S.DIGESTS, data=np.asarray(digests, dtype="S64"))
             f.create_dataset(S.ID_HASH, data=id_hashes(ids))
             f.create_dataset(S.LABELS, data=codes)
-            f.create_dataset(S.LABEL_NAMES, data=np.asarray(names, dtype=object), dtype=text)
+            f.create_dataset(S.LABEL_NAMES, data=np.asarray(list(names), dtype=object), dtype=text)
             f.create_dataset(S.SPLIT, data=np.asarray(splits, dtype="S8"))
             group = f.create_group(S.FEATURES)
-            return {tap.name: _allocate(group, tap, self.n) for tap in self._taps}
+            return {tap.name: _allocate(group, tap, self.n) for tap in self.taps}
 
     def write(self, tap: S.TapInfo, lo: int, rows: np.ndarray) -> None:
         """Write ``rows`` (k, *shape) at row ``lo`` of ``tap``."""

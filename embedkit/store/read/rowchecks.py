@@ -138,16 +138,14 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
     rows = info[S.LABELS][0][0]
     if need > rows:
         yield f"{where}: has {rows} rows but /{META}/rowmap reads up to row {need}; {RESTORE}"
-    columns = [(S.IDS, ())] + [
-        (f"{S.FEATURES}/{t.name}", t.shape) for t in state.fingerprint.tap_infos
-    ]
     if info[S.ID_HASH] is None:
         yield (
             f"{where}: has no /{S.ID_HASH} (a schema-1 file linked in by an older upgrade); "
             f"run `embedkit store upgrade {p}`"
         )
         return
-    columns += [(S.ID_HASH, ())]
+    taps = [(f"{S.FEATURES}/{t.name}", t.shape) for t in state.fingerprint.tap_infos]
+    columns = [(S.IDS, ()), *taps, (S.ID_HASH, ())]
     size = os.fstat(f.id.get_vfd_handle()).st_size
     for name, shape in columns:
         got = info.get(name) or _fast(f, name)

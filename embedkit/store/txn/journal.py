@@ -117,7 +117,7 @@ class PendingRows:
         """Create or resume the pending shard in ``folder``; the batches already journaled."""
         if not self.ids:
             return set()
-        self.journal, self.fingerprint = Path(folder), fingerprint
+        self.journal, self.fingerprint, self.taps = Path(folder), fingerprint, fingerprint.tap_infos
         digests, labels, splits = self._rows
         self.digests = np.asarray(digests, dtype="S64")
         self.position = {item: p for p, item in enumerate(self.ids)}
@@ -126,10 +126,8 @@ class PendingRows:
         names = list(dict.fromkeys(v for v in labels if v))
         args = (fingerprint, self.ids, self.digests, labels, names, splits)
         name = content_name(fingerprint, self.ids, self.digests, labels, splits)
-        stem = name.removesuffix(".h5")
         self.final = self.journal / name
-        self.part = self.journal / (stem + PART)
-        self.log = self.journal / (stem + DONE)
+        self.part, self.log = (self.final.with_suffix(suffix) for suffix in (PART, DONE))
         layout = hashlib.sha256(b"".join(b.tobytes() + b"|" for b in self.batches))
         self.layout = layout.hexdigest()[:16]
         self._read_log()
@@ -178,7 +176,7 @@ class PendingRows:
         order = np.argsort(src)  # h5py reads increasing rows
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
-        feats = {t.name: f[f"{S.FEATURES}/{t.name}"][src[order]][back] for t in self._taps}
+        feats = {t.name: f[f"{S.FEATURES}/{t.name}"][src[order]][back] for t in self.taps}
         self._write_rows(b, rows, feats)
 
     def _others(self) -> list[Path]:
@@ -192,10 +190,6 @@ class PendingRows:
                     path.unlink()
 
     # -- journaling ------------------------------------------------------------------
-    @property
-    def _taps(self):
-        return self.fingerprint.tap_infos
-
     def write(self, batch: int, ids: Sequence[str], digests, labels, splits, features) -> None:
         """Write batch ``batch``'s rows (``ids``, in any order; their digests, labels and
         splits are known) and mark the batch done."""
@@ -207,7 +201,7 @@ class PendingRows:
         """``rows`` ascending; ``features[tap]`` (len(rows), *shape) in that order."""
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for lo, hi in zip([0, *breaks.tolist()], [*breaks.tolist(), len(rows)]):
-            for tap in self._taps:
+            for tap in self.taps:
                 self.builder.write(tap, int(rows[lo]), np.asarray(features[tap.name][lo:hi]))
         self.builder.sync()  # the rows are durable before the log line is even written
         line = json.dumps({"layout": self.layout, "batch": batch, "rows": rows.tolist()}) + "\n"
