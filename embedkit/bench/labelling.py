@@ -132,10 +132,9 @@ def simulate(X, y, X_test, y_test, strategy: str, spec: LabellingSpec, *, seed: 
             model = make_head(head, random_state=seed)
             if len(np.unique(labels[known])) < 2:
                 accuracy = float(np.mean(y_test == labels[known][0]))  # one class: predict it
-            elif head_record(head).semi:
-                accuracy = float(model.fit(X, labels).score(X_test, y_test))
-            else:
-                accuracy = float(model.fit(X[known], labels[known]).score(X_test, y_test))
+            else:  # a semi-supervised head also reads the unlabelled rows (-1)
+                rows = slice(None) if head_record(head).semi else known
+                accuracy = float(model.fit(X[rows], labels[rows]).score(X_test, y_test))
             cells.append({"budget": budget, "head": head, "accuracy": accuracy,
                           "fit_seconds": time.perf_counter() - start})  # fmt: skip
     return cells

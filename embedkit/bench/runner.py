@@ -172,9 +172,8 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     tasks = share_fits(todo, sweep=spec.sweep)  # deterministic heads: one fit per group
     started, failed = time.perf_counter(), []
     cost = {t.run_id: head_record(t.head).cost * max(1, len(t.train)) for t in todo}
-    bar = Progress("bench", len(todo), unit="runs", enabled=progress,
-                   work_total=sum(cost.values()))  # fmt: skip
-    with bar:
+    with Progress("bench", len(todo), unit="runs", enabled=progress,
+                  work_total=sum(cost.values())) as bar:  # fmt: skip
         for record in _execute(tasks, datas, spec, config):
             write_record(out / "runs", record)
             bar.update(1, work=cost.get(record["run_id"], 1))

@@ -232,8 +232,7 @@ def run_log(args) -> int:
         print(f"{args.store}: no versions yet (written before versions); its next commit is 1")
         return 0
     if args.json:
-        for entry in entries:
-            print(json.dumps(entry))
+        print(*map(json.dumps, entries), sep="\n")
         return 0
     print(f"{'version':>7}  {'committed (UTC)':25}  {'operation':9}  {'rows':>9}  "
           f"{'added':>8}  {'replaced':>8}  {'labels':>8}  {'split':>8}")  # fmt: skip
@@ -265,8 +264,7 @@ def run_verify(args) -> int:
             print(line)
     problems = verify_store(args.store)
     if problems:
-        for line in problems:
-            print(line)
+        print(*problems, sep="\n")
         more = f" ({len(problems)} problems in all, listed on stdout)" if len(problems) > 1 else ""
         raise StoreError(problems[0] + more)
     with FeatureStore(args.store) as fs:

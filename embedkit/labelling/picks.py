@@ -86,9 +86,8 @@ def select_store(
 
         model = make_head(head, random_state=seed).fit(X[known], labels[known])
         proba = model.predict_proba(X[how.rows])  # (budget, K)
-        best = proba.argmax(1)
-        guesses = [names[int(model.classes_[b])] for b in best]
-        confidence = proba[np.arange(len(best)), best].tolist()
+        guesses = [names[int(model.classes_[b])] for b in proba.argmax(1)]
+        confidence = proba.max(1).tolist()
     picked = ids[how.rows].tolist()
     sources = item_sources(provenance, picked)
     picks = [
@@ -163,13 +162,9 @@ def write_label_studio(picks: list[Pick], path: str | Path) -> Path:
     """Label Studio tasks (``data.id`` is the store id; the guess is a pre-annotation)."""
     tasks = []
     for p in picks:
-        data: dict = {"id": p.id}
-        png = _thumbnail(p.source) if p.source.kind in ("image", "array") else None
-        if png:
-            data["image"] = f"data:image/png;base64,{png}"
-        else:
-            data["text"] = p.source.text
-        task: dict = {"data": data}
+        png = _thumbnail(p.source)  # None for a text
+        data = {"image": f"data:image/png;base64,{png}"} if png else {"text": p.source.text}
+        task: dict = {"data": {"id": p.id, **data}}
         if p.guess:
             choice = {"choices": [p.guess]}
             result = {"from_name": "label", "to_name": "item", "type": "choices", "value": choice}
