@@ -158,27 +158,18 @@ def _skops_io():
     """``skops.io``, imported without importing torch (about 2 s of CPU to save or load a
     scikit-learn head): skops lists the trusted types by importing every sklearn package, which
     imports torch through sklearn's torch array adapter (no estimator in it); the walk skips a
-    package whose import fails, so this import makes the adapter's fail.
+    package whose import fails, so the adapter's import is made to fail meanwhile.
     """
-    import importlib.abc
     import sys
 
-    class _SkipTorchAdapter(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, path=None, target=None):
-            if fullname == _TORCH_ADAPTER:
-                raise ImportError(f"{fullname}: not needed to list skops' trusted types")
-            return None
+    if "skops.io" not in sys.modules and _TORCH_ADAPTER not in sys.modules:
+        sys.modules[_TORCH_ADAPTER] = None  # None in sys.modules: its import raises ImportError
+        try:
+            import skops.io
+        finally:
+            del sys.modules[_TORCH_ADAPTER]
+    import skops.io
 
-    if "skops.io" in sys.modules or _TORCH_ADAPTER in sys.modules:
-        import skops.io
-
-        return skops.io
-    finder = _SkipTorchAdapter()
-    sys.meta_path.insert(0, finder)
-    try:
-        import skops.io
-    finally:
-        sys.meta_path.remove(finder)
     return skops.io
 
 
