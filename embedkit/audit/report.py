@@ -126,8 +126,6 @@ class AuditReport:
         """The JSON-ready summary that report.json holds."""
         names = self.label_names
         issues, balance, scan = self.issues, self.balance, self.scan
-        cross = self.cross_split()
-        noise = issues.class_noise_rate
         given, scores, pairs = self.labels[self.labelled], scan.outlier_score, scan.pairs
         return {
             "source": self.source,
@@ -140,7 +138,7 @@ class AuditReport:
                 "per_class": {
                     names[c]: {
                         "threshold": _num(issues.thresholds[c]),
-                        "estimated_noise_rate": round(float(noise[c]), 6),
+                        "estimated_noise_rate": round(float(issues.class_noise_rate[c]), 6),
                         "issues": int(issues.is_issue[given == c].sum()),
                     }
                     for c in range(len(names))
@@ -164,7 +162,7 @@ class AuditReport:
                 "threshold": self.spec.dup_threshold,
                 "n_pairs": scan.n_pairs_total,
                 "n_listed": len(scan.pairs),
-                "n_cross_split": int(cross.sum()),
+                "n_cross_split": int(self.cross_split().sum()),
                 "n_label_conflicts": int(
                     (self.labels[pairs[:, 0]] != self.labels[pairs[:, 1]]).sum()
                 ),

@@ -238,9 +238,8 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
             base = baselines(data.y, pool, evaluate)
             for shots in spec.shots:
                 rows = kshot_indices(data.y, pool, shots, seed)
-                val = None
-                if shots == spec.top_shots and spec.val:
-                    val = cv_holdout(data.y, rows, seed, fraction=float(spec.val))
+                top = shots == spec.top_shots and spec.val
+                val = cv_holdout(data.y, rows, seed, fraction=float(spec.val)) if top else None
                 for tap in (d.tap for d in datas):
                     for head in spec.heads:
                         rid = run_id(tap, head, shots, seed, fold)

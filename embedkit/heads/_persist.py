@@ -226,8 +226,7 @@ def _load_torch(directory: Path, record, config: dict):
             "re-save the head"
         ) from exc
     try:
-        weights = load_file(str(path))
-        head.module_.load_state_dict(weights, strict=True)
+        head.module_.load_state_dict(load_file(str(path)), strict=True)
     except FileNotFoundError as exc:
         raise UserInputError(f"{path} not found; the head directory is incomplete") from exc
     except (SafetensorError, RuntimeError, OSError) as exc:

@@ -346,8 +346,7 @@ class CentroidHead(_WrappedHead):
     def _scores(self, X):  # (N, K): cosine similarity, or minus the squared distance
         if self.metric == "cosine":
             return X @ self.centroids_.T
-        sq = (X**2).sum(1)[:, None] - 2 * X @ self.centroids_.T + (self.centroids_**2).sum(1)
-        return -sq
+        return -((X**2).sum(1)[:, None] - 2 * X @ self.centroids_.T + (self.centroids_**2).sum(1))
 
     def decision_function(self, X):
         """Similarity to each class prototype (N, K); for two classes the difference (N,)."""

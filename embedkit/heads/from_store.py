@@ -44,7 +44,7 @@ from embedkit.heads._persist import load_head, save_head
 from embedkit.heads._progress import epoch_progress
 from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
-from embedkit.heads.rows import require_training_rows, select_rows
+from embedkit.heads.rows import select_rows
 from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
 from embedkit.heads.train_record import TrainRecord, class_name, feature_record
 from embedkit.store import FeatureStore
@@ -82,7 +82,12 @@ def train_on_store(
         labels = fs.labels()
         rows = select_rows(fs, val=val, test=0.2, seed=seed, exclude=exclude,
                            exclude_val=exclude_val)  # fmt: skip
-        require_training_rows(rows, store)
+        if len(rows.train) < 2:
+            why = " after --exclude" if rows.excluded_train else ""
+            raise UserInputError(
+                f"{store}: only {len(rows.train)} labelled training rows{why} (rows marked train "
+                "or unset, see docs/splits.md); label more rows, or check the exclude file"
+            )
         parts = {"train": rows.train, "val": rows.val, "test": rows.test}
         if head_record(head_name).semi:  # the unlabelled training rows (-1) join its fit
             parts["train"] = np.union1d(rows.train, rows.unlabelled)

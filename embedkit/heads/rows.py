@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedkit.errors import UserInputError
 from embedkit.rows import check_known_ids, split_rows
 
 
@@ -122,13 +121,3 @@ def select_rows(
         excluded_val_dropped=ex_val if exclude_val else 0,
         unlabelled=train[~labelled[train] & ~excluded[train]],
     )
-
-
-def require_training_rows(rows: RowSelection, store, *, at_least: int = 2) -> None:
-    """Raise the one-line error of a store with too few labelled training rows."""
-    if len(rows.train) < at_least:
-        why = " after --exclude" if rows.excluded_train else ""
-        raise UserInputError(
-            f"{store}: only {len(rows.train)} labelled training rows{why} (rows marked train "
-            "or unset, see docs/splits.md); label more rows, or check the exclude file"
-        )
