@@ -88,10 +88,8 @@ def neighbor_scan(
             sims = za @ z[b : b + block_size].T  # (Ba, Bb)
             if a == b:
                 np.fill_diagonal(sims, -np.inf)  # an item is not its own neighbour
-            rows, cols = np.nonzero(sims >= threshold)
-            if a == b:
-                keep = rows < cols
-                rows, cols = rows[keep], cols[keep]
+            hits = sims >= threshold  # (Ba, Bb); in a diagonal tile, each pair once (i < j)
+            rows, cols = np.nonzero(np.triu(hits, 1) if a == b else hits)
             pairs.add(rows + a, cols + b, sims[rows, cols])
             if on_tile is not None:
                 on_tile()

@@ -93,9 +93,8 @@ def _backbones(args) -> int:
     if args.target:
         raise UserInputError(f"unexpected {args.target!r}; did you mean `backbones install`?")
     api = _backbones_api()
-    rows = [api.get_backbone(n) for n in api.list_backbones()]
     print(f"{'name':<20} {'modality':<9} {'default tap':<12} input")
-    for spec in rows:
+    for spec in map(api.get_backbone, api.list_backbones()):
         print(f"{spec.name:<20} {spec.modality:<9} {spec.default_tap:<12} {spec.input_spec}")
         print(f"{'':<20} {spec.description}")
     print(
@@ -124,17 +123,14 @@ def _taps(args) -> int:
     api = _backbones_api(quiet=True)
     backbone = api.load_backbone(_resolve_name(args.name))
     rows = backbone.tap_table(all_modules=args.all)
-    names: dict[tuple, list[str]] = {}  # one output, several names: minilm's layer.5 = last
+    same: dict[tuple, list] = {}  # one output, several names: minilm's layer.5 = last
     for row in rows:
-        names.setdefault((row.layer, tuple(row.shape)), []).append(row.name)
+        same.setdefault((row.layer, tuple(row.shape)), []).append(row)
     print(f"{'tap':<24} {'shape (per item)':<20} {'stride':<7} layer")
-    for row in rows:
-        same = names[(row.layer, tuple(row.shape))]
-        if same[0] != row.name:
-            continue  # listed once, under its first name
+    for row, *others in same.values():  # listed once, under its first name
+        name = " = ".join(r.name for r in (row, *others))
         shape = "(" + ", ".join("seq" if n == 0 else str(n) for n in row.shape) + ")"
         stride = "-" if row.stride is None else str(row.stride)
-        name = " = ".join(same)
         print(f"{name:<24} {shape:<20} {stride:<7} {row.layer}")
     print(f"default tap: {backbone.default_tap} (pooling {backbone.default_pooling})")
     if len(backbone.default_taps) > 1:
