@@ -95,7 +95,6 @@ def plan_batches(
     *,
     texts: list[str] | None = None,
     pre: TextPreprocessor | None = None,
-    window: int = WINDOW,
 ) -> Plan:
     """Plan the batches of the to-do items ``todo`` (source indices, in source order).
 
@@ -114,6 +113,6 @@ def plan_batches(
     tokens = pre.tokenize(texts)
     lengths = tokens.lengths
     budget = batch_size * max(1, -(-int(lengths.sum()) // max(1, len(lengths))))
-    positions = bucket_batches(lengths, budget, window)
+    positions = bucket_batches(lengths, budget)
     slot = {int(i): p for p, i in enumerate(todo.tolist())}
     return Plan([todo[p] for p in positions], tokens, slot)

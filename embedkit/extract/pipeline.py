@@ -111,20 +111,14 @@ class _Extraction:
         fingerprint = Fingerprint.create(
             self.model.sha256, taps, self.pre.spec.to_dict(), self.cfg.dtype
         )
-        writer = StoreWriter(
-            self.out,
-            fingerprint,
-            provenance={
-                # absolute: train and predict may run in another folder (paths may not be UTF-8)
-                "model": id_from_name(os.path.abspath(self.model.path)),
-                "backbone": id_from_name(
-                    str(self.model.metadata.get(BACKBONE, self.model.path.stem))
-                ),
-                "source": id_from_name(str(self.source.path)),
-            },
-            label_names=listing.label_names,
-        )
-        todo = writer.plan(listing.ids, listing.digests, where=str(self.source.path))
+        backbone = str(self.model.metadata.get(BACKBONE, self.model.path.stem))
+        source = str(self.source.path)
+        # the model's absolute path: train and predict may run in another folder
+        names = {"model": os.path.abspath(self.model.path), "backbone": backbone, "source": source}
+        provenance = {key: id_from_name(name) for key, name in names.items()}  # maybe not UTF-8
+        labels = listing.label_names
+        writer = StoreWriter(self.out, fingerprint, provenance=provenance, label_names=labels)
+        todo = writer.plan(listing.ids, listing.digests, where=source)
         if len(todo):  # loads while we tokenise and plan
             self.engine.start(self.work)
         if any(label is not None for label in listing.labels):  # cached rows follow the source

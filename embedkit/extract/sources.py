@@ -270,19 +270,17 @@ class TableSource(_TextSource):
     def describe(self, index: int) -> str:
         return f"{self.path}: item {self._ids[index]!r}"
 
-    def _rows(self) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
-        text = self._read_text()
-        if self.path.suffix.lower() in (".csv", ".tsv"):
-            return csv_rows(self.path, text, "\t" if self.path.suffix.lower() == ".tsv" else ",")
-        return jsonl_rows(self.path, text)
-
     def _column(self, columns, rows, name, default: str, option: str) -> list | None:
         name = name or (default if default in columns else None)
         check_column(self.path, columns, name, option)
         return None if name is None else [row.get(name) for _, row in rows]
 
     def scan(self) -> Listing:
-        columns, rows = self._rows()
+        text, suffix = self._read_text(), self.path.suffix.lower()
+        if suffix in (".csv", ".tsv"):
+            columns, rows = csv_rows(self.path, text, "\t" if suffix == ".tsv" else ",")
+        else:
+            columns, rows = jsonl_rows(self.path, text)
         rows = rows[: self.limit]
         texts = self._column(columns, rows, self.column or "text", "text", "--text-column")
         if texts is None:

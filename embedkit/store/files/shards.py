@@ -93,7 +93,6 @@ class ShardBuilder:
                 if make != self.tmp:  # a pending file exists only once complete
                     publish(make, self.tmp)
         self._fd = os.open(self.tmp, os.O_WRONLY)
-        self.before_rename = None  # optional callable(tmp_path), run before the rename
 
     def _create(self, path, ids, digests, codes, names, splits) -> dict[str, int]:
         text = h5py.string_dtype("utf-8")
@@ -133,13 +132,13 @@ class ShardBuilder:
             os.close(self._fd)
             self._fd = None
 
-    def finish(self, final: Path | None = None) -> Path:
-        """fsync, rename to ``final`` (default: the content-derived name) and return it."""
+    def finish(self, final: Path | None = None, before_rename=None) -> Path:
+        """``before_rename(tmp)``, fsync, rename to ``final`` (default: the content name)."""
         final = Path(final) if final is not None else self.directory / self.name
         with disk_errors(self.tmp, self.nbytes):
             self.close()
-            if self.before_rename is not None:
-                self.before_rename(self.tmp)
+            if before_rename is not None:
+                before_rename(self.tmp)
             stamp(self.tmp)  # the CRC-32 of every byte, checked by store verify
             publish(self.tmp, final)
         return final
@@ -250,10 +249,8 @@ def open_shard(path, fingerprint: S.Fingerprint | None = None) -> h5py.File:
     path = Path(path)
     try:
         f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
     except OSError as exc:
-        if not path.exists():  # removed while HDF5 opened it (a vacuum)
+        if isinstance(exc, FileNotFoundError) or not path.exists():  # or removed by a vacuum
             raise FileNotFoundError(errno.ENOENT, "no such shard", str(path)) from None
         why = f"not a readable shard ({first_line(exc, 160)})"
         raise StoreError(f"{path}: {why}; {S.RESTORE}") from None

@@ -62,13 +62,10 @@ def verify_store(path) -> list[str]:
     "...f.h5: attribute 'taps' is not valid JSON (...); re-run extract or restore the store"
     """
     path = Path(path)
-    if not path.exists():
-        try:
-            check_not_orphaned(path)
-        except StoreError as exc:
-            return [str(exc)]
-        return [f"{path}: no such store; give the .h5 index file written by embedkit extract"]
     try:
+        if not path.exists():
+            check_not_orphaned(path)
+            return [f"{path}: no such store; give the .h5 index file written by embedkit extract"]
         f = open_index(path)
     except StoreError as exc:
         return [str(exc)]

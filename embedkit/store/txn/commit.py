@@ -148,8 +148,7 @@ def commit_locked(
         rank = {item: p for p, item in enumerate(order)}
         appended.sort(key=lambda item: rank.get(item, len(rank)))
     new_cols = list(zip(*(new_rows[i] for i in appended))) or [(), (), (), ()]
-    new_shard = np.asarray(new_cols[0], dtype=np.int64)  # (added,)
-    new_src = np.asarray(new_cols[1], dtype=np.int64)
+    new_shard, new_src = (np.asarray(c, dtype=np.int64) for c in new_cols[:2])  # (added,) each
     if replaced:  # per-row (shard, src) of the whole store: O(N)
         shard_of, src_of = state.rows_of()  # (N,) each
         rep = list(zip(*rep_rows))  # row, shard, src, label, split

@@ -79,7 +79,6 @@ def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_ren
     folder.mkdir(parents=True, exist_ok=True)
     args = (folder, state.fingerprint, ids, digests, labels, state.label_names, state.split[rows])
     with ShardBuilder(*args) as builder, contextlib.ExitStack() as opened:
-        builder.before_rename = before_rename
         seg = state.segments
         ends = seg[:, 2] + seg[:, 3]
         files = {}  # shard index -> its open file
@@ -102,7 +101,7 @@ def copy_rows(store, state: State, rows, folder: Path, *, final=None, before_ren
                     block = ds[src + a - dst : src + b - dst]
                     out[sel] = block[chunk[sel] - a]
                 builder.write(tap, lo, out)
-        return builder.finish(final)
+        return builder.finish(final, before_rename)
 
 
 def pack(store, out, *, timeout: float = LOCK_TIMEOUT, overwrite: bool = False) -> Path:
