@@ -124,14 +124,10 @@ class TextBackbone:
 
     def resolve(self, tap: str) -> int | None:
         """Map a tap name to a ``hidden_states`` index (None for ``last``)."""
-        if tap == "last":
-            return None
-        if tap == "embeddings":
-            return 0
-        names = self.tap_names()
-        if tap in names:
-            return int(tap.split(".")[1]) + 1
-        raise UserInputError(f"Unknown tap {tap!r} for {self.name}; valid: {', '.join(names)}")
+        names = self.tap_names()  # embeddings (0), layer.0 (1), ..., last
+        if tap not in names:
+            raise UserInputError(f"Unknown tap {tap!r} for {self.name}; valid: {', '.join(names)}")
+        return None if tap == "last" else names.index(tap)
 
     def _batches(self, texts: list[str], size: int = 32) -> list[tuple]:
         """``texts`` sorted by length and encoded in batches (little padding to compute)."""

@@ -14,6 +14,7 @@ shards. Neither reads a feature array. The first problem is raised as a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import h5py
@@ -23,16 +24,8 @@ from embedkit.contract import tap_entry_problem
 from embedkit.errors import StoreError, short
 from embedkit.store import format as S
 from embedkit.store.format import FILE_NAME, META, RESTORE, SELF, SHARD_FORMAT
-from embedkit.store.read._h5 import (
-    _MISSING,
-    _attr,
-    _dataset,
-    _exists,
-    _fast,
-    _is_int,
-    _json_attr,
-    _text_problem,
-)
+
+_MISSING = object()  # attr_value of an attribute that is not there
 
 
 def old_layout(f: h5py.File) -> str | None:
@@ -63,7 +56,7 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
     Stops after a problem that later checks depend on (a missing ``/labels``, say).
     """
     p = str(path)
-    fmt = _attr(f, "format")
+    fmt = attr_value(f, "format")
     if fmt == SHARD_FORMAT:
         yield (
             f"{p}: is a shard of a store, not a store; open the store's index file (the "
@@ -77,14 +70,14 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
     taps = yield from fingerprint_problems(f, p)
     if taps is None:
         return
-    labels = yield from _dataset(f, p, S.LABELS, "iu", 1)
+    labels = yield from dataset_shape(f, p, S.LABELS, "iu", 1)
     if labels is None:
         return
     n = labels[0]
     columns = [(S.SPLIT, "SO", ()), (S.IDS, "SO", ()), (S.DIGESTS, "SO", ())]
     columns += [(f"{S.FEATURES}/{t.name}", "f", t.shape) for t in taps]
     for name, kinds, shape in columns:
-        got = yield from _dataset(f, p, name, kinds, 1 + len(shape))
+        got = yield from dataset_shape(f, p, name, kinds, 1 + len(shape))
         if got is None:
             continue
         if got[0] != n:
@@ -94,23 +87,23 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
                 f"{p}: /{name} has rows of shape {got[1:]} but attribute 'taps' records "
                 f"{shape} for it; {RESTORE}"
             )
-        elif kinds == "f" and (dtype := _fast(f, name)[1]) != np.dtype(taps[0].dtype):
+        elif kinds == "f" and (dtype := dataset_info(f, name)[1]) != np.dtype(taps[0].dtype):
             yield f"{p}: /{name} is {dtype} but attribute 'dtype' is {taps[0].dtype}; {RESTORE}"
     group = f.get(S.FEATURES) if _exists(f, S.FEATURES) else None
     stored = group.keys() if isinstance(group, h5py.Group) else ()
     extra = sorted(set(stored) - {t.name for t in taps})
     if extra:
         yield f"{p}: /{S.FEATURES}/{extra[0]} is not among the taps in attribute 'taps'; {RESTORE}"
-    n_items = _attr(f, "n_items")
+    n_items = attr_value(f, "n_items")
     if n_items is not _MISSING and (not _is_int(n_items) or int(n_items) != n):
         yield f"{p}: attribute 'n_items' is {short(n_items)} but /labels has {n} rows; {RESTORE}"
-    runs = _attr(f, "runs")
+    runs = attr_value(f, "runs")
     if runs is not _MISSING:
         yield from _json_attr(p, "runs", runs, list)
-    yield from _dataset(f, p, S.LABEL_NAMES, "SO", 1)
+    yield from dataset_shape(f, p, S.LABEL_NAMES, "SO", 1)
     lengths = []
     for name in ("ids", "digests", "reasons"):
-        got = yield from _dataset(f, p, f"{S.BAD}/{name}", "SO", 1)
+        got = yield from dataset_shape(f, p, f"{S.BAD}/{name}", "SO", 1)
         lengths.append(None if got is None else got[0])
     if None not in lengths and len(set(lengths)) > 1:
         yield f"{p}: /{S.BAD}/ids, digests and reasons have {lengths} rows; {RESTORE}"
@@ -120,7 +113,7 @@ def index_problems(f: h5py.File, path) -> Iterator[str]:
 
 def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
     """Problems of the fingerprint attributes; returns the taps (None when unusable)."""
-    version = _attr(f, "schema_version")
+    version = attr_value(f, "schema_version")
     if version is _MISSING:
         yield f"{p}: attribute 'schema_version' is missing; {RESTORE}"
         return None
@@ -136,17 +129,17 @@ def fingerprint_problems(f: h5py.File, p: str) -> Iterator[str]:
         return None
     ok = True
     for key in ("backbone_sha256", "dtype"):
-        value = _attr(f, key)
+        value = attr_value(f, key)
         if value is _MISSING or not isinstance(value, str):
             yield f"{p}: attribute {key!r} is {_text_problem(value)}; {RESTORE}"
             ok = False
-    dtype = _attr(f, "dtype")
+    dtype = attr_value(f, "dtype")
     if ok and dtype not in S.STORAGE_DTYPES:
         what = f"{short(dtype)}, not one of {', '.join(S.STORAGE_DTYPES)}"
         yield f"{p}: attribute 'dtype' is {what}; {RESTORE}"
         ok = False
-    preprocess = yield from _json_attr(p, "preprocess", _attr(f, "preprocess"), dict)
-    taps = yield from _json_attr(p, "taps", _attr(f, "taps"), list)
+    preprocess = yield from _json_attr(p, "preprocess", attr_value(f, "preprocess"), dict)
+    taps = yield from _json_attr(p, "taps", attr_value(f, "taps"), list)
     if preprocess is None or taps is None or not ok:
         return None
     return (yield from _taps(p, taps, dtype))
@@ -169,8 +162,8 @@ def _taps(p: str, entries: list, dtype: str) -> Iterator[str]:
 
 
 def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
-    shards = yield from _dataset(f, p, f"{META}/shards", "SO", 1)
-    rowmap = yield from _dataset(f, p, f"{META}/rowmap", "iu", 2)
+    shards = yield from dataset_shape(f, p, f"{META}/shards", "SO", 1)
+    rowmap = yield from dataset_shape(f, p, f"{META}/rowmap", "iu", 2)
     if rowmap is not None and rowmap[1] != 4:
         yield f"{p}: /{META}/rowmap has {rowmap[1]} columns, not 4; {RESTORE}"
     if shards is None:
@@ -183,7 +176,7 @@ def _meta_problems(f: h5py.File, p: str) -> Iterator[str]:
     if len(set(names)) != len(names):
         yield f"{p}: /{META}/shards names a shard twice; {RESTORE}"
     if _exists(f, f"{META}/columns"):
-        got = yield from _dataset(f, p, f"{META}/columns", "SO", 1)
+        got = yield from dataset_shape(f, p, f"{META}/columns", "SO", 1)
         names = [] if got is None else [S.as_text(v) for v in f[f"{META}/columns"][...]]
         yield from _file_names(p, "columns", names, "column")  # a name may repeat: same content
 
@@ -194,3 +187,74 @@ def _file_names(p: str, key: str, names: list, what: str) -> Iterator[str]:
     if bad is not None:
         yield f"{p}: /{META}/{key} names {short(bad)}, not a {what} file name; {RESTORE}"
     return bad is not None
+
+
+# -- forgiving reads of HDF5 metadata: a value or a marker, never an exception ------------
+def dataset_info(f: h5py.File, name: str) -> tuple | None:
+    """``(shape, dtype, offset, stored bytes)`` of a dataset through h5py's low-level API
+    (a tenth of the cost of ``f[name]``); None when it cannot be opened as a dataset."""
+    try:
+        dsid = h5py.h5d.open(f.id, name.encode())
+        return dsid.shape, dsid.dtype, dsid.get_offset(), dsid.get_storage_size()
+    except Exception:  # noqa: BLE001 - missing, a group, damaged: dataset_shape says which
+        return None
+
+
+def attr_value(f, key):
+    try:
+        value = f.attrs.get(key, _MISSING)
+    except Exception:  # noqa: BLE001 - an attribute h5py cannot decode
+        return "<unreadable>"
+    if isinstance(value, np.generic):
+        value = value.item()
+    return S.as_text(value) if isinstance(value, bytes) else value
+
+
+def _json_attr(p: str, key: str, value, kind: type) -> Iterator[str]:
+    """Parse a JSON attribute, yielding its problem; returns the value or None."""
+    if value is _MISSING or not isinstance(value, str):
+        yield f"{p}: attribute {key!r} is {_text_problem(value)}; {RESTORE}"
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        yield f"{p}: attribute {key!r} is not valid JSON ({exc}); {RESTORE}"
+        return None
+    if not isinstance(parsed, kind):
+        name = "a list" if kind is list else "an object"
+        yield f"{p}: attribute {key!r} is JSON {short(parsed)}, not {name}; {RESTORE}"
+        return None
+    return parsed
+
+
+def dataset_shape(f, p: str, name: str, kinds: str, ndim: int) -> Iterator[str]:
+    """The shape of dataset ``name`` if its dtype kind is in ``kinds`` and its rank ``ndim``."""
+    fast = dataset_info(f, name)
+    if fast is not None:
+        kind = "O" if h5py.check_string_dtype(fast[1]) else fast[1].kind
+        if kind in kinds and len(fast[0]) == ndim:
+            return fast[0]
+    try:  # what is wrong with it
+        ds = f.get(name)
+        what = "missing" if ds is None else "a group, not a dataset"
+        if isinstance(ds, h5py.Dataset):
+            what = f"{ds.ndim}-d {ds.dtype}, not the expected type"
+    except Exception as exc:  # noqa: BLE001 - a damaged object header
+        what = f"unreadable ({str(exc).splitlines()[0][:100]})"
+    yield f"{p}: /{name} is {what}; {RESTORE}"
+    return None
+
+
+def _exists(f, name: str) -> bool:
+    try:
+        return name in f
+    except Exception:  # noqa: BLE001 - a damaged object header
+        return False
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text_problem(value) -> str:
+    return "missing" if value is _MISSING else f"{short(value)}, not a string"

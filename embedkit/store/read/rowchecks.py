@@ -22,8 +22,7 @@ from embedkit.errors import StoreError, short
 from embedkit.store import format as S
 from embedkit.store.files.shards import open_existing
 from embedkit.store.format import META, RESTORE
-from embedkit.store.read._h5 import _attr, _dataset, _fast
-from embedkit.store.read.checks import fingerprint_problems
+from embedkit.store.read.checks import attr_value, dataset_info, dataset_shape, fingerprint_problems
 from embedkit.store.read.idindex import IdIndex
 
 
@@ -119,7 +118,7 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
     file (it is memory-mapped).
     """
     where = f"{p}: shard {Path(f.filename).name}"
-    if _attr(f, "fingerprint") != state.fingerprint.digest:
+    if attr_value(f, "fingerprint") != state.fingerprint.digest:
         stored = yield from fingerprint_problems(f, where)
         if stored is None:  # a shard of another store
             return
@@ -131,9 +130,9 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
                 f"store; {RESTORE}"
             )
             return
-    info = {name: _fast(f, name) for name in (S.LABELS, S.IDS, S.ID_HASH)}
+    info = {name: dataset_info(f, name) for name in (S.LABELS, S.IDS, S.ID_HASH)}
     if info[S.LABELS] is None or info[S.LABELS][1].kind not in "iu":
-        yield from _dataset(f, where, S.LABELS, "iu", 1)  # names the problem
+        yield from dataset_shape(f, where, S.LABELS, "iu", 1)  # names the problem
         return
     rows = info[S.LABELS][0][0]
     if need > rows:
@@ -148,9 +147,9 @@ def shard_problems(p: str, state, f: h5py.File, need: int) -> Iterator[str]:
     columns = [(S.IDS, ()), *taps, (S.ID_HASH, ())]
     size = os.fstat(f.id.get_vfd_handle()).st_size
     for name, shape in columns:
-        got = info.get(name) or _fast(f, name)
+        got = info.get(name) or dataset_info(f, name)
         if got is None:
-            yield from _dataset(f, where, name, "SOfiu", 1 + len(shape))
+            yield from dataset_shape(f, where, name, "SOfiu", 1 + len(shape))
             continue
         if got[0] != (rows, *shape):
             yield f"{where}: /{name} has shape {got[0]}, expected {(rows, *shape)}; {RESTORE}"
