@@ -124,12 +124,12 @@ def fsync_path(path) -> None:
 ONNX_EXTERNAL_OVER = 1 << 30  # bytes of weights above which they go to a .onnx.data file
 
 
-def save_onnx(model, out, *, external: bool = False) -> Path | None:
+def save_onnx(model, out, *, external: bool = False) -> int:
     """Write the ONNX ``model`` to ``out``; weights go to ``out.onnx.data`` when ``external``
     or over 1 GiB (protobuf stops at 2 GB), the graph naming that file.
 
-    Returns the ``.onnx.data`` path when one was written (it is removed otherwise, so no
-    stale one from an earlier model sits beside the new graph).
+    Returns the bytes of the graph and its ``.onnx.data``, when one was written (a stale one
+    from an earlier model is removed otherwise).
     """
     import onnx
 
@@ -142,8 +142,8 @@ def save_onnx(model, out, *, external: bool = False) -> Path | None:
         with atomic_file(out) as tmp:  # the graph names the sidecar, written first
             onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                       location=sidecar.name, size_threshold=1024)  # fmt: skip
-        return sidecar if sidecar.is_file() else None  # no tensor over the threshold
-    with atomic_file(out) as tmp:
-        onnx.save(model, str(tmp))
-    sidecar.unlink(missing_ok=True)
-    return None
+    else:
+        with atomic_file(out) as tmp:
+            onnx.save(model, str(tmp))
+        sidecar.unlink(missing_ok=True)
+    return out.stat().st_size + (sidecar.stat().st_size if sidecar.is_file() else 0)

@@ -260,12 +260,11 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
         model, error = variants.optimize_transformer(model, *tr.transformer)
         if error:
             verify_report["optimizer_error"] = error  # the graph stays as exported
-    precision = opts.precision
+    precision, preprocess = opts.precision, tr.preprocess
     if precision == "fp16":
         model = variants.to_fp16(model, opts.keep_io_types)
-    preprocess = tr.preprocess
-    if precision == "fp16" and not opts.keep_io_types and not isinstance(preprocess, TextSpec):
-        preprocess = replace(preprocess, dtype="float16")
+        if not opts.keep_io_types and not isinstance(preprocess, TextSpec):
+            preprocess = replace(preprocess, dtype="float16")
     meta = {
         C.FORMAT: C.FORMAT_VERSION,
         C.BACKBONE: name,
@@ -295,9 +294,8 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
     report["fusions"] = variants.count_ops(model)
     verify_report.update(report)
     _set_metadata(model, {C.VERIFY: verify_report})
-    sidecar = save_onnx(model, out, external="dynamo" in exporter)
+    size = save_onnx(model, out, external="dynamo" in exporter)
     verify_report["seconds"] = round(time.perf_counter() - start, 2)
-    size = out.stat().st_size + (sidecar.stat().st_size if sidecar else 0)
     return ExportReport(
         str(out), name, precision, tuple(taps), verify_report, verify_report["seconds"], size
     )

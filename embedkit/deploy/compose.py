@@ -100,14 +100,14 @@ def deploy(head_dir: str | Path, out: str | Path, *, model: str | Path | None = 
     out = Path(out)
     # a failed or killed deploy leaves the old file; a backbone with a .onnx.data file
     # (dynamo exports, weights over 1 GiB) gives a deployed model with one too
-    sidecar = save_onnx(merged, out, external=Path(f"{spec.path}.data").is_file())
+    nbytes = save_onnx(merged, out, external=Path(f"{spec.path}.data").is_file())
     return Deployed(
         path=str(out),
         head=name,
         backbone=str(spec.metadata.get(C.BACKBONE, spec.path.stem)),
         classes=tuple(classes),
         max_abs_diff=diff,
-        nbytes=out.stat().st_size + (sidecar.stat().st_size if sidecar else 0),
+        nbytes=nbytes,
     )
 
 

@@ -30,10 +30,6 @@ class Job:
     todo: np.ndarray  # positions into ``listing`` of the items to compute, in source order
 
     @property
-    def todo_ids(self) -> list[str]:
-        return [self.listing.ids[i] for i in self.todo.tolist()]
-
-    @property
     def batch_positions(self) -> list[np.ndarray]:
         """Per batch of the plan, its items' positions into ``todo``."""
         return self.work.plan.positions(self.todo)

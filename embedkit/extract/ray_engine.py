@@ -46,7 +46,7 @@ class RayEngine:
 
     def journal(self, job: Job) -> BatchShards:
         """One shard per batch, each written by the actor that computed it."""
-        return BatchShards(job.todo_ids, job.batch_positions)
+        return BatchShards(job.listing.rows(job.todo.tolist())["ids"], job.batch_positions)
 
     def run(self, job: Job, batches: list[tuple[int, np.ndarray]], bar: Progress) -> Outcome:
         """Run ``batches`` on Ray into the writer's journal, ready for ``writer.commit()``."""

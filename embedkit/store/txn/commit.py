@@ -114,8 +114,7 @@ def commit_locked(
         return CommitSummary(str(store), 0, 0, n, 0, store_nbytes(store, state))
     metas = [ShardMeta.read(p, fingerprint) for p in shards]
     state = state or empty_state(fingerprint, started)
-    names = list(state.label_names)
-    names += [n for n in (label_names or []) if n not in names]
+    names = list(dict.fromkeys([*state.label_names, *(label_names or [])]))
     index_bytes = 16 * sum(len(m.ids) for m in metas) + 200 * len(state.segments) + (64 << 10)
     final = place_all(store, metas, fingerprint, names, index_bytes)
     crash_point("shards-written")
@@ -127,12 +126,10 @@ def commit_locked(
     label_of = {n: i for i, n in enumerate(names)}  # a new class name: the next index
     for row, name in relabel.items():  # before the new rows: they may replace these rows
         labels[row] = label_of.setdefault(name, len(label_of)) if name else -1
-    shard_names = list(state.shards)
+    shard_names = [*state.shards, *(name for name, _ in final)]
     new_rows: dict[str, tuple] = {}  # id -> (shard, src, label, split) of each appended row
     rep_rows: list[tuple] = []  # (row, shard, src, label, split) of each replaced row
-    for name, meta in final:
-        k = len(shard_names)
-        shard_names.append(name)
+    for k, (_, meta) in enumerate(final, start=len(state.shards)):
         for r, (item, lab, sp) in enumerate(zip(meta.ids, meta.labels, meta.split)):
             if item in skip:
                 continue
