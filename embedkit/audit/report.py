@@ -72,9 +72,8 @@ class AuditReport:
 
     def suspects_table(self) -> list[dict]:
         """Rows of suspects.csv."""
-        position = np.empty(len(self.labels), dtype=np.int64)
-        position[self.labelled] = np.arange(len(self.labelled))
         rows = self.suspect_rows(self.spec.top_k)
+        position = np.searchsorted(self.labelled, rows)  # into the labelled rows (sorted)
         return [
             {
                 "rank": rank,
@@ -86,7 +85,7 @@ class AuditReport:
                 "is_issue": bool(self.issues.is_issue[i]),
                 "split": self.splits[row],
             }
-            for rank, (row, i) in enumerate(zip(rows, position[rows]), start=1)
+            for rank, (row, i) in enumerate(zip(rows, position), start=1)
         ]
 
     def duplicates_table(self) -> list[dict]:

@@ -272,8 +272,7 @@ def baselines(y: np.ndarray, pool: np.ndarray, evaluate: np.ndarray) -> dict:
 def _execute(tasks: list[Task], datas: list[BenchData], spec: BenchSpec, config: dict):
     """Yield finished records, from worker processes when ``jobs`` > 1."""
     cores = cpu_count()  # the cores this process may use (cgroups, affinity)
-    jobs = cores if spec.jobs is None else max(1, int(spec.jobs))
-    jobs = min(jobs, max(1, len(tasks)))
+    jobs = min(cores if spec.jobs is None else max(1, int(spec.jobs)), max(1, len(tasks)))
     common = {
         "n_classes": datas[0].n_classes,
         "sweep": spec.sweep,
