@@ -86,10 +86,7 @@ def make_audit_head(name: str = "logreg", *, random_state: int = 0, n_train: int
     params = dict(AUDIT_PARAMS.get(name, {}))
     if name == "logreg" and n_train:
         params["C"] = 1.0 / (LOGREG_ALPHA * n_train)
-    clf = make_head(name, random_state=random_state)
-    valid = clf.get_params()
-    clf.set_params(**{key: value for key, value in params.items() if key in valid})
-    return make_pipeline(StandardScaler(), clf)
+    return make_pipeline(StandardScaler(), make_head(name, random_state=random_state, **params))
 
 
 def out_of_fold_proba(

@@ -208,8 +208,7 @@ def cv_holdout(
     True
     """
     folds = max(2, round(1 / fraction))
-    counts = np.unique(y[rows], return_counts=True)[1]
-    if counts.min() < folds:
+    if np.unique(y[rows], return_counts=True)[1].min() < folds:
         return carve_validation(y, rows, seed, fraction)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed) // folds)
     fit, held = list(splitter.split(rows, y[rows]))[int(seed) % folds]

@@ -175,8 +175,7 @@ def _get(row, key, fallback=None):
 
 
 def _title(table, text: str, tap: bool = True) -> str:
-    source = table.info.get("source", {})
-    name = Path(str(source.get("store", ""))).name
+    name = Path(str(table.info.get("source", {}).get("store", ""))).name
     shown = _shown_rows(table)[0]["tap"] if tap and table.rows else ""
     where = f"{name} [{shown}]" if shown else name
     if len(where) > 48:  # a long joined tap set gets a line of its own

@@ -35,8 +35,7 @@ def run_id(tap: str, head: str, shots: int | str, seed: int, fold: int | None = 
 
 def config_hash(config: dict) -> str:
     """A short stable hash of a JSON-able configuration."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_record(runs_dir: Path, record: dict) -> Path:

@@ -93,11 +93,6 @@ class BenchSpec:
         per = self.folds if self.protocol == "cv" else 1
         return len(self.heads) * len(self.shots) * int(self.seeds) * per
 
-    @property
-    def top_shots(self) -> int | str:
-        """The largest shot level: where validation picks the recommended pair."""
-        return max(self.shots, key=shot_rank)
-
 
 def _check_joined(taps, heads) -> None:
     """Refuse joined tap sets for heads that read one tap's feature maps (as train does)."""
@@ -230,6 +225,7 @@ def _head_signature(name: str, spec: BenchSpec) -> dict:
 def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
     """Every run of the bench, most expensive first (for load balance over workers)."""
     data, tasks = datas[0], []
+    top_shots = max(spec.shots, key=shot_rank)  # where validation picks the recommended pair
     for seed in range(int(spec.seeds)):
         splits = [(None, data.train, data.test)]  # (fold, training pool, evaluated rows)
         if spec.protocol == "cv":
@@ -238,7 +234,7 @@ def plan(datas: list[BenchData], spec: BenchSpec) -> list[Task]:
             base = baselines(data.y, pool, evaluate)
             for shots in spec.shots:
                 rows = kshot_indices(data.y, pool, shots, seed)
-                top = shots == spec.top_shots and spec.val
+                top = shots == top_shots and spec.val
                 val = cv_holdout(data.y, rows, seed, fraction=float(spec.val)) if top else None
                 for tap in (d.tap for d in datas):
                     for head in spec.heads:

@@ -68,10 +68,10 @@ def share_fits(tasks: list[Task], *, sweep: bool = False) -> list[Task]:
     """
     groups: dict = {}
     for i, task in enumerate(tasks):
-        if sweep or not head_record(task.head).deterministic:
-            groups[i] = [task]
-            continue
-        key = (task.tap, task.head, _rows_key(task.train), _rows_key(task.evaluate))
+        shared = not sweep and head_record(task.head).deterministic  # else a group of its own
+        key = (
+            (task.tap, task.head, _rows_key(task.train), _rows_key(task.evaluate)) if shared else i
+        )
         groups.setdefault(key, []).append(task)
     return [dataclasses.replace(g[0], shares=tuple(g[1:])) for g in groups.values()]
 

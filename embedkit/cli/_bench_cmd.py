@@ -138,7 +138,6 @@ def run_labelling_cmd(args) -> int:
 def run_build_cmd(args) -> int:
     from embedkit.bench import build_report
 
-    table = build_report(args.results, plots=not args.no_plots)
-    print(table.summary())
+    print(build_report(args.results, plots=not args.no_plots).summary())
     print(f"wrote {Path(args.results) / 'results.md'} and {Path(args.results) / 'results.csv'}")
     return 0

@@ -71,7 +71,7 @@ def guard_output(
     """
     path = Path(path)
     for item in _expand(inputs):
-        if _same(path, item) or (path.exists() and _inside(path, item)):
+        if _within(path, item):
             raise UserInputError(
                 f"{option} {path} is an input of this command; choose another {option} "
                 "(--overwrite never replaces an input)"
@@ -203,16 +203,13 @@ def _expand(inputs: Iterable) -> list[Path]:
     return items + [F.sidecar(i) for i in items if i.name.endswith(".h5")]  # shards, journal, lock
 
 
-def _same(a: Path, b: Path) -> bool:
+def _within(path: Path, item: Path) -> bool:
+    """Whether ``path`` is ``item``, or exists inside the folder ``item``."""
     try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        return folder.is_dir() and path.resolve().is_relative_to(folder.resolve())
+        if path.resolve() == item.resolve():
+            return True
+        inside = item.is_dir() and path.resolve().is_relative_to(item.resolve())
+        return path.exists() and item.exists() and (path.samefile(item) or inside)
     except OSError:
         return False
 

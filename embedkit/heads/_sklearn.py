@@ -368,9 +368,7 @@ def binary_as_1d(scores: np.ndarray) -> np.ndarray:
 def two_columns(scores: np.ndarray) -> np.ndarray:
     """Turn a binary decision function (N,) into (N, 2) scores for the softmax."""
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim == 1:
-        return np.stack([-scores / 2, scores / 2], axis=1)
-    return scores
+    return np.stack([-scores / 2, scores / 2], axis=1) if scores.ndim == 1 else scores
 
 
 def fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:

@@ -193,8 +193,7 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
     def _validation(self, X, y_index, X_val, y_val):
         """``(X, y_index, (X_val, yv_index) or None)``: validation data given, held out, or none."""
         if X_val is not None:
-            yv_index = encode_labels(np.asarray(y_val), self.classes_)[1]
-            return X, y_index, (self._check_X(X_val), yv_index)
+            return X, y_index, (self._check_X(X_val), encode_labels(y_val, self.classes_)[1])
         auto = self.early_stopping == "auto" and len(X) >= 1000
         if not (self.early_stopping is True or auto) or not self.validation_fraction:
             return X, y_index, None
@@ -299,8 +298,7 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
     def _evaluate(self, Xv_t, yv_t) -> tuple[float, float]:
         logits = self._logits(Xv_t).double()
         loss = torch.nn.functional.cross_entropy(logits, yv_t)
-        accuracy = (logits.argmax(1) == yv_t).double().mean()
-        return float(loss), float(accuracy)
+        return float(loss), float((logits.argmax(1) == yv_t).double().mean())
 
     def logits(self, X) -> np.ndarray:
         """Logits (N, K) in the order of ``classes_``."""
@@ -324,7 +322,6 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
 @contextmanager
 def _seeded(seed: int, device: torch.device):
     """Seed torch's global RNG inside the block, and leave the caller's RNG as it was."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield

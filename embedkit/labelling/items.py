@@ -69,8 +69,7 @@ def _lookup(source, ids: list[str]) -> dict[str, ItemSource]:
                     out[item] = ItemSource("array", f"{source.path}[{name}]", _as_image(row))
                     break
         return out
-    listing = source.scan()
-    where = {i: n for n, i in enumerate(listing.ids)}
+    where = {i: n for n, i in enumerate(source.scan().ids)}
     for item in ids:
         n = where.get(item, where.get(item.partition("/")[2]))
         if n is not None:
