@@ -8,7 +8,7 @@ from embedkit.store import Fingerprint, TapInfo, commit_shards, write_shard
 from embedkit.store.files.shards import id_hashes
 from embedkit.store.read.idindex import IdIndex
 from embedkit.store.read.state import extend_segments, load_state, segments_of
-from embedkit.store.txn.lookup import RowLookup
+from embedkit.store.txn.begin import RowLookup
 
 FP = Fingerprint.create("arrays", [TapInfo("pool", (2,))], {"kind": "features"})
 

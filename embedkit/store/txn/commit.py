@@ -23,11 +23,10 @@ from embedkit.store.files.integrity import RECOMPUTE, marked_shards
 from embedkit.store.files.place import ShardMeta, place_all
 from embedkit.store.files.shards import id_hashes
 from embedkit.store.read.state import State, extend_segments, segments_of, store_nbytes
-from embedkit.store.txn.begin import empty_state, prepare, prune
+from embedkit.store.txn.begin import RowLookup, empty_state, prepare, prune
 from embedkit.store.txn.compact import compact_locked
 from embedkit.store.txn.index import write_index
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point, now
-from embedkit.store.txn.lookup import RowLookup
 
 MAX_SHARDS = 64  # automatic compaction merges the smallest shards past this count
 MAX_SEGMENTS = 4096  # ... or past this many row runs (scattered replaced rows)

@@ -30,12 +30,11 @@ from embedkit.errors import StoreError, UserInputError
 from embedkit.store import format as S
 from embedkit.store.files.integrity import marked_shards, no_store
 from embedkit.store.files.shards import check_split, disk_errors, id_hashes, write_atomic
-from embedkit.store.txn.begin import check_fingerprint, prepare
+from embedkit.store.txn.begin import RowLookup, check_fingerprint, prepare
 from embedkit.store.txn.commit import CommitSummary, commit_locked
 from embedkit.store.txn.index import write_index
 from embedkit.store.txn.journal import Journal, read_jsonl
 from embedkit.store.txn.lock import LOCK_TIMEOUT, WriterLock, crash_point, now
-from embedkit.store.txn.lookup import RowLookup
 
 
 class StoreWriter:
