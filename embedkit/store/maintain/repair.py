@@ -79,9 +79,7 @@ def _index(path: Path, done: list[str]) -> State:
 def _version(path: Path, state: State, done: list[str]) -> State:
     """The index and its newest version agree: an index left a version behind is brought
     forward; a missing or damaged file of the index's own version is written again."""
-    numbers = S.versions(path)
-    number = int(state.attrs.get("version", 0))
-    newest = numbers[-1] if numbers else 0
+    number, newest = int(state.attrs.get("version", 0)), max(S.versions(path), default=0)
     if newest > number and checksum_problem(S.version_path(path, newest)) is None:
         write_view(path, newest)
         done.append(f"{path}: the index was version {number}, behind {newest}; replaced by it")
