@@ -147,7 +147,6 @@ class Progress:
 
 
 def _columns(file) -> int:
-    """The terminal's width when ``file`` is a terminal, else 0 (log lines)."""
     try:
         return os.get_terminal_size(file.fileno()).columns if file.isatty() else 0
     except (AttributeError, OSError, ValueError):

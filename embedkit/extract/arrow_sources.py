@@ -132,7 +132,6 @@ def _arrow_batch(path: Path, is_file: bool, b: int, columns: list[str]):
 
 
 def _table_slice(table, b: int, columns: list[str]):
-    """Slice ``b`` (of :data:`TABLE_CHUNK` rows) of an in-memory table."""
     return table.slice(b * TABLE_CHUNK, TABLE_CHUNK).select(columns)
 
 

@@ -326,10 +326,8 @@ def store_summary(path) -> dict:
             "shards": fs.n_shards,
             "items": len(fs),
             **{k: prov.get(k) for k in _RECORDED},  # None where the store does not say
-            "provider": prov.get("provider", ""),
-            "model": prov.get("model", ""),
-            "dtype": prov.get("dtype"),
-            "preprocess": prov.get("preprocess"),
+            **{k: prov.get(k, "") for k in ("provider", "model")},
+            **{k: prov.get(k) for k in ("dtype", "preprocess")},
             "taps": [t.to_dict() for t in fs.fingerprint.tap_infos],
             "labels": {},
             "splits": {s: int((splits == s).sum()) for s in ("train", "val", "test", "")},

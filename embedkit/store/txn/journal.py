@@ -124,28 +124,28 @@ class PendingRows:
         labels = ["" if v is None else S.as_text(v) for v in labels]
         splits = [check_split(v) for v in splits]
         names = list(dict.fromkeys(v for v in labels if v))
-        args = (fingerprint, self.ids, self.digests, labels, names, splits)
         name = content_name(fingerprint, self.ids, self.digests, labels, splits)
         self.final = self.journal / name
         self.part, self.log = (self.final.with_suffix(suffix) for suffix in (PART, DONE))
         layout = hashlib.sha256(b"".join(b.tobytes() + b"|" for b in self.batches))
         self.layout = layout.hexdigest()[:16]
-        self._read_log()
-        if self.final.exists():  # a commit was killed after finishing the shard
-            self.done = set(range(len(self.batches)))
-        else:
-            self.builder = ShardBuilder(self.journal, *args, pending=self.part, name=name)
-            self._salvage()
-        self._drop_others()
-        return set(self.done)
-
-    # -- resume ----------------------------------------------------------------------
-    def _read_log(self) -> None:
-        for rec in _log_records(self.log):
+        for rec in _log_records(self.log):  # rows journaled; batches of this very layout done
             self.written[rec["rows"]] = True
             if rec.get("layout") == self.layout:
                 self.done.add(int(rec["batch"]))
+        if self.final.exists():  # a commit was killed after finishing the shard
+            self.done = set(range(len(self.batches)))
+        else:
+            args = (fingerprint, self.ids, self.digests, labels, names, splits)
+            self.builder = ShardBuilder(self.journal, *args, pending=self.part, name=name)
+            self._salvage()
+        for path in self._others():  # older journals' files: what could be salvaged was
+            if path.suffix in (PART, DONE, ".h5"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        return set(self.done)
 
+    # -- resume ----------------------------------------------------------------------
     def _salvage(self) -> None:
         """Copy the rows an older journal (another to-do list) computed for unchanged items."""
         for other in self._others():
@@ -182,12 +182,6 @@ class PendingRows:
     def _others(self) -> list[Path]:
         keep = {self.final.name, self.part.name, self.log.name}
         return [p for p in self.journal.iterdir() if p.name not in keep and p.is_file()]
-
-    def _drop_others(self) -> None:
-        for path in self._others():
-            if path.suffix in (PART, DONE, ".h5"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
 
     # -- journaling ------------------------------------------------------------------
     def write(self, batch: int, ids: Sequence[str], digests, labels, splits, features) -> None:
