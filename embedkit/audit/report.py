@@ -14,6 +14,7 @@ import numpy as np
 from embedkit.audit.balance import ClassBalance
 from embedkit.audit.label_issues import LabelIssues
 from embedkit.audit.neighbors import NeighborScan
+from embedkit.audit.report_files import write_report
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,6 @@ class AuditReport:
         >>> report.write("audit/")  # doctest: +SKIP
         PosixPath('audit/report.md')
         """
-        from embedkit.audit.report_files import write_report
-
         return write_report(self, Path(out_dir))
 
 

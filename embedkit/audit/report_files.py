@@ -67,12 +67,10 @@ def _plot_confusion(report, path: Path) -> None:
         ax.set_xticks(range(k), report.label_names, rotation=60, ha="right")
         ax.set_yticks(range(k), report.label_names)
     if k <= 15:
-        for g in range(k):
-            for p in range(k):
-                if conf[g, p]:
-                    color = "white" if norm[g, p] > 0.5 else "black"
-                    ax.text(p, g, int(conf[g, p]), ha="center", va="center",
-                            fontsize=11 if k <= 10 else 9, color=color)  # fmt: skip
+        for g, p in zip(*np.nonzero(conf)):  # the count in each non-empty cell
+            color = "white" if norm[g, p] > 0.5 else "black"
+            ax.text(p, g, int(conf[g, p]), ha="center", va="center",
+                    fontsize=11 if k <= 10 else 9, color=color)  # fmt: skip
     ax.set(xlabel="out-of-fold prediction", ylabel="given label")
     ax.set_title(f"Out-of-fold confusion ({report.spec.head}, {report.spec.folds} folds)")
     fig.tight_layout()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.bench.metrics import t_interval
+from embedkit.bench.plots import figure, save_figure
 from embedkit.bench.records import SCHEMA, config_hash, done_runs, read_records, write_record
 from embedkit.errors import UserInputError, check_known
 from embedkit.files import write_bytes_atomic
@@ -216,8 +217,6 @@ def labelling_markdown(summary: dict) -> str:
 
 def plot_labelling(summary: dict, path) -> Path:
     """Accuracy vs labels per class, one line per (strategy, head), 95% bands."""
-    from embedkit.bench.plots import figure, save_figure
-
     table = summary["table"]
     fig, ax = figure()
     for s, h in sorted({(r["strategy"], r["head"]) for r in table}):

@@ -57,8 +57,6 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     --------
     >>> plot_accuracy_vs_depth(build_report("bench/"), "depth.png")  # doctest: +SKIP
     """
-    from embedkit.bench.choose import recommend
-
     top = shot_levels(table.rows)[-1]
     taps = table.taps
     x = np.arange(len(taps))
@@ -67,7 +65,7 @@ def plot_accuracy_vs_depth(table, path: str | Path) -> Path:
     cell = {(r["tap"], r["head"]): r for r in table.rows if r["shots"] == top}
     for head in heads_in_order(table.rows):
         _line(ax, table, x, [cell.get((t, head)) for t in taps], head)
-    best = recommend(table)
+    best = table.recommended
     if best is not None:
         ax.plot(taps.index(best["tap"]), best["accuracy_mean"], marker="*", markersize=16,
                 color="gold", markeredgecolor="black", linestyle="none",

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.bench import plots as P
+from embedkit.bench.choose import pick_markdown, pick_summary, recommend
 from embedkit.bench.data import shot_rank
 from embedkit.bench.metrics import METRICS, TIMES, t_interval
 from embedkit.bench.records import read_records
@@ -61,8 +63,6 @@ class BenchTable:
     @property
     def recommended(self) -> dict | None:
         """The (tap, head) pair with the best validation accuracy at the largest shot level."""
-        from embedkit.bench.choose import recommend
-
         return recommend(self)
 
     def below_majority(self, row: dict | None) -> bool:
@@ -86,8 +86,6 @@ class BenchTable:
 
     def markdown(self) -> str:
         """The pick (recommended pair, best tap per head), then accuracy per tap set."""
-        from embedkit.bench.choose import pick_markdown
-
         lines = [pick_markdown(self)]
         for tap in self.taps:
             if len(self.taps) > 1:
@@ -130,8 +128,6 @@ class BenchTable:
 
     def summary(self) -> str:
         """A few lines for the terminal: the pick, the best head per shot level, failures."""
-        from embedkit.bench.choose import pick_summary
-
         out = pick_summary(self)
         pick = self.recommended
         if pick is not None and len(shot_levels(self.rows)) > 1:  # the pair's curve, no pick
@@ -171,8 +167,6 @@ def build_report(results_dir: str | Path, *, plots: bool = True) -> BenchTable:
     write_bytes_atomic(results_dir / "results.csv", table.csv().encode("utf-8"))
     write_bytes_atomic(results_dir / "results.md", table.markdown().encode("utf-8"))
     if plots:
-        from embedkit.bench import plots as P
-
         P.plot_accuracy_vs_shots(table, results_dir / "accuracy_vs_shots.png")
         P.plot_accuracy_vs_fit_time(table, results_dir / "accuracy_vs_fit_time.png")
         if len(table.taps) > 1:

@@ -39,6 +39,7 @@ from embedkit.bench.data import (
     shot_rank,
 )
 from embedkit.bench.records import done_runs, run_id, write_record
+from embedkit.bench.report import build_report
 from embedkit.bench.tasks import Task, build_head, run_task, share_fits
 from embedkit.errors import UserInputError, check_known
 from embedkit.heads.registry import BENCH_DEFAULT_HEADS, head_class, head_record
@@ -143,8 +144,6 @@ def run_bench(store, *, out: str | Path, spec: BenchSpec | None = None, tap=None
     >>> table.recommended["tap"], table.recommended["head"]  # doctest: +SKIP
     ('blocks.15', 'logreg')
     """
-    from embedkit.bench.report import build_report
-
     check_known(spec_fields, [f.name for f in fields(BenchSpec)], "bench option")
     spec = replace(spec or BenchSpec(), **spec_fields)
     for name in spec.heads:

@@ -88,14 +88,6 @@ _KINDS = {  # the entries that are not an Interval or Options: what each accepts
 }
 
 
-def _allows(rule, value) -> bool:
-    return value in rule if isinstance(rule, (Interval, Options)) else _KINDS[rule][0](value)
-
-
-def _describe(rule) -> str:
-    return str(rule) if isinstance(rule, (Interval, Options)) else _KINDS[rule][1]
-
-
 def _annotation(rules) -> str:
     """``"str | dict | None"``: the types a parameter's rules accept."""
     kinds = {None: "None", bool: "bool", dict: "dict", tuple: "tuple", DEVICE: "str"}
@@ -154,8 +146,12 @@ an int in [1, 1e+06]
     params = head.get_params(deep=False)
     for name, rules in type(head)._constraints.items():
         value = params.get(name)
-        if not any(_allows(rule, value) for rule in rules):
-            allowed = " or ".join(_describe(rule) for rule in rules)
+        checks = [
+            (r.__contains__, str(r)) if isinstance(r, (Interval, Options)) else _KINDS[r]
+            for r in rules
+        ]  # (accepts, in words) per rule
+        if not any(accepts(value) for accepts, _ in checks):
+            allowed = " or ".join(words for _, words in checks)
             raise UserInputError(
                 f"{type(head).__name__} parameter {name}={short(value)} is invalid; "
                 f"it must be {allowed}"

@@ -9,6 +9,7 @@ a person what to label.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,6 @@ class ItemSource:
 
 def item_sources(provenance: dict, ids: list[str]) -> list[ItemSource]:
     """The source of each of ``ids``, looked up in the sources the store was extracted from."""
-    import json
-
     from embedkit.extract.opening import open_source
 
     runs = provenance.get("runs", [])
