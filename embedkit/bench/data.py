@@ -60,10 +60,9 @@ class BenchData:
     def n_classes(self) -> int:
         return int(max(len(self.label_names), int(self.y.max()) + 1 if len(self.y) else 0))
 
-    def class_counts(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """Rows per class in ``rows`` (default: the training pool)."""
-        rows = self.train if rows is None else rows
-        return np.bincount(self.y[rows], minlength=self.n_classes)
+    def class_counts(self) -> np.ndarray:
+        """Rows per class in the training pool."""
+        return np.bincount(self.y[self.train], minlength=self.n_classes)
 
 
 def parse_shots(text: str | list) -> tuple[int | str, ...]:

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from embedkit.cli import options
 from embedkit.cli._args import max_length
 from embedkit.cli._outputs import EXPORTED, add_overwrite, guard_output
 from embedkit.contract import POOLINGS, PRECISIONS
@@ -139,8 +140,6 @@ def _taps(args) -> int:
 
 
 def _export(args) -> int:
-    from embedkit.cli import options
-
     local = args.name if Path(args.name).exists() else None  # a local model folder or file
     guard_output(args.out, EXPORTED, overwrite=args.overwrite, inputs=[local])
     api = _backbones_api(quiet=True)

@@ -12,8 +12,10 @@ import json
 import sys
 import warnings
 
+from embedkit.cli import options
 from embedkit.cli._args import add_input_options, top_k
 from embedkit.cli._outputs import DEPLOYED, PREDICTIONS, add_overwrite, guard_output
+from embedkit.errors import EmbedkitError, UserInputError, require
 from embedkit.files import atomic_file
 
 
@@ -60,9 +62,7 @@ def register(sub) -> None:
 
 def run_predict(args) -> int:
     """Predict and write one row per item."""
-    from embedkit.cli import options
     from embedkit.deploy import predict
-    from embedkit.errors import UserInputError, require
     from embedkit.extract import ExtractConfig
 
     out = args.out or ""
@@ -111,7 +111,6 @@ def run_deploy(args) -> int:
 
 def _recorded_model(head: str) -> str | None:
     """The backbone path a head's train.json records (an input of deploy and predict)."""
-    from embedkit.errors import EmbedkitError
     from embedkit.heads.train_record import TrainRecord
 
     try:

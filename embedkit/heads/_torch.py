@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import validate_data
 
 from embedkit.errors import UserInputError
@@ -227,8 +228,6 @@ class TorchHead(Declared, ClassifierMixin, BaseEstimator):
         """Run ``epochs`` epochs of ``solver`` over ``X_t``: the loop of fit and partial_fit."""
         weight = None
         if class_weight is not None:
-            from sklearn.utils.class_weight import compute_class_weight
-
             w = compute_class_weight(class_weight, classes=self.classes_, y=self.classes_[y_index])
             weight = torch.tensor(w, dtype=torch.float32, device=X_t.device)
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
