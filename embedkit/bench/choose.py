@@ -67,20 +67,15 @@ def _near(best: dict, row: dict) -> bool:
 
 def _simplicity(row: dict) -> tuple:
     """Fewest taps, then the cheapest head, a deterministic one first, then the CV mean."""
-    head = row["head"]
-    record = head_record(head) if head in HEADS else None
+    record = head_record(row["head"]) if row["head"] in HEADS else None
     cost = (record.cost, not record.deterministic) if record else (99, True)
     return (len(row["tap"].split("+")), *cost, -row["val_accuracy_mean"])
 
 
 def reference(table) -> dict | None:
     """logreg on the store's default tap at the largest shot level, if the bench ran it."""
-    tap = table.info.get("source", {}).get("default_tap")
-    top = _top(table)
-    return next(
-        (r for r in table.rows
-         if r["tap"] == tap and r["head"] == _REFERENCE_HEAD and r["shots"] == top), None,
-    )  # fmt: skip
+    key = (table.info.get("source", {}).get("default_tap"), _REFERENCE_HEAD, _top(table))
+    return next((r for r in table.rows if (r["tap"], r["head"], r["shots"]) == key), None)
 
 
 def pick_markdown(table) -> str:

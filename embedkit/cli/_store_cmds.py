@@ -234,11 +234,12 @@ def run_log(args) -> int:
     if args.json:
         print(*map(json.dumps, entries), sep="\n")
         return 0
-    widths = {"version": ">7", "committed": "25", "operation": "9", "rows": ">9", "added": ">8",
-              "replaced": ">8", "labels_changed": ">8", "split_changed": ">8"}  # fmt: skip
-    titles = {"committed": "committed (UTC)", "labels_changed": "labels", "split_changed": "split"}
-    for e in [{k: titles.get(k, k) for k in widths}, *entries]:  # the header, then a line each
-        print("  ".join(f"{e[k]:{w}}" for k, w in widths.items()))
+    print(f"{'version':>7}  {'committed (UTC)':25}  {'operation':9}  {'rows':>9}  "
+          f"{'added':>8}  {'replaced':>8}  {'labels':>8}  {'split':>8}")  # fmt: skip
+    for e in entries:
+        print(f"{e['version']:>7}  {e['committed']:25}  {e['operation']:9}  {e['rows']:>9}  "
+              f"{e['added']:>8}  {e['replaced']:>8}  {e['labels_changed']:>8}  "
+              f"{e['split_changed']:>8}")  # fmt: skip
     return 0
 
 
