@@ -255,6 +255,15 @@ def encode_metadata(values: dict[str, Any]) -> dict[str, str]:
     return {k: v if k == TOKENIZER else json.dumps(v) for k, v in values.items()}
 
 
+def set_metadata(model, values: dict[str, Any]) -> None:
+    """Write ``values`` (encoded) into the ONNX ``model``'s ``metadata_props``, replacing
+    the keys it holds already."""
+    props = {p.key: p for p in model.metadata_props}
+    for key, text in encode_metadata(values).items():
+        prop = props.get(key) or model.metadata_props.add()
+        prop.key, prop.value = key, text
+
+
 def decode_metadata(props: dict[str, str], where: str | os.PathLike) -> dict[str, Any]:
     """The ``embedkit.*`` entries of ``metadata_props``, JSON-decoded.
 

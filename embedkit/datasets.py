@@ -73,8 +73,7 @@ def load_fortunes(
     Entries are separated by lines holding a single ``%``; empty entries are dropped.
     """
     root = Path(root)
-    texts: list[str] = []
-    labels: list[str] = []
+    texts, labels = [], []  # one entry per fortune
     for topic in topics:
         path = root / topic
         if not path.exists():

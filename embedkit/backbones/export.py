@@ -290,10 +290,10 @@ def _export_traced(name: str, tr: Traceable, out: Path, opts: ExportOptions, sta
             raise ExportError(_int8_refusal(report))
     else:
         report = check(model, force=opts.force)
-    _set_metadata(model, meta)
+    C.set_metadata(model, meta)
     report["fusions"] = variants.count_ops(model)
     verify_report.update(report)
-    _set_metadata(model, {C.VERIFY: verify_report})
+    C.set_metadata(model, {C.VERIFY: verify_report})
     size = save_onnx(model, out, external="dynamo" in exporter)
     verify_report["seconds"] = round(time.perf_counter() - start, 2)
     return ExportReport(
@@ -368,10 +368,3 @@ def _int8_refusal(report: dict) -> str:
         f"{hint}; use --force to keep the closest ({report['int8']['scheme']}), or another "
         "--precision"
     )
-
-
-def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
-    existing = {p.key: p for p in model.metadata_props}
-    for key, text in C.encode_metadata(values).items():
-        prop = existing.get(key) or model.metadata_props.add()
-        prop.key, prop.value = key, text

@@ -120,10 +120,9 @@ def get_backbone(name: str) -> BackboneSpec:
         return _REGISTRY[name]
     prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
     if prefix is not None:
-        if not name[len(prefix) :]:
+        (loader, fields), rest = _PREFIXES[prefix], name[len(prefix) :]
+        if not rest:
             raise UserInputError(f"backbone {prefix!r} needs a model name after the colon")
-        loader, fields = _PREFIXES[prefix]
-        rest = name[len(prefix) :]
         return BackboneSpec(name, loader=lambda **options: loader(rest, **options), **fields)
     known = ", ".join(list_backbones())
     raise UserInputError(

@@ -201,6 +201,4 @@ def _set_metadata(model, spec, record, head_name: str, classes: list[str], diff:
         "embedkit": __version__,
     }
     meta[C.VERIFY] = {"head_max_abs_diff": diff, "head_inputs": 64}
-    for key, value in C.encode_metadata(meta).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    C.set_metadata(model, meta)

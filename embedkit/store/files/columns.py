@@ -33,7 +33,7 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
     A missing or damaged file is a one-line StoreError (commits never delete a file a
     version names, so a missing one is a store copied without its folder, or a vacuum).
     """
-    labels, split, pieces = [], [], []
+    labels, split, pieces = [np.zeros(0, np.int64)], [np.zeros(0, "S8")], []
     for name in names:
         path = S.column_dir(store) / name
         try:
@@ -52,8 +52,6 @@ def read_columns(store, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[
         labels.append(y.astype(np.int64, copy=False))
         split.append(s.astype("S8", copy=False))
         pieces.append((name, len(y)))
-    if not pieces:
-        return np.zeros(0, np.int64), np.zeros(0, "S8"), []
     return np.concatenate(labels), np.concatenate(split), pieces
 
 
