@@ -236,8 +236,7 @@ def write_shard(
             )
         arrays[tap.name] = x
     names = list(dict.fromkeys(v for v in labels if v is not None))
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    Path(directory).mkdir(parents=True, exist_ok=True)
     with ShardBuilder(directory, fingerprint, ids, digests, labels, names, splits) as builder:
         for tap in fingerprint.tap_infos:
             builder.write(tap, 0, arrays[tap.name])

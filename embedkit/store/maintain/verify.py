@@ -96,10 +96,7 @@ def _structure(path: Path, f: h5py.File):
         state = read_state(f, path)
     except (StoreError, OSError, ValueError, KeyError) as exc:
         return [str(exc).splitlines()[0]], None
-    problems = list(row_problems(path, state))
-    if not problems:
-        problems += _deep(path, state)
-    return problems, state
+    return list(row_problems(path, state)) or _deep(path, state), state  # full reads if sound
 
 
 def _index_checksums(path: Path) -> list[str]:

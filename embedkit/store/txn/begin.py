@@ -67,7 +67,7 @@ def clean_debris(store) -> list[Path]:
 
 def prune(state: State) -> State:
     """Drop shards no row refers to any more, renumbering the rowmap."""
-    used = np.unique(state.segments[:, 0]) if len(state.segments) else np.zeros(0, np.int64)
+    used = np.unique(state.segments[:, 0])
     if len(used) == len(state.shards):
         return state
     remap = np.full(len(state.shards), -1, dtype=np.int64)
