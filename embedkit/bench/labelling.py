@@ -187,9 +187,8 @@ def build_labelling_report(out, *, n_classes: int | None = None) -> dict:
 def _cell(row: dict | None) -> str:
     if row is None:
         return ""
-    if np.isnan(row["high"]):
-        return f"{row['mean']:.3f}"
-    return f"{row['mean']:.3f} ± {row['high'] - row['mean']:.3f}"
+    spread = "" if np.isnan(row["high"]) else f" ± {row['high'] - row['mean']:.3f}"
+    return f"{row['mean']:.3f}{spread}"
 
 
 def labelling_markdown(summary: dict) -> str:
