@@ -131,12 +131,14 @@ class HookedBackbone:
         points = [(self.resolve(t), pooling) for t in taps]
         preprocess = self.preprocess
         mean = std = None
+        example = self.example  # traced as the graph takes it: raw pixels when folded
         if fold_normalize:
             if not isinstance(preprocess, ImageSpec):
                 raise UserInputError("--fold-normalize needs an image backbone (mean/std)")
             channels = 3 if preprocess.color == "RGB" else 1
-            mean, std = (per_channel(v, channels) for v in (preprocess.mean, preprocess.std))
+            mean, std = _mean_std(preprocess, channels)  # (1, C, 1, 1) each
             preprocess = replace(preprocess, mean=(0.0,) * channels, std=(1.0,) * channels)
+            example = example * std + mean
         module = HookedGraph(self.model, points, normalize=normalize, mean=mean, std=std).eval()
         fresh, source = self._fresh(fold_normalize)
         descs = []
@@ -161,7 +163,7 @@ class HookedBackbone:
         return Traceable(
             module=module,
             input_names=[name],
-            example=(self._raw(self.example, fold_normalize),),
+            example=(example,),
             fresh=(fresh,),
             dynamic_axes={name: {0: "batch"}, **{d.output: {0: "batch"} for d in descs}},
             taps=descs,
@@ -169,12 +171,6 @@ class HookedBackbone:
             fresh_source=source,
             options={"pooling": pooling, "normalize": normalize, "fold_normalize": fold_normalize},
         )
-
-    def _raw(self, x: torch.Tensor, fold: bool) -> torch.Tensor:
-        if not fold:
-            return x
-        mean, std = _mean_std(self.preprocess, x.shape[1])
-        return x * std + mean
 
     def _fresh(self, fold: bool) -> tuple[torch.Tensor, str]:
         """Inputs with another batch size: real photos for image specs, else noise."""

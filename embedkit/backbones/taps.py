@@ -160,8 +160,8 @@ class HookedGraph(nn.Module):
         self._seen: dict[int, torch.Tensor] = {}
         self._handles: list = []
         if mean is not None:
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("mean", torch.as_tensor(mean).float().view(1, -1, 1, 1))
+            self.register_buffer("std", torch.as_tensor(std).float().view(1, -1, 1, 1))
         else:
             self.mean = self.std = None
         for index, (point, _) in enumerate(self.points):
