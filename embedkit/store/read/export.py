@@ -176,18 +176,6 @@ class _Rows:
             self._fs = None
 
 
-def _metadata(rows: _Rows, taps) -> dict:
-    return {
-        "format": "embedkit-export",
-        "version": 1,
-        "label_names": rows.label_names,
-        "taps": {
-            t: {"shape": list(rows.infos[t].shape), "dtype": rows.infos[t].dtype} for t in taps
-        },
-        "fingerprint": rows.fingerprint,
-    }
-
-
 def _chunks(n: int, size: int, progress: bool):
     with Progress("export", n, unit="rows", enabled=progress) as bar:
         for lo in range(0, n, size):
@@ -208,7 +196,15 @@ def _write_parquet(rows: _Rows, tmp: Path, taps, chunk_rows: int, progress: bool
         value = pa.float16() if info.dtype == "float16" else pa.float32()
         meta = {"embedkit.shape": json.dumps(list(info.shape))}
         fields.append(pa.field(tap, pa.list_(value, size), nullable=False, metadata=meta))
-    meta = {"embedkit": json.dumps(_metadata(rows, taps), default=str)}
+    shapes = {t: {"shape": list(rows.infos[t].shape), "dtype": rows.infos[t].dtype} for t in taps}
+    about = {
+        "format": "embedkit-export",
+        "version": 1,
+        "label_names": rows.label_names,
+        "taps": shapes,
+        "fingerprint": rows.fingerprint,
+    }
+    meta = {"embedkit": json.dumps(about, default=str)}
     schema = pa.schema(fields, metadata=meta)
     options = {"compression": {"id": "snappy", "label": "snappy", "split": "snappy"}
                | {t: "none" for t in taps},  # floats do not compress; saves the time
