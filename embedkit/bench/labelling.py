@@ -30,6 +30,7 @@ from embedkit.errors import UserInputError, check_known
 from embedkit.files import write_bytes_atomic
 from embedkit.heads.registry import head_record, make_head
 from embedkit.heads.rows import select_rows
+from embedkit.heads.tapsets import loop_taps, read_joined, tap_set_name
 from embedkit.labelling.strategies import STRATEGIES, UNCERTAINTY, select
 from embedkit.progress import Progress
 from embedkit.store import FeatureStore
@@ -88,17 +89,17 @@ def run_labelling(store, out, spec: LabellingSpec = LabellingSpec(), *, tap=None
         if not len(rows.test):
             raise UserInputError(f"{store}: no labelled test rows to score the loop on")
         pool = np.union1d(rows.train, rows.val)  # every labelled non-test row
-        X, y = fs.features(tap, rows=pool), fs.labels(pool)
-        X_test, y_test = fs.features(tap, rows=rows.test), fs.labels(rows.test)
+        taps = loop_taps(fs, pool, tap)  # the store's default tap and those that agree with it
+        X, X_test = read_joined(fs, taps, pool, pool, rows.test)[1]  # (P, D), (T, D)
+        y, y_test = fs.labels(pool), fs.labels(rows.test)
         digest = fs.fingerprint.digest
-    X, X_test = X.reshape(len(X), -1), X_test.reshape(len(X_test), -1)
     n_classes = len(np.unique(y))
     if max(spec.budgets) * n_classes > len(pool):
         raise UserInputError(
             f"--budgets up to {max(spec.budgets)} per class need {max(spec.budgets) * n_classes} "
             f"rows; the pool has {len(pool)}"
         )
-    config = {"kind": "labelling", "store": digest, "tap": tap, "pool": len(pool),
+    config = {"kind": "labelling", "store": digest, "tap": tap_set_name(taps), "pool": len(pool),
               "test": len(rows.test), **asdict(spec)}  # fmt: skip
     config.pop("seeds")
     runs = Path(out) / "runs"

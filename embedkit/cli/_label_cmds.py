@@ -33,7 +33,7 @@ def register(sub) -> None:
                    help="auto (default: by budget, or by --record), random, typical (TypiClust), "
                    "coverage (ProbCover), margin, entropy, hybrid (cluster-margin), "
                    "spread-margin (half typical, half cluster-margin on label spreading)")
-    p.add_argument("--tap", default=None, help="the tap to select on (default: the store's)")
+    p.add_argument("--tap", default=None, help="taps (a+b) to pick on (default: the loop's)")
     p.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
     p.add_argument("--record", metavar="LABELLING_JSON",
                    help="auto: a `bench --labelling` summary of this store (OUT/labelling.json)")

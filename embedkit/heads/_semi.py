@@ -7,21 +7,12 @@ and ``predict_proba`` are that head's, so a new row needs no graph, and ``embedk
 deploy`` converts ``head_``.
 
 - ``spread`` (:class:`LabelSpreadingHead`): label spreading (Zhou et al. 2004) on a
-  sparse kNN graph of the rows, weighted ``cos ** 3`` (Iscen et al., CVPR 2019), solved
-  by conjugate gradients; at most ``max_unlabelled`` unlabelled rows (a random sample)
-  join the graph, which keeps a fit on 100,000 rows to seconds. ``graph="auto"``
-  measures before it trusts the graph: a 5-fold cross-validation on the labelled rows
-  scores spreading over the centred features, over PCA-whitened ones, and no spreading
-  (``base`` on the labelled rows alone), and the best of the three wins (``graph_``);
-  with ``min_cv_labels=3``, a class with fewer labels than that skips the choice of
-  graph (a fold would hold the class's only labels) and spreads over the centred features.
-  The graphs depend only on the rows, not on which are labelled: they come from
-  :func:`embedkit.heads.graph.feature_graph`, memoised, so refits on one pool (``bench
-  --labelling``, a labelling round after another) build them once.
-  ``balance="auto"`` also scores, for each graph, spread labels rebalanced (Sinkhorn)
-  so that each class holds an equal share of the rows, or the share of the labelled
-  rows (``balance_``): a few labels spread unevenly, flooding the classes whose seeds sit
-  in dense regions.
+  sparse kNN graph of the rows (at most ``max_unlabelled`` unlabelled ones), weighted
+  ``cos ** 3`` (Iscen et al., CVPR 2019). ``graph``, ``alpha`` and ``balance`` ``auto``
+  measure before they trust the graph: a 5-fold cross-validation on the labelled rows
+  scores each graph (centred or PCA-whitened features), reach, and sharing of spread
+  labels among classes, and ``base`` on the labelled rows alone. The graphs come from
+  :func:`embedkit.heads.graph.feature_graph`, memoised: refits on one pool build them once.
 - ``selftrain`` (:class:`SelfTrainingHead`): self-training: fit, add the unlabelled
   rows predicted with probability >= ``threshold``, refit, until none is added.
 
@@ -45,7 +36,7 @@ from sklearn.utils.validation import validate_data
 
 from embedkit.heads._params import ITERATIONS, OPEN_FRACTION, SEED, Interval, Options, check_params
 from embedkit.heads._validation import check_fitted, encode_labels
-from embedkit.heads.graph import feature_graph, knn_graph, unit_rows
+from embedkit.heads.graph import feature_graph
 from embedkit.heads.spreading import balance_scores, one_hot, spread_operator
 
 BASES = ("logreg", "sgd", "ridge", "svm", "knn", "centroid")  # supervised scikit-learn heads
@@ -131,13 +122,6 @@ class LabelSpreadingHead(_SemiHead):
         At most this many unlabelled rows (a random sample) join the graph.
     max_iter : int
         Conjugate-gradient iterations per class.
-    refine : bool
-        Spread a second time, over a kNN graph of the rows' log-probabilities under the
-        head fitted on the first pass, average the two passes' scores, and refit
-        (``refined_``); not after ``graph_ == "none"``. Off by default: no
-        cross-validation chooses it yet; over 5 seeds it helped on fortunes/MiniLM, was
-        about even on Fashion-MNIST and digits through Lite0, and it hurt on
-        overlapping synthetic blobs, where the first head is weak.
     random_state : int or None
         Seed of the sample of unlabelled rows and of ``base``.
     """
@@ -151,7 +135,6 @@ class LabelSpreadingHead(_SemiHead):
         "alpha": [OPEN_FRACTION, Options(("auto",))],
         "max_unlabelled": [Interval(int, 0, 10**8)],
         "max_iter": [ITERATIONS],
-        "refine": [bool],
         "random_state": SEED,
     }
 
@@ -166,7 +149,6 @@ class LabelSpreadingHead(_SemiHead):
         alpha: float | str = "auto",
         max_unlabelled: int = 20_000,
         max_iter: int = 20,
-        refine: bool = False,
         random_state: int | None = None,
     ):
         self.base = base
@@ -177,7 +159,6 @@ class LabelSpreadingHead(_SemiHead):
         self.alpha = alpha
         self.max_unlabelled = max_unlabelled
         self.max_iter = max_iter
-        self.refine = refine
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -219,26 +200,7 @@ class LabelSpreadingHead(_SemiHead):
             spread[:n_lab] = y_index  # the given labels stay
         self.n_spread_ = int(len(rows) - n_lab)
         self.head_ = self._base().fit(X[rows], self.classes_[spread])
-        self.refined_ = bool(self.refine and self.graph_ != "none")
-        if self.refined_:
-            spread = self._refined(X[rows], F, y_index).argmax(1)
-            spread[:n_lab] = y_index
-            self.head_ = self._base().fit(X[rows], self.classes_[spread])
         return self
-
-    def _refined(self, X: np.ndarray, F: np.ndarray, y_index: np.ndarray) -> np.ndarray:
-        """Scores (M, K): ``F`` averaged with a second spreading over the head's own view.
-
-        The graph of the second pass joins rows whose log-probabilities under ``head_``
-        (fitted on the first pass's labels) are alike: a (M, K) view that keeps what
-        separates the classes and drops what does not.
-        """
-        logp = np.log(np.clip(self.head_.predict_proba(X), 1e-12, 1.0))  # (M, K)
-        logp -= logp.mean(1, keepdims=True)  # logits up to each row's constant
-        # A one-off graph (these rows' own view): built directly, not memoised.
-        W = knn_graph(unit_rows(logp.astype(np.float32), center=True), self.n_neighbors)
-        G = self._operator(W, self.alpha_)(one_hot(y_index, F.shape[1], len(X)))
-        return balance_scores((F + G) / 2, self.balance_, y_index)
 
     def _choices(self, y_index: np.ndarray, k: int) -> tuple[str, ...]:
         """The graphs to score: ``auto``'s three, unless a class has too few labels to."""

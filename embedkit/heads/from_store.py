@@ -45,7 +45,7 @@ from embedkit.heads._progress import epoch_progress
 from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.rows import select_rows
-from embedkit.heads.tapsets import JOIN, TapJoin, parse_tap_set, read_taps, tap_set_name
+from embedkit.heads.tapsets import JOIN, TapJoin, loop_taps, parse_tap_set, read_taps, tap_set_name
 from embedkit.heads.train_record import TrainRecord, class_name, feature_record
 from embedkit.store import FeatureStore
 
@@ -91,6 +91,7 @@ def train_on_store(
         parts = {"train": rows.train, "val": rows.val, "test": rows.test}
         if head_record(head_name).semi:  # the unlabelled training rows (-1) join its fit
             parts["train"] = np.union1d(rows.train, rows.unlabelled)
+            taps = loop_taps(fs, parts["train"], tap)  # by default, the taps select reads
         join = None
         if len(taps) > 1:  # statistics of the train rows only
             join = TapJoin.fit(taps, [fs.features(t, rows=parts["train"]) for t in taps])

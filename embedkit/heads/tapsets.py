@@ -39,6 +39,8 @@ JOIN = "+"  # joins the taps of one set: "blocks.14+pool"
 ALL_TAPS = "all"  # every tap of the store alone, by depth (see depth_order)
 ALL_JOINED = "joined"  # every tap of the store joined into one set, by depth
 _MIN_STD = 1e-6  # a feature with a smaller spread (e.g. a dead channel) is only centred
+AGREE = 0.5  # loop_taps: the share of kNN lists a tap must have in common with the default tap's
+_AGREE_ROWS, _AGREE_K = 2000, 10  # loop_taps: rows sampled, neighbours compared per row
 
 
 def tap_set_name(taps: Sequence[str]) -> str:
@@ -186,6 +188,40 @@ def read_taps(fs, taps: Sequence[str], rows=None, *, join: TapJoin | None = None
     if join is None:
         raise UserInputError(f"tap set {tap_set_name(taps)!r} needs its TapJoin statistics")
     return join.transform([fs.features(tap, rows=rows) for tap in taps])
+
+
+def read_joined(fs, taps: Sequence[str], fit_rows, *row_sets) -> tuple:
+    """``(join, [features of each of row_sets])``: taps joined by ``fit_rows``' statistics.
+
+    ``join`` is None for one tap (read as stored, flattened).
+    """
+    join = TapJoin.fit(taps, [fs.features(t, rows=fit_rows) for t in taps]) if taps[1:] else None
+    return join, [read_taps(fs, taps, rows, join=join) for rows in row_sets]
+
+
+def loop_taps(fs, rows, tap: str | None = None) -> tuple[str, ...]:
+    """The taps the labelling loop reads: ``select``, ``bench --labelling``, semi heads' ``train``.
+
+    ``tap`` when given; by default the store's default tap joined with each other vector
+    tap whose rows' 10 nearest neighbours share at least :data:`AGREE` with the default
+    tap's (on at most 2,000 of ``rows``; no labels). docs/labelling.md has the figures.
+    """
+    from embedkit.heads.graph import knn, unit_rows
+
+    if tap is not None:
+        return parse_tap_set(tap, fs.taps, store=fs.path)
+    others = [t for t in fs.taps[1:] if len(fs.tap_info(t).shape) == 1]  # vectors, not maps
+    if not others or len(rows) <= _AGREE_K:
+        return (fs.default_tap,)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(np.asarray(rows), min(len(rows), _AGREE_ROWS), replace=False))
+
+    def near(t: str) -> np.ndarray:  # (S, k) each sampled row's nearest neighbours
+        return knn(unit_rows(fs.features(t, rows=sample), center=True), _AGREE_K)[1]
+
+    first = near(fs.default_tap)[:, :, None]  # (S, k, 1)
+    keep = {t for t in others if (first == near(t)[:, None, :]).any(2).mean() >= AGREE}
+    return tuple(t for t in depth_order(fs.taps) if t in keep or t == fs.default_tap)
 
 
 def _rows(X: np.ndarray) -> np.ndarray:

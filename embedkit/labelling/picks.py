@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.errors import UserInputError
+from embedkit.heads.tapsets import loop_taps, read_joined
 from embedkit.labelling.items import ItemSource, item_sources
 from embedkit.labelling.strategies import Selection, select
 from embedkit.rows.splits import split_roles
@@ -76,7 +77,7 @@ def select_store(
         if not len(pool):
             raise UserInputError(f"{store}: every row is in the test or val split; nothing to pick")
         labels = fs.labels(pool) if fs.has_labels else np.full(len(pool), -1)
-        X = fs.features(tap, rows=pool).reshape(len(pool), -1)  # (P, D)
+        X = read_joined(fs, loop_taps(fs, pool, tap), pool, pool)[1][0]  # (P, D)
         ids, names, provenance = fs.ids(pool), fs.label_names, fs.provenance
     how = select(X, labels, budget, strategy=strategy, seed=seed, head=head, record=record)
     guesses, confidence = [""] * budget, [None] * budget

@@ -167,21 +167,6 @@ def test_balance_scores_meets_the_class_shares():
     assert balance_scores(F, "none", np.array([0])) is F
 
 
-def test_refine_spreads_again_over_the_heads_view(few_labels):
-    """refine=True spreads a second time, over a graph of the first head's
-    log-probabilities, and refits; the graph and balance chosen stay. Off by default (on
-    these overlapping blobs it labels fewer rows right), and graph='none' has nothing
-    to refine."""
-    X, y, y_few, _ = few_labels
-    once = make_head("spread", random_state=0).fit(X, y_few)
-    twice = make_head("spread", refine=True, random_state=0).fit(X, y_few)
-    assert twice.refined_ and not once.refined_
-    assert (twice.graph_, twice.balance_) == (once.graph_, once.balance_)
-    assert not np.allclose(twice.predict_proba(X), once.predict_proba(X))
-    alone = make_head("spread", graph="none", refine=True, random_state=0).fit(X, y_few)
-    assert not alone.refined_
-
-
 def test_auto_can_skip_the_graph_choice_for_a_class_of_two_labels(few_labels):
     """Under min_cv_labels labels in a class the folds are noise: auto takes centre."""
     X, _, y_few, _ = few_labels  # 2 labels per class

@@ -143,3 +143,32 @@ def test_progress_prints_plain_lines_during_a_fit(two_tap_store):
         "[train] epoch 3/3",
     ]
     assert all("val accuracy" in x and "\r" not in x for x in lines)
+
+
+def test_the_labelling_loop_joins_the_taps_whose_neighbours_agree(tmp_path):
+    """``loop_taps``: the default tap and a rotated, noisy copy of it join; noise stays out.
+
+    ``select``, ``bench --labelling`` and a semi head's ``train`` read that set by default.
+    """
+    from sklearn.datasets import make_blobs
+
+    from embedkit.heads.tapsets import loop_taps
+    from embedkit.labelling.picks import select_store
+
+    X, y = make_blobs(400, 16, centers=4, random_state=0)
+    rng = np.random.default_rng(0)
+    near = X @ np.linalg.qr(rng.normal(size=(16, 16)))[0] + rng.normal(0, 0.1, X.shape)
+    taps = {"final": X, "noise": rng.normal(size=(400, 8)), "near": near}
+    labels = np.where(np.arange(400) % 20 == 0, y, -1)  # 20 labelled rows
+    path = tmp_path / "three.h5"
+    from_arrays(path, {k: v.astype(np.float32) for k, v in taps.items()}, labels).close()
+    with FeatureStore(path) as fs:
+        assert loop_taps(fs, np.arange(400)) == ("near", "final")  # depth order, default last
+        assert loop_taps(fs, np.arange(400), "noise") == ("noise",)  # a given tap wins
+    record = train_on_store(path, "spread", tmp_path / "h", val=0.0)
+    assert record.tap == "near+final" and record.join is not None
+    assert train_on_store(path, "logreg", tmp_path / "l", val=0.0).tap == "final"  # as before
+    picks, how = select_store(path, 4, strategy="typical")
+    assert len(picks) == 4 and how.strategy == "typical"
+    with from_arrays(tmp_path / "one.h5", X.astype(np.float32)) as fs:
+        assert loop_taps(fs, np.arange(400)) == ("features",)
