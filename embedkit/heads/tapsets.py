@@ -213,8 +213,7 @@ def loop_taps(fs, rows, tap: str | None = None) -> tuple[str, ...]:
     others = [t for t in fs.taps[1:] if len(fs.tap_info(t).shape) == 1]  # vectors, not maps
     if not others or len(rows) <= _AGREE_K:
         return (fs.default_tap,)
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(np.asarray(rows), min(len(rows), _AGREE_ROWS), replace=False))
+    sample = np.sort(np.random.default_rng(0).choice(rows, min(len(rows), _AGREE_ROWS), False))
 
     def near(t: str) -> np.ndarray:  # (S, k) each sampled row's nearest neighbours
         return knn(unit_rows(fs.features(t, rows=sample), center=True), _AGREE_K)[1]
