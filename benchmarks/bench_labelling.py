@@ -105,18 +105,10 @@ def quality(seeds: int, sets: list[str]) -> None:
 def all_labels(name: str) -> dict:
     """Logreg on every pool label, on the loop's taps: the goal's reference (5 points)."""
     from embedkit.heads import make_head
-    from embedkit.heads.rows import select_rows
-    from embedkit.heads.tapsets import loop_taps, read_joined, tap_set_name
-    from embedkit.store import FeatureStore
 
-    with FeatureStore(STORES[name]) as fs:
-        rows = select_rows(fs, test=0.2)
-        pool = np.union1d(rows.train, rows.val)
-        taps = loop_taps(fs, pool)
-        X, X_test = read_joined(fs, taps, pool, pool, rows.test)[1]
-        y, y_test = fs.labels(pool), fs.labels(rows.test)
+    X, y, X_test, y_test, taps = pool_and_test(name)
     accuracy = float(make_head("logreg", random_state=0).fit(X, y).score(X_test, y_test))
-    out = {"taps": tap_set_name(taps), "pool": len(pool), "accuracy": accuracy}
+    out = {"taps": taps, "pool": len(y), "accuracy": accuracy}
     (RUNS / name / "all_labels.json").write_text(json.dumps(out))
     print(name, out, flush=True)
     return out
@@ -196,16 +188,21 @@ def speed() -> None:
 
 # -- peers ---------------------------------------------------------------------------
 def pool_and_test(name: str):
-    """The pool (every labelled non-test row) and test rows of a set, as bench splits them."""
+    """Pool (every labelled non-test row) and test rows of a set as bench splits and reads them.
+
+    On the loop's taps (:func:`embedkit.heads.tapsets.loop_taps`); the last item names them.
+    """
     from embedkit.heads.rows import select_rows
+    from embedkit.heads.tapsets import loop_taps, read_joined, tap_set_name
     from embedkit.store import FeatureStore
 
     with FeatureStore(STORES[name]) as fs:
         rows = select_rows(fs, test=0.2)
         pool = np.union1d(rows.train, rows.val)
-        X, y = fs.features(rows=pool), fs.labels(pool)
-        X_test, y_test = fs.features(rows=rows.test), fs.labels(rows.test)
-    return X.reshape(len(X), -1), y, X_test.reshape(len(X_test), -1), y_test
+        taps = loop_taps(fs, pool)
+        X, X_test = read_joined(fs, taps, pool, pool, rows.test)[1]  # (P, D), (T, D)
+        y, y_test = fs.labels(pool), fs.labels(rows.test)
+    return X, y, X_test, y_test, tap_set_name(taps)
 
 
 PEER_STRATEGIES = ("UncertaintySampling-margin_sampling", "TypiClust",
@@ -223,7 +220,7 @@ def peers(seeds: int, sets: list[str]) -> None:
     budgets = (1, 2, 5, 10, 20)
     result = {}
     for name in sets:
-        X, y, X_test, y_test = pool_and_test(name)
+        X, y, X_test, y_test, result[f"{name}/taps"] = pool_and_test(name)
         k = len(np.unique(y))
         for strategy in PEER_STRATEGIES:
             cls_name, _, method = strategy.partition("-")
@@ -290,7 +287,7 @@ def guard(seeds: int, sets: list[str]) -> None:
         rows = json.loads(path.read_text()) if path.exists() else []
         done = {(r["seed"], r["budget"]): r for r in rows}  # a re-run resumes
         found = []
-        X, y, X_test, y_test = pool_and_test(name)
+        X, y, X_test, y_test, _ = pool_and_test(name)
         k = len(np.unique(y))
         for seed in range(seeds):
             labels = np.full(len(y), -1)
@@ -318,7 +315,8 @@ def guard_lines() -> list[str]:
     """Mean accuracy per set and budget of spread with auto and each fixed choice."""
     found = [r for path in sorted(RUNS.glob("guard-*.json")) for r in json.loads(path.read_text())]
     cols = list(GUARD_HEADS)
-    lines = ["", "### spread at few labels (typical picks; mean over the seeds run)", "",
+    lines = ["", "### spread at few labels (typical picks on the loop's taps; mean over the seeds "
+             "run)", "",
              "| set | labels/class | seeds | seeds with a class under 3 labels | "
              + " | ".join(cols) + " |", "|---|---:|---:|---:|" + "---:|" * len(cols)]  # fmt: skip
     for name in dict.fromkeys(r["set"] for r in found):
@@ -466,9 +464,13 @@ def report() -> None:
     lines += ablation_lines()
     peers_path = RUNS / "peers.json"
     if peers_path.exists():
+        peers_run = json.loads(peers_path.read_text())
+        taps = {k: v for k, v in peers_run.items() if k.endswith("/taps")}
         lines += ["", "### scikit-activeml (logreg, same features, budgets, seeds)", "",
+                  "Taps: " + (", ".join(f"{k[:-5]} {v}" for k, v in taps.items()) or "each "
+                  "store's default tap (run before the loop read the loop's taps)"), "",
                   "| set / strategy | 5/class | 10/class |", "|---|---:|---:|"]  # fmt: skip
-        for key, accs in json.loads(peers_path.read_text()).items():
+        for key, accs in ((k, v) for k, v in peers_run.items() if k not in taps):
             cells = [f"{m:.3f} ± {h:.3f}" for m, h in (_t(accs[str(b)] if str(b) in accs
                                                        else accs[b]) for b in (5, 10))]  # fmt: skip
             lines.append(f"| {key} | {' | '.join(cells)} |")
