@@ -54,7 +54,7 @@ def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
       ``OUTLIER_RATIO`` times) split into scaled copies within that limit, their weight
       rows repeated (:func:`split_outliers`); the FFN output's outlier hidden channels
       are computed beside it in float32 (LLM.int8()'s decomposition, channels fixed at
-      export);
+      export); attention scores in int8 too (:func:`scores_int8`), GELU as FastGelu;
     - ``dynamic+ffn-blocks``: the same, except the FFN output projections (fed by GELU,
       whose outputs reach |x| ~ 100 in mpnet) get ``MatMulNBits``: 8-bit weights and
       activations in blocks of 32 per row, so an outlier spoils only its own block;
@@ -87,7 +87,8 @@ def schemes(model: onnx.ModelProto, calibration: Feeds = ()) -> list[Scheme]:
     ]
     if calibration:
         about = (f"dynamic int8; outlier channels (over {OUTLIER_RATIO:g}x the median peak, "
-                 f"inputs over {SPLIT_RATIO:g}x) split into copies, GELU's in fp32")  # fmt: skip
+                 f"inputs over {SPLIT_RATIO:g}x) split into copies, GELU's in fp32; "
+                 "Q.K^T int8; FastGelu")  # fmt: skip
         found.insert(1, Scheme("dynamic+split", about, lambda m: _dynamic_split(m, calibration)))
     return found
 
@@ -302,7 +303,60 @@ def _dynamic(model: onnx.ModelProto, exclude: tuple[str, ...] = ()) -> onnx.Mode
 def _dynamic_split(model: onnx.ModelProto, calibration: Feeds) -> onnx.ModelProto:
     model = split_outliers(model, channel_peaks(model, calibration))
     sides = tuple(n.name for n in model.graph.node if n.name.endswith("/outliers"))
-    return _dynamic(model, exclude=sides)
+    model = scores_int8(_dynamic(model, exclude=sides))
+    for node in model.graph.node:  # tanh GELU: 20% faster, within the gate like the int8
+        node.op_type = "FastGelu" if node.op_type == "BiasGelu" else node.op_type
+    return model
+
+
+def scores_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Attention scores ``Q @ K^T`` (a MatMul of two computed tensors not fed by Softmax)
+    in dynamic int8: each side quantised per tensor before the Transpose feeding it (which
+    then moves uint8), and one float scale that takes in a following Div by a constant
+    (1/sqrt(d)). ``P @ V`` stays float32: uint8 softmax weights drift too far."""
+    model = _named(model)  # a copy
+    made = {n.output[0]: n for n in model.graph.node}
+    uses = collections.Counter(i for n in model.graph.node for i in n.input)
+    reader = {i: n for n in model.graph.node for i in n.input}
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    drop, new, folded = set(), {}, set()
+    for node in model.graph.node:
+        src = [made.get(i) for i in node.input]  # None for weights and graph inputs
+        if node.op_type != "MatMul" or not all(src) or src[0].op_type == "Softmax":
+            continue
+        p = y = node.output[0]
+        div, scale = reader[y] if uses[y] == 1 else node, np.float32(1)
+        if div.op_type == "Div" and div.input[1] in weights:
+            drop.add(y := div.output[0])
+            folded.add(div.input[1])
+            scale = (1 / weights[div.input[1]]).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(scale, f"{p}/alpha"))
+        new[p] = []
+        for i, x in enumerate(node.input):  # (..., M, K) x (..., K, N)
+            t = src[i] if src[i].op_type == "Transpose" and uses[x] == 1 else None
+            q = [f"{p}/q{i}" + "/pre" * bool(t), f"{p}/s{i}", f"{p}/z{i}"]
+            new[p].append(helper.make_node("DynamicQuantizeLinear", [t.input[0] if t else x], q))
+            if t is not None:  # quantise, then transpose uint8
+                drop.add(t.output[0])
+                new[p].append(helper.make_node("Transpose", q[:1], [f"{p}/q{i}"]))
+                new[p][-1].attribute.extend(t.attribute)
+        new[p] += [  # -> (..., M, N) int32 -> float32 * s0 * s1 * alpha
+            helper.make_node("MatMulInteger", [f"{p}/q0", f"{p}/q1", f"{p}/z0", f"{p}/z1"],
+                             [f"{p}/i"]),
+            helper.make_node("Cast", [f"{p}/i"], [f"{p}/f"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{p}/s0", f"{p}/s1"], [f"{p}/s"]),
+            helper.make_node("Mul", [f"{p}/s", f"{p}/alpha"], [f"{p}/scale"]),
+            helper.make_node("Mul", [f"{p}/f", f"{p}/scale"], [y]),
+        ]  # fmt: skip
+    kept = [m for n in model.graph.node if n.output[0] not in drop
+            for m in new.get(n.output[0], [n])]  # fmt: skip
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    used = {i for n in kept for i in n.input}  # the folded divisors go
+    keep = [i for i in model.graph.initializer if i.name in used or i.name not in folded]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return _named(model)  # names the new nodes
 
 
 def _dynamic_ffn_blocks(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -181,7 +181,7 @@ def test_outlier_gelu_channels_are_zeroed_before_gelu_and_computed_beside():
     scheme = next(s for s in schemes(model, [{"x": x}]) if s.name == "dynamic+split")
     built = scheme.build(model)
     byname = {n.name: n for n in built.graph.node}
-    hidden = next(n.output[0] for n in built.graph.node if n.op_type == "BiasGelu"
+    hidden = next(n.output[0] for n in built.graph.node if n.op_type == "FastGelu"
                   and not n.name.endswith("/gelu"))  # fmt: skip
     assert not any(n.op_type == "Mul" and hidden in n.input for n in built.graph.node)
     side = sorted(k for k in byname if k.endswith("/outliers"))
@@ -195,3 +195,40 @@ def test_outlier_gelu_channels_are_zeroed_before_gelu_and_computed_beside():
     got, want = got.reshape(-1, 8), want.reshape(-1, 8)
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() > 0.99
+
+
+def test_attention_scores_run_in_int8_and_softmax_weights_in_float():
+    """``softmax(Q @ K^T / 8) @ V``: the scores' MatMul becomes ``MatMulInteger`` (its
+    inputs quantised before their Transposes, the Div folded into its scale); ``P @ V``
+    stays a float MatMul; the output stays within int8 drift of the float graph."""
+    import onnxruntime as ort
+
+    from embedkit.backbones.int8 import scores_int8
+
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    graph = helper.make_graph([
+        helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1, 3]),  # (n, 2, 5, 8)
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]),  # (n, 2, 8, 5)
+        helper.make_node("MatMul", ["qt", "kt"], ["scores"]),
+        helper.make_node("Div", ["scores", "root"], ["scaled"]),
+        helper.make_node("Softmax", ["scaled"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+    ], "attention", [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, ["n", 5, 2, 8])
+                     for x in "qk"] + [helper.make_tensor_value_info(
+                         "v", onnx.TensorProto.FLOAT, ["n", 2, 5, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(8.0, np.float32), "root")])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    built = scores_int8(model)
+    ops = [n.op_type for n in built.graph.node]
+    assert ops.count("MatMulInteger") == 1 and ops.count("MatMul") == 1  # P @ V in float
+    assert "Div" not in ops and ops.count("DynamicQuantizeLinear") == 2
+    moved = [n for n in built.graph.node if n.op_type == "Transpose"]
+    assert all(n.input[0].endswith("/pre") for n in moved)  # uint8 moves, not float
+    rng = np.random.default_rng(0)
+    feeds = {x: rng.standard_normal((3, 5, 2, 8)).astype(np.float32) for x in "qk"}
+    feeds["v"] = rng.standard_normal((3, 2, 5, 8)).astype(np.float32)
+    got, want = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                 .run(None, feeds)[0].reshape(-1, 8) for m in (built, model))  # fmt: skip
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.99 and np.abs(got - want).max() > 0  # quantised, and close
