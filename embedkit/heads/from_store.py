@@ -45,7 +45,14 @@ from embedkit.heads._progress import epoch_progress
 from embedkit.heads._validation import check_finite_parts
 from embedkit.heads.registry import STREAMING_HEADS, head_record, make_head
 from embedkit.heads.rows import select_rows
-from embedkit.heads.tapsets import JOIN, TapJoin, loop_taps, parse_tap_set, read_taps, tap_set_name
+from embedkit.heads.tapsets import (
+    JOIN,
+    loop_taps,
+    parse_tap_set,
+    read_joined,
+    read_taps,
+    tap_set_name,
+)
 from embedkit.heads.train_record import TrainRecord, class_name, feature_record
 from embedkit.store import FeatureStore
 
@@ -92,14 +99,10 @@ def train_on_store(
         if head_record(head_name).semi:  # the unlabelled training rows (-1) join its fit
             parts["train"] = np.union1d(rows.train, rows.unlabelled)
             taps = loop_taps(fs, parts["train"], tap)  # by default, the taps select reads
-        join = None
-        if len(taps) > 1:  # statistics of the train rows only
-            join = TapJoin.fit(taps, [fs.features(t, rows=parts["train"]) for t in taps])
+        # several taps: joined by the statistics of the train rows only
         flat = not head.spatial_input
-        data = {
-            name: (read_taps(fs, taps, rows_, join=join, flatten=flat), labels[rows_])
-            for name, rows_ in parts.items()
-        }
+        join, feats = read_joined(fs, taps, parts["train"], *parts.values(), flatten=flat)
+        data = {name: (X, labels[r]) for (name, r), X in zip(parts.items(), feats)}
         check_finite_parts(fs, tap_set_name(taps), data, parts)
         label_names = fs.label_names
         tap_infos, features = feature_record(fs, taps, Path(store))

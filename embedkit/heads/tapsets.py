@@ -190,13 +190,20 @@ def read_taps(fs, taps: Sequence[str], rows=None, *, join: TapJoin | None = None
     return join.transform([fs.features(tap, rows=rows) for tap in taps])
 
 
-def read_joined(fs, taps: Sequence[str], fit_rows, *row_sets) -> tuple:
+def read_joined(fs, taps: Sequence[str], fit_rows, *row_sets, flatten: bool = True) -> tuple:
     """``(join, [features of each of row_sets])``: taps joined by ``fit_rows``' statistics.
 
-    ``join`` is None for one tap (read as stored, flattened).
+    ``join`` is None for one tap (read as stored, see :func:`read_taps`). The fit rows are
+    read once: a row set that *is* ``fit_rows`` reuses them.
     """
-    join = TapJoin.fit(taps, [fs.features(t, rows=fit_rows) for t in taps]) if taps[1:] else None
-    return join, [read_taps(fs, taps, rows, join=join) for rows in row_sets]
+    if not taps[1:]:
+        return None, [read_taps(fs, taps, rows, flatten=flatten) for rows in row_sets]
+    fitted = [fs.features(t, rows=fit_rows) for t in taps]
+    join = TapJoin.fit(taps, fitted)
+    return join, [
+        join.transform(fitted) if rows is fit_rows else read_taps(fs, taps, rows, join=join)
+        for rows in row_sets
+    ]
 
 
 def loop_taps(fs, rows, tap: str | None = None) -> tuple[str, ...]:
