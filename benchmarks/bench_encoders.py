@@ -7,8 +7,10 @@
 Each backbone is exported as the registry does it (default multi-depth taps, fused) in
 fp32 and int8 (the fastest int8 scheme that passes the drift gate on the 320 verification
 texts; the scheme is printed below the table). The first ``--texts`` fortunes of the reference
-split, tokenised by the graph's own tokenizer in batches of 32 (padded per batch, in file
-order, as ``extract`` does), then run through every variant at every ``--threads``
+split, tokenised and batched as ``extract`` does it (``embedkit.extract.batching``: sorted
+by length, each batch within 32 x the mean token count, padded to its longest; with
+``--file-order``, 32 texts per batch in file order instead, as this script did before),
+then run through every variant at every ``--threads``
 count in the same run; rounds interleave the variants so that load from other
 jobs hits them alike, and the table shows the median round. Drift: per text, the lowest
 cosine over the taps between int8 and fp32 (fp32 ONNX is within 3e-7 of torch).
@@ -59,30 +61,28 @@ def scheme_graphs(name: str, fp32: Path, models: Path) -> dict:
 
 
 def session(path: Path, threads: int):
+    """A CPU session as extract makes it (``session_kwargs``: layer norms left unfused)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from embedkit.contract import session_kwargs
+
+    options, cpu = ort.SessionOptions(), ["CPUExecutionProvider"]
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=cpu, **session_kwargs(cpu))
 
 
-def batches(texts: list[str], meta: dict, size: int) -> list[dict[str, np.ndarray]]:
-    """Tokenise with the graph's tokenizer; pad each batch to its longest item."""
-    from tokenizers import Tokenizer
+def batches(texts: list[str], path: Path, size: int, file_order: bool = False) -> list[dict]:
+    """The feeds ``extract`` makes of ``texts`` for the graph at ``path``: tokenised once,
+    bucketed by length within ``size`` x the mean token count (``file_order``: ``size``
+    texts per batch in file order), each batch padded to its longest item."""
+    from embedkit.extract.batching import fixed_batches, plan_batches
+    from embedkit.extract.model import load_model
+    from embedkit.extract.preprocess import make_preprocessor
 
-    tok = Tokenizer.from_str(meta["embedkit.tokenizer"])
-    tok.enable_padding()
-    inputs = meta["embedkit.preprocess"]["inputs"]
-    out = []
-    for lo in range(0, len(texts), size):
-        enc = tok.encode_batch(texts[lo : lo + size])
-        feeds = {
-            "input_ids": np.array([e.ids for e in enc], np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
-            "token_type_ids": np.array([e.type_ids for e in enc], np.int64),
-        }
-        out.append({k: feeds[k] for k in inputs})
-    return out
+    pre = make_preprocessor(load_model(path), "text", "fortunes")
+    plan = plan_batches(np.arange(len(texts)), size, texts=texts, pre=pre)
+    rows = fixed_batches(len(texts), size) if file_order else plan.batches
+    return [plan.feed(r.tolist(), pre) for r in rows]
 
 
 def cosines(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
@@ -144,6 +144,8 @@ def write(args, lines: list[str], record: dict | None = None) -> None:
            "speed": not args.no_speed, "bench": not args.no_bench}  # fmt: skip
     if args.backbones != "minilm,mpnet" or args.schemes or args.graph:
         key.update(backbones=args.backbones, schemes=args.schemes)
+    if args.file_order:
+        key["file_order"] = True
     if args.graph:
         key["graphs"] = [g.split("=", 1)[0] for g in args.graph]
     old = "results/encoders.md" if args.full_run else None  # what a default run replaces
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", default="1,2", help="intra-op thread counts, e.g. 1,2")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--file-order", action="store_true",
+                        help="--batch texts per batch in file order, not extract's")  # fmt: skip
     parser.add_argument("--models", default=str(REPO / "models" / "bench"))
     parser.add_argument("--data", default=str(DATA), help="fortunes JSONL (id, text, label)")
     parser.add_argument("--export-only", action="store_true", help="export, do not time")
@@ -174,7 +178,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="BACKBONE:LABEL=PATH",
-        help="also time this graph beside BACKBONE's, e.g. an older int8 export",
+        help="also time this graph beside BACKBONE's, e.g. mpnet:'int8 before'=OLD.onnx",
     )
     args = parser.parse_args()
     args.full_run = vars(args) == vars(parser.parse_args([]))
@@ -207,10 +211,11 @@ def main() -> None:
         for spec in args.graph:  # BACKBONE:LABEL=PATH
             graph, path = spec.split("=", 1)
             if graph.split(":", 1)[0] == name:
-                variants[(name, f"int8 {graph.split(':', 1)[1]}")] = Path(path)
+                variants[(name, graph.split(":", 1)[1])] = Path(path)
     if args.export_only:
         return
-    feeds = {key: batches(texts, read_metadata(path), args.batch) for key, path in variants.items()}
+    feeds = {key: batches(texts, path, args.batch, args.file_order)
+             for key, path in variants.items()}  # fmt: skip
     counts = [int(t) for t in str(args.threads).split(",")]
     start_load = os.getloadavg()[0]
     speeds: dict = {}  # (threads, backbone, precision) -> texts/s per round
@@ -229,8 +234,11 @@ def main() -> None:
                 outputs[key] = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     load = os.getloadavg()
     extra = (f" --backbones {args.backbones}" * (args.backbones != "minilm,mpnet")
-             + " --schemes" * args.schemes
+             + " --schemes" * args.schemes + " --file-order" * args.file_order
              + "".join(f" --graph {g.split('=', 1)[0]}=PATH" for g in args.graph))  # fmt: skip
+    batching = (f"{args.batch} per batch in file order" if args.file_order else
+                "bucketed by length as extract does (each batch within "
+                f"{args.batch} x the mean token count)")  # fmt: skip
     lines = [
         f"Machine: {len(os.sched_getaffinity(0))} CPU cores, no GPU, Python "
         f"{platform.python_version()}, {args.threads} intra-op threads (each timed in this "
@@ -240,8 +248,8 @@ def main() -> None:
         f"`.venv/bin/python benchmarks/bench_encoders.py --texts {args.texts} --rounds "
         f"{args.rounds} --threads {args.threads}{extra}` (under `flock` on the bench lock).",
         "",
-        f"The first {len(texts):,} fortunes of the reference split, batch {args.batch} in "
-        "file order, each graph's default taps (MiniLM: last + layer.0-4, 384-d; mpnet: "
+        f"The first {len(texts):,} fortunes of the reference split, {batching}, each "
+        "graph's default taps (MiniLM: last + layer.0-4, 384-d; mpnet: "
         "last + layer.5/7/8/9/10, 768-d), all mean pooled and L2-normed.",
         "",
         "| backbone | precision | threads | texts/s (median) | s per 1,000 texts | vs its fp32 "

@@ -43,7 +43,8 @@ def main() -> None:
     rows.sort(key=lambda r: len(r["text"]))  # batches of similar length, as extract's
     meta = read_metadata(args.model)
     sess = session(Path(args.model), 2)
-    got = [sess.run(None, feed) for feed in batches([r["text"] for r in rows], meta, 32)]
+    feeds = batches([r["text"] for r in rows], Path(args.model), 32, file_order=True)  # sorted
+    got = [sess.run(None, feed) for feed in feeds]
     outputs = [np.concatenate([g[i] for g in got]) for i in range(len(got[0]))]
     with h5py.File(args.store, "r") as f:
         index = {i.decode() if isinstance(i, bytes) else i: n for n, i in enumerate(f["ids"])}

@@ -40,6 +40,27 @@ TOKEN_POOLINGS = ("none", "mean", "cls", "lasttoken")  # (N, L, D) token states
 POOLINGS = (*SPATIAL_POOLINGS, *TOKEN_POOLINGS[1:])
 
 
+def session_kwargs(providers: list[str]) -> dict[str, Any]:
+    """Extra ``onnxruntime.InferenceSession`` arguments for a session on ``providers``.
+
+    On the CPU, onnxruntime's ``SkipLayerNormFusion`` is turned off: its fused CPU
+    kernel ran 4x slower than the ``Add`` + ``LayerNormalization`` it replaces
+    (onnxruntime 1.32, 10,881 x 768 floats, 1 thread: 41.6 ms against 9.8 ms), so
+    exported text encoders keep their layer norms unfused and every embedkit CPU session
+    (export's checks, extract, predict) leaves them so (docs/backbones.md). CUDA keeps
+    the fusion.
+
+    Examples
+    --------
+    >>> session_kwargs(["CPUExecutionProvider"])
+    {'disabled_optimizers': ['SkipLayerNormFusion']}
+    >>> session_kwargs(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    {}
+    """
+    cpu = providers[:1] == ["CPUExecutionProvider"]
+    return {"disabled_optimizers": ["SkipLayerNormFusion"]} if cpu else {}
+
+
 @dataclass(frozen=True)
 class Tap:
     """One feature set: a graph output in the ONNX metadata, a dataset in the store.

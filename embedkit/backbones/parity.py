@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from embedkit import contract as C
 from embedkit.errors import ExportError, first_line
 
 
@@ -61,9 +62,10 @@ def compare(ours: list[np.ndarray], ref: list[np.ndarray], names: list[str]) -> 
 def _cpu_session(model_bytes: bytes):
     import onnxruntime as ort
 
+    cpu = ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, options, providers=cpu, **C.session_kwargs(cpu))
 
 
 def run_ort(model_bytes: bytes, feeds: dict[str, np.ndarray], session=None) -> list[np.ndarray]:

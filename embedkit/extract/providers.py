@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit import contract as C
 from embedkit.errors import UserInputError, first_line, require
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -112,7 +113,9 @@ class Runner:
         )
         options.log_severity_level = 3  # errors only
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=self.providers)
+            self.session = ort.InferenceSession(
+                str(path), options, providers=self.providers, **C.session_kwargs(self.providers)
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = first_line(exc)
             raise UserInputError(f"{path}: onnxruntime cannot load the model ({first})") from exc

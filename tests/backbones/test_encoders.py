@@ -141,3 +141,34 @@ def test_no_stale_data_file_is_left_beside_a_new_graph(tmp_path):
     export_backbone(f"hf:{folder}", out, ["last"])
     assert not stale.exists()
     onnx.checker.check_model(str(out))
+
+
+def test_layer_norms_stay_unfused_in_embedkit_cpu_sessions(tmp_path):
+    # onnxruntime's fused CPU SkipLayerNormalization ran ~4x slower than Add + LayerNorm
+    import onnxruntime as ort
+
+    from embedkit.contract import session_kwargs
+
+    _, out, report = _export("bert", tmp_path)
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    assert "SkipLayerNormalization" not in ops and ops.count("LayerNormalization") == 2 * 3
+    assert report.verify["fusions"]["LayerNormalization"] == 2 * 3
+    cpu, fused = ["CPUExecutionProvider"], {}
+    for ours in (False, True):  # the graph each session runs, after its own optimisers
+        options, kwargs = ort.SessionOptions(), session_kwargs(cpu) if ours else {}
+        options.optimized_model_filepath = str(tmp_path / f"{ours}.onnx")
+        ort.InferenceSession(str(out), options, providers=cpu, **kwargs)
+        ran = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+        fused[ours] = ran.count("SkipLayerNormalization")
+    assert fused == {False: 2 * 3, True: 0}  # a plain session fuses them again
+
+
+def test_mpnet_adds_its_position_bias_and_mask_to_the_scores_once(tmp_path):
+    _, out, report = _export("mpnet", tmp_path)  # 3 layers
+    graph = onnx.load(out).graph
+    (shared,) = [n for n in graph.node if n.op_type == "Add" and "+" in n.name]  # made once
+    readers = [n for n in graph.node if shared.output[0] in n.input]
+    assert len(readers) == 3 and all(n.op_type == "Add" for n in readers)
+    softmax_inputs = {n.input[0] for n in graph.node if n.op_type == "Softmax"}
+    assert softmax_inputs == {n.output[0] for n in readers}  # scores + bias, then softmax
+    assert report.verify["passed"]

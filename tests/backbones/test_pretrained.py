@@ -112,7 +112,8 @@ def test_minilm_export_is_fused_and_carries_its_tokenizer(minilm_onnx):
     path = minilm_onnx
     model = onnx.load(str(path))
     ops = [node.op_type for node in model.graph.node]  # the fused graph itself
-    assert ops.count("Attention") == 6 and ops.count("SkipLayerNormalization") >= 6
+    assert ops.count("Attention") == 6 and ops.count("LayerNormalization") == 12
+    assert "SkipLayerNormalization" not in ops  # slower on the CPU: extract keeps them apart
     assert ops.count("EmbedLayerNormalization") == 1
     meta = read_metadata(path)
     assert meta["embedkit.verify"]["passed"]
