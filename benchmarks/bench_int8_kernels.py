@@ -9,6 +9,10 @@ the attention projections, 768 x 3072 FFN in, 3072 x 768 FFN out), built by the 
 functions as the export's schemes (``embedkit/backbones/int8.py``): ``dynamic``
 (DynamicQuantizeMatMul, per-tensor activations) and ``MatMulNBits`` (8-bit blocks of 32,
 int8 compute). Rounds interleave the kernels; the table shows median ratios to float32.
+A second table times the residual + layer norm after each MatMul: as export writes it now
+(``Add``, ``Add``, ``LayerNormalization``, in embedkit's CPU session, which keeps them apart:
+``embedkit.contract.session_kwargs``), and as one ``SkipLayerNormalization``, the op
+onnxruntime's transformer optimizer wrote before.
 """
 
 from __future__ import annotations
@@ -37,6 +41,58 @@ def matmul(k: int, n: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def residual_norm(fused: bool, width: int = 768) -> onnx.ModelProto:
+    """``LayerNormalization(x + bias + skip)``: one ``SkipLayerNormalization`` (``fused``),
+    else three ops, as export leaves it."""
+    rng = np.random.default_rng(2)
+    x, skip = (helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["batch", "seq", width])
+               for n in ("x", "skip"))  # fmt: skip
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    weights = [numpy_helper.from_array(rng.normal(m, 0.1, width).astype(np.float32), n)
+               for n, m in (("bias", 0), ("gamma", 1), ("beta", 0))]  # fmt: skip
+    nodes = [helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
+                              ["y"], domain="com.microsoft", epsilon=1e-5)] if fused else [
+             helper.make_node("Add", ["x", "bias"], ["xb"]),
+             helper.make_node("Add", ["xb", "skip"], ["sum"]),
+             helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["y"],
+                              axis=-1, epsilon=1e-5)]  # fmt: skip
+    graph = helper.make_graph(nodes, "norm", [x, skip], [y], weights)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+def norm_lines(args, ort, record: dict) -> list[str]:
+    """The residual + layer norm, one fused op against the three export writes now."""
+    from embedkit.contract import session_kwargs
+
+    lines = [
+        "",
+        f"Residual + layer norm of ({args.rows}, 768) floats; ratio = fused time / unfused time:",
+        "",
+        "| threads | `SkipLayerNormalization` (as exported before), ms | `Add`, `Add`, "
+        "`LayerNormalization` in embedkit's CPU session (now), ms | unfused vs fused |",
+        "| --- | --- | --- | --- |",
+    ]
+    rng, cpu = np.random.default_rng(3), ["CPUExecutionProvider"]
+    feed = {n: rng.standard_normal((1, args.rows, 768)).astype(np.float32) for n in ("x", "skip")}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        runs = {}
+        for name in ("fused", "unfused"):
+            model = residual_norm(name == "fused").SerializeToString()
+            sess = ort.InferenceSession(model, options, providers=cpu, **session_kwargs(cpu))
+            runs[name] = lambda s=sess: s.run(None, feed)
+        got = ratios(timed_rounds(runs, rounds=args.rounds, warmup=1), "fused")
+        fused, unfused = got["fused"], got["unfused"]
+        lines.append(
+            f"| {threads} | {fused['median_s'] * 1e3:.1f} | "
+            f"{unfused['median_s'] * 1e3:.1f} | **{unfused['ratio']:.2f}x** |"
+        )
+        record["norms"].append({"threads": threads, **got})
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=4096)
@@ -56,7 +112,7 @@ def main() -> None:
     ]
     x = {k: np.random.default_rng(1).standard_normal((args.rows, k)).astype(np.float32)
          for k, _ in SHAPES.values()}  # fmt: skip
-    record = {"rows": []}
+    record = {"rows": [], "norms": []}
     for threads in [int(t) for t in args.threads.split(",")]:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -77,6 +133,7 @@ def main() -> None:
             record["rows"].append({"weight": label, "threads": threads, **got})
     dyn = statistics.median(r["dynamic"]["ratio"] for r in record["rows"])
     lines += ["", f"Median over the rows: dynamic {dyn:.2f}x float32."]
+    lines += norm_lines(args, ort, record)
     text = "\n".join(lines)
     key = {"rows": args.rows, "threads": args.threads, "rounds": args.rounds}
     Records("int8_kernels").add_markdown(key, text, **record)

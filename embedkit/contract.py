@@ -44,11 +44,11 @@ def session_kwargs(providers: list[str]) -> dict[str, Any]:
     """Extra ``onnxruntime.InferenceSession`` arguments for a session on ``providers``.
 
     On the CPU, onnxruntime's ``SkipLayerNormFusion`` is turned off: its fused CPU
-    kernel ran 4x slower than the ``Add`` + ``LayerNormalization`` it replaces
-    (onnxruntime 1.32, 10,881 x 768 floats, 1 thread: 41.6 ms against 9.8 ms), so
-    exported text encoders keep their layer norms unfused and every embedkit CPU session
-    (export's checks, extract, predict) leaves them so (docs/backbones.md). CUDA keeps
-    the fusion.
+    kernel ran 2.4x-4.7x slower than the ``Add`` + ``LayerNormalization`` it replaces
+    (onnxruntime 1.32, benchmarks/bench_int8_kernels.py: 41.1 ms against 12.1 ms on
+    10,881 x 768 floats, 1 thread), so exported text encoders keep their layer norms
+    unfused and every embedkit CPU session (export's checks, extract, predict) leaves them
+    so (docs/backbones.md). CUDA keeps the fusion.
 
     Examples
     --------
